@@ -1,0 +1,29 @@
+# Jobs API developer commands. `make run` and `make test` work on a fresh machine.
+SHELL := /bin/bash
+UV ?= $(shell command -v uv 2>/dev/null || echo "$(HOME)/.local/bin/uv")
+PY := .venv/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: install run test test-unit lint bench reliability e2e-kind clean
+
+.venv/.installed: uv.lock pyproject.toml libs/*/pyproject.toml services/*/pyproject.toml
+	bash scripts/bootstrap.sh
+	$(UV) sync --frozen --all-packages
+	touch $@
+
+install: .venv/.installed ## create .venv with every package editable, from uv.lock
+
+run: install ## embedded Redis + API on 127.0.0.1:8000 + two workers
+	$(PY) scripts/run_local.py
+
+lint: install ## ruff over everything, mypy --strict on the shared library
+	.venv/bin/ruff check libs services tests scripts
+	.venv/bin/mypy --strict libs/jobs_core/src/jobs_core
+
+test-unit: install
+	.venv/bin/pytest $(PYTEST_ARGS)
+
+test: install lint test-unit ## everything CI runs
+
+clean:
+	rm -rf .venv .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,184 @@
+"""Settings read from the environment and validated once, at start."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+from urllib.parse import urlsplit
+
+from jobs_core.errors import ConfigError
+from jobs_core.keys import Keys
+
+_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw.strip())
+    except ValueError as e:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from e
+    if value < minimum:
+        raise ConfigError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float, minimum: float = 0.0) -> float:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = float(raw.strip())
+    except ValueError as e:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from e
+    if value < minimum:
+        raise ConfigError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def _name(env: Mapping[str, str], name: str, default: str) -> str:
+    value = env.get(name, "").strip() or default
+    if not _NAME.match(value):
+        raise ConfigError(f"{name} must be 1-64 characters of letters, digits, '_', '.', '-'; got {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Settings shared by the API and the worker (each reads the ones it needs)."""
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_password: str | None = None  # REDIS_PASSWORD overrides a password in REDIS_URL
+    redis_tls_ca_file: str | None = None
+    queue: str = "jobs"
+    key_prefix: str = "jobs"
+    lease_seconds: float = 15.0
+    reaper_interval_seconds: float = 5.0
+    drain_seconds: float = 25.0
+    result_ttl_seconds: int = 7 * 24 * 3600
+    record_ttl_seconds: int = 14 * 24 * 3600
+    idempotency_ttl_seconds: int = 24 * 3600
+    max_result_bytes: int = 16 * 1024 * 1024
+    retry_backoff_seconds: float = 1.0
+    retry_backoff_max_seconds: float = 300.0
+    default_max_attempts: int = 3
+    default_timeout_seconds: float = 3600.0
+    task_modules: tuple[str, ...] = ()
+    log_level: str = "INFO"
+    # worker only
+    concurrency: int = 1
+    worker_metrics_port: int | None = None
+    worker_health_file: str = "/tmp/jobs-worker.alive"
+    pod_name: str | None = None
+    pod_namespace: str | None = None
+    # API only
+    bind: str = "127.0.0.1:8000"
+    api_keys: Mapping[str, str] = field(default_factory=dict)  # key -> tenant
+    max_body_bytes: int = 1024 * 1024
+    max_pending: int = 100_000
+    max_pending_per_tenant: int = 10_000
+
+    @property
+    def keys(self) -> Keys:
+        """Key names for this namespace and queue."""
+        return Keys(self.key_prefix, self.queue)
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with some settings changed."""
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        values.update(changes)
+        return Settings(**values)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read and validate settings; raise :class:`ConfigError` with a clear message when one is bad."""
+        env = os.environ if env is None else env
+        url = env.get("REDIS_URL", "").strip() or cls.redis_url
+        parts = urlsplit(url)
+        if parts.scheme not in ("redis", "rediss", "unix"):
+            raise ConfigError(f"REDIS_URL must start with redis://, rediss:// or unix://, got {url!r}")
+        if parts.scheme != "unix" and not parts.hostname:
+            raise ConfigError(f"REDIS_URL has no host: {url!r}")
+        lease = _float(env, "JOBS_LEASE_SECONDS", cls.lease_seconds, 1.0)
+        result_ttl = _int(env, "JOBS_RESULT_TTL_SECONDS", cls.result_ttl_seconds, 1)
+        record_ttl = _int(env, "JOBS_RECORD_TTL_SECONDS", max(cls.record_ttl_seconds, result_ttl), 1)
+        if record_ttl < result_ttl:
+            raise ConfigError("JOBS_RECORD_TTL_SECONDS must be >= JOBS_RESULT_TTL_SECONDS")
+        level = env.get("JOBS_LOG_LEVEL", "INFO").strip().upper() or "INFO"
+        if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+            raise ConfigError(f"JOBS_LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, got {level!r}")
+        modules = tuple(m.strip() for m in env.get("JOBS_TASK_MODULES", "").split(",") if m.strip())
+        metrics_port = env.get("JOBS_WORKER_METRICS_PORT", "").strip()
+        return cls(
+            redis_url=url,
+            redis_password=env.get("REDIS_PASSWORD") or None,
+            redis_tls_ca_file=env.get("REDIS_TLS_CA_FILE") or None,
+            queue=_name(env, "JOBS_QUEUE", cls.queue),
+            key_prefix=_name(env, "JOBS_KEY_PREFIX", cls.key_prefix),
+            lease_seconds=lease,
+            reaper_interval_seconds=_float(
+                env, "JOBS_REAPER_INTERVAL_SECONDS", min(cls.reaper_interval_seconds, lease), 0.1
+            ),
+            drain_seconds=_float(env, "JOBS_DRAIN_SECONDS", cls.drain_seconds, 0.0),
+            result_ttl_seconds=result_ttl,
+            record_ttl_seconds=record_ttl,
+            idempotency_ttl_seconds=_int(env, "JOBS_IDEMPOTENCY_TTL_SECONDS", cls.idempotency_ttl_seconds, 1),
+            max_result_bytes=_int(env, "JOBS_MAX_RESULT_BYTES", cls.max_result_bytes, 1),
+            retry_backoff_seconds=_float(env, "JOBS_RETRY_BACKOFF_SECONDS", cls.retry_backoff_seconds, 0.0),
+            retry_backoff_max_seconds=_float(
+                env, "JOBS_RETRY_BACKOFF_MAX_SECONDS", cls.retry_backoff_max_seconds, 0.0
+            ),
+            default_max_attempts=_int(env, "JOBS_DEFAULT_MAX_ATTEMPTS", cls.default_max_attempts, 1),
+            default_timeout_seconds=_float(env, "JOBS_DEFAULT_TIMEOUT_SECONDS", cls.default_timeout_seconds, 0.001),
+            task_modules=modules,
+            log_level=level,
+            concurrency=_int(env, "JOBS_CONCURRENCY", cls.concurrency, 1),
+            worker_metrics_port=_int(env, "JOBS_WORKER_METRICS_PORT", 0, 1) if metrics_port else None,
+            worker_health_file=env.get("JOBS_WORKER_HEALTH_FILE", "").strip() or cls.worker_health_file,
+            pod_name=env.get("POD_NAME") or None,
+            pod_namespace=env.get("POD_NAMESPACE") or None,
+            bind=env.get("JOBS_BIND", "").strip() or cls.bind,
+            api_keys=load_api_keys(env),
+            max_body_bytes=_int(env, "JOBS_MAX_BODY_BYTES", cls.max_body_bytes, 1),
+            max_pending=_int(env, "JOBS_MAX_PENDING", cls.max_pending, 1),
+            max_pending_per_tenant=_int(env, "JOBS_MAX_PENDING_PER_TENANT", cls.max_pending_per_tenant, 1),
+        )
+
+
+def parse_api_keys(text: str, source: str) -> dict[str, str]:
+    """Parse ``tenant:key`` entries separated by commas or newlines into a map key -> tenant."""
+    result: dict[str, str] = {}
+    for raw in re.split(r"[,\n]", text):
+        entry = raw.strip()
+        if not entry or entry.startswith("#"):
+            continue
+        tenant, sep, key = entry.partition(":")
+        tenant, key = tenant.strip(), key.strip()
+        if not sep or not tenant or not key:
+            # never echo the entry: it may hold a secret
+            raise ConfigError(f"{source}: every entry must be tenant:key")
+        if not _NAME.match(tenant):
+            raise ConfigError(f"{source}: tenant names are 1-64 letters, digits, '_', '.', '-'")
+        if key in result:
+            raise ConfigError(f"{source}: the same key is given twice")
+        result[key] = tenant
+    return result
+
+
+def load_api_keys(env: Mapping[str, str]) -> dict[str, str]:
+    """API keys from ``JOBS_API_KEYS`` and/or the file named by ``JOBS_API_KEYS_FILE``."""
+    keys = parse_api_keys(env.get("JOBS_API_KEYS", ""), "JOBS_API_KEYS")
+    path = env.get("JOBS_API_KEYS_FILE", "").strip()
+    if path:
+        try:
+            with open(path, encoding="utf-8") as fh:
+                text = fh.read()
+        except OSError as e:
+            raise ConfigError(f"JOBS_API_KEYS_FILE: cannot read {path}: {e.strerror}") from e
+        keys.update(parse_api_keys(text, "JOBS_API_KEYS_FILE"))
+    return keys

@@ -1,0 +1,88 @@
+"""Every exception Jobs API raises on purpose derives from :class:`JobsError`."""
+
+from __future__ import annotations
+
+
+class JobsError(Exception):
+    """Root of all Jobs API errors."""
+
+
+class ConfigError(JobsError):
+    """A setting from the environment is missing or invalid."""
+
+
+class JobNotFound(JobsError):
+    """No job with that id exists (or it is not visible to the caller)."""
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"job {job_id!r} not found")
+        self.job_id = job_id
+
+
+class IllegalTransition(JobsError):
+    """A status change that the job's current status does not allow; nothing was changed."""
+
+    def __init__(self, job_id: str, current: str, target: str) -> None:
+        super().__init__(f"job {job_id} cannot go from {current} to {target}")
+        self.job_id = job_id
+        self.current = current
+        self.target = target
+
+
+class QueueFull(JobsError):
+    """A backpressure cap on pending jobs is reached; retry later."""
+
+    def __init__(self, scope: str, limit: int) -> None:
+        super().__init__(f"too many pending jobs ({scope} limit {limit})")
+        self.scope = scope
+        self.limit = limit
+
+
+class IdempotencyConflict(JobsError):
+    """An Idempotency-Key was reused with a different request body."""
+
+    def __init__(self, key: str, job_id: str) -> None:
+        super().__init__(f"idempotency key {key!r} was used for a different request (job {job_id})")
+        self.key = key
+        self.job_id = job_id
+
+
+class UnknownTask(JobsError):
+    """No worker has published a task of that name."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"unknown task {name!r}")
+        self.name = name
+
+
+class InvalidParams(JobsError):
+    """Job parameters fail the task's JSON Schema."""
+
+    def __init__(self, errors: list[tuple[str, str]]) -> None:
+        super().__init__("; ".join(f"{path}: {msg}" for path, msg in errors) or "invalid params")
+        self.errors = errors
+
+
+class ResultTooLarge(JobsError):
+    """A task returned a result over the size cap."""
+
+
+class ResultNotReady(JobsError):
+    """The job has not succeeded (yet)."""
+
+    def __init__(self, job_id: str, status: str) -> None:
+        super().__init__(f"job {job_id} has no result: status is {status}")
+        self.job_id = job_id
+        self.status = status
+
+
+class ResultExpired(JobsError):
+    """The job succeeded but its result has expired."""
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"the result of job {job_id} has expired")
+        self.job_id = job_id
+
+
+class BackendUnavailable(JobsError):
+    """Redis cannot be reached."""

@@ -1,0 +1,136 @@
+"""The one home of every Redis key name used by Jobs API.
+
+Every key is built here from a namespace (``JOBS_KEY_PREFIX``, default ``jobs``) and the queue name
+(``JOBS_QUEUE``, default ``jobs``). Nothing else in the code base spells a key.
+
+The waiting queue is deliberately *not* namespaced: it is the list ``hotqueue:<queue>`` that the
+``hotqueue`` library uses for a queue of that name, so a ``HotQueue(name, serializer=json)`` client can
+``put`` into it, take its ``len`` and inspect it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+HOTQUEUE_PREFIX = "hotqueue"
+
+
+def namespace(prefix: str, *parts: str) -> str:
+    """Join ``prefix`` and ``parts`` with ``:`` into one key name."""
+    return ":".join((prefix, *parts))
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    """Key names for one namespace and queue."""
+
+    prefix: str = "jobs"
+    queue_name: str = "jobs"
+
+    # --- queue and delivery (no TTL: they live as long as the deployment) ---
+    @property
+    def queue(self) -> str:
+        """List of JSON-encoded job ids waiting to run (hotqueue's key for the queue name)."""
+        return f"{HOTQUEUE_PREFIX}:{self.queue_name}"
+
+    @property
+    def inflight(self) -> str:
+        """List of ids taken by workers and not yet finished; KEDA counts it as running work."""
+        return namespace(self.prefix, self.queue_name, "inflight")
+
+    @property
+    def leases(self) -> str:
+        """Zset id -> lease deadline (ms since epoch, Redis clock); the reaper hands back expired ones."""
+        return namespace(self.prefix, self.queue_name, "leases")
+
+    @property
+    def orphans(self) -> str:
+        """Zset id -> ms first seen in ``inflight`` without a lease (a worker died between move and claim)."""
+        return namespace(self.prefix, self.queue_name, "orphans")
+
+    @property
+    def delayed(self) -> str:
+        """Zset id -> ms when due; due ids are moved to ``queue`` (``delay`` and retry backoff)."""
+        return namespace(self.prefix, self.queue_name, "delayed")
+
+    @property
+    def reaper_lock(self) -> str:
+        """Lock so one reaper pass runs per interval across the cluster; TTL = reaper interval."""
+        return namespace(self.prefix, self.queue_name, "reaper-lock")
+
+    # --- job records (TTL: JOBS_RECORD_TTL_SECONDS once terminal, none while live) ---
+    def job(self, job_id: str) -> str:
+        """Hash holding one job's record."""
+        return namespace(self.prefix, "job", job_id)
+
+    @property
+    def job_prefix(self) -> str:
+        """Prefix of job hashes, for Lua scripts that build job keys from ids."""
+        return namespace(self.prefix, "job", "")
+
+    def result(self, job_id: str) -> str:
+        """String holding a job's result; TTL: JOBS_RESULT_TTL_SECONDS."""
+        return namespace(self.prefix, "result", job_id)
+
+    @property
+    def result_prefix(self) -> str:
+        """Prefix of result keys, for Lua scripts."""
+        return namespace(self.prefix, "result", "")
+
+    def events(self, job_id: str) -> str:
+        """Pub/sub channel told when a job changes state (long-poll waiters listen on it)."""
+        return namespace(self.prefix, "events", job_id)
+
+    @property
+    def events_prefix(self) -> str:
+        """Prefix of event channels, for Lua scripts."""
+        return namespace(self.prefix, "events", "")
+
+    # --- indexes (no TTL; entries of expired records are pruned by the reaper and by listing) ---
+    @property
+    def index(self) -> str:
+        """Zset of every job id by creation sequence number (newest = highest)."""
+        return namespace(self.prefix, "index")
+
+    def owner_index(self, owner: str) -> str:
+        """Zset of one tenant's job ids by creation sequence number."""
+        return namespace(self.prefix, "index", "owner", owner)
+
+    @property
+    def owner_index_prefix(self) -> str:
+        """Prefix of tenant indexes, for Lua scripts."""
+        return namespace(self.prefix, "index", "owner", "")
+
+    @property
+    def failed(self) -> str:
+        """Zset of failed job ids by finish time (ms); inspection and explicit retry."""
+        return namespace(self.prefix, "failed")
+
+    @property
+    def seq(self) -> str:
+        """Counter giving each job a creation sequence number (index score, cursor)."""
+        return namespace(self.prefix, "seq")
+
+    @property
+    def pending(self) -> str:
+        """Hash tenant -> number of its jobs queued or delayed (per-tenant backpressure)."""
+        return namespace(self.prefix, "pending")
+
+    def idempotency(self, owner: str, key: str) -> str:
+        """String ``<job id> <body digest>`` for an Idempotency-Key; TTL: JOBS_IDEMPOTENCY_TTL_SECONDS."""
+        return namespace(self.prefix, "idem", owner, key)
+
+    # --- tasks and workers ---
+    @property
+    def tasks(self) -> str:
+        """Hash task name -> JSON task description, published by workers (no TTL)."""
+        return namespace(self.prefix, "tasks")
+
+    @property
+    def workers(self) -> str:
+        """Zset worker id -> last heartbeat (ms); entries older than the worker TTL are dead."""
+        return namespace(self.prefix, "workers")
+
+    def worker(self, worker_id: str) -> str:
+        """String with a worker's JSON status; TTL: 3 x heartbeat interval (gone = worker dead)."""
+        return namespace(self.prefix, "worker", worker_id)
