@@ -1,6 +1,6 @@
 # Jobs API developer commands. `make run` and `make test` work on a fresh machine.
 SHELL := /bin/bash
-UV ?= $(shell command -v uv 2>/dev/null || echo "$(HOME)/.local/bin/uv")
+UV = $$(command -v uv || echo "$$HOME/.local/bin/uv")
 PY := .venv/bin/python
 PYTEST_ARGS ?=
 
