@@ -54,6 +54,11 @@ class Keys:
         return namespace(self.prefix, self.queue_name, "delayed")
 
     @property
+    def dead_letter(self) -> str:
+        """List of queue entries that name no job (malformed, or the record expired); kept for inspection."""
+        return namespace(self.prefix, self.queue_name, "dead-letter")
+
+    @property
     def reaper_lock(self) -> str:
         """Lock so one reaper pass runs per interval across the cluster; TTL = reaper interval."""
         return namespace(self.prefix, self.queue_name, "reaper-lock")

@@ -1,0 +1,216 @@
+"""The job model: statuses, legal transitions, and the :class:`Job` record."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import Enum
+from typing import Any
+
+from jobs_core.serialization import loads
+
+
+class JobStatus(str, Enum):
+    """Where a job is in its life."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+TERMINAL_STATUSES: frozenset[JobStatus] = frozenset(
+    {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED}
+)
+
+#: Every legal status change. Lua scripts enforce the same table (see ``scripts.py``); the running ->
+#: queued edge is a retry after an error, a hand-back at shutdown, or the reaper requeueing a lost job.
+TRANSITIONS: Mapping[JobStatus, frozenset[JobStatus]] = {
+    JobStatus.QUEUED: frozenset({JobStatus.RUNNING, JobStatus.CANCELLED}),
+    JobStatus.RUNNING: frozenset(
+        {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.QUEUED}
+    ),
+    JobStatus.SUCCEEDED: frozenset(),
+    JobStatus.FAILED: frozenset({JobStatus.QUEUED}),
+    JobStatus.CANCELLED: frozenset({JobStatus.QUEUED}),
+}
+
+
+def is_legal(current: JobStatus, target: JobStatus) -> bool:
+    """Whether ``current -> target`` is a legal transition."""
+    return target in TRANSITIONS[current]
+
+
+def new_job_id() -> str:
+    """A fresh job id (uuid4, canonical lowercase form)."""
+    return str(uuid.uuid4())
+
+
+def is_job_id(value: str) -> bool:
+    """Whether ``value`` is a job id in canonical form (anything else is never looked up in Redis)."""
+    if len(value) != 36:
+        return False
+    try:
+        return str(uuid.UUID(value)) == value
+    except ValueError:
+        return False
+
+
+def ms_to_datetime(ms: int | None) -> datetime | None:
+    """Milliseconds since the epoch (Redis clock) to an aware UTC datetime."""
+    if ms is None:
+        return None
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class JobError:
+    """Why a job failed: exception type, message and traceback."""
+
+    type: str
+    message: str
+    traceback: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {"type": self.type, "message": self.message, "traceback": self.traceback}
+
+
+@dataclass(frozen=True, slots=True)
+class TaskInfo:
+    """A task as workers publish it, so producers can list and validate without importing task code."""
+
+    name: str
+    description: str = ""
+    params_schema: Mapping[str, Any] = field(default_factory=lambda: {"type": "object"})
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    timeout: float | None = None
+    max_attempts: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "name": self.name,
+            "description": self.description,
+            "params_schema": dict(self.params_schema),
+            "defaults": dict(self.defaults),
+            "timeout": self.timeout,
+            "max_attempts": self.max_attempts,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TaskInfo:
+        """Inverse of :meth:`to_dict`."""
+        return cls(
+            name=str(data["name"]),
+            description=str(data.get("description") or ""),
+            params_schema=dict(data.get("params_schema") or {"type": "object"}),
+            defaults=dict(data.get("defaults") or {}),
+            timeout=data.get("timeout"),
+            max_attempts=data.get("max_attempts"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """A job's stored result: raw bytes and their media type (JSON results are ``application/json``)."""
+
+    data: bytes
+    media_type: str
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One job record as stored in its Redis hash."""
+
+    id: str
+    task: str
+    params: Mapping[str, Any]
+    status: JobStatus
+    attempts: int
+    max_attempts: int
+    timeout: float
+    progress: float | None
+    message: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    error: JobError | None
+    worker: str | None
+    owner: str
+    seq: int = 0
+    run_at: datetime | None = None
+    cancel_requested: bool = False
+    result_type: str | None = None
+
+    @property
+    def is_terminal(self) -> bool:
+        """Whether the job has finished (succeeded, failed or cancelled)."""
+        return self.status in TERMINAL_STATUSES
+
+    @classmethod
+    def from_hash(cls, raw: Mapping[bytes, bytes]) -> Job:
+        """Build a job from ``HGETALL`` output."""
+        h = {k.decode(): v.decode() for k, v in raw.items()}
+
+        def opt_int(name: str) -> int | None:
+            v = h.get(name)
+            return int(v) if v not in (None, "") else None
+
+        error = None
+        if h.get("error"):
+            e = loads(h["error"])
+            error = JobError(str(e.get("type", "")), str(e.get("message", "")), e.get("traceback"))
+        progress = h.get("progress")
+        created = ms_to_datetime(opt_int("created_at"))
+        assert created is not None, "job hash without created_at"
+        return cls(
+            id=h["id"],
+            task=h["task"],
+            params=loads(h.get("params") or "{}"),
+            status=JobStatus(h["status"]),
+            attempts=int(h.get("attempts") or 0),
+            max_attempts=int(h.get("max_attempts") or 1),
+            timeout=float(h.get("timeout") or 0),
+            progress=float(progress) if progress not in (None, "") else None,
+            message=h.get("message") or None,
+            created_at=created,
+            started_at=ms_to_datetime(opt_int("started_at")),
+            finished_at=ms_to_datetime(opt_int("finished_at")),
+            error=error,
+            worker=h.get("worker") or None,
+            owner=h.get("owner") or "default",
+            seq=int(h.get("seq") or 0),
+            run_at=ms_to_datetime(opt_int("run_at")),
+            cancel_requested=h.get("cancel_requested") == "1",
+            result_type=h.get("result_type") or None,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The public representation (times as RFC 3339 UTC strings); the API adds ``links``."""
+
+        def ts(d: datetime | None) -> str | None:
+            return d.isoformat(timespec="milliseconds").replace("+00:00", "Z") if d else None
+
+        return {
+            "id": self.id,
+            "task": self.task,
+            "params": self.params,
+            "status": self.status.value,
+            "attempts": self.attempts,
+            "max_attempts": self.max_attempts,
+            "timeout": self.timeout,
+            "progress": self.progress,
+            "message": self.message,
+            "created_at": ts(self.created_at),
+            "started_at": ts(self.started_at),
+            "finished_at": ts(self.finished_at),
+            "error": self.error.to_dict() if self.error else None,
+            "worker": self.worker,
+        }

@@ -1,0 +1,360 @@
+"""Lua scripts: every change that touches more than one key happens in one of these, atomically.
+
+Each script documents its KEYS and ARGV. Times come from the Redis server clock (``TIME``), so workers
+and API pods with skewed clocks agree on leases and due times. Queue entries are JSON-encoded ids
+(``"<uuid>"``), as ``hotqueue`` with ``serializer=json`` writes them. Job hashes are found from ids with
+the job key prefix passed in ARGV (the deployment is a single Redis, not a cluster).
+"""
+
+from __future__ import annotations
+
+# Shared Lua helpers, prepended to scripts that need them.
+_NOW = """
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+"""
+
+ENQUEUE = _NOW + """
+-- Create a job record and queue it (or schedule it) in one step.
+-- KEYS: 1 job hash, 2 queue list, 3 delayed zset, 4 index zset, 5 owner index zset, 6 pending hash,
+--       7 seq counter, 8 idempotency key (unused unless ARGV[10] == '1')
+-- ARGV: 1 id, 2 task, 3 params JSON, 4 max_attempts, 5 timeout, 6 owner, 7 delay ms, 8 global pending
+--       cap (0 = none), 9 per-owner pending cap (0 = none), 10 use idempotency key '1'/'0',
+--       11 request digest, 12 idempotency TTL s, 13 queue entry (JSON-encoded id)
+-- Returns: {'ok', id, created_ms, seq} | {'exists', id} | {'conflict', id} | {'full', scope}
+if ARGV[10] == '1' then
+  local existing = redis.call('GET', KEYS[8])
+  if existing then
+    local sp = string.find(existing, ' ', 1, true)
+    local eid = string.sub(existing, 1, sp - 1)
+    if string.sub(existing, sp + 1) ~= ARGV[11] then return {'conflict', eid} end
+    if redis.call('EXISTS', ARGV[14] .. eid) == 1 then return {'exists', eid} end
+  end
+end
+local cap = tonumber(ARGV[8])
+if cap > 0 and redis.call('LLEN', KEYS[2]) + redis.call('ZCARD', KEYS[3]) >= cap then
+  return {'full', 'global'}
+end
+local owner_cap = tonumber(ARGV[9])
+if owner_cap > 0 and tonumber(redis.call('HGET', KEYS[6], ARGV[6]) or '0') >= owner_cap then
+  return {'full', 'tenant'}
+end
+local now = now_ms()
+local seq = redis.call('INCR', KEYS[7])
+redis.call('HSET', KEYS[1], 'id', ARGV[1], 'task', ARGV[2], 'params', ARGV[3], 'status', 'queued',
+  'attempts', 0, 'max_attempts', ARGV[4], 'timeout', ARGV[5], 'owner', ARGV[6],
+  'created_at', now, 'seq', seq)
+local delay = tonumber(ARGV[7])
+if delay > 0 then
+  redis.call('HSET', KEYS[1], 'run_at', now + delay)
+  redis.call('ZADD', KEYS[3], now + delay, ARGV[1])
+else
+  redis.call('RPUSH', KEYS[2], ARGV[13])
+end
+redis.call('ZADD', KEYS[4], seq, ARGV[1])
+redis.call('ZADD', KEYS[5], seq, ARGV[1])
+redis.call('HINCRBY', KEYS[6], ARGV[6], 1)
+if ARGV[10] == '1' then
+  redis.call('SET', KEYS[8], ARGV[1] .. ' ' .. ARGV[11], 'EX', ARGV[12])
+end
+return {'ok', ARGV[1], now, seq}
+"""
+
+CLAIM = _NOW + """
+-- Promote due delayed jobs, then take up to N queued jobs for a worker: queued -> running.
+-- KEYS: 1 queue list, 2 inflight list, 3 leases zset, 4 pending hash, 5 delayed zset,
+--       6 orphans zset, 7 dead-letter list
+-- ARGV: 1 N, 2 worker id, 3 lease ms, 4 job key prefix, 5 an entry already moved into inflight by
+--       BLMOVE ('' if none), 6 events channel prefix
+-- Returns a flat list, 6 fields per claimed job: id, task, params, timeout, attempts, max_attempts
+local now = now_ms()
+local due = redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', now, 'LIMIT', 0, 200)
+for _, id in ipairs(due) do
+  redis.call('ZREM', KEYS[5], id)
+  local jk = ARGV[4] .. id
+  if redis.call('HGET', jk, 'status') == 'queued' then
+    redis.call('HDEL', jk, 'run_at')
+    redis.call('RPUSH', KEYS[1], '"' .. id .. '"')
+  end
+end
+local out = {}
+local wanted = tonumber(ARGV[1])
+local claimed = 0
+local function claim(entry)
+  local ok, id = pcall(cjson.decode, entry)
+  if not ok or type(id) ~= 'string' then
+    redis.call('LREM', KEYS[2], 1, entry)
+    redis.call('RPUSH', KEYS[7], entry)
+    return
+  end
+  local jk = ARGV[4] .. id
+  local f = redis.call('HMGET', jk, 'status', 'task', 'params', 'timeout', 'max_attempts', 'owner')
+  if f[1] ~= 'queued' then
+    -- cancelled while waiting, expired, or a stale duplicate entry: drop it
+    redis.call('LREM', KEYS[2], 1, entry)
+    if not f[1] then redis.call('RPUSH', KEYS[7], entry) end
+    return
+  end
+  local attempts = redis.call('HINCRBY', jk, 'attempts', 1)
+  redis.call('HSET', jk, 'status', 'running', 'worker', ARGV[2], 'started_at', now)
+  redis.call('HDEL', jk, 'progress', 'message', 'cancel_requested', 'finished_at')
+  redis.call('ZADD', KEYS[3], now + tonumber(ARGV[3]), id)
+  redis.call('ZREM', KEYS[6], id)
+  redis.call('HINCRBY', KEYS[4], f[6], -1)
+  redis.call('PUBLISH', ARGV[6] .. id, 'running')
+  out[#out + 1] = id
+  out[#out + 1] = f[2]
+  out[#out + 1] = f[3]
+  out[#out + 1] = f[4]
+  out[#out + 1] = attempts
+  out[#out + 1] = f[5]
+  claimed = claimed + 1
+end
+if ARGV[5] ~= '' then claim(ARGV[5]) end
+local guard = 0
+while claimed < wanted and guard < wanted * 4 + 8 do
+  guard = guard + 1
+  local entry = redis.call('LMOVE', KEYS[1], KEYS[2], 'LEFT', 'RIGHT')
+  if not entry then break end
+  claim(entry)
+end
+return out
+"""
+
+HEARTBEAT = _NOW + """
+-- Extend the leases of a worker's running jobs and report which to cancel and which it lost.
+-- KEYS: 1 leases zset, 2 workers zset, 3 worker status key
+-- ARGV: 1 worker id, 2 lease ms, 3 worker key TTL s, 4 worker status JSON, 5 job key prefix,
+--       6.. pairs of (job id, attempt)
+-- Returns {cancel ids (list), lost ids (list)}
+local now = now_ms()
+redis.call('ZADD', KEYS[2], now, ARGV[1])
+redis.call('SET', KEYS[3], ARGV[4], 'EX', ARGV[3])
+local cancel, lost = {}, {}
+for i = 6, #ARGV, 2 do
+  local id = ARGV[i]
+  local f = redis.call('HMGET', ARGV[5] .. id, 'status', 'worker', 'attempts', 'cancel_requested')
+  if f[1] == 'running' and f[2] == ARGV[1] and f[3] == ARGV[i + 1] then
+    redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), id)
+    if f[4] == '1' then cancel[#cancel + 1] = id end
+  else
+    lost[#lost + 1] = id
+  end
+end
+return {cancel, lost}
+"""
+
+PROGRESS = """
+-- Record progress of a running job, only if this worker still holds this attempt.
+-- KEYS: 1 job hash
+-- ARGV: 1 worker id, 2 attempt, 3 progress (0..1 or ''), 4 message ('' = keep)
+-- Returns 1 when written, 0 when the attempt is no longer this worker's.
+local f = redis.call('HMGET', KEYS[1], 'status', 'worker', 'attempts')
+if f[1] ~= 'running' or f[2] ~= ARGV[1] or f[3] ~= ARGV[2] then return 0 end
+if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'progress', ARGV[3]) end
+if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'message', ARGV[4]) end
+return 1
+"""
+
+FINISH = _NOW + """
+-- End a worker's attempt: succeeded | failed | cancelled | retry (queued again, maybe delayed) |
+-- handback (queued at the head of the queue, attempt not charged).
+-- KEYS: 1 job hash, 2 inflight list, 3 leases zset, 4 result key, 5 failed zset, 6 delayed zset,
+--       7 queue list, 8 pending hash
+-- ARGV: 1 id, 2 worker id, 3 attempt, 4 outcome, 5 result bytes, 6 result media type,
+--       7 result TTL s, 8 record TTL s, 9 error JSON ('' = none), 10 retry delay ms, 11 events channel
+-- Returns {'ok', status} | {'stale', current status or ''}
+local f = redis.call('HMGET', KEYS[1], 'status', 'worker', 'attempts', 'owner')
+if f[1] ~= 'running' or f[2] ~= ARGV[2] or f[3] ~= ARGV[3] then return {'stale', f[1] or ''} end
+local now = now_ms()
+local id = ARGV[1]
+local outcome = ARGV[4]
+redis.call('LREM', KEYS[2], 1, '"' .. id .. '"')
+redis.call('ZREM', KEYS[3], id)
+local status
+if outcome == 'succeeded' then
+  status = 'succeeded'
+  redis.call('HSET', KEYS[1], 'status', status, 'finished_at', now, 'progress', 1, 'result_type', ARGV[6])
+  redis.call('HDEL', KEYS[1], 'error', 'cancel_requested')
+  redis.call('SET', KEYS[4], ARGV[5], 'EX', ARGV[7])
+  redis.call('EXPIRE', KEYS[1], ARGV[8])
+elseif outcome == 'failed' or outcome == 'cancelled' then
+  status = outcome
+  redis.call('HSET', KEYS[1], 'status', status, 'finished_at', now)
+  if ARGV[9] ~= '' then redis.call('HSET', KEYS[1], 'error', ARGV[9]) end
+  if outcome == 'failed' then redis.call('ZADD', KEYS[5], now, id) end
+  redis.call('EXPIRE', KEYS[1], ARGV[8])
+elseif outcome == 'retry' or outcome == 'handback' then
+  status = 'queued'
+  redis.call('HSET', KEYS[1], 'status', status)
+  redis.call('HDEL', KEYS[1], 'worker', 'cancel_requested')
+  redis.call('HINCRBY', KEYS[8], f[4], 1)
+  if outcome == 'handback' then
+    redis.call('HINCRBY', KEYS[1], 'attempts', -1)
+    redis.call('LPUSH', KEYS[7], '"' .. id .. '"')
+  else
+    if ARGV[9] ~= '' then redis.call('HSET', KEYS[1], 'error', ARGV[9]) end
+    local delay = tonumber(ARGV[10])
+    if delay > 0 then
+      redis.call('HSET', KEYS[1], 'run_at', now + delay)
+      redis.call('ZADD', KEYS[6], now + delay, id)
+    else
+      redis.call('RPUSH', KEYS[7], '"' .. id .. '"')
+    end
+  end
+else
+  return redis.error_reply('unknown outcome ' .. outcome)
+end
+redis.call('PUBLISH', ARGV[11], status)
+return {'ok', status}
+"""
+
+CANCEL = _NOW + """
+-- Cancel a job: queued -> cancelled at once (removed from the queue); running -> cancel requested.
+-- KEYS: 1 job hash, 2 queue list, 3 delayed zset, 4 pending hash
+-- ARGV: 1 id, 2 owner ('' = any), 3 record TTL s, 4 events channel
+-- Returns {'cancelled'} | {'requested'} | {'missing'} | {'illegal', status}
+local f = redis.call('HMGET', KEYS[1], 'status', 'owner')
+if not f[1] or (ARGV[2] ~= '' and f[2] ~= ARGV[2]) then return {'missing'} end
+if f[1] == 'queued' then
+  redis.call('LREM', KEYS[2], 1, '"' .. ARGV[1] .. '"')
+  redis.call('ZREM', KEYS[3], ARGV[1])
+  redis.call('HSET', KEYS[1], 'status', 'cancelled', 'finished_at', now_ms())
+  redis.call('HDEL', KEYS[1], 'run_at')
+  redis.call('HINCRBY', KEYS[4], f[2], -1)
+  redis.call('EXPIRE', KEYS[1], ARGV[3])
+  redis.call('PUBLISH', ARGV[4], 'cancelled')
+  return {'cancelled'}
+elseif f[1] == 'running' then
+  redis.call('HSET', KEYS[1], 'cancel_requested', 1)
+  return {'requested'}
+end
+return {'illegal', f[1]}
+"""
+
+RETRY = """
+-- Explicit retry: failed | cancelled -> queued with a fresh attempt budget.
+-- KEYS: 1 job hash, 2 queue list, 3 failed zset, 4 pending hash
+-- ARGV: 1 id, 2 owner ('' = any), 3 events channel
+-- Returns {'queued'} | {'missing'} | {'illegal', status}
+local f = redis.call('HMGET', KEYS[1], 'status', 'owner')
+if not f[1] or (ARGV[2] ~= '' and f[2] ~= ARGV[2]) then return {'missing'} end
+if f[1] ~= 'failed' and f[1] ~= 'cancelled' then return {'illegal', f[1]} end
+redis.call('PERSIST', KEYS[1])
+redis.call('HSET', KEYS[1], 'status', 'queued', 'attempts', 0)
+redis.call('HDEL', KEYS[1], 'finished_at', 'started_at', 'worker', 'progress', 'message', 'error',
+  'cancel_requested', 'result_type', 'run_at')
+redis.call('ZREM', KEYS[3], ARGV[1])
+redis.call('HINCRBY', KEYS[4], f[2], 1)
+redis.call('RPUSH', KEYS[2], '"' .. ARGV[1] .. '"')
+redis.call('PUBLISH', ARGV[3], 'queued')
+return {'queued'}
+"""
+
+REAP = _NOW + """
+-- Hand back jobs whose lease expired (their worker died): queued again, or failed with WorkerLost when
+-- attempts are spent. Also recovers entries moved into inflight by a worker that died before claiming.
+-- Runs at most once per interval across all workers (KEYS[7] is a lock that simply expires).
+-- KEYS: 1 leases zset, 2 inflight list, 3 queue list, 4 failed zset, 5 pending hash, 6 orphans zset,
+--       7 lock key
+-- ARGV: 1 lock token, 2 lock TTL ms, 3 job key prefix, 4 events channel prefix, 5 record TTL s,
+--       6 orphan grace ms, 7 max jobs per pass, 8 WorkerLost error JSON
+-- Returns {-1} when another reaper ran this interval, else {requeued ids..., '|', failed ids...}
+if not redis.call('SET', KEYS[7], ARGV[1], 'NX', 'PX', ARGV[2]) then return {-1} end
+local now = now_ms()
+local requeued, failed = {}, {}
+local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[7]))
+for _, id in ipairs(expired) do
+  local jk = ARGV[3] .. id
+  local entry = '"' .. id .. '"'
+  redis.call('ZREM', KEYS[1], id)
+  redis.call('LREM', KEYS[2], 1, entry)
+  local f = redis.call('HMGET', jk, 'status', 'attempts', 'max_attempts', 'owner')
+  if f[1] == 'running' then
+    redis.call('HDEL', jk, 'worker', 'cancel_requested')
+    if tonumber(f[2]) >= tonumber(f[3]) then
+      redis.call('HSET', jk, 'status', 'failed', 'finished_at', now, 'error', ARGV[8])
+      redis.call('ZADD', KEYS[4], now, id)
+      redis.call('EXPIRE', jk, ARGV[5])
+      redis.call('PUBLISH', ARGV[4] .. id, 'failed')
+      failed[#failed + 1] = id
+    else
+      redis.call('HSET', jk, 'status', 'queued', 'error', ARGV[8])
+      redis.call('HINCRBY', KEYS[5], f[4], 1)
+      redis.call('LPUSH', KEYS[3], entry)
+      redis.call('PUBLISH', ARGV[4] .. id, 'queued')
+      requeued[#requeued + 1] = id
+    end
+  end
+end
+-- inflight entries without a lease: a worker moved them (BLMOVE) and died before claiming
+local entries = redis.call('LRANGE', KEYS[2], 0, 999)
+for _, entry in ipairs(entries) do
+  local ok, id = pcall(cjson.decode, entry)
+  if ok and type(id) == 'string' and not redis.call('ZSCORE', KEYS[1], id) then
+    local first = redis.call('ZSCORE', KEYS[6], id)
+    if not first then
+      redis.call('ZADD', KEYS[6], now, id)
+    elseif now - tonumber(first) > tonumber(ARGV[6]) then
+      redis.call('ZREM', KEYS[6], id)
+      redis.call('LREM', KEYS[2], 1, entry)
+      local st = redis.call('HGET', ARGV[3] .. id, 'status')
+      if st == 'queued' then
+        redis.call('LPUSH', KEYS[3], entry)
+        requeued[#requeued + 1] = id
+      elseif st == 'running' then
+        -- running without a lease cannot be produced by CLAIM; give it an expired lease to reap next pass
+        redis.call('ZADD', KEYS[1], now, id)
+        redis.call('RPUSH', KEYS[2], entry)
+      end
+    end
+  end
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', now - 10 * tonumber(ARGV[6]))
+requeued[#requeued + 1] = '|'
+for _, id in ipairs(failed) do requeued[#requeued + 1] = id end
+return requeued
+"""
+
+LIST = """
+-- Page through an index newest first, skipping ids whose records expired (and pruning them).
+-- KEYS: 1 index zset
+-- ARGV: 1 exclusive upper bound on seq ('+inf' for the first page), 2 limit, 3 status filter ('' = any),
+--       4 task filter ('' = any), 5 job key prefix, 6 scan budget (index entries examined at most)
+-- Returns {next cursor ('' = no more), id...}
+local bound = ARGV[1]
+local limit = tonumber(ARGV[2])
+local budget = tonumber(ARGV[6])
+local ids = {}
+local scanned = 0
+local last = nil
+local exhausted = false
+while #ids < limit and scanned < budget do
+  local upper = bound == '+inf' and '+inf' or ('(' .. bound)
+  local batch = redis.call('ZREVRANGEBYSCORE', KEYS[1], upper, '-inf', 'WITHSCORES', 'LIMIT', 0, 100)
+  if #batch == 0 then exhausted = true break end
+  for i = 1, #batch, 2 do
+    local id, score = batch[i], batch[i + 1]
+    scanned = scanned + 1
+    bound = score
+    last = score
+    local f = redis.call('HMGET', ARGV[5] .. id, 'status', 'task')
+    if not f[1] then
+      redis.call('ZREM', KEYS[1], id)
+    elseif (ARGV[3] == '' or f[1] == ARGV[3]) and (ARGV[4] == '' or f[2] == ARGV[4]) then
+      ids[#ids + 1] = id
+    end
+    if #ids >= limit or scanned >= budget then break end
+  end
+end
+local cursor = ''
+if not exhausted and last then
+  local more = redis.call('ZREVRANGEBYSCORE', KEYS[1], '(' .. last, '-inf', 'LIMIT', 0, 1)
+  if #more > 0 then cursor = last end
+end
+local out = {cursor}
+for _, id in ipairs(ids) do out[#out + 1] = id end
+return out
+"""
