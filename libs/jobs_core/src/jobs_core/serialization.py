@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -13,10 +14,10 @@ class EncodingError(JobsError, TypeError):
     """A value cannot be encoded as JSON."""
 
 
-def dumps(value: Any) -> bytes:
-    """Encode ``value`` as compact JSON bytes."""
+def dumps(value: Any, default: Callable[[Any], Any] | None = None) -> bytes:
+    """Encode ``value`` as compact JSON bytes (``default`` converts otherwise unencodable values)."""
     try:
-        return orjson.dumps(value)
+        return orjson.dumps(value, default=default)
     except TypeError as e:
         raise EncodingError(str(e)) from e
 

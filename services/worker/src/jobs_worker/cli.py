@@ -1,0 +1,70 @@
+"""``jobs-worker``: run a worker, or check that a running one is alive (the liveness probe)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+from jobs_core.config import Settings
+from jobs_core.errors import ConfigError
+from jobs_core.logs import setup_logging
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="jobs-worker", description="Run Jobs API jobs from Redis.")
+    sub = parser.add_subparsers(dest="command")
+    run = sub.add_parser("run", help="run a worker (the default)")
+    for p in (parser, run):
+        p.add_argument("--concurrency", "-c", type=int, default=None,
+                       help="slots (child processes) in this worker; default JOBS_CONCURRENCY or 1")
+        p.add_argument("--burst", action="store_true", help="exit once the queue is empty")
+    check = sub.add_parser("check", help="exit 0 if this host's worker loop is alive (liveness probe)")
+    check.add_argument("--max-age", type=float, default=60.0,
+                       help="seconds since the loop last touched JOBS_WORKER_HEALTH_FILE (default 60)")
+    return parser
+
+
+def check(settings: Settings, max_age: float) -> int:
+    """0 when the health file was touched within ``max_age`` seconds, else 1."""
+    try:
+        age = time.time() - os.stat(settings.worker_health_file).st_mtime
+    except OSError:
+        print(f"unhealthy: {settings.worker_health_file} does not exist", file=sys.stderr)
+        return 1
+    if age > max_age:
+        print(f"unhealthy: worker loop last seen {age:.0f}s ago", file=sys.stderr)
+        return 1
+    print(f"ok: worker loop seen {age:.1f}s ago")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``jobs-worker`` command."""
+    args = _parser().parse_args(argv)
+    try:
+        settings = Settings.from_env()
+        if args.command != "check" and args.concurrency is not None and args.concurrency < 1:
+            raise ConfigError("--concurrency must be >= 1")
+    except ConfigError as e:
+        print(f"jobs-worker: configuration error: {e}", file=sys.stderr)
+        return 2
+    if args.command == "check":
+        return check(settings, args.max_age)
+    setup_logging(settings.log_level)
+    from jobs_worker.worker import Worker
+
+    worker = Worker(settings, concurrency=args.concurrency, burst=args.burst)
+    if settings.worker_metrics_port:
+        worker.metrics.serve(settings.worker_metrics_port)
+    worker.install_signal_handlers()
+    try:
+        return worker.run()
+    except ImportError as e:
+        print(f"jobs-worker: cannot import a task module: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

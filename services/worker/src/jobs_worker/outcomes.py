@@ -1,0 +1,52 @@
+"""Turning what a child reported into the outcome stored for a job attempt."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from jobs_core.config import Settings
+from jobs_core.model import JobError, Result
+from jobs_core.store import ClaimedJob
+
+# Errors that running again cannot fix: fail at once instead of retrying.
+PERMANENT_ERRORS = frozenset({"UnknownTask", "ResultTooLarge"})
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How an attempt ends: the FINISH outcome plus its result, error and retry delay."""
+
+    job: ClaimedJob
+    kind: str  # succeeded | failed | cancelled | retry | handback
+    result: Result | None = None
+    error: JobError | None = None
+    retry_delay: float = 0.0
+
+
+def backoff_delay(settings: Settings, attempt: int, rng: random.Random | None = None) -> float:
+    """Exponential backoff with equal jitter: half fixed, half random, capped."""
+    if settings.retry_backoff_seconds <= 0:
+        return 0.0
+    ceiling = min(settings.retry_backoff_max_seconds, settings.retry_backoff_seconds * 2 ** (attempt - 1))
+    return ceiling / 2 + (rng or random).uniform(0, ceiling / 2)
+
+
+def success(settings: Settings, job: ClaimedJob, data: bytes, media_type: str) -> Outcome:
+    """A returned value: succeeded, or failed when over the result size cap."""
+    if len(data) > settings.max_result_bytes:
+        error = JobError(
+            "ResultTooLarge",
+            f"the result is {len(data)} bytes; the limit (JOBS_MAX_RESULT_BYTES) is {settings.max_result_bytes}",
+        )
+        return Outcome(job, "failed", error=error)
+    return Outcome(job, "succeeded", result=Result(data, media_type))
+
+
+def failure(settings: Settings, job: ClaimedJob, error: JobError, *, cancelled: bool = False) -> Outcome:
+    """An exception, timeout or crash: cancelled, retried after backoff, or failed for good."""
+    if cancelled:
+        return Outcome(job, "cancelled", error=None)
+    if error.type in PERMANENT_ERRORS or job.attempt >= job.max_attempts:
+        return Outcome(job, "failed", error=error)
+    return Outcome(job, "retry", error=error, retry_delay=backoff_delay(settings, job.attempt))

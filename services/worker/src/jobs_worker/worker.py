@@ -1,0 +1,398 @@
+"""The worker loop: claim jobs, hand them to slot children, heartbeat, reap, finish, drain.
+
+One single-threaded loop per worker process supervises ``concurrency`` slots. Redis errors never end
+the loop: it backs off and carries on, keeping finished outcomes until Redis takes them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import signal
+import socket
+import time
+from collections.abc import Callable
+from multiprocessing.connection import wait as wait_connections
+from types import FrameType
+from typing import Any
+
+import redis
+
+from jobs_core.config import Settings
+from jobs_core.model import JobError
+from jobs_core.store import ClaimedJob, JobStore, parse_finish_reply
+
+from jobs_worker import outcomes
+from jobs_worker.metrics import WorkerMetrics
+from jobs_worker.outcomes import Outcome
+from jobs_worker.podcost import PodDeletionCost
+from jobs_worker.slot import Slot, monotonic, mp_context
+from jobs_worker.tasks import load_task_modules
+
+log = logging.getLogger("jobs.worker")
+
+CANCEL_GRACE_SECONDS = 1.0  # a cancelled task may stop by itself this long before it is killed
+PROGRESS_INTERVAL_SECONDS = 0.2  # at most this often per job is progress written to Redis
+BUSY_POLL_SECONDS = 0.05  # while some slots run and the queue is empty, look for work this often
+BLOCK_SECONDS = 1.0  # longest blocking wait on the queue when every slot is idle
+
+
+def new_worker_id() -> str:
+    """``host:pid:random`` — unique across restarts and pods."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+class Worker:
+    """Runs jobs from one queue with ``concurrency`` supervised child processes."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        concurrency: int | None = None,
+        burst: bool = False,
+        store: JobStore | None = None,
+        metrics: WorkerMetrics | None = None,
+    ) -> None:
+        self.settings = settings
+        self.concurrency = concurrency or settings.concurrency
+        self.burst = burst
+        self.store = store or JobStore.from_settings(settings)
+        self.worker_id = new_worker_id()
+        self.metrics = metrics or WorkerMetrics()
+        self.pod_cost = PodDeletionCost(settings.pod_name, settings.pod_namespace)
+        self.slots: list[Slot] = []
+        self.unsaved: list[Outcome] = []  # outcomes Redis has not taken yet (it was down)
+        self.stopping = False
+        self.hand_back_now = False
+        self.drain_deadline = 0.0
+        self.heartbeat_interval = max(0.2, settings.lease_seconds / 3)
+        self.next_heartbeat = 0.0
+        self.next_reap = 0.0
+        self.next_prune = 0.0
+        self.last_touch = 0.0
+        self.last_redis_error = 0.0
+        self.started = time.time()
+
+    # ------------------------------------------------------------------ lifecycle
+    def install_signal_handlers(self) -> None:
+        """SIGTERM/SIGINT: drain; a second one: hand back at once."""
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        if self.stopping:
+            self.hand_back_now = True
+        else:
+            self.stopping = True
+            self.drain_deadline = monotonic() + self.settings.drain_seconds
+
+    def start(self) -> None:
+        """Start the slot children and announce this worker's tasks."""
+        registry = load_task_modules(self.settings.task_modules)  # fail fast on a bad module name
+        ctx = mp_context()
+        self.slots = [Slot(i, ctx, self.settings.task_modules) for i in range(self.concurrency)]
+        for slot in self.slots:
+            slot.start()
+        for slot in self.slots:
+            slot.wait_ready()
+        self._retrying(lambda: self.store.publish_tasks(t.info for t in registry.values()))
+        log.info(
+            "worker started",
+            extra={"worker": self.worker_id, "concurrency": self.concurrency, "tasks": sorted(registry),
+                   "queue": self.settings.queue},
+        )
+
+    def run(self) -> int:
+        """Run until stopped (or, with ``burst``, until the queue is empty); return the exit code."""
+        self.start()
+        try:
+            while self._step():
+                pass
+        finally:
+            for slot in self.slots:
+                slot.stop()
+            self._deregister()
+            self.pod_cost.close()
+        log.info("worker stopped", extra={"worker": self.worker_id})
+        return 0
+
+    def _step(self) -> bool:
+        """One loop iteration; False when the worker should exit."""
+        now = monotonic()
+        self._touch_health(now)
+        try:
+            if now >= self.next_heartbeat:
+                self._heartbeat(now)
+            if self.unsaved:
+                self._save(self.unsaved)
+            if self.stopping:
+                if not self._busy() and not self.unsaved:
+                    return False
+                if self.hand_back_now or now >= self.drain_deadline:
+                    self._hand_back_all()
+                    return False
+                self._collect(min(0.2, max(0.0, self.drain_deadline - now)))
+            else:
+                if now >= self.next_reap:
+                    self._reap(now)
+                found = self._fill_slots()
+                if self.burst and not found and not self._busy() and not self.unsaved and self._queue_empty():
+                    return False
+                self._collect(0.0 if found and self._free() else self._wait_time())
+            self._enforce_deadlines()
+            self._flush_progress()
+        except (redis.ConnectionError, redis.TimeoutError) as e:
+            self._redis_down(e)
+        return True
+
+    # ------------------------------------------------------------------ claiming
+    def _free(self) -> list[Slot]:
+        return [s for s in self.slots if s.running is None]
+
+    def _busy(self) -> list[Slot]:
+        return [s for s in self.slots if s.running is not None]
+
+    def _fill_slots(self) -> bool:
+        """Give queued jobs to idle slots; block briefly on the queue only when every slot is idle."""
+        free = self._free()
+        if not free:
+            return False
+        jobs = self.store.claim(self.worker_id, len(free))
+        if not jobs and len(free) == len(self.slots):
+            timeout = min(BLOCK_SECONDS, max(0.05, self.next_heartbeat - monotonic()))
+            entry = self.store.wait_for_entry(timeout)
+            if entry is not None:
+                jobs = self.store.claim(self.worker_id, len(free), moved_entry=entry)
+        if not jobs:
+            return False
+        was_idle = not self._busy()
+        now = monotonic()
+        for slot, job in zip(free, jobs, strict=False):
+            slot.send(job, now, self.settings.default_timeout_seconds)
+            self.metrics.started(job.task)
+        if was_idle:
+            self.pod_cost.set_busy(True)
+        return True
+
+    def _wait_time(self) -> float:
+        """How long to wait for children when nothing else is due."""
+        until_beat = max(0.0, self.next_heartbeat - monotonic())
+        if self._free():
+            return min(BUSY_POLL_SECONDS, until_beat)
+        deadlines = [s.running.deadline for s in self._busy() if s.running]
+        cancels = [s.running.cancel_at for s in self._busy() if s.running and s.running.cancel_at]
+        soonest = min([*deadlines, *cancels], default=monotonic() + until_beat)
+        return max(0.0, min(until_beat, soonest - monotonic(), PROGRESS_INTERVAL_SECONDS))
+
+    def _queue_empty(self) -> bool:
+        counts = self.store.counts()
+        return counts["queued"] == 0 and counts["delayed"] == 0
+
+    # ------------------------------------------------------------------ children
+    def _collect(self, timeout: float) -> None:
+        """Read what children sent (progress, results, errors) and finish the jobs that ended."""
+        busy = self._busy()
+        if not busy:
+            if timeout > 0:
+                time.sleep(min(timeout, 0.05))
+            return
+        waitables: list[Any] = [s.conn for s in busy] + [s.process.sentinel for s in busy]
+        ready = wait_connections(waitables, timeout)
+        if not ready:
+            return
+        ended: list[Outcome] = []
+        for slot in busy:
+            outcome = self._drain_slot(slot)
+            if outcome is not None:
+                ended.append(outcome)
+        if ended:
+            self._save(ended)
+
+    def _drain_slot(self, slot: Slot) -> Outcome | None:
+        """Process every message waiting from one child; the outcome if its job ended."""
+        running = slot.running
+        assert running is not None and slot.conn is not None
+        try:
+            while slot.conn.poll():
+                message = slot.conn.recv()
+                kind = message[0]
+                if kind == "progress":
+                    running.progress = (message[1], message[2])
+                    continue
+                slot.running = None
+                self.metrics.finished_run(running.job.task, monotonic() - running.started)
+                if kind == "done":
+                    return outcomes.success(self.settings, running.job, message[1], message[2])
+                _, etype, emsg, tb, cancelled = message
+                return outcomes.failure(
+                    self.settings, running.job, JobError(etype, emsg, tb),
+                    cancelled=cancelled or running.cancel_at is not None,
+                )
+        except (EOFError, OSError):
+            pass
+        if slot.alive:
+            return None
+        # the child died under the job (segfault, OOM kill, os._exit): a crash of this attempt
+        code = slot.process.exitcode
+        slot.running = None
+        slot.kill()
+        slot.wait_ready()
+        error = JobError("ChildProcessDied", f"the process running the task exited with code {code}")
+        return outcomes.failure(self.settings, running.job, error, cancelled=running.cancel_at is not None)
+
+    def _enforce_deadlines(self) -> None:
+        """Kill children past their job's hard timeout, or past the grace of a requested cancel."""
+        now = monotonic()
+        ended: list[Outcome] = []
+        for slot in self._busy():
+            running = slot.running
+            assert running is not None
+            if running.cancel_at is not None and now >= running.cancel_at:
+                slot.kill()
+                slot.wait_ready()
+                ended.append(Outcome(running.job, "cancelled"))
+            elif now >= running.deadline:
+                slot.kill()
+                slot.wait_ready()
+                error = JobError("JobTimeout", f"the task ran longer than its timeout of {running.job.timeout:g}s")
+                ended.append(outcomes.failure(self.settings, running.job, error))
+        if ended:
+            self._save(ended)
+
+    def _flush_progress(self) -> None:
+        now = monotonic()
+        for slot in self._busy():
+            running = slot.running
+            assert running is not None
+            if running.progress is None or now - running.progress_written < PROGRESS_INTERVAL_SECONDS:
+                continue
+            fraction, message = running.progress
+            running.progress = None
+            running.progress_written = now
+            self.store.set_progress(self.worker_id, running.job.id, running.job.attempt, fraction, message)
+
+    # ------------------------------------------------------------------ Redis writes
+    def _save(self, ended: list[Outcome]) -> None:
+        """Write outcomes in one pipeline; keep them for later if Redis is unreachable."""
+        pending = [o for o in ended if o not in self.unsaved]
+        batch = [*self.unsaved, *pending]
+        self.unsaved = batch  # kept until Redis has them
+        pipe = self.store.redis.pipeline(transaction=False)
+        for o in batch:
+            self.store.finish(
+                self.worker_id, o.job.id, o.job.attempt, o.kind,
+                result=o.result, error=o.error, retry_delay=o.retry_delay, pipe=pipe,
+            )
+        replies = pipe.execute()
+        self.unsaved = []
+        for o, reply in zip(batch, replies, strict=True):
+            status = parse_finish_reply(reply)
+            if status is None:
+                self.metrics.lost(o.job.task)
+                log.warning("attempt was no longer ours; outcome dropped",
+                            extra={"job": o.job.id, "attempt": o.job.attempt, "outcome": o.kind})
+            else:
+                self.metrics.outcome(o.job.task, o.kind)
+                if o.kind in ("failed", "retry"):
+                    log.info("job attempt failed", extra={"job": o.job.id, "task": o.job.task,
+                             "attempt": o.job.attempt, "outcome": o.kind,
+                             "error": o.error.type if o.error else None})
+        if not self._busy():
+            self.pod_cost.set_busy(False)
+
+    def _heartbeat(self, now: float) -> None:
+        self.next_heartbeat = now + self.heartbeat_interval
+        held: list[ClaimedJob] = [s.running.job for s in self._busy() if s.running]
+        held += [o.job for o in self.unsaved]
+        status = {
+            "id": self.worker_id, "queue": self.settings.queue, "pid": os.getpid(),
+            "concurrency": self.concurrency, "busy": len(self._busy()), "started_at": self.started,
+            "jobs": [j.id for j in held], "stopping": self.stopping,
+        }
+        ttl = max(3, int(self.heartbeat_interval * 3 + 1))
+        cancel, lost = self.store.heartbeat(self.worker_id, [(j.id, j.attempt) for j in held], status, ttl)
+        self.metrics.busy_slots(len(self._busy()))
+        for slot in self._busy():
+            running = slot.running
+            assert running is not None
+            if running.job.id in lost:
+                log.warning("lease lost; stopping the job here", extra={"job": running.job.id})
+                self.metrics.lost(running.job.task)
+                slot.kill()
+                slot.wait_ready()
+            elif running.job.id in cancel and running.cancel_at is None:
+                slot.cancel_flag.value = 1
+                running.cancel_at = monotonic() + CANCEL_GRACE_SECONDS
+        if lost:
+            self.unsaved = [o for o in self.unsaved if o.job.id not in lost]
+
+    def _reap(self, now: float) -> None:
+        self.next_reap = now + self.settings.reaper_interval_seconds
+        report = self.store.reap()
+        if report.ran and (report.requeued or report.failed):
+            log.warning("reaper handed back jobs of lost workers",
+                        extra={"requeued": list(report.requeued), "failed": list(report.failed)})
+        if now >= self.next_prune:
+            self.next_prune = now + 60
+            self.store.prune_indexes()
+
+    def _hand_back_all(self) -> None:
+        """Stop running jobs and put them back at the head of the queue, attempt not charged."""
+        ended: list[Outcome] = []
+        for slot in self._busy():
+            running = slot.running
+            assert running is not None
+            slot.running = None
+            if slot.alive and slot.process is not None:
+                slot.process.kill()
+            ended.append(Outcome(running.job, "handback"))
+        for attempt in range(3):
+            try:
+                self._save(ended)
+                log.info("handed back running jobs", extra={"jobs": [o.job.id for o in ended]})
+                return
+            except (redis.ConnectionError, redis.TimeoutError) as e:
+                ended = []
+                if attempt == 2:
+                    log.error("could not hand back jobs; the reaper will recover them", extra={"error": str(e)})
+                time.sleep(0.5)
+
+    def _deregister(self) -> None:
+        try:
+            pipe = self.store.redis.pipeline(transaction=False)
+            pipe.zrem(self.store.keys.workers, self.worker_id)
+            pipe.delete(self.store.keys.worker(self.worker_id))
+            pipe.execute()
+        except (redis.ConnectionError, redis.TimeoutError):
+            pass
+
+    # ------------------------------------------------------------------ health
+    def _touch_health(self, now: float) -> None:
+        if now - self.last_touch < 1.0:
+            return
+        self.last_touch = now
+        path = self.settings.worker_health_file
+        try:
+            with open(path, "a"):
+                os.utime(path, None)
+        except OSError:
+            pass
+
+    def _redis_down(self, error: Exception) -> None:
+        now = monotonic()
+        if now - self.last_redis_error > 5:
+            log.error("redis unavailable; retrying", extra={"error": str(error)})
+        self.last_redis_error = now
+        time.sleep(0.5)
+
+    def _retrying(self, action: Callable[[], object]) -> None:
+        while True:
+            try:
+                action()
+                return
+            except (redis.ConnectionError, redis.TimeoutError) as e:
+                self._redis_down(e)
+                if self.stopping:
+                    return
