@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import redis
 from redis.backoff import ExponentialBackoff
@@ -211,7 +211,7 @@ class JobStore:
         """The job with this id; :class:`JobNotFound` if absent, malformed, or another owner's."""
         if not is_job_id(job_id):
             raise JobNotFound(job_id)
-        raw = self.redis.hgetall(self.keys.job(job_id))
+        raw: dict[bytes, bytes] = cast(dict[bytes, bytes], self.redis.hgetall(self.keys.job(job_id)))
         if not raw:
             raise JobNotFound(job_id)
         job = Job.from_hash(raw)
@@ -231,7 +231,7 @@ class JobStore:
         job = self.get(job_id, owner)
         if job.status is not JobStatus.SUCCEEDED:
             raise ResultNotReady(job_id, job.status.value)
-        data = self.redis.get(self.keys.result(job_id))
+        data = cast(bytes | None, self.redis.get(self.keys.result(job_id)))
         if data is None:
             raise ResultExpired(job_id)
         return Result(data=data, media_type=job.result_type or JSON_MEDIA_TYPE)
@@ -308,7 +308,7 @@ class JobStore:
         if job.is_terminal or timeout <= 0:
             return job
         deadline = time.monotonic() + timeout
-        pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+        pubsub = self.redis.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
         try:
             pubsub.subscribe(self.keys.events(job_id))
             job = self.get(job_id, owner)
@@ -382,8 +382,8 @@ class JobStore:
 
     def wait_for_entry(self, timeout: float) -> bytes | None:
         """Block up to ``timeout`` s for a queue entry and move it into inflight (BLMOVE); claim it next."""
-        entry: bytes | None = self.redis.blmove(self.keys.queue, self.keys.inflight, timeout, "LEFT", "RIGHT")
-        return entry
+        entry = self.redis.blmove(self.keys.queue, self.keys.inflight, timeout, "LEFT", "RIGHT")  # type: ignore[arg-type]
+        return cast(bytes | None, entry)
 
     def heartbeat(
         self, worker_id: str, running: Sequence[tuple[str, int]], status: Mapping[str, Any], ttl: int

@@ -18,7 +18,6 @@ from types import FrameType
 from typing import Any
 
 import redis
-
 from jobs_core.config import Settings
 from jobs_core.model import JobError
 from jobs_core.store import ClaimedJob, JobStore, parse_finish_reply
