@@ -1,0 +1,76 @@
+"""The WSGI application factory: ``create_app(config=None)``."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask, Response, g, request
+from jobs_core.config import Settings
+
+from jobs_api import docs, health, jobs, metrics, tasks
+from jobs_api.auth import Authenticator
+from jobs_api.problems import register_error_handlers
+from jobs_api.state import EXTENSION, State
+
+log = logging.getLogger("jobs_api")
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._\-]{1,128}$")
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the Flask app.
+
+    ``config`` may hold Flask settings plus two of ours (both optional, mainly for tests):
+    ``JOBS_SETTINGS`` (a :class:`~jobs_core.config.Settings`; default ``Settings.from_env()``) and
+    ``JOBS_STORE`` (a ready ``JobStore``; default one built from the settings).
+    """
+    config = dict(config or {})
+    settings: Settings = config.pop("JOBS_SETTINGS", None) or Settings.from_env()
+    store = config.pop("JOBS_STORE", None)
+    if store is None:
+        from jobs_core.store import JobStore
+
+        store = JobStore.from_settings(settings)
+
+    app = Flask("jobs_api")
+    # Werkzeug answers 413 for bodies over this, before a view reads them (also for chunked bodies).
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.config.update(config)
+    authenticator = Authenticator(settings.api_keys)
+    app.extensions[EXTENSION] = State(settings=settings, store=store, auth=authenticator)
+    if not authenticator.enabled:
+        log.warning(
+            "authentication is OFF: JOBS_API_KEYS and JOBS_API_KEYS_FILE are unset, so anyone who reaches "
+            "the API can submit and read jobs (all jobs belong to tenant 'default')"
+        )
+
+    for blueprint in (jobs.bp, tasks.bp, health.bp, docs.bp):
+        app.register_blueprint(blueprint)
+    register_error_handlers(app)
+
+    @app.before_request
+    def _start() -> None:
+        g.start = time.perf_counter()
+        incoming = request.headers.get("X-Request-ID", "")
+        g.request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+
+    @app.after_request
+    def _finish(resp: Response) -> Response:
+        resp.headers["X-Request-ID"] = g.get("request_id", "")
+        resp.headers.setdefault("X-Content-Type-Options", "nosniff")
+        if request.path.startswith(("/jobs", "/tasks")):
+            resp.headers.setdefault("Cache-Control", "no-store")
+        route = request.url_rule.rule if request.url_rule is not None else "unmatched"
+        start = g.get("start")
+        if start is not None:
+            metrics.REQUEST_LATENCY.labels(request.method, route, str(resp.status_code)).observe(
+                time.perf_counter() - start
+            )
+        return resp
+
+    return app

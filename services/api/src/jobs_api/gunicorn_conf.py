@@ -1,0 +1,104 @@
+"""gunicorn settings for the Jobs API (``services/api/gunicorn.conf.py`` re-exports this module).
+
+Shipped inside the package so an installed ``jobs-api`` finds it (``-c python:jobs_api.gunicorn_conf``).
+
+- bind ``JOBS_BIND`` (default 127.0.0.1:8000; 0.0.0.0:8000 in the container), ``WEB_CONCURRENCY``
+  processes (default 2) of ``JOBS_API_THREADS`` threads (default 8): ``gthread`` workers, so a long-poll
+  (``GET /jobs/<id>?wait=60``) holds a thread, not a whole process.
+- graceful timeout ``JOBS_API_GRACEFUL_TIMEOUT`` (default 30 s): on SIGTERM, requests in flight finish.
+- access log and error log as JSON lines (access to stdout, errors to stderr).
+- ``PROMETHEUS_MULTIPROC_DIR``: created here (a fresh temporary directory, removed at exit) unless
+  already set (e.g. a Kubernetes emptyDir, whose stale files are then cleared), *before* any worker
+  imports prometheus_client, so ``/metrics`` aggregates every worker.
+
+Any other gunicorn setting can be given through ``GUNICORN_CMD_ARGS``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import sys
+import tempfile
+from typing import Any
+
+from jobs_core.config import Settings
+from jobs_core.errors import ConfigError
+
+try:
+    _settings = Settings.from_env()
+except ConfigError as _e:  # a clear one-line message instead of a traceback
+    sys.stderr.write(f"jobs-api: configuration error: {_e}\n")
+    sys.exit(2)
+
+
+def _env_int(name: str, default: int, minimum: int = 1) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        sys.stderr.write(f"jobs-api: configuration error: {name} must be an integer, got {raw!r}\n")
+        sys.exit(2)
+    if value < minimum:
+        sys.stderr.write(f"jobs-api: configuration error: {name} must be >= {minimum}, got {value}\n")
+        sys.exit(2)
+    return value
+
+
+def _prepare_metrics_dir() -> str | None:
+    """Point PROMETHEUS_MULTIPROC_DIR at an empty directory; returns it when we created it."""
+    existing = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if existing:
+        os.makedirs(existing, exist_ok=True)
+        for name in os.listdir(existing):  # samples of a previous run would be added to ours
+            if name.endswith(".db"):
+                with contextlib.suppress(OSError):
+                    os.unlink(os.path.join(existing, name))
+        return None
+    created = tempfile.mkdtemp(prefix="jobs-api-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = created
+    return created
+
+
+_owned_metrics_dir = _prepare_metrics_dir()
+
+wsgi_app = "jobs_api.app:create_app()"
+bind = [_settings.bind]
+workers = _env_int("WEB_CONCURRENCY", 2)
+worker_class = "gthread"
+threads = _env_int("JOBS_API_THREADS", 8)
+graceful_timeout = _env_int("JOBS_API_GRACEFUL_TIMEOUT", 30, 0)
+timeout = 30  # a worker whose main loop is stuck this long is restarted (threads may run longer)
+keepalive = 5
+accesslog = "-"
+errorlog = "-"
+loglevel = _settings.log_level.lower()
+logger_class = "jobs_api.logs.GunicornLogger"
+# The heartbeat file lives in memory: works with a read-only root filesystem and does not stall on disk.
+worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+proc_name = "jobs-api"
+# Limits on request line and headers (defaults 4094 / 100 / 8190) stay; the body limit is
+# JOBS_MAX_BODY_BYTES, enforced by the app.
+
+
+def post_worker_init(worker: Any) -> None:
+    """Application logs as JSON lines, at JOBS_LOG_LEVEL."""
+    from jobs_api.logs import configure_logging
+
+    configure_logging(_settings.log_level)
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    """A worker is gone: tell prometheus_client so its live gauges stop counting."""
+    from jobs_api.metrics import mark_process_dead
+
+    mark_process_dead(worker.pid)
+
+
+def on_exit(server: Any) -> None:
+    """Remove the metrics directory we created."""
+    if _owned_metrics_dir:
+        shutil.rmtree(_owned_metrics_dir, ignore_errors=True)

@@ -1,0 +1,34 @@
+"""Operations endpoints: ``/healthz`` (liveness), ``/readyz`` (Redis reachable), ``/metrics``."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response
+
+from jobs_api import metrics
+from jobs_api.problems import REDIS_UNAVAILABLE, service_unavailable
+from jobs_api.state import json_response, state
+
+bp = Blueprint("health", __name__)
+
+
+@bp.get("/healthz")
+def healthz() -> Response:
+    """The process answers; touches nothing else (a Redis outage must not restart API pods)."""
+    return json_response({"status": "ok"})
+
+
+@bp.get("/readyz")
+def readyz() -> Response:
+    """200 when Redis answers a PING, else 503 with Retry-After (the pod leaves the Service)."""
+    try:
+        state().store.ping()
+    except REDIS_UNAVAILABLE as e:
+        raise service_unavailable("not ready: Redis is unreachable") from e
+    return json_response({"status": "ready"})
+
+
+@bp.get("/metrics")
+def metrics_view() -> Response:
+    """Prometheus exposition: samples of every gunicorn worker plus queue counts read now from Redis."""
+    body, content_type = metrics.render(state().store.counts)
+    return Response(body, status=200, content_type=content_type)

@@ -1,0 +1,180 @@
+"""``/jobs`` resource: submit, list, get (long-poll), result, cancel, retry."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from flask import Blueprint, Response, g, request
+from jobs_core.errors import IdempotencyConflict, QueueFull
+from jobs_core.model import Job, JobStatus, is_job_id
+
+from jobs_api import openapi
+from jobs_api.auth import current_tenant
+from jobs_api.metrics import SUBMISSIONS, UNKNOWN_TASK_LABEL
+from jobs_api.problems import REDIS_UNAVAILABLE, not_found, validation_problem
+from jobs_api.state import json_response, state
+from jobs_api.validation import query_int, query_seconds, read_json_body, schema_errors
+
+bp = Blueprint("jobs", __name__)
+
+_IDEMPOTENCY_KEY = re.compile(rf"^[\x21-\x7e]{{1,{openapi.MAX_IDEMPOTENCY_KEY_LENGTH}}}$")
+_MAX_CURSOR = 512
+
+
+@bp.before_request
+def _authenticate() -> None:
+    g.tenant = state().auth.authenticate()
+
+
+def job_body(job: Job) -> dict[str, Any]:
+    """The public representation of a job: ``Job.to_dict()`` plus ``links``."""
+    body = job.to_dict()
+    body["links"] = {"self": f"/jobs/{job.id}", "result": f"/jobs/{job.id}/result"}
+    return body
+
+
+def _check_id(job_id: str) -> str:
+    # Malformed ids are 404 without a Redis round trip (and never reach a key name).
+    if not is_job_id(job_id):
+        raise not_found(job_id)
+    return job_id
+
+
+def _idempotency_key() -> str | None:
+    raw = request.headers.get("Idempotency-Key")
+    if raw is None:
+        return None
+    if not _IDEMPOTENCY_KEY.match(raw):
+        raise validation_problem(
+            [
+                {
+                    "path": "/headers/Idempotency-Key",
+                    "message": f"must be 1-{openapi.MAX_IDEMPOTENCY_KEY_LENGTH} visible ASCII characters",
+                }
+            ],
+            status=400,
+        )
+    return raw
+
+
+@bp.post("/jobs")
+def submit() -> Response:
+    """Validate, record and queue a job; ``202`` with ``Location``."""
+    body = read_json_body()
+    key = _idempotency_key()
+    errors = schema_errors(openapi.submit_request_schema(), body)
+    if errors:
+        SUBMISSIONS.labels(UNKNOWN_TASK_LABEL, "invalid").inc()
+        raise validation_problem(errors)
+    st = state()
+    name: str = body["task"]
+    info = st.store.tasks().get(name)
+    if info is None:
+        SUBMISSIONS.labels(UNKNOWN_TASK_LABEL, "unknown_task").inc()
+        raise validation_problem(
+            [{"path": "/task", "message": f"unknown task {name!r} (GET /tasks lists the known ones)"}]
+        )
+    params = {**info.defaults, **body.get("params", {})}
+    errors = schema_errors(info.params_schema, params, "/params")
+    if errors:
+        SUBMISSIONS.labels(name, "invalid").inc()
+        raise validation_problem(errors)
+    max_attempts = body.get("max_attempts", info.max_attempts)
+    timeout = body.get("timeout", info.timeout)
+    try:
+        job, created = st.store.enqueue(
+            name,
+            params,
+            owner=current_tenant(),
+            max_attempts=int(max_attempts) if max_attempts is not None else None,
+            timeout=float(timeout) if timeout is not None else None,
+            delay=float(body.get("delay", 0.0)),
+            idempotency_key=key,
+            max_pending=st.settings.max_pending,
+            max_pending_per_tenant=st.settings.max_pending_per_tenant,
+        )
+    except QueueFull:
+        SUBMISSIONS.labels(name, "queue_full").inc()
+        raise
+    except IdempotencyConflict:
+        SUBMISSIONS.labels(name, "conflict").inc()
+        raise
+    except REDIS_UNAVAILABLE:
+        SUBMISSIONS.labels(name, "unavailable").inc()
+        raise
+    SUBMISSIONS.labels(name, "accepted" if created else "replayed").inc()
+    headers = {"Location": f"/jobs/{job.id}"}
+    if not created:
+        headers["Idempotent-Replayed"] = "true"
+    return json_response(job_body(job), 202, headers)
+
+
+@bp.get("/jobs")
+def list_jobs() -> Response:
+    """A page of the tenant's jobs, newest first, with an opaque ``next_cursor``."""
+    errors: list[dict[str, str]] = []
+    status_raw = request.args.get("status") or None
+    status = None
+    if status_raw is not None:
+        try:
+            status = JobStatus(status_raw)
+        except ValueError:
+            errors.append({"path": "/query/status", "message": f"must be one of {', '.join(openapi.STATUSES)}"})
+    task = request.args.get("task") or None
+    if task is not None and len(task) > openapi.MAX_TASK_NAME_LENGTH:
+        errors.append({"path": "/query/task", "message": "too long"})
+    cursor = request.args.get("cursor") or None
+    if cursor is not None and len(cursor) > _MAX_CURSOR:
+        errors.append({"path": "/query/cursor", "message": "not a cursor from next_cursor"})
+    if errors:
+        raise validation_problem(errors, status=400)
+    limit = query_int("limit", openapi.DEFAULT_PAGE_SIZE, 1, openapi.MAX_PAGE_SIZE)
+    try:
+        page, next_cursor = state().store.list_jobs(
+            owner=current_tenant(), status=status, task=task, limit=limit, cursor=cursor
+        )
+    except ValueError as e:
+        raise validation_problem(
+            [{"path": "/query/cursor", "message": "not a cursor from next_cursor"}], status=400
+        ) from e
+    return json_response({"jobs": [job_body(j) for j in page], "next_cursor": next_cursor})
+
+
+@bp.get("/jobs/<job_id>")
+def get_job(job_id: str) -> Response:
+    """The job; with ``?wait=N`` hold the request until it is terminal or N seconds pass."""
+    _check_id(job_id)
+    wait = query_seconds("wait", openapi.MAX_WAIT_SECONDS)
+    store = state().store
+    job = store.get(job_id, owner=current_tenant())
+    if wait > 0 and not job.is_terminal:
+        job = store.wait(job_id, wait, owner=current_tenant())
+    return json_response(job_body(job))
+
+
+@bp.get("/jobs/<job_id>/result")
+def get_result(job_id: str) -> Response:
+    """The result bytes in their media type; 409 while not succeeded, 410 once expired."""
+    _check_id(job_id)
+    result = state().store.get_result(job_id, owner=current_tenant())
+    resp = Response(result.data, status=200, content_type=result.media_type)
+    # A result is data, not a page of this origin: never let a browser run it as one.
+    resp.headers["Content-Security-Policy"] = "sandbox"
+    return resp
+
+
+@bp.delete("/jobs/<job_id>")
+def cancel(job_id: str) -> Response:
+    """Cancel: queued -> 200 cancelled; running -> 202 cancel requested; terminal -> 409."""
+    _check_id(job_id)
+    job = state().store.cancel(job_id, owner=current_tenant())
+    return json_response(job_body(job), 200 if job.status is JobStatus.CANCELLED else 202)
+
+
+@bp.post("/jobs/<job_id>/retry")
+def retry(job_id: str) -> Response:
+    """Queue a failed or cancelled job again (202); 409 for any other status."""
+    _check_id(job_id)
+    job = state().store.retry(job_id, owner=current_tenant())
+    return json_response(job_body(job), 202, {"Location": f"/jobs/{job.id}"})

@@ -1,0 +1,95 @@
+"""Prometheus metrics, correct under several gunicorn worker processes.
+
+gunicorn.conf.py (or the ``jobs-api`` launcher) points ``PROMETHEUS_MULTIPROC_DIR`` at a fresh temporary
+directory before any worker starts, so every worker writes its samples to files there and ``/metrics``
+(answered by any one worker) aggregates all of them; a dead worker's files are marked by the
+``child_exit`` hook. Queue sizes are not samples: they are read from Redis at scrape time, so every
+scrape is current no matter which worker answers it.
+
+Without ``PROMETHEUS_MULTIPROC_DIR`` (one process, e.g. the Flask test client) the default registry is
+used.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterator, Mapping
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
+
+log = logging.getLogger("jobs_api")
+
+SUBMISSIONS = Counter(
+    "jobs_api_submissions",
+    "Job submissions by task and outcome (accepted, replayed, invalid, unknown_task, conflict, queue_full, "
+    "unavailable).",
+    ["task", "outcome"],
+)
+REQUEST_LATENCY = Histogram(
+    "jobs_api_request_duration_seconds",
+    "HTTP request latency by method, route and status code.",
+    ["method", "route", "status"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
+)
+
+#: Label used for a task name nobody published, so clients cannot blow up label cardinality.
+UNKNOWN_TASK_LABEL = "_unknown"
+
+
+class QueueCollector:
+    """Reads queued/running/delayed/failed counts from Redis at scrape time."""
+
+    def __init__(self, counts: Callable[[], Mapping[str, int]]) -> None:
+        self._counts = counts
+
+    def collect(self) -> Iterator[Metric]:
+        up = GaugeMetricFamily("jobs_api_redis_up", "1 when Redis answered the scrape-time queue read.")
+        try:
+            counts = self._counts()
+        except Exception as e:  # an unreachable Redis must not break the scrape
+            log.warning("metrics: cannot read queue counts: %s", type(e).__name__)
+            up.add_metric([], 0)
+            yield up
+            return
+        up.add_metric([], 1)
+        yield up
+        jobs = GaugeMetricFamily("jobs_queue_jobs", "Jobs by state, read from Redis at scrape time.", labels=["state"])
+        for state, value in sorted(counts.items()):
+            jobs.add_metric([state], value)
+        yield jobs
+
+
+def multiprocess_dir() -> str | None:
+    """The multiprocess directory in use, if any."""
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+
+
+def render(counts: Callable[[], Mapping[str, int]]) -> tuple[bytes, str]:
+    """The exposition text for a scrape, and its content type."""
+    queue = CollectorRegistry(auto_describe=True)
+    queue.register(QueueCollector(counts))  # type: ignore[arg-type]
+    if multiprocess_dir():
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)
+        body = generate_latest(registry)
+    else:
+        body = generate_latest(REGISTRY)
+    return body + generate_latest(queue), CONTENT_TYPE_LATEST
+
+
+def mark_process_dead(pid: int) -> None:
+    """Drop a dead worker's live-gauge files (gunicorn ``child_exit`` hook)."""
+    if multiprocess_dir():
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid)

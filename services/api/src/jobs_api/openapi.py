@@ -1,0 +1,491 @@
+"""The OpenAPI 3.1 description of the API, served at ``/openapi.json``.
+
+It is the single source of the request body schema too: ``POST /jobs`` validates its body against
+``SubmitRequest`` from here, so the document and the implementation cannot drift apart. The test suite
+validates every response body it sees against the response schemas below.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from jobs_core.model import JobStatus
+
+from jobs_api import __version__
+
+MAX_ATTEMPTS_LIMIT = 100
+MAX_TIMEOUT_SECONDS = 7 * 24 * 3600
+MAX_DELAY_SECONDS = 7 * 24 * 3600
+MAX_WAIT_SECONDS = 60
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 200
+MAX_IDEMPOTENCY_KEY_LENGTH = 200
+MAX_TASK_NAME_LENGTH = 200
+
+STATUSES = [s.value for s in JobStatus]
+
+_NULLABLE_STRING = {"type": ["string", "null"]}
+_TIMESTAMP = {"type": "string", "format": "date-time", "description": "RFC 3339, UTC"}
+_NULLABLE_TIMESTAMP = {"type": ["string", "null"], "format": "date-time", "description": "RFC 3339, UTC"}
+
+SCHEMAS: dict[str, Any] = {
+    "SubmitRequest": {
+        "type": "object",
+        "description": "A job to run.",
+        "required": ["task"],
+        "additionalProperties": False,
+        "properties": {
+            "task": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": MAX_TASK_NAME_LENGTH,
+                "description": "Name of a task published by the workers (see GET /tasks).",
+            },
+            "params": {
+                "type": "object",
+                "description": "Task parameters, validated against the task's params_schema after the "
+                "task's defaults are applied. Default {}.",
+            },
+            "max_attempts": {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": MAX_ATTEMPTS_LIMIT,
+                "description": "Attempts before the job fails (default: the task's, else JOBS_DEFAULT_MAX_ATTEMPTS).",
+            },
+            "timeout": {
+                "type": "number",
+                "exclusiveMinimum": 0,
+                "maximum": MAX_TIMEOUT_SECONDS,
+                "description": "Seconds one attempt may run before it is killed (default: the task's, else "
+                "JOBS_DEFAULT_TIMEOUT_SECONDS).",
+            },
+            "delay": {
+                "type": "number",
+                "minimum": 0,
+                "maximum": MAX_DELAY_SECONDS,
+                "description": "Seconds to wait before the job becomes runnable. Default 0.",
+            },
+        },
+    },
+    "JobError": {
+        "type": "object",
+        "required": ["type", "message", "traceback"],
+        "additionalProperties": False,
+        "properties": {
+            "type": {"type": "string", "description": "Exception type, or WorkerLost / Timeout / ..."},
+            "message": {"type": "string"},
+            "traceback": _NULLABLE_STRING,
+        },
+    },
+    "Job": {
+        "type": "object",
+        "required": [
+            "id",
+            "task",
+            "params",
+            "status",
+            "attempts",
+            "max_attempts",
+            "timeout",
+            "progress",
+            "message",
+            "created_at",
+            "started_at",
+            "finished_at",
+            "error",
+            "worker",
+            "links",
+        ],
+        "additionalProperties": False,
+        "properties": {
+            "id": {"type": "string", "format": "uuid"},
+            "task": {"type": "string"},
+            "params": {"type": "object"},
+            "status": {"type": "string", "enum": STATUSES},
+            "attempts": {"type": "integer", "minimum": 0},
+            "max_attempts": {"type": "integer", "minimum": 1},
+            "timeout": {"type": "number", "description": "Seconds per attempt."},
+            "progress": {"type": ["number", "null"], "minimum": 0, "maximum": 1},
+            "message": _NULLABLE_STRING,
+            "created_at": _TIMESTAMP,
+            "started_at": _NULLABLE_TIMESTAMP,
+            "finished_at": _NULLABLE_TIMESTAMP,
+            "error": {"oneOf": [{"$ref": "#/components/schemas/JobError"}, {"type": "null"}]},
+            "worker": _NULLABLE_STRING,
+            "links": {
+                "type": "object",
+                "required": ["self", "result"],
+                "additionalProperties": False,
+                "properties": {
+                    "self": {"type": "string", "format": "uri-reference"},
+                    "result": {"type": "string", "format": "uri-reference"},
+                },
+            },
+        },
+    },
+    "JobList": {
+        "type": "object",
+        "required": ["jobs", "next_cursor"],
+        "additionalProperties": False,
+        "properties": {
+            "jobs": {"type": "array", "items": {"$ref": "#/components/schemas/Job"}},
+            "next_cursor": {
+                "type": ["string", "null"],
+                "description": "Pass as ?cursor= for the next (older) page; null on the last page.",
+            },
+        },
+    },
+    "Task": {
+        "type": "object",
+        "required": ["name", "description", "params_schema", "defaults"],
+        "additionalProperties": False,
+        "properties": {
+            "name": {"type": "string"},
+            "description": {"type": "string"},
+            "params_schema": {"type": "object", "description": "JSON Schema of the task's params."},
+            "defaults": {"type": "object", "description": "Applied to params before validation."},
+            "timeout": {"type": ["number", "null"], "description": "Default seconds per attempt."},
+            "max_attempts": {"type": ["integer", "null"], "description": "Default attempts."},
+        },
+    },
+    "TaskList": {
+        "type": "object",
+        "required": ["tasks"],
+        "additionalProperties": False,
+        "properties": {"tasks": {"type": "array", "items": {"$ref": "#/components/schemas/Task"}}},
+    },
+    "Problem": {
+        "type": "object",
+        "description": "RFC 9457 problem details.",
+        "required": ["type", "title", "status", "detail"],
+        "properties": {
+            "type": {"type": "string", "format": "uri-reference"},
+            "title": {"type": "string"},
+            "status": {"type": "integer", "minimum": 400, "maximum": 599},
+            "detail": {"type": "string"},
+            "instance": {"type": "string", "format": "uri-reference"},
+            "errors": {
+                "type": "array",
+                "description": "Validation failures, one per field.",
+                "items": {
+                    "type": "object",
+                    "required": ["path", "message"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "path": {"type": "string", "description": "JSON pointer, e.g. /params/limit"},
+                        "message": {"type": "string"},
+                    },
+                },
+            },
+            "job_status": {
+                "type": "string",
+                "enum": STATUSES,
+                "description": "On 409: the job's current status.",
+            },
+            "scope": {"type": "string", "enum": ["global", "tenant"], "description": "On 429."},
+            "limit": {"type": "integer", "description": "On 429: the cap that was reached."},
+        },
+    },
+    "Health": {
+        "type": "object",
+        "required": ["status"],
+        "properties": {"status": {"type": "string", "enum": ["ok", "ready"]}},
+    },
+}
+
+
+def _problem(description: str, headers: dict[str, Any] | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "description": description,
+        "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}},
+    }
+    if headers:
+        out["headers"] = headers
+    return out
+
+
+def _json(ref: str, description: str, headers: dict[str, Any] | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{ref}"}}},
+    }
+    if headers:
+        out["headers"] = headers
+    return out
+
+
+_RETRY_AFTER = {"Retry-After": {"schema": {"type": "integer"}, "description": "Seconds to wait."}}
+_AUTH_ERRORS = {
+    "401": _problem(
+        "Missing or invalid API key (when JOBS_API_KEYS is set).",
+        {"WWW-Authenticate": {"schema": {"type": "string"}}},
+    ),
+    "503": _problem("Redis unreachable.", _RETRY_AFTER),
+}
+_JOB_ID = {
+    "name": "job_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string"},
+    "description": "Job id (uuid4). Unknown, malformed or another tenant's: 404.",
+}
+_SECURITY = [{"bearerAuth": []}]
+
+
+def _op(summary: str, responses: dict[str, Any], **more: Any) -> dict[str, Any]:
+    op = {"summary": summary, "responses": {**responses, **_AUTH_ERRORS}}
+    op.update(more)
+    return op
+
+
+PATHS: dict[str, Any] = {
+    "/jobs": {
+        "post": _op(
+            "Submit a job",
+            {
+                "202": _json(
+                    "Job",
+                    "Accepted: the job is recorded and queued (also for an Idempotency-Key repeat, which "
+                    "returns the original job with Idempotent-Replayed: true).",
+                    {
+                        "Location": {"schema": {"type": "string"}},
+                        "Idempotent-Replayed": {"schema": {"type": "string", "enum": ["true"]}},
+                    },
+                ),
+                "400": _problem("Malformed JSON or bad Idempotency-Key header."),
+                "413": _problem("Body larger than JOBS_MAX_BODY_BYTES."),
+                "415": _problem("Content-Type is not application/json."),
+                "422": _problem(
+                    "Invalid body, unknown task, params failing the task's schema, or an Idempotency-Key "
+                    "reused with a different body."
+                ),
+                "429": _problem("Too many pending jobs (JOBS_MAX_PENDING[_PER_TENANT]).", _RETRY_AFTER),
+            },
+            operationId="submitJob",
+            tags=["jobs"],
+            security=_SECURITY,
+            parameters=[
+                {
+                    "name": "Idempotency-Key",
+                    "in": "header",
+                    "required": False,
+                    "schema": {"type": "string", "minLength": 1, "maxLength": MAX_IDEMPOTENCY_KEY_LENGTH},
+                    "description": "A repeat with the same key and body returns the same job.",
+                }
+            ],
+            requestBody={
+                "required": True,
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/SubmitRequest"}}},
+            },
+        ),
+        "get": _op(
+            "List jobs, newest first",
+            {"200": _json("JobList", "A page of jobs."), "400": _problem("Bad query parameter.")},
+            operationId="listJobs",
+            tags=["jobs"],
+            security=_SECURITY,
+            parameters=[
+                {"name": "status", "in": "query", "schema": {"type": "string", "enum": STATUSES}},
+                {"name": "task", "in": "query", "schema": {"type": "string"}},
+                {
+                    "name": "limit",
+                    "in": "query",
+                    "schema": {
+                        "type": "integer",
+                        "minimum": 1,
+                        "maximum": MAX_PAGE_SIZE,
+                        "default": DEFAULT_PAGE_SIZE,
+                    },
+                },
+                {
+                    "name": "cursor",
+                    "in": "query",
+                    "schema": {"type": "string"},
+                    "description": "next_cursor of the previous page.",
+                },
+            ],
+        ),
+    },
+    "/jobs/{job_id}": {
+        "get": _op(
+            "Get a job (optionally long-polling until it is terminal)",
+            {
+                "200": _json("Job", "The job."),
+                "400": _problem("Bad wait parameter."),
+                "404": _problem("No such job."),
+            },
+            operationId="getJob",
+            tags=["jobs"],
+            security=_SECURITY,
+            parameters=[
+                _JOB_ID,
+                {
+                    "name": "wait",
+                    "in": "query",
+                    "schema": {"type": "number", "minimum": 0, "maximum": MAX_WAIT_SECONDS},
+                    "description": "Seconds to wait for the job to become terminal before answering.",
+                },
+            ],
+        ),
+        "delete": _op(
+            "Cancel a job",
+            {
+                "200": _json("Job", "The job was queued and is now cancelled."),
+                "202": _json("Job", "The job is running: cancel requested; it becomes cancelled within a heartbeat."),
+                "404": _problem("No such job."),
+                "409": _problem("The job is already terminal (job_status says which)."),
+            },
+            operationId="cancelJob",
+            tags=["jobs"],
+            security=_SECURITY,
+            parameters=[_JOB_ID],
+        ),
+    },
+    "/jobs/{job_id}/result": {
+        "get": _op(
+            "Get a succeeded job's result",
+            {
+                "200": {
+                    "description": "The result, in its media type (JSON results as application/json).",
+                    "content": {
+                        "application/json": {"schema": {}},
+                        "*/*": {"schema": {"type": "string", "format": "binary"}},
+                    },
+                },
+                "404": _problem("No such job."),
+                "409": _problem("The job has not succeeded (job_status says its status)."),
+                "410": _problem("The result has expired (JOBS_RESULT_TTL_SECONDS)."),
+            },
+            operationId="getJobResult",
+            tags=["jobs"],
+            security=_SECURITY,
+            parameters=[_JOB_ID],
+        ),
+    },
+    "/jobs/{job_id}/retry": {
+        "post": _op(
+            "Queue a failed or cancelled job again",
+            {
+                "202": _json("Job", "Queued again.", {"Location": {"schema": {"type": "string"}}}),
+                "404": _problem("No such job."),
+                "409": _problem("The job is not failed or cancelled (job_status says its status)."),
+            },
+            operationId="retryJob",
+            tags=["jobs"],
+            security=_SECURITY,
+            parameters=[_JOB_ID],
+        ),
+    },
+    "/tasks": {
+        "get": _op(
+            "List the tasks the workers published",
+            {"200": _json("TaskList", "Every known task, by name.")},
+            operationId="listTasks",
+            tags=["tasks"],
+            security=_SECURITY,
+        ),
+    },
+    "/tasks/{name}": {
+        "get": _op(
+            "Get one task",
+            {"200": _json("Task", "The task."), "404": _problem("No such task.")},
+            operationId="getTask",
+            tags=["tasks"],
+            security=_SECURITY,
+            parameters=[{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
+        ),
+    },
+    "/healthz": {
+        "get": {
+            "summary": "Liveness: the process answers",
+            "operationId": "healthz",
+            "tags": ["ops"],
+            "responses": {"200": _json("Health", "Alive.")},
+        }
+    },
+    "/readyz": {
+        "get": {
+            "summary": "Readiness: Redis answers",
+            "operationId": "readyz",
+            "tags": ["ops"],
+            "responses": {
+                "200": _json("Health", "Ready."),
+                "503": _problem("Redis unreachable.", _RETRY_AFTER),
+            },
+        }
+    },
+    "/metrics": {
+        "get": {
+            "summary": "Prometheus metrics (all gunicorn workers, plus queue counts read from Redis)",
+            "operationId": "metrics",
+            "tags": ["ops"],
+            "responses": {
+                "200": {
+                    "description": "Prometheus text format.",
+                    "content": {"text/plain": {"schema": {"type": "string"}}},
+                }
+            },
+        }
+    },
+    "/openapi.json": {
+        "get": {
+            "summary": "This document",
+            "operationId": "openapi",
+            "tags": ["ops"],
+            "responses": {
+                "200": {
+                    "description": "OpenAPI 3.1.",
+                    "content": {"application/json": {"schema": {"type": "object"}}},
+                }
+            },
+        }
+    },
+    "/docs": {
+        "get": {
+            "summary": "Interactive documentation (Swagger UI, served locally)",
+            "operationId": "docs",
+            "tags": ["ops"],
+            "responses": {
+                "200": {"description": "HTML page.", "content": {"text/html": {"schema": {"type": "string"}}}}
+            },
+        }
+    },
+}
+
+
+def build_spec() -> dict[str, Any]:
+    """A fresh copy of the OpenAPI document."""
+    return copy.deepcopy(
+        {
+            "openapi": "3.1.0",
+            "info": {
+                "title": "Jobs API",
+                "version": __version__,
+                "description": "Submit jobs, follow their progress, fetch their results. Errors are RFC 9457 "
+                "problem details (application/problem+json).",
+            },
+            "jsonSchemaDialect": "https://json-schema.org/draft/2020-12/schema",
+            "tags": [
+                {"name": "jobs", "description": "Jobs of the caller's tenant."},
+                {"name": "tasks", "description": "Tasks published by the workers."},
+                {"name": "ops", "description": "Health, metrics and documentation (no auth)."},
+            ],
+            "paths": PATHS,
+            "components": {
+                "schemas": SCHEMAS,
+                "securitySchemes": {
+                    "bearerAuth": {
+                        "type": "http",
+                        "scheme": "bearer",
+                        "description": "An API key from JOBS_API_KEYS (only when auth is on).",
+                    }
+                },
+            },
+        }
+    )
+
+
+def submit_request_schema() -> dict[str, Any]:
+    """The JSON Schema ``POST /jobs`` bodies are validated against."""
+    return copy.deepcopy(SCHEMAS["SubmitRequest"])

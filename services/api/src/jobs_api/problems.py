@@ -1,0 +1,216 @@
+"""RFC 9457 problem details: every error response is ``application/problem+json``.
+
+Handlers are registered for our own :class:`Problem`, the typed errors of ``jobs_core``, every Werkzeug
+``HTTPException`` (404, 405, 413, 415, ...), Redis outages (``503`` with ``Retry-After``) and, last, any
+other exception: it is logged with its traceback and the client gets a generic ``500`` without one.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import orjson
+import redis.exceptions
+from flask import Flask, Response, request
+from jobs_core.errors import (
+    BackendUnavailable,
+    IdempotencyConflict,
+    IllegalTransition,
+    JobNotFound,
+    QueueFull,
+    ResultExpired,
+    ResultNotReady,
+)
+from werkzeug.exceptions import HTTPException
+
+log = logging.getLogger("jobs_api")
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+#: Seconds a client should wait before retrying after a 503 (Redis unreachable) or a 429 (queue full).
+RETRY_AFTER_UNAVAILABLE = 2
+RETRY_AFTER_QUEUE_FULL = 5
+
+#: Redis failures that mean "the backend is unreachable or failing over", not a bug: 503, retry later.
+REDIS_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    redis.exceptions.ReadOnlyError,
+    BackendUnavailable,
+)
+
+
+def problem_type(slug: str) -> str:
+    """The ``type`` URI of one of our problem kinds (a relative reference, see RFC 9457 section 3.1.1)."""
+    return f"/problems/{slug}"
+
+
+class Problem(Exception):
+    """An error to be answered as problem details; raise it from any view."""
+
+    def __init__(
+        self,
+        status: int,
+        title: str,
+        detail: str,
+        *,
+        slug: str | None = None,
+        errors: Sequence[Mapping[str, str]] | None = None,
+        headers: Mapping[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.title = title
+        self.detail = detail
+        self.type = problem_type(slug) if slug else "about:blank"
+        self.errors = list(errors) if errors is not None else None
+        self.headers = dict(headers or {})
+        self.extra = extra
+
+    def to_dict(self) -> dict[str, Any]:
+        """The problem details object."""
+        body: dict[str, Any] = {
+            "type": self.type,
+            "title": self.title,
+            "status": self.status,
+            "detail": self.detail,
+        }
+        if self.errors is not None:
+            body["errors"] = self.errors
+        body.update(self.extra)
+        if request:  # the path the problem occurred at (RFC 9457 ``instance``)
+            body["instance"] = request.path
+        return body
+
+    def response(self) -> Response:
+        """This problem as a Flask response."""
+        resp = Response(orjson.dumps(self.to_dict()), status=self.status, mimetype=PROBLEM_MEDIA_TYPE)
+        for name, value in self.headers.items():
+            resp.headers[name] = value
+        return resp
+
+
+def validation_problem(errors: Sequence[Mapping[str, str]], detail: str | None = None, status: int = 422) -> Problem:
+    """A 422 (or 400) listing every failing field as ``{"path": <JSON pointer>, "message": ...}``."""
+    return Problem(
+        status,
+        "Validation failed" if status == 422 else "Bad request",
+        detail or "; ".join(f"{e['path']}: {e['message']}" for e in errors) or "invalid request",
+        slug="validation-error",
+        errors=errors,
+    )
+
+
+def not_found(job_id: str) -> Problem:
+    """404 for a job that does not exist, is malformed, or belongs to another tenant (indistinguishable)."""
+    return Problem(404, "Not Found", f"no job with id {job_id!r}", slug="job-not-found")
+
+
+def service_unavailable(detail: str = "the job store (Redis) is unreachable; retry later") -> Problem:
+    """503 with Retry-After."""
+    return Problem(
+        503,
+        "Service Unavailable",
+        detail,
+        slug="backend-unavailable",
+        headers={"Retry-After": str(RETRY_AFTER_UNAVAILABLE)},
+    )
+
+
+def _from_http_exception(e: HTTPException) -> Problem:
+    code = e.code or 500
+    detail = e.description or e.name
+    headers: dict[str, str] = {}
+    if code == 405:
+        valid = getattr(e, "valid_methods", None)
+        if valid:
+            headers["Allow"] = ", ".join(sorted(valid))
+    if code == 413:
+        detail = "the request body is larger than the limit (JOBS_MAX_BODY_BYTES)"
+    if code == 404:
+        detail = f"no resource at {request.path}"
+    return Problem(code, e.name, detail, headers=headers)
+
+
+def _from_jobs_error(e: Exception) -> Problem:
+    if isinstance(e, JobNotFound):
+        return not_found(e.job_id)
+    if isinstance(e, ResultNotReady):
+        return Problem(
+            409,
+            "Conflict",
+            f"job {e.job_id} has no result: its status is {e.status}",
+            slug="result-not-ready",
+            job_status=e.status,
+        )
+    if isinstance(e, ResultExpired):
+        return Problem(410, "Gone", str(e), slug="result-expired")
+    if isinstance(e, IllegalTransition):
+        return Problem(
+            409,
+            "Conflict",
+            f"job {e.job_id} is {e.current}: it cannot become {e.target}",
+            slug="illegal-transition",
+            job_status=e.current,
+        )
+    if isinstance(e, QueueFull):
+        return Problem(
+            429,
+            "Too Many Requests",
+            f"too many pending jobs ({e.scope} limit {e.limit}); retry later",
+            slug="queue-full",
+            headers={"Retry-After": str(RETRY_AFTER_QUEUE_FULL)},
+            scope=e.scope,
+            limit=e.limit,
+        )
+    if isinstance(e, IdempotencyConflict):
+        return validation_problem(
+            [{"path": "/", "message": "this Idempotency-Key was used with a different request body"}],
+            detail=f"Idempotency-Key {e.key!r} was already used for a different request (job {e.job_id})",
+        )
+    raise e  # not ours to map: the last-resort handler answers it
+
+
+def register_error_handlers(app: Flask) -> None:
+    """Answer every error raised while handling a request with problem details."""
+
+    @app.errorhandler(Problem)
+    def _problem(e: Problem) -> Response:
+        return e.response()
+
+    @app.errorhandler(HTTPException)
+    def _http(e: HTTPException) -> Response:
+        return _from_http_exception(e).response()
+
+    for exc in REDIS_UNAVAILABLE:
+
+        @app.errorhandler(exc)
+        def _unavailable(e: Exception) -> Response:
+            log.warning("redis unavailable: %s", type(e).__name__, extra={"path": request.path})
+            return service_unavailable().response()
+
+    for exc in (
+        JobNotFound,
+        ResultNotReady,
+        ResultExpired,
+        IllegalTransition,
+        QueueFull,
+        IdempotencyConflict,
+    ):
+
+        @app.errorhandler(exc)
+        def _jobs(e: Exception) -> Response:
+            return _from_jobs_error(e).response()
+
+    @app.errorhandler(Exception)
+    def _last_resort(e: Exception) -> Response:
+        # The traceback goes to the log (for operators), never into the response.
+        log.exception("unhandled error", extra={"path": request.path, "method": request.method})
+        return Problem(
+            500,
+            "Internal Server Error",
+            "an unexpected error occurred; it has been logged",
+            slug="internal-error",
+        ).response()

@@ -1,0 +1,125 @@
+"""Request validation helpers: JSON bodies and JSON Schema errors as ``{"path", "message"}`` items."""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import orjson
+from flask import request
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError
+from jsonschema.protocols import Validator
+from jsonschema.validators import validator_for
+
+from jobs_api.problems import Problem, validation_problem
+
+MAX_ERRORS = 50
+
+
+def _pointer(base: str, parts: Iterable[Any]) -> str:
+    path = base + "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in parts)
+    return path or "/"
+
+
+@functools.lru_cache(maxsize=256)
+def _compiled(schema_json: bytes) -> Validator:
+    schema = orjson.loads(schema_json)
+    cls = validator_for(schema, default=Draft202012Validator)
+    cls.check_schema(schema)
+    validator: Validator = cls(schema)
+    return validator
+
+
+def schema_errors(schema: Mapping[str, Any], instance: Any, base: str = "") -> list[dict[str, str]]:
+    """Every way ``instance`` fails ``schema`` (up to :data:`MAX_ERRORS`), paths prefixed with ``base``.
+
+    Validators are compiled once per distinct schema. JSON Schema's ``integer`` and ``number`` never
+    accept booleans, so ``true`` is refused where a count is expected.
+    """
+    validator = _compiled(orjson.dumps(schema, option=orjson.OPT_SORT_KEYS))
+    errors: list[ValidationError] = sorted(
+        validator.iter_errors(instance), key=lambda e: [str(p) for p in e.absolute_path]
+    )
+    return [{"path": _pointer(base, e.absolute_path), "message": _message(e)} for e in errors[:MAX_ERRORS]]
+
+
+_JSON_TYPES = (
+    (bool, "boolean"),
+    (int, "integer"),
+    (float, "number"),
+    (str, "string"),
+    (list, "array"),
+    (dict, "object"),
+    (type(None), "null"),
+)
+
+
+def _json_type(value: Any) -> str:
+    for cls, name in _JSON_TYPES:
+        if isinstance(value, cls):
+            return name
+    return type(value).__name__
+
+
+def _message(e: ValidationError) -> str:
+    # jsonschema words type errors with Python reprs ("True is not of type 'integer'"); say it in JSON terms.
+    if e.validator == "type":
+        expected = e.validator_value if isinstance(e.validator_value, str) else " or ".join(e.validator_value)
+        return f"must be of type {expected}, not {_json_type(e.instance)}"
+    return e.message
+
+
+def read_json_body() -> Any:
+    """The request's JSON body: 415 unless it is JSON, 413 when too large, 400 when malformed."""
+    mimetype = request.mimetype or ""
+    if mimetype != "application/json" and not mimetype.endswith("+json"):
+        raise Problem(
+            415,
+            "Unsupported Media Type",
+            f"send the body as application/json (got {mimetype or 'no Content-Type'})",
+            slug="unsupported-media-type",
+        )
+    data = request.get_data(cache=False)  # raises 413 past MAX_CONTENT_LENGTH
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError as e:
+        raise Problem(400, "Bad Request", f"the body is not valid JSON: {e}", slug="malformed-json") from e
+
+
+def query_int(name: str, default: int, minimum: int, maximum: int) -> int:
+    """An integer query parameter within bounds, else a 400 naming it."""
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return default
+    if not raw.isascii() or not raw.strip().isdigit():
+        raise validation_problem(
+            [{"path": f"/query/{name}", "message": f"must be an integer from {minimum} to {maximum}"}],
+            status=400,
+        )
+    value = int(raw)
+    if not minimum <= value <= maximum:
+        raise validation_problem(
+            [{"path": f"/query/{name}", "message": f"must be an integer from {minimum} to {maximum}"}],
+            status=400,
+        )
+    return value
+
+
+def query_seconds(name: str, maximum: float) -> float:
+    """A non-negative number of seconds (at most ``maximum``) from the query string; 0 when absent."""
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return 0.0
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or not 0 <= value <= maximum:
+        raise validation_problem(
+            [{"path": f"/query/{name}", "message": f"must be a number of seconds from 0 to {maximum:g}"}],
+            status=400,
+        )
+    return value
