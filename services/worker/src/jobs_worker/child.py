@@ -6,6 +6,7 @@ child holds is needed to keep the job safe, since the job's state lives in Redis
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import traceback
@@ -19,6 +20,7 @@ from jobs_core.serialization import dumps
 from jobs_worker.tasks import BinaryResult, JobCancelled, load_task_modules
 
 JSON_MEDIA_TYPE = "application/json"
+PR_SET_PDEATHSIG = 1
 
 # Messages child -> parent:
 #   ("progress", fraction | None, message | None)
@@ -61,12 +63,22 @@ def encode_result(value: Any) -> tuple[bytes, str]:
     return dumps(value), JSON_MEDIA_TYPE
 
 
+def _die_with_parent() -> None:
+    """Linux: get SIGKILL when the fork server (and so the worker) dies, so no orphan keeps running a job."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass
+
+
 def child_main(conn: Connection, cancel_flag: Synchronized[int], task_modules: tuple[str, ...]) -> None:
     """Run jobs sent by the parent until it sends None or goes away."""
     # The parent decides when the child stops: signals meant for the worker (Ctrl-C in a terminal,
     # SIGTERM to the process group) must not kill a job it is draining.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    _die_with_parent()
     registry = load_task_modules(task_modules)
     conn.send(("ready", os.getpid()))
     while True:

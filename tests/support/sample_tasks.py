@@ -1,0 +1,57 @@
+"""Tasks used by the tests (imported by test workers through JOBS_TASK_MODULES=sample_tasks)."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import redis
+
+from jobs_worker import BinaryResult, Context, task
+
+
+def _redis() -> redis.Redis:
+    return redis.Redis.from_url(os.environ["REDIS_URL"])
+
+
+@task("record", params_schema={"type": "object", "properties": {"key": {"type": "string"},
+                                                                  "seconds": {"type": "number"}}})
+def record(params: Mapping[str, Any], ctx: Context) -> str:
+    """Append ``<job id>:<attempt>`` to the list ``key`` (to count executions), then sleep ``seconds``."""
+    _redis().rpush(params["key"], f"{ctx.job_id}:{ctx.attempt}")
+    time.sleep(float(params.get("seconds", 0)))
+    return ctx.job_id
+
+
+@task("stuck", params_schema={"type": "object"}, timeout=1, max_attempts=1)
+def stuck(params: Mapping[str, Any], ctx: Context) -> None:
+    """Block in one C call (time.sleep) far longer than any timeout, never checking for cancel."""
+    time.sleep(float(params.get("seconds", 3600)))
+
+
+@task("big", params_schema={"type": "object"})
+def big(params: Mapping[str, Any], ctx: Context) -> str:
+    """Return a string of ``size`` bytes."""
+    return "x" * int(params["size"])
+
+
+@task("binary", params_schema={"type": "object"})
+def binary(params: Mapping[str, Any], ctx: Context) -> BinaryResult:
+    """Return raw bytes with a media type."""
+    return BinaryResult(b"\x89PNG\r\n\x1a\n" + bytes(range(16)), "image/png")
+
+
+@task("flaky", params_schema={"type": "object"}, max_attempts=3)
+def flaky(params: Mapping[str, Any], ctx: Context) -> int:
+    """Fail until attempt ``succeed_on``."""
+    if ctx.attempt < int(params.get("succeed_on", 2)):
+        raise ValueError(f"attempt {ctx.attempt} fails")
+    return ctx.attempt
+
+
+@task("crash", params_schema={"type": "object"}, max_attempts=1)
+def crash(params: Mapping[str, Any], ctx: Context) -> None:
+    """Kill the process running the task (as a segfault or OOM kill would)."""
+    os._exit(13)
