@@ -1,1 +1,5 @@
-"""Package."""
+"""Python client for the Jobs API (standard library only) and the ``jobs`` command."""
+
+from jobs_client.client import TERMINAL_STATUSES, JobsAPIError, JobsClient, JobsClientError, JobsConnectionError
+
+__all__ = ["TERMINAL_STATUSES", "JobsAPIError", "JobsClient", "JobsClientError", "JobsConnectionError"]

@@ -84,8 +84,8 @@ proc_name = "jobs-api"
 # JOBS_MAX_BODY_BYTES, enforced by the app.
 
 
-def post_worker_init(worker: Any) -> None:
-    """Application logs as JSON lines, at JOBS_LOG_LEVEL."""
+def post_fork(server: Any, worker: Any) -> None:
+    """Application logs as JSON lines, at JOBS_LOG_LEVEL (before the app is built, so its warnings are JSON too)."""
     from jobs_api.logs import configure_logging
 
     configure_logging(_settings.log_level)

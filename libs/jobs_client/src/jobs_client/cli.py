@@ -1,0 +1,328 @@
+"""``jobs``: the command-line client of the Jobs API.
+
+Exit codes: 0 ok / job succeeded; 1 job failed; 2 usage error; 3 job cancelled; 4 the API refused the
+request (4xx/5xx, e.g. unknown job); 5 the API cannot be reached; 6 gave up waiting (job not finished).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+from jobs_client.client import TERMINAL_STATUSES, JobsAPIError, JobsClient, JobsConnectionError
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_CANCELLED = 3
+EXIT_API_ERROR = 4
+EXIT_UNREACHABLE = 5
+EXIT_TIMEOUT = 6
+
+_STATUS_EXIT = {"succeeded": EXIT_OK, "failed": EXIT_FAILED, "cancelled": EXIT_CANCELLED}
+
+
+class UsageError(Exception):
+    """Bad command-line input (exit 2)."""
+
+
+def parse_params(pairs: Sequence[str], params_json: str | None) -> dict[str, Any]:
+    """``key=value`` pairs (values parsed as JSON when they are JSON, else kept as strings) over ``--params``."""
+    params: dict[str, Any] = {}
+    if params_json:
+        try:
+            loaded = json.loads(params_json)
+        except ValueError as e:
+            raise UsageError(f"--params is not valid JSON: {e}") from e
+        if not isinstance(loaded, dict):
+            raise UsageError("--params must be a JSON object")
+        params.update(loaded)
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise UsageError(f"expected key=value, got {pair!r}")
+        try:
+            params[key] = json.loads(raw)
+        except ValueError:
+            params[key] = raw
+    return params
+
+
+class ProgressBar:
+    """A one-line live progress bar on a terminal; plain status lines when not a terminal."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.tty = stream.isatty()
+        self._last: tuple[Any, ...] | None = None
+        self._started = time.monotonic()
+
+    def update(self, job: dict[str, Any]) -> None:
+        """Show the job's status, progress and message."""
+        progress = job.get("progress")
+        status = job["status"]
+        message = job.get("message") or ""
+        key = (status, progress, message)
+        if self.tty:
+            width = max(10, min(40, shutil.get_terminal_size((80, 20)).columns - 50))
+            frac = min(max(float(progress or 0.0), 0.0), 1.0)
+            filled = round(frac * width)
+            bar = "#" * filled + "-" * (width - filled)
+            pct = f"{frac * 100:5.1f}%" if progress is not None else "   -- "
+            elapsed = time.monotonic() - self._started
+            line = f"\r[{bar}] {pct} {status:<9} {elapsed:6.1f}s {message}"[: width + 80]
+            self.stream.write(line + "\x1b[K")
+            self.stream.flush()
+        elif key != self._last:
+            pct = f"{float(progress) * 100:.0f}%" if progress is not None else "-"
+            self.stream.write(f"{job['id']} {status} {pct} {message}".rstrip() + "\n")
+            self.stream.flush()
+        self._last = key
+
+    def close(self) -> None:
+        """End the bar's line."""
+        if self.tty and self._last is not None:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, indent=2, sort_keys=False))
+
+
+def _summary(job: dict[str, Any]) -> str:
+    text = f"{job['id']} {job['status']}"
+    err = job.get("error")
+    if job["status"] == "failed" and err:
+        text += f": {err.get('type')}: {err.get('message')}"
+    return text
+
+
+def _wait(client: JobsClient, job_id: str, timeout: float | None, quiet: bool) -> dict[str, Any]:
+    bar = None if quiet else ProgressBar(sys.stderr)
+    try:
+        return client.wait(job_id, timeout=timeout, on_update=bar.update if bar else None)
+    finally:
+        if bar:
+            bar.close()
+
+
+def _write_result(client: JobsClient, job_id: str, output: str | None) -> None:
+    data, _media_type = client.result(job_id)
+    if output and output != "-":
+        with open(output, "wb") as fh:
+            fh.write(data)
+        print(f"wrote {len(data)} bytes to {output}", file=sys.stderr)
+        return
+    sys.stdout.buffer.write(data)
+    if sys.stdout.isatty() and not data.endswith(b"\n"):
+        sys.stdout.buffer.write(b"\n")
+    sys.stdout.flush()
+
+
+def _finish(client: JobsClient, job: dict[str, Any], args: argparse.Namespace, show_result: bool) -> int:
+    status = job["status"]
+    if status not in TERMINAL_STATUSES:
+        print(f"{job['id']} still {status} after waiting", file=sys.stderr)
+        return EXIT_TIMEOUT
+    if args.json:
+        _print_json(job)
+    elif status == "succeeded" and show_result:
+        _write_result(client, job["id"], getattr(args, "output", None))
+    else:
+        print(_summary(job), file=sys.stderr if status != "succeeded" else sys.stdout)
+    return _STATUS_EXIT[status]
+
+
+# ---------------------------------------------------------------------- commands
+def cmd_submit(client: JobsClient, args: argparse.Namespace) -> int:
+    params = parse_params(args.params, args.params_json)
+    job = client.submit(
+        args.task,
+        params,
+        max_attempts=args.max_attempts,
+        timeout=args.timeout,
+        delay=args.delay,
+        idempotency_key=args.idempotency_key,
+    )
+    if not args.wait:
+        if args.json:
+            _print_json(job)
+        else:
+            print(job["id"])
+        return EXIT_OK
+    print(f"submitted {job['id']}", file=sys.stderr)
+    job = _wait(client, job["id"], args.wait_timeout, args.quiet)
+    return _finish(client, job, args, show_result=True)
+
+
+def cmd_status(client: JobsClient, args: argparse.Namespace) -> int:
+    _print_json(client.get(args.job_id))
+    return EXIT_OK
+
+
+def cmd_wait(client: JobsClient, args: argparse.Namespace) -> int:
+    job = _wait(client, args.job_id, args.timeout, args.quiet)
+    return _finish(client, job, args, show_result=False)
+
+
+def cmd_result(client: JobsClient, args: argparse.Namespace) -> int:
+    try:
+        _write_result(client, args.job_id, args.output)
+    except JobsAPIError as e:
+        if e.status == 409 and e.job_status in _STATUS_EXIT:
+            print(f"error: {e.detail}", file=sys.stderr)
+            return _STATUS_EXIT[e.job_status]
+        raise
+    return EXIT_OK
+
+
+def cmd_cancel(client: JobsClient, args: argparse.Namespace) -> int:
+    job = client.cancel(args.job_id)
+    if args.json:
+        _print_json(job)
+    else:
+        word = "cancelled" if job["status"] == "cancelled" else "cancel requested (running)"
+        print(f"{job['id']} {word}")
+    return EXIT_OK
+
+
+def cmd_retry(client: JobsClient, args: argparse.Namespace) -> int:
+    job = client.retry(args.job_id)
+    if args.json:
+        _print_json(job)
+    else:
+        print(f"{job['id']} {job['status']}")
+    return EXIT_OK
+
+
+def cmd_list(client: JobsClient, args: argparse.Namespace) -> int:
+    if args.all:
+        jobs = list(client.iter_jobs(status=args.status, task=args.task, page_size=args.limit or 100))
+        next_cursor = None
+    else:
+        page = client.list(status=args.status, task=args.task, limit=args.limit, cursor=args.cursor)
+        jobs, next_cursor = page["jobs"], page.get("next_cursor")
+    if args.json:
+        _print_json({"jobs": jobs, "next_cursor": next_cursor})
+        return EXIT_OK
+    print(f"{'ID':<36}  {'STATUS':<9}  {'TASK':<16}  {'PROGRESS':>8}  CREATED")
+    for job in jobs:
+        progress = job.get("progress")
+        pct = f"{progress * 100:.0f}%" if progress is not None else "-"
+        print(f"{job['id']:<36}  {job['status']:<9}  {job['task'][:16]:<16}  {pct:>8}  {job['created_at']}")
+    if next_cursor:
+        print(f"(more: jobs list --cursor {next_cursor})", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_tasks(client: JobsClient, args: argparse.Namespace) -> int:
+    tasks = client.tasks()
+    if args.json:
+        _print_json({"tasks": tasks})
+        return EXIT_OK
+    for info in tasks:
+        props = sorted((info.get("params_schema") or {}).get("properties", {}))
+        print(f"{info['name']:<16} {info.get('description', '')}")
+        if props:
+            print(f"{'':<16} params: {', '.join(props)}")
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``jobs``."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--url", default=None, help="API base URL (default $JOBS_URL or http://127.0.0.1:8000)")
+    common.add_argument("--api-key", default=None, help="API key (default $JOBS_API_KEY)")
+    common.add_argument("--json", action="store_true", help="print JSON instead of text")
+    parser = argparse.ArgumentParser(
+        prog="jobs",
+        description="Submit and follow Jobs API jobs.",
+        parents=[common],
+        epilog="exit codes: 0 ok/succeeded, 1 failed, 2 usage, 3 cancelled, 4 API error, 5 unreachable, "
+        "6 still running after --timeout",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("submit", parents=[common], help="submit a job: jobs submit TASK key=value ...")
+    p.add_argument("task")
+    p.add_argument("params", nargs="*", metavar="key=value", help="params; values are JSON when they parse")
+    p.add_argument("--params", dest="params_json", metavar="JSON", help="params as one JSON object")
+    p.add_argument("--max-attempts", type=int)
+    p.add_argument("--timeout", type=float, help="seconds per attempt")
+    p.add_argument("--delay", type=float, help="seconds before the job may start")
+    p.add_argument("--idempotency-key")
+    p.add_argument("--wait", action="store_true", help="wait with a progress bar, then print the result")
+    p.add_argument("--wait-timeout", type=float, default=None, help="give up waiting after this many seconds")
+    p.add_argument("-o", "--output", help="with --wait: write the result to this file")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_submit)
+
+    p = sub.add_parser("status", parents=[common], help="show a job")
+    p.add_argument("job_id")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("wait", parents=[common], help="wait for a job with a live progress bar")
+    p.add_argument("job_id")
+    p.add_argument("--timeout", type=float, default=None, help="give up after this many seconds (exit 6)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_wait)
+
+    p = sub.add_parser("result", parents=[common], help="print (or save) a succeeded job's result")
+    p.add_argument("job_id")
+    p.add_argument("-o", "--output", help="write to this file instead of stdout")
+    p.set_defaults(func=cmd_result)
+
+    p = sub.add_parser("cancel", parents=[common], help="cancel a job")
+    p.add_argument("job_id")
+    p.set_defaults(func=cmd_cancel)
+
+    p = sub.add_parser("retry", parents=[common], help="queue a failed or cancelled job again")
+    p.add_argument("job_id")
+    p.set_defaults(func=cmd_retry)
+
+    p = sub.add_parser("list", parents=[common], help="list jobs, newest first")
+    p.add_argument("--status", choices=sorted(["queued", "running", *TERMINAL_STATUSES]))
+    p.add_argument("--task")
+    p.add_argument("--limit", type=int)
+    p.add_argument("--cursor")
+    p.add_argument("--all", action="store_true", help="follow next_cursor to the end")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("tasks", parents=[common], help="list the tasks workers offer")
+    p.set_defaults(func=cmd_tasks)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``jobs``; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    client = JobsClient(args.url or os.environ.get("JOBS_URL"), args.api_key)
+    try:
+        code: int = args.func(client, args)
+        return code
+    except UsageError as e:
+        print(f"jobs: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except JobsAPIError as e:
+        print(f"jobs: {e}", file=sys.stderr)
+        for err in e.errors:
+            print(f"  {err.get('path')}: {err.get('message')}", file=sys.stderr)
+        return EXIT_API_ERROR
+    except JobsConnectionError as e:
+        print(f"jobs: {e}", file=sys.stderr)
+        return EXIT_UNREACHABLE
+    except KeyboardInterrupt:
+        print("", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,240 @@
+"""``JobsClient``: a small HTTP client for the Jobs API built on :mod:`urllib` (no dependencies)."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+TERMINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
+#: Longest single long-poll the server allows (GET /jobs/<id>?wait=N, N <= 60).
+MAX_SERVER_WAIT = 60.0
+
+
+class JobsClientError(Exception):
+    """Any error of this client."""
+
+
+class JobsConnectionError(JobsClientError):
+    """The API could not be reached (refused, DNS, timeout)."""
+
+
+class JobsAPIError(JobsClientError):
+    """The API answered with an error status; ``problem`` holds its problem details (RFC 9457)."""
+
+    def __init__(self, status: int, problem: Mapping[str, Any], headers: Mapping[str, str] | None = None) -> None:
+        self.status = status
+        self.problem = dict(problem)
+        self.headers = dict(headers or {})
+        self.title = str(problem.get("title") or f"HTTP {status}")
+        self.detail = str(problem.get("detail") or "")
+        super().__init__(f"{status} {self.title}: {self.detail}" if self.detail else f"{status} {self.title}")
+
+    @property
+    def errors(self) -> list[dict[str, str]]:
+        """Validation failures (``path``, ``message``), if any."""
+        return list(self.problem.get("errors") or [])
+
+    @property
+    def job_status(self) -> str | None:
+        """On a 409: the job's status."""
+        value = self.problem.get("job_status")
+        return str(value) if value is not None else None
+
+
+class JobsClient:
+    """Talks to one Jobs API.
+
+    ``base_url`` defaults to ``$JOBS_URL`` (else http://127.0.0.1:8000) and ``api_key`` to
+    ``$JOBS_API_KEY`` (sent as ``Authorization: Bearer``).
+    """
+
+    def __init__(self, base_url: str | None = None, api_key: str | None = None, timeout: float = 30.0) -> None:
+        self.base_url = (base_url or os.environ.get("JOBS_URL") or DEFAULT_URL).rstrip("/")
+        self.api_key = api_key if api_key is not None else (os.environ.get("JOBS_API_KEY") or None)
+        self.timeout = timeout
+
+    # ------------------------------------------------------------------ transport
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Mapping[str, Any] | None = None,
+        body: Any = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> tuple[int, dict[str, str], bytes]:
+        """Send one request; return (status, headers, body) for 2xx, raise :class:`JobsAPIError` otherwise."""
+        url = self.base_url + path
+        if query:
+            pairs = {k: v for k, v in query.items() if v is not None}
+            if pairs:
+                url += "?" + urllib.parse.urlencode(pairs)
+        data = None
+        all_headers = {
+            "Accept": "application/json, application/problem+json;q=0.9, */*;q=0.1",
+            "User-Agent": "jobs-client/0.1",
+        }
+        if body is not None:
+            data = json.dumps(body).encode()
+            all_headers["Content-Type"] = "application/json"
+        if self.api_key:
+            all_headers["Authorization"] = f"Bearer {self.api_key}"
+        all_headers.update(headers or {})
+        req = urllib.request.Request(url, data=data, method=method, headers=all_headers)
+        try:
+            with urllib.request.urlopen(req, timeout=timeout or self.timeout) as resp:
+                return resp.status, {k.lower(): v for k, v in resp.headers.items()}, resp.read()
+        except urllib.error.HTTPError as e:
+            raw = e.read()
+            resp_headers = {k.lower(): v for k, v in (e.headers or {}).items()}
+            try:
+                problem = json.loads(raw) if raw else {}
+                if not isinstance(problem, dict):
+                    problem = {"detail": str(problem)}
+            except ValueError:
+                problem = {"detail": raw[:500].decode("utf-8", "replace")}
+            raise JobsAPIError(e.code, problem, resp_headers) from None
+        except (urllib.error.URLError, OSError) as e:
+            reason = getattr(e, "reason", e)
+            raise JobsConnectionError(f"cannot reach the Jobs API at {self.base_url}: {reason}") from None
+
+    def _json(self, method: str, path: str, **kwargs: Any) -> Any:
+        _, _, raw = self.request(method, path, **kwargs)
+        return json.loads(raw) if raw else None
+
+    # ------------------------------------------------------------------ jobs
+    def submit(
+        self,
+        task: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        max_attempts: int | None = None,
+        timeout: float | None = None,
+        delay: float | None = None,
+        idempotency_key: str | None = None,
+    ) -> dict[str, Any]:
+        """Submit a job; returns it (status ``queued``)."""
+        body: dict[str, Any] = {"task": task, "params": dict(params or {})}
+        if max_attempts is not None:
+            body["max_attempts"] = max_attempts
+        if timeout is not None:
+            body["timeout"] = timeout
+        if delay is not None:
+            body["delay"] = delay
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
+        job: dict[str, Any] = self._json("POST", "/jobs", body=body, headers=headers)
+        return job
+
+    def get(self, job_id: str, wait: float | None = None) -> dict[str, Any]:
+        """The job; with ``wait`` the server holds the request up to that many seconds until it is terminal."""
+        query = {"wait": _num(wait)} if wait else None
+        timeout = self.timeout + (wait or 0)
+        job: dict[str, Any] = self._json("GET", f"/jobs/{_q(job_id)}", query=query, timeout=timeout)
+        return job
+
+    def wait(
+        self,
+        job_id: str,
+        timeout: float | None = None,
+        on_update: Callable[[dict[str, Any]], None] | None = None,
+        interval: float = 0.5,
+    ) -> dict[str, Any]:
+        """Wait until the job is terminal (or ``timeout`` seconds pass) and return it.
+
+        Uses the server's long-poll; with ``on_update`` it asks every ``interval`` seconds so the callback
+        sees progress as it happens (no sleep between requests: each one waits on the server).
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        job = self.get(job_id)
+        while True:
+            if on_update is not None:
+                on_update(job)
+            if job["status"] in TERMINAL_STATUSES:
+                return job
+            step = interval if on_update is not None else MAX_SERVER_WAIT / 2
+            if deadline is not None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return job
+                step = min(step, remaining)
+            job = self.get(job_id, wait=max(step, 0.01))
+
+    def result(self, job_id: str) -> tuple[bytes, str]:
+        """The result of a succeeded job as (bytes, media type); 409/410/404 raise :class:`JobsAPIError`."""
+        _, headers, raw = self.request("GET", f"/jobs/{_q(job_id)}/result")
+        return raw, headers.get("content-type", "application/octet-stream")
+
+    def result_json(self, job_id: str) -> Any:
+        """The result of a succeeded job, decoded from JSON."""
+        raw, _ = self.result(job_id)
+        return json.loads(raw)
+
+    def cancel(self, job_id: str) -> dict[str, Any]:
+        """Cancel; returns the job (``cancelled``, or ``running`` when a cancel was requested)."""
+        job: dict[str, Any] = self._json("DELETE", f"/jobs/{_q(job_id)}")
+        return job
+
+    def retry(self, job_id: str) -> dict[str, Any]:
+        """Queue a failed or cancelled job again."""
+        job: dict[str, Any] = self._json("POST", f"/jobs/{_q(job_id)}/retry")
+        return job
+
+    def list(
+        self,
+        *,
+        status: str | None = None,
+        task: str | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> dict[str, Any]:
+        """One page: ``{"jobs": [...], "next_cursor": ...}`` (newest first)."""
+        page: dict[str, Any] = self._json(
+            "GET", "/jobs", query={"status": status, "task": task, "limit": limit, "cursor": cursor}
+        )
+        return page
+
+    def iter_jobs(
+        self, *, status: str | None = None, task: str | None = None, page_size: int = 100
+    ) -> Iterator[dict[str, Any]]:
+        """Every job, newest first, following ``next_cursor``."""
+        cursor = None
+        while True:
+            page = self.list(status=status, task=task, limit=page_size, cursor=cursor)
+            yield from page["jobs"]
+            cursor = page.get("next_cursor")
+            if not cursor:
+                return
+
+    # ------------------------------------------------------------------ tasks and ops
+    def tasks(self) -> list[dict[str, Any]]:
+        """The tasks the workers published."""
+        return list(self._json("GET", "/tasks")["tasks"])
+
+    def task(self, name: str) -> dict[str, Any]:
+        """One task."""
+        info: dict[str, Any] = self._json("GET", f"/tasks/{_q(name)}")
+        return info
+
+    def ready(self) -> bool:
+        """Whether ``/readyz`` answers 200."""
+        try:
+            self.request("GET", "/readyz", timeout=5)
+        except JobsClientError:
+            return False
+        return True
+
+
+def _q(segment: str) -> str:
+    return urllib.parse.quote(segment, safe="")
+
+
+def _num(value: float | None) -> str | None:
+    return None if value is None else f"{value:g}"
