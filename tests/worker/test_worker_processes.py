@@ -1,0 +1,228 @@
+"""Real worker processes against real Redis: crash recovery, drain, timeouts, cancel, retries."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from support.procs import VENV_BIN, service_env, stop, wait_for
+
+from jobs_core.config import Settings
+from jobs_core.model import JobStatus
+from jobs_core.store import JobStore
+
+from .conftest import StartWorker
+
+
+def status_of(store: JobStore, job_id: str) -> JobStatus:
+    return store.get(job_id).status
+
+
+def wait_status(store: JobStore, job_id: str, status: JobStatus, timeout: float = 15) -> None:
+    wait_for(lambda: status_of(store, job_id) is status, timeout, what=f"{job_id} {status}")
+
+
+def test_burst_worker_runs_builtin_tasks(store: JobStore, workers: StartWorker) -> None:
+    echo, _ = store.enqueue("echo", {"hello": "world"})
+    primes, _ = store.enqueue("primes", {"limit": 10_000})
+    sleep, _ = store.enqueue("sleep", {"seconds": 0.3})
+    proc = workers("--burst", "--concurrency", "2")
+    assert proc.wait(30) == 0
+    assert store.get_result(echo.id).data == b'{"hello":"world"}'
+    assert store.get_result(primes.id).data == b'{"limit":10000,"count":1229}'
+    job = store.get(sleep.id)
+    assert job.status is JobStatus.SUCCEEDED and job.progress == 1.0 and job.message
+    assert job.started_at is not None and job.finished_at is not None and job.worker
+
+
+def test_binary_result_keeps_its_media_type(store: JobStore, workers: StartWorker) -> None:
+    job, _ = store.enqueue("binary", {})
+    assert workers("--burst").wait(30) == 0
+    result = store.get_result(job.id)
+    assert result.media_type == "image/png" and result.data.startswith(b"\x89PNG")
+
+
+def test_sigkill_mid_job_runs_again_elsewhere(store: JobStore, workers: StartWorker, namespace: str) -> None:
+    key = f"{namespace}:executions"
+    job, _ = store.enqueue("record", {"key": key, "seconds": 1.5}, max_attempts=3)
+    victim = workers()
+    wait_status(store, job.id, JobStatus.RUNNING)
+    killed_at = time.monotonic()
+    os.kill(victim.pid, signal.SIGKILL)  # no chance to hand back
+    victim.wait(5)
+    workers()
+    wait_status(store, job.id, JobStatus.SUCCEEDED, timeout=20)
+    final = store.get(job.id)
+    assert final.attempts == 2
+    # recovered within lease (2 s) + reaper interval (0.5 s) + start-up and the 1.5 s run
+    assert time.monotonic() - killed_at < 2 + 0.5 + 1.5 + 3
+    runs = [x.decode() for x in store.redis.lrange(key, 0, -1)]
+    assert runs == [f"{job.id}:1", f"{job.id}:2"]
+    # the killed worker's child died with it: no orphan finished attempt 1
+    time.sleep(1.6)
+    assert store.redis.llen(key) == 2
+
+
+def test_sigterm_lets_running_jobs_finish(store: JobStore, workers: StartWorker) -> None:
+    job, _ = store.enqueue("sleep", {"seconds": 1.0})
+    proc = workers()
+    wait_status(store, job.id, JobStatus.RUNNING)
+    assert stop(proc, signal.SIGTERM, timeout=15) == 0
+    assert status_of(store, job.id) is JobStatus.SUCCEEDED
+
+
+def test_sigterm_hands_back_what_does_not_finish_in_time(store: JobStore, workers: StartWorker) -> None:
+    job, _ = store.enqueue("sleep", {"seconds": 30})
+    proc = workers(JOBS_DRAIN_SECONDS="0.5")
+    wait_status(store, job.id, JobStatus.RUNNING)
+    assert stop(proc, signal.SIGTERM, timeout=15) == 0
+    handed = store.get(job.id)
+    assert handed.status is JobStatus.QUEUED and handed.attempts == 0  # not charged
+    assert store.redis.lindex(store.keys.queue, 0) == f'"{job.id}"'.encode()
+    assert store.counts()["running"] == 0
+
+
+def test_second_signal_hands_back_at_once(store: JobStore, workers: StartWorker) -> None:
+    job, _ = store.enqueue("sleep", {"seconds": 30})
+    proc = workers(JOBS_DRAIN_SECONDS="60")
+    wait_status(store, job.id, JobStatus.RUNNING)
+    proc.send_signal(signal.SIGTERM)
+    time.sleep(0.5)
+    started = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(10) == 0
+    assert time.monotonic() - started < 5
+    assert status_of(store, job.id) is JobStatus.QUEUED
+
+
+def test_hard_timeout_kills_a_task_stuck_in_c(store: JobStore, workers: StartWorker) -> None:
+    job, _ = store.enqueue("stuck", {}, timeout=1, max_attempts=1)
+    after, _ = store.enqueue("echo", {"after": True})
+    workers()
+    wait_status(store, job.id, JobStatus.FAILED, timeout=15)
+    failed = store.get(job.id)
+    assert failed.error is not None and failed.error.type == "JobTimeout"
+    assert failed.finished_at is not None and failed.started_at is not None
+    assert 0.9 < (failed.finished_at - failed.started_at).total_seconds() < 5
+    wait_status(store, after.id, JobStatus.SUCCEEDED)  # the slot got a fresh child
+
+
+def test_cancel_of_running_job_stuck_in_c(store: JobStore, workers: StartWorker) -> None:
+    job, _ = store.enqueue("stuck", {}, timeout=600)
+    workers()
+    wait_status(store, job.id, JobStatus.RUNNING)
+    requested = time.monotonic()
+    assert store.cancel(job.id).cancel_requested
+    wait_status(store, job.id, JobStatus.CANCELLED, timeout=10)
+    # within a heartbeat (lease/3) plus the cancel grace
+    assert time.monotonic() - requested < 2 / 3 + 1 + 2
+
+
+def test_retries_with_backoff_then_failed(store: JobStore, workers: StartWorker) -> None:
+    job, _ = store.enqueue("fail", {"message": "boom"}, max_attempts=3)
+    flaky, _ = store.enqueue("flaky", {"succeed_on": 2}, max_attempts=3)
+    workers()
+    wait_status(store, job.id, JobStatus.FAILED, timeout=20)
+    failed = store.get(job.id)
+    assert failed.attempts == 3
+    assert failed.error is not None and failed.error.type == "RuntimeError" and failed.error.message == "boom"
+    assert failed.error.traceback and "RuntimeError: boom" in failed.error.traceback
+    assert store.redis.zscore(store.keys.failed, job.id) is not None
+    assert failed.finished_at is not None
+    # two backoffs of at least half of 0.2 s and 0.4 s
+    assert (failed.finished_at - failed.created_at).total_seconds() >= 0.3
+    wait_status(store, flaky.id, JobStatus.SUCCEEDED)
+    assert store.get(flaky.id).attempts == 2
+
+
+def test_result_size_cap(store: JobStore, workers: StartWorker) -> None:
+    job, _ = store.enqueue("big", {"size": 5000}, max_attempts=3)
+    small, _ = store.enqueue("big", {"size": 10})
+    assert workers("--burst", JOBS_MAX_RESULT_BYTES="1000").wait(30) == 0
+    failed = store.get(job.id)
+    assert failed.status is JobStatus.FAILED and failed.attempts == 1  # not retried: it cannot help
+    assert failed.error is not None and failed.error.type == "ResultTooLarge" and "1000" in failed.error.message
+    assert store.get(small.id).status is JobStatus.SUCCEEDED
+
+
+def test_child_crash_is_a_failed_attempt(store: JobStore, workers: StartWorker) -> None:
+    job, _ = store.enqueue("crash", {}, max_attempts=1)
+    after, _ = store.enqueue("echo", {})
+    assert workers("--burst").wait(30) == 0
+    failed = store.get(job.id)
+    assert failed.error is not None and failed.error.type == "ChildProcessDied" and "13" in failed.error.message
+    assert store.get(after.id).status is JobStatus.SUCCEEDED
+
+
+def test_many_workers_never_run_the_same_attempt(store: JobStore, workers: StartWorker, namespace: str) -> None:
+    key = f"{namespace}:runs"
+    ids = [store.enqueue("record", {"key": key})[0].id for _ in range(300)]
+    procs = [workers("--burst", "--concurrency", "2") for _ in range(4)]
+    for p in procs:
+        assert p.wait(60) == 0
+    runs = [x.decode() for x in store.redis.lrange(key, 0, -1)]
+    assert len(runs) == len(set(runs)) == 300
+    assert sorted(runs) == sorted(f"{i}:1" for i in ids)
+    assert all(j.status is JobStatus.SUCCEEDED for j in store.get_many(ids))
+
+
+def test_tasks_are_published_for_producers(store: JobStore, workers: StartWorker) -> None:
+    assert workers("--burst").wait(30) == 0
+    tasks = store.tasks()
+    assert {"echo", "sleep", "primes", "fail", "record"} <= set(tasks)
+    assert tasks["primes"].params_schema["required"] == ["limit"]
+    assert tasks["sleep"].defaults == {"seconds": 1}
+    assert tasks["fail"].max_attempts == 1
+
+
+def test_check_probe_follows_the_loop(worker_env: dict[str, str], workers: StartWorker, tmp_path: Path) -> None:
+    check = [str(VENV_BIN / "jobs-worker"), "check", "--max-age", "3"]
+    assert subprocess.run(check, env=worker_env, capture_output=True).returncode == 1  # no worker yet
+    proc = workers()
+    wait_for(lambda: subprocess.run(check, env=worker_env, capture_output=True).returncode == 0, 20,
+             what="healthy probe")
+    proc.send_signal(signal.SIGSTOP)  # a stuck loop
+    try:
+        wait_for(lambda: subprocess.run(check, env=worker_env, capture_output=True).returncode == 1, 10,
+                 interval=0.5, what="unhealthy probe")
+    finally:
+        proc.send_signal(signal.SIGCONT)
+
+
+def test_worker_metrics_port(store: JobStore, workers: StartWorker) -> None:
+    import urllib.request
+
+    from support.redis_server import free_port
+
+    port = free_port()
+    store.enqueue("echo", {})
+    workers(JOBS_WORKER_METRICS_PORT=str(port))
+
+    def scrape() -> str:
+        try:
+            return urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
+        except OSError:
+            return ""
+
+    text = wait_for(lambda: 'jobs_worker_outcomes_total{outcome="succeeded",task="echo"} 1.0' in scrape()
+                    and scrape(), 20, what="metrics")
+    assert "jobs_worker_run_seconds_bucket" in text and "jobs_worker_busy_slots" in text
+    assert urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2).status == 200
+
+
+@pytest.mark.parametrize("env,message", [
+    ({"JOBS_LEASE_SECONDS": "abc"}, "JOBS_LEASE_SECONDS must be a number"),
+    ({"REDIS_URL": "http://x"}, "REDIS_URL must start with"),
+    ({"JOBS_QUEUE": "bad name!"}, "JOBS_QUEUE must be"),
+    ({"JOBS_CONCURRENCY": "0"}, "JOBS_CONCURRENCY must be >= 1"),
+    ({"JOBS_TASK_MODULES": "no_such_module_xyz"}, "no_such_module_xyz"),
+])
+def test_config_errors_are_clear(settings: Settings, env: dict[str, str], message: str) -> None:
+    full = service_env(settings.redis_url, settings.key_prefix, settings.queue, env)
+    proc = subprocess.run([str(VENV_BIN / "jobs-worker"), "--burst"], env=full, capture_output=True, timeout=60)
+    assert proc.returncode == 2
+    assert message in proc.stderr.decode()
