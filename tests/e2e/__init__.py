@@ -1,0 +1,1 @@
+"""End-to-end scenarios shared by every stack: local processes, local containers, a kind cluster."""

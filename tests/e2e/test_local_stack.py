@@ -1,0 +1,30 @@
+"""The e2e scenarios against the stack as local processes: redis-server, gunicorn API, workers."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from e2e import scenarios
+from e2e.managed import LocalStack
+
+pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server not installed")
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    s = LocalStack(Path(tmp_path_factory.mktemp("local-stack")), workers=2)
+    try:
+        s.start()
+        yield s
+    finally:
+        s.stop()
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("name", list(scenarios.ALL))
+def test_scenario(stack: LocalStack, name: str) -> None:
+    scenarios.ALL[name](stack)
