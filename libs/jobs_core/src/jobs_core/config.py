@@ -6,7 +6,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from jobs_core.errors import ConfigError
@@ -15,30 +15,30 @@ from jobs_core.keys import Keys
 _NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 
 
-def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+N = TypeVar("N", int, float)
+
+
+def _number(env: Mapping[str, str], name: str, default: N, minimum: N) -> N:
+    """``name`` parsed as the type of ``default``, at least ``minimum``; ``default`` when unset."""
     raw = env.get(name)
     if raw is None or raw.strip() == "":
         return default
+    kind = type(default)
     try:
-        value = int(raw.strip())
+        value = kind(raw.strip())
     except ValueError as e:
-        raise ConfigError(f"{name} must be an integer, got {raw!r}") from e
+        raise ConfigError(f"{name} must be {'an integer' if kind is int else 'a number'}, got {raw!r}") from e
     if value < minimum:
         raise ConfigError(f"{name} must be >= {minimum}, got {value}")
     return value
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+    return _number(env, name, default, minimum)
 
 
 def _float(env: Mapping[str, str], name: str, default: float, minimum: float = 0.0) -> float:
-    raw = env.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        value = float(raw.strip())
-    except ValueError as e:
-        raise ConfigError(f"{name} must be a number, got {raw!r}") from e
-    if value < minimum:
-        raise ConfigError(f"{name} must be >= {minimum}, got {value}")
-    return value
+    return _number(env, name, float(default), float(minimum))
 
 
 def _name(env: Mapping[str, str], name: str, default: str) -> str:
