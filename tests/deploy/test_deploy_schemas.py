@@ -1,0 +1,176 @@
+"""Every rendered object validates against its schema: Kubernetes' (strict, a current and an older
+supported version), KEDA's CRDs, and skaffold's for skaffold.yaml."""
+
+from __future__ import annotations
+
+import copy
+import functools
+import json
+from typing import Any
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+
+from deploy.manifests import REPO, SCHEMAS, Obj
+
+#: The newest Kubernetes schemas kubernetes-validate ships, and the oldest version the chart supports
+#: (Chart.yaml kubeVersion >= 1.29).
+K8S_VERSIONS = (kubernetes_validate.utils.latest_version(), "1.29.0")
+KEDA_CRDS = {
+    "ScaledObject": SCHEMAS / "keda" / "keda.sh_scaledobjects.yaml",
+    "TriggerAuthentication": SCHEMAS / "keda" / "keda.sh_triggerauthentications.yaml",
+}
+#: Kinds from CRDs we have no schema for; checked structurally below.
+NO_SCHEMA_KINDS = {"ServiceMonitor"}
+
+
+def _strict(schema: Any) -> Any:
+    """A copy of a CRD schema that rejects unknown fields (the API server would silently prune them,
+    hiding a typo such as ``minReplicas``)."""
+    if isinstance(schema, dict):
+        out = {k: _strict(v) for k, v in schema.items()}
+        if (
+            out.get("type") == "object"
+            and "properties" in out
+            and "additionalProperties" not in out
+            and not out.get("x-kubernetes-preserve-unknown-fields")
+        ):
+            out["additionalProperties"] = False
+        return out
+    if isinstance(schema, list):
+        return [_strict(v) for v in schema]
+    return schema
+
+
+@functools.cache
+def crd_validator(kind: str, api_version: str) -> jsonschema.Draft7Validator:
+    """Strict validator for the served CRD version matching ``api_version``."""
+    crd = yaml.safe_load(KEDA_CRDS[kind].read_text())
+    group = crd["spec"]["group"]
+    for version in crd["spec"]["versions"]:
+        if f"{group}/{version['name']}" == api_version and version.get("served"):
+            schema = _strict(copy.deepcopy(version["schema"]["openAPIV3Schema"]))
+            return jsonschema.Draft7Validator(schema)
+    raise AssertionError(f"{kind} {api_version} is not a served version of {KEDA_CRDS[kind].name}")
+
+
+def validate_object(obj: Obj, k8s_version: str) -> list[str]:
+    """Schema errors of one object (empty when valid)."""
+    kind = obj.get("kind", "")
+    if kind in KEDA_CRDS:
+        return [
+            f"{'.'.join(map(str, e.absolute_path))}: {e.message}"
+            for e in crd_validator(kind, obj["apiVersion"]).iter_errors(obj)
+        ]
+    if kind in NO_SCHEMA_KINDS:
+        spec = obj.get("spec", {})
+        ok = obj["apiVersion"] == "monitoring.coreos.com/v1" and spec.get("selector") and spec.get("endpoints")
+        return [] if ok else ["ServiceMonitor needs apiVersion monitoring.coreos.com/v1, selector, endpoints"]
+    try:
+        kubernetes_validate.validate(obj, k8s_version, strict=True)
+    except kubernetes_validate.ValidationError as e:
+        return [f"{'.'.join(map(str, e.path))}: {e.message}"]
+    except kubernetes_validate.SchemaNotFoundError as e:
+        return [e.message]
+    return []
+
+
+@pytest.mark.parametrize("k8s_version", K8S_VERSIONS)
+def test_every_object_validates(all_sources: dict[str, list[Obj]], k8s_version: str) -> None:
+    errors = []
+    for source, objects in all_sources.items():
+        assert objects, f"{source} rendered nothing"
+        for obj in objects:
+            for err in validate_object(obj, k8s_version):
+                errors.append(f"{source} {obj['kind']}/{obj['metadata']['name']}: {err}")
+    assert not errors, "\n".join(errors)
+
+
+def test_keda_objects_are_present_and_checked_against_the_crds(all_sources: dict[str, list[Obj]]) -> None:
+    for source in ("helm:defaults", "kustomize:dev", "kustomize:prod"):
+        kinds = {o["kind"] for o in all_sources[source]}
+        assert {"ScaledObject", "TriggerAuthentication"} <= kinds, source
+
+
+@pytest.mark.parametrize(
+    ("mutate", "needle"),
+    [
+        (lambda o: o["spec"].__setitem__("replicas", "two"), "replicas"),
+        (lambda o: o["spec"]["template"]["spec"].__setitem__("runAsUsr", 1), "runAsUsr"),
+        (lambda o: o["spec"]["template"]["spec"]["containers"][0].__setitem__("imagePullPolicy", 3), ""),
+    ],
+    ids=["wrong-type", "unknown-field", "bad-enum-type"],
+)
+@pytest.mark.parametrize("k8s_version", K8S_VERSIONS)
+def test_kubernetes_validation_catches_broken_objects(
+    rendered: dict[str, list[Obj]], k8s_version: str, mutate: Any, needle: str
+) -> None:
+    deployment = copy.deepcopy(next(o for o in rendered["defaults"] if o["kind"] == "Deployment"))
+    mutate(deployment)
+    errors = validate_object(deployment, k8s_version)
+    assert errors and needle in " ".join(errors)
+
+
+@pytest.mark.parametrize(
+    ("kind", "mutate"),
+    [
+        ("ScaledObject", lambda o: o["spec"].__setitem__("minReplicas", 1)),
+        ("ScaledObject", lambda o: o["spec"].__setitem__("maxReplicaCount", "ten")),
+        ("ScaledObject", lambda o: o["spec"]["triggers"][0].pop("type")),
+        ("ScaledObject", lambda o: o["spec"]["advanced"]["scalingModifiers"].__setitem__("formla", "x")),
+        ("TriggerAuthentication", lambda o: o["spec"]["secretTargetRef"][0].pop("key")),
+    ],
+    ids=["typo-field", "wrong-type", "missing-trigger-type", "typo-in-modifiers", "missing-secret-key"],
+)
+def test_keda_validation_catches_broken_objects(rendered: dict[str, list[Obj]], kind: str, mutate: Any) -> None:
+    obj = copy.deepcopy(next(o for o in rendered["defaults"] if o["kind"] == kind))
+    assert validate_object(obj, K8S_VERSIONS[0]) == []
+    mutate(obj)
+    assert validate_object(obj, K8S_VERSIONS[0])
+
+
+def _skaffold_validator() -> jsonschema.Draft7Validator:
+    schema = json.loads((SCHEMAS / "skaffold" / "v4beta13.json").read_text())
+    return jsonschema.Draft7Validator(schema)
+
+
+def test_skaffold_yaml_validates_against_v4beta13() -> None:
+    config = yaml.safe_load((REPO / "skaffold.yaml").read_text())
+    assert config["apiVersion"] == "skaffold/v4beta13"
+    errors = [f"{list(e.absolute_path)}: {e.message}" for e in _skaffold_validator().iter_errors(config)]
+    assert not errors, "\n".join(errors)
+
+
+def test_skaffold_schema_catches_mistakes() -> None:
+    config = yaml.safe_load((REPO / "skaffold.yaml").read_text())
+    config["deploy"]["helm"]["releases"][0]["chartpath"] = "typo"
+    assert list(_skaffold_validator().iter_errors(config))
+
+
+def test_skaffold_yaml_content() -> None:
+    """Both images from the repo root, Helm by default, kind and kustomize profiles, API port-forward."""
+    config = yaml.safe_load((REPO / "skaffold.yaml").read_text())
+    artifacts = {a["image"]: a for a in config["build"]["artifacts"]}
+    assert set(artifacts) == {"jobs-api", "jobs-worker"}
+    assert artifacts["jobs-api"]["docker"]["dockerfile"] == "services/api/Dockerfile"
+    assert artifacts["jobs-worker"]["docker"]["dockerfile"] == "services/worker/Dockerfile"
+    assert all(a["context"] == "." for a in artifacts.values())
+    release = config["deploy"]["helm"]["releases"][0]
+    assert (REPO / release["chartPath"] / "Chart.yaml").exists()
+    templates = release["setValueTemplates"]
+    assert templates["api.image.tag"] == "{{.IMAGE_TAG_jobs_api}}"
+    assert templates["worker.image.repository"] == "{{.IMAGE_REPO_jobs_worker}}"
+    profiles = {p["name"]: p for p in config["profiles"]}
+    assert profiles["kind"]["build"]["local"]["push"] is False
+    for patch in profiles["kind"].get("patches", []):
+        for path in patch.get("value", []) if isinstance(patch.get("value"), list) else []:
+            assert (REPO / path).exists(), path
+    kustomize = profiles["kustomize"]
+    assert [(REPO / p).is_dir() for p in kustomize["manifests"]["kustomize"]["paths"]] == [True]
+    assert {"op": "remove", "path": "/deploy/helm"} in kustomize["patches"]
+    # profiles apply in file order: kind patches the Helm release before kustomize removes it
+    assert list(profiles).index("kind") < list(profiles).index("kustomize")
+    forwards = config["portForward"] + kustomize["portForward"]
+    assert all(f["resourceType"] == "service" and f["localPort"] == 8000 for f in forwards)
