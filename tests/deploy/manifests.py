@@ -32,7 +32,11 @@ VALUE_SETS: dict[str, Obj] = {
     "defaults": {},
     "autoscaling-off": {"autoscaling": {"enabled": False}, "worker": {"replicaCount": 3}},
     "external-redis": {
-        "redis": {"enabled": False, "external": {"url": "rediss://redis.example.com:6380/2"}},
+        "redis": {
+            "enabled": False,
+            "external": {"url": "rediss://redis.example.com:6380/2"},
+            "auth": {"existingSecret": "managed-redis", "existingSecretPasswordKey": "password"},
+        },
     },
     "existing-secrets": {
         "redis": {"auth": {"existingSecret": "corp-redis", "existingSecretPasswordKey": "pw"}},
