@@ -52,6 +52,7 @@ class ManagedStack(Stack):
         self.slots = workers
         self.workers: list[Handle] = []
         self.api_handle: Handle | None = None
+        self._spawned = 0
         super().__init__(f"http://127.0.0.1:{self.api_port}", api_key or secrets.token_urlsafe(16))
 
     # -------------------------------------------------------------- what subclasses provide
@@ -110,9 +111,11 @@ class ManagedStack(Stack):
             time.sleep(0.2)
         raise AssertionError(f"{self.name} stack not ready after {timeout:.0f}s: {last}\n{self.logs()}")
 
-    def start_worker(self) -> Handle:
-        index = len(self.workers) + sum(1 for _ in self.workdir.glob("worker-*.log"))
-        h = self.spawn_worker(self.env(), self.workdir / f"worker-{index}.log", index)
+    def start_worker(self, extra_env: dict[str, str] | None = None) -> Handle:
+        """Start one more worker (``extra_env`` overrides the stack's settings for it)."""
+        self._spawned += 1
+        index = self._spawned
+        h = self.spawn_worker({**self.env(), **(extra_env or {})}, self.workdir / f"worker-{index}.log", index)
         self.workers.append(h)
         return h
 

@@ -1,0 +1,1 @@
+"""Container tests: build the service images and run the e2e scenarios against them."""
