@@ -87,18 +87,24 @@ def parse_documents(text: str) -> list[Obj]:
     return [doc for doc in yaml.safe_load_all(text) if doc]
 
 
-def render_chart(values: Mapping[str, Any] | None = None, *, include_tests: bool = True) -> list[Obj]:
+def render_chart(
+    values: Mapping[str, Any] | None = None,
+    *,
+    include_tests: bool = True,
+    name: str = RELEASE,
+    namespace: str = NAMESPACE,
+) -> list[Obj]:
     """Objects the chart renders for ``values`` (validated against values.schema.json by Helm)."""
     import helm_python as helm
 
     with helm.Chart.load(str(CHART)) as chart:
-        rendered = chart.render(dict(values or {}), name=RELEASE, namespace=NAMESPACE)
+        rendered = chart.render(dict(values or {}), name=name, namespace=namespace)
     objects: list[Obj] = []
     for path, text in sorted(rendered.items()):
         if path.endswith("NOTES.txt") or (not include_tests and "/templates/tests/" in path):
             continue
         for doc in parse_documents(text):
-            doc.setdefault("metadata", {}).setdefault("namespace", NAMESPACE)
+            doc.setdefault("metadata", {}).setdefault("namespace", namespace)
             objects.append(doc)
     return objects
 

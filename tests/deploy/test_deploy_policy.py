@@ -178,7 +178,7 @@ def test_redis_fsync_policy_is_configurable(rendered: dict[str, list[Obj]]) -> N
 
 def test_external_redis_renders_no_redis_objects(rendered: dict[str, list[Obj]]) -> None:
     objects = rendered["external-redis"]
-    assert not [o for o in objects if "redis" == o["metadata"].get("labels", {}).get("app.kubernetes.io/component")
+    assert not [o for o in objects if o["metadata"].get("labels", {}).get("app.kubernetes.io/component") == "redis"
                 and o["kind"] in ("StatefulSet", "Service", "NetworkPolicy")]
     cm = one(objects, "ConfigMap")
     assert cm["data"]["REDIS_URL"] == "rediss://redis.example.com:6380/2"

@@ -1,0 +1,300 @@
+"""Contracts between the manifests and the code: Redis key names KEDA watches, env var names, and the
+selectors/names that tie the objects together."""
+
+from __future__ import annotations
+
+import ast
+import copy
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+from jobs_core import config as config_module
+from jobs_core.config import Settings
+from jobs_core.keys import Keys
+
+from deploy.manifests import (
+    REPO,
+    Obj,
+    build_overlay,
+    by_name,
+    env_of,
+    find,
+    one,
+    pod_labels,
+    pod_spec,
+    render_chart,
+    selector_matches,
+    workloads,
+)
+
+_ENV_NAME = re.compile(r"^[A-Z][A-Z0-9_]{2,}$")
+#: Read by gunicorn itself (its default for `workers`), the server the `jobs-api` command runs.
+SERVER_ENV = {"WEB_CONCURRENCY"}
+
+
+def env_names_read_by_the_code() -> set[str]:
+    """Every env var name the settings module reads: the string constants passed to ``env.get`` and
+    the ``_int``/``_float``/``_name`` readers in jobs_core/config.py (parsed, not copied)."""
+    tree = ast.parse(Path(config_module.__file__).read_text())
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            for arg in node.args:
+                if isinstance(arg, ast.Constant) and isinstance(arg.value, str) and _ENV_NAME.match(arg.value):
+                    names.add(arg.value)
+    return names
+
+
+def test_server_env_is_read_by_the_api_server() -> None:
+    """WEB_CONCURRENCY is allowed only because the API runs under gunicorn, which reads it."""
+    api = (REPO / "services" / "api" / "pyproject.toml").read_text()
+    assert re.search(r'"gunicorn[>=<~ ]', api)
+
+
+def test_the_env_name_scan_finds_the_documented_settings() -> None:
+    names = env_names_read_by_the_code()
+    assert {"REDIS_URL", "REDIS_PASSWORD", "JOBS_QUEUE", "JOBS_KEY_PREFIX", "JOBS_DRAIN_SECONDS", "POD_NAME",
+            "POD_NAMESPACE", "JOBS_BIND", "JOBS_API_KEYS_FILE", "JOBS_CONCURRENCY"} <= names
+    assert not {"REDIS_ADDRESS", "JOBS_QUEUE_NAME"} & names
+
+
+def _our_containers(objects: list[Obj]) -> list[tuple[str, Obj]]:
+    """Containers running our images (the Redis container reads redis-server's own settings)."""
+    out = []
+    for obj in workloads(objects):
+        for container in (pod_spec(obj) or {}).get("containers", []):
+            image = container["image"].rpartition(":")[0]
+            if image.endswith(("jobs-api", "jobs-worker")):
+                out.append((f"{obj['kind']}/{obj['metadata']['name']}/{container['name']}", container))
+    return out
+
+
+def unknown_env_names(objects: list[Obj]) -> list[str]:
+    """Env var names our containers get that no service reads."""
+    allowed = env_names_read_by_the_code() | SERVER_ENV
+    return [f"{where}: {name}" for where, c in _our_containers(objects) for name in env_of(c, objects)
+            if name not in allowed]
+
+
+def test_every_env_var_in_the_manifests_is_read_by_the_services(all_sources: dict[str, list[Obj]]) -> None:
+    problems = []
+    for source, objects in all_sources.items():
+        assert _our_containers(objects), source
+        problems += [f"{source} {p}" for p in unknown_env_names(objects)]
+    assert problems == []
+
+
+def test_an_unknown_env_var_is_caught(rendered: dict[str, list[Obj]]) -> None:
+    objects = copy.deepcopy(rendered["defaults"])
+    one(objects, "ConfigMap")["data"]["JOBS_QUEUE_NAME"] = "oops"
+    assert unknown_env_names(objects) == [
+        f"Deployment/{d['metadata']['name']}/{c}: JOBS_QUEUE_NAME"
+        for d, c in ((one(objects, "Deployment", "api"), "api"), (one(objects, "Deployment", "worker"), "worker"))
+    ]
+
+
+# --- KEDA -----------------------------------------------------------------------------------------
+
+
+def _worker_env(objects: list[Obj]) -> dict[str, object]:
+    worker = one(objects, "Deployment", "worker")
+    return env_of(pod_spec(worker)["containers"][0], objects)  # type: ignore[index]
+
+
+def keda_violations(objects: list[Obj]) -> list[str]:
+    """How the ScaledObject/TriggerAuthentication disagree with the worker and the code's key names."""
+    out: list[str] = []
+    scaled = one(objects, "ScaledObject")
+    worker = one(objects, "Deployment", "worker")
+    env = _worker_env(objects)
+    keys = Keys(str(env.get("JOBS_KEY_PREFIX", Settings.key_prefix)), str(env.get("JOBS_QUEUE", Settings.queue)))
+    spec = scaled["spec"]
+    if spec["scaleTargetRef"]["name"] != worker["metadata"]["name"]:
+        out.append("scaleTargetRef does not name the worker Deployment")
+    if not 0 <= spec["minReplicaCount"] <= spec["maxReplicaCount"]:
+        out.append("minReplicaCount/maxReplicaCount out of order")
+    triggers = {t.get("name"): t for t in spec["triggers"]}
+    lists = sorted(t["metadata"]["listName"] for t in spec["triggers"] if t["type"] == "redis")
+    if lists != sorted([keys.queue, keys.inflight]):
+        out.append(f"redis trigger lists {lists} are not [{keys.queue}, {keys.inflight}]")
+    if len(triggers) != len(spec["triggers"]) or None in triggers:
+        out.append("every trigger needs its own name")
+    modifiers = spec.get("advanced", {}).get("scalingModifiers", {})
+    formula = modifiers.get("formula", "")
+    used = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", formula))
+    if used != set(triggers):
+        out.append(f"formula {formula!r} must combine exactly the triggers {sorted(map(str, triggers))}")
+    if "+" not in formula:
+        out.append("formula must add waiting and running work")
+    by_list = {t["metadata"]["listName"]: n for n, t in triggers.items()}
+    if by_list.get(keys.inflight) not in used:
+        out.append("the in-flight list must count in the formula (scale-in never treats running work as idle)")
+    concurrency = str(env.get("JOBS_CONCURRENCY", Settings.concurrency))
+    if modifiers.get("target") != concurrency:
+        out.append(f"scalingModifiers.target {modifiers.get('target')!r} != JOBS_CONCURRENCY {concurrency}")
+    password = env.get("REDIS_PASSWORD")
+    auths = find(objects, "TriggerAuthentication")
+    for trigger in spec["triggers"]:
+        ref = trigger.get("authenticationRef", {}).get("name")
+        auth = by_name(objects, "TriggerAuthentication", ref) if ref else None
+        if password and auth is None:
+            out.append(f"trigger {trigger.get('name')} has no TriggerAuthentication while Redis has a password")
+        if auth:
+            targets = {(r["parameter"], r["name"], r["key"]) for r in auth["spec"]["secretTargetRef"]}
+            wanted = ("password", password["secretKeyRef"]["name"], password["secretKeyRef"]["key"])  # type: ignore[index]
+            if targets != {wanted}:
+                out.append(f"TriggerAuthentication reads {targets}, the pods read {wanted}")
+    if not password and auths:
+        out.append("TriggerAuthentication without a Redis password")
+    # the operator runs in another namespace: the address must be the Redis Service's FQDN there
+    redis_services = find(objects, "Service", "redis")
+    for trigger in spec["triggers"]:
+        host, _, port = trigger["metadata"]["address"].rpartition(":")
+        if redis_services:
+            svc = redis_services[0]["metadata"]["name"]
+            ns = scaled["metadata"].get("namespace")
+            if host != f"{svc}.{ns}.svc.cluster.local" or port != "6379":
+                out.append(f"address {host}:{port} is not {svc}.{ns}.svc.cluster.local:6379")
+        elif host not in str(env.get("REDIS_URL")):
+            out.append(f"address host {host} is not the REDIS_URL host")
+    return out
+
+
+def _with_autoscaling(all_sources: dict[str, list[Obj]]) -> list[str]:
+    return [s for s, objects in all_sources.items() if find(objects, "ScaledObject")]
+
+
+def test_keda_watches_the_lists_the_code_uses(all_sources: dict[str, list[Obj]]) -> None:
+    sources = _with_autoscaling(all_sources)
+    assert {"helm:defaults", "helm:prod-sizing", "kustomize:dev", "kustomize:prod"} <= set(sources)
+    problems = [f"{s}: {v}" for s in sources for v in keda_violations(all_sources[s])]
+    assert problems == []
+
+
+def test_keda_follows_a_custom_queue_and_prefix(rendered: dict[str, list[Obj]]) -> None:
+    scaled = one(rendered["prod-sizing"], "ScaledObject")  # queue emails, prefix acme, concurrency 4
+    lists = {t["name"]: t["metadata"]["listName"] for t in scaled["spec"]["triggers"]}
+    assert lists == {"waiting": Keys("acme", "emails").queue, "running": Keys("acme", "emails").inflight}
+    assert scaled["spec"]["advanced"]["scalingModifiers"]["target"] == "4"
+
+
+@pytest.mark.parametrize(
+    "breakage",
+    ["wrong-list", "stale-queue", "no-running-trigger", "formula-ignores-running", "target", "auth-key", "address"],
+)
+def test_keda_contract_catches_drift(rendered: dict[str, list[Obj]], breakage: str) -> None:
+    objects = copy.deepcopy(rendered["defaults"])
+    assert keda_violations(objects) == []
+    spec = one(objects, "ScaledObject")["spec"]
+    if breakage == "wrong-list":
+        spec["triggers"][1]["metadata"]["listName"] = "jobs:inflight"
+    elif breakage == "stale-queue":
+        one(objects, "ConfigMap")["data"]["JOBS_QUEUE"] = "emails"
+    elif breakage == "no-running-trigger":
+        spec["triggers"].pop()
+    elif breakage == "formula-ignores-running":
+        spec["advanced"]["scalingModifiers"]["formula"] = "waiting"
+    elif breakage == "target":
+        spec["advanced"]["scalingModifiers"]["target"] = "5"
+    elif breakage == "auth-key":
+        one(objects, "TriggerAuthentication")["spec"]["secretTargetRef"][0]["key"] = "password"
+    elif breakage == "address":
+        for trigger in spec["triggers"]:
+            trigger["metadata"]["address"] = "redis:6379"
+    assert keda_violations(objects)
+
+
+# --- wiring: selectors, names, namespaces --------------------------------------------------------------
+
+
+def _policy_violations(objects: list[Obj]) -> list[str]:
+    out = []
+    pods = {component: pod_labels(one(objects, kind, component))
+            for kind, component in (("Deployment", "api"), ("Deployment", "worker"), ("StatefulSet", "redis"))}
+    redis_np = one(objects, "NetworkPolicy", "redis")
+    if not selector_matches(redis_np["spec"]["podSelector"]["matchLabels"], pods["redis"]):
+        out.append("redis policy does not select the Redis pods")
+    peers = [p for rule in redis_np["spec"]["ingress"] for p in rule["from"]]
+    local = [p["podSelector"].get("matchLabels", {}) for p in peers if "namespaceSelector" not in p]
+    for component in ("api", "worker"):
+        if not any(selector_matches(sel, pods[component]) for sel in local):
+            out.append(f"{component} pods cannot reach Redis")
+    if any(selector_matches(sel, pods["redis"]) or not sel for sel in local):
+        out.append("redis policy lets other pods in")
+    others = [p for p in peers if "namespaceSelector" in p]
+    if any(p["namespaceSelector"].get("matchLabels", {}).get("kubernetes.io/metadata.name") != "keda" for p in others):
+        out.append("only the KEDA operator namespace may reach Redis from outside")
+    api_np = one(objects, "NetworkPolicy", "api")
+    if not selector_matches(api_np["spec"]["podSelector"]["matchLabels"], pods["api"]):
+        out.append("api policy does not select the API pods")
+    api_peers = [p for rule in api_np["spec"]["ingress"] for p in rule["from"]]
+    namespaces = [p["namespaceSelector"]["matchLabels"] for p in api_peers if "namespaceSelector" in p]
+    if namespaces != [{"kubernetes.io/metadata.name": "ingress-nginx"}]:
+        out.append(f"the API must be reachable from the ingress-nginx namespace only, got {namespaces}")
+    for component in ("worker", "redis"):
+        if any(selector_matches(p.get("podSelector", {}).get("matchLabels", {}), pods[component]) for p in api_peers):
+            out.append(f"{component} pods may call the API")
+    return out
+
+
+@pytest.mark.parametrize("source", ["helm:defaults", "helm:prod-sizing", "kustomize:dev", "kustomize:prod"])
+def test_network_policies_fence_redis_and_the_api(all_sources: dict[str, list[Obj]], source: str) -> None:
+    assert _policy_violations(all_sources[source]) == []
+
+
+def test_network_policy_check_catches_an_open_redis(rendered: dict[str, list[Obj]]) -> None:
+    objects = copy.deepcopy(rendered["defaults"])
+    one(objects, "NetworkPolicy", "redis")["spec"]["ingress"][0]["from"].append({"podSelector": {}})
+    assert _policy_violations(objects)
+
+
+def test_helm_test_pod_is_let_through_the_api_policy(rendered: dict[str, list[Obj]]) -> None:
+    objects = rendered["defaults"]
+    pod = next(o for o in objects if o["kind"] == "Pod")
+    api_np = one(objects, "NetworkPolicy", "api")
+    selectors = [p["podSelector"]["matchLabels"] for r in api_np["spec"]["ingress"] for p in r["from"]
+                 if "podSelector" in p and "namespaceSelector" not in p]
+    assert any(selector_matches(s, pod_labels(pod)) for s in selectors)
+
+
+def test_every_referenced_object_is_rendered(all_sources: dict[str, list[Obj]]) -> None:
+    """ConfigMaps, Secrets and ServiceAccounts the pods name exist (prod takes its Secrets from outside)."""
+    for source, objects in all_sources.items():
+        external = source in ("kustomize:prod", "helm:existing-secrets", "helm:external-redis")
+        for obj in workloads(objects):
+            spec = pod_spec(obj) or {}
+            account = spec.get("serviceAccountName")
+            assert account is None or by_name(objects, "ServiceAccount", account), (source, account)
+            for container in spec.get("containers", []):
+                env_of(container, objects)  # asserts envFrom ConfigMaps exist
+                for item in container.get("env", []):
+                    ref = item.get("valueFrom", {}).get("secretKeyRef")
+                    if ref and not external:
+                        secret = by_name(objects, "Secret", ref["name"])
+                        assert secret and ref["key"] in secret["data"], (source, ref)
+
+
+def test_skaffold_port_forwards_the_api_service() -> None:
+    config = yaml.safe_load((REPO / "skaffold.yaml").read_text())
+    release = config["deploy"]["helm"]["releases"][0]
+    # render with skaffold's release name: object names derive from it
+    objects = render_chart({}, name=release["name"], namespace=release["namespace"])
+    (forward,) = config["portForward"]
+    service = by_name(objects, "Service", forward["resourceName"])
+    assert service is not None and component(service) == "api"
+    assert forward["namespace"] == release["namespace"]
+    assert forward["port"] == service["spec"]["ports"][0]["port"]
+    profile = next(p for p in config["profiles"] if p["name"] == "kustomize")
+    (path,) = profile["manifests"]["kustomize"]["paths"]
+    overlay = build_overlay(Path(path).name)
+    (forward,) = profile["portForward"]
+    service = by_name(overlay, "Service", forward["resourceName"])
+    assert service is not None and service["metadata"]["namespace"] == forward["namespace"]
+    assert forward["port"] == service["spec"]["ports"][0]["port"]
+
+
+def component(obj: Obj) -> str:
+    """The component label."""
+    return str(obj["metadata"].get("labels", {}).get("app.kubernetes.io/component", ""))
