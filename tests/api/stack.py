@@ -1,0 +1,128 @@
+"""A real local stack for end-to-end tests: ``jobs-api`` (gunicorn, several workers) and ``jobs-worker``
+processes on their own key namespace of the test Redis."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = ROOT / ".venv" / "bin"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def http(method: str, url: str, body: Any = None, headers: dict[str, str] | None = None,
+         timeout: float = 30) -> tuple[int, dict[str, str], bytes]:
+    """One HTTP request; any status is returned, not raised."""
+    data = json.dumps(body).encode() if body is not None else None
+    hdrs = {"Content-Type": "application/json"} if body is not None else {}
+    hdrs.update(headers or {})
+    req = urllib.request.Request(url, data=data, method=method, headers=hdrs)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return resp.status, {k.lower(): v for k, v in resp.headers.items()}, resp.read()
+    except urllib.error.HTTPError as e:
+        return e.code, {k.lower(): v for k, v in e.headers.items()}, e.read()
+
+
+class ApiStack:
+    """Redis namespace + gunicorn API + workers, started and stopped by a test fixture."""
+
+    def __init__(self, workdir: Path, redis_url: str, *, workers: int = 2, web_concurrency: int = 2,
+                 api_keys: str | None = None, extra_env: dict[str, str] | None = None) -> None:
+        self.workdir = workdir
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.namespace = f"e{uuid.uuid4().hex[:10]}"
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.n_workers = workers
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith(("JOBS_", "REDIS_", "PROMETHEUS_"))}
+        self.env.update({
+            "REDIS_URL": redis_url,
+            "JOBS_KEY_PREFIX": self.namespace,
+            "JOBS_QUEUE": self.namespace,
+            "JOBS_BIND": f"127.0.0.1:{self.port}",
+            "WEB_CONCURRENCY": str(web_concurrency),
+            "JOBS_LEASE_SECONDS": "3",
+            "JOBS_REAPER_INTERVAL_SECONDS": "1",
+            "JOBS_DRAIN_SECONDS": "2",
+            "JOBS_RETRY_BACKOFF_SECONDS": "0.1",
+            "TMPDIR": str(workdir),  # the API's metrics directory lands here (checked after shutdown)
+        })
+        if api_keys:
+            self.env["JOBS_API_KEYS"] = api_keys
+        self.env.update(extra_env or {})
+        self.api: subprocess.Popen[bytes] | None = None
+        self.workers: list[subprocess.Popen[bytes]] = []
+
+    @property
+    def access_log(self) -> Path:
+        return self.workdir / "api.out"
+
+    @property
+    def error_log(self) -> Path:
+        return self.workdir / "api.err"
+
+    def start(self) -> ApiStack:
+        with open(self.access_log, "ab") as out, open(self.error_log, "ab") as err:
+            self.api = subprocess.Popen([str(BIN / "jobs-api")], env=self.env, stdout=out, stderr=err,
+                                        start_new_session=True)
+        for i in range(self.n_workers):
+            wenv = dict(self.env, JOBS_WORKER_HEALTH_FILE=str(self.workdir / f"worker-{i}.alive"))
+            with open(self.workdir / f"worker-{i}.log", "ab") as log:
+                self.workers.append(subprocess.Popen([str(BIN / "jobs-worker")], env=wenv, stdout=log,
+                                                     stderr=subprocess.STDOUT, start_new_session=True))
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.api.poll() is not None:
+                raise RuntimeError(f"jobs-api exited: {self.error_log.read_text()[-2000:]}")
+            try:
+                status, _, _ = http("GET", self.url + "/readyz", timeout=2)
+                if status == 200 and (not self.n_workers or self._tasks_published()):
+                    return self
+            except OSError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError("the stack did not become ready in 30s")
+
+    def _tasks_published(self) -> bool:
+        import redis
+
+        client = redis.Redis.from_url(self.env["REDIS_URL"])
+        return bool(client.hlen(f"{self.namespace}:tasks"))
+
+    def stop(self) -> int | None:
+        """SIGTERM everything; return the API's exit code."""
+        procs = [p for p in (*self.workers, self.api) if p is not None]
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(5)
+        self._cleanup_keys()
+        return self.api.returncode if self.api else None
+
+    def _cleanup_keys(self) -> None:
+        import redis
+
+        client = redis.Redis.from_url(self.env["REDIS_URL"])
+        keys = [*client.scan_iter(f"{self.namespace}:*", count=1000), f"hotqueue:{self.namespace}"]
+        for i in range(0, len(keys), 500):
+            client.delete(*keys[i : i + 500])

@@ -1,0 +1,177 @@
+"""End to end over HTTP: the real gunicorn API (2 processes) and real ``jobs-worker`` processes."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from jobs_core.config import Settings
+from jobs_core.store import JobStore
+
+from api.conftest import TASKS
+from api.contract import Contract
+from api.stack import BIN, ApiStack, http
+
+KEY = "e2e-secret-key"
+
+
+@pytest.fixture(scope="module")
+def stack(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiStack]:
+    s = ApiStack(tmp_path_factory.mktemp("api-stack"), redis_url, api_keys=f"acme:{KEY}").start()
+    try:
+        yield s
+    finally:
+        s.stop()
+
+
+class Http:
+    """HTTP calls to the stack, each response checked against /openapi.json."""
+
+    def __init__(self, stack: ApiStack, contract: Contract) -> None:
+        self.stack = stack
+        self.contract = contract
+
+    def __call__(self, method: str, path: str, body: Any = None, key: str | None = KEY,
+                 timeout: float = 30) -> tuple[int, dict[str, str], Any]:
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        status, hdrs, raw = http(method, self.stack.url + path, body, headers, timeout)
+        self.contract.check(method, path.split("?")[0], status, hdrs.get("content-type", ""), raw)
+        ctype = hdrs.get("content-type", "")
+        return status, hdrs, json.loads(raw) if "json" in ctype and raw else raw
+
+
+@pytest.fixture
+def api(stack: ApiStack, contract: Contract) -> Http:
+    return Http(stack, contract)
+
+
+def test_job_runs_to_success_and_long_poll_returns_it(api: Http) -> None:
+    status, headers, job = api("POST", "/jobs", {"task": "sleep", "params": {"seconds": 0.5}})
+    assert status == 202 and headers["location"] == f"/jobs/{job['id']}"
+    start = time.monotonic()
+    status, _, done = api("GET", f"/jobs/{job['id']}?wait=20")
+    assert done["status"] == "succeeded", done
+    assert time.monotonic() - start < 10
+    assert done["progress"] == 1.0 and done["attempts"] == 1 and done["worker"]
+    assert done["started_at"] and done["finished_at"]
+    status, headers, result = api("GET", f"/jobs/{job['id']}/result")
+    assert status == 200 and headers["content-type"] == "application/json" and result == {"slept": 0.5}
+
+
+def test_cancel_of_a_running_job(api: Http) -> None:
+    _, _, job = api("POST", "/jobs", {"task": "sleep", "params": {"seconds": 60}})
+    deadline = time.monotonic() + 15
+    while api("GET", f"/jobs/{job['id']}")[2]["status"] != "running":
+        assert time.monotonic() < deadline, "job never started"
+        time.sleep(0.1)
+    status, _, body = api("DELETE", f"/jobs/{job['id']}")
+    assert status == 202 and body["status"] == "running"
+    _, _, done = api("GET", f"/jobs/{job['id']}?wait=20")
+    assert done["status"] == "cancelled"
+    assert api("DELETE", f"/jobs/{job['id']}")[0] == 409
+
+
+def test_failed_job_keeps_its_error_and_can_be_retried(api: Http) -> None:
+    _, _, job = api("POST", "/jobs", {"task": "fail", "params": {"message": "nope"}, "max_attempts": 1})
+    _, _, done = api("GET", f"/jobs/{job['id']}?wait=20")
+    assert done["status"] == "failed"
+    assert done["error"]["type"] == "RuntimeError" and "nope" in done["error"]["message"]
+    assert api("GET", f"/jobs/{job['id']}/result")[2]["job_status"] == "failed"
+    assert api("GET", "/jobs?status=failed")[2]["jobs"][0]["id"] == job["id"]
+    status, _, again = api("POST", f"/jobs/{job['id']}/retry")
+    assert status == 202 and again["status"] in ("queued", "running", "failed")  # a worker may be quick
+    assert api("GET", f"/jobs/{job['id']}?wait=20")[2]["status"] == "failed"
+
+
+def test_unknown_task_and_bad_params_are_422_over_http(api: Http) -> None:
+    status, _, problem = api("POST", "/jobs", {"task": "primes", "params": {"limit": "many"}})
+    assert status == 422 and problem["errors"][0]["path"] == "/params/limit"
+    assert api("POST", "/jobs", {"task": "nope"})[0] == 422
+    assert api("GET", "/tasks", key=None)[0] == 401
+
+
+def test_metrics_add_up_across_gunicorn_workers(api: Http, stack: ApiStack) -> None:
+    def accepted() -> float:
+        status, _, raw = http("GET", stack.url + "/metrics")
+        assert status == 200
+        m = re.search(rb'jobs_api_submissions_total\{outcome="accepted",task="echo"\} ([0-9.]+)', raw)
+        return float(m.group(1)) if m else 0.0
+
+    before = accepted()
+    for i in range(16):
+        assert api("POST", "/jobs", {"task": "echo", "params": {"i": i}})[0] == 202
+    # every scrape (answered by whichever process) sees the sum over all processes
+    values = {accepted() for _ in range(8)}
+    assert values == {before + 16}
+    pids = {json.loads(line)["pid"] for line in stack.access_log.read_text().splitlines()
+            if '"path":"/jobs"' in line}
+    assert len(pids) >= 2, "expected requests to be served by more than one gunicorn worker"
+    _, _, raw = http("GET", stack.url + "/metrics")
+    assert b'jobs_queue_jobs{state="queued"}' in raw and b"jobs_api_redis_up 1.0" in raw
+
+
+def test_access_log_is_json_lines_without_secrets(api: Http, stack: ApiStack) -> None:
+    api("GET", "/tasks")
+    lines = stack.access_log.read_text().splitlines()
+    assert lines
+    for line in lines:
+        entry = json.loads(line)
+        assert entry["type"] == "access"
+        assert {"method", "path", "status", "duration_ms", "request_id"} <= set(entry)
+    assert KEY not in stack.access_log.read_text() + stack.error_log.read_text()
+    for line in stack.error_log.read_text().splitlines():
+        json.loads(line)  # app and gunicorn error logs are JSON lines too
+
+
+def test_long_poll_holds_a_thread_not_the_server(api: Http, stack: ApiStack) -> None:
+    _, _, job = api("POST", "/jobs", {"task": "sleep", "params": {"seconds": 30}})
+    polls = [threading.Thread(target=api, args=("GET", f"/jobs/{job['id']}?wait=3")) for _ in range(4)]
+    for t in polls:
+        t.start()
+    time.sleep(0.3)
+    start = time.monotonic()
+    assert http("GET", stack.url + "/healthz")[0] == 200
+    assert time.monotonic() - start < 0.5
+    for t in polls:
+        t.join()
+    api("DELETE", f"/jobs/{job['id']}")
+
+
+def test_sigterm_finishes_requests_in_flight_and_cleans_up(redis_url: str, tmp_path: Path) -> None:
+    s = ApiStack(tmp_path, redis_url, workers=0)
+    settings = Settings.from_env({"REDIS_URL": redis_url, "JOBS_KEY_PREFIX": s.namespace, "JOBS_QUEUE": s.namespace})
+    JobStore.from_settings(settings).publish_tasks(TASKS)
+    s.start()
+    _, _, job = http("POST", s.url + "/jobs", {"task": "sleep", "params": {"seconds": 1}})
+    job_id = json.loads(job)["id"]
+    answer: dict[str, Any] = {}
+
+    def poll() -> None:
+        answer["r"] = http("GET", s.url + f"/jobs/{job_id}?wait=1.5")
+
+    t = threading.Thread(target=poll)
+    t.start()
+    time.sleep(0.4)
+    assert s.api is not None
+    s.api.send_signal(signal.SIGTERM)
+    t.join()
+    assert answer["r"][0] == 200  # the long-poll in flight was answered, not cut
+    assert s.api.wait(20) == 0
+    assert not list(tmp_path.glob("jobs-api-metrics-*")), "metrics directory left behind"
+    s.stop()
+
+
+def test_config_error_is_one_clear_line_and_exit_2(tmp_path: Path) -> None:
+    proc = subprocess.run([str(BIN / "jobs-api")], env={"PATH": "/usr/bin:/bin", "JOBS_LEASE_SECONDS": "soon"},
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode != 0
+    assert "JOBS_LEASE_SECONDS must be a number" in proc.stderr
+    assert "Traceback" not in proc.stderr
