@@ -4,7 +4,7 @@ UV = $$(command -v uv || echo "$$HOME/.local/bin/uv")
 PY := .venv/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: install run test test-unit lint bench reliability e2e-kind clean
+.PHONY: install run test test-unit lint bench reliability e2e-kind deploy-check clean
 
 .venv/.installed: uv.lock pyproject.toml libs/*/pyproject.toml services/*/pyproject.toml
 	bash scripts/bootstrap.sh
@@ -24,6 +24,9 @@ test-unit: install
 	.venv/bin/pytest $(PYTEST_ARGS)
 
 test: install lint test-unit ## everything CI runs
+
+deploy-check: install ## Helm chart, kustomize overlays, KEDA and skaffold checks (tests/deploy only)
+	.venv/bin/pytest tests/deploy $(PYTEST_ARGS)
 
 clean:
 	rm -rf .venv .pytest_cache .mypy_cache .ruff_cache
