@@ -1,0 +1,198 @@
+"""The ``jobs`` CLI end to end (real console script, real API and workers) and JobsClient behaviour."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from api.stack import BIN, ApiStack, free_port
+from jobs_client import JobsAPIError, JobsClient, JobsConnectionError
+from jobs_client.cli import UsageError, parse_params
+
+KEY = "cli-secret-key"
+
+
+@pytest.fixture(scope="module")
+def stack(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiStack]:
+    s = ApiStack(tmp_path_factory.mktemp("cli-stack"), redis_url, api_keys=f"cli:{KEY}").start()
+    try:
+        yield s
+    finally:
+        s.stop()
+
+
+def jobs(stack: ApiStack, *args: str, key: str | None = KEY, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JOBS_")}
+    env["JOBS_URL"] = stack.url
+    if key is not None:
+        env["JOBS_API_KEY"] = key
+    return subprocess.run([str(BIN / "jobs"), *args], env=env, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture
+def client(stack: ApiStack) -> JobsClient:
+    return JobsClient(stack.url, KEY)
+
+
+def test_tasks(stack: ApiStack) -> None:
+    out = jobs(stack, "tasks")
+    assert out.returncode == 0
+    for name in ("echo", "sleep", "primes", "fail"):
+        assert name in out.stdout
+    listed = json.loads(jobs(stack, "tasks", "--json").stdout)["tasks"]
+    assert {"echo", "sleep"} <= {t["name"] for t in listed}
+
+
+def test_submit_wait_prints_the_result_and_exits_0(stack: ApiStack) -> None:
+    out = jobs(stack, "submit", "echo", "msg=hi", "n=3", "flag=true", "list=[1,2]", "--wait")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == {"msg": "hi", "n": 3, "flag": True, "list": [1, 2]}
+    assert "submitted" in out.stderr
+
+
+def test_submit_without_wait_prints_the_id(stack: ApiStack, client: JobsClient) -> None:
+    out = jobs(stack, "submit", "sleep", "seconds=0.2")
+    assert out.returncode == 0
+    job_id = out.stdout.strip()
+    assert client.wait(job_id, timeout=20)["status"] == "succeeded"
+    status = jobs(stack, "status", job_id)
+    assert status.returncode == 0 and json.loads(status.stdout)["status"] == "succeeded"
+
+
+def test_failed_job_exits_1_with_the_error(stack: ApiStack) -> None:
+    out = jobs(stack, "submit", "fail", "message=kaputt", "--max-attempts", "1", "--wait")
+    assert out.returncode == 1
+    assert "RuntimeError" in out.stderr and "kaputt" in out.stderr
+
+
+def test_cancelled_job_exits_3_and_retry_requeues(stack: ApiStack, client: JobsClient) -> None:
+    job_id = jobs(stack, "submit", "sleep", "seconds=60").stdout.strip()
+    deadline = time.monotonic() + 15
+    while client.get(job_id)["status"] != "running":
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    cancel = jobs(stack, "cancel", job_id)
+    assert cancel.returncode == 0 and "cancel requested" in cancel.stdout
+    assert jobs(stack, "wait", job_id, "-q").returncode == 3
+    assert jobs(stack, "result", job_id).returncode == 3
+    retry = jobs(stack, "retry", job_id)
+    assert retry.returncode == 0 and job_id in retry.stdout
+    assert jobs(stack, "cancel", job_id).returncode == 0
+
+
+def test_wait_timeout_exits_6(stack: ApiStack) -> None:
+    job_id = jobs(stack, "submit", "sleep", "seconds=30").stdout.strip()
+    start = time.monotonic()
+    out = jobs(stack, "wait", job_id, "--timeout", "1", "-q")
+    assert out.returncode == 6
+    assert time.monotonic() - start < 10
+    jobs(stack, "cancel", job_id)
+
+
+def test_result_to_a_file(stack: ApiStack, tmp_path: Path) -> None:
+    job_id = jobs(stack, "submit", "primes", "limit=1000").stdout.strip()
+    assert jobs(stack, "wait", job_id, "-q").returncode == 0
+    target = tmp_path / "out.json"
+    out = jobs(stack, "result", job_id, "-o", str(target))
+    assert out.returncode == 0
+    assert json.loads(target.read_text()) == {"limit": 1000, "count": 168}
+
+
+def test_submit_wait_with_output_file(stack: ApiStack, tmp_path: Path) -> None:
+    target = tmp_path / "r.json"
+    out = jobs(stack, "submit", "echo", "a=1", "--wait", "-q", "-o", str(target))
+    assert out.returncode == 0
+    assert json.loads(target.read_text()) == {"a": 1}
+
+
+def test_list(stack: ApiStack) -> None:
+    job_id = jobs(stack, "submit", "fail", "message=x", "--max-attempts", "1", "--wait", "-q").returncode
+    assert job_id == 1
+    out = jobs(stack, "list", "--status", "failed", "--limit", "5")
+    assert out.returncode == 0 and "failed" in out.stdout and "fail" in out.stdout
+    page = json.loads(jobs(stack, "list", "--json", "--limit", "2").stdout)
+    assert len(page["jobs"]) == 2 and page["next_cursor"]
+    everything = json.loads(jobs(stack, "list", "--json", "--all", "--limit", "2").stdout)
+    ids = [j["id"] for j in everything["jobs"]]
+    assert len(ids) == len(set(ids)) > 2
+
+
+def test_live_progress_bar_on_a_terminal(stack: ApiStack) -> None:
+    job_id = jobs(stack, "submit", "sleep", "seconds=1.5").stdout.strip()
+    master, slave = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JOBS_")}
+    env.update({"JOBS_URL": stack.url, "JOBS_API_KEY": KEY})
+    proc = subprocess.Popen([str(BIN / "jobs"), "wait", job_id], env=env, stdout=subprocess.PIPE, stderr=slave)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 4096)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    assert proc.wait(30) == 0
+    os.close(master)
+    screen = b"".join(chunks).decode(errors="replace")
+    assert "\r[" in screen and "#" in screen and "100.0%" in screen and "succeeded" in screen
+    frames = screen.count("\r[")
+    assert frames >= 3, screen  # redrawn while it ran, not just once at the end
+
+
+def test_errors_exit_codes(stack: ApiStack) -> None:
+    missing = jobs(stack, "status", "00000000-0000-4000-8000-000000000000")
+    assert missing.returncode == 4 and "404" in missing.stderr
+    assert jobs(stack, "tasks", key="wrong").returncode == 4
+    unknown = jobs(stack, "submit", "primes", "limit=abc")
+    assert unknown.returncode == 4 and "/params/limit" in unknown.stderr
+    assert jobs(stack, "submit", "echo", "novalue").returncode == 2
+    assert jobs(stack, "frobnicate").returncode == 2
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JOBS_")}
+    down = subprocess.run([str(BIN / "jobs"), "--url", f"http://127.0.0.1:{free_port()}", "tasks"], env=env,
+                          capture_output=True, text=True, timeout=30)
+    assert down.returncode == 5 and "cannot reach" in down.stderr
+
+
+def test_client_errors_carry_the_problem(client: JobsClient, stack: ApiStack) -> None:
+    with pytest.raises(JobsAPIError) as e:
+        client.submit("primes", {"limit": "x"})
+    assert e.value.status == 422 and e.value.errors[0]["path"] == "/params/limit"
+    job = client.submit("sleep", {"seconds": 30})
+    with pytest.raises(JobsAPIError) as e:
+        client.result(job["id"])
+    assert e.value.status == 409 and e.value.job_status in ("queued", "running")
+    client.cancel(job["id"])
+    with pytest.raises(JobsConnectionError):
+        JobsClient(f"http://127.0.0.1:{free_port()}").tasks()
+    assert not JobsClient(f"http://127.0.0.1:{free_port()}").ready()
+    assert client.ready()
+
+
+def test_client_idempotency_and_iteration(client: JobsClient) -> None:
+    a = client.submit("echo", {"x": 1}, idempotency_key="cli-idem-1")
+    b = client.submit("echo", {"x": 1}, idempotency_key="cli-idem-1")
+    assert a["id"] == b["id"]
+    assert client.wait(a["id"], timeout=20)["status"] == "succeeded"
+    assert client.result_json(a["id"]) == {"x": 1}
+    ids = [j["id"] for j in client.iter_jobs(page_size=3)]
+    assert a["id"] in ids and len(ids) == len(set(ids))
+
+
+def test_parse_params() -> None:
+    assert parse_params(["a=1", "b=x", "c=true", "d=null", 'e={"k":[1]}', "f=", "g=a=b"], None) == {
+        "a": 1, "b": "x", "c": True, "d": None, "e": {"k": [1]}, "f": "", "g": "a=b",
+    }
+    assert parse_params(["a=2"], '{"a": 1, "b": 2}') == {"a": 2, "b": 2}
+    for bad in (["novalue"], ["=1"]):
+        with pytest.raises(UsageError):
+            parse_params(bad, None)
+    with pytest.raises(UsageError):
+        parse_params([], "[1]")
