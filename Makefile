@@ -4,7 +4,7 @@ UV = $$(command -v uv || echo "$$HOME/.local/bin/uv")
 PY := .venv/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: install run test test-unit lint bench reliability e2e-kind deploy-check clean
+.PHONY: install run test test-unit lint bench reliability e2e-kind deploy-check containers clean
 
 .venv/.installed: uv.lock pyproject.toml libs/*/pyproject.toml services/*/pyproject.toml
 	bash scripts/bootstrap.sh
@@ -23,7 +23,13 @@ lint: install ## ruff over everything, mypy --strict on the shared library
 test-unit: install
 	.venv/bin/pytest $(PYTEST_ARGS)
 
-test: install lint test-unit ## everything CI runs
+test: install lint containers test-unit ## everything CI runs
+
+containers: ## Docker engine (installed/started if needed), python:3.12-slim stand-in, jobs-api:dev + jobs-worker:dev
+	bash scripts/docker/build-images.sh
+
+e2e-kind: install ## kind cluster + ingress-nginx + KEDA, skaffold -p kind deploy, e2e suite via the ingress
+	bash tests/e2e/kind/run.sh
 
 deploy-check: install ## Helm chart, kustomize overlays, KEDA and skaffold checks (tests/deploy only)
 	.venv/bin/pytest tests/deploy $(PYTEST_ARGS)

@@ -31,6 +31,9 @@ class Stack:
     slots = 2
     #: Jobs in the burst scenario.
     burst_size = 12
+    #: Requests pass a reverse proxy (an ingress) that may answer 502/503/504 itself while the API
+    #: pod is unready, so such answers need not be the API's problem+json.
+    proxied = False
 
     def __init__(self, base_url: str, api_key: str | None) -> None:
         self.base_url = base_url
@@ -171,17 +174,27 @@ def redis_restart_loses_nothing(stack: Stack, jobs: int = 24) -> None:
     stack.restart_redis(while_down)
     ready, post = outage["ready"], outage["post"]
     assert ready.status == 503, f"/readyz with Redis down: {ready}"
-    assert post.status in (202, 503), f"POST /jobs with Redis down must be 503, never 500: {post}"
-    if post.status == 503:
+    allowed = {202, 503} | ({502, 504} if stack.proxied else set())
+    assert post.status in allowed, f"POST /jobs with Redis down must be 503, never 500: {post}"
+    if post.status == 503 and not stack.proxied:
         assert post.content_type == "application/problem+json" and "retry-after" in post.headers, str(post)
     # the stack reconnects by itself: new submissions work again
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 30 + stack.recovery_seconds
     while True:
-        r = api.submit("sleep", {"seconds": 0.1})
+        try:
+            r = api.submit("sleep", {"seconds": 0.1})
+        except OSError as e:  # a proxy may reset connections while its backend comes back
+            if time.monotonic() > deadline:
+                raise
+            print(f"retrying submit after {e!r}")
+            time.sleep(0.5)
+            continue
         if r.status == 202:
             ledger.append(r.json()["id"])
             break
-        assert r.status == 503 and time.monotonic() < deadline, f"API did not recover after Redis restart: {r}"
+        assert r.status in allowed - {202} and time.monotonic() < deadline, (
+            f"API did not recover after Redis restart: {r}"
+        )
         time.sleep(0.5)
     ledger += [api.submit_ok("sleep", {"seconds": 0.1})["id"] for _ in range(4)]
     final = api.wait_all(ledger, stack.recovery_seconds + jobs * 0.3 + 90)
