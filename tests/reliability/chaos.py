@@ -1,0 +1,105 @@
+"""Shared driver of the worker scenarios: a submission stream plus a chaos action every few seconds."""
+
+from __future__ import annotations
+
+import random
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from reliability.ledger import EventLog, Ledger, Submitter
+from reliability.stack import Stack
+
+
+@dataclass
+class Disruption:
+    """One chaos action: when, which worker (pid), and the jobs it held at that moment."""
+
+    at: float
+    pid: int
+    victims: list[str] = field(default_factory=list)
+
+
+def sleep_job(n: int) -> dict[str, object]:
+    """A ``sleep`` job of 20-200 ms (deterministic per n); attempts to spare so chaos alone cannot fail it."""
+    rng = random.Random(n)
+    return {"task": "sleep", "params": {"seconds": round(rng.uniform(0.02, 0.2), 3)}, "max_attempts": 25}
+
+
+def jobs_held_by(stack: Stack, pid: int) -> list[str]:
+    """Ids of jobs Redis says the worker with this pid is running (read right after it was stopped)."""
+    client = stack.client()
+    entries = client.lrange(f"{stack.namespace}:{stack.namespace}:inflight", 0, -1)
+    held = []
+    for raw in entries:
+        job_id = raw.decode().strip('"')
+        status, worker = client.hmget(f"{stack.namespace}:job:{job_id}", "status", "worker")
+        if status == b"running" and worker and worker.decode().split(":")[1] == str(pid):
+            held.append(job_id)
+    return held
+
+
+def run_with_chaos(
+    stack: Stack,
+    jobs: int,
+    every: float,
+    act: Callable[[Stack, subprocess.Popen[bytes]], None],
+    *,
+    submit_threads: int = 4,
+    settle_timeout: float = 120.0,
+) -> tuple[Ledger, EventLog, Submitter, list[Disruption], float]:
+    """Submit ``jobs`` sleep jobs through the API while ``act`` hits a random worker every ``every`` s.
+
+    Chaos stops once every accepted job is terminal (and the submission is over). Returns the ledger,
+    the event log, the submitter (client-side stats), the disruptions and the wall time.
+    """
+    ledger = Ledger()
+    events = EventLog(stack.client, stack.namespace).start()
+    submitter = Submitter(lambda: stack.http("alpha"), ledger, sleep_job, threads=submit_threads).start(jobs)
+    disruptions: list[Disruption] = []
+    client = stack.client()
+    t0 = time.monotonic()
+    next_hit = t0 + every
+    try:
+        while True:
+            if submitter.done and _all_terminal(ledger, client, stack.namespace):
+                break
+            if time.monotonic() - t0 > settle_timeout:
+                break
+            if time.monotonic() >= next_hit:
+                next_hit += every
+                victim = stack.random_worker()
+                if victim is None:
+                    continue
+                at = time.monotonic()
+                act(stack, victim)
+                disruptions.append(Disruption(at, victim.pid, jobs_held_by(stack, victim.pid)))
+                stack.start_worker()
+            time.sleep(0.2)
+        submitter.join(30)
+        ledger.wait_terminal(client, stack.namespace, 60)
+        elapsed = time.monotonic() - t0
+        time.sleep(0.3)  # let the last events arrive
+    finally:
+        submitter.stop()
+        events.stop()
+    return ledger, events, submitter, disruptions, elapsed
+
+
+def _all_terminal(ledger: Ledger, client, prefix: str) -> bool:  # type: ignore[no-untyped-def]
+    from reliability.http import TERMINAL
+
+    return all(st in TERMINAL for st, _ in ledger.statuses(client, prefix, ledger.ids()).values())
+
+
+def recovery_times(events: EventLog, disruptions: list[Disruption]) -> list[float]:
+    """For each job held by a disrupted worker: seconds from the disruption to its next claim."""
+    runs = events.runs()
+    out = []
+    for d in disruptions:
+        for job_id in d.victims:
+            later = [t for t in runs.get(job_id, []) if t > d.at]
+            if later:
+                out.append(later[0] - d.at)
+    return out

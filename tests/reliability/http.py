@@ -1,0 +1,77 @@
+"""A small keep-alive HTTP/1.1 client (stdlib ``http.client``): any status is a response, I/O errors raise."""
+
+from __future__ import annotations
+
+import http.client
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
+
+
+@dataclass
+class Response:
+    """Status, lower-cased headers and body of one exchange."""
+
+    status: int
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes = b""
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+    @property
+    def content_type(self) -> str:
+        return self.headers.get("content-type", "").split(";")[0].strip()
+
+    def __str__(self) -> str:
+        return f"HTTP {self.status} {self.content_type} {self.body[:300]!r}"
+
+
+class Http:
+    """One persistent connection to the API (not thread-safe: one per thread)."""
+
+    def __init__(self, host: str, port: int, api_key: str | None, timeout: float = 30.0) -> None:
+        self.host, self.port, self.api_key, self.timeout = host, port, api_key, timeout
+        self._conn: http.client.HTTPConnection | None = None
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        raw: bytes | None = None,
+        headers: dict[str, str] | None = None,
+        auth: bool = True,
+    ) -> Response:
+        """Send one request (``body`` JSON-encoded, or ``raw`` bytes as they are)."""
+        hdrs: dict[str, str] = {}
+        data = raw
+        if body is not None:
+            data = json.dumps(body).encode()
+            hdrs["Content-Type"] = "application/json"
+        if auth and self.api_key:
+            hdrs["Authorization"] = f"Bearer {self.api_key}"
+        hdrs.update(headers or {})
+        if self._conn is None:
+            self._conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+        try:
+            self._conn.request(method, path, body=data, headers=hdrs)
+            resp = self._conn.getresponse()
+            payload = resp.read()
+        except (OSError, http.client.HTTPException):
+            self.close()
+            raise
+        if resp.will_close:
+            self.close()
+        return Response(resp.status, {k.lower(): v for k, v in resp.getheaders()}, payload)
+
+    def submit(self, task: str, params: dict[str, Any], **fields: Any) -> Response:
+        return self.request("POST", "/jobs", {"task": task, "params": params, **fields})
