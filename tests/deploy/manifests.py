@@ -82,6 +82,11 @@ VALUE_SETS: dict[str, Obj] = {
 }
 
 
+# chart-testing style value files shipped with the chart (e.g. the kind values skaffold uses)
+for _path in sorted((CHART / "ci").glob("*-values.yaml")):
+    VALUE_SETS[f"ci-{_path.name.removesuffix('-values.yaml')}"] = yaml.safe_load(_path.read_text()) or {}
+
+
 def parse_documents(text: str) -> list[Obj]:
     """Every non-empty YAML document in ``text``."""
     return [doc for doc in yaml.safe_load_all(text) if doc]

@@ -107,6 +107,10 @@ def test_api_replicas_per_environment(all_sources: dict[str, list[Obj]]) -> None
         return int(one(all_sources[source], "Deployment", "api")["spec"]["replicas"])
 
     assert replicas("kustomize:dev") == 1
+    dev_api = one(all_sources["kustomize:dev"], "Deployment", "api")
+    assert env_of(pod_spec(dev_api)["containers"][0], all_sources["kustomize:dev"])["WEB_CONCURRENCY"] == "1"  # type: ignore[index]
+    assert replicas("helm:ci-kind") == 1
+    assert one(all_sources["helm:ci-kind"], "Ingress", "api")["spec"]["rules"][0]["host"] == "localhost"
     assert replicas("kustomize:prod") == 2
     assert replicas("helm:defaults") == 2
     assert one(all_sources["kustomize:dev"], "Ingress", "api")["spec"]["rules"][0]["host"] == "localhost"
