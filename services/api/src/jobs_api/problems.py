@@ -86,7 +86,7 @@ class Problem(Exception):
 
     def response(self) -> Response:
         """This problem as a Flask response."""
-        resp = Response(orjson.dumps(self.to_dict()), status=self.status, mimetype=PROBLEM_MEDIA_TYPE)
+        resp = Response(orjson.dumps(self.to_dict()) + b"\n", status=self.status, mimetype=PROBLEM_MEDIA_TYPE)
         for name, value in self.headers.items():
             resp.headers[name] = value
         return resp

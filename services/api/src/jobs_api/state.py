@@ -35,7 +35,8 @@ def state() -> State:
 
 def json_response(body: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
     """A JSON response encoded with orjson."""
-    resp = Response(orjson.dumps(body), status=status, mimetype="application/json")
+    # a trailing newline, like jsonify: curl output then ends its line
+    resp = Response(orjson.dumps(body) + b"\n", status=status, mimetype="application/json")
     for name, value in (headers or {}).items():
         resp.headers[name] = value
     return resp
