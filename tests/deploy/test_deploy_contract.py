@@ -232,15 +232,20 @@ def _policy_violations(objects: list[Obj]) -> list[str]:
         out.append("api policy does not select the API pods")
     api_peers = [p for rule in api_np["spec"]["ingress"] for p in rule["from"]]
     namespaces = [p["namespaceSelector"]["matchLabels"] for p in api_peers if "namespaceSelector" in p]
-    if namespaces != [{"kubernetes.io/metadata.name": "ingress-nginx"}]:
-        out.append(f"the API must be reachable from the ingress-nginx namespace only, got {namespaces}")
+    allowed = [{"kubernetes.io/metadata.name": "ingress-nginx"}]
+    if find(objects, "ServiceMonitor"):
+        allowed.append({"kubernetes.io/metadata.name": "monitoring"})
+    if namespaces != allowed:
+        out.append(f"the API must be reachable from {allowed} only, got {namespaces}")
     for component in ("worker", "redis"):
         if any(selector_matches(p.get("podSelector", {}).get("matchLabels", {}), pods[component]) for p in api_peers):
             out.append(f"{component} pods may call the API")
     return out
 
 
-@pytest.mark.parametrize("source", ["helm:defaults", "helm:prod-sizing", "kustomize:dev", "kustomize:prod"])
+@pytest.mark.parametrize(
+    "source", ["helm:defaults", "helm:prod-sizing", "helm:ingress-tls", "kustomize:dev", "kustomize:prod"]
+)
 def test_network_policies_fence_redis_and_the_api(all_sources: dict[str, list[Obj]], source: str) -> None:
     assert _policy_violations(all_sources[source]) == []
 
