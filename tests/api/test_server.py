@@ -175,3 +175,25 @@ def test_config_error_is_one_clear_line_and_exit_2(tmp_path: Path) -> None:
     assert proc.returncode != 0
     assert "JOBS_LEASE_SECONDS must be a number" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_chunked_body_over_the_limit_is_413(redis_url: str, tmp_path: Path) -> None:
+    import http.client
+
+    s = ApiStack(tmp_path, redis_url, workers=0, extra_env={"JOBS_MAX_BODY_BYTES": "1000"}).start()
+    try:
+
+        def post_chunked(size: int) -> int:
+            conn = http.client.HTTPConnection("127.0.0.1", s.port, timeout=10)
+            body = json.dumps({"task": "nope", "params": {"x": "a" * size}}).encode()
+            chunks = (body[i : i + 300] for i in range(0, len(body), 300))
+            conn.request("POST", "/jobs", body=chunks, headers={"Content-Type": "application/json"},
+                         encode_chunked=True)
+            status = conn.getresponse().status
+            conn.close()
+            return status
+
+        assert post_chunked(5000) == 413
+        assert post_chunked(900) == 422  # under the limit: read whole, then refused for the unknown task
+    finally:
+        s.stop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import json
 import os
 import time
@@ -37,7 +38,7 @@ class JobsAPIError(JobsClientError):
         super().__init__(f"{status} {self.title}: {self.detail}" if self.detail else f"{status} {self.title}")
 
     @property
-    def errors(self) -> list[dict[str, str]]:
+    def errors(self) -> builtins.list[dict[str, str]]:
         """Validation failures (``path``, ``message``), if any."""
         return list(self.problem.get("errors") or [])
 
@@ -214,7 +215,7 @@ class JobsClient:
                 return
 
     # ------------------------------------------------------------------ tasks and ops
-    def tasks(self) -> list[dict[str, Any]]:
+    def tasks(self) -> builtins.list[dict[str, Any]]:
         """The tasks the workers published."""
         return list(self._json("GET", "/tasks")["tasks"])
 

@@ -93,9 +93,10 @@ def post_fork(server: Any, worker: Any) -> None:
 
 def child_exit(server: Any, worker: Any) -> None:
     """A worker is gone: tell prometheus_client so its live gauges stop counting."""
-    from jobs_api.metrics import mark_process_dead
+    # imported here, in the master, only now: PROMETHEUS_MULTIPROC_DIR is set by then
+    from prometheus_client import multiprocess
 
-    mark_process_dead(worker.pid)
+    multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
 
 
 def on_exit(server: Any) -> None:

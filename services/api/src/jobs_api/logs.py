@@ -55,7 +55,7 @@ def configure_logging(level: str = "INFO") -> None:
     root.setLevel(level)
 
 
-class GunicornLogger(_GunicornLogger):
+class GunicornLogger(_GunicornLogger):  # type: ignore[misc]
     """gunicorn logger class writing its error log and access log as JSON lines."""
 
     def setup(self, cfg: Any) -> None:

@@ -77,19 +77,11 @@ def multiprocess_dir() -> str | None:
 def render(counts: Callable[[], Mapping[str, int]]) -> tuple[bytes, str]:
     """The exposition text for a scrape, and its content type."""
     queue = CollectorRegistry(auto_describe=True)
-    queue.register(QueueCollector(counts))  # type: ignore[arg-type]
+    queue.register(QueueCollector(counts))  # type: ignore[arg-type,unused-ignore]
     if multiprocess_dir():
         registry = CollectorRegistry()
-        MultiProcessCollector(registry)
+        MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
         body = generate_latest(registry)
     else:
         body = generate_latest(REGISTRY)
     return body + generate_latest(queue), CONTENT_TYPE_LATEST
-
-
-def mark_process_dead(pid: int) -> None:
-    """Drop a dead worker's live-gauge files (gunicorn ``child_exit`` hook)."""
-    if multiprocess_dir():
-        from prometheus_client import multiprocess
-
-        multiprocess.mark_process_dead(pid)

@@ -230,7 +230,7 @@ _JOB_ID = {
     "schema": {"type": "string"},
     "description": "Job id (uuid4). Unknown, malformed or another tenant's: 404.",
 }
-_SECURITY = [{"bearerAuth": []}]
+_SECURITY: list[dict[str, list[str]]] = [{"bearerAuth": []}]
 
 
 def _op(summary: str, responses: dict[str, Any], **more: Any) -> dict[str, Any]:

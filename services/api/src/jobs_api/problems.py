@@ -33,7 +33,7 @@ RETRY_AFTER_UNAVAILABLE = 2
 RETRY_AFTER_QUEUE_FULL = 5
 
 #: Redis failures that mean "the backend is unreachable or failing over", not a bug: 503, retry later.
-REDIS_UNAVAILABLE: tuple[type[BaseException], ...] = (
+REDIS_UNAVAILABLE: tuple[type[Exception], ...] = (
     redis.exceptions.ConnectionError,
     redis.exceptions.TimeoutError,
     redis.exceptions.ReadOnlyError,

@@ -13,6 +13,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 from jsonschema.protocols import Validator
 from jsonschema.validators import validator_for
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from jobs_api.problems import Problem, validation_problem
 
@@ -69,7 +70,7 @@ def _message(e: ValidationError) -> str:
     if e.validator == "type":
         expected = e.validator_value if isinstance(e.validator_value, str) else " or ".join(e.validator_value)
         return f"must be of type {expected}, not {_json_type(e.instance)}"
-    return e.message
+    return str(e.message)
 
 
 def read_json_body() -> Any:
@@ -82,7 +83,12 @@ def read_json_body() -> Any:
             f"send the body as application/json (got {mimetype or 'no Content-Type'})",
             slug="unsupported-media-type",
         )
-    data = request.get_data(cache=False)  # raises 413 past MAX_CONTENT_LENGTH
+    data = request.get_data(cache=False)  # 413 when Content-Length is over MAX_CONTENT_LENGTH
+    limit = request.max_content_length
+    # A chunked body (no Content-Length) is cut at the limit without an error: bytes after it mean 413.
+    chunked = request.content_length is None
+    if chunked and limit is not None and len(data) >= limit and request.environ["wsgi.input"].read(1):
+        raise RequestEntityTooLarge()
     try:
         return orjson.loads(data)
     except orjson.JSONDecodeError as e:
