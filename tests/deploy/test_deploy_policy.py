@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from typing import Any
 
 import pytest
@@ -161,6 +162,9 @@ def test_redis_statefulset(all_sources: dict[str, list[Obj]], source: str) -> No
     assert args[args.index("--appendonly") + 1] == "yes"
     assert args[args.index("--appendfsync") + 1] in ("everysec", "always")
     assert args[args.index("--requirepass") + 1] == "$(REDIS_PASSWORD)"
+    assert args[args.index("--maxmemory-policy") + 1] == "noeviction"
+    # a full Redis must refuse writes, not be OOM-killed: its cap sits below the container limit
+    assert _bytes(args[args.index("--maxmemory") + 1]) < _bytes(container["resources"]["limits"]["memory"])
     password = next(e for e in container["env"] if e["name"] == "REDIS_PASSWORD")
     assert password["valueFrom"]["secretKeyRef"]["name"]
     (claim,) = sts["spec"]["volumeClaimTemplates"]
@@ -169,6 +173,21 @@ def test_redis_statefulset(all_sources: dict[str, list[Obj]], source: str) -> No
     assert service["spec"]["clusterIP"] == "None"
     assert sts["spec"]["serviceName"] == service["metadata"]["name"]
     assert selector_matches(service["spec"]["selector"], pod_labels(sts))
+
+
+_UNITS = {"kb": 1000, "mb": 1000**2, "gb": 1000**3, "k": 1000, "m": 1000**2, "g": 1000**3,
+          "ki": 1024, "mi": 1024**2, "gi": 1024**3, "": 1}
+
+
+def _bytes(quantity: str) -> int:
+    """Bytes in a Redis size (768mb) or a Kubernetes quantity (1Gi)."""
+    number, unit = re.fullmatch(r"([0-9]+)([A-Za-z]*)", str(quantity)).groups()  # type: ignore[union-attr]
+    return int(number) * _UNITS[unit.lower()]
+
+
+def test_memory_units() -> None:
+    assert _bytes("768mb") < _bytes("1Gi") < _bytes("1gb") * 2
+    assert _bytes("3gb") < _bytes("4Gi") and not _bytes("2gb") < _bytes("1Gi")
 
 
 def test_redis_fsync_policy_is_configurable(rendered: dict[str, list[Obj]]) -> None:
