@@ -276,7 +276,12 @@ PATHS: dict[str, Any] = {
             ],
             requestBody={
                 "required": True,
-                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/SubmitRequest"}}},
+                "content": {
+                    "application/json": {
+                        "schema": {"$ref": "#/components/schemas/SubmitRequest"},
+                        "example": {"task": "sleep", "params": {"seconds": 3}},
+                    }
+                },
             },
         ),
         "get": _op(
@@ -465,7 +470,6 @@ def build_spec() -> dict[str, Any]:
                 "description": "Submit jobs, follow their progress, fetch their results. Errors are RFC 9457 "
                 "problem details (application/problem+json).",
             },
-            "jsonSchemaDialect": "https://json-schema.org/draft/2020-12/schema",
             "tags": [
                 {"name": "jobs", "description": "Jobs of the caller's tenant."},
                 {"name": "tasks", "description": "Tasks published by the workers."},
