@@ -12,14 +12,21 @@ mkdir -p "$LOG_DIR"
 bash scripts/docker/ensure-docker.sh
 bash scripts/docker/build-base-image.sh
 
-for svc in api worker; do
-  image="jobs-$svc:$TAG"
+build() {  # $1 = api | worker; both run at once: the cold builds are mostly network waits
+  local svc=$1 image="jobs-$1:$TAG" start
   start=$(date +%s)
   if ! docker build --network host -f "services/$svc/Dockerfile" -t "$image" . >"$LOG_DIR/build-$svc.log" 2>&1; then
     tail -n 40 "$LOG_DIR/build-$svc.log" >&2
     echo "build-images: docker build of $image failed (full log: $LOG_DIR/build-$svc.log)" >&2
-    exit 1
+    return 1
   fi
+  local size
   size=$(docker image inspect -f '{{.Size}}' "$image")
   echo "build-images: $image built in $(( $(date +%s) - start ))s, $(( size / 1000000 )) MB" >&2
-done
+}
+build api & api_pid=$!
+build worker & worker_pid=$!
+status=0
+wait "$api_pid" || status=1
+wait "$worker_pid" || status=1
+exit "$status"
