@@ -197,3 +197,22 @@ def test_chunked_body_over_the_limit_is_413(redis_url: str, tmp_path: Path) -> N
         assert post_chunked(900) == 422  # under the limit: read whole, then refused for the unknown task
     finally:
         s.stop()
+
+
+def test_given_metrics_dir_is_cleared_of_stale_samples_and_kept(redis_url: str, tmp_path: Path) -> None:
+    metrics_dir = tmp_path / "metrics"
+    metrics_dir.mkdir()
+    stale = metrics_dir / "counter_999999.db"
+    stale.write_bytes(b"\0" * 16)  # a previous pod's samples would be added to ours
+    s = ApiStack(tmp_path / "stack", redis_url, workers=0,
+                 extra_env={"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)})
+    s.start()
+    try:
+        assert not stale.exists()
+        http("GET", s.url + "/healthz")
+        status, _, raw = http("GET", s.url + "/metrics")
+        assert status == 200 and b"jobs_api_request_duration_seconds" in raw
+        assert any(metrics_dir.glob("*.db"))  # samples are written where we were told
+    finally:
+        s.stop()
+    assert metrics_dir.is_dir()  # not ours to remove
