@@ -95,11 +95,21 @@ def _all_terminal(ledger: Ledger, client, prefix: str) -> bool:  # type: ignore[
 
 def recovery_times(events: EventLog, disruptions: list[Disruption]) -> list[float]:
     """For each job held by a disrupted worker: seconds from the disruption to its next claim."""
-    runs = events.runs()
+    return [claim for _, claim in recovery_phases(events, disruptions)]
+
+
+def recovery_phases(events: EventLog, disruptions: list[Disruption]) -> list[tuple[float, float]]:
+    """For each job held by a disrupted worker that ran again: (seconds until it was queued again, by the
+    reaper or a hand-back; seconds until a worker claimed it again), both from the disruption."""
+    by_job: dict[str, list[tuple[float, str]]] = {}
+    for t, job_id, event in list(events.events):
+        by_job.setdefault(job_id, []).append((t, event))
     out = []
     for d in disruptions:
         for job_id in d.victims:
-            later = [t for t in runs.get(job_id, []) if t > d.at]
-            if later:
-                out.append(later[0] - d.at)
+            later = [(t, e) for t, e in by_job.get(job_id, []) if t > d.at]
+            queued = next((t for t, e in later if e == "queued"), None)
+            claimed = next((t for t, e in later if e == "running"), None)
+            if claimed is not None:
+                out.append(((queued or claimed) - d.at, claimed - d.at))
     return out

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from reliability import report
+from reliability import invariants, report
 from reliability.chaos import sleep_job
 from reliability.ledger import EventLog, Ledger, Submitter
 from reliability.stack import Stack
@@ -88,6 +88,7 @@ def _crash_run(workdir: Path, appendfsync: str) -> tuple[report.Row, dict[str, o
         finished_again = [t for t, _, event in events.events if t > back and event == "succeeded"]
         worker_recovery = min(finished_again) - back if finished_again else None
         verdict = ledger.verify(stack.client(), stack.namespace)
+        problems = invariants.settle(stack.client(), stack.namespace, stack.namespace)
         same_api = api_pids == sorted([stack.api.pid, *stack.api_worker_pids()]) if stack.api else True
         same_workers = worker_pids == sorted(p.pid for p in stack.workers) and all(
             p.poll() is None for p in stack.workers
@@ -106,7 +107,8 @@ def _crash_run(workdir: Path, appendfsync: str) -> tuple[report.Row, dict[str, o
         checks = {
             "down": down, "same_api": same_api, "same_workers": same_workers, "verdict": verdict,
             "server_errors": submitter.stats.server_errors + len(stack.server_errors_in_logs()),
-            "leaks": stack.leaked_secrets(), "api_recovery": api_recovery, "worker_recovery": worker_recovery,
+            "leaks": stack.leaked_secrets(), "problems": problems,
+            "api_recovery": api_recovery, "worker_recovery": worker_recovery,
         }
         return row, checks
     finally:
@@ -126,6 +128,7 @@ def test_redis_crash_appendfsync_always(workdir: Path) -> None:
     assert c["same_api"] and c["same_workers"], "a service had to be restarted to reconnect"
     assert c["server_errors"] == 0
     assert not c["leaks"]
+    assert not c["problems"], c["problems"]
     # while Redis was down: every Redis-backed endpoint answered 503, /healthz 200, nothing else
     statuses = {k.rsplit(" ", 1)[1] for k in down if not k.startswith("GET /healthz")}  # type: ignore[attr-defined]
     assert statuses == {"503"}, down

@@ -12,7 +12,7 @@ import signal
 import subprocess
 from pathlib import Path
 
-from reliability import report
+from reliability import invariants, report
 from reliability.chaos import recovery_times, run_with_chaos
 from reliability.stack import Stack
 
@@ -37,6 +37,7 @@ def test_rolling_restart(workdir: Path) -> None:
         ledger, events, submitter, restarts, elapsed = run_with_chaos(stack, JOBS, EVERY, rollout)
         exit_codes = [_exit_code(stack, p, twice) for p, twice in terminated]
         verdict = ledger.verify(stack.client(), stack.namespace)
+        problems = invariants.settle(stack.client(), stack.namespace, stack.namespace)
         charged = {i: a for i, a in verdict.attempts.items() if a != 1}
         handbacks = events.handbacks()
         recoveries = recovery_times(events, restarts)
@@ -53,6 +54,7 @@ def test_rolling_restart(workdir: Path) -> None:
         assert handbacks > 0, "no job was handed back: the scenario proved nothing"
         assert not charged, f"hand-backs charged attempts: {list(charged.items())[:5]}"
         assert submitter.stats.server_errors == 0 and not stack.server_errors_in_logs()
+        assert not problems, problems
         assert not stack.leaked_secrets()
     finally:
         stack.stop()
