@@ -62,65 +62,75 @@ end
 return {'ok', ARGV[1], now, seq}
 """
 
-CLAIM = _NOW + """
+# claim_batch(): take up to `wanted` queued jobs for a worker (queued -> running); shared by CLAIM and
+# FINISH_CLAIM. k = {queue, inflight, leases, pending, delayed, orphans, dead}; returns a flat list, 6
+# fields per claimed job: id, task, params, timeout, attempts, max_attempts.
+_CLAIM_FN = """
+local function claim_batch(k, wanted, worker, lease_ms, prefix, moved, events_prefix, now)
+  local due = redis.call('ZRANGEBYSCORE', k.delayed, '-inf', now, 'LIMIT', 0, 200)
+  for _, id in ipairs(due) do
+    redis.call('ZREM', k.delayed, id)
+    local jk = prefix .. id
+    if redis.call('HGET', jk, 'status') == 'queued' then
+      redis.call('HDEL', jk, 'run_at')
+      redis.call('RPUSH', k.queue, '"' .. id .. '"')
+    end
+  end
+  local out = {}
+  local claimed = 0
+  local orphans = redis.call('EXISTS', k.orphans) == 1
+  local function claim(entry)
+    local ok, id = pcall(cjson.decode, entry)
+    if not ok or type(id) ~= 'string' then
+      redis.call('LREM', k.inflight, -1, entry)
+      redis.call('RPUSH', k.dead, entry)
+      return
+    end
+    local jk = prefix .. id
+    local f = redis.call('HMGET', jk, 'status', 'task', 'params', 'timeout', 'max_attempts', 'owner')
+    if f[1] ~= 'queued' then
+      -- cancelled while waiting, expired, or a stale duplicate entry: drop it
+      redis.call('LREM', k.inflight, -1, entry)
+      if not f[1] then redis.call('RPUSH', k.dead, entry) end
+      return
+    end
+    local attempts = redis.call('HINCRBY', jk, 'attempts', 1)
+    redis.call('HSET', jk, 'status', 'running', 'worker', worker, 'started_at', now)
+    redis.call('HDEL', jk, 'progress', 'message', 'cancel_requested', 'finished_at')
+    redis.call('ZADD', k.leases, now + lease_ms, id)
+    if orphans then redis.call('ZREM', k.orphans, id) end
+    redis.call('HINCRBY', k.pending, f[6], -1)
+    redis.call('PUBLISH', events_prefix .. id, 'running')
+    out[#out + 1] = id
+    out[#out + 1] = f[2]
+    out[#out + 1] = f[3]
+    out[#out + 1] = f[4]
+    out[#out + 1] = attempts
+    out[#out + 1] = f[5]
+    claimed = claimed + 1
+  end
+  if moved ~= '' then claim(moved) end
+  local guard = 0
+  while claimed < wanted and guard < wanted * 4 + 8 do
+    guard = guard + 1
+    local entry = redis.call('LMOVE', k.queue, k.inflight, 'LEFT', 'RIGHT')
+    if not entry then break end
+    claim(entry)
+  end
+  return out
+end
+"""
+
+CLAIM = _NOW + _CLAIM_FN + """
 -- Promote due delayed jobs, then take up to N queued jobs for a worker: queued -> running.
 -- KEYS: 1 queue list, 2 inflight list, 3 leases zset, 4 pending hash, 5 delayed zset,
 --       6 orphans zset, 7 dead-letter list
 -- ARGV: 1 N, 2 worker id, 3 lease ms, 4 job key prefix, 5 an entry already moved into inflight by
 --       BLMOVE ('' if none), 6 events channel prefix
 -- Returns a flat list, 6 fields per claimed job: id, task, params, timeout, attempts, max_attempts
-local now = now_ms()
-local due = redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', now, 'LIMIT', 0, 200)
-for _, id in ipairs(due) do
-  redis.call('ZREM', KEYS[5], id)
-  local jk = ARGV[4] .. id
-  if redis.call('HGET', jk, 'status') == 'queued' then
-    redis.call('HDEL', jk, 'run_at')
-    redis.call('RPUSH', KEYS[1], '"' .. id .. '"')
-  end
-end
-local out = {}
-local wanted = tonumber(ARGV[1])
-local claimed = 0
-local function claim(entry)
-  local ok, id = pcall(cjson.decode, entry)
-  if not ok or type(id) ~= 'string' then
-    redis.call('LREM', KEYS[2], 1, entry)
-    redis.call('RPUSH', KEYS[7], entry)
-    return
-  end
-  local jk = ARGV[4] .. id
-  local f = redis.call('HMGET', jk, 'status', 'task', 'params', 'timeout', 'max_attempts', 'owner')
-  if f[1] ~= 'queued' then
-    -- cancelled while waiting, expired, or a stale duplicate entry: drop it
-    redis.call('LREM', KEYS[2], 1, entry)
-    if not f[1] then redis.call('RPUSH', KEYS[7], entry) end
-    return
-  end
-  local attempts = redis.call('HINCRBY', jk, 'attempts', 1)
-  redis.call('HSET', jk, 'status', 'running', 'worker', ARGV[2], 'started_at', now)
-  redis.call('HDEL', jk, 'progress', 'message', 'cancel_requested', 'finished_at')
-  redis.call('ZADD', KEYS[3], now + tonumber(ARGV[3]), id)
-  redis.call('ZREM', KEYS[6], id)
-  redis.call('HINCRBY', KEYS[4], f[6], -1)
-  redis.call('PUBLISH', ARGV[6] .. id, 'running')
-  out[#out + 1] = id
-  out[#out + 1] = f[2]
-  out[#out + 1] = f[3]
-  out[#out + 1] = f[4]
-  out[#out + 1] = attempts
-  out[#out + 1] = f[5]
-  claimed = claimed + 1
-end
-if ARGV[5] ~= '' then claim(ARGV[5]) end
-local guard = 0
-while claimed < wanted and guard < wanted * 4 + 8 do
-  guard = guard + 1
-  local entry = redis.call('LMOVE', KEYS[1], KEYS[2], 'LEFT', 'RIGHT')
-  if not entry then break end
-  claim(entry)
-end
-return out
+local k = {queue = KEYS[1], inflight = KEYS[2], leases = KEYS[3], pending = KEYS[4], delayed = KEYS[5],
+           orphans = KEYS[6], dead = KEYS[7]}
+return claim_batch(k, tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5], ARGV[6], now_ms())
 """
 
 HEARTBEAT = _NOW + """
@@ -158,7 +168,58 @@ if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'message', ARGV[4]) end
 return 1
 """
 
-FINISH = _NOW + """
+# finish_one(): end a worker's attempt; shared by FINISH and FINISH_CLAIM. k = {job, inflight, leases,
+# result, failed, delayed, queue, pending}; a = {id, worker, attempt, outcome, data, media, result_ttl,
+# record_ttl, error, delay_ms, channel}. Returns {'ok', status} | {'stale', current status or ''}.
+_FINISH_FN = """
+local OUTCOMES = {succeeded = true, failed = true, cancelled = true, retry = true, handback = true}
+local function finish_one(k, a, now)
+  local f = redis.call('HMGET', k.job, 'status', 'worker', 'attempts', 'owner')
+  if f[1] ~= 'running' or f[2] ~= a.worker or f[3] ~= a.attempt then return {'stale', f[1] or ''} end
+  local id = a.id
+  local outcome = a.outcome
+  local entry = '"' .. id .. '"'
+  -- O(running jobs), not O(queued): inflight holds only the ids workers are running
+  redis.call('LREM', k.inflight, 1, entry)
+  redis.call('ZREM', k.leases, id)
+  local status
+  if outcome == 'succeeded' then
+    status = 'succeeded'
+    redis.call('HSET', k.job, 'status', status, 'finished_at', now, 'progress', 1, 'result_type', a.media)
+    redis.call('HDEL', k.job, 'error', 'cancel_requested')
+    redis.call('SET', k.result, a.data, 'EX', a.result_ttl)
+    redis.call('EXPIRE', k.job, a.record_ttl)
+  elseif outcome == 'failed' or outcome == 'cancelled' then
+    status = outcome
+    redis.call('HSET', k.job, 'status', status, 'finished_at', now)
+    if a.error ~= '' then redis.call('HSET', k.job, 'error', a.error) end
+    if outcome == 'failed' then redis.call('ZADD', k.failed, now, id) end
+    redis.call('EXPIRE', k.job, a.record_ttl)
+  else -- retry | handback
+    status = 'queued'
+    redis.call('HSET', k.job, 'status', status)
+    redis.call('HDEL', k.job, 'worker', 'cancel_requested')
+    redis.call('HINCRBY', k.pending, f[4], 1)
+    if outcome == 'handback' then
+      redis.call('HINCRBY', k.job, 'attempts', -1)
+      redis.call('LPUSH', k.queue, entry)
+    else
+      if a.error ~= '' then redis.call('HSET', k.job, 'error', a.error) end
+      local delay = tonumber(a.delay_ms)
+      if delay > 0 then
+        redis.call('HSET', k.job, 'run_at', now + delay)
+        redis.call('ZADD', k.delayed, now + delay, id)
+      else
+        redis.call('RPUSH', k.queue, entry)
+      end
+    end
+  end
+  redis.call('PUBLISH', a.channel, status)
+  return {'ok', status}
+end
+"""
+
+FINISH = _NOW + _FINISH_FN + """
 -- End a worker's attempt: succeeded | failed | cancelled | retry (queued again, maybe delayed) |
 -- handback (queued at the head of the queue, attempt not charged).
 -- KEYS: 1 job hash, 2 inflight list, 3 leases zset, 4 result key, 5 failed zset, 6 delayed zset,
@@ -166,49 +227,50 @@ FINISH = _NOW + """
 -- ARGV: 1 id, 2 worker id, 3 attempt, 4 outcome, 5 result bytes, 6 result media type,
 --       7 result TTL s, 8 record TTL s, 9 error JSON ('' = none), 10 retry delay ms, 11 events channel
 -- Returns {'ok', status} | {'stale', current status or ''}
-local f = redis.call('HMGET', KEYS[1], 'status', 'worker', 'attempts', 'owner')
-if f[1] ~= 'running' or f[2] ~= ARGV[2] or f[3] ~= ARGV[3] then return {'stale', f[1] or ''} end
-local now = now_ms()
-local id = ARGV[1]
-local outcome = ARGV[4]
-redis.call('LREM', KEYS[2], 1, '"' .. id .. '"')
-redis.call('ZREM', KEYS[3], id)
-local status
-if outcome == 'succeeded' then
-  status = 'succeeded'
-  redis.call('HSET', KEYS[1], 'status', status, 'finished_at', now, 'progress', 1, 'result_type', ARGV[6])
-  redis.call('HDEL', KEYS[1], 'error', 'cancel_requested')
-  redis.call('SET', KEYS[4], ARGV[5], 'EX', ARGV[7])
-  redis.call('EXPIRE', KEYS[1], ARGV[8])
-elseif outcome == 'failed' or outcome == 'cancelled' then
-  status = outcome
-  redis.call('HSET', KEYS[1], 'status', status, 'finished_at', now)
-  if ARGV[9] ~= '' then redis.call('HSET', KEYS[1], 'error', ARGV[9]) end
-  if outcome == 'failed' then redis.call('ZADD', KEYS[5], now, id) end
-  redis.call('EXPIRE', KEYS[1], ARGV[8])
-elseif outcome == 'retry' or outcome == 'handback' then
-  status = 'queued'
-  redis.call('HSET', KEYS[1], 'status', status)
-  redis.call('HDEL', KEYS[1], 'worker', 'cancel_requested')
-  redis.call('HINCRBY', KEYS[8], f[4], 1)
-  if outcome == 'handback' then
-    redis.call('HINCRBY', KEYS[1], 'attempts', -1)
-    redis.call('LPUSH', KEYS[7], '"' .. id .. '"')
-  else
-    if ARGV[9] ~= '' then redis.call('HSET', KEYS[1], 'error', ARGV[9]) end
-    local delay = tonumber(ARGV[10])
-    if delay > 0 then
-      redis.call('HSET', KEYS[1], 'run_at', now + delay)
-      redis.call('ZADD', KEYS[6], now + delay, id)
-    else
-      redis.call('RPUSH', KEYS[7], '"' .. id .. '"')
-    end
-  end
-else
-  return redis.error_reply('unknown outcome ' .. outcome)
+if not OUTCOMES[ARGV[4]] then return redis.error_reply('unknown outcome ' .. ARGV[4]) end
+local k = {job = KEYS[1], inflight = KEYS[2], leases = KEYS[3], result = KEYS[4], failed = KEYS[5],
+           delayed = KEYS[6], queue = KEYS[7], pending = KEYS[8]}
+local a = {id = ARGV[1], worker = ARGV[2], attempt = ARGV[3], outcome = ARGV[4], data = ARGV[5],
+           media = ARGV[6], result_ttl = ARGV[7], record_ttl = ARGV[8], error = ARGV[9], delay_ms = ARGV[10],
+           channel = ARGV[11]}
+return finish_one(k, a, now_ms())
+"""
+
+FINISH_CLAIM = _NOW + _FINISH_FN + _CLAIM_FN + """
+-- The worker's hot path in one round trip: end any number of attempts (as FINISH), then claim up to N
+-- queued jobs for the slots that are free (as CLAIM). Outcomes are all checked before anything changes.
+-- KEYS: 1 queue list, 2 inflight list, 3 leases zset, 4 pending hash, 5 delayed zset, 6 orphans zset,
+--       7 dead-letter list, 8 failed zset
+-- ARGV: 1 worker id, 2 lease ms, 3 job key prefix, 4 result key prefix, 5 events channel prefix,
+--       6 result TTL s, 7 record TTL s, 8 N to claim, 9 number of finishes F, then F groups of 7:
+--       id, attempt, outcome, result bytes, result media type, error JSON ('' = none), retry delay ms
+-- Returns {{status or 'stale:<current status>' per finish}, {claimed jobs, 6 fields each as CLAIM}}
+local nf = tonumber(ARGV[9])
+for i = 0, nf - 1 do
+  local outcome = ARGV[10 + i * 7 + 2]
+  if not OUTCOMES[outcome] then return redis.error_reply('unknown outcome ' .. outcome) end
 end
-redis.call('PUBLISH', ARGV[11], status)
-return {'ok', status}
+local now = now_ms()
+local statuses = {}
+for i = 0, nf - 1 do
+  local b = 10 + i * 7
+  local id = ARGV[b]
+  local k = {job = ARGV[3] .. id, inflight = KEYS[2], leases = KEYS[3], result = ARGV[4] .. id,
+             failed = KEYS[8], delayed = KEYS[5], queue = KEYS[1], pending = KEYS[4]}
+  local a = {id = id, worker = ARGV[1], attempt = ARGV[b + 1], outcome = ARGV[b + 2], data = ARGV[b + 3],
+             media = ARGV[b + 4], result_ttl = ARGV[6], record_ttl = ARGV[7], error = ARGV[b + 5],
+             delay_ms = ARGV[b + 6], channel = ARGV[5] .. id}
+  local r = finish_one(k, a, now)
+  statuses[#statuses + 1] = r[1] == 'ok' and r[2] or ('stale:' .. r[2])
+end
+local claimed = {}
+local wanted = tonumber(ARGV[8])
+if wanted > 0 then
+  local k = {queue = KEYS[1], inflight = KEYS[2], leases = KEYS[3], pending = KEYS[4], delayed = KEYS[5],
+             orphans = KEYS[6], dead = KEYS[7]}
+  claimed = claim_batch(k, wanted, ARGV[1], tonumber(ARGV[2]), ARGV[3], '', ARGV[5], now)
+end
+return {statuses, claimed}
 """
 
 CANCEL = _NOW + """

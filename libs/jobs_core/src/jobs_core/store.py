@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import ssl
+import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -85,6 +86,18 @@ class ClaimedJob:
 
 
 @dataclass(frozen=True, slots=True)
+class Finish:
+    """How one attempt ends, for :meth:`JobStore.finish_and_claim` (fields as :meth:`JobStore.finish`)."""
+
+    job_id: str
+    attempt: int
+    outcome: str  # succeeded | failed | cancelled | retry | handback
+    result: Result | None = None
+    error: JobError | None = None
+    retry_delay: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
 class ReapReport:
     """What one reaper pass did (``ran`` is False when another worker had the lock)."""
 
@@ -105,10 +118,13 @@ class JobStore:
         self._heartbeat = client.register_script(scripts.HEARTBEAT)
         self._progress = client.register_script(scripts.PROGRESS)
         self._finish = client.register_script(scripts.FINISH)
+        self._finish_claim = client.register_script(scripts.FINISH_CLAIM)
         self._cancel = client.register_script(scripts.CANCEL)
         self._retry = client.register_script(scripts.RETRY)
         self._reap = client.register_script(scripts.REAP)
         self._list = client.register_script(scripts.LIST)
+        # one pub/sub connection per thread, reused by every wait(): no connect + handshake per job
+        self._local = threading.local()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> JobStore:
@@ -227,11 +243,23 @@ class JobStore:
         return [Job.from_hash(raw) for raw in pipe.execute() if raw]
 
     def get_result(self, job_id: str, owner: str | None = None) -> Result:
-        """The stored result; raises JobNotFound, ResultNotReady (with status) or ResultExpired."""
-        job = self.get(job_id, owner)
+        """The stored result; raises JobNotFound, ResultNotReady (with status) or ResultExpired.
+
+        Record and result are read in one round trip.
+        """
+        if not is_job_id(job_id):
+            raise JobNotFound(job_id)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hgetall(self.keys.job(job_id))
+        pipe.get(self.keys.result(job_id))
+        raw, data = pipe.execute()
+        if not raw:
+            raise JobNotFound(job_id)
+        job = Job.from_hash(raw)
+        if owner is not None and job.owner != owner:
+            raise JobNotFound(job_id)
         if job.status is not JobStatus.SUCCEEDED:
             raise ResultNotReady(job_id, job.status.value)
-        data = cast(bytes | None, self.redis.get(self.keys.result(job_id)))
         if data is None:
             raise ResultExpired(job_id)
         return Result(data=data, media_type=job.result_type or JSON_MEDIA_TYPE)
@@ -302,27 +330,47 @@ class JobStore:
         """Block until the job is terminal or ``timeout`` seconds pass; return it as it then is.
 
         Listens on the job's event channel (no polling loop on Redis); subscribes before reading so a
-        change between the read and the wait is not missed.
+        change between the read and the wait is not missed. The pub/sub connection is kept per thread
+        and reused, so a wait costs no new connection.
         """
-        job = self.get(job_id, owner)
-        if job.is_terminal or timeout <= 0:
-            return job
+        if timeout <= 0:
+            return self.get(job_id, owner)
+        if not is_job_id(job_id):
+            raise JobNotFound(job_id)
         deadline = time.monotonic() + timeout
-        pubsub = self.redis.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+        channel = self.keys.events(job_id)
+        wanted = channel.encode()
+        pubsub = self._pubsub()
+        clean = False
         try:
-            pubsub.subscribe(self.keys.events(job_id))
+            pubsub.subscribe(channel)
             job = self.get(job_id, owner)
             while not job.is_terminal:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
-                if pubsub.get_message(timeout=min(remaining, 5.0)) is not None:
+                message = pubsub.get_message(timeout=min(remaining, 5.0))
+                # messages of channels an earlier wait on this connection left are not ours
+                if message is not None and message.get("channel") == wanted:
                     job = self.get(job_id, owner)
-                elif deadline - time.monotonic() <= 0:
-                    break
+            clean = True
             return job
         finally:
-            pubsub.close()
+            if clean:
+                try:
+                    pubsub.unsubscribe(channel)  # type: ignore[no-untyped-call]  # its confirmation is read (and ignored) by the next wait
+                except redis.RedisError:
+                    clean = False
+            if not clean:  # an error left the connection in an unknown state: start afresh next time
+                self._local.pubsub = None
+                pubsub.close()
+
+    def _pubsub(self) -> redis.client.PubSub:
+        pubsub = getattr(self._local, "pubsub", None)
+        if pubsub is None:
+            pubsub = self.redis.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+            self._local.pubsub = pubsub
+        return cast(redis.client.PubSub, pubsub)
 
     def tasks(self) -> dict[str, TaskInfo]:
         """Every task that workers have published, by name."""
@@ -368,17 +416,7 @@ class JobStore:
                 self.keys.events_prefix,
             ],
         )
-        return [
-            ClaimedJob(
-                id=_text(reply[i]),
-                task=_text(reply[i + 1]),
-                params=loads(reply[i + 2]),
-                timeout=float(reply[i + 3]),
-                attempt=int(reply[i + 4]),
-                max_attempts=int(reply[i + 5]),
-            )
-            for i in range(0, len(reply), 6)
-        ]
+        return _claimed_jobs(reply)
 
     def wait_for_entry(self, timeout: float) -> bytes | None:
         """Block up to ``timeout`` s for a queue entry and move it into inflight (BLMOVE); claim it next."""
@@ -456,6 +494,52 @@ class JobStore:
             return None
         return parse_finish_reply(reply)
 
+    def finish_and_claim(
+        self, worker_id: str, finishes: Sequence[Finish], claim: int
+    ) -> tuple[list[str | None], list[ClaimedJob]]:
+        """End attempts and claim up to ``claim`` more jobs in one round trip (the worker's hot path).
+
+        Returns the new status of each finish (None when the attempt was no longer this worker's) and
+        the claimed jobs. Same checks and transitions as :meth:`finish` and :meth:`claim`.
+        """
+        s = self.settings
+        args: list[Any] = [
+            worker_id,
+            int(s.lease_seconds * 1000),
+            self.keys.job_prefix,
+            self.keys.result_prefix,
+            self.keys.events_prefix,
+            s.result_ttl_seconds,
+            s.record_ttl_seconds,
+            claim,
+            len(finishes),
+        ]
+        for f in finishes:
+            args += [
+                f.job_id,
+                f.attempt,
+                f.outcome,
+                f.result.data if f.result else b"",
+                f.result.media_type if f.result else "",
+                dumps(f.error.to_dict()) if f.error else "",
+                int(f.retry_delay * 1000),
+            ]
+        statuses, claimed = self._finish_claim(
+            keys=[
+                self.keys.queue,
+                self.keys.inflight,
+                self.keys.leases,
+                self.keys.pending,
+                self.keys.delayed,
+                self.keys.orphans,
+                self.keys.dead_letter,
+                self.keys.failed,
+            ],
+            args=args,
+        )
+        texts = [_text(x) for x in statuses]
+        return [None if t.startswith("stale:") else t for t in texts], _claimed_jobs(claimed)
+
     def reap(self, token: str | None = None) -> ReapReport:
         """One reaper pass, unless another worker ran one this interval (see ``REAP``)."""
         s = self.settings
@@ -508,6 +592,21 @@ def parse_finish_reply(reply: Any) -> str | None:
     if _text(reply[0]) == "stale":
         return None
     return _text(reply[1])
+
+
+def _claimed_jobs(reply: Any) -> list[ClaimedJob]:
+    """Jobs from a CLAIM reply (6 fields per job)."""
+    return [
+        ClaimedJob(
+            id=_text(reply[i]),
+            task=_text(reply[i + 1]),
+            params=loads(reply[i + 2]),
+            timeout=float(reply[i + 3]),
+            attempt=int(reply[i + 4]),
+            max_attempts=int(reply[i + 5]),
+        )
+        for i in range(0, len(reply), 6)
+    ]
 
 
 def _text(value: Any) -> str:

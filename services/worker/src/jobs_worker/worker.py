@@ -20,7 +20,7 @@ from typing import Any
 import redis
 from jobs_core.config import Settings
 from jobs_core.model import JobError
-from jobs_core.store import ClaimedJob, JobStore, parse_finish_reply
+from jobs_core.store import ClaimedJob, Finish, JobStore
 
 from jobs_worker import outcomes
 from jobs_worker.metrics import WorkerMetrics
@@ -166,14 +166,18 @@ class Worker:
                 jobs = self.store.claim(self.worker_id, len(free), moved_entry=entry)
         if not jobs:
             return False
-        was_idle = not self._busy()
+        self._dispatch(free, jobs)
+        return True
+
+    def _dispatch(self, free: list[Slot], jobs: list[ClaimedJob]) -> None:
+        """Hand claimed jobs to idle slots (never more jobs than ``free`` slots: claims ask for that many)."""
+        was_idle = len(free) == len(self.slots)
         now = monotonic()
         for slot, job in zip(free, jobs, strict=False):
             slot.send(job, now, self.settings.default_timeout_seconds)
             self.metrics.started(job.task)
-        if was_idle:
+        if was_idle and jobs:
             self.pod_cost.set_busy(True)
-        return True
 
     def _wait_time(self) -> float:
         """How long to wait for children when nothing else is due."""
@@ -207,7 +211,8 @@ class Worker:
             if outcome is not None:
                 ended.append(outcome)
         if ended:
-            self._save(ended)
+            # the slots just freed are refilled in the same round trip that stores the outcomes
+            self._save(ended, refill=not self.stopping)
 
     def _drain_slot(self, slot: Slot) -> Outcome | None:
         """Process every message waiting from one child; the outcome if its job ended."""
@@ -273,21 +278,17 @@ class Worker:
             self.store.set_progress(self.worker_id, running.job.id, running.job.attempt, fraction, message)
 
     # ------------------------------------------------------------------ Redis writes
-    def _save(self, ended: list[Outcome]) -> None:
-        """Write outcomes in one pipeline; keep them for later if Redis is unreachable."""
+    def _save(self, ended: list[Outcome], refill: bool = False) -> None:
+        """Write outcomes in one round trip, claiming jobs for the free slots in the same script when
+        ``refill``; keep the outcomes for later if Redis is unreachable."""
         pending = [o for o in ended if o not in self.unsaved]
         batch = [*self.unsaved, *pending]
         self.unsaved = batch  # kept until Redis has them
-        pipe = self.store.redis.pipeline(transaction=False)
-        for o in batch:
-            self.store.finish(
-                self.worker_id, o.job.id, o.job.attempt, o.kind,
-                result=o.result, error=o.error, retry_delay=o.retry_delay, pipe=pipe,
-            )
-        replies = pipe.execute()
+        free = self._free() if refill else []
+        finishes = [Finish(o.job.id, o.job.attempt, o.kind, o.result, o.error, o.retry_delay) for o in batch]
+        statuses, claimed = self.store.finish_and_claim(self.worker_id, finishes, len(free))
         self.unsaved = []
-        for o, reply in zip(batch, replies, strict=True):
-            status = parse_finish_reply(reply)
+        for o, status in zip(batch, statuses, strict=True):
             if status is None:
                 self.metrics.lost(o.job.task)
                 log.warning("attempt was no longer ours; outcome dropped",
@@ -298,7 +299,9 @@ class Worker:
                     log.info("job attempt failed", extra={"job": o.job.id, "task": o.job.task,
                              "attempt": o.job.attempt, "outcome": o.kind,
                              "error": o.error.type if o.error else None})
-        if not self._busy():
+        if claimed:
+            self._dispatch(free, claimed)
+        elif not self._busy():
             self.pod_cost.set_busy(False)
 
     def _heartbeat(self, now: float) -> None:
