@@ -109,6 +109,15 @@ def test_scenario(stack: DockerStack, name: str) -> None:
     scenarios.ALL[name](stack)
 
 
+def test_healthchecks_pass(stack: DockerStack) -> None:
+    """The images' HEALTHCHECKs (API /healthz, `jobs-worker check`) report healthy on a running stack."""
+    handles = [h for h in [stack.api_handle, *stack.workers] if h is not None]
+    deadline = time.monotonic() + 30
+    while (states := {h.name: stack.health(h) for h in handles}) and set(states.values()) != {"healthy"}:
+        assert "unhealthy" not in states.values() and time.monotonic() < deadline, states
+        time.sleep(0.5)
+
+
 def _only_worker(stack: DockerStack, **env: str) -> Any:
     """Stop every worker (idle ones must exit 0 promptly), then start one with ``env``."""
     for h in list(stack.workers):
