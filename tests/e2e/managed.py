@@ -22,7 +22,7 @@ from e2e.scenarios import Stack
 
 #: Short lease and reaper interval so recovery scenarios take seconds, not half a minute.
 FAST_RECOVERY_ENV = {
-    "JOBS_LEASE_SECONDS": "3",
+    "JOBS_LEASE_SECONDS": "5",
     "JOBS_REAPER_INTERVAL_SECONDS": "1",
     "JOBS_DRAIN_SECONDS": "10",
     "JOBS_RETRY_BACKOFF_SECONDS": "0.2",
@@ -42,7 +42,7 @@ class Handle:
 class ManagedStack(Stack):
     """Redis + API + ``workers`` workers, all started and torn down by the test."""
 
-    recovery_seconds = 3 + 1 + 10.0  # lease + reaper interval + slack
+    recovery_seconds = 5 + 1 + 10.0  # lease + reaper interval + slack
 
     def __init__(self, workdir: Path, workers: int = 2, api_key: str | None = None) -> None:
         self.workdir = workdir
