@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 import redis.exceptions
@@ -23,6 +24,7 @@ from jobs_core.errors import (
     ResultExpired,
     ResultNotReady,
 )
+from jobs_core.serialization import EncodingError
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger("jobs_api")
@@ -39,6 +41,10 @@ REDIS_UNAVAILABLE: tuple[type[Exception], ...] = (
     redis.exceptions.ReadOnlyError,
     BackendUnavailable,
 )
+
+
+#: Characters allowed unescaped in a URI path (RFC 3986 pchar and "/").
+_PATH_SAFE = "/:@!$&'()*+,;=-._~"
 
 
 def problem_type(slug: str) -> str:
@@ -80,8 +86,8 @@ class Problem(Exception):
         if self.errors is not None:
             body["errors"] = self.errors
         body.update(self.extra)
-        if request:  # the path the problem occurred at (RFC 9457 ``instance``)
-            body["instance"] = request.path
+        if request:  # the path the problem occurred at (RFC 9457 ``instance``), as a URI reference
+            body["instance"] = quote(request.path, safe=_PATH_SAFE)
         return body
 
     def response(self) -> Response:
@@ -165,6 +171,9 @@ def _from_jobs_error(e: Exception) -> Problem:
             scope=e.scope,
             limit=e.limit,
         )
+    if isinstance(e, EncodingError):
+        # valid JSON the store cannot encode, e.g. params nested deeper than orjson's limit of 254 levels
+        return validation_problem([{"path": "/params", "message": f"cannot be stored as JSON: {e}"}])
     if isinstance(e, IdempotencyConflict):
         return validation_problem(
             [{"path": "/", "message": "this Idempotency-Key was used with a different request body"}],
@@ -198,6 +207,7 @@ def register_error_handlers(app: Flask) -> None:
         IllegalTransition,
         QueueFull,
         IdempotencyConflict,
+        EncodingError,
     ):
 
         @app.errorhandler(exc)

@@ -1,0 +1,44 @@
+"""Regression tests for product defects the reliability scenarios found (fast: Flask test client, real Redis).
+
+Each test names the scenario that found the defect; the scenario itself keeps checking the behaviour
+end to end against gunicorn.
+"""
+
+from __future__ import annotations
+
+import pytest
+from flask.testing import FlaskClient
+from jobs_api.app import create_app
+from jobs_core.config import Settings
+from jobs_core.model import TaskInfo
+from jobs_core.store import JobStore
+
+
+@pytest.fixture
+def client(settings: Settings, store: JobStore) -> FlaskClient:
+    store.publish_tasks([TaskInfo("echo", "Return the params.", {"type": "object"})])
+    return create_app({"JOBS_SETTINGS": settings, "JOBS_STORE": store, "TESTING": True}).test_client()
+
+
+@pytest.mark.parametrize("depth", [255, 300, 1000])
+def test_params_nested_past_the_encoder_limit_are_422_not_500(client: FlaskClient, store: JobStore,
+                                                              settings: Settings, depth: int) -> None:
+    """Hostile input: JSON the parser accepts (depth <= 1024) but orjson cannot encode (depth > 254) was a 500."""
+    body = b'{"task":"echo","params":{"a":' + b"[" * depth + b"]" * depth + b"}}"
+    before = _keys(store, settings)
+    resp = client.post("/jobs", data=body, content_type="application/json")
+    assert resp.status_code == 422, resp.get_data()
+    assert resp.content_type == "application/problem+json"
+    assert resp.get_json()["errors"][0]["path"] == "/params"
+    assert _keys(store, settings) == before  # nothing stored by the rejected request
+
+
+def test_params_nested_within_the_limit_are_accepted(client: FlaskClient) -> None:
+    body = b'{"task":"echo","params":{"a":' + b"[" * 200 + b"]" * 200 + b"}}"
+    assert client.post("/jobs", data=body, content_type="application/json").status_code == 202
+
+
+def _keys(store: JobStore, settings: Settings) -> dict[bytes, bytes]:
+    """Every key of the test's namespace with its serialized value."""
+    keys = [*sorted(store.redis.scan_iter(f"{settings.key_prefix}:*")), settings.keys.queue.encode()]
+    return {k: store.redis.dump(k) or b"" for k in keys}
