@@ -4,7 +4,7 @@ UV = $$(command -v uv || echo "$$HOME/.local/bin/uv")
 PY := .venv/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: install run test test-unit lint bench reliability e2e-kind deploy-check containers clean
+.PHONY: install run test test-unit lint bench bench-smoke reliability e2e-kind deploy-check containers clean
 
 .venv/.installed: uv.lock pyproject.toml libs/*/pyproject.toml services/*/pyproject.toml
 	bash scripts/bootstrap.sh
@@ -34,5 +34,18 @@ e2e-kind: install ## kind cluster + ingress-nginx + KEDA, skaffold -p kind deplo
 deploy-check: install ## Helm chart, kustomize overlays, KEDA and skaffold checks (tests/deploy only)
 	.venv/bin/pytest tests/deploy $(PYTEST_ARGS)
 
+# Bench-only packages (peer job systems, load generator, profilers) live in their own virtualenv,
+# never in .venv or the images: bench/requirements.txt.
+.venv-bench/.installed: bench/requirements.txt | install
+	$(UV) venv -q --allow-existing --python $(PY) .venv-bench
+	$(UV) pip install -q --python .venv-bench/bin/python -r bench/requirements.txt
+	touch $@
+
+bench: install .venv-bench/.installed ## us vs RQ/Celery/Dramatiq/Huey on a private Redis (~10 min): docs/benchmarks.md
+	$(PY) -m bench
+
+bench-smoke: install .venv-bench/.installed ## every bench part with tiny counts: proves `make bench` still works
+	$(PY) -m bench --smoke
+
 clean:
-	rm -rf .venv .pytest_cache .mypy_cache .ruff_cache
+	rm -rf .venv .venv-bench .pytest_cache .mypy_cache .ruff_cache

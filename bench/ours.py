@@ -1,0 +1,303 @@
+"""Drive Jobs API itself (run with the project .venv): enqueue (library and POST /jobs), drain with
+``jobs-worker`` processes, round trips, HTTP submit rate against a bare Flask app, Redis cost per job,
+scaling with workers and queue size, memory per finished job, worker RSS and expiry.
+
+``python -m bench.ours PART --redis-url URL [...]`` prints one JSON line per call; :mod:`bench.run`
+calls every part in turn on one private Redis.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any
+
+import redis
+from jobs_core.config import Settings
+from jobs_core.store import JobStore
+
+from bench.common import BENCH_PY, ROOT, Procs, emit, free_port, measure_drain, percentiles, run_driver
+
+VENV_BIN = ROOT / ".venv" / "bin"
+API_KEY = "bench-key-0123456789"
+
+
+def settings(url: str, **extra: str) -> Settings:
+    return Settings.from_env({"REDIS_URL": url, **extra})
+
+
+def worker_env(url: str, **extra: str) -> dict[str, str]:
+    health = os.path.join(tempfile.gettempdir(), f"jobs-bench-worker-{os.getpid()}.alive")
+    return {"REDIS_URL": url, "JOBS_LOG_LEVEL": "WARNING", "JOBS_WORKER_HEALTH_FILE": health, **extra}
+
+
+def start_workers(url: str, procs: int, concurrency: int, **extra: str) -> Procs:
+    argv = [str(VENV_BIN / "jobs-worker"), "run", "--concurrency", str(concurrency)]
+    return Procs.start(argv, procs, env=worker_env(url, **extra))
+
+
+class RedisCost:
+    """Redis-side cost between two snapshots: commands (scripts' inner ones included), client reads
+    (round trips), CPU time and memory."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.r = client
+        self.r.config_resetstat()
+        self.start = self._snap()
+
+    def _snap(self) -> dict[str, float]:
+        info = self.r.info("all")
+        calls = {k[len("cmdstat_"):]: v["calls"] for k, v in info.items() if k.startswith("cmdstat_")}
+        return {
+            "commands": float(sum(calls.values())),
+            "reads": float(info["total_reads_processed"]),
+            "cpu": float(info["used_cpu_user"]) + float(info["used_cpu_sys"]),
+            "memory": float(info["used_memory"]),
+            "calls": calls,  # type: ignore[dict-item]
+        }
+
+    def per_job(self, jobs: int, own_round_trips: int = 0) -> dict[str, Any]:
+        """Cost per job since the start; ``own_round_trips`` made by the harness are taken off."""
+        end = self._snap()
+        calls_end: dict[str, float] = end["calls"]  # type: ignore[assignment]
+        calls_start: dict[str, float] = self.start["calls"]  # type: ignore[assignment]
+        per_cmd = {k: round((v - calls_start.get(k, 0)) / jobs, 3) for k, v in calls_end.items()
+                   if v - calls_start.get(k, 0) > 0 and k not in ("info", "config|resetstat", "config")}
+        return {
+            "commands": (end["commands"] - self.start["commands"]) / jobs,
+            "round_trips": max(0.0, end["reads"] - self.start["reads"] - own_round_trips) / jobs,
+            "redis_cpu_us": (end["cpu"] - self.start["cpu"]) * 1e6 / jobs,
+            "memory_bytes": (end["memory"] - self.start["memory"]) / jobs,
+            "by_command": dict(sorted(per_cmd.items(), key=lambda kv: -kv[1])),
+        }
+
+
+class Counted:
+    """Wrap a poll function and count its calls (each is one Redis round trip)."""
+
+    def __init__(self, fn: Any) -> None:
+        self.fn = fn
+        self.calls = 0
+
+    def __call__(self) -> Any:
+        self.calls += 1
+        return self.fn()
+
+
+def drain(store: JobStore, jobs: int, workers: Procs) -> dict[str, Any]:
+    """Drain rate: our jobs leave ``inflight`` only in FINISH, when their result is stored."""
+    r = store.redis
+    queue_len = Counted(lambda: r.llen(store.keys.queue))
+    all_done = Counted(lambda: r.llen(store.keys.queue) == 0 and r.llen(store.keys.inflight) == 0)
+    result = measure_drain(queue_len, all_done, jobs)
+    result["harness_round_trips"] = queue_len.calls + 2 * all_done.calls
+    result["rss_mb"] = workers.rss_mb()
+    return result
+
+
+def enqueue_lib(store: JobStore, jobs: int) -> tuple[list[str], float]:
+    t = time.perf_counter()
+    ids = [store.enqueue("echo", {"i": i})[0].id for i in range(jobs)]
+    return ids, jobs / (time.perf_counter() - t)
+
+
+def part_drain(url: str, jobs: int, procs: int, concurrency: int, round_trips: int) -> dict[str, Any]:
+    """Library enqueue, drain, Redis cost per job, memory, TTLs, RSS, library round trips."""
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    store = JobStore(client, settings(url))
+    cost = RedisCost(client)
+    ids, enqueue_rate = enqueue_lib(store, jobs)
+    enqueue_cost = cost.per_job(jobs)
+    out: dict[str, Any] = {"jobs": jobs, "procs": procs, "concurrency": concurrency,
+                           "enqueue_rate": enqueue_rate, "enqueue_cost": enqueue_cost}
+    with start_workers(url, procs, concurrency) as workers:
+        cost = RedisCost(client)
+        d = drain(store, jobs, workers)
+        out["worker_cost"] = cost.per_job(jobs, d["harness_round_trips"])
+        out.update(drain_rate=d["rate"], drain_elapsed=d["elapsed"], rss_mb=d["rss_mb"])
+        statuses = [j.status.value for j in store.get_many(ids[-1000:])]
+        out["all_succeeded"] = statuses.count("succeeded") == len(statuses)
+        sample = ids[len(ids) // 2]
+        out["memory_usage_bytes"] = {
+            "job_hash": client.memory_usage(store.keys.job(sample), samples=0),
+            "result": client.memory_usage(store.keys.result(sample), samples=0),
+        }
+        out["ttl_seconds"] = {"job_hash": client.ttl(store.keys.job(sample)),
+                              "result": client.ttl(store.keys.result(sample))}
+        if round_trips:
+            out["round_trip_ms"] = lib_round_trips(store, round_trips)
+    return out
+
+
+def lib_round_trips(store: JobStore, count: int) -> dict[str, float]:
+    """Submit -> wait (pub/sub long-poll) -> result, sequentially, on idle workers."""
+    samples = []
+    for i in range(count + 5):
+        t = time.perf_counter()
+        job, _ = store.enqueue("echo", {"i": i})
+        done = store.wait(job.id, 10)
+        result = store.get_result(job.id)
+        if i >= 5:  # the first few warm connections and code paths
+            samples.append((time.perf_counter() - t) * 1000)
+        assert done.status.value == "succeeded" and json.loads(result.data) == {"i": i}, done
+    return percentiles(samples)
+
+
+class Gunicorn:
+    """The API (``jobs-api``, shipped settings) or the hello app under the very same settings."""
+
+    def __init__(self, url: str, app: str | None = None) -> None:
+        self.port = free_port()
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "REDIS_URL": url, "JOBS_BIND": f"127.0.0.1:{self.port}",
+               "JOBS_API_KEYS": f"bench:{API_KEY}", "JOBS_LOG_LEVEL": "WARNING",
+               # the bench queues far more than the shipped per-tenant backpressure allows at once
+               "JOBS_MAX_PENDING": "10000000", "JOBS_MAX_PENDING_PER_TENANT": "10000000"}
+        argv = [str(VENV_BIN / "jobs-api")] + ([app] if app else [])
+        self.proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL, start_new_session=True)
+        self.procs = Procs([self.proc])
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
+                conn.request("GET", "/healthz" if app is None else "/jobs")
+                if conn.getresponse().status < 500:
+                    break
+            except OSError:
+                pass
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                raise RuntimeError("gunicorn did not start")
+            time.sleep(0.1)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/jobs"
+
+    def load(self, concurrency: int, duration: float = 0.0, count: int = 0) -> dict[str, Any]:
+        args = [self.url, "--concurrency", str(concurrency), "--header", f"Authorization: Bearer {API_KEY}"]
+        args += ["--count", str(count)] if count else ["--duration", str(duration)]
+        return run_driver(BENCH_PY, "bench.http_load", args)
+
+    def stop(self) -> None:
+        self.procs.stop()
+
+
+def http_round_trips(port: int, count: int) -> dict[str, float]:
+    """POST /jobs -> GET /jobs/<id>?wait=10 (long-poll) -> GET /jobs/<id>/result, one keep-alive connection."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=15)
+    auth = {"Authorization": f"Bearer {API_KEY}"}
+    samples = []
+    for i in range(count + 5):
+        t = time.perf_counter()
+        conn.request("POST", "/jobs", body=json.dumps({"task": "echo", "params": {"i": i}}),
+                     headers={**auth, "Content-Type": "application/json"})
+        resp = conn.getresponse()
+        job = json.loads(resp.read())
+        assert resp.status == 202, job
+        conn.request("GET", f"/jobs/{job['id']}?wait=10", headers=auth)
+        resp = conn.getresponse()
+        assert json.loads(resp.read())["status"] == "succeeded"
+        conn.request("GET", f"/jobs/{job['id']}/result", headers=auth)
+        resp = conn.getresponse()
+        assert json.loads(resp.read()) == {"i": i}
+        if i >= 5:
+            samples.append((time.perf_counter() - t) * 1000)
+    conn.close()
+    return percentiles(samples)
+
+
+def part_http(url: str, jobs: int, procs: int, concurrency: int, round_trips: int, duration: float) -> dict[str, Any]:
+    """POST /jobs: enqueue rate and drain of those jobs, HTTP round trips, submit rate vs bare Flask."""
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    store = JobStore(client, settings(url))
+    out: dict[str, Any] = {}
+    with start_workers(url, 1, 1):  # publishes the task catalogue the API validates against
+        deadline = time.monotonic() + 30
+        while "echo" not in store.tasks():
+            assert time.monotonic() < deadline, "no worker published its tasks"
+            time.sleep(0.05)
+    api = Gunicorn(url)
+    try:
+        enq = api.load(32, count=jobs)
+        out["http_enqueue"] = enq
+        with start_workers(url, procs, concurrency) as workers:
+            d = drain(store, jobs, workers)
+            out["http_drain_rate"] = d["rate"]
+            if round_trips:
+                out["http_round_trip_ms"] = http_round_trips(api.port, round_trips)
+        for c in (8, 32):
+            out[f"api_c{c}"] = api.load(c, duration=duration)
+    finally:
+        api.stop()
+    hello = Gunicorn(url, app="bench.hello_app:app")
+    try:
+        for c in (8, 32):
+            out[f"hello_c{c}"] = hello.load(c, duration=duration)
+    finally:
+        hello.stop()
+    return out
+
+
+def part_scale(url: str, jobs: int, procs: int, concurrency: int) -> dict[str, Any]:
+    """One drain with a given setup, plus its Redis cost per job (for the scaling tables)."""
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    store = JobStore(client, settings(url))
+    _, enqueue_rate = enqueue_lib(store, jobs)
+    with start_workers(url, procs, concurrency) as workers:
+        cost = RedisCost(client)
+        d = drain(store, jobs, workers)
+        c = cost.per_job(jobs, d["harness_round_trips"])
+    return {"jobs": jobs, "procs": procs, "concurrency": concurrency, "drain_rate": d["rate"],
+            "enqueue_rate": enqueue_rate, "redis_cpu_us": c["redis_cpu_us"], "round_trips": c["round_trips"],
+            "commands": c["commands"], "rss_mb": d["rss_mb"]}
+
+
+def part_expiry(url: str) -> dict[str, Any]:
+    """Records and results expire (short TTLs here), and the reaper's pruning drops their index entries."""
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    ttl = {"JOBS_RESULT_TTL_SECONDS": "1", "JOBS_RECORD_TTL_SECONDS": "2"}
+    store = JobStore(client, settings(url, **ttl))
+    ids, _ = enqueue_lib(store, 200)
+    with start_workers(url, 1, 2, **ttl) as workers:
+        drain(store, 200, workers)
+    before = sum(client.exists(store.keys.job(i), store.keys.result(i)) for i in ids)
+    time.sleep(2.5)
+    after = sum(client.exists(store.keys.job(i), store.keys.result(i)) for i in ids)
+    index_before = client.zcard(store.keys.index)
+    pruned = store.prune_indexes(batch=1000)
+    return {"keys_after_finish": before, "keys_after_ttl": after, "index_entries": index_before,
+            "index_pruned": pruned, "index_left": client.zcard(store.keys.index)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("part", choices=["drain", "http", "scale", "expiry"])
+    parser.add_argument("--redis-url", required=True)
+    parser.add_argument("--jobs", type=int, default=10_000)
+    parser.add_argument("--procs", type=int, default=2)
+    parser.add_argument("--concurrency", type=int, default=1)
+    parser.add_argument("--round-trips", type=int, default=300)
+    parser.add_argument("--duration", type=float, default=5.0)
+    a = parser.parse_args()
+    if a.part == "drain":
+        emit(part_drain(a.redis_url, a.jobs, a.procs, a.concurrency, a.round_trips))
+    elif a.part == "http":
+        emit(part_http(a.redis_url, a.jobs, a.procs, a.concurrency, a.round_trips, a.duration))
+    elif a.part == "scale":
+        emit(part_scale(a.redis_url, a.jobs, a.procs, a.concurrency))
+    else:
+        emit(part_expiry(a.redis_url))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,157 @@
+"""``make bench``: every measurement in one run on one private Redis, one table, docs/benchmarks.md.
+
+``python -m bench [--smoke] [--output PATH]``. ``--smoke`` runs every part with tiny counts (about 30 s)
+to prove the bench still works; it writes to a temporary file unless ``--output`` is given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from bench.common import BENCH_PY, OUR_PY, ROOT, PrivateRedis, run_driver
+from bench.report import render_markdown, render_table
+
+PEERS = ["bare", "rq-simple", "rq-fork", "celery", "dramatiq-2x1", "dramatiq-default", "huey"]
+BEST = (2, 4)  # our recommended 2-core setup: 2 worker processes x --concurrency 4
+
+
+def machine() -> dict[str, str]:
+    """What the figures were measured on."""
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    redis_version = subprocess.run(["redis-server", "--version"], capture_output=True, text=True).stdout.strip()
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                            text=True).stdout.strip()
+    return {
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "cpu": f"{os.cpu_count()} cores, {cpu}",
+        "memory": f"{mem_gib:.0f} GiB",
+        "os": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+        "redis": redis_version.split(" sha=")[0],
+        "commit": commit or "unknown",
+        "load": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+    }
+
+
+def redis_benchmark(port: int, requests: int) -> dict[str, float]:
+    """``redis-benchmark`` on the run's server: the physical limit of one Redis here (no pipelining)."""
+    out = subprocess.run(
+        ["redis-benchmark", "-p", str(port), "-n", str(requests), "-c", "50", "--csv",
+         "-t", "set,get,lpush,rpop,hset"],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    rates: dict[str, float] = {}
+    for line in out.splitlines()[1:]:
+        cells = [c.strip('"') for c in line.split(",")]
+        if len(cells) >= 2:
+            rates[cells[0].split()[0]] = float(cells[1])
+    return rates
+
+
+def run(smoke: bool) -> dict[str, Any]:
+    """Every part, in order (one at a time, so they do not disturb each other's figures).
+
+    The smoke run gives each part its own logical database and runs them all at once: it only proves
+    that every driver still works, in about 30 s.
+    """
+    jobs = 300 if smoke else 10_000
+    rts = 20 if smoke else 300
+    duration = 0.5 if smoke else 5.0
+    results: dict[str, Any] = {"machine": machine(), "smoke": smoke, "jobs": jobs, "round_trips": rts}
+    procs, conc = BEST
+    plan: list[tuple[tuple[str, ...], str, str, list[str]]] = [
+        (("ours",), OUR_PY, "bench.ours", ["drain", "--jobs", str(jobs), "--procs", str(procs),
+                                          "--concurrency", str(conc), "--round-trips", str(rts)]),
+        (("http",), OUR_PY, "bench.ours", ["http", "--jobs", str(jobs), "--procs", str(procs),
+                                          "--concurrency", str(conc), "--round-trips", str(rts),
+                                          "--duration", str(duration)]),
+    ]
+    # the smoke run skips the variants that only change a worker flag (same driver code)
+    for peer in PEERS if not smoke else [p for p in PEERS if p not in ("rq-fork", "dramatiq-2x1")]:
+        n = jobs if peer != "rq-fork" else max(100, jobs // 5)  # ~150 jobs/s: keep the run short
+        plan.append((("peers", peer), BENCH_PY, "bench.peers", [peer, "--jobs", str(n), "--round-trips", str(rts)]))
+    setups = [(2, 1), (2, 2), (2, 4), (2, 8), (1, 4)] if not smoke else [(2, 2)]
+    for i, (p, c) in enumerate(setups):
+        plan.append((("setups", str(i)), OUR_PY, "bench.ours", ["scale", "--jobs", str(jobs), "--procs", str(p),
+                                                               "--concurrency", str(c)]))
+    for i, p in enumerate([1, 2, 4, 8] if not smoke else [1]):
+        plan.append((("scale_workers", str(i)), OUR_PY, "bench.ours", ["scale", "--jobs", str(jobs), "--procs",
+                                                                      str(p), "--concurrency", "1"]))
+    for i, n in enumerate([1_000, 10_000, 100_000] if not smoke else [100]):
+        plan.append((("scale_queue", str(i)), OUR_PY, "bench.ours", ["scale", "--jobs", str(n), "--procs",
+                                                                    str(procs), "--concurrency", str(conc)]))
+    plan.append((("expiry",), OUR_PY, "bench.ours", ["expiry"]))
+
+    server = PrivateRedis()
+    try:
+        if shutil.which("redis-benchmark"):
+            results["redis_benchmark"] = redis_benchmark(server.port, 20_000 if smoke else 200_000)
+        if smoke:
+            with ThreadPoolExecutor(len(plan)) as pool:
+                futures = [pool.submit(run_driver, py, mod, [*args[:1], "--redis-url", server.db_url(i + 1),
+                                                             *args[1:]])
+                           for i, (_, py, mod, args) in enumerate(plan)]
+                outputs = [f.result() for f in futures]
+        else:
+            outputs = []
+            for where, py, mod, args in plan:
+                t = time.monotonic()
+                print(f"bench: {' '.join(where)} ...", file=sys.stderr, flush=True)
+                outputs.append(run_driver(py, mod, [*args[:1], "--redis-url", server.url, *args[1:]]))
+                print(f"bench: {' '.join(where)} done in {time.monotonic() - t:.1f}s", file=sys.stderr, flush=True)
+    finally:
+        server.stop()
+    for (where, *_), out in zip(plan, outputs, strict=True):
+        if where[0] in ("setups", "scale_workers", "scale_queue"):
+            results.setdefault(where[0], []).append(out)
+        elif len(where) == 2:
+            results.setdefault(where[0], {})[where[1]] = out
+        else:
+            results[where[0]] = out
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--smoke", action="store_true", help="tiny counts, ~30 s: proves the bench works")
+    parser.add_argument("--output", help="markdown report (default docs/benchmarks.md; a temp file with --smoke)")
+    parser.add_argument("--json", help="also write the raw results here")
+    args = parser.parse_args()
+    if not Path(BENCH_PY).exists():
+        sys.exit("bench: .venv-bench is missing; run `make bench` (it installs bench/requirements.txt)")
+    started = time.monotonic()
+    results = run(args.smoke)
+    results["elapsed_s"] = round(time.monotonic() - started, 1)
+    if args.smoke:
+        print("SMOKE RUN (tiny counts, every part at once): the figures below mean nothing")
+    print(render_table(results))
+    output = args.output or (os.path.join(tempfile.gettempdir(), "jobs-bench-smoke.md") if args.smoke
+                             else str(ROOT / "docs" / "benchmarks.md"))
+    Path(output).write_text(render_markdown(results))
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1))
+    print(f"bench: report written to {output} ({results['elapsed_s']} s)", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
