@@ -42,3 +42,14 @@ def _keys(store: JobStore, settings: Settings) -> dict[bytes, bytes]:
     """Every key of the test's namespace with its serialized value."""
     keys = [*sorted(store.redis.scan_iter(f"{settings.key_prefix}:*")), settings.keys.queue.encode()]
     return {k: store.redis.dump(k) or b"" for k in keys}
+
+
+@pytest.mark.parametrize("cursor", ["\u00b2", "\u0663", "1\u00b9"])
+def test_cursor_of_non_ascii_digits_is_400_not_500(client: FlaskClient, store: JobStore, cursor: str) -> None:
+    """Hostile input (schemathesis): ``str.isdigit()`` accepts "²" and Arabic-Indic digits, which reached Redis
+    as a score bound and came back as a 500."""
+    resp = client.get("/jobs", query_string={"cursor": cursor})
+    assert resp.status_code == 400, resp.get_data()
+    assert resp.get_json()["errors"][0]["path"] == "/query/cursor"
+    with pytest.raises(ValueError):
+        store.list_jobs(cursor=cursor)

@@ -281,7 +281,8 @@ class JobStore:
         """
         bound = "+inf"
         if cursor is not None:
-            if not cursor.isdigit() or len(cursor) > 19:
+            # ASCII digits only: str.isdigit() also accepts "²" or "٣", which Redis refuses as a score
+            if not (cursor.isascii() and cursor.isdigit()) or len(cursor) > 19:
                 raise ValueError("malformed cursor")
             bound = cursor
         index = self.keys.index if owner is None else self.keys.owner_index(owner)
