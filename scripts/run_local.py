@@ -22,7 +22,8 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-RUN = ROOT / ".run"
+# --run-dir DIR moves the state directory (tests use a temporary one)
+RUN = Path(sys.argv[sys.argv.index("--run-dir") + 1]).resolve() if "--run-dir" in sys.argv[:-1] else ROOT / ".run"
 LOGS = RUN / "logs"
 BIN = Path(sys.executable).parent  # the .venv's bin: jobs-api and jobs-worker live next to its python
 WORKERS = 2
@@ -204,6 +205,13 @@ def main() -> int:
             wait_for(lambda: redis_answers(redis_port), "redis", 20, [(n, p) for n, p, _ in stack.procs])
             say(f"redis: {server} on 127.0.0.1:{redis_port} (data under .run/redis, not persisted)")
         else:
+            try:
+                import redis  # installed in the .venv with jobs-core
+
+                redis.Redis.from_url(env["REDIS_URL"], socket_connect_timeout=3,
+                                     password=env.get("REDIS_PASSWORD") or None).ping()
+            except Exception as e:
+                raise RuntimeError(f"REDIS_URL is set but Redis does not answer: {type(e).__name__}: {e}") from e
             say("redis: using REDIS_URL from the environment")
         stack.start("api", [str(BIN / "jobs-api")], env)
         for i in range(1, WORKERS + 1):
