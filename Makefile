@@ -19,6 +19,7 @@ run: install ## embedded Redis + API on 127.0.0.1:8000 + two workers
 lint: install ## ruff over everything, mypy --strict on the shared library
 	.venv/bin/ruff check libs services tests scripts
 	.venv/bin/mypy --strict libs/jobs_core/src/jobs_core
+	.venv/bin/mypy --strict --ignore-missing-imports services/api/src/jobs_api libs/jobs_client/src/jobs_client
 
 test-unit: install
 	.venv/bin/pytest $(PYTEST_ARGS)
