@@ -187,3 +187,12 @@ def test_contract_checker_catches_a_mismatch(contract: Contract) -> None:
         contract.check("GET", "/jobs", 418, "application/json", b"{}")
     with pytest.raises(AssertionError):
         contract.check("GET", "/tasks", 401, "application/problem+json", b'{"title": "x"}')
+
+
+def test_metric_labels_stay_bounded(client: FlaskClient) -> None:
+    for i in range(5):
+        client.open(f"/random/{i}", method=f"X{i}")
+        client.get(f"/random/path/{i}")
+    text = client.get("/metrics").get_data(as_text=True)
+    assert "/random" not in text and 'method="X1"' not in text
+    assert 'route="unmatched"' in text and 'method="other"' in text

@@ -19,6 +19,7 @@ from jobs_api.state import EXTENSION, State
 
 log = logging.getLogger("jobs_api")
 
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._\-]{1,128}$")
 
 
@@ -68,7 +69,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         route = request.url_rule.rule if request.url_rule is not None else "unmatched"
         start = g.get("start")
         if start is not None:
-            metrics.REQUEST_LATENCY.labels(request.method, route, str(resp.status_code)).observe(
+            # labels come from a bounded set: no client can mint new series with odd methods or paths
+            method = request.method if request.method in _METHODS else "other"
+            metrics.REQUEST_LATENCY.labels(method, route, str(resp.status_code)).observe(
                 time.perf_counter() - start
             )
         return resp

@@ -69,7 +69,7 @@ def submit() -> Response:
         raise validation_problem(errors)
     st = state()
     name: str = body["task"]
-    info = st.store.tasks().get(name)
+    info = st.store.task_info(name)  # cached catalogue: no Redis round trip per submission
     if info is None:
         SUBMISSIONS.labels(UNKNOWN_TASK_LABEL, "unknown_task").inc()
         raise validation_problem(
