@@ -125,6 +125,7 @@ class JobStore:
         self._list = client.register_script(scripts.LIST)
         # one pub/sub connection per thread, reused by every wait(): no connect + handshake per job
         self._local = threading.local()
+        self._task_cache: tuple[float, dict[str, TaskInfo]] = (float("-inf"), {})
 
     @classmethod
     def from_settings(cls, settings: Settings) -> JobStore:
@@ -378,6 +379,20 @@ class JobStore:
         raw = self.redis.hgetall(self.keys.tasks)
         infos = (TaskInfo.from_dict(loads(v)) for v in raw.values())
         return {info.name: info for info in sorted(infos, key=lambda i: i.name)}
+
+    def task_info(self, name: str, max_age: float = 2.0) -> TaskInfo | None:
+        """One published task, from a catalogue cached up to ``max_age`` s (the submit hot path).
+
+        A name missing from the cache is looked up afresh at once, so a task that a newly deployed
+        worker just published is accepted without waiting for the cache to age.
+        """
+        fetched, catalogue = self._task_cache
+        info = catalogue.get(name)
+        if info is not None and time.monotonic() - fetched < max_age:
+            return info
+        catalogue = self.tasks()
+        self._task_cache = (time.monotonic(), catalogue)
+        return catalogue.get(name)
 
     def publish_tasks(self, infos: Iterable[TaskInfo]) -> None:
         """Make tasks known to producers (called by every worker at start)."""
