@@ -216,3 +216,28 @@ def test_given_metrics_dir_is_cleared_of_stale_samples_and_kept(redis_url: str, 
     finally:
         s.stop()
     assert metrics_dir.is_dir()  # not ours to remove
+
+
+def test_sigterm_ends_long_polls_early_with_the_current_job(redis_url: str, tmp_path: Path) -> None:
+    s = ApiStack(tmp_path, redis_url, workers=0)
+    settings = Settings.from_env({"REDIS_URL": redis_url, "JOBS_KEY_PREFIX": s.namespace, "JOBS_QUEUE": s.namespace})
+    JobStore.from_settings(settings).publish_tasks(TASKS)
+    s.start()
+    job_id = json.loads(http("POST", s.url + "/jobs", {"task": "sleep"})[2])["id"]
+    answer: dict[str, Any] = {}
+
+    def poll() -> None:
+        answer["r"] = http("GET", s.url + f"/jobs/{job_id}?wait=60", timeout=70)
+        answer["t"] = time.monotonic()
+
+    t = threading.Thread(target=poll)
+    t.start()
+    time.sleep(0.5)
+    assert s.api is not None
+    stopped_at = time.monotonic()
+    s.api.send_signal(signal.SIGTERM)
+    t.join(30)
+    assert answer["r"][0] == 200 and json.loads(answer["r"][2])["status"] == "queued"
+    assert answer["t"] - stopped_at < 5  # one wait slice, not the 60 s asked for
+    assert s.api.wait(20) == 0
+    s.stop()

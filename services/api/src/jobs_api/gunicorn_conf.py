@@ -91,6 +91,13 @@ def post_fork(server: Any, worker: Any) -> None:
     configure_logging(_settings.log_level)
 
 
+def post_worker_init(worker: Any) -> None:
+    """Let long-polls notice a stop signal (gunicorn's own handlers are in place by now)."""
+    from jobs_api.lifecycle import install_shutdown_hook
+
+    install_shutdown_hook()
+
+
 def child_exit(server: Any, worker: Any) -> None:
     """A worker is gone: tell prometheus_client so its live gauges stop counting."""
     # imported here, in the master, only now: PROMETHEUS_MULTIPROC_DIR is set by then

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from typing import Any
 
 from flask import Blueprint, Response, g, request
@@ -11,6 +12,7 @@ from jobs_core.model import Job, JobStatus, is_job_id
 
 from jobs_api import openapi
 from jobs_api.auth import current_tenant
+from jobs_api.lifecycle import SHUTTING_DOWN
 from jobs_api.metrics import SUBMISSIONS, UNKNOWN_TASK_LABEL
 from jobs_api.problems import REDIS_UNAVAILABLE, not_found, validation_problem
 from jobs_api.state import json_response, state
@@ -20,6 +22,8 @@ bp = Blueprint("jobs", __name__)
 
 _IDEMPOTENCY_KEY = re.compile(rf"^[\x21-\x7e]{{1,{openapi.MAX_IDEMPOTENCY_KEY_LENGTH}}}$")
 _MAX_CURSOR = 512
+#: Longest single wait on Redis within a long-poll: how fast a stopping process lets go of it.
+WAIT_SLICE_SECONDS = 2.0
 
 
 @bp.before_request
@@ -148,8 +152,13 @@ def get_job(job_id: str) -> Response:
     wait = query_seconds("wait", openapi.MAX_WAIT_SECONDS)
     store = state().store
     job = store.get(job_id, owner=current_tenant())
-    if wait > 0 and not job.is_terminal:
-        job = store.wait(job_id, wait, owner=current_tenant())
+    deadline = time.monotonic() + wait
+    # Wait in slices so a stopping process answers within one slice (see lifecycle.py).
+    while not job.is_terminal and not SHUTTING_DOWN.is_set():
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        job = store.wait(job_id, min(remaining, WAIT_SLICE_SECONDS), owner=current_tenant())
     return json_response(job_body(job))
 
 
