@@ -76,10 +76,20 @@ class ApiStack:
     def error_log(self) -> Path:
         return self.workdir / "api.err"
 
-    def start(self) -> ApiStack:
+    def start_api(self) -> None:
+        """Start (or start again) the API process."""
         with open(self.access_log, "ab") as out, open(self.error_log, "ab") as err:
             self.api = subprocess.Popen([str(BIN / "jobs-api")], env=self.env, stdout=out, stderr=err,
                                         start_new_session=True)
+
+    def stop_api(self) -> int:
+        """SIGTERM the API and wait for it; its exit code."""
+        assert self.api is not None
+        self.api.send_signal(signal.SIGTERM)
+        return self.api.wait(30)
+
+    def start(self) -> ApiStack:
+        self.start_api()
         for i in range(self.n_workers):
             wenv = dict(self.env, JOBS_WORKER_HEALTH_FILE=str(self.workdir / f"worker-{i}.alive"))
             with open(self.workdir / f"worker-{i}.log", "ab") as log:

@@ -196,3 +196,25 @@ def test_parse_params() -> None:
             parse_params(bad, None)
     with pytest.raises(UsageError):
         parse_params([], "[1]")
+
+
+def test_wait_rides_out_an_api_restart(redis_url: str, tmp_path: Path) -> None:
+    import threading
+
+    s = ApiStack(tmp_path, redis_url, workers=1).start()
+    try:
+        client = JobsClient(s.url, outage_tolerance=30)
+        job = client.submit("sleep", {"seconds": 3})
+        result: dict[str, object] = {}
+        waiter = threading.Thread(target=lambda: result.update(job=client.wait(job["id"], timeout=60)))
+        waiter.start()
+        time.sleep(0.5)
+        assert s.stop_api() == 0  # the waiter's long-poll ends, then it cannot connect for a while
+        time.sleep(1.0)
+        s.start_api()
+        waiter.join(60)
+        assert result["job"]["status"] == "succeeded"  # type: ignore[index]
+        with pytest.raises(JobsConnectionError):
+            JobsClient(f"http://127.0.0.1:{free_port()}", outage_tolerance=0.5).wait(job["id"])
+    finally:
+        s.stop()

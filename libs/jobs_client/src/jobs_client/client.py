@@ -16,6 +16,8 @@ DEFAULT_URL = "http://127.0.0.1:8000"
 TERMINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
 #: Longest single long-poll the server allows (GET /jobs/<id>?wait=N, N <= 60).
 MAX_SERVER_WAIT = 60.0
+#: Statuses that mean "try again shortly" while waiting (gateway errors during a rollout, Redis outage).
+RETRYABLE_STATUSES = frozenset({502, 503, 504})
 
 
 class JobsClientError(Exception):
@@ -56,10 +58,18 @@ class JobsClient:
     ``$JOBS_API_KEY`` (sent as ``Authorization: Bearer``).
     """
 
-    def __init__(self, base_url: str | None = None, api_key: str | None = None, timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        timeout: float = 30.0,
+        outage_tolerance: float = 60.0,
+    ) -> None:
         self.base_url = (base_url or os.environ.get("JOBS_URL") or DEFAULT_URL).rstrip("/")
         self.api_key = api_key if api_key is not None else (os.environ.get("JOBS_API_KEY") or None)
         self.timeout = timeout
+        #: How long :meth:`wait` keeps retrying while the API is unreachable or answers 502/503/504.
+        self.outage_tolerance = outage_tolerance
 
     # ------------------------------------------------------------------ transport
     def request(
@@ -155,6 +165,7 @@ class JobsClient:
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         job = self.get(job_id)
+        outage_started: float | None = None
         while True:
             if on_update is not None:
                 on_update(job)
@@ -166,7 +177,18 @@ class JobsClient:
                 if remaining <= 0:
                     return job
                 step = min(step, remaining)
-            job = self.get(job_id, wait=max(step, 0.01))
+            try:
+                job = self.get(job_id, wait=max(step, 0.01))
+                outage_started = None
+            except (JobsConnectionError, JobsAPIError) as e:
+                # An API pod restarting or Redis failing over must not end a wait: retry for a while.
+                if isinstance(e, JobsAPIError) and e.status not in RETRYABLE_STATUSES:
+                    raise
+                now = time.monotonic()
+                outage_started = outage_started or now
+                if now - outage_started > self.outage_tolerance:
+                    raise
+                time.sleep(min(1.0, max(0.0, (deadline or now + 1) - now)))
 
     def result(self, job_id: str) -> tuple[bytes, str]:
         """The result of a succeeded job as (bytes, media type); 409/410/404 raise :class:`JobsAPIError`."""
