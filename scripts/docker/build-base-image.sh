@@ -15,7 +15,9 @@ IMAGE="${BASE_IMAGE:-python:3.12-slim}"
 SUITE=bookworm
 MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 CACHE_DIR="${BASE_IMAGE_CACHE:-$PWD/.cache/docker}"
-TARBALL="$CACHE_DIR/$SUITE-python3-rootfs.tar"
+PACKAGES=python3,python3-pip,python3-venv,ca-certificates
+# The cache key names what the tarball holds: a change of suite or package list builds a new one.
+TARBALL="$CACHE_DIR/$SUITE-$(echo "$SUITE $PACKAGES" | sha256sum | cut -c1-12)-rootfs.tar"
 CA_BUNDLE="${CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}"
 log() { echo "build-base-image: $*" >&2; }
 
@@ -43,7 +45,7 @@ if [ ! -s "$TARBALL" ] || [ "$force" = 1 ]; then
   root=$(mktemp -d /tmp/py-rootfs.XXXXXX)
   trap 'rm -rf "$root"' EXIT
   log "debootstrap $SUITE (minbase + python3) into $root"
-  debootstrap --variant=minbase --include=python3,python3-pip,python3-venv,ca-certificates \
+  debootstrap --variant=minbase --include="$PACKAGES" \
     "$SUITE" "$root" "$MIRROR" >"$CACHE_DIR/debootstrap.log" 2>&1 \
     || { tail -n 30 "$CACHE_DIR/debootstrap.log" >&2; exit 1; }
   ln -sf python3 "$root/usr/bin/python"
