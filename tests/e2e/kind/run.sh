@@ -48,6 +48,8 @@ log "installing KEDA $KEDA_VERSION"
 kubectl apply --server-side -f "https://github.com/kedacore/keda/releases/download/v$KEDA_VERSION/keda-$KEDA_VERSION.yaml"
 kubectl -n keda rollout status deployment/keda-operator --timeout=300s
 kubectl -n keda rollout status deployment/keda-operator-metrics-apiserver --timeout=300s
+# its validating webhook must answer before the chart's ScaledObject is created
+kubectl -n keda rollout status deployment/keda-admission-webhooks --timeout=300s
 
 log "deploying with skaffold -p kind"
 skaffold run -p kind --kube-context "kind-$CLUSTER" --status-check=true
