@@ -29,8 +29,8 @@ LOG_FILE="${DOCKERD_LOG:-/var/log/dockerd.log}"
 mkdir -p "$(dirname "$LOG_FILE")"
 
 wait_ready() {  # $1 = dockerd pid; up to ~60 s
-  local pid=$1 i
-  for i in $(seq 1 120); do
+  local pid=$1
+  for _ in $(seq 1 120); do
     if docker info >/dev/null 2>&1; then return 0; fi
     if ! kill -0 "$pid" 2>/dev/null; then return 1; fi
     sleep 0.5
