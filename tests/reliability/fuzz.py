@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any
 
 import hypothesis
 import hypothesis.errors
@@ -44,37 +45,56 @@ def run(base_url: str, api_key: str, total_cases: int) -> FuzzReport:
     schema = schemathesis.openapi.from_url(f"{base_url}/openapi.json")
     operations = [r.ok() for r in schema.get_all_operations()]
     modes = (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)
-    per = max(1, math.ceil(total_cases / (len(operations) * len(modes))))
     out = FuzzReport()
     session = requests.Session()
     headers = {"Authorization": f"Bearer {api_key}"}
+    # Operations without inputs (/healthz) yield one case; the others share the budget. Rounds repeat
+    # (hypothesis draws new cases each time) until the budget is reached.
+    for _ in range(6):
+        missing = total_cases - out.cases
+        if missing <= 0:
+            break
+        per = max(5, math.ceil(missing / (len(operations) * len(modes)) * 1.3))
+        _round(operations, modes, per, base_url, session, headers, out)
+    return out
+
+
+def _round(operations: list[Any], modes: tuple[GenerationMode, ...], per: int, base_url: str,
+           session: requests.Session, headers: dict[str, str], out: FuzzReport) -> None:
     for op in operations:
         for mode in modes:
+            label = f"{op.label} [{mode.value}]"
             try:
                 strategy = op.as_strategy(generation_mode=mode)
             except Exception as e:  # an operation with nothing to violate in negative mode
-                out.failures.append(f"{op.label} {mode.value}: no strategy ({type(e).__name__})")
+                out.failures.append(f"{label}: no strategy ({type(e).__name__})")
                 continue
 
-            @hypothesis.given(case=strategy)
-            @hypothesis.settings(max_examples=per, deadline=None, database=None, phases=[Phase.generate],
-                                 suppress_health_check=list(HealthCheck), derandomize=False)
-            def one(case: schemathesis.Case) -> None:
-                if op.path.startswith("/jobs") and case.query and "wait" in case.query:
-                    case.query["wait"] = 0  # long-polls of unknown ids end at once anyway; keep the run short
-                resp = case.call(base_url=base_url, session=session, headers=headers, timeout=30)
-                out.cases += 1
-                out.by_operation[op.label] += 1
-                out.statuses[resp.status_code] += 1
-                try:
-                    case.validate_response(resp, checks=CHECKS, headers=headers)
-                except (Exception, BaseExceptionGroup) as e:  # failed checks: keep them, with a reproduction
-                    if len(out.failures) < 50:
-                        out.failures.append(f"{op.label} [{mode.value}] -> {resp.status_code}: "
-                                            f"{str(e).strip()[:600]}\n  reproduce: {case.as_curl_command(headers)}")
-
+            one = _test(strategy, per, label, base_url, session, headers, out)
             try:
                 one()
             except hypothesis.errors.Unsatisfiable:
                 pass  # negative mode of an operation without inputs: nothing can violate its schema
-    return out
+
+
+def _test(strategy: Any, per: int, label: str, base_url: str, session: requests.Session, headers: dict[str, str],
+          out: FuzzReport) -> Any:
+    """A hypothesis test drawing ``per`` cases of one operation and mode, recording into ``out``."""
+
+    @hypothesis.given(case=strategy)
+    @hypothesis.settings(max_examples=per, deadline=None, database=None, phases=[Phase.generate],
+                         suppress_health_check=list(HealthCheck), derandomize=False)
+    def one(case: schemathesis.Case) -> None:
+        resp = case.call(base_url=base_url, session=session, headers=headers, timeout=30)
+        out.cases += 1
+        out.by_operation[label] += 1
+        out.statuses[resp.status_code] += 1
+        try:
+            case.validate_response(resp, checks=CHECKS, headers=headers)
+        except (Exception, BaseExceptionGroup) as e:  # failed checks: keep them, with a reproduction
+            if len(out.failures) < 50:
+                out.failures.append(f"{label} -> {resp.status_code}: "
+                                    f"{str(e).strip()[:600]}\n  reproduce: {case.as_curl_command(headers)}")
+
+
+    return one

@@ -1,0 +1,208 @@
+"""Scenario 5, hostile input: schemathesis over /openapi.json (auth on) plus hand-written nasty requests.
+
+0 server errors and 0 responses that break the documented schema; every hand-written bad request gets a
+precise 4xx and changes nothing stored (the namespace is compared key by key before and after, with no
+worker running). A few slow clients trickling their requests do not stop others from being served.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from reliability import fuzz, report
+from reliability.rawhttp import exchange, slow_request, trickle
+from reliability.stack import Stack
+
+GENERATED = 1200 if report.FULL else 200
+SLOW_CLIENTS = 4
+SLOW_SECONDS = 6.0 if report.FULL else 3.0
+MiB = 1024 * 1024
+
+
+def _nested(depth: int, open_: str = "[", close: str = "]") -> str:
+    return open_ * depth + close * depth
+
+
+def _cases(job: str) -> list[tuple[str, str, str, Any, dict[str, str], set[int]]]:
+    """(name, method, path, body (bytes: raw, else JSON), headers, acceptable statuses) of rejected requests."""
+    j = "application/json"
+    bad_ids = ["*", "%2A", "..%2F..%2Fetc%2Fpasswd", "..", "[a-z]*", "?*", "job:*", "%00", "%ff", "%25",
+               job.upper(), job + "%00", job + "x", "{" + job + "}", "hotqueue:jobs", str(uuid.UUID(int=0))]
+    cases: list[tuple[str, str, str, Any, dict[str, str], set[int]]] = []
+    for bad in bad_ids:
+        for method, suffix in (("GET", ""), ("GET", "/result"), ("DELETE", ""), ("POST", "/retry"),
+                               ("GET", "?wait=1")):
+            cases.append((f"id {bad!r} {method}{suffix}", method, f"/jobs/{bad}{suffix}", None, {}, {404, 400}))
+    for bad in ("*", "..%2F..", "%00", "%ff", "sleep%00", "x" * 300):
+        cases.append((f"task name {bad[:20]!r}", "GET", f"/tasks/{bad}", None, {}, {404}))
+    bodies: list[tuple[str, Any, set[int]]] = [
+        ("nested 300 (params)", b'{"task":"echo","params":{"a":' + _nested(300).encode() + b"}}", {422}),
+        ("nested objects 600", b'{"task":"echo","params":' + ('{"a":' * 600 + "1" + "}" * 600).encode() + b"}", {422}),
+        ("nested 5000", _nested(5000).encode(), {400}),
+        ("900 KiB param", {"task": "sleep", "params": {"seconds": 1, "x": "y" * 900_000}}, {422}),
+        ("100k-element array", {"task": "sleep", "params": {"seconds": list(range(100_000))}}, {422}),
+        ("body is an array", [], {422}), ("body is a string", "jobs", {422}), ("body is null", None, {422}),
+        ("body is a number", 1, {422}), ("empty body", b"", {400}), ("truncated JSON", b'{"task": "sle', {400}),
+        ("JSON with trailing junk", b'{"task":"sleep"} x', {400}),
+        ("NaN literal", b'{"task":"sleep","params":{"seconds":NaN}}', {400}),
+        ("invalid UTF-8", b'{"task":"sleep","params":{"s":"\xff\xfe"}}', {400}),
+        ("lone surrogate", b'{"task":"sleep","params":{"s":"\\ud800"}}', {400}),
+        ("UTF-16 body", '{"task":"sleep"}'.encode("utf-16"), {400}),
+        ("NUL in task", {"task": "sle\u0000ep", "params": {}}, {422}),
+        ("control chars in task", {"task": "\u0001\u001b[31m", "params": {}}, {422}),
+        ("NUL in params", {"task": "sleep", "params": {"seconds": "\u0000"}}, {422}),
+        ("task as a path", {"task": "../../etc/passwd", "params": {}}, {422}),
+        ("task as a pattern", {"task": "*", "params": {}}, {422}),
+        ("unknown field", {"task": "sleep", "params": {}, "owner": "beta"}, {422}),
+    ]
+    for field, values in (("task", [1, None, [], {}, True]), ("params", [[], "x", 1, None, True]),
+                          ("max_attempts", ["3", 1.5, -1, 0, True, None, 10**30]),
+                          ("timeout", ["x", -1, True, 0, 1e308]),
+                          ("delay", ["1", -5, True, 1e308])):
+        for value in values:
+            body = {"task": "sleep", "params": {"seconds": 1}, field: value}
+            bodies.append((f"{field}={json.dumps(value)[:20]}", body, {422}))
+    for name, body, ok in bodies:
+        raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+        cases.append((name, "POST", "/jobs", raw, {"Content-Type": j}, ok))
+    valid = json.dumps({"task": "sleep", "params": {"seconds": 1}}).encode()
+    for ctype in ("text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", ""):
+        headers = {"Content-Type": ctype} if ctype else {}
+        cases.append((f"content type {ctype or 'none'}", "POST", "/jobs", valid, headers, {415}))
+    for key in ("", "\x01\x02", "k" * 257, "a b", "é"):
+        cases.append((f"Idempotency-Key {key[:10]!r}", "POST", "/jobs", valid,
+                      {"Content-Type": j, "Idempotency-Key": key}, {400}))
+    for query in ("limit=abc", "limit=-1", "limit=0", "limit=201", "limit=1e3", "limit=%ff", "limit=" + "9" * 30,
+                  "status=bogus", "status=%00", "cursor=abc", "cursor=%C2%B2", "cursor=-1", "cursor=1e5",
+                  "cursor=" + "9" * 600, "task=" + "t" * 300):
+        cases.append((f"list {query[:30]}", "GET", f"/jobs?{query}", None, {}, {400}))
+    for query in ("wait=abc", "wait=-1", "wait=nan", "wait=inf", "wait=61", "wait=1e400"):
+        cases.append((f"get {query}", "GET", f"/jobs/{job}?{query}", None, {}, {400}))
+    for method, path in (("PUT", "/jobs"), ("PATCH", f"/jobs/{job}"), ("DELETE", "/jobs"), ("POST", "/tasks"),
+                         ("PUT", f"/jobs/{job}/retry"), ("TRACE", "/jobs")):
+        cases.append((f"{method} {path[:12]}", method, path, None, {}, {405}))
+    for auth in ("", "Bearer", "Bearer ", "Basic dXNlcjpwYXNz", "Bearer *", "Bearer " + "k" * 4000, "bearer  x  y"):
+        cases.append((f"Authorization {auth[:15]!r}", "GET", "/jobs", None, {"Authorization": auth}, {401}))
+    return cases
+
+
+def _snapshot(stack: Stack) -> dict[bytes, bytes]:
+    client = stack.client()
+    keys = [*client.scan_iter(f"{stack.namespace}:*", count=1000), f"hotqueue:{stack.namespace}".encode()]
+    return {k: client.dump(k) or b"" for k in sorted(keys)}
+
+
+def test_hostile_input(workdir: Path) -> None:
+    stack = Stack(workdir, workers=1).start()
+    for proc in list(stack.workers):  # tasks stay published; nothing but the API touches Redis from here
+        stack.terminate_worker(proc)
+        proc.wait(30)
+    try:
+        h = stack.http("alpha")
+        job = h.submit("sleep", {"seconds": 1}).json()["id"]
+        cancelled = h.submit("sleep", {"seconds": 1}).json()["id"]
+        assert h.request("DELETE", f"/jobs/{cancelled}").status == 200
+        before = _snapshot(stack)
+
+        seen: Counter[int] = Counter()
+        wrong: list[str] = []
+        not_problem: list[str] = []
+        by_http_server: list[str] = []
+        for name, method, path, body, headers, ok in _cases(job):
+            hdrs = dict(headers)
+            use_auth = "Authorization" not in hdrs
+            resp = h.request(method, path, raw=body, headers=hdrs, auth=use_auth)
+            seen[resp.status] += 1
+            if resp.status not in ok:
+                wrong.append(f"{name}: {method} {path[:60]} -> {resp}")
+            elif "x-request-id" not in resp.headers:
+                by_http_server.append(name)  # malformed HTTP (e.g. control characters in a header): gunicorn's answer
+            elif resp.content_type != "application/problem+json":
+                not_problem.append(f"{name}: {resp.status} {resp.content_type}")
+
+        raw = _raw_cases(stack, job)
+        for name, (status, ok, _) in raw.items():
+            seen[status] += 1
+            if status not in ok:
+                wrong.append(f"raw {name}: {status}")
+
+        # slow clients: trickling requests hold a connection each; everyone else is still served
+        key = stack.keys["alpha"].encode()
+        slow = b"GET /jobs/" + b"0" * 36 + b" HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + key + b"\r\n\r\n"
+        sockets = [slow_request(stack.api_port, slow, SLOW_SECONDS) for _ in range(SLOW_CLIENTS)]
+        statuses: list[int] = []
+        t = threading.Thread(target=lambda: statuses.extend(trickle(sockets, slow, SLOW_SECONDS)))
+        t.start()
+        served = []
+        while t.is_alive():
+            t0 = time.monotonic()
+            assert stack.http("alpha", timeout=5).request("GET", f"/jobs/{job}").status == 200
+            served.append(time.monotonic() - t0)
+            time.sleep(0.1)
+        t.join()
+        assert statuses == [404] * SLOW_CLIENTS, statuses
+
+        after = _snapshot(stack)
+        changed = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
+
+        fz = fuzz.run(stack.base_url, stack.keys["alpha"], GENERATED)
+        leaks = stack.leaked_secrets()
+        server_errors = stack.server_errors_in_logs()
+        report.record(report.Row(
+            "hostile input", fz.statuses[202], fz.statuses[202], 0, 0, None, None,
+            ", ".join(f"{s}x{n}" for s, n in sorted((seen + fz.statuses).items()) if s >= 500) or "none",
+            figures={"generated cases": fz.cases, "schema/status failures": len(fz.failures),
+                     "hand-written cases": sum(seen.values()), "statuses": dict(sorted(seen.items())),
+                     "stored keys changed by rejected requests": len(changed),
+                     "max s to serve others during slow clients": max(served, default=0.0),
+                     "rejected by gunicorn's HTTP parser": len(by_http_server) + len(raw),
+                     "app 4xx not problem+json": len(not_problem)},
+        ))
+        assert not wrong, "\n".join(wrong)
+        assert not changed, changed[:5]
+        assert fz.cases >= GENERATED
+        assert fz.server_errors == 0 and not fz.failures, "\n".join(fz.failures)
+        assert not [s for s in seen if s >= 500], seen
+        assert not server_errors, server_errors[:3]
+        assert max(served) < 2.0, served
+        assert not not_problem, not_problem
+        assert not leaks
+    finally:
+        stack.stop()
+
+
+def _raw_cases(stack: Stack, job: str) -> dict[str, tuple[int, set[int], str]]:
+    """Requests sent byte for byte: (status, acceptable statuses, first bytes of the answer) per name."""
+    port = stack.api_port
+    auth = b"Authorization: Bearer " + stack.keys["alpha"].encode() + b"\r\n"
+    post = b"POST /jobs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" + auth
+    out: dict[str, tuple[int, set[int], str]] = {}
+
+    def run(name: str, head: bytes, body: bytes = b"", ok: frozenset[int] = frozenset({400})) -> None:
+        status, data = exchange(port, head, body)
+        out[name] = (status, set(ok), data[:80].decode(errors="replace"))
+
+    ten = b'{"task":"sleep","params":{"x":"' + b"y" * (10 * MiB) + b'"}}'
+    run("10 MiB body (Content-Length)", post + f"Content-Length: {len(ten)}\r\n\r\n".encode(), ten, frozenset({413}))
+    pieces = [ten[i : i + 65536] for i in range(0, len(ten), 65536)]
+    chunks = b"".join(b"%x\r\n" % len(piece) + piece + b"\r\n" for piece in pieces)
+    run("10 MiB body (chunked)", post + b"Transfer-Encoding: chunked\r\n\r\n", chunks + b"0\r\n\r\n", frozenset({413}))
+    run("CR in a header value", b"GET /jobs HTTP/1.1\r\nHost: x\r\n" + auth + b"X-Evil: a\rInjected: 1\r\n\r\n")
+    run("LF in a header value", b"GET /jobs HTTP/1.1\r\nHost: x\r\n" + auth + b"X-Evil: a\nInjected: 1\r\n\r\n",
+        ok=frozenset({400, 200}))  # a bare LF ends the header line for lenient parsers: then it is just two headers
+    run("CR/LF in Idempotency-Key", post + b"Idempotency-Key: a\r\n b\r\nContent-Length: 2\r\n\r\n{}")
+    run("NUL in a header", b"GET /jobs HTTP/1.1\r\nHost: x\r\n" + auth + b"X-Evil: a\x00b\r\n\r\n")
+    run("invalid UTF-8 in Idempotency-Key", post + b"Idempotency-Key: \xff\xfe\r\nContent-Length: 2\r\n\r\n{}")
+    run("CR/LF in the path", b"GET /jobs/a\rb HTTP/1.1\r\nHost: x\r\n" + auth + b"\r\n", ok=frozenset({400, 404}))
+    run("header over 8 KiB", b"GET /jobs HTTP/1.1\r\nHost: x\r\n" + auth + b"X-Big: " + b"a" * 9000 + b"\r\n\r\n",
+        ok=frozenset({400, 431}))
+    run("both Content-Length and chunked", post + b"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        ok=frozenset({400}))
+    run("negative Content-Length", post + b"Content-Length: -1\r\n\r\n")
+    return out
