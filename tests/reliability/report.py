@@ -26,9 +26,9 @@ class Row:
 
     scenario: str
     accepted: int = 0
-    succeeded: int = 0
-    lost: int = 0
-    stuck: int = 0
+    succeeded: int | None = 0
+    lost: int | None = 0
+    stuck: int | None = 0
     duplicates: int | None = None
     max_recovery: float | None = None
     errors: str = "none"
@@ -36,7 +36,7 @@ class Row:
 
     def cells(self) -> list[str]:
         return [
-            self.scenario, str(self.accepted), str(self.succeeded), str(self.lost), str(self.stuck),
+            self.scenario, str(self.accepted), _opt(self.succeeded), _opt(self.lost), _opt(self.stuck),
             "-" if self.duplicates is None else str(self.duplicates),
             "-" if self.max_recovery is None else f"{self.max_recovery:.2f}s",
             self.errors,
@@ -81,3 +81,7 @@ def _fmt(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:.3g}" if abs(v) < 100 else f"{v:.0f}"
     return str(v)
+
+
+def _opt(v: int | None) -> str:
+    return "-" if v is None else str(v)
