@@ -201,3 +201,15 @@ def test_worker_image_extended_with_user_tasks(
         assert stack.api.request("GET", f"/jobs/{job['id']}/result").json() == {"text": "HELLO"}
     finally:
         stack.worker_image = default_image
+
+
+@pytest.mark.timeout(120)
+def test_docker_stop_api_exits_cleanly(stack: DockerStack) -> None:
+    """gunicorn as PID 1 takes SIGTERM: finishes in-flight requests and exits 0, well before the SIGKILL."""
+    assert stack.api_handle is not None
+    h, stack.api_handle = stack.api_handle, None
+    start = time.monotonic()
+    code = stack.stop_handle(h, 40)
+    took = time.monotonic() - start
+    assert code == 0, f"API exited {code}:\n{h.log.read_text()[-2000:]}"
+    assert took < 35, f"docker stop of the API took {took:.1f}s"
