@@ -48,5 +48,9 @@ bench: install .venv-bench/.installed ## us vs RQ/Celery/Dramatiq/Huey on a priv
 bench-smoke: install .venv-bench/.installed ## every bench part with tiny counts: proves `make bench` still works
 	$(PY) -m bench --smoke
 
+# `make test` runs the same scenarios small (RELIABILITY_PROFILE=short, the default, ~2-3 min).
+reliability: install ## chaos, Redis/API crashes, hostile input, tenants, load at full size (~8 min); prints the table
+	RELIABILITY_PROFILE=full .venv/bin/pytest tests/reliability -o timeout=900 $(PYTEST_ARGS)
+
 clean:
 	rm -rf .venv .venv-bench .pytest_cache .mypy_cache .ruff_cache
