@@ -99,22 +99,28 @@ def test_unknown_task_and_bad_params_are_422_over_http(api: Http) -> None:
 
 
 def test_metrics_add_up_across_gunicorn_workers(api: Http, stack: ApiStack) -> None:
-    def accepted() -> float:
+    def scrape() -> tuple[float, bytes]:
         status, _, raw = http("GET", stack.url + "/metrics")
         assert status == 200
         m = re.search(rb'jobs_api_submissions_total\{outcome="accepted",task="echo"\} ([0-9.]+)', raw)
-        return float(m.group(1)) if m else 0.0
+        return (float(m.group(1)) if m else 0.0), raw
 
-    before = accepted()
+    def metrics_pids() -> set[int]:
+        return {json.loads(line)["pid"] for line in stack.access_log.read_text().splitlines()
+                if '"path":"/metrics"' in line}
+
+    before, _ = scrape()
     for i in range(16):
         assert api("POST", "/jobs", {"task": "echo", "params": {"i": i}})[0] == 202
-    # every scrape (answered by whichever process) sees the sum over all processes
-    values = {accepted() for _ in range(8)}
-    assert values == {before + 16}
-    pids = {json.loads(line)["pid"] for line in stack.access_log.read_text().splitlines()
-            if '"path":"/jobs"' in line}
-    assert len(pids) >= 2, "expected requests to be served by more than one gunicorn worker"
-    _, _, raw = http("GET", stack.url + "/metrics")
+    # every scrape, whichever process answers it, sees the sum over all processes
+    values = []
+    for _ in range(200):
+        values.append(scrape()[0])
+        if len(values) >= 8 and len(metrics_pids()) >= 2:
+            break
+    assert len(metrics_pids()) >= 2, "scrapes never reached a second gunicorn worker"
+    assert set(values) == {before + 16}
+    raw = scrape()[1]
     assert b'jobs_queue_jobs{state="queued"}' in raw and b"jobs_api_redis_up 1.0" in raw
 
 
