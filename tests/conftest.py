@@ -15,9 +15,9 @@ import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from jobs_core.config import Settings  # noqa: E402
-from jobs_core.store import JobStore  # noqa: E402
-from support.redis_server import RedisServer  # noqa: E402
+from jobs_core.config import Settings
+from jobs_core.store import JobStore
+from support.redis_server import RedisServer
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -44,7 +44,7 @@ def namespace(redis_url: str) -> Iterator[str]:
     name = f"t{uuid.uuid4().hex[:10]}"
     yield name
     client = redis.Redis.from_url(redis_url)
-    keys = list(client.scan_iter(f"{name}:*", count=1000)) + [f"hotqueue:{name}"]
+    keys = [*client.scan_iter(f"{name}:*", count=1000), f"hotqueue:{name}"]
     for i in range(0, len(keys), 500):
         client.delete(*keys[i : i + 500])
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from jobs_core.config import Settings
 from jobs_core.errors import ConfigError
 from jobs_core.keys import Keys

@@ -10,7 +10,6 @@ import time
 import pytest
 import redis
 from hotqueue import HotQueue
-
 from jobs_core.config import Settings
 from jobs_core.errors import IdempotencyConflict, QueueFull, ResultExpired, ResultNotReady
 from jobs_core.model import JobStatus, Result

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from jobs_core.errors import IllegalTransition, JobNotFound
 from jobs_core.model import TERMINAL_STATUSES, TRANSITIONS, JobError, JobStatus, Result, is_legal
 from jobs_core.store import JobStore
@@ -38,7 +37,7 @@ def snapshot(store: JobStore, job_id: str) -> tuple[object, ...]:
 
 def test_transition_table_is_the_documented_one() -> None:
     assert set(TRANSITIONS) == set(JobStatus)
-    assert TERMINAL_STATUSES == {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED}
+    assert {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED} == TERMINAL_STATUSES
     assert not TRANSITIONS[JobStatus.SUCCEEDED]
     assert is_legal(JobStatus.QUEUED, JobStatus.RUNNING)
     assert not is_legal(JobStatus.QUEUED, JobStatus.SUCCEEDED)

@@ -8,7 +8,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import redis
-
 from jobs_worker import BinaryResult, Context, task
 
 

@@ -7,9 +7,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from support.procs import service_env, start_worker, stop
-
 from jobs_core.config import Settings
+from support.procs import service_env, start_worker, stop
 
 StartWorker = Callable[..., subprocess.Popen[bytes]]
 

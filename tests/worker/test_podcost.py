@@ -9,10 +9,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+from jobs_worker.podcost import ANNOTATION, BUSY_COST, IDLE_COST, PodDeletionCost
 from kubernetes import client
 from support.procs import wait_for
-
-from jobs_worker.podcost import ANNOTATION, BUSY_COST, IDLE_COST, PodDeletionCost
 
 
 class Recorder:

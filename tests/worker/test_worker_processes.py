@@ -9,11 +9,10 @@ import time
 from pathlib import Path
 
 import pytest
-from support.procs import VENV_BIN, service_env, stop, wait_for
-
 from jobs_core.config import Settings
 from jobs_core.model import JobStatus
 from jobs_core.store import JobStore
+from support.procs import VENV_BIN, service_env, stop, wait_for
 
 from .conftest import StartWorker
 
