@@ -196,3 +196,25 @@ def test_metric_labels_stay_bounded(client: FlaskClient) -> None:
     text = client.get("/metrics").get_data(as_text=True)
     assert "/random" not in text and 'method="X1"' not in text
     assert 'route="unmatched"' in text and 'method="other"' in text
+
+
+def test_redis_out_of_memory_is_503_not_500(private_redis: Any, settings: Settings) -> None:
+    from jobs_core.store import JobStore
+
+    own = settings.replace(redis_url=private_redis.url)
+    store = JobStore.from_settings(own)
+    store.publish_tasks(TASKS)
+    client = make_app(own, store).test_client()
+    assert client.post("/jobs", json={"task": "echo"}).status_code == 202
+    admin = private_redis.client()
+    admin.config_set("maxmemory-policy", "noeviction")
+    admin.config_set("maxmemory", int(admin.info("memory")["used_memory"]) + 1000)
+    statuses = {client.post("/jobs", json={"task": "echo", "params": {"pad": "x" * 2000}}).status_code
+                for _ in range(20)}
+    assert 503 in statuses and 500 not in statuses
+    resp = client.post("/jobs", json={"task": "echo", "params": {"pad": "x" * 2000}})
+    assert resp.status_code == 503 and "out of memory" in resp.get_json(force=True)["detail"]
+    assert int(resp.headers["Retry-After"]) > 0
+    assert client.get("/jobs").status_code == 200  # reads still work
+    admin.config_set("maxmemory", 0)
+    assert client.post("/jobs", json={"task": "echo"}).status_code == 202

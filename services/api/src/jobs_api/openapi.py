@@ -221,7 +221,7 @@ _AUTH_ERRORS = {
         "Missing or invalid API key (when JOBS_API_KEYS is set).",
         {"WWW-Authenticate": {"schema": {"type": "string"}}},
     ),
-    "503": _problem("Redis unreachable.", _RETRY_AFTER),
+    "503": _problem("Redis unreachable, failing over or out of memory.", _RETRY_AFTER),
 }
 _JOB_ID = {
     "name": "job_id",
@@ -416,7 +416,7 @@ PATHS: dict[str, Any] = {
             "tags": ["ops"],
             "responses": {
                 "200": _json("Health", "Ready."),
-                "503": _problem("Redis unreachable.", _RETRY_AFTER),
+                "503": _problem("Redis unreachable, failing over or out of memory.", _RETRY_AFTER),
             },
         }
     },

@@ -36,9 +36,13 @@ RETRY_AFTER_QUEUE_FULL = 5
 
 #: Redis failures that mean "the backend is unreachable or failing over", not a bug: 503, retry later.
 REDIS_UNAVAILABLE: tuple[type[Exception], ...] = (
-    redis.exceptions.ConnectionError,
+    redis.exceptions.ConnectionError,  # includes BusyLoadingError (Redis loading its data after a restart)
     redis.exceptions.TimeoutError,
-    redis.exceptions.ReadOnlyError,
+    redis.exceptions.ReadOnlyError,  # a replica during failover
+    redis.exceptions.MasterDownError,
+    redis.exceptions.TryAgainError,
+    redis.exceptions.ClusterDownError,
+    redis.exceptions.OutOfMemoryError,  # maxmemory reached with noeviction: full, not broken
     BackendUnavailable,
 )
 
@@ -198,6 +202,8 @@ def register_error_handlers(app: Flask) -> None:
         @app.errorhandler(exc)
         def _unavailable(e: Exception) -> Response:
             log.warning("redis unavailable: %s", type(e).__name__, extra={"path": request.path})
+            if isinstance(e, redis.exceptions.OutOfMemoryError):
+                return service_unavailable("the job store (Redis) is out of memory; retry later").response()
             return service_unavailable().response()
 
     for exc in (
