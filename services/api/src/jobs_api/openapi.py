@@ -416,7 +416,7 @@ PATHS: dict[str, Any] = {
             "tags": ["ops"],
             "responses": {
                 "200": _json("Health", "Ready."),
-                "503": _problem("Redis unreachable, failing over or out of memory.", _RETRY_AFTER),
+                "503": _problem("Redis unreachable.", _RETRY_AFTER),
             },
         }
     },
