@@ -218,3 +218,27 @@ def test_wait_rides_out_an_api_restart(redis_url: str, tmp_path: Path) -> None:
             JobsClient(f"http://127.0.0.1:{free_port()}", outage_tolerance=0.5).wait(job["id"])
     finally:
         s.stop()
+
+
+def test_queue_full_is_retried_after_retry_after(redis_url: str, tmp_path: Path) -> None:
+    import threading
+
+    from api.conftest import TASKS
+    from jobs_core.config import Settings
+    from jobs_core.store import JobStore
+
+    s = ApiStack(tmp_path, redis_url, workers=0, extra_env={"JOBS_MAX_PENDING_PER_TENANT": "1"})
+    settings = Settings.from_env({"REDIS_URL": redis_url, "JOBS_KEY_PREFIX": s.namespace, "JOBS_QUEUE": s.namespace})
+    JobStore.from_settings(settings).publish_tasks(TASKS)
+    s.start()
+    try:
+        first = JobsClient(s.url).submit("echo")
+        with pytest.raises(JobsAPIError) as e:
+            JobsClient(s.url, retries=0).submit("echo")
+        assert e.value.status == 429 and e.value.headers["retry-after"]
+        threading.Timer(0.3, lambda: JobsClient(s.url).cancel(first["id"])).start()  # frees the slot
+        second = JobsClient(s.url, retries=4, max_retry_delay=0.5).submit("echo", idempotency_key="once")
+        assert second["status"] == "queued"
+        assert [j["id"] for j in JobsClient(s.url).list(status="queued")["jobs"]] == [second["id"]]
+    finally:
+        s.stop()

@@ -12,6 +12,7 @@ import os
 import shutil
 import sys
 import time
+import uuid
 from collections.abc import Sequence
 from typing import Any, TextIO
 
@@ -149,7 +150,7 @@ def cmd_submit(client: JobsClient, args: argparse.Namespace) -> int:
         max_attempts=args.max_attempts,
         timeout=args.timeout,
         delay=args.delay,
-        idempotency_key=args.idempotency_key,
+        idempotency_key=args.idempotency_key or f"jobs-cli-{uuid.uuid4()}",  # retries stay one job
     )
     if not args.wait:
         if args.json:

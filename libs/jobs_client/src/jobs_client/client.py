@@ -64,12 +64,17 @@ class JobsClient:
         api_key: str | None = None,
         timeout: float = 30.0,
         outage_tolerance: float = 60.0,
+        retries: int = 3,
+        max_retry_delay: float = 10.0,
     ) -> None:
         self.base_url = (base_url or os.environ.get("JOBS_URL") or DEFAULT_URL).rstrip("/")
         self.api_key = api_key if api_key is not None else (os.environ.get("JOBS_API_KEY") or None)
         self.timeout = timeout
         #: How long :meth:`wait` keeps retrying while the API is unreachable or answers 502/503/504.
         self.outage_tolerance = outage_tolerance
+        #: How often a 429 (or a 503 on a repeatable request) is retried, honouring Retry-After.
+        self.retries = retries
+        self.max_retry_delay = max_retry_delay
 
     # ------------------------------------------------------------------ transport
     def request(
@@ -82,7 +87,33 @@ class JobsClient:
         headers: Mapping[str, str] | None = None,
         timeout: float | None = None,
     ) -> tuple[int, dict[str, str], bytes]:
-        """Send one request; return (status, headers, body) for 2xx, raise :class:`JobsAPIError` otherwise."""
+        """Send a request; return (status, headers, body) for 2xx, raise :class:`JobsAPIError` otherwise.
+
+        ``429`` (queue full: nothing was accepted) and, for requests that are safe to repeat (GET, or any
+        request with an ``Idempotency-Key``), ``503`` are retried up to ``retries`` times, each after the
+        server's ``Retry-After`` (capped at ``max_retry_delay``).
+        """
+        attempt = 0
+        while True:
+            try:
+                return self._send(method, path, query=query, body=body, headers=headers, timeout=timeout)
+            except JobsAPIError as e:
+                repeatable = method == "GET" or "Idempotency-Key" in (headers or {})
+                if attempt >= self.retries or not (e.status == 429 or (e.status == 503 and repeatable)):
+                    raise
+                attempt += 1
+                time.sleep(min(self.max_retry_delay, _retry_after(e.headers.get("retry-after"))))
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Mapping[str, Any] | None = None,
+        body: Any = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> tuple[int, dict[str, str], bytes]:
         url = self.base_url + path
         if query:
             pairs = {k: v for k, v in query.items() if v is not None}
@@ -253,6 +284,13 @@ class JobsClient:
         except JobsClientError:
             return False
         return True
+
+
+def _retry_after(value: str | None) -> float:
+    try:
+        return max(0.0, float(value)) if value else 1.0
+    except ValueError:
+        return 1.0
 
 
 def _q(segment: str) -> str:
