@@ -8,6 +8,7 @@ from pathlib import Path
 
 import orjson
 from flask import Blueprint, Response, send_from_directory
+from werkzeug.exceptions import NotFound
 
 from jobs_api.openapi import build_spec
 
@@ -94,8 +95,5 @@ def docs_init() -> Response:
 def docs_asset(name: str) -> Response:
     """One Swagger UI asset from the installed wheel (an allow-list: nothing else is served)."""
     if name not in _ASSETS:
-        from werkzeug.exceptions import NotFound
-
         raise NotFound()
-    resp = send_from_directory(_assets_dir(), name, max_age=86400)
-    return resp
+    return send_from_directory(_assets_dir(), name, max_age=86400)
