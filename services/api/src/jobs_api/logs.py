@@ -42,6 +42,17 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(entry, default=str).decode()
 
 
+class RequestContextFilter(logging.Filter):
+    """Adds ``request_id`` (also sent as ``X-Request-ID``) to records logged while handling a request."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from flask import g, has_request_context
+
+        if has_request_context() and not hasattr(record, "request_id"):
+            record.request_id = g.get("request_id")
+        return True
+
+
 def configure_logging(level: str = "INFO") -> None:
     """Send the root logger to stderr as JSON lines (idempotent: replaces handlers it added before)."""
     root = logging.getLogger()
@@ -50,6 +61,7 @@ def configure_logging(level: str = "INFO") -> None:
             root.removeHandler(handler)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
+    handler.addFilter(RequestContextFilter())
     handler._jobs_api = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(level)
