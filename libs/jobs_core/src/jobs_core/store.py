@@ -331,9 +331,11 @@ class JobStore:
     def wait(self, job_id: str, timeout: float, owner: str | None = None) -> Job:
         """Block until the job is terminal or ``timeout`` seconds pass; return it as it then is.
 
-        Listens on the job's event channel (no polling loop on Redis); subscribes before reading so a
-        change between the read and the wait is not missed. The pub/sub connection is kept per thread
-        and reused, so a wait costs no new connection.
+        Listens on the job's event channel (no polling loop on Redis). The record is read only once Redis
+        has confirmed the subscription, so a change between the read and the wait cannot be missed (a
+        SUBSCRIBE merely sent may be processed after the read); while nothing arrives the record is read
+        again every second anyway (a message can be lost when the connection drops). The pub/sub
+        connection is kept per thread and reused, so a wait costs no new connection.
         """
         if timeout <= 0:
             return self.get(job_id, owner)
@@ -346,21 +348,27 @@ class JobStore:
         clean = False
         try:
             pubsub.subscribe(channel)
+            while True:  # messages of channels an earlier wait on this connection left are skipped
+                remaining = deadline - time.monotonic()
+                message = pubsub.get_message(timeout=max(0.0, min(remaining, 1.0)))
+                if message is not None and message["type"] == "subscribe" and message["channel"] == wanted:
+                    break
+                if remaining <= 0:
+                    break
             job = self.get(job_id, owner)
             while not job.is_terminal:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
-                message = pubsub.get_message(timeout=min(remaining, 5.0))
-                # messages of channels an earlier wait on this connection left are not ours
-                if message is not None and message.get("channel") == wanted:
+                message = pubsub.get_message(timeout=min(remaining, 1.0))
+                if message is None or (message["type"] == "message" and message["channel"] == wanted):
                     job = self.get(job_id, owner)
             clean = True
             return job
         finally:
             if clean:
                 try:
-                    pubsub.unsubscribe(channel)  # type: ignore[no-untyped-call]  # its confirmation is read (and ignored) by the next wait
+                    pubsub.unsubscribe(channel)  # type: ignore[no-untyped-call]  # confirmation skipped later
                 except redis.RedisError:
                     clean = False
             if not clean:  # an error left the connection in an unknown state: start afresh next time
@@ -370,7 +378,7 @@ class JobStore:
     def _pubsub(self) -> redis.client.PubSub:
         pubsub = getattr(self._local, "pubsub", None)
         if pubsub is None:
-            pubsub = self.redis.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+            pubsub = self.redis.pubsub()  # type: ignore[no-untyped-call]
             self._local.pubsub = pubsub
         return cast(redis.client.PubSub, pubsub)
 
