@@ -6,6 +6,10 @@ end to end against gunicorn.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 from flask.testing import FlaskClient
 from jobs_api.app import create_app
@@ -53,3 +57,13 @@ def test_cursor_of_non_ascii_digits_is_400_not_500(client: FlaskClient, store: J
     assert resp.get_json()["errors"][0]["path"] == "/query/cursor"
     with pytest.raises(ValueError):
         store.list_jobs(cursor=cursor)
+
+
+def test_gunicorn_runs_without_a_control_socket(tmp_path: object) -> None:
+    """API crash: gunicorn >= 25 started a control-socket thread in the master (which then forks replacements
+    for crashed workers) on a per-user path every instance on the host shares. Off: we never use it."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("JOBS_", "REDIS_"))}
+    env["PROMETHEUS_MULTIPROC_DIR"] = str(tmp_path)
+    out = subprocess.run([sys.executable, "-c", "import jobs_api.gunicorn_conf as c; print(c.control_socket_disable)"],
+                         env=env, capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.strip() == "True"

@@ -80,6 +80,10 @@ logger_class = "jobs_api.logs.GunicornLogger"
 # The heartbeat file lives in memory: works with a read-only root filesystem and does not stall on disk.
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
 proc_name = "jobs-api"
+# No control socket (gunicorn >= 25): we do not use gunicornc, its default path ($HOME/.gunicorn/gunicorn.ctl)
+# is shared by every instance on a host (each one unlinks the other's, and the first to stop removes it),
+# and its asyncio thread runs in the master while it forks replacements for crashed workers.
+control_socket_disable = True
 # Limits on request line and headers (defaults 4094 / 100 / 8190) stay; the body limit is
 # JOBS_MAX_BODY_BYTES, enforced by the app.
 
