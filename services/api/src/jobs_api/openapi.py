@@ -8,6 +8,7 @@ validates every response body it sees against the response schemas below.
 from __future__ import annotations
 
 import copy
+import functools
 from typing import Any
 
 from jobs_core.model import JobStatus
@@ -490,6 +491,10 @@ def build_spec() -> dict[str, Any]:
     )
 
 
+@functools.cache
 def submit_request_schema() -> dict[str, Any]:
-    """The JSON Schema ``POST /jobs`` bodies are validated against."""
+    """The JSON Schema ``POST /jobs`` bodies are validated against (one shared copy: do not mutate).
+
+    Copied once, not per request: the deep copy cost more than the validation on the submit hot path.
+    """
     return copy.deepcopy(SCHEMAS["SubmitRequest"])
