@@ -9,13 +9,16 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
+import time
 
 import pytest
 from flask.testing import FlaskClient
 from jobs_api.app import create_app
 from jobs_core.config import Settings
 from jobs_core.model import TaskInfo
-from jobs_core.store import JobStore
+from jobs_core.store import JobStore, connect
+from support.redis_server import RedisServer
 
 
 @pytest.fixture
@@ -67,3 +70,27 @@ def test_gunicorn_runs_without_a_control_socket(tmp_path: object) -> None:
     out = subprocess.run([sys.executable, "-c", "import jobs_api.gunicorn_conf as c; print(c.control_socket_disable)"],
                          env=env, capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.strip() == "True"
+
+
+def test_enqueue_resent_after_a_lost_reply_runs_once(private_redis: RedisServer) -> None:
+    """Redis crash / slow Redis: redis-py re-sends a command whose reply timed out (``Retry`` on TimeoutError).
+    ENQUEUE ran twice with the same job id: the job was queued twice and its tenant's pending counter drifted
+    up for good (towards a false 429), and a re-run landing after a claim reset a running job to queued."""
+    settings = Settings(redis_url=private_redis.url, key_prefix="r", queue="r")
+    store = JobStore(connect(settings, socket_timeout=0.3), settings)
+    store.enqueue("echo", {"warm": 1}, owner="w")  # scripts cached, as in any running API
+    # Redis busy for 0.6 s (one long script): the ENQUEUE below times out client-side, is re-sent, and both
+    # copies reach Redis once it is free
+    busy = ("local s = tonumber(redis.call('TIME')[1]) + tonumber(redis.call('TIME')[2]) / 1e6 "
+            "while tonumber(redis.call('TIME')[1]) + tonumber(redis.call('TIME')[2]) / 1e6 - s < 0.6 do end")
+    blocker = threading.Thread(target=lambda: private_redis.client().eval(busy, 0))
+    blocker.start()
+    time.sleep(0.05)
+    job, created = store.enqueue("echo", {"a": 1}, owner="t")
+    blocker.join()
+    assert created
+    client = private_redis.client()
+    assert client.lrange(settings.keys.queue, 0, -1).count(f'"{job.id}"'.encode()) == 1
+    assert client.hget(settings.keys.pending, "t") == b"1"
+    assert client.get(settings.keys.seq) == b"2"
+    assert store.get(job.id).seq == job.seq

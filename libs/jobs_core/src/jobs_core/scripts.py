@@ -24,6 +24,10 @@ ENQUEUE = _NOW + """
 --       cap (0 = none), 9 per-owner pending cap (0 = none), 10 use idempotency key '1'/'0',
 --       11 request digest, 12 idempotency TTL s, 13 queue entry (JSON-encoded id)
 -- Returns: {'ok', id, created_ms, seq} | {'exists', id} | {'conflict', id} | {'full', scope}
+-- The id is new for every call, so a record under it means this very call already ran: the client's
+-- retry after a lost reply (timeout, dropped connection). Answer as the first run did; change nothing.
+local done = redis.call('HMGET', KEYS[1], 'created_at', 'seq')
+if done[1] then return {'ok', ARGV[1], tonumber(done[1]), tonumber(done[2])} end
 if ARGV[10] == '1' then
   local existing = redis.call('GET', KEYS[8])
   if existing then
