@@ -23,8 +23,11 @@ def _fresh_results() -> None:
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     rows = report.load()
     if rows:
+        text = report.table(rows)
         terminalreporter.write_sep("=", "reliability")
-        terminalreporter.write_line(report.table(rows))
+        terminalreporter.write_line(text)
+        report.LAST_TABLE.write_text(text + "\n")
+    report.RESULTS.unlink(missing_ok=True)
 
 
 @pytest.fixture

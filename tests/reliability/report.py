@@ -1,7 +1,7 @@
 """Scenario figures: each test records one row; the session prints them as one table at the end.
 
-Rows are appended (JSON lines) to ``$RELIABILITY_RESULTS`` (default ``.run/reliability/results.jsonl``,
-truncated at session start), so ``make reliability`` can print the table even when run in parts.
+Rows are appended (JSON lines) to ``$RELIABILITY_RESULTS`` (default ``.run/reliability/results-<pid>.jsonl``,
+truncated at session start); the printed table is also kept in ``.run/reliability/last-<profile>.txt``.
 """
 
 from __future__ import annotations
@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
-RESULTS = Path(os.environ.get("RELIABILITY_RESULTS", ROOT / ".run" / "reliability" / "results.jsonl"))
+# one file per pytest process: concurrent sessions (make test next to make reliability) do not mix rows
+RESULTS = Path(os.environ.get("RELIABILITY_RESULTS", ROOT / ".run" / "reliability" / f"results-{os.getpid()}.jsonl"))
+LAST_TABLE = ROOT / ".run" / "reliability" / f"last-{os.environ.get('RELIABILITY_PROFILE', 'short') or 'short'}.txt"
 PROFILE = os.environ.get("RELIABILITY_PROFILE", "short").strip().lower() or "short"
 FULL = PROFILE == "full"
 

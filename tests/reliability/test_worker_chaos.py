@@ -15,10 +15,11 @@ from reliability.stack import LEASE_SECONDS, REAPER_INTERVAL_SECONDS, Stack
 JOBS = 2000 if report.FULL else 300
 WORKERS = 4 if report.FULL else 3
 SLOTS = 2
-EVERY = 2.0 if report.FULL else 1.5
+EVERY = 2.0
 #: claim latency on top of lease + reaper interval: a requeued job goes to the head of the queue and is
-#: taken by the next free slot (jobs last <= 0.2 s); plus the event delivery to the checker
-CLAIM_SLACK = 1.0
+#: taken by the next free slot (jobs last <= 0.2 s), plus the event delivery to the checker. The short
+#: profile runs inside `make test` on shared CI machines, where replacement workers boot slowly: looser.
+CLAIM_SLACK = 1.0 if report.FULL else 2.5
 
 
 def test_worker_chaos(workdir: Path) -> None:
