@@ -81,9 +81,7 @@ def test_enqueue_resent_after_a_lost_reply_runs_once(private_redis: RedisServer)
     store.enqueue("echo", {"warm": 1}, owner="w")  # scripts cached, as in any running API
     # Redis busy for 0.6 s (one long script): the ENQUEUE below times out client-side, is re-sent, and both
     # copies reach Redis once it is free
-    busy = ("local s = tonumber(redis.call('TIME')[1]) + tonumber(redis.call('TIME')[2]) / 1e6 "
-            "while tonumber(redis.call('TIME')[1]) + tonumber(redis.call('TIME')[2]) / 1e6 - s < 0.6 do end")
-    blocker = threading.Thread(target=lambda: private_redis.client().eval(busy, 0))
+    blocker = threading.Thread(target=lambda: private_redis.client().eval(BUSY_SCRIPT, 0))
     blocker.start()
     time.sleep(0.05)
     job, created = store.enqueue("echo", {"a": 1}, owner="t")
@@ -94,3 +92,24 @@ def test_enqueue_resent_after_a_lost_reply_runs_once(private_redis: RedisServer)
     assert client.hget(settings.keys.pending, "t") == b"1"
     assert client.get(settings.keys.seq) == b"2"
     assert store.get(job.id).seq == job.seq
+
+
+BUSY_SCRIPT = ("local s = tonumber(redis.call('TIME')[1]) + tonumber(redis.call('TIME')[2]) / 1e6 "
+               "while tonumber(redis.call('TIME')[1]) + tonumber(redis.call('TIME')[2]) / 1e6 - s < 0.6 do end")
+
+
+@pytest.mark.xfail(strict=True, reason="open defect, see /work/notes/reliability-findings.md: a CLAIM re-sent "
+                   "after a lost reply claims again; the jobs of the first run are leased to a worker that never "
+                   "heard of them, charged an attempt by the reaper, and fail WorkerLost unrun when max_attempts=1")
+def test_claim_resent_after_a_lost_reply_hands_the_worker_its_jobs(private_redis: RedisServer) -> None:
+    settings = Settings(redis_url=private_redis.url, key_prefix="c", queue="c", lease_seconds=1.0,
+                        reaper_interval_seconds=0.1)
+    store = JobStore(connect(settings, socket_timeout=0.3), settings)
+    job, _ = store.enqueue("echo", {}, owner="t", max_attempts=1)
+    store.claim("warm", 0)  # scripts cached, as in any running worker
+    blocker = threading.Thread(target=lambda: private_redis.client().eval(BUSY_SCRIPT, 0))
+    blocker.start()
+    time.sleep(0.05)
+    claimed = store.claim("w1", 1)
+    blocker.join()
+    assert [c.id for c in claimed] == [job.id]
