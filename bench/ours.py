@@ -246,10 +246,16 @@ def part_http(url: str, jobs: int, procs: int, concurrency: int, round_trips: in
     return out
 
 
-def part_scale(url: str, jobs: int, procs: int, concurrency: int) -> dict[str, Any]:
-    """One drain with a given setup, plus its Redis cost per job (for the scaling tables)."""
+def part_scale(url: str, jobs: int, procs: int, concurrency: int, keep: bool = False) -> dict[str, Any]:
+    """One drain with a given setup, plus its Redis cost per job (for the scaling tables).
+
+    With ``keep`` the finished jobs of earlier runs stay in Redis (records, results, indexes), to show
+    that they do not make the next jobs dearer.
+    """
     client = redis.Redis.from_url(url)
-    client.flushdb()
+    if not keep:
+        client.flushdb()
+    finished_before = int(client.zcard(Settings.from_env({"REDIS_URL": url}).keys.index))
     store = JobStore(client, settings(url))
     _, enqueue_rate = enqueue_lib(store, jobs)
     with start_workers(url, procs, concurrency) as workers:
@@ -258,7 +264,7 @@ def part_scale(url: str, jobs: int, procs: int, concurrency: int) -> dict[str, A
         c = cost.per_job(jobs, d["harness_round_trips"])
     return {"jobs": jobs, "procs": procs, "concurrency": concurrency, "drain_rate": d["rate"],
             "enqueue_rate": enqueue_rate, "redis_cpu_us": c["redis_cpu_us"], "round_trips": c["round_trips"],
-            "commands": c["commands"], "rss_mb": d["rss_mb"]}
+            "commands": c["commands"], "rss_mb": d["rss_mb"], "finished_before": finished_before}
 
 
 def part_expiry(url: str) -> dict[str, Any]:
@@ -288,13 +294,14 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=1)
     parser.add_argument("--round-trips", type=int, default=300)
     parser.add_argument("--duration", type=float, default=5.0)
+    parser.add_argument("--keep", action="store_true", help="scale: keep earlier runs' finished jobs")
     a = parser.parse_args()
     if a.part == "drain":
         emit(part_drain(a.redis_url, a.jobs, a.procs, a.concurrency, a.round_trips))
     elif a.part == "http":
         emit(part_http(a.redis_url, a.jobs, a.procs, a.concurrency, a.round_trips, a.duration))
     elif a.part == "scale":
-        emit(part_scale(a.redis_url, a.jobs, a.procs, a.concurrency))
+        emit(part_scale(a.redis_url, a.jobs, a.procs, a.concurrency, a.keep))
     else:
         emit(part_expiry(a.redis_url))
 

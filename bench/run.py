@@ -99,7 +99,8 @@ def run(smoke: bool) -> dict[str, Any]:
                                                                       str(p), "--concurrency", "1"]))
     for i, n in enumerate([1_000, 10_000, 100_000] if not smoke else [100]):
         plan.append((("scale_queue", str(i)), OUR_PY, "bench.ours", ["scale", "--jobs", str(n), "--procs",
-                                                                    str(procs), "--concurrency", str(conc)]))
+                                                                    str(procs), "--concurrency", str(conc),
+                                                                    *(["--keep"] if i else [])]))
     plan.append((("expiry",), OUR_PY, "bench.ours", ["expiry"]))
 
     server = PrivateRedis()
@@ -147,9 +148,10 @@ def main() -> None:
     print(render_table(results))
     output = args.output or (os.path.join(tempfile.gettempdir(), "jobs-bench-smoke.md") if args.smoke
                              else str(ROOT / "docs" / "benchmarks.md"))
-    Path(output).write_text(render_markdown(results))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
+    Path(output).parent.mkdir(parents=True, exist_ok=True)
+    Path(output).write_text(render_markdown(results))
     print(f"bench: report written to {output} ({results['elapsed_s']} s)", file=sys.stderr)
 
 
