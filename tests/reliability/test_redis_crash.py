@@ -143,3 +143,39 @@ def test_redis_crash_appendfsync_everysec(workdir: Path) -> None:
     # normally loses nothing here; a host crash loses up to ~1 s of writes (see README, Guarantees).
     assert c["server_errors"] == 0
     assert not c["verdict"].stuck  # type: ignore[attr-defined]
+
+
+@pytest.mark.skipif(not report.FULL, reason="the fsync cost comparison runs in the full profile")
+def test_appendfsync_cost(tmp_path: Path) -> None:
+    """What ``always`` costs against ``everysec``: alternating rounds of sequential enqueues (one client, so
+    every enqueue waits for its own fsync) on two fresh servers, medians of the rounds."""
+    from jobs_core.config import Settings
+    from jobs_core.store import JobStore
+    from support.redis_server import RedisServer
+
+    servers = {p: RedisServer(tmp_path / p, appendfsync=p).start() for p in ("always", "everysec")}
+    try:
+        stores = {p: JobStore.from_settings(Settings(redis_url=s.url, key_prefix="f", queue="f"))
+                  for p, s in servers.items()}
+        rates: dict[str, list[float]] = {p: [] for p in servers}
+        latencies: dict[str, list[float]] = {p: [] for p in servers}
+        for _ in range(6 if report.FULL else 2):
+            for policy, store in stores.items():
+                t0 = time.perf_counter()
+                for _ in range(400):
+                    t = time.perf_counter()
+                    store.enqueue("sleep", {"seconds": 1}, owner="f")
+                    latencies[policy].append(time.perf_counter() - t)
+                rates[policy].append(400 / (time.perf_counter() - t0))
+        figures: dict[str, object] = {}
+        for policy in servers:
+            lat = sorted(latencies[policy])
+            figures[f"{policy} enqueues/s"] = statistics.median(rates[policy])
+            figures[f"{policy} p50 ms"] = 1000 * lat[len(lat) // 2]
+            figures[f"{policy} p99 ms"] = 1000 * lat[int(len(lat) * 0.99)]
+        report.record(report.Row("appendfsync cost (1 client)", sum(len(v) for v in latencies.values()), None,
+                                 None, None, None, None, "none", figures=figures))
+        assert all(r > 0 for v in rates.values() for r in v)
+    finally:
+        for s in servers.values():
+            s.stop()
