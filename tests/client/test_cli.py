@@ -9,8 +9,10 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from api.conftest import _CONTRACT
 from api.stack import BIN, ApiStack, free_port
 from jobs_client import JobsAPIError, JobsClient, JobsConnectionError
 from jobs_client.cli import UsageError, parse_params
@@ -35,9 +37,23 @@ def jobs(stack: ApiStack, *args: str, key: str | None = KEY, timeout: float = 60
     return subprocess.run([str(BIN / "jobs"), *args], env=env, capture_output=True, text=True, timeout=timeout)
 
 
+class ValidatingJobsClient(JobsClient):
+    """A JobsClient whose every response is checked against /openapi.json."""
+
+    def _send(self, method: str, path: str, **kwargs: Any) -> tuple[int, dict[str, str], bytes]:
+        try:
+            status, headers, body = super()._send(method, path, **kwargs)
+        except JobsAPIError as e:
+            raw = json.dumps(e.problem).encode()
+            _CONTRACT.check(method, path, e.status, e.headers.get("content-type", ""), raw)
+            raise
+        _CONTRACT.check(method, path, status, headers.get("content-type", ""), body)
+        return status, headers, body
+
+
 @pytest.fixture
 def client(stack: ApiStack) -> JobsClient:
-    return JobsClient(stack.url, KEY)
+    return ValidatingJobsClient(stack.url, KEY)
 
 
 def test_tasks(stack: ApiStack) -> None:
@@ -162,6 +178,9 @@ def test_errors_exit_codes(stack: ApiStack) -> None:
 
 
 def test_client_errors_carry_the_problem(client: JobsClient, stack: ApiStack) -> None:
+    checked = _CONTRACT.checked
+    client.tasks()
+    assert _CONTRACT.checked == checked + 1  # the client's responses are held to /openapi.json too
     with pytest.raises(JobsAPIError) as e:
         client.submit("primes", {"limit": "x"})
     assert e.value.status == 422 and e.value.errors[0]["path"] == "/params/limit"
