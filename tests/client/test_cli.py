@@ -261,3 +261,13 @@ def test_queue_full_is_retried_after_retry_after(redis_url: str, tmp_path: Path)
         assert [j["id"] for j in JobsClient(s.url).list(status="queued")["jobs"]] == [second["id"]]
     finally:
         s.stop()
+
+
+def test_global_options_work_before_and_after_the_command(stack: ApiStack) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JOBS_")}
+    env["JOBS_URL"] = f"http://127.0.0.1:{free_port()}"  # wrong on purpose: --url must win
+    for args in (["--url", stack.url, "--api-key", KEY, "--json", "tasks"],
+                 ["tasks", "--url", stack.url, "--api-key", KEY, "--json"]):
+        out = subprocess.run([str(BIN / "jobs"), *args], env=env, capture_output=True, text=True, timeout=30)
+        assert out.returncode == 0, (args, out.stderr)
+        assert "tasks" in json.loads(out.stdout)

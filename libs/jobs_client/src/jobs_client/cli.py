@@ -238,14 +238,24 @@ def cmd_tasks(client: JobsClient, args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``jobs``."""
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--url", default=None, help="API base URL (default $JOBS_URL or http://127.0.0.1:8000)")
-    common.add_argument("--api-key", default=None, help="API key (default $JOBS_API_KEY)")
-    common.add_argument("--json", action="store_true", help="print JSON instead of text")
+    def common_options(suppress: bool) -> argparse.ArgumentParser:
+        # The options work before and after the command; after it they must not reset what was given
+        # before it to the default (argparse's sub-parser defaults would), hence SUPPRESS there.
+        def default(value: object) -> object:
+            return argparse.SUPPRESS if suppress else value
+
+        p = argparse.ArgumentParser(add_help=False)
+        p.add_argument("--url", default=default(None),
+                       help="API base URL (default $JOBS_URL or http://127.0.0.1:8000)")
+        p.add_argument("--api-key", default=default(None), help="API key (default $JOBS_API_KEY)")
+        p.add_argument("--json", action="store_true", default=default(False), help="print JSON instead of text")
+        return p
+
+    common = common_options(suppress=True)
     parser = argparse.ArgumentParser(
         prog="jobs",
         description="Submit and follow Jobs API jobs.",
-        parents=[common],
+        parents=[common_options(suppress=False)],
         epilog="exit codes: 0 ok/succeeded, 1 failed, 2 usage, 3 cancelled, 4 API error, 5 unreachable, "
         "6 still running after --timeout",
     )
