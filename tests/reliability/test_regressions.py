@@ -16,8 +16,8 @@ import pytest
 from flask.testing import FlaskClient
 from jobs_api.app import create_app
 from jobs_core.config import Settings
-from jobs_core.model import TaskInfo
-from jobs_core.store import JobStore, connect
+from jobs_core.model import Result, TaskInfo
+from jobs_core.store import Finish, JobStore, connect
 from support.redis_server import RedisServer
 
 
@@ -98,10 +98,10 @@ BUSY_SCRIPT = ("local s = tonumber(redis.call('TIME')[1]) + tonumber(redis.call(
                "while tonumber(redis.call('TIME')[1]) + tonumber(redis.call('TIME')[2]) / 1e6 - s < 0.6 do end")
 
 
-@pytest.mark.xfail(strict=True, reason="open defect, see /work/notes/reliability-findings.md: a CLAIM re-sent "
-                   "after a lost reply claims again; the jobs of the first run are leased to a worker that never "
-                   "heard of them, charged an attempt by the reaper, and fail WorkerLost unrun when max_attempts=1")
 def test_claim_resent_after_a_lost_reply_hands_the_worker_its_jobs(private_redis: RedisServer) -> None:
+    """Same re-send as above for CLAIM: the first run leased the job to w1, the re-sent call found the queue
+    empty and w1 never heard of it; the reaper then charged it an attempt (max_attempts=1: failed WorkerLost
+    without ever running). The re-sent call now gets the first run's jobs."""
     settings = Settings(redis_url=private_redis.url, key_prefix="c", queue="c", lease_seconds=1.0,
                         reaper_interval_seconds=0.1)
     store = JobStore(connect(settings, socket_timeout=0.3), settings)
@@ -113,3 +113,26 @@ def test_claim_resent_after_a_lost_reply_hands_the_worker_its_jobs(private_redis
     claimed = store.claim("w1", 1)
     blocker.join()
     assert [c.id for c in claimed] == [job.id]
+
+    assert store.get(job.id).attempts == 1
+
+
+def test_finish_and_claim_resent_after_a_lost_reply(private_redis: RedisServer) -> None:
+    """The worker's hot path (FINISH_CLAIM): a re-send answers with the first run's statuses and jobs."""
+    settings = Settings(redis_url=private_redis.url, key_prefix="fc", queue="fc", lease_seconds=5.0)
+    store = JobStore(connect(settings, socket_timeout=0.3), settings)
+    first, _ = store.enqueue("echo", {}, owner="t")
+    second, _ = store.enqueue("echo", {}, owner="t")
+    [running] = store.claim("w1", 1)
+    store.finish_and_claim("warm", [], 0)  # scripts cached, as in any running worker
+    blocker = threading.Thread(target=lambda: private_redis.client().eval(BUSY_SCRIPT, 0))
+    blocker.start()
+    time.sleep(0.05)
+    statuses, claimed = store.finish_and_claim(
+        "w1", [Finish(running.id, running.attempt, "succeeded", result=Result(b"1", "application/json"))], 1
+    )
+    blocker.join()
+    assert statuses == ["succeeded"]
+    assert [c.id for c in claimed] == [second.id]
+    assert store.get(first.id).status.value == "succeeded"
+    assert store.get(second.id).attempts == 1

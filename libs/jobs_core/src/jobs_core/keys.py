@@ -58,6 +58,11 @@ class Keys:
         """List of queue entries that name no job (malformed, or the record expired); kept for inspection."""
         return namespace(self.prefix, self.queue_name, "dead-letter")
 
+    def claim_memo(self, worker_id: str) -> str:
+        """String with the token and outcome of a worker's last claim, so a re-sent claim (lost reply) gets
+        the same jobs instead of claiming again; TTL: the lease."""
+        return namespace(self.prefix, self.queue_name, "claim", worker_id)
+
     @property
     def reaper_lock(self) -> str:
         """Lock so one reaper pass runs per interval across the cluster; TTL = reaper interval."""

@@ -125,16 +125,56 @@ local function claim_batch(k, wanted, worker, lease_ms, prefix, moved, events_pr
 end
 """
 
-CLAIM = _NOW + _CLAIM_FN + """
+# Claim memo (one string per worker, TTL = lease): the token and outcome of the worker's last CLAIM or
+# FINISH_CLAIM. redis-py re-sends a call whose reply was lost (timeout, dropped connection); the re-sent
+# call carries the same token and gets the first run's answer instead of claiming again, which would
+# strand the jobs the first run leased to this worker until the reaper charged them an attempt.
+_MEMO_FN = """
+local function memo_replay(key, token, prefix, worker)
+  local raw = redis.call('GET', key)
+  if not raw then return nil end
+  local m = cjson.decode(raw)
+  if m.t ~= token then return nil end
+  local out = {}
+  for i, id in ipairs(m.ids) do
+    local f = redis.call('HMGET', prefix .. id, 'status', 'worker', 'attempts', 'task', 'params', 'timeout',
+      'max_attempts')
+    if f[1] == 'running' and f[2] == worker and tonumber(f[3]) == m.att[i] then
+      out[#out + 1] = id
+      out[#out + 1] = f[4]
+      out[#out + 1] = f[5]
+      out[#out + 1] = f[6]
+      out[#out + 1] = tonumber(f[3])
+      out[#out + 1] = f[7]
+    end
+  end
+  return {m.st, out}
+end
+local function memo_save(key, token, claimed, statuses, ttl_ms)
+  if #claimed == 0 and #statuses == 0 then return end
+  local ids, att = {}, {}
+  for i = 1, #claimed, 6 do
+    ids[#ids + 1] = claimed[i]
+    att[#att + 1] = claimed[i + 4]
+  end
+  redis.call('SET', key, cjson.encode({t = token, ids = ids, att = att, st = statuses}), 'PX', ttl_ms)
+end
+"""
+
+CLAIM = _NOW + _CLAIM_FN + _MEMO_FN + """
 -- Promote due delayed jobs, then take up to N queued jobs for a worker: queued -> running.
 -- KEYS: 1 queue list, 2 inflight list, 3 leases zset, 4 pending hash, 5 delayed zset,
---       6 orphans zset, 7 dead-letter list
+--       6 orphans zset, 7 dead-letter list, 8 this worker's claim memo
 -- ARGV: 1 N, 2 worker id, 3 lease ms, 4 job key prefix, 5 an entry already moved into inflight by
---       BLMOVE ('' if none), 6 events channel prefix
+--       BLMOVE ('' if none), 6 events channel prefix, 7 claim token (new per call; repeated by a re-send)
 -- Returns a flat list, 6 fields per claimed job: id, task, params, timeout, attempts, max_attempts
+local replay = memo_replay(KEYS[8], ARGV[7], ARGV[4], ARGV[2])
+if replay then return replay[2] end
 local k = {queue = KEYS[1], inflight = KEYS[2], leases = KEYS[3], pending = KEYS[4], delayed = KEYS[5],
            orphans = KEYS[6], dead = KEYS[7]}
-return claim_batch(k, tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5], ARGV[6], now_ms())
+local out = claim_batch(k, tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5], ARGV[6], now_ms())
+memo_save(KEYS[8], ARGV[7], out, {}, tonumber(ARGV[3]))
+return out
 """
 
 HEARTBEAT = _NOW + """
@@ -240,15 +280,19 @@ local a = {id = ARGV[1], worker = ARGV[2], attempt = ARGV[3], outcome = ARGV[4],
 return finish_one(k, a, now_ms())
 """
 
-FINISH_CLAIM = _NOW + _FINISH_FN + _CLAIM_FN + """
+FINISH_CLAIM = _NOW + _FINISH_FN + _CLAIM_FN + _MEMO_FN + """
 -- The worker's hot path in one round trip: end any number of attempts (as FINISH), then claim up to N
 -- queued jobs for the slots that are free (as CLAIM). Outcomes are all checked before anything changes.
 -- KEYS: 1 queue list, 2 inflight list, 3 leases zset, 4 pending hash, 5 delayed zset, 6 orphans zset,
---       7 dead-letter list, 8 failed zset
+--       7 dead-letter list, 8 failed zset, 9 this worker's claim memo
 -- ARGV: 1 worker id, 2 lease ms, 3 job key prefix, 4 result key prefix, 5 events channel prefix,
 --       6 result TTL s, 7 record TTL s, 8 N to claim, 9 number of finishes F, then F groups of 7:
---       id, attempt, outcome, result bytes, result media type, error JSON ('' = none), retry delay ms
+--       id, attempt, outcome, result bytes, result media type, error JSON ('' = none), retry delay ms;
+--       last: claim token (new per call; repeated by a re-send, which gets the first run's reply)
 -- Returns {{status or 'stale:<current status>' per finish}, {claimed jobs, 6 fields each as CLAIM}}
+local token = ARGV[#ARGV]
+local replay = memo_replay(KEYS[9], token, ARGV[3], ARGV[1])
+if replay then return replay end
 local nf = tonumber(ARGV[9])
 for i = 0, nf - 1 do
   local outcome = ARGV[10 + i * 7 + 2]
@@ -274,6 +318,7 @@ if wanted > 0 then
              orphans = KEYS[6], dead = KEYS[7]}
   claimed = claim_batch(k, wanted, ARGV[1], tonumber(ARGV[2]), ARGV[3], '', ARGV[5], now)
 end
+memo_save(KEYS[9], token, claimed, statuses, tonumber(ARGV[2]))
 return {statuses, claimed}
 """
 

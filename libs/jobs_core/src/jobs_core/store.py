@@ -430,6 +430,7 @@ class JobStore:
                 self.keys.delayed,
                 self.keys.orphans,
                 self.keys.dead_letter,
+                self.keys.claim_memo(worker_id),
             ],
             args=[
                 count,
@@ -438,6 +439,7 @@ class JobStore:
                 self.keys.job_prefix,
                 moved_entry or "",
                 self.keys.events_prefix,
+                secrets.token_hex(8),  # redis-py re-sends it unchanged when a reply is lost: see CLAIM
             ],
         )
         return _claimed_jobs(reply)
@@ -558,8 +560,9 @@ class JobStore:
                 self.keys.orphans,
                 self.keys.dead_letter,
                 self.keys.failed,
+                self.keys.claim_memo(worker_id),
             ],
-            args=args,
+            args=[*args, secrets.token_hex(8)],  # the claim token, last: see FINISH_CLAIM
         )
         texts = [_text(x) for x in statuses]
         return [None if t.startswith("stale:") else t for t in texts], _claimed_jobs(claimed)
