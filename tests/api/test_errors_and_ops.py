@@ -218,3 +218,16 @@ def test_redis_out_of_memory_is_503_not_500(private_redis: Any, settings: Settin
     assert client.get("/jobs").status_code == 200  # reads still work
     admin.config_set("maxmemory", 0)
     assert client.post("/jobs", json={"task": "echo"}).status_code == 202
+
+
+def test_readyz_is_503_once_shutting_down(client: FlaskClient) -> None:
+    from jobs_api.lifecycle import SHUTTING_DOWN
+
+    SHUTTING_DOWN.set()
+    try:
+        resp = client.get("/readyz")
+        assert resp.status_code == 503 and "shutting down" in resp.get_json(force=True)["detail"]
+        assert client.get("/healthz").status_code == 200  # alive while it drains
+    finally:
+        SHUTTING_DOWN.clear()
+    assert client.get("/readyz").status_code == 200

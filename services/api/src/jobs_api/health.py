@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Response
 
 from jobs_api import metrics
+from jobs_api.lifecycle import SHUTTING_DOWN
 from jobs_api.problems import REDIS_UNAVAILABLE, service_unavailable
 from jobs_api.state import json_response, state
 
@@ -19,7 +20,12 @@ def healthz() -> Response:
 
 @bp.get("/readyz")
 def readyz() -> Response:
-    """200 when Redis answers a PING, else 503 with Retry-After (the pod leaves the Service)."""
+    """200 when Redis answers a PING, else 503 with Retry-After (the pod leaves the Service).
+
+    Also 503 once the process is stopping, so load balancers stop sending it new requests.
+    """
+    if SHUTTING_DOWN.is_set():
+        raise service_unavailable("not ready: shutting down")
     try:
         state().store.ping()
     except REDIS_UNAVAILABLE as e:
