@@ -417,7 +417,7 @@ PATHS: dict[str, Any] = {
             "tags": ["ops"],
             "responses": {
                 "200": _json("Health", "Ready."),
-                "503": _problem("Redis unreachable.", _RETRY_AFTER),
+                "503": _problem("Redis unreachable, or the process is shutting down.", _RETRY_AFTER),
             },
         }
     },
