@@ -100,7 +100,9 @@ def _crash_run(workdir: Path, appendfsync: str) -> tuple[report.Row, dict[str, o
             figures={
                 "downtime s": DOWNTIME, "API 202 again after s": api_recovery,
                 "job done again after s": worker_recovery,
-                "enqueue/s": enqueue_rate, "submit p50 ms": 1000 * statistics.median(lat),
+                "enqueue/s": enqueue_rate,
+                "jobs charged >1 attempt": sum(1 for a in verdict.attempts.values() if a > 1),
+                "submit p50 ms": 1000 * statistics.median(lat),
                 "submit p99 ms": 1000 * lat[int(len(lat) * 0.99) - 1], "settle s": settle,
             },
         )
