@@ -87,9 +87,6 @@ logger_class = "jobs_api.logs.GunicornLogger"
 # The heartbeat file lives in memory: works with a read-only root filesystem and does not stall on disk.
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
 proc_name = "jobs-api"
-# gunicorn >= 25 opens a runtime control socket in $HOME by default: one per host would be shared by every
-# instance there (tests, `make run`), and it is a management surface a service does not need.
-control_socket_disable = True
 # No control socket (gunicorn >= 25): we do not use gunicornc, its default path ($HOME/.gunicorn/gunicorn.ctl)
 # is shared by every instance on a host (each one unlinks the other's, and the first to stop removes it),
 # and its asyncio thread runs in the master while it forks replacements for crashed workers.
