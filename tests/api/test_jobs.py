@@ -234,7 +234,10 @@ def test_cancel_running_job_is_202_cancel_requested(
     resp = client.delete(f"/jobs/{job['id']}")
     assert resp.status_code == 202
     assert resp.get_json()["status"] == "running"
+    assert resp.get_json()["cancel_requested"] is True
     assert store.get(job["id"]).cancel_requested
+    assert client.get(f"/jobs/{job['id']}").get_json()["cancel_requested"] is True
+    assert job["cancel_requested"] is False
 
 
 def test_cancel_terminal_job_is_409(client: FlaskClient, submit: Any, runner: Runner) -> None:

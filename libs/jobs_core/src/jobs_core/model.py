@@ -213,4 +213,5 @@ class Job:
             "finished_at": ts(self.finished_at),
             "error": self.error.to_dict() if self.error else None,
             "worker": self.worker,
+            "cancel_requested": self.cancel_requested,
         }

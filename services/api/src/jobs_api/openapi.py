@@ -96,6 +96,7 @@ SCHEMAS: dict[str, Any] = {
             "finished_at",
             "error",
             "worker",
+            "cancel_requested",
             "links",
         ],
         "additionalProperties": False,
@@ -114,6 +115,11 @@ SCHEMAS: dict[str, Any] = {
             "finished_at": _NULLABLE_TIMESTAMP,
             "error": {"oneOf": [{"$ref": "#/components/schemas/JobError"}, {"type": "null"}]},
             "worker": _NULLABLE_STRING,
+            "cancel_requested": {
+                "type": "boolean",
+                "description": "True once DELETE asked a running job to stop; it becomes cancelled "
+                "within a worker heartbeat.",
+            },
             "links": {
                 "type": "object",
                 "required": ["self", "result"],
