@@ -13,6 +13,7 @@ import threading
 import time
 
 import pytest
+import redis
 from flask.testing import FlaskClient
 from jobs_api.app import create_app
 from jobs_core.config import Settings
@@ -136,3 +137,19 @@ def test_finish_and_claim_resent_after_a_lost_reply(private_redis: RedisServer) 
     assert [c.id for c in claimed] == [second.id]
     assert store.get(first.id).status.value == "succeeded"
     assert store.get(second.id).attempts == 1
+
+
+def test_worker_hands_back_jobs_claimed_by_a_call_whose_reply_was_lost(settings: Settings, store: JobStore) -> None:
+    """Redis crash right after a CLAIM ran: the worker's retries fail, so the re-send with the same token never
+    happens and the claimed job is leased to a worker that never heard of it. The worker now looks for such
+    jobs after a Redis error and hands them back uncharged (the reaper would have charged an attempt)."""
+    from jobs_worker.worker import Worker
+
+    worker = Worker(settings, concurrency=1, store=store)  # not started: no slot children needed here
+    job, _ = store.enqueue("echo", {}, owner="t", max_attempts=1)
+    [claimed] = store.claim(worker.worker_id, 1)  # ran in Redis; the reply never reached the worker
+    worker._redis_down(redis.ConnectionError("connection lost"))
+    worker._heartbeat(time.monotonic())
+    after = store.get(job.id)
+    assert (after.status.value, after.attempts) == ("queued", 0)
+    assert claimed.id == job.id and not worker.recheck_claims

@@ -444,6 +444,29 @@ class JobStore:
         )
         return _claimed_jobs(reply)
 
+    def leased_to(self, worker_id: str) -> list[tuple[str, int]]:
+        """``(id, attempt)`` of every job Redis says ``worker_id`` is running (one pass over in-flight).
+
+        For a worker that lost its connection: a claim whose reply was lost with it leased jobs to the
+        worker that it never heard of.
+        """
+        ids = []
+        for raw in cast(list[bytes], self.redis.lrange(self.keys.inflight, 0, -1)):
+            try:
+                job_id = loads(raw)
+            except ValueError:
+                continue
+            if isinstance(job_id, str):
+                ids.append(job_id)
+        pipe = self.redis.pipeline(transaction=False)
+        for job_id in ids:
+            pipe.hmget(self.keys.job(job_id), "status", "worker", "attempts")
+        return [
+            (job_id, int(attempts))
+            for job_id, (status, worker, attempts) in zip(ids, pipe.execute(), strict=True)
+            if status == b"running" and worker is not None and _text(worker) == worker_id and attempts is not None
+        ]
+
     def wait_for_entry(self, timeout: float) -> bytes | None:
         """Block up to ``timeout`` s for a queue entry and move it into inflight (BLMOVE); claim it next."""
         entry = self.redis.blmove(self.keys.queue, self.keys.inflight, timeout, "LEFT", "RIGHT")  # type: ignore[arg-type]

@@ -72,6 +72,7 @@ class Worker:
         self.next_prune = 0.0
         self.last_touch = 0.0
         self.last_redis_error = 0.0
+        self.recheck_claims = False  # set by a Redis error: look for claims whose reply was lost
         self.started = time.time()
 
     # ------------------------------------------------------------------ lifecycle
@@ -316,6 +317,8 @@ class Worker:
         ttl = max(3, int(self.heartbeat_interval * 3 + 1))
         cancel, lost = self.store.heartbeat(self.worker_id, [(j.id, j.attempt) for j in held], status, ttl)
         self.metrics.busy_slots(len(self._busy()))
+        if self.recheck_claims:
+            self._release_unknown_claims(held)
         for slot in self._busy():
             running = slot.running
             assert running is not None
@@ -329,6 +332,19 @@ class Worker:
                 running.cancel_at = monotonic() + CANCEL_GRACE_SECONDS
         if lost:
             self.unsaved = [o for o in self.unsaved if o.job.id not in lost]
+
+    def _release_unknown_claims(self, held: list[ClaimedJob]) -> None:
+        """After a Redis error: a claim that ran in Redis but whose reply was lost with the connection leased
+        jobs to this worker that it never heard of. Hand them back (attempt not charged) rather than leave
+        them to the reaper, which would charge them an attempt (and fail a max_attempts=1 job unrun)."""
+        known = {(j.id, j.attempt) for j in held}
+        strays = [(i, a) for i, a in self.store.leased_to(self.worker_id) if (i, a) not in known]
+        for job_id, attempt in strays:
+            self.store.finish(self.worker_id, job_id, attempt, "handback")
+        self.recheck_claims = False
+        if strays:
+            log.warning("handed back jobs claimed by a call whose reply was lost",
+                        extra={"jobs": [i for i, _ in strays]})
 
     def _reap(self, now: float) -> None:
         self.next_reap = now + self.settings.reaper_interval_seconds
@@ -387,6 +403,7 @@ class Worker:
         if now - self.last_redis_error > 5:
             log.error("redis unavailable; retrying", extra={"error": str(error)})
         self.last_redis_error = now
+        self.recheck_claims = True
         time.sleep(0.5)
 
     def _retrying(self, action: Callable[[], object]) -> None:
