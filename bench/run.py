@@ -137,7 +137,15 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help="tiny counts, ~30 s: proves the bench works")
     parser.add_argument("--output", help="markdown report (default docs/benchmarks.md; a temp file with --smoke)")
     parser.add_argument("--json", help="also write the raw results here")
+    parser.add_argument("--render", metavar="JSON", help="only re-render the report from a --json file")
     args = parser.parse_args()
+    if args.render:  # e.g. after editing bench/analysis.md: same figures, new text
+        results = json.loads(Path(args.render).read_text())
+        output = args.output or str(ROOT / "docs" / "benchmarks.md")
+        Path(output).parent.mkdir(parents=True, exist_ok=True)
+        Path(output).write_text(render_markdown(results))
+        print(render_table(results))
+        return
     if not Path(BENCH_PY).exists():
         sys.exit("bench: .venv-bench is missing; run `make bench` (it installs bench/requirements.txt)")
     started = time.monotonic()
