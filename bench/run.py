@@ -136,7 +136,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--smoke", action="store_true", help="tiny counts, ~30 s: proves the bench works")
     parser.add_argument("--output", help="markdown report (default docs/benchmarks.md; a temp file with --smoke)")
-    parser.add_argument("--json", help="also write the raw results here")
+    parser.add_argument("--json", help="raw results (default bench/results/latest.json; none with --smoke)")
     parser.add_argument("--render", metavar="JSON", help="only re-render the report from a --json file")
     args = parser.parse_args()
     if args.render:  # e.g. after editing bench/analysis.md: same figures, new text
@@ -156,8 +156,10 @@ def main() -> None:
     print(render_table(results))
     output = args.output or (os.path.join(tempfile.gettempdir(), "jobs-bench-smoke.md") if args.smoke
                              else str(ROOT / "docs" / "benchmarks.md"))
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=1))
+    json_out = args.json or (None if args.smoke else str(ROOT / "bench" / "results" / "latest.json"))
+    if json_out:
+        Path(json_out).parent.mkdir(parents=True, exist_ok=True)
+        Path(json_out).write_text(json.dumps(results, indent=1))
     Path(output).parent.mkdir(parents=True, exist_ok=True)
     Path(output).write_text(render_markdown(results))
     print(f"bench: report written to {output} ({results['elapsed_s']} s)", file=sys.stderr)
