@@ -21,6 +21,8 @@ from reliability.stack import Stack
 
 GENERATED = 1200 if report.FULL else 200
 SLOW_CLIENTS = 4
+LONG_POLLS = 24  # more than WEB_CONCURRENCY x JOBS_API_THREADS (2 x 8)
+LONG_POLL_SECONDS = 4.0
 SLOW_SECONDS = 6.0 if report.FULL else 3.0
 MiB = 1024 * 1024
 
@@ -148,6 +150,9 @@ def test_hostile_input(workdir: Path) -> None:
         t.join()
         assert statuses == [404] * SLOW_CLIENTS, statuses
 
+        # a crowd of long-polls (every `jobs wait` client) must not take every thread from everyone else
+        crowd_waits = _long_poll_crowd(stack, job, LONG_POLLS, LONG_POLL_SECONDS)
+
         # Reported, not promised: a thread-per-request server is held by clients that trickle; past its
         # threads (WEB_CONCURRENCY x JOBS_API_THREADS = 16 here) others wait. The ingress buffers requests.
         crowd = _crowd_latency(stack, job, 16) if report.FULL else None
@@ -167,6 +172,7 @@ def test_hostile_input(workdir: Path) -> None:
                      "max s to serve others during slow clients": max(served, default=0.0),
                      "rejected by gunicorn's HTTP parser": len(by_http_server) + len(raw),
                      "app 4xx not problem+json": len(not_problem),
+                     f"others' max s during {LONG_POLLS} long-polls": crowd_waits,
                      **({"others' max s with 16 slow clients": crowd} if crowd is not None else {})},
         ))
         assert not wrong, "\n".join(wrong)
@@ -176,6 +182,7 @@ def test_hostile_input(workdir: Path) -> None:
         assert not [s for s in seen if s >= 500], seen
         assert not server_errors, server_errors[:3]
         assert max(served) < 2.0, served
+        assert crowd_waits < 2.0, f"others waited {crowd_waits:.1f}s behind {LONG_POLLS} long-polls"
         assert not not_problem, not_problem
         assert not leaks
     finally:
@@ -229,4 +236,30 @@ def _crowd_latency(stack: Stack, job: str, clients: int) -> float:
         worst = max(worst, time.monotonic() - t0)
         time.sleep(0.2)
     t.join()
+    return worst
+
+
+def _long_poll_crowd(stack: Stack, job: str, clients: int, seconds: float) -> float:
+    """Worst latency of other requests while ``clients`` long-poll ``job`` (queued: no worker runs) for ``seconds``."""
+    def poll() -> None:
+        try:
+            stack.http("alpha", timeout=seconds + 30).request("GET", f"/jobs/{job}?wait={seconds:g}")
+        except OSError:
+            pass
+
+    threads = [threading.Thread(target=poll) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    time.sleep(0.5)
+    worst = 0.0
+    while any(t.is_alive() for t in threads):
+        t0 = time.monotonic()
+        try:
+            stack.http("alpha", timeout=seconds + 30).request("GET", "/tasks")
+        except OSError:
+            pass
+        worst = max(worst, time.monotonic() - t0)
+        time.sleep(0.1)
+    for t in threads:
+        t.join()
     return worst

@@ -153,3 +153,24 @@ def test_worker_hands_back_jobs_claimed_by_a_call_whose_reply_was_lost(settings:
     after = store.get(job.id)
     assert (after.status.value, after.attempts) == ("queued", 0)
     assert claimed.id == job.id and not worker.recheck_claims
+
+
+def test_long_polls_past_the_process_share_answer_at_once(client: FlaskClient, store: JobStore,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Hostile input (a crowd of ``?wait=60`` clients): each long-poll held a gunicorn thread, so 16 of them
+    queued every other request for up to a minute. Past the process's share they now answer at once."""
+    import jobs_api.jobs
+
+    monkeypatch.setattr(jobs_api.jobs, "_waiters", threading.BoundedSemaphore(1))
+    job = client.post("/jobs", json={"task": "echo", "params": {}}).get_json()["id"]  # stays queued: no worker
+    holder = threading.Thread(target=lambda: client.get(f"/jobs/{job}?wait=2"))
+    holder.start()
+    time.sleep(0.3)
+    t0 = time.monotonic()
+    resp = client.get(f"/jobs/{job}?wait=2")
+    assert resp.status_code == 200 and resp.get_json()["status"] == "queued"
+    assert time.monotonic() - t0 < 1.0
+    holder.join()
+    t0 = time.monotonic()
+    client.get(f"/jobs/{job}?wait=1")  # the slot is free again: a real wait
+    assert time.monotonic() - t0 >= 0.9

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import threading
 import time
 from typing import Any
 
@@ -145,20 +147,51 @@ def list_jobs() -> Response:
     return json_response({"jobs": [job_body(j) for j in page], "next_cursor": next_cursor})
 
 
+_waiters: threading.BoundedSemaphore | None = None
+_waiters_lock = threading.Lock()
+
+
+def _long_poll_slots() -> threading.BoundedSemaphore:
+    """How many long-polls this process holds at once: each holds one of gunicorn's ``JOBS_API_THREADS``
+    threads, so a crowd of waiting clients (``jobs wait``) would take them all and every other request
+    would queue behind them for up to a minute. Two threads always stay free."""
+    global _waiters
+    with _waiters_lock:
+        if _waiters is None:
+            try:
+                threads = int(os.environ.get("JOBS_API_THREADS", "") or 8)
+            except ValueError:  # gunicorn_conf refuses it at start; the app alone (tests) uses the default
+                threads = 8
+            _waiters = threading.BoundedSemaphore(max(1, threads - 2))
+        return _waiters
+
+
 @bp.get("/jobs/<job_id>")
 def get_job(job_id: str) -> Response:
-    """The job; with ``?wait=N`` hold the request until it is terminal or N seconds pass."""
+    """The job; with ``?wait=N`` hold the request until it is terminal or N seconds pass.
+
+    When the process already holds its share of long-polls, the job is answered as it is now, at once:
+    the client asks again, exactly as when N seconds pass.
+    """
     _check_id(job_id)
     wait = query_seconds("wait", openapi.MAX_WAIT_SECONDS)
     store = state().store
     job = store.get(job_id, owner=current_tenant())
-    deadline = time.monotonic() + wait
-    # Wait in slices so a stopping process answers within one slice (see lifecycle.py).
-    while not job.is_terminal and not SHUTTING_DOWN.is_set():
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            break
-        job = store.wait(job_id, min(remaining, WAIT_SLICE_SECONDS), owner=current_tenant())
+    if wait <= 0 or job.is_terminal:
+        return json_response(job_body(job))
+    slots = _long_poll_slots()
+    if not slots.acquire(blocking=False):
+        return json_response(job_body(job))
+    try:
+        deadline = time.monotonic() + wait
+        # Wait in slices so a stopping process answers within one slice (see lifecycle.py).
+        while not job.is_terminal and not SHUTTING_DOWN.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            job = store.wait(job_id, min(remaining, WAIT_SLICE_SECONDS), owner=current_tenant())
+    finally:
+        slots.release()
     return json_response(job_body(job))
 
 
