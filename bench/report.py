@@ -118,7 +118,9 @@ def render_markdown(res: dict[str, Any]) -> str:
         "## Machine and method",
         "",
         f"- {m['cpu']}, {m['memory']} RAM, {m['os']}, Python {m['python']}, {m['redis']}; commit {m['commit']}, "
-        f"{m['date']}; load average at start {m['load']} (other work on the machine adds noise; all "
+        f"{m['date']}; load average at start {m['load']}"
+        + (f", at end {m['load_end']}" if m.get("load_end") else "")
+        + " (other work on the machine adds noise; all "
         "ratios below come from this one run).",
         "- One private `redis-server` (no persistence) on a free loopback port, shared by every system in the "
         "run and flushed between them. Same no-op task everywhere (returns its params; our `echo`), results "

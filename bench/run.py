@@ -151,6 +151,7 @@ def main() -> None:
     started = time.monotonic()
     results = run(args.smoke)
     results["elapsed_s"] = round(time.monotonic() - started, 1)
+    results["machine"]["load_end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
     if args.smoke:
         print("SMOKE RUN (tiny counts, every part at once): the figures below mean nothing")
     print(render_table(results))
