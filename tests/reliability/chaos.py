@@ -8,6 +8,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import redis
+
+from reliability.http import TERMINAL
 from reliability.ledger import EventLog, Ledger, Submitter
 from reliability.stack import Stack
 
@@ -87,9 +90,7 @@ def run_with_chaos(
     return ledger, events, submitter, disruptions, elapsed
 
 
-def _all_terminal(ledger: Ledger, client, prefix: str) -> bool:  # type: ignore[no-untyped-def]
-    from reliability.http import TERMINAL
-
+def _all_terminal(ledger: Ledger, client: redis.Redis, prefix: str) -> bool:
     return all(st in TERMINAL for st, _ in ledger.statuses(client, prefix, ledger.ids()).values())
 
 

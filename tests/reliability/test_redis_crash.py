@@ -12,13 +12,14 @@ from __future__ import annotations
 import statistics
 import time
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from reliability import invariants, report
 from reliability.chaos import sleep_job
-from reliability.ledger import EventLog, Ledger, Submitter
+from reliability.ledger import EventLog, Ledger, Submitter, Verdict
 from reliability.stack import Stack
 
 JOBS = 1500 if report.FULL else 400
@@ -41,7 +42,23 @@ def _short_job(n: int) -> dict[str, object]:
     return {"task": "sleep", "params": {"seconds": 0.01}, "max_attempts": 25}
 
 
-def _crash_run(workdir: Path, appendfsync: str) -> tuple[report.Row, dict[str, object]]:
+@dataclass
+class CrashRun:
+    """What one crash run saw, for the assertions."""
+
+    row: report.Row
+    verdict: Verdict
+    down: Counter[str]  # "<endpoint> <status>" -> count, while Redis was down
+    same_api: bool
+    same_workers: bool
+    server_errors: int
+    leaks: list[str]
+    problems: list[str]
+    api_recovery: float | None
+    worker_recovery: float | None
+
+
+def _crash_run(workdir: Path, appendfsync: str) -> CrashRun:
     stack = Stack(workdir, workers=2, concurrency=2, appendfsync=appendfsync, web_concurrency=2).start()
     try:
         enqueue_rate = _enqueue_rate(stack)
@@ -106,45 +123,39 @@ def _crash_run(workdir: Path, appendfsync: str) -> tuple[report.Row, dict[str, o
                 "submit p99 ms": 1000 * lat[int(len(lat) * 0.99) - 1], "settle s": settle,
             },
         )
-        checks = {
-            "down": down, "same_api": same_api, "same_workers": same_workers, "verdict": verdict,
-            "server_errors": submitter.stats.server_errors + len(stack.server_errors_in_logs()),
-            "leaks": stack.leaked_secrets(), "problems": problems,
-            "api_recovery": api_recovery, "worker_recovery": worker_recovery,
-        }
-        return row, checks
+        return CrashRun(row, verdict, down, same_api, same_workers,
+                        submitter.stats.server_errors + len(stack.server_errors_in_logs()),
+                        stack.leaked_secrets(), problems, api_recovery, worker_recovery)
     finally:
         stack.stop()
 
 
 def test_redis_crash_appendfsync_always(workdir: Path) -> None:
-    row, c = _crash_run(workdir, "always")
-    row.figures["answers while down"] = dict(sorted(c["down"].items()))  # type: ignore[attr-defined]
-    report.record(row)
-    verdict = c["verdict"]
-    down = c["down"]
-    assert verdict.accepted == JOBS  # type: ignore[attr-defined]
-    assert not verdict.lost and not verdict.stuck, (verdict.lost[:5], verdict.stuck[:5])  # type: ignore[attr-defined]
-    assert verdict.succeeded == JOBS  # type: ignore[attr-defined]
-    assert c["api_recovery"] is not None and c["worker_recovery"] is not None, c
-    assert c["same_api"] and c["same_workers"], "a service had to be restarted to reconnect"
-    assert c["server_errors"] == 0
-    assert not c["leaks"]
-    assert not c["problems"], c["problems"]
+    c = _crash_run(workdir, "always")
+    c.row.figures["answers while down"] = dict(sorted(c.down.items()))
+    report.record(c.row)
+    assert c.verdict.accepted == JOBS
+    assert not c.verdict.lost and not c.verdict.stuck, (c.verdict.lost[:5], c.verdict.stuck[:5])
+    assert c.verdict.succeeded == JOBS
+    assert c.api_recovery is not None and c.worker_recovery is not None, c
+    assert c.same_api and c.same_workers, "a service had to be restarted to reconnect"
+    assert c.server_errors == 0
+    assert not c.leaks
+    assert not c.problems, c.problems
     # while Redis was down: every Redis-backed endpoint answered 503, /healthz 200, nothing else
-    statuses = {k.rsplit(" ", 1)[1] for k in down if not k.startswith("GET /healthz")}  # type: ignore[attr-defined]
-    assert statuses == {"503"}, down
-    assert set(down) >= {"GET /readyz 503", "POST /jobs 503", "GET /healthz 200"}, down  # type: ignore[operator]
+    statuses = {k.rsplit(" ", 1)[1] for k in c.down if not k.startswith("GET /healthz")}
+    assert statuses == {"503"}, c.down
+    assert set(c.down) >= {"GET /readyz 503", "POST /jobs 503", "GET /healthz 200"}, c.down
 
 
 @pytest.mark.skipif(not report.FULL, reason="the everysec comparison runs in the full profile")
 def test_redis_crash_appendfsync_everysec(workdir: Path) -> None:
-    row, c = _crash_run(workdir, "everysec")
-    report.record(row)
+    c = _crash_run(workdir, "everysec")
+    report.record(c.row)
     # Reported, not required: a process crash keeps what Redis wrote to the page cache, so everysec
     # normally loses nothing here; a host crash loses up to ~1 s of writes (see README, Guarantees).
-    assert c["server_errors"] == 0
-    assert not c["verdict"].stuck  # type: ignore[attr-defined]
+    assert c.server_errors == 0
+    assert not c.verdict.stuck
 
 
 @pytest.mark.skipif(not report.FULL, reason="the fsync cost comparison runs in the full profile")
