@@ -80,8 +80,12 @@ def _crash_run(workdir: Path, appendfsync: str) -> CrashRun:
                 ("GET /jobs/<id>", "GET", f"/jobs/{known}", None),
                 ("GET /jobs", "GET", "/jobs?limit=5", None),
                 ("GET /tasks", "GET", "/tasks", None),
+                ("GET /jobs/<id>/result", "GET", f"/jobs/{known}/result", None),
+                ("DELETE /jobs/<id>", "DELETE", f"/jobs/{known}", None),
+                ("POST /jobs/<id>/retry", "POST", f"/jobs/{known}/retry", None),
                 ("GET /readyz", "GET", "/readyz", None),
                 ("GET /healthz", "GET", "/healthz", None),
+                ("GET /metrics", "GET", "/metrics", None),  # 200 with jobs_api_redis_up 0
             ):
                 resp = probe.request(method, path, body)
                 down[f"{name} {resp.status}"] += 1
@@ -142,10 +146,10 @@ def test_redis_crash_appendfsync_always(workdir: Path) -> None:
     assert c.server_errors == 0
     assert not c.leaks
     assert not c.problems, c.problems
-    # while Redis was down: every Redis-backed endpoint answered 503, /healthz 200, nothing else
-    statuses = {k.rsplit(" ", 1)[1] for k in c.down if not k.startswith("GET /healthz")}
+    # while Redis was down: every Redis-backed endpoint answered 503; /healthz and /metrics 200; nothing else
+    statuses = {k.rsplit(" ", 1)[1] for k in c.down if not k.startswith(("GET /healthz", "GET /metrics"))}
     assert statuses == {"503"}, c.down
-    assert set(c.down) >= {"GET /readyz 503", "POST /jobs 503", "GET /healthz 200"}, c.down
+    assert set(c.down) >= {"GET /readyz 503", "POST /jobs 503", "GET /healthz 200", "GET /metrics 200"}, c.down
 
 
 @pytest.mark.skipif(not report.FULL, reason="the everysec comparison runs in the full profile")
