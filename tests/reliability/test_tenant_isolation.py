@@ -24,11 +24,11 @@ def _wait(h: Http, job_id: str, want: set[str], timeout: float = 30) -> dict[str
         time.sleep(0.05)
 
 
-def _listed(h: Http, status: str) -> set[str]:
+def _listed(h: Http, status: str, task: str = "") -> set[str]:
     ids: set[str] = set()
     cursor = None
     while True:
-        query = f"/jobs?limit=200&status={status}" + (f"&cursor={cursor}" if cursor else "")
+        query = f"/jobs?limit=200&status={status}&task={task}" + (f"&cursor={cursor}" if cursor else "")
         resp = h.request("GET", query)
         assert resp.status == 200, resp
         page = resp.json()
@@ -71,10 +71,11 @@ def test_tenant_isolation(workdir: Path) -> None:
                 if job_id.encode() in resp.body and b"no job with id" not in resp.body:
                     leaks.append(f"B {method} {path} ({state}) body mentions the job: {resp}")
         for status in STATUS_FILTERS:
-            probes += 1
-            seen = _listed(b, status) & set(jobs.values())
-            if seen:
-                leaks.append(f"B GET /jobs?status={status} lists A's jobs {seen}")
+            for task in ("", "echo", "sleep", "fail"):
+                probes += 1
+                seen = _listed(b, status, task) & set(jobs.values())
+                if seen:
+                    leaks.append(f"B GET /jobs?status={status}&task={task} lists A's jobs {seen}")
         assert set(jobs.values()) <= _listed(a, "")
         # the same Idempotency-Key from B is B's own key space: a new job, not A's (and no 422 telling B it exists)
         theirs = b.request("POST", "/jobs", {"task": "echo", "params": {"b": 2}}, headers={"Idempotency-Key": "shared"})
