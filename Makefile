@@ -24,7 +24,7 @@ lint: install ## ruff over everything, mypy --strict on the shared library
 test-unit: install
 	.venv/bin/pytest $(PYTEST_ARGS)
 
-test: install lint containers test-unit ## everything CI runs
+test: install lint containers bench-smoke test-unit ## everything CI runs (bench-smoke only proves `make bench` works)
 
 containers: ## Docker engine (installed/started if needed), python:3.12-slim stand-in, jobs-api:dev + jobs-worker:dev
 	bash scripts/docker/build-images.sh
