@@ -100,12 +100,17 @@ class Stack:
 
     # ------------------------------------------------------------------ life cycle
     def start(self) -> Stack:
-        self.redis.start()
-        for _ in range(self.n_workers):
-            self.start_worker()
-        if self.with_api:
-            self.start_api()
-        self.wait_ready()
+        """Start Redis, the workers and the API; on any failure stop what did start, then raise."""
+        try:
+            self.redis.start()
+            for _ in range(self.n_workers):
+                self.start_worker()
+            if self.with_api:
+                self.start_api()
+            self.wait_ready()
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def _popen(self, argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
