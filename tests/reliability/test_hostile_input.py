@@ -102,10 +102,10 @@ def _snapshot(stack: Stack) -> dict[bytes, bytes]:
 
 def test_hostile_input(workdir: Path) -> None:
     stack = Stack(workdir, workers=1).start()
-    for proc in list(stack.workers):  # tasks stay published; nothing but the API touches Redis from here
-        stack.terminate_worker(proc)
-        proc.wait(30)
     try:
+        for proc in list(stack.workers):  # tasks stay published; nothing but the API touches Redis from here
+            stack.terminate_worker(proc)
+            proc.wait(30)
         h = stack.http("alpha")
         job = h.submit("sleep", {"seconds": 1}).json()["id"]
         cancelled = h.submit("sleep", {"seconds": 1}).json()["id"]
