@@ -6,6 +6,7 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import redis
@@ -50,7 +51,9 @@ class RedisServer:
             args += ["--appendonly", "no"]
         if self.password:
             args += ["--requirepass", self.password]
-        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # its own session: a Ctrl-C meant for the test run must not crash Redis under a scenario
+        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                        start_new_session=True)
         client = self.client()
         deadline = time.monotonic() + 20
         while True:
@@ -84,6 +87,14 @@ class RedisServer:
                 self.process.wait(5)
             self.process = None
 
-    def restart(self) -> None:
-        """Start again on the same port and directory."""
+    def restart(self, while_down: Callable[[], None] | None = None) -> None:
+        """Crash (SIGKILL, if still running), run ``while_down``, start again on the same port and directory."""
+        self.kill()
+        if while_down is not None:
+            while_down()
         self.start()
+
+    def log_tail(self, lines: int = 20) -> str:
+        """The last lines of the server's log."""
+        path = self.directory / "redis.log"
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
