@@ -67,19 +67,15 @@ class Delivery:
     _progress: Script
     _reap: Script
 
+    def _claim_keys(self, worker_id: str) -> list[str]:
+        """KEYS of CLAIM, in order (FINISH_CLAIM takes the same, with the failed index before the memo)."""
+        k = self.keys
+        return [k.queue, k.inflight, k.leases, k.pending, k.delayed, k.orphans, k.dead_letter, k.claim_memo(worker_id)]
+
     def claim(self, worker_id: str, count: int, moved_entry: bytes | str | None = None) -> list[ClaimedJob]:
         """Take up to ``count`` queued jobs (plus ``moved_entry``, already moved into inflight)."""
         reply = self._claim(
-            keys=[
-                self.keys.queue,
-                self.keys.inflight,
-                self.keys.leases,
-                self.keys.pending,
-                self.keys.delayed,
-                self.keys.orphans,
-                self.keys.dead_letter,
-                self.keys.claim_memo(worker_id),
-            ],
+            keys=self._claim_keys(worker_id),
             args=[
                 count,
                 worker_id,
@@ -222,17 +218,7 @@ class Delivery:
                 int(f.retry_delay * 1000),
             ]
         statuses, claimed = self._finish_claim(
-            keys=[
-                self.keys.queue,
-                self.keys.inflight,
-                self.keys.leases,
-                self.keys.pending,
-                self.keys.delayed,
-                self.keys.orphans,
-                self.keys.dead_letter,
-                self.keys.failed,
-                self.keys.claim_memo(worker_id),
-            ],
+            keys=[*self._claim_keys(worker_id)[:-1], self.keys.failed, self.keys.claim_memo(worker_id)],
             args=[*args, secrets.token_hex(8)],  # the claim token, last: see FINISH_CLAIM
         )
         texts = [text(x) for x in statuses]
