@@ -10,30 +10,11 @@ import json
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass, field
 from typing import Any
 
-TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
+from support.http_response import TERMINAL, Response
 
-
-@dataclass
-class Response:
-    """Status, headers (lower-cased names) and raw body of one HTTP exchange."""
-
-    status: int
-    headers: dict[str, str] = field(default_factory=dict)
-    body: bytes = b""
-
-    def json(self) -> Any:
-        """The body parsed as JSON."""
-        return json.loads(self.body)
-
-    @property
-    def content_type(self) -> str:
-        return self.headers.get("content-type", "").split(";")[0].strip()
-
-    def __str__(self) -> str:
-        return f"HTTP {self.status} {self.content_type} {self.body[:300]!r}"
+__all__ = ["TERMINAL", "Api", "Response"]
 
 
 class Api:

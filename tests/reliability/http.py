@@ -4,29 +4,11 @@ from __future__ import annotations
 
 import http.client
 import json
-from dataclasses import dataclass, field
 from typing import Any
 
-TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
+from support.http_response import TERMINAL, Response
 
-
-@dataclass
-class Response:
-    """Status, lower-cased headers and body of one exchange."""
-
-    status: int
-    headers: dict[str, str] = field(default_factory=dict)
-    body: bytes = b""
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-    @property
-    def content_type(self) -> str:
-        return self.headers.get("content-type", "").split(";")[0].strip()
-
-    def __str__(self) -> str:
-        return f"HTTP {self.status} {self.content_type} {self.body[:300]!r}"
+__all__ = ["TERMINAL", "Http", "Response"]
 
 
 class Http:
