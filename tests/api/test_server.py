@@ -247,3 +247,28 @@ def test_sigterm_ends_long_polls_early_with_the_current_job(redis_url: str, tmp_
     assert answer["t"] - stopped_at < 5  # one wait slice, not the 60 s asked for
     assert s.api.wait(20) == 0
     s.stop()
+
+
+@pytest.mark.parametrize("name,raw,status", [
+    ("CR in a header value", b"GET /jobs HTTP/1.1\r\nHost: x\r\nX-Evil: a\rInjected: 1\r\n\r\n", 400),
+    ("NUL in a header", b"GET /jobs HTTP/1.1\r\nHost: x\r\nX-Evil: a\x00b\r\n\r\n", 400),
+    ("request line over the limit", b"GET /" + b"a" * 5000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
+    ("garbage request line", b"HELLO\r\n\r\n", 400),
+])
+def test_requests_gunicorn_rejects_get_problem_json(stack: ApiStack, name: str, raw: bytes, status: int) -> None:
+    """Errors raised by gunicorn's HTTP parser, before the app, are problem+json too (and echo nothing)."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", stack.port), timeout=10) as s:
+        s.sendall(raw)
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    assert lines[0].startswith(f"HTTP/1.1 {status} "), (name, lines[0])
+    headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    assert headers["content-type"] == "application/problem+json"
+    problem = json.loads(body)
+    assert problem["status"] == status and problem["title"] and problem["detail"]
+    assert b"Injected" not in body and b"aaaa" not in body

@@ -96,10 +96,13 @@ control_socket_disable = True
 
 
 def post_fork(server: Any, worker: Any) -> None:
-    """Application logs as JSON lines, at JOBS_LOG_LEVEL (before the app is built, so its warnings are JSON too)."""
+    """Application logs as JSON lines, at JOBS_LOG_LEVEL (before the app is built, so its warnings are JSON too);
+    gunicorn's own parse errors answered as problem+json."""
+    from jobs_api import gunicorn_errors
     from jobs_api.logs import configure_logging
 
     configure_logging(_settings.log_level)
+    gunicorn_errors.install()
 
 
 def post_worker_init(worker: Any) -> None:
