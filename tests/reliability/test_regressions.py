@@ -11,13 +11,15 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 
 import pytest
 import redis
 from flask.testing import FlaskClient
 from jobs_api.app import create_app
 from jobs_core.config import Settings
-from jobs_core.model import Result, TaskInfo
+from jobs_core.errors import IllegalTransition, JobNotFound
+from jobs_core.model import Job, JobStatus, Result, TaskInfo, new_job_id
 from jobs_core.store import Finish, JobStore, connect
 from support.redis_server import RedisServer
 
@@ -174,3 +176,34 @@ def test_long_polls_past_the_process_share_answer_at_once(client: FlaskClient, s
     t0 = time.monotonic()
     client.get(f"/jobs/{job}?wait=1")  # the slot is free again: a real wait
     assert time.monotonic() - t0 >= 0.9
+
+
+def test_cancel_and_retry_resent_after_a_lost_reply_answer_as_the_first_run(private_redis: RedisServer) -> None:
+    """The same re-send for CANCEL and RETRY: the first run changed the job and the re-sent copy answered
+    409 (cancelled/queued is no longer cancellable/retryable), so a client saw an error for a request that
+    took effect. A re-sent copy now answers as the first run did; a genuinely new request still gets 409."""
+    settings = Settings(redis_url=private_redis.url, key_prefix="x", queue="x")
+    store = JobStore(connect(settings, socket_timeout=0.3), settings)
+    job, _ = store.enqueue("echo", {}, owner="t")
+    with pytest.raises(IllegalTransition):  # scripts cached, as in any running API
+        store.retry(job.id)
+    with pytest.raises(JobNotFound):
+        store.cancel(new_job_id())
+
+    def resent(call: Callable[[], Job]) -> Job:
+        blocker = threading.Thread(target=lambda: private_redis.client().eval(BUSY_SCRIPT, 0))
+        blocker.start()
+        time.sleep(0.05)
+        try:
+            return call()
+        finally:
+            blocker.join()
+
+    assert resent(lambda: store.cancel(job.id)).status is JobStatus.CANCELLED
+    with pytest.raises(IllegalTransition):  # a second, new cancel is still refused
+        store.cancel(job.id)
+    assert resent(lambda: store.retry(job.id)).status is JobStatus.QUEUED
+    with pytest.raises(IllegalTransition):
+        store.retry(job.id)
+    assert private_redis.client().lrange(settings.keys.queue, 0, -1) == [f'"{job.id}"'.encode()]
+    assert private_redis.client().hget(settings.keys.pending, "t") == b"1"

@@ -8,6 +8,7 @@ registered once per store.
 from __future__ import annotations
 
 import hashlib
+import secrets
 import ssl
 import threading
 import time
@@ -270,7 +271,8 @@ class JobStore(Delivery):
             raise JobNotFound(job_id)
         reply = self._cancel(
             keys=[self.keys.job(job_id), self.keys.queue, self.keys.delayed, self.keys.pending],
-            args=[job_id, owner or "", self.settings.record_ttl_seconds, self.keys.events(job_id)],
+            args=[job_id, owner or "", self.settings.record_ttl_seconds, self.keys.events(job_id),
+                  secrets.token_hex(8)],  # redis-py re-sends it unchanged after a lost reply: see CANCEL
         )
         kind = text(reply[0])
         if kind == "missing":
@@ -285,7 +287,7 @@ class JobStore(Delivery):
             raise JobNotFound(job_id)
         reply = self._retry(
             keys=[self.keys.job(job_id), self.keys.queue, self.keys.failed, self.keys.pending],
-            args=[job_id, owner or "", self.keys.events(job_id)],
+            args=[job_id, owner or "", self.keys.events(job_id), secrets.token_hex(8)],  # see RETRY
         )
         kind = text(reply[0])
         if kind == "missing":
