@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -15,8 +14,6 @@ from pathlib import Path
 import pytest
 
 from api.stack import ROOT, free_port, http
-
-pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server not installed")
 
 
 def _listening(port: int) -> bool:
