@@ -84,3 +84,11 @@ def beta(app: Flask) -> Browser:
 @pytest.fixture
 def runner(store: JobStore) -> Runner:
     return Runner(store)
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """Keep each phase's report on the test item, so browser fixtures know a test failed (screenshots)."""
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report

@@ -51,7 +51,8 @@
   }
 
   // ---- live updates: refresh() is called on every event (or poll tick) while the tab is visible
-  function live(refresh) {
+  function live(refresh, everyMs) {
+    var interval = everyMs || POLL_MS;
     var timer = null;
     var source = null;
     var pending = false;
@@ -61,8 +62,8 @@
       refresh();
     }
     function startPolling() {
-      if (timer === null) { timer = window.setInterval(tick, POLL_MS); }
-      setLive("Live: polling every " + POLL_MS / 1000 + " s.");
+      if (timer === null) { timer = window.setInterval(tick, interval); }
+      setLive("Live: polling every " + interval / 1000 + " s.");
     }
     function stopPolling() {
       if (timer !== null) { window.clearInterval(timer); timer = null; }
@@ -114,7 +115,7 @@
         }
         document.getElementById("job-message").textContent = job.message || "";
       }).catch(function () { setLive("Live: update failed; retrying."); });
-    });
+    }, 1000);
   }
 
   function swapFrom(doc, id) {
