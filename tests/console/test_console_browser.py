@@ -8,22 +8,25 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
+from api.stack import ApiStack, http
 from playwright.sync_api import Browser, Page, expect
 
-from api.stack import ApiStack, http
 from console.browser import ROOT, Pages, chromium  # noqa: F401  (fixture)
 
-KEYS = {"alpha": "key-alpha-browser-0123456789", "beta": "key-beta-browser-9876543210"}
+KEYS = {"alpha": "key-alpha-browser-0123456789", "beta": "key-beta-browser-9876543210",
+        "viewer": "key-viewer-browser-0123456789", "admin": "key-admin-browser-0123456789"}
+#: user -> JOBS_API_KEYS entry (tenant:key[:role]); alpha and beta are operators of their tenants
+ENTRIES = {"alpha": f"alpha:{KEYS['alpha']}", "beta": f"beta:{KEYS['beta']}",
+           "viewer": f"alpha:{KEYS['viewer']}:viewer", "admin": f"ops:{KEYS['admin']}:admin"}
 DOCS_IMG = ROOT / "docs" / "img"
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[ApiStack]:
-    api_keys = ",".join(f"{tenant}:{key}" for tenant, key in KEYS.items())
+    api_keys = ",".join(ENTRIES.values())
     s = ApiStack(tmp_path_factory.mktemp("console-stack"), redis_url, workers=1, api_keys=api_keys,
                  extra_env={"JOBS_CONCURRENCY": "2"})
     s.start()
@@ -154,16 +157,22 @@ def test_bulk_cancel_previews_the_count_and_changes_exactly_those_jobs(pages: Pa
     assert pages.errors == []
 
 
-def test_tenants_never_see_each_others_jobs(pages: Pages, stack: ApiStack) -> None:
+def jobs_of_both_tenants(pages: Pages, stack: ApiStack, user: str) -> tuple[Page, str, str]:
+    """One job of alpha's and one of beta's; the Jobs page open as ``user``, showing beta's job."""
     alphas = submit(stack, "alpha", "echo", params={"secret": "alpha-only"})
     betas = submit(stack, "beta", "echo", params={"secret": "beta-only"})
     page = pages.new()
-    login(page, "beta")
+    login(page, user)
     page.goto("/ui/jobs")
     expect(page.locator(f'tr[data-job="{betas}"]')).to_be_visible()
+    return page, alphas, betas
+
+
+def test_tenants_never_see_each_others_jobs(pages: Pages, stack: ApiStack) -> None:
+    page, alphas, _ = jobs_of_both_tenants(pages, stack, "beta")
     assert page.locator(f'tr[data-job="{alphas}"]').count() == 0
     assert "Tenant" not in page.locator("#filters").inner_text()
-    page.goto(f"/ui/jobs?tenant=alpha&param=secret&value=alpha-only")
+    page.goto("/ui/jobs?tenant=alpha&param=secret&value=alpha-only")
     assert page.locator("#jobs-rows tr[data-job]").count() == 0
     response = page.goto(f"/ui/jobs/{alphas}")
     assert response is not None and response.status == 404
@@ -195,6 +204,32 @@ def test_login_logout_and_csrf_rejection(pages: Pages, stack: ApiStack) -> None:
     expect(page).to_have_url(re.compile(r"/ui/login"))
     page.goto("/ui/jobs")
     expect(page).to_have_url(re.compile(r"/ui/login"))
+
+
+def test_a_viewer_sees_no_buttons_and_a_direct_post_is_403(pages: Pages, stack: ApiStack) -> None:
+    job_id = submit(stack, "alpha", "sleep", params={"seconds": 1}, delay=3600)
+    page = pages.new()
+    login(page, "viewer")
+    for path in ("/ui/jobs", f"/ui/jobs/{job_id}", "/ui/tasks"):
+        page.goto(path)
+        expect(page.get_by_role("heading", level=1)).to_be_visible()
+        assert page.locator("main form[method=post] button").count() == 0, path  # search forms stay
+    csrf = page.locator('meta[name="csrf-token"]').get_attribute("content")
+    resp = page.request.post(f"/ui/jobs/{job_id}/cancel", form={"csrf_token": csrf or ""})
+    assert resp.status == 403 and resp.json()["type"] == "/problems/forbidden"
+    assert api(stack, "alpha", "GET", f"/jobs/{job_id}")["status"] == "queued"
+    assert pages.errors == []
+
+
+def test_an_admin_sees_every_tenant_and_filters_by_tenant(pages: Pages, stack: ApiStack) -> None:
+    page, alphas, betas = jobs_of_both_tenants(pages, stack, "admin")
+    expect(page.locator(f'tr[data-job="{alphas}"]')).to_be_visible()
+    page.get_by_label("Tenant").fill("beta")
+    page.get_by_role("button", name="Filter", exact=True).click()
+    expect(page).to_have_url(re.compile(r"tenant=beta"))
+    expect(page.locator(f'tr[data-job="{betas}"]')).to_be_visible()
+    assert page.locator(f'tr[data-job="{alphas}"]').count() == 0
+    assert pages.errors == []
 
 
 def _background(page: Page) -> str:

@@ -356,3 +356,59 @@ def test_bulk_plans_are_private(alpha: Browser, beta: Browser, store: JobStore) 
 def test_json_helpers_are_problem_json(alpha: Browser) -> None:
     resp = alpha.client.get("/ui/jobs/00000000-0000-4000-8000-000000000000/state")
     assert orjson.loads(resp.get_data())["status"] == 404
+
+
+# ---------------------------------------------------------------------------------------------- roles
+ROLE_KEYS = {"viewer": "key-viewer-0123456789ab", "operator": "key-operator-0123456789",
+             "admin": "key-admin-0123456789ab"}
+ROLES = ",".join(f"alpha:{k}:{r}" if r != "admin" else f"ops:{k}:admin" for r, k in ROLE_KEYS.items())
+ACTIONS = ["/ui/jobs/{job}/cancel", "/ui/jobs/{job}/retry", "/ui/tasks/echo/run", "/ui/bulk/preview"]
+
+
+def test_every_console_route_declares_a_role(app: Flask) -> None:
+    from jobs_api.auth import required_role
+    from jobs_core.config import Role
+
+    with app.test_request_context():
+        for rule in app.url_map.iter_rules():
+            if rule.rule.startswith("/ui") and rule.endpoint not in ("ui.login", "ui.static"):
+                needed = required_role(rule.endpoint)
+                posts = "POST" in (rule.methods or ()) and rule.endpoint != "ui.logout"
+                expected = Role.OPERATOR if posts else Role.VIEWER
+                assert needed is expected, rule.rule
+
+
+def test_a_viewer_sees_no_buttons_and_a_direct_post_is_403(settings: Settings, store: JobStore,
+                                                            runner: Runner) -> None:
+    app = console_app(settings, store, ROLES)
+    viewer = Browser(app.test_client())
+    viewer.login(ROLE_KEYS["viewer"])
+    queued = _submit(store, "alpha")
+    failed = _submit(store, "alpha", "primes", limit=10)
+    runner.fail(failed)
+    for path in ("/ui/jobs", f"/ui/jobs/{queued}", f"/ui/jobs/{failed}", "/ui/tasks"):
+        html = viewer.get(path).get_data(as_text=True)
+        assert set(re.findall(r'<form method="post" action="([^"]+)"', html)) == {"/ui/logout"}, path
+        assert 'form="bulk"' not in html and "Run echo" not in html and "cancel-job" not in html
+    for path in ACTIONS:
+        resp = viewer.client.post(path.format(job=queued), data={"csrf_token": viewer.csrf, "act": "cancel-filter"})
+        assert _problem(resp, 403)["type"] == "/problems/forbidden", path
+    assert store.get(queued).status is JobStatus.QUEUED and store.get(failed).status is JobStatus.FAILED
+    assert store.counts()["queued"] == 1
+    operator = Browser(app.test_client())
+    operator.login(ROLE_KEYS["operator"])
+    assert 'id="cancel-job"' in operator.get(f"/ui/jobs/{queued}").get_data(as_text=True)
+
+
+def test_an_admin_sees_every_tenant_and_filters_by_tenant(settings: Settings, store: JobStore) -> None:
+    app = console_app(settings, store, ROLES)
+    admin = Browser(app.test_client())
+    admin.login(ROLE_KEYS["admin"])
+    a, b = _submit(store, "alpha"), _submit(store, "beta")
+    html = admin.get("/ui/jobs").get_data(as_text=True)
+    assert a in html and b in html and 'id="f-tenant"' in html
+    only_beta = admin.get("/ui/jobs?tenant=beta").get_data(as_text=True)
+    assert b in only_beta and a not in only_beta
+    assert admin.get(f"/ui/jobs/{a}").status_code == 200
+    assert admin.post(f"/ui/jobs/{b}/cancel").status_code == 303
+    assert store.get(b).status is JobStatus.CANCELLED

@@ -46,7 +46,9 @@ VALUE_SETS: dict[str, Obj] = {
         "ingress": {
             "host": "jobs.acme.example",
             "tls": {"enabled": True, "secretName": "jobs-acme-tls"},
-            "annotations": {"cert-manager.io/cluster-issuer": "letsencrypt"},
+            # a user value for a key the chart sets too: merged, never rendered twice (issue 10 #9)
+            "annotations": {"cert-manager.io/cluster-issuer": "letsencrypt",
+                            "nginx.ingress.kubernetes.io/proxy-body-size": "4m"},
         },
         "serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}},
     },
@@ -87,9 +89,26 @@ for _path in sorted((CHART / "ci").glob("*-values.yaml")):
     VALUE_SETS[f"ci-{_path.name.removesuffix('-values.yaml')}"] = yaml.safe_load(_path.read_text()) or {}
 
 
+class StrictLoaderError(yaml.constructor.ConstructorError):
+    """A mapping repeats a key (PyYAML would silently keep the last one; the API server may not)."""
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that rejects duplicate mapping keys."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise StrictLoaderError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def parse_documents(text: str) -> list[Obj]:
-    """Every non-empty YAML document in ``text``."""
-    return [doc for doc in yaml.safe_load_all(text) if doc]
+    """Every non-empty YAML document in ``text``, parsed strictly (a duplicate key is an error)."""
+    return [doc for doc in yaml.load_all(text, Loader=_StrictLoader) if doc]
 
 
 def render_chart(

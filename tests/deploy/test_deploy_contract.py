@@ -304,3 +304,56 @@ def test_skaffold_port_forwards_the_api_service() -> None:
 def component(obj: Obj) -> str:
     """The component label."""
     return str(obj["metadata"].get("labels", {}).get("app.kubernetes.io/component", ""))
+
+
+# --- the worker's RBAC against what the worker code calls ---------------------------------------------
+
+#: kubernetes-client CoreV1Api method prefix -> the RBAC verb it needs
+_CLIENT_VERBS = {"read": "get", "list": "list", "patch": "patch", "replace": "update", "create": "create",
+                 "delete": "delete", "connect": "create"}
+
+
+def pod_verbs_the_worker_uses() -> set[str]:
+    """RBAC verbs on pods the worker's Kubernetes calls need, from the ``*_namespaced_pod*`` methods its
+    code calls (parsed from jobs_worker's modules, not copied)."""
+    spec = importlib.util.find_spec("jobs_worker")
+    assert spec is not None and spec.submodule_search_locations
+    verbs = set()
+    for path in Path(next(iter(spec.submodule_search_locations))).glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Attribute) and re.fullmatch(r"[a-z]+_namespaced_pod(_[a-z_]+)?", node.attr):
+                verbs.add(_CLIENT_VERBS[node.attr.split("_", 1)[0]])
+    return verbs
+
+
+def test_the_worker_role_grants_exactly_the_verbs_the_worker_uses(all_sources: dict[str, list[Obj]]) -> None:
+    """Issue 10 #7: the Role gave `get` too, to pods that run user task code; the worker only PATCHes its
+    own pod's deletion-cost annotation."""
+    assert pod_verbs_the_worker_uses() == {"patch"}
+    for source, objects in all_sources.items():
+        for role in find(objects, "Role"):
+            assert role["rules"] == [{"apiGroups": [""], "resources": ["pods"],
+                                      "verbs": sorted(pod_verbs_the_worker_uses())}], source
+
+
+# --- images the overlays deploy -------------------------------------------------------------------------
+
+
+def _our_images(objects: list[Obj]) -> set[str]:
+    return {c["image"] for _, c in _our_containers(objects)}
+
+
+def test_prod_overlay_pulls_from_a_registry() -> None:
+    """Issue 10 #2: `jobs-api:0.1.0` resolves to a Docker Hub library image that does not exist."""
+    for image in _our_images(build_overlay("prod")):
+        name = image.rpartition(":")[0]
+        assert "/" in name and "." in name.split("/", 1)[0], f"{image} names no registry"
+    kustomization = yaml.safe_load((REPO / "k8s/overlays/prod/kustomization.yaml").read_text())
+    assert {i["name"] for i in kustomization["images"]} == {"jobs-api", "jobs-worker"}
+
+
+def test_dev_overlay_runs_the_images_make_containers_builds() -> None:
+    """The dev overlay uses the tags `make containers` builds, which README says to load into kind."""
+    script = (REPO / "scripts/docker/build-images.sh").read_text()
+    tag = re.search(r'TAG="\$\{IMAGE_TAG:-([^}]+)\}"', script).group(1)  # type: ignore[union-attr]
+    assert _our_images(build_overlay("dev")) == {f"jobs-api:{tag}", f"jobs-worker:{tag}"}

@@ -14,6 +14,7 @@ from flask import Blueprint, Flask, Response, g, redirect, render_template, requ
 from markupsafe import Markup
 from werkzeug.wrappers import Response as BaseResponse
 
+from jobs_api.auth import forbidden, required_role
 from jobs_api.console import session
 from jobs_api.problems import Problem, problem_for
 
@@ -43,6 +44,14 @@ def _session() -> BaseResponse | None:
         raise Problem(401, "Unauthorized", "log in to the console first (POST /ui/login)", slug="unauthorized")
     if request.method not in ("GET", "HEAD"):
         session.check_csrf()
+    if request.endpoint not in _PUBLIC_ENDPOINTS:
+        # the API's own role check: every view declares its least role with @requires; none = refused
+        needed = required_role(request.endpoint or "")
+        role = g.principal.role
+        if needed is None:
+            raise forbidden("this page declares no role, so nobody may use it")
+        if not role.allows(needed):
+            raise forbidden(f"this needs the {needed} role; you have the {role} role")
     return None
 
 

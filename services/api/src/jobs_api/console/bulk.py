@@ -12,15 +12,17 @@ import threading
 from typing import Any
 
 from flask import Response, redirect, render_template, request, url_for
+from jobs_core.config import Role
 from jobs_core.errors import IllegalTransition, JobNotFound
 from jobs_core.model import TERMINAL_STATUSES, JobStatus, is_job_id
 from jobs_core.serialization import loads
 from jobs_core.store import JobStore
 from werkzeug.wrappers import Response as BaseResponse
 
+from jobs_api.auth import requires
 from jobs_api.console import bp
 from jobs_api.console.jobs_pages import filter_query, parse_filter
-from jobs_api.console.session import Principal, config, current_principal, require_operator
+from jobs_api.console.session import Principal, config, current_principal
 from jobs_api.problems import Problem, validation_problem
 from jobs_api.state import json_response, state
 
@@ -41,9 +43,10 @@ def _plan_visible(plan: dict[str, str] | None, principal: Principal) -> dict[str
 
 
 @bp.post("/bulk/preview")
+@requires(Role.OPERATOR)
 def bulk_preview() -> str:
     """Work out which jobs a bulk action would change and say how many; nothing changes yet."""
-    principal = require_operator()
+    principal = current_principal()
     action, _, scope = request.form.get("act", "").partition("-")
     if action not in APPLIES_TO or scope not in ("selected", "filter"):
         raise validation_problem([{"path": "/form/act", "message": "must be retry-selected, cancel-selected, "
@@ -98,9 +101,10 @@ def _run(store: JobStore, op_id: str, action: str, ids: list[str], owner: str | 
 
 
 @bp.post("/bulk/<op_id>/run")
+@requires(Role.OPERATOR)
 def bulk_run(op_id: str) -> BaseResponse:
     """Start a previewed bulk action in the background; the status page shows its progress."""
-    principal = require_operator()
+    principal = current_principal()
     store = state().store
     plan = _plan_visible(store.bulk(op_id), principal)
     if store.start_bulk(op_id):
@@ -123,6 +127,7 @@ def _plan_body(plan: dict[str, str]) -> dict[str, Any]:
 
 
 @bp.get("/bulk/<op_id>")
+@requires(Role.VIEWER)
 def bulk_status(op_id: str) -> str:
     """A bulk action's progress (the page refreshes it while it runs)."""
     plan = _plan_visible(state().store.bulk(op_id), current_principal())
@@ -130,6 +135,7 @@ def bulk_status(op_id: str) -> str:
 
 
 @bp.get("/bulk/<op_id>/status")
+@requires(Role.VIEWER)
 def bulk_status_json(op_id: str) -> Response:
     """A bulk action's progress as JSON."""
     plan = _plan_visible(state().store.bulk(op_id), current_principal())
@@ -137,6 +143,7 @@ def bulk_status_json(op_id: str) -> Response:
 
 
 @bp.get("/audit")
+@requires(Role.VIEWER)
 def audit() -> str:
     """The audit log of bulk actions, newest first (admins see every tenant's, others their tenant's)."""
     principal = current_principal()

@@ -11,13 +11,15 @@ from urllib.parse import urlencode
 import orjson
 from flask import Response, redirect, render_template, request, url_for
 from jobs_core.browse import JobFilter
+from jobs_core.config import Role
 from jobs_core.errors import ResultExpired
 from jobs_core.model import Job, JobStatus, is_job_id
 from werkzeug.wrappers import Response as BaseResponse
 
 from jobs_api import openapi
+from jobs_api.auth import requires
 from jobs_api.console import bp
-from jobs_api.console.session import current_principal, require_operator
+from jobs_api.console.session import current_principal
 from jobs_api.jobs import job_body
 from jobs_api.problems import not_found, validation_problem
 from jobs_api.state import json_response, state
@@ -84,6 +86,7 @@ def filter_query() -> dict[str, str]:
 
 
 @bp.get("/jobs")
+@requires(Role.VIEWER)
 def jobs() -> BaseResponse | str:
     """Jobs matching the filters in the URL, newest first, a page at a time; ``?id=`` jumps to a job."""
     lookup = request.args.get("id", "").strip()
@@ -146,6 +149,7 @@ def _copy_commands(job: Job) -> dict[str, str]:
 
 
 @bp.get("/jobs/<job_id>")
+@requires(Role.VIEWER)
 def job(job_id: str) -> str:
     """One job: state, live progress, params, result, error with traceback, actions, copy-as-command."""
     found = _job(job_id)
@@ -155,12 +159,14 @@ def job(job_id: str) -> str:
 
 
 @bp.get("/jobs/<job_id>/state")
+@requires(Role.VIEWER)
 def job_state(job_id: str) -> Response:
     """The job as ``GET /jobs/{id}`` shows it (the page polls this while the job runs)."""
     return json_response(job_body(_job(job_id)))
 
 
 @bp.get("/jobs/<job_id>/params")
+@requires(Role.VIEWER)
 def job_params(job_id: str) -> Response:
     """The job's full params as JSON."""
     resp = Response(orjson.dumps(_job(job_id).params, option=orjson.OPT_INDENT_2), mimetype="application/json")
@@ -169,6 +175,7 @@ def job_params(job_id: str) -> Response:
 
 
 @bp.get("/jobs/<job_id>/result")
+@requires(Role.VIEWER)
 def job_result(job_id: str) -> Response:
     """The job's full result in its media type (sandboxed: never run as a page of this origin)."""
     found = _job(job_id)
@@ -179,9 +186,9 @@ def job_result(job_id: str) -> Response:
 
 
 @bp.post("/jobs/<job_id>/<any(cancel, retry):action>")
+@requires(Role.OPERATOR)
 def job_action(job_id: str, action: str) -> BaseResponse:
     """Cancel the job, or queue a failed or cancelled one again (operators and admins)."""
-    require_operator()
     found = _job(job_id)
     store = state().store
     (store.cancel if action == "cancel" else store.retry)(found.id, owner=found.owner)

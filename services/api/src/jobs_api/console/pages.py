@@ -8,10 +8,12 @@ from typing import Any
 
 import orjson
 from flask import Response, redirect, render_template, request, url_for
+from jobs_core.config import Role
 from werkzeug.wrappers import Response as BaseResponse
 
+from jobs_api.auth import requires
 from jobs_api.console import bp, session, wants_html
-from jobs_api.console.session import require_operator
+from jobs_api.console.session import current_principal
 from jobs_api.jobs import create_job
 from jobs_api.problems import Problem
 from jobs_api.state import state
@@ -42,6 +44,7 @@ def login() -> BaseResponse | str:
 
 
 @bp.post("/logout")
+@requires(Role.VIEWER)
 def logout() -> BaseResponse:
     """End the session."""
     session.logout()
@@ -53,6 +56,7 @@ def _age(ms: int | None, now_ms: int) -> float | None:
 
 
 @bp.get("/")
+@requires(Role.VIEWER)
 def overview() -> str:
     """Per-queue counts, oldest waiting age, workers; per-task throughput and failures."""
     store = state().store
@@ -73,6 +77,7 @@ def overview() -> str:
 
 
 @bp.get("/workers")
+@requires(Role.VIEWER)
 def workers() -> str:
     """Every worker: queues, concurrency, what each slot runs, last heartbeat, stopping."""
     now_ms = int(time.time() * 1000)
@@ -96,6 +101,7 @@ def workers() -> str:
 
 
 @bp.get("/tasks")
+@requires(Role.VIEWER)
 def tasks() -> str:
     """The task catalogue, each with a "run" form generated from its params schema."""
     catalogue = state().store.tasks()
@@ -181,9 +187,10 @@ def _number(name: str) -> Any:
 
 
 @bp.post("/tasks/<name>/run")
+@requires(Role.OPERATOR)
 def run_task(name: str) -> BaseResponse | Response:
     """Submit a job from the "run task" form, validated by the same code as ``POST /jobs``."""
-    principal = require_operator()
+    principal = current_principal()
     if any(len(v) > _MAX_FORM_FIELD for v in request.form.values()):
         raise Problem(413, "Request Entity Too Large", "a form field is larger than 64 KiB")
     info = state().store.tasks().get(name)

@@ -21,9 +21,10 @@ from typing import Any
 
 from flask import current_app, g, request
 from itsdangerous import BadSignature, URLSafeTimedSerializer
+from jobs_core.config import Role
 from jobs_core.errors import ConfigError
 
-from jobs_api.auth import DEFAULT_TENANT
+from jobs_api.auth import ANONYMOUS_ADMIN
 from jobs_api.problems import Problem
 from jobs_api.state import state
 
@@ -31,9 +32,6 @@ COOKIE = "jobs_ui"
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"
 CONFIG = "jobs_console"
-
-VIEWER, OPERATOR, ADMIN = "viewer", "operator", "admin"
-
 
 @dataclass(frozen=True)
 class ConsoleConfig:
@@ -79,18 +77,18 @@ class Principal:
     """Who is using the console: the tenant and role of their API key, and a short id of the key."""
 
     tenant: str
-    role: str
+    role: Role
     key_id: str
 
     @property
     def can_act(self) -> bool:
         """Operators and admins may cancel, retry, run and bulk-change jobs; viewers only look."""
-        return self.role in (OPERATOR, ADMIN)
+        return self.role.allows(Role.OPERATOR)
 
     @property
     def is_admin(self) -> bool:
         """Admins see every tenant's jobs and manage queues."""
-        return self.role == ADMIN
+        return self.role is Role.ADMIN
 
     def owner_filter(self, requested: str | None) -> str | None:
         """The tenant whose jobs a page shows: an admin's choice (None = all), else their own."""
@@ -107,19 +105,14 @@ def key_id(key: str) -> str:
 
 
 def principal_for_key(key: str) -> Principal | None:
-    """The principal of an API key, or None when it is not valid. The one place roles are decided.
-
-    Keys are ``tenant:key`` today: such a key operates its own tenant.
-    """
-    tenant = state().auth.tenant_for(key)
-    if tenant is None:
-        return None
-    return Principal(tenant, OPERATOR, key_id(key))
+    """The principal of an API key (tenant and role, as the API's authenticator decides), or None."""
+    found = state().auth.principal_for(key)
+    return Principal(found.tenant, found.role, key_id(key)) if found is not None else None
 
 
 def open_principal() -> Principal:
     """With auth off the console is open: everyone is an admin of the single tenant ``default``."""
-    return Principal(DEFAULT_TENANT, ADMIN, "none")
+    return Principal(ANONYMOUS_ADMIN.tenant, ANONYMOUS_ADMIN.role, "none")
 
 
 # ---------------------------------------------------------------------------------------------- cookie
@@ -209,20 +202,4 @@ def check_csrf() -> None:
 def current_principal() -> Principal:
     """The logged-in principal (the blueprint's ``before_request`` ensures there is one)."""
     principal: Principal = g.principal
-    return principal
-
-
-def require_operator() -> Principal:
-    """The principal when they may change jobs, else 403 (viewers get no buttons and no action)."""
-    principal = current_principal()
-    if not principal.can_act:
-        raise Problem(403, "Forbidden", f"the {principal.role} role may not change jobs", slug="forbidden")
-    return principal
-
-
-def require_admin() -> Principal:
-    """The principal when they are an admin, else 403."""
-    principal = current_principal()
-    if not principal.is_admin:
-        raise Problem(403, "Forbidden", "this needs the admin role", slug="forbidden")
     return principal
