@@ -73,6 +73,16 @@ VALUE_SETS: dict[str, Obj] = {
         "redis": {"appendfsync": "always", "persistence": {"size": "50Gi", "storageClass": "fast-ssd"}},
         "config": {"queue": "emails", "keyPrefix": "acme", "extraEnv": {"JOBS_LEASE_SECONDS": "30"}},
     },
+    # worker-only settings and credentials for task code (issue 9): none of it reaches the API
+    "task-credentials": {
+        "worker": {
+            "taskModules": "acme.tasks",
+            "extraEnv": {"S3_BUCKET": "acme-renders", "AWS_REGION": "eu-west-1"},
+            "envFrom": [{"secretRef": {"name": "acme-task-credentials"}}, {"configMapRef": {"name": "acme-tasks"}}],
+            "volumes": [{"name": "gcp-key", "secret": {"secretName": "acme-gcp-key"}}],
+            "volumeMounts": [{"name": "gcp-key", "mountPath": "/var/run/secrets/gcp", "readOnly": True}],
+        },
+    },
     "minimal-no-ingress": {
         "ingress": {"enabled": False},
         "networkPolicy": {"enabled": False},
@@ -222,18 +232,17 @@ def by_name(objects: list[Obj], kind: str, name: str) -> Obj | None:
 
 
 def env_of(container: Obj, objects: list[Obj]) -> dict[str, Any]:
-    """A container's environment: ``env`` entries plus the keys of ConfigMaps it loads with envFrom.
+    """A container's environment: ``env`` entries plus the keys of rendered ConfigMaps it loads with envFrom
+    (ConfigMaps and Secrets the user brings for task code, e.g. ``worker.envFrom``, have unknown keys).
 
     Values are strings for literal values and ConfigMap keys, and the ``valueFrom`` mapping otherwise.
     """
     env: dict[str, Any] = {}
     for source in container.get("envFrom", []):
         ref = source.get("configMapRef")
-        if ref:
-            cm = by_name(objects, "ConfigMap", ref["name"])
-            assert cm is not None, f"envFrom names ConfigMap {ref['name']!r}, which is not rendered"
+        cm = by_name(objects, "ConfigMap", ref["name"]) if ref else None
+        if cm is not None:
             env.update(cm.get("data", {}))
-        assert "secretRef" not in source, "secrets are passed one key at a time (secretKeyRef), not envFrom"
     for item in container.get("env", []):
         env[item["name"]] = item["value"] if "value" in item else item.get("valueFrom")
     return env
