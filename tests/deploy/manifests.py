@@ -104,7 +104,7 @@ VALUE_SETS: dict[str, Obj] = {
         "ingress": {"enabled": False},
         "networkPolicy": {"enabled": False},
         "api": {"pdb": {"enabled": False}, "replicaCount": 1},
-        "worker": {"pdb": {"enabled": False}},
+        "worker": {"pdb": {"enabled": False}, "podDeletionCost": False},
         "redis": {"auth": {"password": "s3cret"}},
         "apiKeys": {"keys": "alice:key-a,bob:key-b"},
     },

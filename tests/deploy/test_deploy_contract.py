@@ -468,6 +468,18 @@ def test_the_worker_role_grants_exactly_the_verbs_the_worker_uses(all_sources: d
                                       "verbs": sorted(pod_verbs_the_worker_uses())}], source
 
 
+def test_pod_deletion_cost_off_leaves_task_pods_without_kubernetes_access(rendered: dict[str, list[Obj]]) -> None:
+    """worker.podDeletionCost=false: no Role or RoleBinding, no API token mounted, and the worker is not
+    told its pod name (so it never tries to patch)."""
+    objects = rendered["minimal-no-ingress"]
+    assert not find(objects, "Role") and not find(objects, "RoleBinding")
+    worker = one(objects, "Deployment", "worker")
+    spec = pod_spec(worker)
+    assert spec is not None and spec["automountServiceAccountToken"] is False
+    assert not {"POD_NAME", "POD_NAMESPACE"} & set(env_of(spec["containers"][0], objects))
+    assert pod_spec(one(rendered["defaults"], "Deployment", "worker")).get("automountServiceAccountToken") is None  # type: ignore[union-attr]
+
+
 # --- images the overlays deploy -------------------------------------------------------------------------
 
 

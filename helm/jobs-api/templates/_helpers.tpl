@@ -252,6 +252,8 @@ The worker container of a pool (Deployment and ScaledJob alike). Call with (dict
       value: {{ $.Values.worker.metricsPort | quote }}
     {{- end }}
     {{- include "jobs-api.redisPasswordEnv" $ | nindent 4 }}
+    {{- if $.Values.worker.podDeletionCost }}
+    # the worker patches this pod's deletion cost (unset = it does not try)
     - name: POD_NAME
       valueFrom:
         fieldRef:
@@ -260,6 +262,7 @@ The worker container of a pool (Deployment and ScaledJob alike). Call with (dict
       valueFrom:
         fieldRef:
           fieldPath: metadata.namespace
+    {{- end }}
     {{- range $name, $value := $p.env }}
     - name: {{ $name }}
       value: {{ $value | toString | quote }}
@@ -308,6 +311,10 @@ The pod spec of a pool's workers, after `spec:`. Call with (dict "ctx" $ "pool" 
 {{- $ := .ctx }}
 {{- $p := .pool }}
 serviceAccountName: {{ include "jobs-api.workerName" $ }}
+{{- if not $.Values.worker.podDeletionCost }}
+# nothing to call the Kubernetes API for: no token in pods that run task code
+automountServiceAccountToken: false
+{{- end }}
 terminationGracePeriodSeconds: {{ $.Values.worker.terminationGracePeriodSeconds }}
 {{- if eq $p.mode "job" }}
 restartPolicy: Never
