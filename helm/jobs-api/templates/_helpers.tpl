@@ -216,11 +216,19 @@ KEDA never counts them. Call with (dict "ctx" $ "pool" $p); returns a YAML list 
 {{- end }}
 
 {{/*
+Whether a pool's workers patch their pod's deletion cost (scale-in order of a Deployment; a ScaledJob's
+pods are never scaled in). Call with (dict "ctx" $ "pool" $p); "true" or "".
+*/}}
+{{- define "jobs-api.patchesPodCost" -}}
+{{- if and .ctx.Values.worker.podDeletionCost (ne .pool.mode "job") }}true{{ end }}
+{{- end }}
+
+{{/*
 The worker container of a pool (Deployment and ScaledJob alike). Call with (dict "ctx" $ "pool" $p).
 */}}
 {{- define "jobs-api.workerContainer" -}}
 {{- $ := .ctx }}
-{{- $p := .pool }}
+{{- $p := .pool -}}
 - name: worker
   image: {{ include "jobs-api.image" $p.image }}
   imagePullPolicy: {{ $p.image.pullPolicy }}
@@ -252,7 +260,7 @@ The worker container of a pool (Deployment and ScaledJob alike). Call with (dict
       value: {{ $.Values.worker.metricsPort | quote }}
     {{- end }}
     {{- include "jobs-api.redisPasswordEnv" $ | nindent 4 }}
-    {{- if $.Values.worker.podDeletionCost }}
+    {{- if include "jobs-api.patchesPodCost" . }}
     # the worker patches this pod's deletion cost (unset = it does not try)
     - name: POD_NAME
       valueFrom:
@@ -309,9 +317,9 @@ The pod spec of a pool's workers, after `spec:`. Call with (dict "ctx" $ "pool" 
 */}}
 {{- define "jobs-api.workerPodSpec" -}}
 {{- $ := .ctx }}
-{{- $p := .pool }}
+{{- $p := .pool -}}
 serviceAccountName: {{ include "jobs-api.workerName" $ }}
-{{- if not $.Values.worker.podDeletionCost }}
+{{- if not (include "jobs-api.patchesPodCost" .) }}
 # nothing to call the Kubernetes API for: no token in pods that run task code
 automountServiceAccountToken: false
 {{- end }}
