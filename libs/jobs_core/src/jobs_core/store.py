@@ -31,6 +31,7 @@ from jobs_core.errors import (
     ResultExpired,
     ResultNotReady,
 )
+from jobs_core.schedule_store import ScheduleStore
 from jobs_core.model import (
     Job,
     JobStatus,
@@ -73,7 +74,7 @@ def request_digest(task: str, params: Mapping[str, Any], **options: Any) -> str:
     return hashlib.sha256(body).hexdigest()
 
 
-class JobStore(Delivery):
+class JobStore(Delivery, ScheduleStore):
     """Job storage and queue operations on one Redis, for one namespace and queue."""
 
     def __init__(self, client: redis.Redis, settings: Settings) -> None:
@@ -90,6 +91,7 @@ class JobStore(Delivery):
         self._retry = client.register_script(scripts.RETRY)
         self._reap = client.register_script(scripts.REAP)
         self._list = client.register_script(scripts.LIST)
+        self._schedule_scripts()
         # one pub/sub connection per thread, reused by every wait(): no connect + handshake per job
         self._local = threading.local()
         self._task_cache: tuple[float, dict[str, TaskInfo]] = (float("-inf"), {})
