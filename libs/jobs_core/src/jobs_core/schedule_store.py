@@ -13,7 +13,7 @@ import redis
 from jobs_core.config import Settings
 from jobs_core.errors import ScheduleLimit, ScheduleNotFound
 from jobs_core.keys import Keys
-from jobs_core.lua import source
+from jobs_core import scripts
 from jobs_core.model import TaskInfo
 from jobs_core.schedules import (
     SCHEDULE_NAME,
@@ -41,9 +41,9 @@ class ScheduleStore:
 
     def _schedule_scripts(self) -> None:
         r = self.redis
-        self._put_schedule = r.register_script(source("put_schedule", "now"))
-        self._delete_schedule = r.register_script(source("delete_schedule"))
-        self._fire_schedule = r.register_script(source("fire_schedule", "now", "create_job"))
+        self._put_schedule = r.register_script(scripts.PUT_SCHEDULE)
+        self._delete_schedule = r.register_script(scripts.DELETE_SCHEDULE)
+        self._fire_schedule = r.register_script(scripts.FIRE_SCHEDULE)
 
     def _schedule_keys(self, owner: str, name: str) -> list[str]:
         if not SCHEDULE_NAME.match(name):

@@ -1,3 +1,5 @@
+--- @include "now"
+--- @include "create_job"
 -- Enqueue the due ticks of one schedule, each EXACTLY ONCE however many tickers run this concurrently:
 -- a tick is enqueued only if it is after the schedule's cursor (last tick accounted for) and has no
 -- marker; its job (id derived from schedule and tick) and its marker are written in this same step, and

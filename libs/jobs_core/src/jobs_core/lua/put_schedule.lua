@@ -1,3 +1,4 @@
+--- @include "now"
 -- Create or replace a tenant's schedule, or only pause/resume it. An unchanged definition changes
 -- nothing (so declaring the same schedules at every deploy, from every API process, is idempotent); a
 -- changed one gets a new version (tickers that planned from the old one then change nothing). A changed
