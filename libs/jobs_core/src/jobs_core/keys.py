@@ -148,7 +148,8 @@ class Keys:
     # --- schedules (no TTL: they live until deleted; tick markers expire) ---
     def schedule(self, owner: str, name: str) -> str:
         """Hash of one tenant's schedule: ``spec`` JSON, ``version``, ``paused``, ``cursor`` (ms of the
-        last tick accounted for, fired or not), ``last_fired`` (ms), ``last_job``, ``next_due``, ``fired``, ``skipped``, times."""
+        last tick accounted for, fired or not), ``last_fired`` (ms), ``last_job``, ``next_due``, ``fired``,
+        ``skipped``, times."""
         return namespace(self.prefix, "schedule", owner, name)
 
     def schedule_names(self, owner: str) -> str:

@@ -10,10 +10,10 @@ from typing import Any, cast
 
 import redis
 
+from jobs_core import scripts
 from jobs_core.config import Settings
 from jobs_core.errors import ScheduleLimit, ScheduleNotFound
 from jobs_core.keys import Keys
-from jobs_core import scripts
 from jobs_core.model import TaskInfo
 from jobs_core.schedules import (
     SCHEDULE_NAME,

@@ -283,4 +283,4 @@ def _local(ms: int, tz: str) -> datetime:
 
 
 def _ms(d: datetime) -> int:
-    return int(round(d.timestamp() * 1000))
+    return round(d.timestamp() * 1000)

@@ -31,7 +31,6 @@ from jobs_core.errors import (
     ResultExpired,
     ResultNotReady,
 )
-from jobs_core.schedule_store import ScheduleStore
 from jobs_core.model import (
     Job,
     JobStatus,
@@ -40,6 +39,7 @@ from jobs_core.model import (
     is_job_id,
     new_job_id,
 )
+from jobs_core.schedule_store import ScheduleStore
 from jobs_core.serialization import dumps, loads
 
 JSON_MEDIA_TYPE = "application/json"
