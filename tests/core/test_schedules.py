@@ -185,11 +185,14 @@ def test_many_ticker_processes_enqueue_every_tick_exactly_once(settings: Setting
         store.put_schedule("default", name, ScheduleSpec(task="echo", cron=EVERY_SECOND, catchup=CatchUp.ALL))
     env = service_env(settings.redis_url, settings.key_prefix, settings.queue,
                       {"JOBS_SCHEDULE_TICK_SECONDS": "0.02", "JOBS_SCHEDULE_GRACE_SECONDS": "5"})
-    procs = [subprocess.Popen([sys.executable, "-m", "jobs_core.ticker"], env=env, stdout=subprocess.DEVNULL,
-                              stderr=(tmp_path / f"ticker{i}.log").open("wb"))
+    procs = [subprocess.Popen([sys.executable, "-m", "jobs_core.ticker"], env=env, stderr=subprocess.STDOUT,
+                              stdout=(tmp_path / f"ticker{i}.log").open("wb"))
              for i in range(8)]
     try:
-        time.sleep(8)
+        # a loaded machine may take seconds to start 8 interpreters: wait for ticks, not for a fixed time
+        wait_for(lambda: min(store.get_schedule("default", n).fired for n in names) >= 6, timeout=90,
+                 interval=0.5, what="six ticks of every schedule")
+        time.sleep(2)  # every ticker now racing on every tick
         assert [p.poll() for p in procs] == [None] * len(procs), "a ticker process died"
     finally:
         for p in procs:

@@ -49,5 +49,5 @@ def test_changing_schedules_rolls_the_api_pods() -> None:
                                  {"name": "x", "task": "echo", "cron": "* * * * *", "catchup": "most"},
                                  {"name": "x", "task": "echo", "cron": "* * * * *", "owner": "y"}])
 def test_the_values_schema_refuses_bad_schedules(bad: dict[str, object]) -> None:
-    with pytest.raises(Exception, match="(?i)schema|values"):
+    with pytest.raises(Exception, match=r"(?i)schema|values"):
         render_chart({"schedules": [bad]})

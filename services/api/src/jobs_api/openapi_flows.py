@@ -16,6 +16,7 @@ from jobs_core.schedules import (
 )
 
 from jobs_api.openapi import (
+    _FORBIDDEN,
     _NULLABLE_TIMESTAMP,
     _SECURITY,
     _TIMESTAMP,
@@ -97,7 +98,8 @@ _SCHEDULE_404 = _problem("No such schedule (or another tenant's).")
 
 
 def _schedule_op(summary: str, op_id: str, responses: dict[str, Any], **more: Any) -> dict[str, Any]:
-    return _op(summary, responses, operationId=op_id, tags=["schedules"], security=_SECURITY, **more)
+    return _op(summary, {**responses, **_FORBIDDEN}, operationId=op_id, tags=["schedules"], security=_SECURITY,
+               **more)
 
 
 PATHS: dict[str, Any] = {

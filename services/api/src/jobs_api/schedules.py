@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, g
+from flask import Blueprint, Response
+from jobs_core.config import Role
 from jobs_core.errors import InvalidSchedule, ScheduleLimit, ScheduleNotFound
 from jobs_core.schedules import (
     DEFAULT_CATCHUP_WINDOW_SECONDS,
@@ -19,7 +20,7 @@ from jobs_core.schedules import (
 )
 
 from jobs_api import openapi_flows
-from jobs_api.auth import current_tenant
+from jobs_api.auth import current_tenant, protect, requires
 from jobs_api.problems import Problem, validation_problem
 from jobs_api.state import json_response, state
 from jobs_api.validation import read_json_body, schema_errors
@@ -27,9 +28,7 @@ from jobs_api.validation import read_json_body, schema_errors
 bp = Blueprint("schedules", __name__)
 
 
-@bp.before_request
-def _authenticate() -> None:
-    g.tenant = state().auth.authenticate()
+protect(bp)
 
 
 def not_found(name: str) -> Problem:
@@ -80,6 +79,7 @@ def spec_from_body(body: dict[str, Any]) -> ScheduleSpec:
 
 
 @bp.put("/schedules/<name>")
+@requires(Role.OPERATOR)
 def put_schedule(name: str) -> Response:
     """Create (201) or replace (200) a schedule; an unchanged definition changes nothing (200)."""
     if not SCHEDULE_NAME.match(name):
@@ -101,12 +101,14 @@ def put_schedule(name: str) -> Response:
 
 
 @bp.get("/schedules")
+@requires(Role.VIEWER)
 def list_schedules() -> Response:
     """Every schedule of the tenant, by name."""
     return json_response({"schedules": [schedule_body(s) for s in state().store.list_schedules(current_tenant())]})
 
 
 @bp.get("/schedules/<name>")
+@requires(Role.VIEWER)
 def get_schedule(name: str) -> Response:
     """One schedule with its next run times and last fired tick."""
     try:
@@ -116,6 +118,7 @@ def get_schedule(name: str) -> Response:
 
 
 @bp.delete("/schedules/<name>")
+@requires(Role.OPERATOR)
 def delete_schedule(name: str) -> Response:
     """Delete a schedule (204); the jobs it created stay."""
     try:
@@ -133,12 +136,14 @@ def _set_paused(name: str, paused: bool) -> Response:
 
 
 @bp.post("/schedules/<name>/pause")
+@requires(Role.OPERATOR)
 def pause_schedule(name: str) -> Response:
     """Pause: no tick is enqueued until resumed."""
     return _set_paused(name, True)
 
 
 @bp.post("/schedules/<name>/resume")
+@requires(Role.OPERATOR)
 def resume_schedule(name: str) -> Response:
     """Resume from now: ticks that fell while paused are not caught up."""
     return _set_paused(name, False)
