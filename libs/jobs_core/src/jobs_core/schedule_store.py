@@ -6,9 +6,11 @@ arithmetic are in :mod:`jobs_core.schedules`, the scripts in ``lua/*_schedule.lu
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, cast
 
 import redis
+from redis.commands.core import Script
 
 from jobs_core import scripts
 from jobs_core.config import Settings
@@ -39,11 +41,12 @@ class ScheduleStore:
     def task_info(self, name: str, max_age: float = 2.0) -> TaskInfo | None:  # provided by JobStore
         raise NotImplementedError
 
-    def _schedule_scripts(self) -> None:
-        r = self.redis
-        self._put_schedule = r.register_script(scripts.PUT_SCHEDULE)
-        self._delete_schedule = r.register_script(scripts.DELETE_SCHEDULE)
-        self._fire_schedule = r.register_script(scripts.FIRE_SCHEDULE)
+    def _schedule_scripts(self, acked: Callable[[str], Script]) -> None:
+        """Register the schedule scripts; ``acked`` wraps those whose success a client is told of (they wait
+        for JOBS_ACK_REPLICAS). FIRE is not: a tick a failover lost is fired again by the next pass."""
+        self._put_schedule = acked(scripts.PUT_SCHEDULE)
+        self._delete_schedule = acked(scripts.DELETE_SCHEDULE)
+        self._fire_schedule = self.redis.register_script(scripts.FIRE_SCHEDULE)
 
     def _schedule_keys(self, owner: str, name: str) -> list[str]:
         if not SCHEDULE_NAME.match(name):
