@@ -36,12 +36,11 @@ def load(name: str) -> str:
 
 
 ENQUEUE = load("enqueue")
-CLAIM = load("claim")
 HEARTBEAT = load("heartbeat")
 PROGRESS = load("progress")
-FINISH = load("finish")
 FINISH_CLAIM = load("finish_claim")
 CANCEL = load("cancel")
 RETRY = load("retry")
 REAP = load("reap")
 LIST = load("list")
+QUEUE_CONTROL = load("queue_control")
