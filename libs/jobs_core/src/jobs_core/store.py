@@ -22,6 +22,7 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from jobs_core import scripts
+from jobs_core.browse import Browse, JobFilter
 from jobs_core.config import Settings
 from jobs_core.delivery import ClaimedJob, Delivery, Finish, ReapReport, text
 from jobs_core.errors import (
@@ -80,7 +81,7 @@ def request_digest(task: str, params: Mapping[str, Any], **options: Any) -> str:
     return hashlib.sha256(body).hexdigest()
 
 
-class JobStore(Delivery, QueueAdmin):
+class JobStore(Delivery, Browse, QueueAdmin):
     """Job storage and queue operations on one Redis, for one namespace.
 
     Submissions go to the queue they name (default: ``settings.queue``); a worker's store claims from
@@ -101,7 +102,7 @@ class JobStore(Delivery, QueueAdmin):
         self._cancel = client.register_script(scripts.CANCEL)
         self._retry = client.register_script(scripts.RETRY)
         self._reap = client.register_script(scripts.REAP)
-        self._list = client.register_script(scripts.LIST)
+        self._browse = client.register_script(scripts.BROWSE)
         # one pub/sub connection per thread, reused by every wait(): no connect + handshake per job
         self._local = threading.local()
         self._task_cache: tuple[float, dict[str, TaskInfo]] = (float("-inf"), {})
@@ -293,23 +294,9 @@ class JobStore(Delivery, QueueAdmin):
         The cursor is the creation sequence number of the last job examined, so a page never skips or
         repeats a job even while new ones are created. Raises ValueError for a malformed cursor.
         """
-        bound = "+inf"
-        if cursor is not None:
-            # ASCII digits only: str.isdigit() also accepts "²" or "٣", which Redis refuses as a score
-            if not (cursor.isascii() and cursor.isdigit()) or len(cursor) > 19:
-                raise ValueError("malformed cursor")
-            bound = cursor
-        index = self.keys.index if owner is None else self.keys.owner_index(owner)
-        reply = self._list(
-            keys=[index],
-            args=[bound, limit, status.value if status else "", task or "", self.keys.job_prefix, scan_budget],
-        )
-        next_cursor = text(reply[0]) or None
-        jobs = self.get_many([text(x) for x in reply[1:]])
-        if status is not None or task is not None:
-            # a job may have moved on between the scan and the read; keep the page honest
-            jobs = [j for j in jobs if (status is None or j.status is status) and (task is None or j.task == task)]
-        return jobs, next_cursor
+        page = self.search_jobs(JobFilter(owner=owner, status=status, task=task), limit=limit, cursor=cursor,
+                                budget=scan_budget)
+        return page.jobs, page.next_cursor
 
     def cancel(self, job_id: str, owner: str | None = None) -> Job:
         """Cancel: queued -> cancelled now; running -> cancel requested (the worker stops it)."""
