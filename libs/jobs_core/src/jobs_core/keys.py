@@ -191,6 +191,11 @@ class Keys:
         return namespace(self.prefix, "failed")
 
     @property
+    def ack_fence(self) -> str:
+        """String written before every ``WAITAOF`` (replicated acknowledgement): its value means nothing."""
+        return namespace(self.prefix, "ack-fence")
+
+    @property
     def seq(self) -> str:
         """Counter giving each job a creation sequence number (index score, cursor)."""
         return namespace(self.prefix, "seq")
