@@ -46,6 +46,7 @@ from jobs_core.model import (
     new_job_id,
 )
 from jobs_core.queues import QueueAdmin, TaskStatus
+from jobs_core.schedule_store import ScheduleStore
 from jobs_core.serialization import dumps
 
 JSON_MEDIA_TYPE = "application/json"
@@ -62,7 +63,7 @@ def request_digest(task: str, params: Mapping[str, Any], **options: Any) -> str:
     return hashlib.sha256(body).hexdigest()
 
 
-class JobStore(Delivery, Browse, QueueAdmin):
+class JobStore(Delivery, Browse, QueueAdmin, ScheduleStore):
     """Job storage and queue operations on one Redis, for one namespace.
 
     Submissions go to the queue they name (default: ``settings.queue``); a worker's store claims from
@@ -89,6 +90,7 @@ class JobStore(Delivery, Browse, QueueAdmin):
         self._retry = acked(scripts.RETRY)
         self._reap = client.register_script(scripts.REAP)
         self._browse = client.register_script(scripts.BROWSE)
+        self._schedule_scripts(acked)
         # one pub/sub connection per thread, reused by every wait(): no connect + handshake per job
         self._local = threading.local()
         self._task_cache: tuple[float, dict[str, TaskInfo]] = (float("-inf"), {})
