@@ -165,9 +165,11 @@ def _pool_violations(workload: Obj, scaled: Obj, objects: list[Obj]) -> list[str
     if not 0 <= spec.get("minReplicaCount", 0) <= spec["maxReplicaCount"]:
         out.append("minReplicaCount/maxReplicaCount out of order")
     triggers = {t.get("name"): t for t in spec["triggers"]}
+    sentinels = env.get("REDIS_SENTINELS")
+    kind = "redis-sentinel" if sentinels else "redis"  # behind Sentinel, KEDA asks the sentinels as the pods do
     if len(triggers) != len(spec["triggers"]) or None in triggers:
         out.append("every trigger needs its own name")
-    lists = sorted(t["metadata"]["listName"] for t in spec["triggers"] if t["type"] == "redis")
+    lists = sorted(t["metadata"]["listName"] for t in spec["triggers"] if t["type"] == kind)
     wanted = sorted(expected_lists(env))
     if lists != wanted:
         out.append(f"redis trigger lists {lists} are not the pool's waiting + in-flight lists {wanted}")
@@ -205,12 +207,26 @@ def _auth_and_address_violations(scaled: Obj, env: dict[str, object], objects: l
             out.append(f"trigger {trigger.get('name')} has no TriggerAuthentication while Redis has a password")
         if auth:
             targets = {(r["parameter"], r["name"], r["key"]) for r in auth["spec"]["secretTargetRef"]}
-            wanted = ("password", password["secretKeyRef"]["name"], password["secretKeyRef"]["key"])  # type: ignore[index]
-            if targets != {wanted}:
+            wanted = {("password", password["secretKeyRef"]["name"], password["secretKeyRef"]["key"])}  # type: ignore[index]
+            sentinel_password = env.get("REDIS_SENTINEL_PASSWORD")
+            if sentinel_password:
+                ref = sentinel_password["secretKeyRef"]  # type: ignore[index]
+                wanted.add(("sentinelPassword", ref["name"], ref["key"]))
+            if targets != wanted:
                 out.append(f"TriggerAuthentication reads {targets}, the pods read {wanted}")
     # the operator runs in another namespace: the address must be the Redis Service's FQDN there
     redis_services = find(objects, "Service", "redis")
+    sentinels = env.get("REDIS_SENTINELS")
     for trigger in scaled["spec"]["triggers"]:
+        if sentinels:
+            meta = trigger["metadata"]
+            if meta.get("addresses") != sentinels or meta.get("sentinelMaster") != env.get("REDIS_SENTINEL_MASTER"):
+                pods_master = env.get("REDIS_SENTINEL_MASTER")
+                out.append(f"trigger {trigger.get('name')} asks {meta.get('addresses')} for "
+                           f"{meta.get('sentinelMaster')}, the pods ask {sentinels} for {pods_master}")
+            if any(not h.endswith(".svc.cluster.local:26379") for h in str(sentinels).split(",")) and redis_services:
+                out.append(f"in-chart sentinel addresses {sentinels} are not fully qualified (KEDA runs elsewhere)")
+            continue
         host, _, port = trigger["metadata"]["address"].rpartition(":")
         if redis_services:
             svc = redis_services[0]["metadata"]["name"]
@@ -396,7 +412,8 @@ def _user_env_sources(source: str) -> set[str]:
 def test_every_referenced_object_is_rendered(all_sources: dict[str, list[Obj]]) -> None:
     """ConfigMaps, Secrets and ServiceAccounts the pods name exist (prod takes its Secrets from outside)."""
     for source, objects in all_sources.items():
-        external = source in ("kustomize:prod", "kustomize:gpu", "helm:existing-secrets", "helm:external-redis")
+        external = source in ("kustomize:prod", "kustomize:gpu", "helm:existing-secrets", "helm:external-redis",
+                              "helm:sentinel-hard-spread", "helm:external-sentinel")
         for obj in workloads(objects):
             spec = pod_spec(obj) or {}
             account = spec.get("serviceAccountName")
@@ -568,3 +585,17 @@ def _strip_random(objects: list[Obj]) -> list[Obj]:
                 annotations.pop(key, None)
         out.append(obj)
     return out
+
+
+def test_every_pool_reaches_redis_and_the_sentinels(rendered: dict[str, list[Obj]]) -> None:
+    """Pools' pods are let through the Redis NetworkPolicy in both Redis modes (single and sentinel)."""
+    pools = VALUE_SETS["pools"]["workerPools"]
+    for extra in ({}, {"redis": {"mode": "sentinel"}}):
+        objects = render_chart({"workerPools": pools, **extra})
+        peers = [p["podSelector"]["matchLabels"] for np in find(objects, "NetworkPolicy")
+                 if component(np) in ("redis", "redis-sentinel", "sentinel")
+                 for rule in np["spec"]["ingress"] for p in rule["from"] if "namespaceSelector" not in p]
+        workers = [w for w in workloads(objects) if pod_spec(w)["containers"][0]["name"] == "worker"]  # type: ignore[index]
+        assert len(workers) == 3
+        for worker in workers:
+            assert any(selector_matches(sel, pod_labels(worker)) for sel in peers), (extra, worker["metadata"]["name"])
