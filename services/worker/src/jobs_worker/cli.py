@@ -7,6 +7,7 @@ import os
 import sys
 import time
 
+from jobs_core import tracing
 from jobs_core.config import Settings, parse_queues
 from jobs_core.errors import ConfigError
 from jobs_core.logs import setup_logging
@@ -87,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command in ("tasks", "retire-task"):
         return admin(settings, args)
     setup_logging(settings.log_level)
+    tracing.setup("jobs-worker")  # off unless OTEL_* variables configure an exporter
     from jobs_worker.worker import Worker
 
     worker = Worker(settings, concurrency=args.concurrency, burst=args.burst, once=args.once)
@@ -98,6 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError as e:
         print(f"jobs-worker: cannot import a task module: {e}", file=sys.stderr)
         return 2
+    finally:
+        tracing.shutdown()
 
 
 if __name__ == "__main__":
