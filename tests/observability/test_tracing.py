@@ -31,8 +31,8 @@ def receiver() -> Iterator[OtlpReceiver]:
         yield r
 
 
-def _stack(tmp_path: Path, redis_url: str, receiver: OtlpReceiver, workers: int) -> ApiStack:
-    env = {**TRACING_ENV, "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint}
+def _stack(tmp_path: Path, redis_url: str, receiver: OtlpReceiver, workers: int, **extra: str) -> ApiStack:
+    env = {**TRACING_ENV, "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint, **extra}
     return ApiStack(tmp_path / "stack", redis_url, workers=workers, web_concurrency=2, extra_env=env)
 
 
@@ -149,6 +149,22 @@ def test_each_attempt_is_a_span_when_the_first_worker_is_killed(tmp_path: Path, 
     for run in runs:  # one trace, each attempt a child of the submission and linked to it
         assert run.trace_id == enqueue.trace_id and run.parent_id == enqueue.span_id
         assert [(t, s) for t, s, _ in run.links] == [(enqueue.trace_id, enqueue.span_id)]
+
+
+def test_params_and_results_go_into_spans_only_when_enabled(tmp_path: Path, redis_url: str,
+                                                             receiver: OtlpReceiver) -> None:
+    stack = _stack(tmp_path, redis_url, receiver, workers=1, JOBS_TRACE_PARAMS="1").start()
+    try:
+        job_id = _submit(stack, "echo", {"hello": "visible"})
+        _wait_status(stack, job_id, "succeeded")
+        spans = _spans_of(receiver, job_id, want=2)
+    finally:
+        stack.stop()
+    enqueue = next(s for s in spans if s.name == "enqueue echo")
+    run = next(s for s in spans if s.name == "run echo")
+    assert json.loads(enqueue.attributes["jobs.params"]) == [{"hello": "visible"}]
+    assert json.loads(run.attributes["jobs.params"]) == {"hello": "visible"}
+    assert json.loads(run.attributes["jobs.result"]) == {"hello": "visible"}
 
 
 def test_tracing_is_off_without_otel_variables() -> None:

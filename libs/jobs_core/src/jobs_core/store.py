@@ -208,6 +208,8 @@ class JobStore(Delivery, Browse, QueueAdmin, ScheduleStore):
             if span is not None:  # tracing on: the records carry the submission's context (last ARGV)
                 span.set_attributes(tracing.job_attributes(
                     jobs[0].id if len(jobs) == 1 else [j.id for j in jobs], items[0].task, queue_names[0]))
+                if tracing.record_params():  # JOBS_TRACE_PARAMS=1 only: params may hold personal data
+                    span.set_attribute("jobs.params", tracing.clip(dumps([i.params for i in items])))
                 args.append(tracing.traceparent())
             reply = self._enqueue(
                 keys=[self.keys.index, self.keys.owner_index(owner), self.keys.pending, self.keys.seq, idem_key,

@@ -88,7 +88,9 @@ def setup(service_name: str, environ: Mapping[str, str] | None = None) -> bool:
     _install_log_fields()
     _state["params"] = env.get("JOBS_TRACE_PARAMS", "").strip().lower() in ("1", "true", "yes")
     _state["enabled"] = True
-    log.info("tracing on", extra={"exporters": names, "service": env.get("OTEL_SERVICE_NAME") or service_name})
+    log.info("tracing on", extra={"exporters": names, "service": env.get("OTEL_SERVICE_NAME") or service_name,
+                                  "sampler": env.get("OTEL_TRACES_SAMPLER", "parentbased_always_on"),
+                                  "sampler_arg": env.get("OTEL_TRACES_SAMPLER_ARG")})
     return True
 
 
@@ -178,6 +180,12 @@ def trace_id_of(parent: str | None) -> str | None:
         return None
     parts = parent.split("-")
     return parts[1] if len(parts) == 4 and len(parts[1]) == 32 else None
+
+
+def clip(data: bytes, limit: int = 4096) -> str:
+    """JSON bytes as a span attribute, cut to ``limit`` characters."""
+    text = data.decode("utf-8", "replace")
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def log_trace_id(parent: str | None) -> str | None:

@@ -22,7 +22,8 @@ from dataclasses import replace
 from typing import Any
 
 from jobs_core import tracing
-from jobs_core.model import JobError
+from jobs_core.model import JobError, Result
+from jobs_core.serialization import dumps
 from jobs_core.store import ClaimedJob, JobStore
 
 
@@ -45,6 +46,8 @@ class RunSpans:
             job = replace(job, trace=f.get("trace") or None)
             run = tracing.start_run_span(job.id, job.task, job.queue, job.attempt, job.trace)
             run.set_attribute("jobs.worker", self.worker_id)
+            if tracing.record_params():  # JOBS_TRACE_PARAMS=1 only: params may hold personal data
+                run.set_attribute("jobs.params", tracing.clip(dumps(job.params)))
             execute = tracing.tracer().start_span(f"execute {job.task}", context=_in(run))
             self.open[(job.id, job.attempt)] = (run, execute)
             out.append(job)
@@ -64,12 +67,15 @@ class RunSpans:
         spans = self.open.get((jobs[0].id, jobs[0].attempt))
         return spans[0] if spans else None
 
-    def ended(self, job: ClaimedJob, outcome: str, error: JobError | None = None) -> None:
+    def ended(self, job: ClaimedJob, outcome: str, error: JobError | None = None, result: Result | None = None
+              ) -> None:
         """The attempt's outcome is stored (or the attempt was lost): end its spans."""
         spans = self.open.pop((job.id, job.attempt), None)
         if spans is None:
             return
         run, execute = spans
+        if result is not None and tracing.record_params() and result.media_type == "application/json":
+            run.set_attribute("jobs.result", tracing.clip(result.data))
         if execute is not None:
             execute.end()
         tracing.end_run_span(run, outcome, error)

@@ -128,6 +128,7 @@ class Worker:
             slot.wait_ready()
         infos = [published_info(t, self.settings.queue) for t in registry.values()]
         self.offered = {info.name: info.queue for info in infos}
+        self.metrics.announce(self.concurrency, self.offered, self.store.queues)
         # claims skip (park) jobs of tasks this worker lacks: a worker that has them runs them
         self.store.offers = tuple(sorted(self.offered))
         self._retrying(lambda: self.store.publish_tasks(infos))
@@ -336,7 +337,7 @@ class Worker:
             statuses, claimed = self.store.finish_and_claim(self.worker_id, finishes, len(free))
         self.unsaved = []
         for o, status in zip(batch, statuses, strict=True):
-            self.spans.ended(o.job, o.kind if status is not None else "lost", o.error)
+            self.spans.ended(o.job, o.kind if status is not None else "lost", o.error, o.result)
             if status is None:
                 self.metrics.lost(o.job.task)
                 log.warning("attempt was no longer ours; outcome dropped",
@@ -401,6 +402,8 @@ class Worker:
                 log.warning("reaper handed back jobs of lost workers", extra={
                     "queue": queue, "requeued": list(report.requeued), "failed": list(report.failed)})
                 self.spans.reaped([*report.requeued, *report.failed], WORKER_LOST)
+            if report.ran:
+                self.metrics.reaped(queue, len(report.requeued), len(report.failed))
         if now >= self.next_prune:
             self.next_prune = now + 60
             self.store.prune_indexes()
