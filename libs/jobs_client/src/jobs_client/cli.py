@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any, TextIO
 
-from jobs_client.client import TERMINAL_STATUSES, JobsAPIError, JobsClient, JobsConnectionError
+from jobs_client.client import TERMINAL_STATUSES, JobsAPIError, JobsClient, JobsConfigError, JobsConnectionError
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -331,7 +331,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``jobs``; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    client = JobsClient(args.url or os.environ.get("JOBS_URL"), args.api_key)
+    try:
+        client = JobsClient(args.url or os.environ.get("JOBS_URL"), args.api_key)
+    except JobsConfigError as e:
+        print(f"jobs: configuration error: {e}", file=sys.stderr)
+        return EXIT_USAGE
     try:
         code: int = args.func(client, args)
         return code

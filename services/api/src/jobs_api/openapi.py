@@ -11,12 +11,11 @@ import copy
 import functools
 from typing import Any
 
+from jobs_core.config import MAX_ATTEMPTS_LIMIT, MAX_TIMEOUT_SECONDS
 from jobs_core.model import JobStatus
 
 from jobs_api import __version__
 
-MAX_ATTEMPTS_LIMIT = 100
-MAX_TIMEOUT_SECONDS = 7 * 24 * 3600
 MAX_DELAY_SECONDS = 7 * 24 * 3600
 MAX_WAIT_SECONDS = 60
 DEFAULT_PAGE_SIZE = 50
