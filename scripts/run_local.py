@@ -440,7 +440,7 @@ def banner(stack: Stack, base: str, reloader: Reloader | None) -> str:
     auth = ""
     curl_auth = ""
     if s.api_keys:
-        tenants = ", ".join(sorted(set(s.api_keys.values())))
+        tenants = ", ".join(sorted({key.tenant for key in s.api_keys.values()}))
         auth = f"\n  auth       on (tenants: {tenants}): export JOBS_API_KEY=<a key from JOBS_API_KEYS> first"
         curl_auth = ' -H "Authorization: Bearer $JOBS_API_KEY"'
     tasks = "built-in" + (f" + {', '.join(s.task_modules)} (JOBS_TASK_MODULES)" if s.task_modules else "")

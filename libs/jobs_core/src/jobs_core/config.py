@@ -7,6 +7,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
+from enum import Enum
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -116,6 +117,30 @@ def _name(env: Mapping[str, str], name: str, default: str) -> str:
     return value
 
 
+class Role(str, Enum):
+    """What an API key may do; each role includes the ones before it."""
+
+    VIEWER = "viewer"  # read its tenant's jobs, the tasks and the queues
+    OPERATOR = "operator"  # and submit, cancel and retry its tenant's jobs
+    ADMIN = "admin"  # and read every tenant's jobs, pause/resume queues and set their caps
+
+    def __str__(self) -> str:
+        return self.value
+
+    def allows(self, needed: Role) -> bool:
+        """Whether this role may do what ``needed`` may."""
+        order = list(Role)
+        return order.index(self) >= order.index(needed)
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    """Who an API key speaks for: a tenant, with a role."""
+
+    tenant: str
+    role: Role = Role.OPERATOR
+
+
 @dataclass(frozen=True)
 class Settings:
     """Settings shared by the API and the worker (each reads the ones it needs)."""
@@ -149,7 +174,7 @@ class Settings:
     web_concurrency: int = 2  # gunicorn worker processes
     api_threads: int = 8  # threads per gunicorn process
     api_graceful_timeout: int = 30  # seconds requests in flight may finish after SIGTERM
-    api_keys: Mapping[str, str] = field(default_factory=dict)  # key -> tenant
+    api_keys: Mapping[str, ApiKey] = field(default_factory=dict)  # key -> tenant and role
     max_body_bytes: int = 1024 * 1024
     max_pending: int = 100_000
     max_pending_per_tenant: int = 10_000
@@ -228,27 +253,36 @@ class Settings:
         )
 
 
-def parse_api_keys(text: str, source: str) -> dict[str, str]:
-    """Parse ``tenant:key`` entries separated by commas or newlines into a map key -> tenant."""
-    result: dict[str, str] = {}
+def parse_api_keys(text: str, source: str) -> dict[str, ApiKey]:
+    """Parse ``tenant:key`` / ``tenant:key:role`` entries separated by commas or newlines into a map
+    key -> :class:`ApiKey` (``tenant:key`` is the ``operator`` of its tenant, as before roles existed)."""
+    result: dict[str, ApiKey] = {}
     for raw in re.split(r"[,\n]", text):
         entry = raw.strip()
         if not entry or entry.startswith("#"):
             continue
-        tenant, sep, key = entry.partition(":")
-        tenant, key = tenant.strip(), key.strip()
-        if not sep or not tenant or not key:
-            # never echo the entry: it may hold a secret
-            raise ConfigError(f"{source}: every entry must be tenant:key")
+        parts = [p.strip() for p in entry.split(":")]
+        # never echo the entry nor any part of it: it holds a secret
+        if len(parts) not in (2, 3) or not parts[0] or not parts[1]:
+            raise ConfigError(f"{source}: every entry must be tenant:key or tenant:key:role (a key cannot hold ':')")
+        tenant, key = parts[0], parts[1]
         if not _NAME.match(tenant):
             raise ConfigError(f"{source}: tenant names are 1-64 letters, digits, '_', '.', '-'")
+        role = Role.OPERATOR
+        if len(parts) == 3:
+            try:
+                role = Role(parts[2].lower())
+            except ValueError:
+                raise ConfigError(
+                    f"{source}: the role after tenant:key: must be {', '.join(r.value for r in Role)}"
+                ) from None
         if key in result:
             raise ConfigError(f"{source}: the same key is given twice")
-        result[key] = tenant
+        result[key] = ApiKey(tenant, role)
     return result
 
 
-def load_api_keys(env: Mapping[str, str]) -> dict[str, str]:
+def load_api_keys(env: Mapping[str, str]) -> dict[str, ApiKey]:
     """API keys from ``JOBS_API_KEYS`` and/or the file named by ``JOBS_API_KEYS_FILE``."""
     keys = parse_api_keys(env.get("JOBS_API_KEYS", ""), "JOBS_API_KEYS")
     path = env.get("JOBS_API_KEYS_FILE", "").strip()
@@ -258,5 +292,8 @@ def load_api_keys(env: Mapping[str, str]) -> dict[str, str]:
                 text = fh.read()
         except OSError as e:
             raise ConfigError(f"JOBS_API_KEYS_FILE: cannot read {path}: {e.strerror}") from e
-        keys.update(parse_api_keys(text, "JOBS_API_KEYS_FILE"))
+        from_file = parse_api_keys(text, "JOBS_API_KEYS_FILE")
+        if from_file.keys() & keys.keys():  # which role would win is not for us to guess
+            raise ConfigError("JOBS_API_KEYS_FILE: a key is also in JOBS_API_KEYS")
+        keys.update(from_file)
     return keys

@@ -47,7 +47,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     if not authenticator.enabled:
         log.warning(
             "authentication is OFF: JOBS_API_KEYS and JOBS_API_KEYS_FILE are unset, so anyone who reaches "
-            "the API can submit and read jobs (all jobs belong to tenant 'default')"
+            "the API acts as the admin of tenant 'default' (submits, reads and cancels jobs, pauses queues)"
         )
 
     for blueprint in (jobs.bp, tasks.bp, health.bp, docs.bp):

@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, g
+from flask import Blueprint, Response
+from jobs_core.config import Role
 
+from jobs_api.auth import protect, requires
 from jobs_api.problems import Problem
 from jobs_api.state import json_response, state
 
 bp = Blueprint("tasks", __name__)
-
-
-@bp.before_request
-def _authenticate() -> None:
-    g.tenant = state().auth.authenticate()
+protect(bp)
 
 
 @bp.get("/tasks")
+@requires(Role.VIEWER)
 def list_tasks() -> Response:
     """Every published task, sorted by name."""
     tasks = state().store.tasks()
@@ -23,6 +22,7 @@ def list_tasks() -> Response:
 
 
 @bp.get("/tasks/<name>")
+@requires(Role.VIEWER)
 def get_task(name: str) -> Response:
     """One task, or 404."""
     info = state().store.tasks().get(name)

@@ -407,7 +407,10 @@ class Worker:
         time.sleep(0.5)
 
     def _retrying(self, action: Callable[[], object]) -> None:
+        """Run ``action`` until Redis takes it, keeping the health file fresh meanwhile: a worker waiting
+        for Redis (slow PVC, outage) is alive, and its startup/liveness probes must not restart it."""
         while True:
+            self._touch_health(monotonic())
             try:
                 action()
                 return
