@@ -35,6 +35,9 @@ def _config_error(message: str) -> NoReturn:
 
 try:
     _settings = Settings.from_env()
+    from jobs_api.console.session import ConsoleConfig  # imports no metrics code (see jobs_api.__init__)
+
+    ConsoleConfig.from_env()
 except ConfigError as _e:
     _config_error(str(_e))
 

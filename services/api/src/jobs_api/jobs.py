@@ -70,7 +70,19 @@ def _idempotency_key() -> str | None:
 def submit() -> Response:
     """Validate, record and queue a job; ``202`` with ``Location``."""
     body = read_json_body()
-    key = _idempotency_key()
+    job, created = create_job(body, _idempotency_key(), current_tenant())
+    headers = {"Location": f"/jobs/{job.id}"}
+    if not created:
+        headers["Idempotent-Replayed"] = "true"
+    return json_response(job_body(job), 202, headers)
+
+
+def create_job(body: Any, idempotency_key: str | None, owner: str) -> tuple[Job, bool]:
+    """Validate a submission body exactly as ``POST /jobs`` does and queue it for ``owner``.
+
+    Raises a 422 :class:`Problem` listing every invalid field; the console's "run task" form calls this too,
+    so a form submission and an API submission can never be judged differently.
+    """
     errors = schema_errors(openapi.submit_request_schema(), body)
     if errors:
         SUBMISSIONS.labels(UNKNOWN_TASK_LABEL, "invalid").inc()
@@ -94,11 +106,11 @@ def submit() -> Response:
         job, created = st.store.enqueue(
             name,
             params,
-            owner=current_tenant(),
+            owner=owner,
             max_attempts=int(max_attempts) if max_attempts is not None else None,
             timeout=float(timeout) if timeout is not None else None,
             delay=float(body.get("delay", 0.0)),
-            idempotency_key=key,
+            idempotency_key=idempotency_key,
             max_pending=st.settings.max_pending,
             max_pending_per_tenant=st.settings.max_pending_per_tenant,
         )
@@ -112,10 +124,7 @@ def submit() -> Response:
         SUBMISSIONS.labels(name, "unavailable").inc()
         raise
     SUBMISSIONS.labels(name, "accepted" if created else "replayed").inc()
-    headers = {"Location": f"/jobs/{job.id}"}
-    if not created:
-        headers["Idempotent-Replayed"] = "true"
-    return json_response(job_body(job), 202, headers)
+    return job, created
 
 
 def _listed_tenant(asked: str | None) -> str | None:
