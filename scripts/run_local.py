@@ -334,6 +334,8 @@ class Stack:
         base_port = self.settings.worker_metrics_port
         for i in range(1, WORKERS + 1):
             wenv = dict(self.env, JOBS_WORKER_HEALTH_FILE=str(RUN / f"worker-{i}.alive"))
+            # the API's metrics directory: prometheus_client in a worker would write its samples there too
+            wenv.pop("PROMETHEUS_MULTIPROC_DIR", None)
             if base_port is not None:  # one port each: two workers cannot share one
                 wenv["JOBS_WORKER_METRICS_PORT"] = str(base_port + i - 1)
             self.workers.append(Child(f"worker-{i}", [str(BIN / "jobs-worker")], wenv))

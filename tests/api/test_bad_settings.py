@@ -29,6 +29,13 @@ BAD: dict[str, dict[str, str]] = {
     "REDIS_URL": {"REDIS_URL": "http://127.0.0.1:6379"},
     "REDIS_PASSWORD": {"REDIS_PASSWORD": "secret-from-a-file\n"},
     "REDIS_TLS_CA_FILE": {"REDIS_TLS_CA_FILE": "/nonexistent/ca.pem"},
+    "REDIS_SENTINELS": {"REDIS_SENTINELS": "sentinel-without-a-port"},
+    "REDIS_SENTINEL_MASTER": {"REDIS_SENTINEL_MASTER": "my master"},
+    "REDIS_SENTINEL_PASSWORD": {"REDIS_SENTINEL_PASSWORD": "sentinel-secret\r\n"},
+    "REDIS_TLS": {"REDIS_TLS": "maybe"},
+    "REDIS_SENTINEL_TLS": {"REDIS_SENTINEL_TLS": "sometimes"},
+    "JOBS_ACK_REPLICAS": {"JOBS_ACK_REPLICAS": "-1"},
+    "JOBS_ACK_TIMEOUT_SECONDS": {"JOBS_ACK_TIMEOUT_SECONDS": "10"},
     "JOBS_QUEUE": {"JOBS_QUEUE": "my queue"},
     "JOBS_KEY_PREFIX": {"JOBS_KEY_PREFIX": "a/b c"},
     "JOBS_LEASE_SECONDS": {"JOBS_LEASE_SECONDS": "nan"},
@@ -60,6 +67,10 @@ BAD: dict[str, dict[str, str]] = {
     "JOBS_MAX_PENDING_PER_TENANT": {"JOBS_MAX_PENDING_PER_TENANT": "-1"},
     "PROMETHEUS_MULTIPROC_DIR": {"PROMETHEUS_MULTIPROC_DIR": "/dev/null/metrics"},
     "GUNICORN_CMD_ARGS": {"GUNICORN_CMD_ARGS": "--workers=zero"},
+    "JOBS_UI_SECRET": {"JOBS_UI_SECRET": "too-short"},
+    "JOBS_UI_SESSION_SECONDS": {"JOBS_UI_SESSION_SECONDS": "5"},
+    "JOBS_UI_BULK_MAX": {"JOBS_UI_BULK_MAX": "0"},
+    "JOBS_UI_BULK_SCAN": {"JOBS_UI_BULK_SCAN": "many"},
     "JOBS_URL": {"JOBS_URL": "ftp://127.0.0.1:8000"},
     "JOBS_API_KEY": {"JOBS_API_KEY": "key-with\na-newline"},
     "JOBS_RELOAD": {"JOBS_RELOAD": "maybe"},
@@ -155,7 +166,7 @@ def test_bad_value_is_one_line_and_exit_2(name: str, point: str, base_env: dict[
     env = dict(base_env, **BAD[name])
     code, _out, err = run_until_exit(command(point, tmp_path), env)
     assert_one_line_error(code, err, name)
-    if "REDIS_PASSWORD" in BAD[name] or "JOBS_API_KEY" in BAD[name]:
+    if name in ("REDIS_PASSWORD", "REDIS_SENTINEL_PASSWORD", "JOBS_API_KEY", "JOBS_UI_SECRET"):
         assert BAD[name][name].strip() not in err  # a secret is never echoed
 
 

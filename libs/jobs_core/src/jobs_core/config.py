@@ -78,11 +78,12 @@ def _bind(env: Mapping[str, str], default: str) -> str:
     return value
 
 
-def _redis_password(env: Mapping[str, str]) -> str | None:
-    value = env.get("REDIS_PASSWORD") or None
+def _secret(env: Mapping[str, str], name: str) -> str | None:
+    """A password: any characters but control ones (a trailing newline from a Secret file is a mistake)."""
+    value = env.get(name) or None
     if value is not None and _CONTROL.search(value):
         # never echo the value: it is a secret
-        raise ConfigError("REDIS_PASSWORD contains a control character (a trailing newline from a file?)")
+        raise ConfigError(f"{name} contains a control character (a trailing newline from a file?)")
     return value
 
 
@@ -222,11 +223,11 @@ class Settings:
         tls = _flag(env, "REDIS_TLS", parts.scheme == "rediss")
         return cls(
             redis_url=url,
-            redis_password=_redis_password(env),
+            redis_password=_secret(env, "REDIS_PASSWORD"),
             redis_tls_ca_file=_readable_file(env, "REDIS_TLS_CA_FILE"),
             redis_sentinels=parse_sentinels(env.get("REDIS_SENTINELS", "")),
             redis_sentinel_master=_name(env, "REDIS_SENTINEL_MASTER", cls.redis_sentinel_master),
-            redis_sentinel_password=env.get("REDIS_SENTINEL_PASSWORD") or None,
+            redis_sentinel_password=_secret(env, "REDIS_SENTINEL_PASSWORD"),
             redis_tls=tls,
             redis_sentinel_tls=_flag(env, "REDIS_SENTINEL_TLS", tls),
             ack_replicas=_int(env, "JOBS_ACK_REPLICAS", cls.ack_replicas, 0),

@@ -69,6 +69,9 @@ def check_startup(args: list[str], env: Mapping[str, str] | None = None) -> Sett
     """Everything that would stop gunicorn at start, checked first; raises :class:`ConfigError`."""
     env = os.environ if env is None else env
     settings = Settings.from_env(env)
+    from jobs_api.console.session import ConsoleConfig
+
+    ConsoleConfig.from_env(env)
     from_env = _gunicorn_options(shlex.split(env.get("GUNICORN_CMD_ARGS", "")), "GUNICORN_CMD_ARGS")
     from_args = _gunicorn_options(args, "jobs-api arguments")
     binds = from_args.bind or from_env.bind or [settings.bind]
