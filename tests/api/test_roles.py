@@ -45,6 +45,12 @@ ENDPOINTS = [
     Endpoint("POST", "/jobs/<job_id>/retry", Role.OPERATOR, "/jobs/{job}/retry"),
     Endpoint("GET", "/tasks", Role.VIEWER, "/tasks"),
     Endpoint("GET", "/tasks/<name>", Role.VIEWER, "/tasks/echo"),
+    Endpoint("PUT", "/schedules/<name>", Role.OPERATOR, "/schedules/s", {"task": "echo", "cron": "0 * * * *"}),
+    Endpoint("GET", "/schedules", Role.VIEWER, "/schedules"),
+    Endpoint("GET", "/schedules/<name>", Role.VIEWER, "/schedules/s"),
+    Endpoint("DELETE", "/schedules/<name>", Role.OPERATOR, "/schedules/s"),
+    Endpoint("POST", "/schedules/<name>/pause", Role.OPERATOR, "/schedules/s/pause"),
+    Endpoint("POST", "/schedules/<name>/resume", Role.OPERATOR, "/schedules/s/resume"),
 ]
 
 

@@ -188,6 +188,12 @@ class Settings:
     max_body_bytes: int = 1024 * 1024
     max_pending: int = 100_000
     max_pending_per_tenant: int = 10_000
+    # schedules (tickers run in the API processes, see jobs_core.ticker)
+    scheduler_enabled: bool = True
+    schedule_tick_seconds: float = 1.0
+    schedule_grace_seconds: float = 30.0
+    max_schedules_per_tenant: int = 100
+    schedules_file: str | None = None
 
     @property
     def keys(self) -> Keys:
@@ -268,6 +274,11 @@ class Settings:
             max_body_bytes=_int(env, "JOBS_MAX_BODY_BYTES", cls.max_body_bytes, 1),
             max_pending=_int(env, "JOBS_MAX_PENDING", cls.max_pending, 1),
             max_pending_per_tenant=_int(env, "JOBS_MAX_PENDING_PER_TENANT", cls.max_pending_per_tenant, 1),
+            scheduler_enabled=_flag(env, "JOBS_SCHEDULER", cls.scheduler_enabled),
+            schedule_tick_seconds=_float(env, "JOBS_SCHEDULE_TICK_SECONDS", cls.schedule_tick_seconds, 0.01),
+            schedule_grace_seconds=_float(env, "JOBS_SCHEDULE_GRACE_SECONDS", cls.schedule_grace_seconds, 0.0),
+            max_schedules_per_tenant=_int(env, "JOBS_MAX_SCHEDULES_PER_TENANT", cls.max_schedules_per_tenant, 1),
+            schedules_file=env.get("JOBS_SCHEDULES_FILE", "").strip() or None,
         )
 
 

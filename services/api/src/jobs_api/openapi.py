@@ -482,6 +482,8 @@ PATHS: dict[str, Any] = {
 
 def build_spec() -> dict[str, Any]:
     """A fresh copy of the OpenAPI document."""
+    from jobs_api import openapi_flows  # imports this module's helpers
+
     return copy.deepcopy(
         {
             "openapi": "3.1.0",
@@ -494,11 +496,12 @@ def build_spec() -> dict[str, Any]:
             "tags": [
                 {"name": "jobs", "description": "Jobs of the caller's tenant."},
                 {"name": "tasks", "description": "Tasks published by the workers."},
+                *openapi_flows.TAGS,
                 {"name": "ops", "description": "Health, metrics and documentation (no auth)."},
             ],
-            "paths": PATHS,
+            "paths": {**PATHS, **openapi_flows.PATHS},
             "components": {
-                "schemas": SCHEMAS,
+                "schemas": {**SCHEMAS, **openapi_flows.SCHEMAS},
                 "securitySchemes": {
                     "bearerAuth": {
                         "type": "http",
