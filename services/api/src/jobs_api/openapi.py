@@ -11,7 +11,9 @@ import copy
 import functools
 from typing import Any
 
-from jobs_core.config import MAX_ATTEMPTS_LIMIT, MAX_TIMEOUT_SECONDS
+# re-exported: the submission limits are the settings' limits (JOBS_DEFAULT_MAX_ATTEMPTS, ...)
+from jobs_core.config import MAX_ATTEMPTS_LIMIT as MAX_ATTEMPTS_LIMIT
+from jobs_core.config import MAX_TIMEOUT_SECONDS as MAX_TIMEOUT_SECONDS
 from jobs_core.model import JobStatus
 
 from jobs_api import __version__
