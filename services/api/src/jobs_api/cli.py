@@ -69,9 +69,13 @@ def check_startup(args: list[str], env: Mapping[str, str] | None = None) -> Sett
     """Everything that would stop gunicorn at start, checked first; raises :class:`ConfigError`."""
     env = os.environ if env is None else env
     settings = Settings.from_env(env)
+    # neither imports prometheus_client: it must not be imported before gunicorn_conf sets its directory
+    from jobs_api.background import load_declared
     from jobs_api.console.session import ConsoleConfig
 
     ConsoleConfig.from_env(env)
+    if settings.schedules_file:
+        load_declared(settings.schedules_file)
     from_env = _gunicorn_options(shlex.split(env.get("GUNICORN_CMD_ARGS", "")), "GUNICORN_CMD_ARGS")
     from_args = _gunicorn_options(args, "jobs-api arguments")
     binds = from_args.bind or from_env.bind or [settings.bind]
