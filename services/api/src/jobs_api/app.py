@@ -12,7 +12,7 @@ from typing import Any
 from flask import Flask, Response, g, request
 from jobs_core.config import Settings
 
-from jobs_api import docs, health, jobs, metrics, tasks
+from jobs_api import docs, health, jobs, metrics, queues, tasks
 from jobs_api.auth import Authenticator
 from jobs_api.problems import register_error_handlers
 from jobs_api.state import EXTENSION, State
@@ -50,7 +50,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
             "the API acts as the admin of tenant 'default' (submits, reads and cancels jobs, pauses queues)"
         )
 
-    for blueprint in (jobs.bp, tasks.bp, health.bp, docs.bp):
+    for blueprint in (jobs.bp, tasks.bp, queues.bp, health.bp, docs.bp):
         app.register_blueprint(blueprint)
     register_error_handlers(app)
 
@@ -64,7 +64,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     def _finish(resp: Response) -> Response:
         resp.headers["X-Request-ID"] = g.get("request_id", "")
         resp.headers.setdefault("X-Content-Type-Options", "nosniff")
-        if request.path.startswith(("/jobs", "/tasks")):
+        if request.path.startswith(("/jobs", "/tasks", "/queues")):
             resp.headers.setdefault("Cache-Control", "no-store")
         route = request.url_rule.rule if request.url_rule is not None else "unmatched"
         start = g.get("start")
