@@ -11,9 +11,9 @@ import copy
 import functools
 from typing import Any
 
-from jobs_core.model import JobStatus
+from jobs_core.model import DEFAULT_PRIORITY, MAX_PRIORITY, MIN_PRIORITY, JobStatus
 
-from jobs_api import __version__
+from jobs_api import __version__, openapi_queues
 from jobs_api.openapi_parts import FORBIDDEN, RETRY_AFTER, SECURITY, json_body, op, problem
 
 MAX_ATTEMPTS_LIMIT = 100
@@ -24,6 +24,8 @@ DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
 MAX_IDEMPOTENCY_KEY_LENGTH = 200
 MAX_TASK_NAME_LENGTH = 200
+#: Most jobs one ``POST /jobs/batch`` may hold (the body must also fit JOBS_MAX_BODY_BYTES).
+MAX_BATCH_JOBS = 1000
 
 STATUSES = [s.value for s in JobStatus]
 
@@ -68,6 +70,40 @@ SCHEMAS: dict[str, Any] = {
                 "maximum": MAX_DELAY_SECONDS,
                 "description": "Seconds to wait before the job becomes runnable. Default 0.",
             },
+            "priority": {
+                "type": "integer",
+                "minimum": MIN_PRIORITY,
+                "maximum": MAX_PRIORITY,
+                "description": f"{MIN_PRIORITY}..{MAX_PRIORITY}, higher runs first, first in first out within a "
+                f"priority, per queue. Default {DEFAULT_PRIORITY}. Strict: a steady flow of higher priorities "
+                "starves lower ones (give such work its own queue and pool).",
+            },
+        },
+    },
+    "BatchRequest": {
+        "type": "object",
+        "description": f"Up to {MAX_BATCH_JOBS} jobs queued all together or not at all.",
+        "required": ["jobs"],
+        "additionalProperties": False,
+        "properties": {
+            "jobs": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": MAX_BATCH_JOBS,
+                "items": {"$ref": "#/components/schemas/SubmitRequest"},
+            }
+        },
+    },
+    "JobBatch": {
+        "type": "object",
+        "required": ["jobs"],
+        "additionalProperties": False,
+        "properties": {
+            "jobs": {
+                "type": "array",
+                "items": {"$ref": "#/components/schemas/Job"},
+                "description": "The queued jobs, in the order of the request.",
+            }
         },
     },
     "JobError": {
@@ -85,6 +121,8 @@ SCHEMAS: dict[str, Any] = {
         "required": [
             "id",
             "task",
+            "queue",
+            "priority",
             "params",
             "status",
             "attempts",
@@ -105,6 +143,8 @@ SCHEMAS: dict[str, Any] = {
         "properties": {
             "id": {"type": "string", "format": "uuid"},
             "task": {"type": "string"},
+            "queue": {"type": "string", "description": "The queue the task routes its jobs to."},
+            "priority": {"type": "integer", "minimum": MIN_PRIORITY, "maximum": MAX_PRIORITY},
             "params": {"type": "object"},
             "status": {"type": "string", "enum": STATUSES},
             "attempts": {"type": "integer", "minimum": 0},
@@ -195,6 +235,11 @@ SCHEMAS: dict[str, Any] = {
             },
             "scope": {"type": "string", "enum": ["global", "tenant"], "description": "On 429."},
             "limit": {"type": "integer", "description": "On 429: the cap that was reached."},
+            "invalid_items": {
+                "type": "array",
+                "items": {"type": "integer", "minimum": 0},
+                "description": "On a 422 of POST /jobs/batch: the indexes of the invalid jobs.",
+            },
         },
     },
     "Health": {
@@ -212,6 +257,16 @@ _JOB_ID = {
     "schema": {"type": "string"},
     "description": "Job id (uuid4). Unknown, malformed or another tenant's (unless the caller is an admin): 404.",
 }
+def _idempotency_key(description: str) -> dict[str, Any]:
+    return {
+        "name": "Idempotency-Key",
+        "in": "header",
+        "required": False,
+        "schema": {"type": "string", "minLength": 1, "maxLength": MAX_IDEMPOTENCY_KEY_LENGTH},
+        "description": description,
+    }
+
+
 PATHS: dict[str, Any] = {
     "/jobs": {
         "post": op(
@@ -239,15 +294,7 @@ PATHS: dict[str, Any] = {
             operationId="submitJob",
             tags=["jobs"],
             security=SECURITY,
-            parameters=[
-                {
-                    "name": "Idempotency-Key",
-                    "in": "header",
-                    "required": False,
-                    "schema": {"type": "string", "minLength": 1, "maxLength": MAX_IDEMPOTENCY_KEY_LENGTH},
-                    "description": "A repeat with the same key and body returns the same job.",
-                }
-            ],
+            parameters=[_idempotency_key("A repeat with the same key and body returns the same job.")],
             requestBody={
                 "required": True,
                 "content": {
@@ -291,6 +338,42 @@ PATHS: dict[str, Any] = {
                     "description": "next_cursor of the previous page.",
                 },
             ],
+        ),
+    },
+    "/jobs/batch": {
+        "post": op(
+            f"Submit up to {MAX_BATCH_JOBS} jobs at once, all or none",
+            {
+                "202": json_body(
+                    "JobBatch",
+                    "Accepted: every job is recorded and queued (also for an Idempotency-Key repeat, which returns "
+                    "the original jobs with Idempotent-Replayed: true).",
+                    {"Idempotent-Replayed": {"schema": {"type": "string", "enum": ["true"]}}},
+                ),
+                "400": problem("Malformed JSON or bad Idempotency-Key header."),
+                "413": problem("Body larger than JOBS_MAX_BODY_BYTES."),
+                "415": problem("Content-Type is not application/json."),
+                "422": problem(
+                    "Nothing was queued: the body is not {\"jobs\": [...]}, or some jobs are invalid (each error's "
+                    "path names the job by index, e.g. /jobs/3/params/limit; invalid_items lists them), or the "
+                    "Idempotency-Key was used with a different batch."
+                ),
+                "429": problem("The batch does not fit the pending caps; nothing was queued.", RETRY_AFTER),
+                **FORBIDDEN,
+            },
+            operationId="submitJobs",
+            tags=["jobs"],
+            security=SECURITY,
+            parameters=[_idempotency_key("A repeat with the same key and batch returns the same jobs.")],
+            requestBody={
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {"$ref": "#/components/schemas/BatchRequest"},
+                        "example": {"jobs": [{"task": "echo", "params": {"n": 1}}, {"task": "sleep", "priority": 9}]},
+                    }
+                },
+            },
         ),
     },
     "/jobs/{job_id}": {
@@ -458,11 +541,12 @@ def build_spec() -> dict[str, Any]:
             "tags": [
                 {"name": "jobs", "description": "Jobs of the caller's tenant."},
                 {"name": "tasks", "description": "Tasks published by the workers."},
+                {"name": "queues", "description": "Queues: statistics (any role); pause, resume, cap (admin)."},
                 {"name": "ops", "description": "Health, metrics and documentation (no auth)."},
             ],
-            "paths": PATHS,
+            "paths": {**PATHS, **openapi_queues.PATHS},
             "components": {
-                "schemas": SCHEMAS,
+                "schemas": {**SCHEMAS, **openapi_queues.SCHEMAS},
                 "securitySchemes": {
                     "bearerAuth": {
                         "type": "http",
@@ -485,3 +569,12 @@ def submit_request_schema() -> dict[str, Any]:
     Copied once, not per request: the deep copy cost more than the validation on the submit hot path.
     """
     return copy.deepcopy(SCHEMAS["SubmitRequest"])
+
+
+@functools.cache
+def batch_request_schema() -> dict[str, Any]:
+    """The outer shape of ``POST /jobs/batch`` bodies: each job is then checked like ``POST /jobs`` (one
+    shared copy: do not mutate)."""
+    schema = copy.deepcopy(SCHEMAS["BatchRequest"])
+    schema["properties"]["jobs"]["items"] = {}
+    return schema
