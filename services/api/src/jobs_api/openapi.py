@@ -575,6 +575,6 @@ def submit_request_schema() -> dict[str, Any]:
 def batch_request_schema() -> dict[str, Any]:
     """The outer shape of ``POST /jobs/batch`` bodies: each job is then checked like ``POST /jobs`` (one
     shared copy: do not mutate)."""
-    schema = copy.deepcopy(SCHEMAS["BatchRequest"])
+    schema: dict[str, Any] = copy.deepcopy(SCHEMAS["BatchRequest"])
     schema["properties"]["jobs"]["items"] = {}
     return schema
