@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
-from jobs_api.openapi import MAX_BATCH_JOBS
+from jobs_api.openapi_batch import MAX_BATCH_JOBS
 from jobs_core.config import Settings
 from jobs_core.store import JobStore
 

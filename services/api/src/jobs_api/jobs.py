@@ -16,7 +16,7 @@ from jobs_core.errors import IdempotencyConflict, QueueFull
 from jobs_core.model import DEFAULT_PRIORITY, Job, JobStatus, Submission, is_job_id
 from jobs_core.serialization import EncodingError, dumps
 
-from jobs_api import openapi
+from jobs_api import openapi, openapi_batch
 from jobs_api.auth import current_principal, current_tenant, forbidden, job_owner, protect, requires
 from jobs_api.lifecycle import SHUTTING_DOWN
 from jobs_api.metrics import SUBMISSIONS, UNKNOWN_TASK_LABEL
@@ -169,7 +169,7 @@ def submit_batch() -> Response:
     """Validate every job of ``{"jobs": [...]}`` first, then queue all of them atomically, or none; ``202``."""
     body = read_json_body()
     key = _idempotency_key()
-    errors = schema_errors(openapi.batch_request_schema(), body)
+    errors = schema_errors(openapi_batch.batch_request_schema(), body)
     if errors:
         SUBMISSIONS.labels(UNKNOWN_TASK_LABEL, "invalid").inc()
         raise validation_problem(errors)

@@ -2,7 +2,8 @@
 
 It is the single source of the request body schema too: ``POST /jobs`` validates its body against
 ``SubmitRequest`` from here, so the document and the implementation cannot drift apart. The test suite
-validates every response body it sees against the response schemas below.
+validates every response body it sees against the response schemas below. The parts of other resources
+(``openapi_batch.py``, ``openapi_queues.py``) are merged in by :func:`build_spec`.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ from typing import Any
 
 from jobs_core.model import DEFAULT_PRIORITY, MAX_PRIORITY, MIN_PRIORITY, JobStatus
 
-from jobs_api import __version__, openapi_queues
-from jobs_api.openapi_parts import FORBIDDEN, RETRY_AFTER, SECURITY, json_body, op, problem
+from jobs_api import __version__, openapi_batch, openapi_queues
+from jobs_api.openapi_parts import FORBIDDEN, RETRY_AFTER, SECURITY, idempotency_key, json_body, op, problem
+from jobs_api.openapi_parts import MAX_IDEMPOTENCY_KEY_LENGTH as MAX_IDEMPOTENCY_KEY_LENGTH
 
 MAX_ATTEMPTS_LIMIT = 100
 MAX_TIMEOUT_SECONDS = 7 * 24 * 3600
@@ -22,10 +24,7 @@ MAX_DELAY_SECONDS = 7 * 24 * 3600
 MAX_WAIT_SECONDS = 60
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
-MAX_IDEMPOTENCY_KEY_LENGTH = 200
 MAX_TASK_NAME_LENGTH = 200
-#: Most jobs one ``POST /jobs/batch`` may hold (the body must also fit JOBS_MAX_BODY_BYTES).
-MAX_BATCH_JOBS = 1000
 
 STATUSES = [s.value for s in JobStatus]
 
@@ -78,32 +77,6 @@ SCHEMAS: dict[str, Any] = {
                 f"priority, per queue. Default {DEFAULT_PRIORITY}. Strict: a steady flow of higher priorities "
                 "starves lower ones (give such work its own queue and pool).",
             },
-        },
-    },
-    "BatchRequest": {
-        "type": "object",
-        "description": f"Up to {MAX_BATCH_JOBS} jobs queued all together or not at all.",
-        "required": ["jobs"],
-        "additionalProperties": False,
-        "properties": {
-            "jobs": {
-                "type": "array",
-                "minItems": 1,
-                "maxItems": MAX_BATCH_JOBS,
-                "items": {"$ref": "#/components/schemas/SubmitRequest"},
-            }
-        },
-    },
-    "JobBatch": {
-        "type": "object",
-        "required": ["jobs"],
-        "additionalProperties": False,
-        "properties": {
-            "jobs": {
-                "type": "array",
-                "items": {"$ref": "#/components/schemas/Job"},
-                "description": "The queued jobs, in the order of the request.",
-            }
         },
     },
     "JobError": {
@@ -257,16 +230,6 @@ _JOB_ID = {
     "schema": {"type": "string"},
     "description": "Job id (uuid4). Unknown, malformed or another tenant's (unless the caller is an admin): 404.",
 }
-def _idempotency_key(description: str) -> dict[str, Any]:
-    return {
-        "name": "Idempotency-Key",
-        "in": "header",
-        "required": False,
-        "schema": {"type": "string", "minLength": 1, "maxLength": MAX_IDEMPOTENCY_KEY_LENGTH},
-        "description": description,
-    }
-
-
 PATHS: dict[str, Any] = {
     "/jobs": {
         "post": op(
@@ -294,7 +257,7 @@ PATHS: dict[str, Any] = {
             operationId="submitJob",
             tags=["jobs"],
             security=SECURITY,
-            parameters=[_idempotency_key("A repeat with the same key and body returns the same job.")],
+            parameters=[idempotency_key("A repeat with the same key and body returns the same job.")],
             requestBody={
                 "required": True,
                 "content": {
@@ -338,42 +301,6 @@ PATHS: dict[str, Any] = {
                     "description": "next_cursor of the previous page.",
                 },
             ],
-        ),
-    },
-    "/jobs/batch": {
-        "post": op(
-            f"Submit up to {MAX_BATCH_JOBS} jobs at once, all or none",
-            {
-                "202": json_body(
-                    "JobBatch",
-                    "Accepted: every job is recorded and queued (also for an Idempotency-Key repeat, which returns "
-                    "the original jobs with Idempotent-Replayed: true).",
-                    {"Idempotent-Replayed": {"schema": {"type": "string", "enum": ["true"]}}},
-                ),
-                "400": problem("Malformed JSON or bad Idempotency-Key header."),
-                "413": problem("Body larger than JOBS_MAX_BODY_BYTES."),
-                "415": problem("Content-Type is not application/json."),
-                "422": problem(
-                    "Nothing was queued: the body is not {\"jobs\": [...]}, or some jobs are invalid (each error's "
-                    "path names the job by index, e.g. /jobs/3/params/limit; invalid_items lists them), or the "
-                    "Idempotency-Key was used with a different batch."
-                ),
-                "429": problem("The batch does not fit the pending caps; nothing was queued.", RETRY_AFTER),
-                **FORBIDDEN,
-            },
-            operationId="submitJobs",
-            tags=["jobs"],
-            security=SECURITY,
-            parameters=[_idempotency_key("A repeat with the same key and batch returns the same jobs.")],
-            requestBody={
-                "required": True,
-                "content": {
-                    "application/json": {
-                        "schema": {"$ref": "#/components/schemas/BatchRequest"},
-                        "example": {"jobs": [{"task": "echo", "params": {"n": 1}}, {"task": "sleep", "priority": 9}]},
-                    }
-                },
-            },
         ),
     },
     "/jobs/{job_id}": {
@@ -544,9 +471,9 @@ def build_spec() -> dict[str, Any]:
                 {"name": "queues", "description": "Queues: statistics (any role); pause, resume, cap (admin)."},
                 {"name": "ops", "description": "Health, metrics and documentation (no auth)."},
             ],
-            "paths": {**PATHS, **openapi_queues.PATHS},
+            "paths": {**PATHS, **openapi_batch.PATHS, **openapi_queues.PATHS},
             "components": {
-                "schemas": {**SCHEMAS, **openapi_queues.SCHEMAS},
+                "schemas": {**SCHEMAS, **openapi_batch.SCHEMAS, **openapi_queues.SCHEMAS},
                 "securitySchemes": {
                     "bearerAuth": {
                         "type": "http",
@@ -570,11 +497,3 @@ def submit_request_schema() -> dict[str, Any]:
     """
     return copy.deepcopy(SCHEMAS["SubmitRequest"])
 
-
-@functools.cache
-def batch_request_schema() -> dict[str, Any]:
-    """The outer shape of ``POST /jobs/batch`` bodies: each job is then checked like ``POST /jobs`` (one
-    shared copy: do not mutate)."""
-    schema: dict[str, Any] = copy.deepcopy(SCHEMAS["BatchRequest"])
-    schema["properties"]["jobs"]["items"] = {}
-    return schema

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+#: Longest Idempotency-Key header accepted.
+MAX_IDEMPOTENCY_KEY_LENGTH = 200
+
 
 def problem(description: str, headers: dict[str, Any] | None = None) -> dict[str, Any]:
     """A documented problem+json response."""
@@ -46,3 +49,14 @@ def op(summary: str, responses: dict[str, Any], **more: Any) -> dict[str, Any]:
     out = {"summary": summary, "responses": {**responses, **AUTH_ERRORS}}
     out.update(more)
     return out
+
+
+def idempotency_key(description: str) -> dict[str, Any]:
+    """The optional ``Idempotency-Key`` request header."""
+    return {
+        "name": "Idempotency-Key",
+        "in": "header",
+        "required": False,
+        "schema": {"type": "string", "minLength": 1, "maxLength": MAX_IDEMPOTENCY_KEY_LENGTH},
+        "description": description,
+    }
