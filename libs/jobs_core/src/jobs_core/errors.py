@@ -86,3 +86,19 @@ class ResultExpired(JobsError):
 
 class BackendUnavailable(JobsError):
     """Redis cannot be reached."""
+
+
+class NotReplicated(BackendUnavailable):
+    """A write ran on the primary but ``WAITAOF`` did not confirm it on enough replicas in time.
+
+    It may or may not survive a failover: repeat it (a submission with the same Idempotency-Key), never
+    count it as done.
+    """
+
+    def __init__(self, replicas: int, confirmed: int, local: int) -> None:
+        super().__init__(
+            f"the write was not confirmed on disk on {replicas} replica(s) in time "
+            f"(confirmed: {confirmed} replica(s), primary: {'yes' if local else 'no'})"
+        )
+        self.replicas = replicas
+        self.confirmed = confirmed

@@ -12,7 +12,7 @@ from typing import Any
 from flask import Flask, Response, g, request
 from jobs_core.config import Settings
 
-from jobs_api import docs, health, jobs, metrics, queues, tasks
+from jobs_api import console, docs, health, jobs, metrics, queues, tasks
 from jobs_api.auth import Authenticator
 from jobs_api.problems import register_error_handlers
 from jobs_api.state import EXTENSION, State
@@ -28,7 +28,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     ``config`` may hold Flask settings plus two of ours (both optional, mainly for tests):
     ``JOBS_SETTINGS`` (a :class:`~jobs_core.config.Settings`; default ``Settings.from_env()``) and
-    ``JOBS_STORE`` (a ready ``JobStore``; default one built from the settings).
+    ``JOBS_STORE`` (a ready ``JobStore``; default one built from the settings); and ``JOBS_CONSOLE`` (a
+    :class:`~jobs_api.console.session.ConsoleConfig`; default from the environment).
     """
     config = dict(config or {})
     settings: Settings = config.pop("JOBS_SETTINGS", None) or Settings.from_env()
@@ -52,6 +53,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     for blueprint in (jobs.bp, tasks.bp, queues.bp, health.bp, docs.bp):
         app.register_blueprint(blueprint)
+    console.init_app(app)
     register_error_handlers(app)
 
     @app.before_request

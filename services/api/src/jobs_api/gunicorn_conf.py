@@ -28,6 +28,9 @@ from jobs_core.errors import ConfigError
 
 try:
     _settings = Settings.from_env()
+    from jobs_api.console.session import ConsoleConfig  # imports no metrics code (see jobs_api.__init__)
+
+    ConsoleConfig.from_env()
 except ConfigError as _e:  # a clear one-line message instead of a traceback
     sys.stderr.write(f"jobs-api: configuration error: {_e}\n")
     sys.exit(2)

@@ -134,33 +134,41 @@ def _enqueued(tasks: Counter[str], call: Callable[[], tuple[_T, bool]]) -> tuple
 def submit() -> Response:
     """Validate, record and queue a job on its task's queue; ``202`` with ``Location``."""
     body = read_json_body()
-    key = _idempotency_key()
+    job, created = create_job(body, _idempotency_key(), current_tenant())
+    headers = {"Location": f"/jobs/{job.id}"}
+    if not created:
+        headers["Idempotent-Replayed"] = "true"
+    return json_response(job_body(job), 202, headers)
+
+
+def create_job(body: Any, idempotency_key: str | None, owner: str) -> tuple[Job, bool]:
+    """Validate a submission body exactly as ``POST /jobs`` does and queue it for ``owner`` on its task's queue.
+
+    Raises a 422 :class:`Problem` listing every invalid field; the console's "run task" form calls this too,
+    so a form submission and an API submission can never be judged differently.
+    """
     try:
         sub = _checked(body)
     except _Invalid as e:
         SUBMISSIONS.labels(e.label, e.outcome).inc()
         raise validation_problem(e.errors) from None
     st = state()
-    job, created = _enqueued(
+    return _enqueued(
         Counter({sub.task: 1}),
         lambda: st.store.enqueue(
             sub.task,
             sub.params,
             queue=sub.queue,
             priority=sub.priority,
-            owner=current_tenant(),
+            owner=owner,
             max_attempts=sub.max_attempts,
             timeout=sub.timeout,
             delay=sub.delay,
-            idempotency_key=key,
+            idempotency_key=idempotency_key,
             max_pending=st.settings.max_pending,
             max_pending_per_tenant=st.settings.max_pending_per_tenant,
         ),
     )
-    headers = {"Location": f"/jobs/{job.id}"}
-    if not created:
-        headers["Idempotent-Replayed"] = "true"
-    return json_response(job_body(job), 202, headers)
 
 
 @bp.post("/jobs/batch")
