@@ -51,6 +51,12 @@ ENDPOINTS = [
     Endpoint("POST", "/queues/<name>/pause", Role.ADMIN, "/queues/{queue}/pause"),
     Endpoint("POST", "/queues/<name>/resume", Role.ADMIN, "/queues/{queue}/resume"),
     Endpoint("PUT", "/queues/<name>/cap", Role.ADMIN, "/queues/{queue}/cap", {"cap": 3}),
+    Endpoint("PUT", "/schedules/<name>", Role.OPERATOR, "/schedules/s", {"task": "echo", "cron": "0 * * * *"}),
+    Endpoint("GET", "/schedules", Role.VIEWER, "/schedules"),
+    Endpoint("GET", "/schedules/<name>", Role.VIEWER, "/schedules/s"),
+    Endpoint("DELETE", "/schedules/<name>", Role.OPERATOR, "/schedules/s"),
+    Endpoint("POST", "/schedules/<name>/pause", Role.OPERATOR, "/schedules/s/pause"),
+    Endpoint("POST", "/schedules/<name>/resume", Role.OPERATOR, "/schedules/s/resume"),
 ]
 
 

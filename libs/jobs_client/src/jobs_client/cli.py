@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any, TextIO
 
+from jobs_client import cli_flows
 from jobs_client.client import MAX_BATCH_JOBS, TERMINAL_STATUSES, JobsAPIError, JobsClient, JobsConnectionError
 
 EXIT_OK = 0
@@ -450,6 +451,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name")
     p.add_argument("value", nargs="?", help="for cap: the most jobs running at once, or none")
     p.set_defaults(func=cmd_queue)
+    cli_flows.add_commands(sub, common)
     return parser
 
 

@@ -99,7 +99,7 @@ def _checked(body: Any, base: str = "") -> Submission:
     return Submission(
         task=name,
         params=params,
-        queue=info.queue,
+        queue=info.queue or None,  # routed by the task: clients never name queues
         priority=int(body.get("priority", DEFAULT_PRIORITY)),
         max_attempts=int(max_attempts) if max_attempts is not None else None,
         timeout=float(timeout) if timeout is not None else None,

@@ -161,10 +161,25 @@ SCHEMAS: dict[str, Any] = {
     },
     "Task": {
         "type": "object",
-        "required": ["name", "description", "params_schema", "defaults"],
+        "required": ["name", "queue", "description", "params_schema", "defaults", "workers", "live",
+                     "queue_conflict"],
         "additionalProperties": False,
         "properties": {
             "name": {"type": "string"},
+            "queue": {"type": "string", "description": "The queue submissions of the task go to."},
+            "workers": {"type": "integer", "minimum": 0, "description": "Live workers offering the task."},
+            "live": {
+                "type": "boolean",
+                "description": "False when no live worker offers the task: its jobs are accepted and wait "
+                "(unrunnable) until one does. Tasks no live worker offered for JOBS_TASK_RETENTION_SECONDS "
+                "leave the catalogue.",
+            },
+            "queue_conflict": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "When live workers offer the task on more than one queue: those queues "
+                "(a deployment error; submissions go to `queue` only). Empty otherwise.",
+            },
             "description": {"type": "string"},
             "params_schema": {"type": "object", "description": "JSON Schema of the task's params."},
             "defaults": {"type": "object", "description": "Applied to params before validation."},
@@ -456,6 +471,8 @@ PATHS: dict[str, Any] = {
 
 def build_spec() -> dict[str, Any]:
     """A fresh copy of the OpenAPI document."""
+    from jobs_api import openapi_flows  # imports this module's helpers
+
     return copy.deepcopy(
         {
             "openapi": "3.1.0",
@@ -469,11 +486,12 @@ def build_spec() -> dict[str, Any]:
                 {"name": "jobs", "description": "Jobs of the caller's tenant."},
                 {"name": "tasks", "description": "Tasks published by the workers."},
                 {"name": "queues", "description": "Queues: statistics (any role); pause, resume, cap (admin)."},
+                *openapi_flows.TAGS,
                 {"name": "ops", "description": "Health, metrics and documentation (no auth)."},
             ],
-            "paths": {**PATHS, **openapi_batch.PATHS, **openapi_queues.PATHS},
+            "paths": {**PATHS, **openapi_batch.PATHS, **openapi_queues.PATHS, **openapi_flows.PATHS},
             "components": {
-                "schemas": {**SCHEMAS, **openapi_batch.SCHEMAS, **openapi_queues.SCHEMAS},
+                "schemas": {**SCHEMAS, **openapi_batch.SCHEMAS, **openapi_queues.SCHEMAS, **openapi_flows.SCHEMAS},
                 "securitySchemes": {
                     "bearerAuth": {
                         "type": "http",
