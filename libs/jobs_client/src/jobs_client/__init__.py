@@ -1,6 +1,7 @@
 """Python client for the Jobs API (standard library only) and the ``jobs`` command."""
 
 from jobs_client.client import (
+    MAX_BATCH_JOBS,
     TERMINAL_STATUSES,
     JobsAPIError,
     JobsClient,
@@ -10,6 +11,7 @@ from jobs_client.client import (
 )
 
 __all__ = [
+    "MAX_BATCH_JOBS",
     "TERMINAL_STATUSES",
     "JobsAPIError",
     "JobsClient",
