@@ -207,8 +207,16 @@ class SentinelCluster:
         raise AssertionError(f"no node at the primary address {addr}")
 
     def replicas(self) -> list[Node]:
-        primary = self.primary()
-        return [n for n in self.nodes if n is not primary]
+        """Running nodes that say they are replicas (asked directly: a sentinel's view may trail a switch)."""
+        out = []
+        for n in self.nodes:
+            if n.process is not None:
+                try:
+                    if n.role() == "slave":
+                        out.append(n)
+                except redis.RedisError:
+                    pass
+        return out
 
     def client(self) -> redis.Redis:
         """A client of the current primary (the checker's view)."""
