@@ -186,3 +186,63 @@ def test_make_run_drains_briefly_by_default(run_env: dict[str, str], tmp_path: P
         assert store.get(job_id).status is JobStatus.QUEUED
     finally:
         run.stop()
+
+
+TASK_MODULE = '''
+from jobs_worker import task
+
+
+@task("greet", params_schema={{"type": "object"}})
+def greet(params, ctx):
+    """Say which version of this file ran."""
+    return "{version}"
+'''
+
+
+def _result_of_greet(base: str, timeout: float = 60) -> str:
+    status, _, body = http("POST", f"{base}/jobs", {"task": "greet", "params": {}})
+    assert status == 202, body
+    job_id = json.loads(body)["id"]
+    status, _, body = http("GET", f"{base}/jobs/{job_id}?wait={min(60, timeout):g}", timeout=timeout + 30)
+    job = json.loads(body)
+    assert job["status"] == "succeeded", job
+    status, _, body = http("GET", f"{base}/jobs/{job_id}/result")
+    result: str = json.loads(body)
+    return result
+
+
+@pytest.mark.timeout(240)
+def test_reload_restarts_the_workers_when_a_task_module_changes(run_env: dict[str, str], tmp_path: Path) -> None:
+    """The dev loop: `JOBS_TASK_MODULES=mytasks JOBS_RELOAD=1 make run` runs the user's tasks and, when the
+    file is saved, restarts the workers on the new code; a file that does not import leaves the API up and
+    the next good save brings the workers back."""
+    project = tmp_path / "project"
+    project.mkdir()
+    module = project / "mytasks.py"
+    module.write_text(TASK_MODULE.format(version="v1"))
+    env = dict(run_env, JOBS_TASK_MODULES="mytasks", JOBS_RELOAD="1", PYTHONPATH=str(project))
+    run = RunLocal(env, tmp_path / "run")
+    base = f"http://{env['JOBS_BIND']}"
+    try:
+        start = len(run.seen)
+        run.wait_line(r"^  \.venv/bin/jobs", 90)
+        banner = "".join(run.seen[start:])
+        assert "mytasks (JOBS_TASK_MODULES)" in banner and "reload     on" in banner and str(module) in banner
+        assert _result_of_greet(base) == "v1"
+
+        module.write_text(TASK_MODULE.format(version="v2"))
+        run.wait_line(r"mytasks\.py changed: restarting the workers", 30)
+        run.wait_line(r"workers restarted", 60)
+        assert _result_of_greet(base) == "v2"
+
+        module.write_text("this is not python (\n")  # a save in the middle of an edit
+        run.wait_line(r"restarting the workers", 30)
+        run.wait_line(r"fix the task module and save it", 60)
+        assert http("GET", f"{base}/readyz")[0] == 200  # the API stays up meanwhile
+        assert run.proc.poll() is None
+
+        module.write_text(TASK_MODULE.format(version="v3"))
+        run.wait_line(r"workers restarted", 60)
+        assert _result_of_greet(base) == "v3"
+    finally:
+        run.stop()
