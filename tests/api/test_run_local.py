@@ -69,13 +69,13 @@ def test_make_run_starts_everything_and_ctrl_c_stops_it(tmp_path: Path) -> None:
 class RunLocal:
     """A real `make run` (scripts/run_local.py) whose merged output is read line by line as it comes."""
 
-    def __init__(self, env: dict[str, str], run_dir: Path) -> None:
+    def __init__(self, env: dict[str, str], run_dir: Path, cwd: Path = ROOT) -> None:
         import queue
         import threading
 
         self.proc = subprocess.Popen(
             [sys.executable, str(ROOT / "scripts" / "run_local.py"), "--run-dir", str(run_dir)],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True, cwd=cwd,
         )
         self.lines: queue.Queue[str] = queue.Queue()
         self.seen: list[str] = []
@@ -213,15 +213,16 @@ def _result_of_greet(base: str, timeout: float = 60) -> str:
 
 @pytest.mark.timeout(240)
 def test_reload_restarts_the_workers_when_a_task_module_changes(run_env: dict[str, str], tmp_path: Path) -> None:
-    """The dev loop: `JOBS_TASK_MODULES=mytasks JOBS_RELOAD=1 make run` runs the user's tasks and, when the
-    file is saved, restarts the workers on the new code; a file that does not import leaves the API up and
-    the next good save brings the workers back."""
+    """The dev loop: `JOBS_TASK_MODULES=mytasks JOBS_RELOAD=1 make run` started beside mytasks.py runs the
+    user's tasks and, when the file is saved, restarts the workers on the new code; a file that does not
+    import leaves the API up and the next good save brings the workers back."""
     project = tmp_path / "project"
     project.mkdir()
     module = project / "mytasks.py"
     module.write_text(TASK_MODULE.format(version="v1"))
-    env = dict(run_env, JOBS_TASK_MODULES="mytasks", JOBS_RELOAD="1", PYTHONPATH=str(project))
-    run = RunLocal(env, tmp_path / "run")
+    env = dict(run_env, JOBS_TASK_MODULES="mytasks", JOBS_RELOAD="1")
+    env.pop("PYTHONPATH", None)
+    run = RunLocal(env, tmp_path / "run", cwd=project)
     base = f"http://{env['JOBS_BIND']}"
     try:
         start = len(run.seen)
