@@ -45,6 +45,7 @@ ENDPOINTS = [
     Endpoint("POST", "/jobs/<job_id>/retry", Role.OPERATOR, "/jobs/{job}/retry"),
     Endpoint("GET", "/tasks", Role.VIEWER, "/tasks"),
     Endpoint("GET", "/tasks/<name>", Role.VIEWER, "/tasks/echo"),
+    Endpoint("GET", "/events", Role.VIEWER, "/events?max_seconds=0"),
 ]
 
 

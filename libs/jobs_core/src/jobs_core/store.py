@@ -159,6 +159,7 @@ class JobStore(Delivery, Browse):
                 s.idempotency_ttl_seconds,
                 queue_entry(job_id),
                 self.keys.job_prefix,
+                self.keys.events_prefix,
             ],
         )
         kind = text(reply[0])

@@ -12,7 +12,7 @@ from typing import Any
 from flask import Flask, Response, g, request
 from jobs_core.config import Settings
 
-from jobs_api import console, docs, health, jobs, metrics, tasks
+from jobs_api import console, docs, events, health, jobs, metrics, tasks
 from jobs_api.auth import Authenticator
 from jobs_api.problems import register_error_handlers
 from jobs_api.state import EXTENSION, State
@@ -51,7 +51,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
             "the API acts as the admin of tenant 'default' (submits, reads and cancels jobs, pauses queues)"
         )
 
-    for blueprint in (jobs.bp, tasks.bp, health.bp, docs.bp):
+    for blueprint in (jobs.bp, tasks.bp, health.bp, docs.bp, events.bp):
         app.register_blueprint(blueprint)
     console.init_app(app)
     register_error_handlers(app)

@@ -1,4 +1,5 @@
 --- @include "now"
+--- @include "emit"
 -- Cancel a job: queued -> cancelled at once (removed from the queue); running -> cancel requested.
 -- KEYS: 1 job hash, 2 queue list, 3 delayed zset, 4 pending hash
 -- ARGV: 1 id, 2 owner ('' = any), 3 record TTL s, 4 events channel, 5 request token (fresh per call:
@@ -17,7 +18,7 @@ if f[1] == 'queued' then
   redis.call('HDEL', KEYS[1], 'run_at')
   redis.call('HINCRBY', KEYS[4], f[2], -1)
   redis.call('EXPIRE', KEYS[1], ARGV[3])
-  redis.call('PUBLISH', ARGV[4], 'cancelled')
+  emit(events_prefix_of(ARGV[4], ARGV[1]), ARGV[1], 'cancelled', f[2])
   return {'cancelled'}
 elseif f[1] == 'running' then
   redis.call('HSET', KEYS[1], 'cancel_requested', 1, 'cancel_token', ARGV[5])

@@ -1,10 +1,12 @@
 --- @include "now"
+--- @include "emit"
 -- Create a job record and queue it (or schedule it) in one step.
 -- KEYS: 1 job hash, 2 queue list, 3 delayed zset, 4 index zset, 5 owner index zset, 6 pending hash,
 --       7 seq counter, 8 idempotency key (unused unless ARGV[10] == '1')
 -- ARGV: 1 id, 2 task, 3 params JSON, 4 max_attempts, 5 timeout, 6 owner, 7 delay ms, 8 global pending
 --       cap (0 = none), 9 per-owner pending cap (0 = none), 10 use idempotency key '1'/'0',
---       11 request digest, 12 idempotency TTL s, 13 queue entry (JSON-encoded id)
+--       11 request digest, 12 idempotency TTL s, 13 queue entry (JSON-encoded id), 14 job key prefix,
+--       15 events channel prefix
 -- Returns: {'ok', id, created_ms, seq} | {'exists', id} | {'conflict', id} | {'full', scope}
 -- The id is new for every call, so a record under it means this very call already ran: the client's
 -- retry after a lost reply (timeout, dropped connection). Answer as the first run did; change nothing.
@@ -45,4 +47,5 @@ redis.call('HINCRBY', KEYS[6], ARGV[6], 1)
 if ARGV[10] == '1' then
   redis.call('SET', KEYS[8], ARGV[1] .. ' ' .. ARGV[11], 'EX', ARGV[12])
 end
+emit(ARGV[15], ARGV[1], 'queued', ARGV[6])
 return {'ok', ARGV[1], now, seq}

@@ -1,4 +1,5 @@
 --- @include "now"
+--- @include "emit"
 -- Hand back jobs whose lease expired (their worker died): queued again, or failed with WorkerLost when
 -- attempts are spent. Also recovers entries moved into inflight by a worker that died before claiming.
 -- Runs at most once per interval across all workers (KEYS[7] is a lock that simply expires).
@@ -23,13 +24,13 @@ for _, id in ipairs(expired) do
       redis.call('HSET', jk, 'status', 'failed', 'finished_at', now, 'error', ARGV[8])
       redis.call('ZADD', KEYS[4], now, id)
       redis.call('EXPIRE', jk, ARGV[5])
-      redis.call('PUBLISH', ARGV[4] .. id, 'failed')
+      emit(ARGV[4], id, 'failed', f[4])
       failed[#failed + 1] = id
     else
       redis.call('HSET', jk, 'status', 'queued', 'error', ARGV[8])
       redis.call('HINCRBY', KEYS[5], f[4], 1)
       redis.call('LPUSH', KEYS[3], entry)
-      redis.call('PUBLISH', ARGV[4] .. id, 'queued')
+      emit(ARGV[4], id, 'queued', f[4])
       requeued[#requeued + 1] = id
     end
   end

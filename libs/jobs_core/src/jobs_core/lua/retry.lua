@@ -1,3 +1,4 @@
+--- @include "emit"
 -- Explicit retry: failed | cancelled -> queued with a fresh attempt budget.
 -- KEYS: 1 job hash, 2 queue list, 3 failed zset, 4 pending hash
 -- ARGV: 1 id, 2 owner ('' = any), 3 events channel, 4 request token (fresh per call: a copy re-sent after
@@ -14,5 +15,5 @@ redis.call('HDEL', KEYS[1], 'finished_at', 'started_at', 'worker', 'progress', '
 redis.call('ZREM', KEYS[3], ARGV[1])
 redis.call('HINCRBY', KEYS[4], f[2], 1)
 redis.call('RPUSH', KEYS[2], '"' .. ARGV[1] .. '"')
-redis.call('PUBLISH', ARGV[3], 'queued')
+emit(events_prefix_of(ARGV[3], ARGV[1]), ARGV[1], 'queued', f[2])
 return {'queued'}

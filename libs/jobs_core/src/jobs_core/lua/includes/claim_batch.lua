@@ -1,3 +1,4 @@
+--- @include "emit"
 -- claim_batch(): take up to `wanted` queued jobs for a worker (queued -> running); shared by CLAIM and
 -- FINISH_CLAIM. k = {queue, inflight, leases, pending, delayed, orphans, dead}; returns a flat list, 6
 -- fields per claimed job: id, task, params, timeout, attempts, max_attempts.
@@ -35,7 +36,7 @@ local function claim_batch(k, wanted, worker, lease_ms, prefix, moved, events_pr
     redis.call('ZADD', k.leases, now + lease_ms, id)
     if orphans then redis.call('ZREM', k.orphans, id) end
     redis.call('HINCRBY', k.pending, f[6], -1)
-    redis.call('PUBLISH', events_prefix .. id, 'running')
+    emit(events_prefix, id, 'running', f[6])
     out[#out + 1] = id
     out[#out + 1] = f[2]
     out[#out + 1] = f[3]

@@ -1,3 +1,4 @@
+--- @include "emit"
 -- finish_one(): end a worker's attempt; shared by FINISH and FINISH_CLAIM. k = {job, inflight, leases,
 -- result, failed, delayed, queue, pending}; a = {id, worker, attempt, outcome, data, media, result_ttl,
 -- record_ttl, error, delay_ms, channel}. Returns {'ok', status} | {'stale', current status or ''}.
@@ -43,6 +44,6 @@ local function finish_one(k, a, now)
       end
     end
   end
-  redis.call('PUBLISH', a.channel, status)
+  emit(events_prefix_of(a.channel, id), id, status, f[4])
   return {'ok', status}
 end
