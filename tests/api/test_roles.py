@@ -46,6 +46,12 @@ ENDPOINTS = [
     Endpoint("GET", "/tasks", Role.VIEWER, "/tasks"),
     Endpoint("GET", "/tasks/<name>", Role.VIEWER, "/tasks/echo"),
     Endpoint("GET", "/events", Role.VIEWER, "/events?max_seconds=0"),
+    Endpoint("PUT", "/schedules/<name>", Role.OPERATOR, "/schedules/s", {"task": "echo", "cron": "0 * * * *"}),
+    Endpoint("GET", "/schedules", Role.VIEWER, "/schedules"),
+    Endpoint("GET", "/schedules/<name>", Role.VIEWER, "/schedules/s"),
+    Endpoint("DELETE", "/schedules/<name>", Role.OPERATOR, "/schedules/s"),
+    Endpoint("POST", "/schedules/<name>/pause", Role.OPERATOR, "/schedules/s/pause"),
+    Endpoint("POST", "/schedules/<name>/resume", Role.OPERATOR, "/schedules/s/resume"),
 ]
 
 

@@ -95,7 +95,7 @@ def test_every_env_var_in_the_manifests_is_read_by_the_services(all_sources: dic
 
 def test_an_unknown_env_var_is_caught(rendered: dict[str, list[Obj]]) -> None:
     objects = copy.deepcopy(rendered["defaults"])
-    one(objects, "ConfigMap")["data"]["JOBS_QUEUE_NAME"] = "oops"
+    one(objects, "ConfigMap", "config")["data"]["JOBS_QUEUE_NAME"] = "oops"
     assert unknown_env_names(objects) == [
         f"Deployment/{d['metadata']['name']}/{c}: JOBS_QUEUE_NAME"
         for d, c in ((one(objects, "Deployment", "api"), "api"), (one(objects, "Deployment", "worker"), "worker"))
@@ -198,7 +198,7 @@ def test_keda_contract_catches_drift(rendered: dict[str, list[Obj]], breakage: s
     if breakage == "wrong-list":
         spec["triggers"][1]["metadata"]["listName"] = "jobs:inflight"
     elif breakage == "stale-queue":
-        one(objects, "ConfigMap")["data"]["JOBS_QUEUE"] = "emails"
+        one(objects, "ConfigMap", "config")["data"]["JOBS_QUEUE"] = "emails"
     elif breakage == "no-running-trigger":
         spec["triggers"].pop()
     elif breakage == "formula-ignores-running":

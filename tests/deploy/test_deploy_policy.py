@@ -249,7 +249,7 @@ def test_external_redis_renders_no_redis_objects(rendered: dict[str, list[Obj]])
     objects = rendered["external-redis"]
     assert not [o for o in objects if o["metadata"].get("labels", {}).get("app.kubernetes.io/component") == "redis"
                 and o["kind"] in ("StatefulSet", "Service", "NetworkPolicy")]
-    cm = one(objects, "ConfigMap")
+    cm = one(objects, "ConfigMap", "config")
     assert cm["data"]["REDIS_URL"] == "rediss://redis.example.com:6380/2"
     trigger = one(objects, "ScaledObject")["spec"]["triggers"][0]["metadata"]
     assert trigger["address"] == "redis.example.com:6380"

@@ -80,6 +80,15 @@ class Settings:
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_password: str | None = None  # REDIS_PASSWORD overrides a password in REDIS_URL
     redis_tls_ca_file: str | None = None
+    # Sentinel (REDIS_SENTINELS set): the primary is looked up from these instead of REDIS_URL's host
+    redis_sentinels: tuple[tuple[str, int], ...] = ()
+    redis_sentinel_master: str = "jobs"
+    redis_sentinel_password: str | None = None
+    redis_tls: bool = False  # TLS to the Redis servers found through Sentinel (rediss:// in REDIS_URL also sets it)
+    redis_sentinel_tls: bool = False
+    # replicated acknowledgement: answer only once WAITAOF confirms the write on this many replicas
+    ack_replicas: int = 0
+    ack_timeout_seconds: float = 1.0
     queue: str = "jobs"
     key_prefix: str = "jobs"
     lease_seconds: float = 15.0
@@ -107,6 +116,12 @@ class Settings:
     max_body_bytes: int = 1024 * 1024
     max_pending: int = 100_000
     max_pending_per_tenant: int = 10_000
+    # schedules (tickers run in the API processes, see jobs_core.ticker)
+    scheduler_enabled: bool = True
+    schedule_tick_seconds: float = 1.0
+    schedule_grace_seconds: float = 30.0
+    max_schedules_per_tenant: int = 100
+    schedules_file: str | None = None
 
     @property
     def keys(self) -> Keys:
@@ -139,10 +154,18 @@ class Settings:
             raise ConfigError(f"JOBS_LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, got {level!r}")
         modules = tuple(m.strip() for m in env.get("JOBS_TASK_MODULES", "").split(",") if m.strip())
         metrics_port = env.get("JOBS_WORKER_METRICS_PORT", "").strip()
+        tls = _flag(env, "REDIS_TLS", parts.scheme == "rediss")
         return cls(
             redis_url=url,
             redis_password=env.get("REDIS_PASSWORD") or None,
             redis_tls_ca_file=env.get("REDIS_TLS_CA_FILE") or None,
+            redis_sentinels=parse_sentinels(env.get("REDIS_SENTINELS", "")),
+            redis_sentinel_master=_name(env, "REDIS_SENTINEL_MASTER", cls.redis_sentinel_master),
+            redis_sentinel_password=env.get("REDIS_SENTINEL_PASSWORD") or None,
+            redis_tls=tls,
+            redis_sentinel_tls=_flag(env, "REDIS_SENTINEL_TLS", tls),
+            ack_replicas=_int(env, "JOBS_ACK_REPLICAS", cls.ack_replicas, 0),
+            ack_timeout_seconds=_ack_timeout(env),
             queue=_name(env, "JOBS_QUEUE", cls.queue),
             key_prefix=_name(env, "JOBS_KEY_PREFIX", cls.key_prefix),
             lease_seconds=lease,
@@ -172,7 +195,46 @@ class Settings:
             max_body_bytes=_int(env, "JOBS_MAX_BODY_BYTES", cls.max_body_bytes, 1),
             max_pending=_int(env, "JOBS_MAX_PENDING", cls.max_pending, 1),
             max_pending_per_tenant=_int(env, "JOBS_MAX_PENDING_PER_TENANT", cls.max_pending_per_tenant, 1),
+            scheduler_enabled=_flag(env, "JOBS_SCHEDULER", cls.scheduler_enabled),
+            schedule_tick_seconds=_float(env, "JOBS_SCHEDULE_TICK_SECONDS", cls.schedule_tick_seconds, 0.01),
+            schedule_grace_seconds=_float(env, "JOBS_SCHEDULE_GRACE_SECONDS", cls.schedule_grace_seconds, 0.0),
+            max_schedules_per_tenant=_int(env, "JOBS_MAX_SCHEDULES_PER_TENANT", cls.max_schedules_per_tenant, 1),
+            schedules_file=env.get("JOBS_SCHEDULES_FILE", "").strip() or None,
         )
+
+
+def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be true or false, got {raw!r}")
+
+
+def _ack_timeout(env: Mapping[str, str]) -> float:
+    # below the client's 10 s socket timeout, so a slow WAITAOF is an answer (503), not a lost connection
+    value = _float(env, "JOBS_ACK_TIMEOUT_SECONDS", Settings.ack_timeout_seconds, 0.001)
+    if value > 5:
+        raise ConfigError(f"JOBS_ACK_TIMEOUT_SECONDS must be <= 5, got {value}")
+    return value
+
+
+def parse_sentinels(text: str) -> tuple[tuple[str, int], ...]:
+    """``host:port`` entries separated by commas (``[v6addr]:port`` too) into ``((host, port), ...)``."""
+    out: list[tuple[str, int]] = []
+    for raw in text.split(","):
+        entry = raw.strip()
+        if not entry:
+            continue
+        host, sep, port = entry.rpartition(":")
+        host = host.strip("[]")
+        if not sep or not host or not port.isascii() or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(f"REDIS_SENTINELS entries must be host:port, got {entry!r}")
+        out.append((host, int(port)))
+    return tuple(out)
 
 
 def parse_api_keys(text: str, source: str) -> dict[str, ApiKey]:

@@ -434,7 +434,16 @@ PATHS: dict[str, Any] = {
                     "5 s. `event: reset` means events after Last-Event-ID were trimmed: reload state. The stream "
                     "ends after max_seconds; EventSource reconnects with Last-Event-ID by itself. A 503 also means "
                     "this API process already serves its JOBS_API_STREAMS streams: poll, or retry after Retry-After.",
-                    "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                    "content": {"text/event-stream": {"schema": {  # one SSE event (OpenAPI 3.2 style)
+                        "type": "object",
+                        "required": ["event", "data"],
+                        "properties": {
+                            "id": {"type": "string", "pattern": "^[0-9]+-[0-9]+$"},
+                            "event": {"type": "string", "enum": ["job", "reset"]},
+                            "data": {"type": "string", "contentMediaType": "application/json"},
+                            "retry": {"type": "integer"},
+                        },
+                    }}},
                 },
                 "400": _problem("Malformed Last-Event-ID, tenant or max_seconds."),
                 **_FORBIDDEN,
@@ -526,6 +535,8 @@ PATHS: dict[str, Any] = {
 
 def build_spec() -> dict[str, Any]:
     """A fresh copy of the OpenAPI document."""
+    from jobs_api import openapi_flows  # imports this module's helpers
+
     return copy.deepcopy(
         {
             "openapi": "3.1.0",
@@ -538,11 +549,12 @@ def build_spec() -> dict[str, Any]:
             "tags": [
                 {"name": "jobs", "description": "Jobs of the caller's tenant."},
                 {"name": "tasks", "description": "Tasks published by the workers."},
+                *openapi_flows.TAGS,
                 {"name": "ops", "description": "Health, metrics and documentation (no auth)."},
             ],
-            "paths": PATHS,
+            "paths": {**PATHS, **openapi_flows.PATHS},
             "components": {
-                "schemas": SCHEMAS,
+                "schemas": {**SCHEMAS, **openapi_flows.SCHEMAS},
                 "securitySchemes": {
                     "bearerAuth": {
                         "type": "http",

@@ -20,6 +20,7 @@ from jobs_core.errors import (
     IdempotencyConflict,
     IllegalTransition,
     JobNotFound,
+    NotReplicated,
     QueueFull,
     ResultExpired,
     ResultNotReady,
@@ -223,6 +224,10 @@ def register_error_handlers(app: Flask) -> None:
             log.warning("redis unavailable: %s", type(e).__name__, extra={"path": request.path})
             if isinstance(e, redis.exceptions.OutOfMemoryError):
                 return service_unavailable("the job store (Redis) is out of memory; retry later").response()
+            if isinstance(e, NotReplicated):
+                return service_unavailable(
+                    f"{e}; it may or may not have been kept: repeat the request (with the same Idempotency-Key)"
+                ).response()
             return service_unavailable().response()
 
     for exc in (
