@@ -117,24 +117,27 @@ def events() -> Response:
             slots.streams().release()
 
     def generate() -> Iterator[bytes]:
-        last = after
-        yield f"retry: {RETRY_MS}\n: stream open\n\n".encode()
-        if gap:
-            yield _frame(last, "reset", {"reason": "events since Last-Event-ID were trimmed; reload"})
-        deadline = time.monotonic() + seconds
-        quiet_since = time.monotonic()
-        while not SHUTTING_DOWN.is_set():
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            for event_id, fields in store.read_events(last, max(1, int(min(remaining, SLICE_SECONDS) * 1000))):
-                last = event_id
-                if tenant is None or fields.get("tenant") == tenant:
-                    yield _frame(event_id, "job", fields)
+        try:
+            last = after
+            yield f"retry: {RETRY_MS}\n: stream open\n\n".encode()
+            if gap:
+                yield _frame(last, "reset", {"reason": "events since Last-Event-ID were trimmed; reload"})
+            deadline = time.monotonic() + seconds
+            quiet_since = time.monotonic()
+            while not SHUTTING_DOWN.is_set():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                for event_id, fields in store.read_events(last, max(1, int(min(remaining, SLICE_SECONDS) * 1000))):
+                    last = event_id
+                    if tenant is None or fields.get("tenant") == tenant:
+                        yield _frame(event_id, "job", fields)
+                        quiet_since = time.monotonic()
+                if time.monotonic() - quiet_since >= KEEPALIVE_SECONDS:
+                    yield b": keepalive\n\n"
                     quiet_since = time.monotonic()
-            if time.monotonic() - quiet_since >= KEEPALIVE_SECONDS:
-                yield b": keepalive\n\n"
-                quiet_since = time.monotonic()
+        finally:  # a stream read to its end; call_on_close covers one the server closes early or never starts
+            release()
 
     resp = Response(generate(), mimetype="text/event-stream")
     resp.call_on_close(release)
