@@ -319,6 +319,9 @@ def cmd_tasks(client: JobsClient, args: argparse.Namespace) -> int:
     for info in tasks:
         props = sorted((info.get("params_schema") or {}).get("properties", {}))
         print(f"{info['name']:<16} {info.get('description', '')}")
+        if info.get("queue"):
+            offered = "" if info.get("live", True) else " (no live worker offers it: its jobs wait)"
+            print(f"{'':<16} queue: {info['queue']}{offered}")
         if props:
             print(f"{'':<16} params: {', '.join(props)}")
     return EXIT_OK
