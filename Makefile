@@ -13,8 +13,8 @@ PYTEST_ARGS ?=
 
 install: .venv/.installed ## create .venv with every package editable, from uv.lock
 
-run: install ## embedded Redis + API on 127.0.0.1:8000 + two workers
-	$(PY) scripts/run_local.py
+run: install ## embedded Redis + API on 127.0.0.1:8000 + two workers; RELOAD=1: restart workers when task files change
+	$(if $(RELOAD),JOBS_RELOAD=$(RELOAD) )$(PY) scripts/run_local.py
 
 lint: install ## ruff over everything, mypy --strict on the shared library
 	.venv/bin/ruff check libs services tests scripts
@@ -49,7 +49,7 @@ bench-smoke: install .venv-bench/.installed ## every bench part with tiny counts
 	$(PY) -m bench --smoke
 
 # `make test` runs the same scenarios small (RELIABILITY_PROFILE=short, the default, ~2-3 min).
-reliability: install ## chaos, Redis/API crashes, hostile input, tenants, load at full size (~6 min); prints the table
+reliability: install ## chaos, Redis/API crashes, Sentinel failover, hostile input, tenants, load at full size (~8 min); prints the table
 	RELIABILITY_PROFILE=full .venv/bin/pytest tests/reliability -o timeout=900 $(PYTEST_ARGS)
 
 clean:

@@ -5,27 +5,59 @@ from __future__ import annotations
 import builtins
 import json
 import os
+import re
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 TERMINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
 #: Longest single long-poll the server allows (GET /jobs/<id>?wait=N, N <= 60).
 MAX_SERVER_WAIT = 60.0
+#: Most jobs one :meth:`JobsClient.submit_many` call may hold (the server's limit).
+MAX_BATCH_JOBS = 1000
 #: Statuses that mean "try again shortly" while waiting (gateway errors during a rollout, Redis outage).
 RETRYABLE_STATUSES = frozenset({502, 503, 504})
+_PRINTABLE_ASCII = re.compile(r"^[\x20-\x7e]+$")
 
 
 class JobsClientError(Exception):
     """Any error of this client."""
 
 
+class JobsConfigError(JobsClientError, ValueError):
+    """The client was given a bad base URL or API key (from its arguments, ``JOBS_URL`` or ``JOBS_API_KEY``)."""
+
+
 class JobsConnectionError(JobsClientError):
     """The API could not be reached (refused, DNS, timeout)."""
+
+
+class JobFailed(JobsClientError):
+    """Raised by :meth:`JobsClient.wait` with ``raise_on_failure=True`` when the job ended ``failed`` or
+    ``cancelled``. ``job`` is the job as the API returned it; ``job["error"]`` (``type``, ``message``,
+    ``traceback``) says why it failed (None for a cancel)."""
+
+    def __init__(self, job: Mapping[str, Any]) -> None:
+        self.job = dict(job)
+        self.status = str(job["status"])
+        error = job.get("error") or {}
+        self.error_type: str | None = error.get("type")
+        self.error_message: str | None = error.get("message")
+        reason = f": {self.error_type}: {self.error_message}" if self.error_type else ""
+        super().__init__(f"job {job['id']} {self.status}{reason}")
+
+
+class WaitTimeout(JobsClientError):
+    """Raised by :meth:`JobsClient.wait` with ``raise_on_failure=True`` when ``timeout`` passed before the
+    job ended; ``job`` is the job as last seen (``queued`` or ``running``). The job itself goes on."""
+
+    def __init__(self, job: Mapping[str, Any], timeout: float) -> None:
+        self.job = dict(job)
+        super().__init__(f"job {job['id']} still {job['status']} after {timeout:g}s")
 
 
 class JobsAPIError(JobsClientError):
@@ -67,8 +99,8 @@ class JobsClient:
         retries: int = 3,
         max_retry_delay: float = 10.0,
     ) -> None:
-        self.base_url = (base_url or os.environ.get("JOBS_URL") or DEFAULT_URL).rstrip("/")
-        self.api_key = api_key if api_key is not None else (os.environ.get("JOBS_API_KEY") or None)
+        self.base_url = _base_url(base_url or os.environ.get("JOBS_URL") or DEFAULT_URL)
+        self.api_key = _api_key(api_key if api_key is not None else (os.environ.get("JOBS_API_KEY") or None))
         self.timeout = timeout
         #: How long :meth:`wait` keeps retrying while the API is unreachable or answers 502/503/504.
         self.outage_tolerance = outage_tolerance
@@ -161,19 +193,32 @@ class JobsClient:
         max_attempts: int | None = None,
         timeout: float | None = None,
         delay: float | None = None,
+        priority: int | None = None,
         idempotency_key: str | None = None,
     ) -> dict[str, Any]:
-        """Submit a job; returns it (status ``queued``)."""
+        """Submit a job; returns it (status ``queued``). ``priority`` 0..9 (default 5): higher runs first."""
         body: dict[str, Any] = {"task": task, "params": dict(params or {})}
-        if max_attempts is not None:
-            body["max_attempts"] = max_attempts
-        if timeout is not None:
-            body["timeout"] = timeout
-        if delay is not None:
-            body["delay"] = delay
+        for name, value in (("max_attempts", max_attempts), ("timeout", timeout), ("delay", delay),
+                            ("priority", priority)):
+            if value is not None:
+                body[name] = value
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
         job: dict[str, Any] = self._json("POST", "/jobs", body=body, headers=headers)
         return job
+
+    def submit_many(
+        self, jobs: Sequence[Mapping[str, Any]], *, idempotency_key: str | None = None
+    ) -> builtins.list[dict[str, Any]]:
+        """Submit up to :data:`MAX_BATCH_JOBS` jobs at once, all or none (``POST /jobs/batch``); returns them
+        in order.
+
+        Each job is what :meth:`submit` sends: ``{"task", "params"?, "priority"?, "max_attempts"?,
+        "timeout"?, "delay"?}``. When one is invalid nothing is queued and :class:`JobsAPIError` lists every
+        bad one (``errors`` paths such as ``/jobs/3/params/limit``; ``problem["invalid_items"]``).
+        """
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
+        reply = self._json("POST", "/jobs/batch", body={"jobs": [dict(j) for j in jobs]}, headers=headers)
+        return list(reply["jobs"])
 
     def get(self, job_id: str, wait: float | None = None) -> dict[str, Any]:
         """The job; with ``wait`` the server holds the request up to that many seconds until it is terminal."""
@@ -188,12 +233,37 @@ class JobsClient:
         timeout: float | None = None,
         on_update: Callable[[dict[str, Any]], None] | None = None,
         interval: float = 0.5,
+        *,
+        raise_on_failure: bool = False,
     ) -> dict[str, Any]:
-        """Wait until the job is terminal (or ``timeout`` seconds pass) and return it.
+        """Wait until the job ends (or ``timeout`` seconds pass) and return it.
+
+        What comes back: the job as a dict once it is ``succeeded``, ``failed`` or ``cancelled`` — a failed
+        job is *returned*, not raised: look at ``job["status"]`` and ``job["error"]`` (``type``, ``message``,
+        ``traceback``). When ``timeout`` passes first, the job as it is then (``queued`` or ``running``; it
+        goes on running). With ``raise_on_failure=True`` only a succeeded job is returned: a failed or
+        cancelled one raises :class:`JobFailed` and a timeout :class:`WaitTimeout`, both carrying ``job``.
 
         Uses the server's long-poll; with ``on_update`` it asks every ``interval`` seconds so the callback
-        sees progress as it happens (no sleep between requests: each one waits on the server).
+        sees progress as it happens (no sleep between requests: each one waits on the server). An API
+        restart or Redis failover (connection errors, 502/503/504) is ridden out for ``outage_tolerance``
+        seconds; other errors raise :class:`JobsAPIError` (e.g. 404 for an unknown job).
         """
+        job = self._wait(job_id, timeout, on_update, interval)
+        if raise_on_failure:
+            if job["status"] in ("failed", "cancelled"):
+                raise JobFailed(job)
+            if job["status"] not in TERMINAL_STATUSES:
+                raise WaitTimeout(job, timeout or 0.0)
+        return job
+
+    def _wait(
+        self,
+        job_id: str,
+        timeout: float | None,
+        on_update: Callable[[dict[str, Any]], None] | None,
+        interval: float,
+    ) -> dict[str, Any]:
         deadline = None if timeout is None else time.monotonic() + timeout
         job = self.get(job_id)
         outage_started: float | None = None
@@ -267,6 +337,31 @@ class JobsClient:
             if not cursor:
                 return
 
+    # ------------------------------------------------------------------ queues
+    def queues(self) -> builtins.list[dict[str, Any]]:
+        """Every queue with its statistics (waiting by priority, running, paused, cap, workers, ...)."""
+        return list(self._json("GET", "/queues")["queues"])
+
+    def queue(self, name: str) -> dict[str, Any]:
+        """One queue's statistics."""
+        info: dict[str, Any] = self._json("GET", f"/queues/{_q(name)}")
+        return info
+
+    def pause_queue(self, name: str) -> dict[str, Any]:
+        """Pause a queue (admin key): it accepts jobs but no worker starts them. Returns the queue."""
+        info: dict[str, Any] = self._json("POST", f"/queues/{_q(name)}/pause")
+        return info
+
+    def resume_queue(self, name: str) -> dict[str, Any]:
+        """Resume a paused queue (admin key). Returns the queue."""
+        info: dict[str, Any] = self._json("POST", f"/queues/{_q(name)}/resume")
+        return info
+
+    def set_queue_cap(self, name: str, cap: int | None) -> dict[str, Any]:
+        """At most ``cap`` of the queue's jobs run at once, cluster-wide; ``None`` removes the cap (admin key)."""
+        info: dict[str, Any] = self._json("PUT", f"/queues/{_q(name)}/cap", body={"cap": cap})
+        return info
+
     # ------------------------------------------------------------------ schedules
     def put_schedule(
         self, name: str, task: str, cron: str, params: Mapping[str, Any] | None = None, **options: Any
@@ -318,6 +413,22 @@ class JobsClient:
         except JobsClientError:
             return False
         return True
+
+
+def _base_url(url: str) -> str:
+    parts = urllib.parse.urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise JobsConfigError(f"JOBS_URL (or --url / base_url) must be an http:// or https:// URL, got {url!r}")
+    return url.strip().rstrip("/")
+
+
+def _api_key(key: str | None) -> str | None:
+    if key is not None and not _PRINTABLE_ASCII.match(key):
+        # never echo the key: it is a secret
+        raise JobsConfigError(
+            "JOBS_API_KEY (or --api-key / api_key) must be printable ASCII: no control characters or newline"
+        )
+    return key
 
 
 def _retry_after(value: str | None) -> float:
