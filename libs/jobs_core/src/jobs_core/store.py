@@ -39,6 +39,7 @@ from jobs_core.model import (
     is_job_id,
     new_job_id,
 )
+from jobs_core.flow_store import FlowStore
 from jobs_core.schedule_store import ScheduleStore
 from jobs_core.serialization import dumps, loads
 
@@ -56,7 +57,7 @@ def request_digest(task: str, params: Mapping[str, Any], **options: Any) -> str:
     return hashlib.sha256(body).hexdigest()
 
 
-class JobStore(Delivery, Browse, ScheduleStore):
+class JobStore(Delivery, Browse, ScheduleStore, FlowStore):
     """Job storage and queue operations on one Redis, for one namespace and queue."""
 
     def __init__(self, client: redis.Redis, settings: Settings) -> None:
@@ -78,6 +79,7 @@ class JobStore(Delivery, Browse, ScheduleStore):
         self._reap = client.register_script(scripts.REAP)
         self._browse = client.register_script(scripts.BROWSE)
         self._schedule_scripts(acked)
+        self._flow_scripts(acked)
         # one pub/sub connection per thread, reused by every wait(): no connect + handshake per job
         self._local = threading.local()
         self._task_cache: tuple[float, dict[str, TaskInfo]] = (float("-inf"), {})

@@ -1,5 +1,7 @@
 --- @include "now"
--- Cancel a job: queued -> cancelled at once (removed from the queue); running -> cancel requested.
+--- @include "release"
+-- Cancel a job: queued or waiting (on dependencies) -> cancelled at once (removed from the queue, its
+-- dependents released: cancelled in turn unless their edge says 'ignore'); running -> cancel requested.
 -- KEYS: 1 job hash, 2 queue list, 3 delayed zset, 4 pending hash
 -- ARGV: 1 id, 2 owner ('' = any), 3 record TTL s, 4 events channel, 5 request token (fresh per call:
 --       a copy re-sent by the client after a lost reply answers as the first run did, not 409)
@@ -18,6 +20,15 @@ if f[1] == 'queued' then
   redis.call('HINCRBY', KEYS[4], f[2], -1)
   redis.call('EXPIRE', KEYS[1], ARGV[3])
   redis.call('PUBLISH', ARGV[4], 'cancelled')
+  release_dependents(KEYS[1], ARGV[1], 'cancelled', now_ms(), KEYS[4],
+                     string.sub(ARGV[4], 1, #ARGV[4] - #ARGV[1]), ARGV[3])
+  return {'cancelled'}
+elseif f[1] == 'waiting' then
+  redis.call('HSET', KEYS[1], 'status', 'cancelled', 'finished_at', now_ms(), 'cancel_token', ARGV[5])
+  redis.call('EXPIRE', KEYS[1], ARGV[3])
+  redis.call('PUBLISH', ARGV[4], 'cancelled')
+  release_dependents(KEYS[1], ARGV[1], 'cancelled', now_ms(), KEYS[4],
+                     string.sub(ARGV[4], 1, #ARGV[4] - #ARGV[1]), ARGV[3])
   return {'cancelled'}
 elseif f[1] == 'running' then
   redis.call('HSET', KEYS[1], 'cancel_requested', 1, 'cancel_token', ARGV[5])

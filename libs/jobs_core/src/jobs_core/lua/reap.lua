@@ -1,4 +1,5 @@
 --- @include "now"
+--- @include "release"
 -- Hand back jobs whose lease expired (their worker died): queued again, or failed with WorkerLost when
 -- attempts are spent. Also recovers entries moved into inflight by a worker that died before claiming.
 -- Runs at most once per interval across all workers (KEYS[7] is a lock that simply expires).
@@ -24,6 +25,7 @@ for _, id in ipairs(expired) do
       redis.call('ZADD', KEYS[4], now, id)
       redis.call('EXPIRE', jk, ARGV[5])
       redis.call('PUBLISH', ARGV[4] .. id, 'failed')
+      release_dependents(jk, id, 'failed', now, KEYS[5], ARGV[4], ARGV[5])
       failed[#failed + 1] = id
     else
       redis.call('HSET', jk, 'status', 'queued', 'error', ARGV[8])

@@ -1,3 +1,4 @@
+--- @include "release"
 -- finish_one(): end a worker's attempt; shared by FINISH and FINISH_CLAIM. k = {job, inflight, leases,
 -- result, failed, delayed, queue, pending}; a = {id, worker, attempt, outcome, data, media, result_ttl,
 -- record_ttl, error, delay_ms, channel}. Returns {'ok', status} | {'stale', current status or ''}.
@@ -42,6 +43,9 @@ local function finish_one(k, a, now)
         redis.call('RPUSH', k.queue, entry)
       end
     end
+  end
+  if status ~= 'queued' then  -- terminal: this transition happens once, so dependents are released once
+    release_dependents(k.job, id, status, now, k.pending, string.sub(a.channel, 1, #a.channel - #id), a.record_ttl)
   end
   redis.call('PUBLISH', a.channel, status)
   return {'ok', status}
