@@ -100,6 +100,15 @@ def create_job(body: Any, idempotency_key: str | None, owner: str) -> tuple[Job,
     if errors:
         SUBMISSIONS.labels(name, "invalid").inc()
         raise validation_problem(errors)
+    if body.get("depends_on"):  # waits for other jobs: created by the workflow script (see workflows.py)
+        if idempotency_key is not None:
+            raise validation_problem([{"path": "/headers/Idempotency-Key",
+                                       "message": "cannot be combined with depends_on"}])
+        from jobs_api.workflows import submit_dependent
+
+        job = submit_dependent(body, owner)
+        SUBMISSIONS.labels(name, "accepted").inc()
+        return job, True
     max_attempts = body.get("max_attempts", info.max_attempts)
     timeout = body.get("timeout", info.timeout)
     try:
