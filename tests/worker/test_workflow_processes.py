@@ -13,7 +13,6 @@ from jobs_core.model import JobStatus
 from jobs_core.store import JobStore
 from jobs_core.workflows import Dependency, FlowNode
 from support.procs import wait_for
-
 from worker.conftest import StartWorker
 
 MEMBERS = 100

@@ -87,9 +87,9 @@ class FlowStore:
             for dep_id, policy in deps:
                 args += [dep_id, policy]
         for node in nodes:
-            described.append({"name": node.name, "id": ids[node.name],
-                              "depends_on": [{"ref": d.ref, "job": ids.get(d.ref, d.ref), "on_failure": d.on_failure.value}
-                                             for d in node.depends_on]})
+            edges = [{"ref": d.ref, "job": ids.get(d.ref, d.ref), "on_failure": d.on_failure.value}
+                     for d in node.depends_on]
+            described.append({"name": node.name, "id": ids[node.name], "depends_on": edges})
         k = self.keys
         reply = self._submit_flow(
             keys=[k.index, k.owner_index(owner), k.seq, k.pending, k.workflow(workflow_id or "-")],

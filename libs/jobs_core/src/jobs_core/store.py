@@ -31,6 +31,7 @@ from jobs_core.errors import (
     ResultExpired,
     ResultNotReady,
 )
+from jobs_core.flow_store import FlowStore
 from jobs_core.model import (
     Job,
     JobStatus,
@@ -39,7 +40,6 @@ from jobs_core.model import (
     is_job_id,
     new_job_id,
 )
-from jobs_core.flow_store import FlowStore
 from jobs_core.schedule_store import ScheduleStore
 from jobs_core.serialization import dumps, loads
 
