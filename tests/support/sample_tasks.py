@@ -71,3 +71,11 @@ def number(params: Mapping[str, Any], ctx: Context) -> int:
     """Return ``n`` after ``seconds``."""
     time.sleep(float(params.get("seconds", 0)))
     return int(params.get("n", 0))
+
+
+@task("routed", params_schema={"type": "object"}, queue=os.environ.get("TEST_ROUTED_QUEUE") or None)
+def routed(params: Mapping[str, Any], ctx: Context) -> str:
+    """Declares the queue named by TEST_ROUTED_QUEUE (so a test can route it to a queue of its own); sleeps
+    ``seconds`` (default 0)."""
+    time.sleep(float(params.get("seconds", 0)))
+    return "routed"

@@ -19,7 +19,7 @@ from jobs_core import scripts
 from jobs_core.config import Settings
 from jobs_core.errors import IllegalTransition, InvalidWorkflow, JobNotFound, WorkflowNotFound
 from jobs_core.keys import Keys
-from jobs_core.model import Job, TaskInfo, is_job_id, new_job_id
+from jobs_core.model import DEFAULT_PRIORITY, Job, TaskInfo, is_job_id, new_job_id
 from jobs_core.serialization import dumps, loads
 from jobs_core.workflows import FlowNode, order, workflow_status
 
@@ -62,9 +62,12 @@ class FlowStore:
     def _flow_scripts(self, acked: Callable[[str], Script]) -> None:
         self._submit_flow = acked(scripts.SUBMIT_FLOW)
 
-    def waiting_list(self, task: str, priority: int | None) -> str:
-        """The waiting list a job of ``task`` is pushed to when it becomes runnable."""
-        return self.keys.queue
+    def _release_to(self, info: TaskInfo | None, priority: int) -> tuple[str, bytes]:
+        """The queue of a task's jobs and the keys a dependent of it is queued into once released."""
+        queue = info.queue if info is not None and info.queue else self.settings.queue
+        q = self.keys.for_queue(queue)
+        return queue, dumps({"waiting": q.waiting(priority), "paused": q.paused(priority), "control": q.control,
+                             "wake": q.wake})
 
     def submit_flow(self, owner: str, nodes: Sequence[FlowNode], *, workflow: bool) -> tuple[str | None, list[Job]]:
         """Create ``nodes`` (dependency-ordered here; cycles and unknown references refused with
@@ -82,8 +85,10 @@ class FlowStore:
             attempts = node.max_attempts or (info.max_attempts if info else None) or s.default_max_attempts
             timeout = node.timeout or (info.timeout if info else None) or s.default_timeout_seconds
             deps = list(dict.fromkeys((ids.get(d.ref, d.ref), d.on_failure.value) for d in node.depends_on))
-            args += [ids[node.name], node.task, dumps(params), attempts, float(timeout),
-                     self.waiting_list(node.task, node.priority), len(deps)]
+            priority = DEFAULT_PRIORITY if node.priority is None else node.priority
+            queue, release = self._release_to(info, priority)
+            args += [ids[node.name], node.task, dumps(params), attempts, float(timeout), queue, priority, release,
+                     len(deps)]
             for dep_id, policy in deps:
                 args += [dep_id, policy]
         for node in nodes:
@@ -92,7 +97,7 @@ class FlowStore:
             described.append({"name": node.name, "id": ids[node.name], "depends_on": edges})
         k = self.keys
         reply = self._submit_flow(
-            keys=[k.index, k.owner_index(owner), k.seq, k.pending, k.workflow(workflow_id or "-")],
+            keys=[k.index, k.owner_index(owner), k.seq, k.pending, k.workflow(workflow_id or "-"), k.queues],
             args=[k.job_prefix, owner, workflow_id, dumps(described), s.record_ttl_seconds, len(ordered), *args],
         )
         if _text(reply[0]) == "unknown":

@@ -9,6 +9,9 @@ from datetime import UTC, datetime
 from enum import Enum
 from typing import Any
 
+from jobs_core.keys import DEFAULT_PRIORITY as DEFAULT_PRIORITY
+from jobs_core.keys import MAX_PRIORITY as MAX_PRIORITY
+from jobs_core.keys import MIN_PRIORITY as MIN_PRIORITY
 from jobs_core.serialization import loads
 
 
@@ -94,11 +97,15 @@ class TaskInfo:
     defaults: Mapping[str, Any] = field(default_factory=dict)
     timeout: float | None = None
     max_attempts: int | None = None
+    #: the queue its jobs go to; '' = the deployment's default queue (JOBS_QUEUE), as for tasks published
+    #: before queues existed (:meth:`jobs_core.store.JobStore.tasks` fills it in)
+    queue: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
         return {
             "name": self.name,
+            "queue": self.queue,
             "description": self.description,
             "params_schema": dict(self.params_schema),
             "defaults": dict(self.defaults),
@@ -116,7 +123,56 @@ class TaskInfo:
             defaults=dict(data.get("defaults") or {}),
             timeout=data.get("timeout"),
             max_attempts=data.get("max_attempts"),
+            queue=str(data.get("queue") or ""),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class Submission:
+    """One job of :meth:`jobs_core.store.JobStore.enqueue_many` (``queue`` None: the store's default)."""
+
+    task: str
+    params: Mapping[str, Any]
+    queue: str | None = None
+    priority: int = DEFAULT_PRIORITY
+    max_attempts: int | None = None
+    timeout: float | None = None
+    delay: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class QueueStats:
+    """One queue as operators see it (:meth:`jobs_core.store.JobStore.queue_stats`)."""
+
+    name: str
+    waiting_by_priority: dict[int, int]
+    waiting: int
+    delayed: int
+    running: int
+    paused: bool
+    cap: int | None
+    workers: list[str]
+    oldest_waiting_age_seconds: float | None
+    finished_last_minute: int
+    failed_last_minute: int
+    unrunnable: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (priorities as string keys)."""
+        return {
+            "name": self.name,
+            "waiting_by_priority": {str(p): n for p, n in sorted(self.waiting_by_priority.items(), reverse=True)},
+            "waiting": self.waiting,
+            "delayed": self.delayed,
+            "running": self.running,
+            "paused": self.paused,
+            "cap": self.cap,
+            "workers": list(self.workers),
+            "oldest_waiting_age_seconds": self.oldest_waiting_age_seconds,
+            "finished_last_minute": self.finished_last_minute,
+            "failed_last_minute": self.failed_last_minute,
+            "unrunnable": self.unrunnable,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +206,8 @@ class Job:
     run_at: datetime | None = None
     cancel_requested: bool = False
     result_type: str | None = None
+    queue: str = "jobs"
+    priority: int = DEFAULT_PRIORITY
 
     @property
     def is_terminal(self) -> bool:
@@ -192,6 +250,8 @@ class Job:
             run_at=ms_to_datetime(opt_int("run_at")),
             cancel_requested=h.get("cancel_requested") == "1",
             result_type=h.get("result_type") or None,
+            queue=h.get("queue") or "jobs",
+            priority=int(h.get("priority") or DEFAULT_PRIORITY),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -203,6 +263,8 @@ class Job:
         return {
             "id": self.id,
             "task": self.task,
+            "queue": self.queue,
+            "priority": self.priority,
             "params": self.params,
             "status": self.status.value,
             "attempts": self.attempts,

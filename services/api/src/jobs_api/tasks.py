@@ -1,4 +1,5 @@
-"""``/tasks`` resource: the tasks workers published (name, description, params schema, defaults)."""
+"""``/tasks`` resource: the tasks workers published (name, queue, description, params schema, defaults) and
+whether a live worker offers each (``workers``, ``live``, ``queue_conflict``)."""
 
 from __future__ import annotations
 
@@ -16,16 +17,16 @@ protect(bp)
 @bp.get("/tasks")
 @requires(Role.VIEWER)
 def list_tasks() -> Response:
-    """Every published task, sorted by name."""
-    tasks = state().store.tasks()
+    """Every published task, sorted by name, with its live workers."""
+    tasks = state().store.task_statuses()
     return json_response({"tasks": [tasks[name].to_dict() for name in sorted(tasks)]})
 
 
 @bp.get("/tasks/<name>")
 @requires(Role.VIEWER)
 def get_task(name: str) -> Response:
-    """One task, or 404."""
-    info = state().store.tasks().get(name)
+    """One task with its live workers, or 404."""
+    info = state().store.task_statuses().get(name)
     if info is None:
         raise Problem(404, "Not Found", f"no task named {name!r}", slug="task-not-found")
     return json_response(info.to_dict())

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
+from jobs_core.config import is_queue_name
 from jobs_core.errors import JobsError
 from jobs_core.model import TaskInfo
 
@@ -58,6 +59,8 @@ class Task:
 
     fn: TaskFunction
     info: TaskInfo = field(repr=False)
+    #: the queue the task declared (None: the worker's default queue, JOBS_QUEUE)
+    queue: str | None = None
 
     @property
     def name(self) -> str:
@@ -76,12 +79,14 @@ def task(
     timeout: float | None = None,
     max_attempts: int | None = None,
     defaults: Mapping[str, Any] | None = None,
+    queue: str | None = None,
 ) -> Callable[[TaskFunction], TaskFunction]:
     """Register ``fn(params, ctx)`` as a task.
 
     ``params_schema`` is a JSON Schema for the params object (the API rejects jobs that fail it with 422);
     ``defaults`` are filled in for missing params; ``timeout`` (seconds) and ``max_attempts`` are the
-    task's defaults when a submission does not set them.
+    task's defaults when a submission does not set them. ``queue`` routes the task's jobs to that queue
+    (default: the worker's default queue, ``JOBS_QUEUE``); a worker runs them only if it consumes it.
     """
 
     def register(fn: TaskFunction) -> TaskFunction:
@@ -101,10 +106,17 @@ def task(
             timeout=timeout,
             max_attempts=max_attempts,
         )
-        REGISTRY[task_name] = Task(fn=fn, info=info)
+        if queue is not None and not is_queue_name(queue):
+            raise ValueError(f"task {task_name!r}: queue names are 1-64 letters, digits, '_', '.', '-'")
+        REGISTRY[task_name] = Task(fn=fn, info=info, queue=queue)
         return fn
 
     return register
+
+
+def published_info(t: Task, default_queue: str) -> TaskInfo:
+    """The description a worker publishes for ``t``: its declared queue, else ``default_queue``."""
+    return replace(t.info, queue=t.queue or default_queue)
 
 
 def load_task_modules(modules: Iterable[str]) -> dict[str, Task]:

@@ -1,5 +1,6 @@
 --- @include "now"
 --- @include "create_job"
+--- @include "queues"
 -- Submit jobs with dependencies (one job with depends_on, or a whole workflow DAG) in one atomic step:
 -- every node is created or none is. Nodes come in dependency order (the caller sorted them and refused
 -- cycles). A node whose dependencies are all done is queued at once; one waiting on others is 'waiting'
@@ -7,9 +8,10 @@
 -- {node: policy} in each unfinished dependency's 'dependents' field, consumed by release_dependents when
 -- that dependency ends. A dependency that already failed or was cancelled cancels the node (policy
 -- 'fail') or counts as done ('ignore'). Dependencies outside the batch must be the same tenant's jobs.
--- KEYS: 1 index zset, 2 owner index zset, 3 seq counter, 4 pending hash, 5 workflow hash
+-- KEYS: 1 index zset, 2 owner index zset, 3 seq counter, 4 pending hash, 5 workflow hash, 6 known queues set
 -- ARGV: 1 job key prefix, 2 owner, 3 workflow id ('' = none), 4 workflow JSON, 5 record TTL s,
---       6 number of nodes N, then per node: id, task, params JSON, max_attempts, timeout, waiting list,
+--       6 number of nodes N, then per node: id, task, params JSON, max_attempts, timeout, queue name,
+--       priority, release keys JSON ({waiting, paused, control, wake} of that queue and priority),
 --       number of dependencies D, then D pairs: dependency id, policy ('fail'|'ignore')
 -- Returns {'ok', status of each node...} | {'unknown', dependency id}
 local prefix, owner = ARGV[1], ARGV[2]
@@ -19,9 +21,10 @@ local batch = {}
 local i = 7
 for _ = 1, n do
   local node = {id = ARGV[i], task = ARGV[i + 1], params = ARGV[i + 2], max_attempts = ARGV[i + 3],
-                timeout = ARGV[i + 4], list = ARGV[i + 5], deps = {}}
-  local d = tonumber(ARGV[i + 6])
-  i = i + 7
+                timeout = ARGV[i + 4], queue = ARGV[i + 5], priority = ARGV[i + 6], release = ARGV[i + 7],
+                deps = {}}
+  local d = tonumber(ARGV[i + 8])
+  i = i + 9
   for _ = 1, d do
     node.deps[#node.deps + 1] = {ARGV[i], ARGV[i + 1]}
     i = i + 2
@@ -44,6 +47,7 @@ for _, node in ipairs(nodes) do
 end
 local now = now_ms()
 local out = {'ok'}
+for _, node in ipairs(nodes) do redis.call('SADD', KEYS[6], node.queue) end
 local k = {index = KEYS[1], owner_index = KEYS[2], seq = KEYS[3], pending = KEYS[4]}
 for _, node in ipairs(nodes) do
   local left, failed_dep = 0, nil
@@ -62,12 +66,17 @@ for _, node in ipairs(nodes) do
   local deps = {}
   for _, dep in ipairs(node.deps) do deps[#deps + 1] = dep[1] end
   k.job = prefix .. node.id
-  k.queue = node.list
   create_job(k, {id = node.id, task = node.task, params = node.params, max_attempts = node.max_attempts,
-                 timeout = node.timeout, owner = owner, status = status,
-                 extra = {'deps', cjson.encode(deps), 'deps_left', left, 'release_to', node.list,
-                          'workflow', ARGV[3]}}, now)
-  if status == 'cancelled' then
+                 timeout = node.timeout, owner = owner, status = status, hold = true,
+                 extra = {'deps', cjson.encode(deps), 'deps_left', left, 'release', node.release,
+                          'queue', node.queue, 'priority', node.priority, 'workflow', ARGV[3]}}, now)
+  if status == 'queued' then
+    local r = cjson.decode(node.release)
+    local p = priority_of(node.priority)
+    push_waiting({waiting = {[p] = r.waiting}, paused = {[p] = r.paused}, control = r.control, wake = r.wake},
+                 p, '"' .. node.id .. '"', false)
+    redis.call('HINCRBY', KEYS[4], owner, 1)
+  elseif status == 'cancelled' then
     local why = cjson.encode({type = 'DependencyFailed', message = 'dependency ' .. failed_dep,
                               traceback = cjson.null})
     redis.call('HSET', k.job, 'finished_at', now, 'error', why)

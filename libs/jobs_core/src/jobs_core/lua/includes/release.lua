@@ -1,10 +1,12 @@
+--- @include "queues"
 -- release_dependents(jk, id, status, now, pending, events_prefix, record_ttl): the job at key jk (id) has
 -- just become terminal with `status`, inside a script that made that transition (guarded by the job's
 -- status, so a duplicate or stale finish never gets here). Every dependency edge is consumed exactly once:
 -- the job's 'dependents' field ({dependent id: policy}) is read and deleted here, so a job that is
 -- retried and ends again releases nothing a second time.
--- A waiting dependent whose last dependency ended is queued (pushed to its waiting list 'release_to',
--- counted as pending); a failed or cancelled dependency cancels its waiting dependents, transitively,
+-- A waiting dependent whose last dependency ended is queued: pushed at its priority to its queue's
+-- waiting list, or paused list while that queue is paused ('release': JSON of those key names, written
+-- by submit_flow from jobs_core.keys), and counted as pending; a failed or cancelled dependency cancels its waiting dependents, transitively,
 -- unless the edge's policy is 'ignore' (then it counts as done). The job prefix is jk minus the id.
 -- Returns the number of dependents queued.
 local function release_dependents(jk, id, status, now, pending, events_prefix, record_ttl)
@@ -18,12 +20,15 @@ local function release_dependents(jk, id, status, now, pending, events_prefix, r
       redis.call('HDEL', top[1], 'dependents')
       for did, policy in pairs(cjson.decode(raw)) do
         local dk = prefix .. did
-        local f = redis.call('HMGET', dk, 'status', 'owner', 'release_to')
+        local f = redis.call('HMGET', dk, 'status', 'owner', 'release', 'priority')
         if f[1] == 'waiting' then
           if top[3] == 'succeeded' or policy == 'ignore' then
             if redis.call('HINCRBY', dk, 'deps_left', -1) <= 0 then
               redis.call('HSET', dk, 'status', 'queued')
-              redis.call('RPUSH', f[3], '"' .. did .. '"')
+              local r = cjson.decode(f[3])
+              local p = priority_of(f[4])
+              push_waiting({waiting = {[p] = r.waiting}, paused = {[p] = r.paused}, control = r.control,
+                            wake = r.wake}, p, '"' .. did .. '"', false)
               redis.call('HINCRBY', pending, f[2], 1)
               redis.call('PUBLISH', events_prefix .. did, 'queued')
               queued = queued + 1
