@@ -164,3 +164,20 @@ def test_the_reaper_failing_a_lost_job_cascades(store: JobStore) -> None:
     report = store.reap()
     assert report.failed == (a.id,)
     assert status(store, b.id) is JobStatus.CANCELLED
+
+
+def test_released_dependents_go_to_their_priority_and_respect_a_paused_queue(store: JobStore) -> None:
+    _, (a, b) = store.submit_flow("t", [node("a"), FlowNode("b", "echo", {}, (Dependency("a"),), priority=9)],
+                                  workflow=True)
+    store.pause_queue(store.keys.queue_name)
+    store.resume_queue(store.keys.queue_name)
+    run(store, a.id)
+    assert store.redis.lrange(store.keys.waiting(9), 0, -1) == [f'"{b.id}"'.encode()]
+    store.redis.delete(store.keys.waiting(9))
+    _, (e, f) = store.submit_flow("t", [node("e"), node("f", "e")], workflow=True)
+    claimed = [x for x in store.claim(W, 10) if x.id == e.id]
+    store.pause_queue(store.keys.queue_name)
+    store.finish(W, e.id, claimed[0].attempt, "succeeded", result=Result(b"1", "application/json"))
+    assert status(store, f.id) is JobStatus.QUEUED
+    assert f'"{f.id}"'.encode() in store.redis.lrange(store.keys.paused(5), 0, -1)
+    assert f'"{f.id}"'.encode() not in store.redis.lrange(store.keys.waiting(5), 0, -1)
