@@ -1,6 +1,7 @@
 --- @include "now"
 --- @include "release"
 --- @include "queues"
+--- @include "emit"
 -- Cancel a job: queued or waiting (on dependencies; its dependents are released: cancelled in turn
 -- unless their edge says 'ignore') -> cancelled at once (removed from its waiting, paused or parked list, or from the
 -- delayed set); running -> cancel requested.
@@ -27,16 +28,17 @@ if f[1] == 'queued' then
   redis.call('HDEL', KEYS[1], 'run_at')
   redis.call('HINCRBY', KEYS[2], f[2], -1)
   redis.call('EXPIRE', KEYS[1], ARGV[3])
-  redis.call('PUBLISH', ARGV[4], 'cancelled')
-  release_dependents(KEYS[1], ARGV[1], 'cancelled', now_ms(), KEYS[2],
-                     string.sub(ARGV[4], 1, #ARGV[4] - #ARGV[1]), ARGV[3])
+  emit(events_prefix_of(ARGV[4], ARGV[1]), ARGV[1], 'cancelled', f[2], q.name)
+  release_dependents(KEYS[1], ARGV[1], 'cancelled', now_ms(), KEYS[2], events_prefix_of(ARGV[4], ARGV[1]),
+                     ARGV[3])
   return {'cancelled'}
 elseif f[1] == 'waiting' then
   redis.call('HSET', KEYS[1], 'status', 'cancelled', 'finished_at', now_ms(), 'cancel_token', ARGV[5])
   redis.call('EXPIRE', KEYS[1], ARGV[3])
-  redis.call('PUBLISH', ARGV[4], 'cancelled')
-  release_dependents(KEYS[1], ARGV[1], 'cancelled', now_ms(), KEYS[2],
-                     string.sub(ARGV[4], 1, #ARGV[4] - #ARGV[1]), ARGV[3])
+  local fq = redis.call('HGET', KEYS[1], 'queue')
+  emit(events_prefix_of(ARGV[4], ARGV[1]), ARGV[1], 'cancelled', f[2], fq)
+  release_dependents(KEYS[1], ARGV[1], 'cancelled', now_ms(), KEYS[2], events_prefix_of(ARGV[4], ARGV[1]),
+                     ARGV[3])
   return {'cancelled'}
 elseif f[1] == 'running' then
   redis.call('HSET', KEYS[1], 'cancel_requested', 1, 'cancel_token', ARGV[5])

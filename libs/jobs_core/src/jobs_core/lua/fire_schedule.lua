@@ -1,6 +1,7 @@
 --- @include "now"
 --- @include "create_job"
 --- @include "queues"
+--- @include "emit"
 -- Enqueue the due ticks of one schedule, each EXACTLY ONCE however many tickers run this concurrently:
 -- a tick is enqueued only if it is after the schedule's cursor (last tick accounted for) and has no
 -- marker; its job (id derived from schedule and tick) and its marker are written in this same step, and
@@ -42,6 +43,7 @@ for i = 18, #ARGV, 2 do
                      owner = ARGV[14], hold = true,
                      extra = {'schedule', ARGV[15], 'tick', ARGV[i], 'queue', ARGV[16], 'priority', p}}, now)
       push_waiting(q, p, '"' .. id .. '"', false)  -- the paused list while the queue is paused
+      emit(events_prefix_from_jobs(ARGV[3]), id, 'queued', ARGV[14], ARGV[16])
       redis.call('HINCRBY', KEYS[6], ARGV[14], 1)
       redis.call('SET', marker, id, 'EX', ARGV[5])
       last_job = id

@@ -1,6 +1,7 @@
 --- @include "now"
 --- @include "create_job"
 --- @include "queues"
+--- @include "emit"
 -- Submit jobs with dependencies (one job with depends_on, or a whole workflow DAG) in one atomic step:
 -- every node is created or none is. Nodes come in dependency order (the caller sorted them and refused
 -- cycles). A node whose dependencies are all done is queued at once; one waiting on others is 'waiting'
@@ -90,6 +91,7 @@ for _, node in ipairs(nodes) do
       redis.call('HSET', dk, 'dependents', cjson.encode(map))
     end
   end
+  emit(events_prefix_from_jobs(prefix), node.id, status, owner, node.queue)
   out[#out + 1] = status
 end
 if ARGV[3] ~= '' then

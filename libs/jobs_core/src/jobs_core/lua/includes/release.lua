@@ -1,4 +1,5 @@
 --- @include "queues"
+--- @include "emit"
 -- release_dependents(jk, id, status, now, pending, events_prefix, record_ttl): the job at key jk (id) has
 -- just become terminal with `status`, inside a script that made that transition (guarded by the job's
 -- status, so a duplicate or stale finish never gets here). Every dependency edge is consumed exactly once:
@@ -20,7 +21,7 @@ local function release_dependents(jk, id, status, now, pending, events_prefix, r
       redis.call('HDEL', top[1], 'dependents')
       for did, policy in pairs(cjson.decode(raw)) do
         local dk = prefix .. did
-        local f = redis.call('HMGET', dk, 'status', 'owner', 'release', 'priority')
+        local f = redis.call('HMGET', dk, 'status', 'owner', 'release', 'priority', 'queue')
         if f[1] == 'waiting' then
           if top[3] == 'succeeded' or policy == 'ignore' then
             if redis.call('HINCRBY', dk, 'deps_left', -1) <= 0 then
@@ -30,7 +31,7 @@ local function release_dependents(jk, id, status, now, pending, events_prefix, r
               push_waiting({waiting = {[p] = r.waiting}, paused = {[p] = r.paused}, control = r.control,
                             wake = r.wake}, p, '"' .. did .. '"', false)
               redis.call('HINCRBY', pending, f[2], 1)
-              redis.call('PUBLISH', events_prefix .. did, 'queued')
+              emit(events_prefix, did, 'queued', f[2], f[5])
               queued = queued + 1
             end
           else
@@ -38,7 +39,7 @@ local function release_dependents(jk, id, status, now, pending, events_prefix, r
                                       message = 'dependency ' .. top[2] .. ' ended ' .. top[3]})
             redis.call('HSET', dk, 'status', 'cancelled', 'finished_at', now, 'error', why)
             redis.call('EXPIRE', dk, record_ttl)
-            redis.call('PUBLISH', events_prefix .. did, 'cancelled')
+            emit(events_prefix, did, 'cancelled', f[2], f[5])
             stack[#stack + 1] = {dk, did, 'cancelled'}
           end
         end
