@@ -62,6 +62,7 @@ BAD: dict[str, dict[str, str]] = {
     "JOBS_BIND": {"JOBS_BIND": "localhost"},
     "WEB_CONCURRENCY": {"WEB_CONCURRENCY": "zero"},
     "JOBS_API_THREADS": {"JOBS_API_THREADS": "0"},
+    "JOBS_API_STREAMS": {"JOBS_API_STREAMS": "0"},
     "JOBS_API_GRACEFUL_TIMEOUT": {"JOBS_API_GRACEFUL_TIMEOUT": "-5"},
     "JOBS_API_KEYS": {"JOBS_API_KEYS": "no-colon-here"},
     "JOBS_API_KEYS_FILE": {"JOBS_API_KEYS_FILE": "/nonexistent/api-keys"},

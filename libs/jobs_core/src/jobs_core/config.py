@@ -186,6 +186,7 @@ class Settings:
     bind: str = "127.0.0.1:8000"
     web_concurrency: int = 2  # gunicorn worker processes
     api_threads: int = 8  # threads per gunicorn process
+    api_streams: int = 0  # GET /events streams per process; 0 = api_threads // 4 (see jobs_api.slots)
     api_graceful_timeout: int = 30  # seconds requests in flight may finish after SIGTERM
     api_keys: Mapping[str, ApiKey] = field(default_factory=dict)  # key -> tenant and role
     max_body_bytes: int = 1024 * 1024
@@ -281,6 +282,7 @@ class Settings:
             bind=_bind(env, cls.bind),
             web_concurrency=_int(env, "WEB_CONCURRENCY", cls.web_concurrency, 1),
             api_threads=_int(env, "JOBS_API_THREADS", cls.api_threads, 1),
+            api_streams=_int(env, "JOBS_API_STREAMS", cls.api_streams, 1),
             api_graceful_timeout=_int(env, "JOBS_API_GRACEFUL_TIMEOUT", cls.api_graceful_timeout, 0),
             api_keys=load_api_keys(env),
             max_body_bytes=_int(env, "JOBS_MAX_BODY_BYTES", cls.max_body_bytes, 1),

@@ -215,10 +215,10 @@ class Worker:
         return max(0.0, min(until_beat, soonest - monotonic(), PROGRESS_INTERVAL_SECONDS))
 
     def _queue_empty(self) -> bool:
-        """Nothing this worker could claim now or later: no waiting, delayed or parked job of its queues.
-        (Another worker's parked tasks count too: it may be their only runner.)"""
+        """No waiting or delayed job in this worker's queues (asked after a claim found nothing, so parked
+        jobs left are of tasks it lacks: not its to wait for; a paused queue's jobs neither)."""
         counts = self.store.queue_counts(self.store.queues).values()
-        return all(c["queued"] == 0 and c["delayed"] == 0 and c["unrunnable"] == 0 for c in counts)
+        return all(c["queued"] == 0 and c["delayed"] == 0 for c in counts)
 
     # ------------------------------------------------------------------ children
     def _collect(self, timeout: float) -> None:
@@ -277,20 +277,25 @@ class Worker:
         """Kill children past their job's hard timeout, or past the grace of a requested cancel."""
         now = monotonic()
         ended: list[Outcome] = []
+        restarted: list[Slot] = []
         for slot in self._busy():
             running = slot.running
             assert running is not None
             if running.cancel_at is not None and now >= running.cancel_at:
                 slot.kill()
-                slot.wait_ready()
+                restarted.append(slot)
                 ended.append(Outcome(running.job, "cancelled"))
             elif now >= running.deadline:
                 slot.kill()
-                slot.wait_ready()
+                restarted.append(slot)
                 error = JobError("JobTimeout", f"the task ran longer than its timeout of {running.job.timeout:g}s")
                 ended.append(outcomes.failure(self.settings, running.job, error))
-        if ended:
-            self._save(ended)
+        try:
+            if ended:  # recorded while the fresh children start, not after (a start can take a second)
+                self._save(ended)
+        finally:
+            for slot in restarted:
+                slot.wait_ready()
 
     def _flush_progress(self) -> None:
         now = monotonic()

@@ -43,6 +43,7 @@ local function claim_batch(c, queues, wanted, now)
       redis.call('LREM', q.inflight, -1, entry)
       redis.call('RPUSH', q.parked_prefix .. f[2], entry)
       redis.call('SADD', q.parked, f[2])
+      wake(q) -- an idle worker that offers the task may be waiting
       return false
     end
     local attempts = redis.call('HINCRBY', jk, 'attempts', 1)
