@@ -151,6 +151,31 @@ def test_each_attempt_is_a_span_when_the_first_worker_is_killed(tmp_path: Path, 
         assert [(t, s) for t, s, _ in run.links] == [(enqueue.trace_id, enqueue.span_id)]
 
 
+def test_a_workflow_dependent_runs_in_the_submission_trace(tmp_path: Path, redis_url: str,
+                                                            receiver: OtlpReceiver) -> None:
+    stack = _stack(tmp_path, redis_url, receiver, workers=1).start()
+    try:
+        flow = {"nodes": [{"name": "fetch", "task": "echo", "params": {"a": 1}},
+                          {"name": "join", "task": "echo", "depends_on": ["fetch"]}]}
+        status, _, body = http("POST", stack.url + "/workflows", flow)
+        assert status in (201, 202), body
+        ids = {n["name"]: n["job_id"] for n in json.loads(body)["nodes"]}
+        _wait_status(stack, ids["join"], "succeeded")
+        _spans_of(receiver, ids["fetch"], want=2)
+        _spans_of(receiver, ids["join"], want=2)  # the enqueue (both ids) and its run, released later
+    finally:
+        stack.stop()
+    spans = receiver.snapshot()
+    enqueue = next(s for s in spans if s.name == "enqueue echo" and ids["join"] in (s.attributes.get("jobs.job_ids")
+                                                                                    or []))
+    runs = {s.attributes["jobs.job_id"]: s for s in spans if s.name == "run echo"}
+    request = next(s for s in spans if s.span_id == enqueue.parent_id)
+    assert request.name == "POST /workflows" and request.trace_id == enqueue.trace_id
+    for name in ("fetch", "join"):
+        assert runs[ids[name]].trace_id == enqueue.trace_id and runs[ids[name]].parent_id == enqueue.span_id
+    assert runs[ids["join"]].start_ns >= runs[ids["fetch"]].end_ns - 50_000_000  # released after fetch ended
+
+
 def test_params_and_results_go_into_spans_only_when_enabled(tmp_path: Path, redis_url: str,
                                                              receiver: OtlpReceiver) -> None:
     stack = _stack(tmp_path, redis_url, receiver, workers=1, JOBS_TRACE_PARAMS="1").start()
