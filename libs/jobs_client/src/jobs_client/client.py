@@ -404,6 +404,23 @@ class JobsClient:
         sched: dict[str, Any] = self._json("POST", f"/schedules/{_q(name)}/resume")
         return sched
 
+    # ------------------------------------------------------------------ workflows
+    def submit_workflow(self, nodes: builtins.list[Mapping[str, Any]]) -> dict[str, Any]:
+        """Submit a DAG atomically: ``nodes`` of ``{name, task, params?, depends_on?: [name | job id |
+        {node|job, on_failure}]}``; returns the workflow with every node's job id and status."""
+        wf: dict[str, Any] = self._json("POST", "/workflows", body={"nodes": list(nodes)})
+        return wf
+
+    def workflow(self, workflow_id: str) -> dict[str, Any]:
+        """A workflow: its status and every node's."""
+        wf: dict[str, Any] = self._json("GET", f"/workflows/{_q(workflow_id)}")
+        return wf
+
+    def cancel_workflow(self, workflow_id: str) -> dict[str, Any]:
+        """Cancel every unfinished node of a workflow."""
+        wf: dict[str, Any] = self._json("DELETE", f"/workflows/{_q(workflow_id)}")
+        return wf
+
     # ------------------------------------------------------------------ tasks and ops
     def tasks(self) -> builtins.list[dict[str, Any]]:
         """The tasks the workers published."""

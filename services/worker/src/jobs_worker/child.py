@@ -53,6 +53,19 @@ class ChildContext:
         if self._cancel_flag.value:
             raise JobCancelled(f"job {self.job_id} was cancelled")
 
+    def dependency_results(self) -> dict[str, Any]:
+        """The results of this job's succeeded dependencies (``depends_on``, workflows), by job id."""
+        global _store
+        if _store is None:  # the child's own connection, made on first use (settings: the worker's env)
+            from jobs_core.config import Settings
+            from jobs_core.store import JobStore
+
+            _store = JobStore.from_settings(Settings.from_env())
+        return _store.dependency_results(self.job_id)
+
+
+_store: Any = None
+
 
 def encode_result(value: Any) -> tuple[bytes, str]:
     """Result bytes and media type for a task's return value."""

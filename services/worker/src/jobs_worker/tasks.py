@@ -45,6 +45,10 @@ class Context(Protocol):
     def check_cancelled(self) -> None:
         """Raise :class:`JobCancelled` if the job's cancel was requested."""
 
+    def dependency_results(self) -> dict[str, Any]:
+        """The results of this job's succeeded dependencies (``depends_on``, workflows), by job id: JSON
+        results decoded, others as bytes. Empty for a job without dependencies."""
+
 
 TaskFunction = Callable[[Mapping[str, Any], Context], Any]
 
