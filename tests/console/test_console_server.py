@@ -275,11 +275,15 @@ def test_run_task_form_validates_like_post_jobs(alpha: Browser, app: Flask, stor
     _problem(alpha.client.post("/ui/tasks/nope/run", data={"csrf_token": alpha.csrf}), 404)
 
 
-def test_workers_page_lists_heartbeats(alpha: Browser, store: JobStore) -> None:
-    status = {"id": "w-1", "queue": "jobs", "pid": 42, "concurrency": 4, "busy": 1, "jobs": [], "stopping": False}
+def test_workers_page_lists_heartbeats_naming_only_the_tenants_own_jobs(alpha: Browser, store: JobStore) -> None:
+    mine, theirs = _submit(store, "alpha"), _submit(store, "beta")
+    status = {"id": "w-1", "queues": ["jobs"], "tasks": ["echo"], "pid": 42, "concurrency": 4, "busy": 2,
+              "jobs": [mine, theirs], "stopping": False}
     store.heartbeat("w-1", [], status, 30)
     html = alpha.get("/ui/workers").get_data(as_text=True)
-    assert "w-1" in html and "1 / 4" in html and "alive" in html
+    assert "w-1" in html and "2 / 4" in html and "alive" in html and "echo" in html
+    # regression (found by the tenant-isolation scenario): another tenant's running job was named here
+    assert mine[:8] in html and theirs not in html and theirs[:8] not in html and "1 of other tenants" in html
 
 
 def test_overview_counts_queues_and_charts_tasks_by_failure_rate(alpha: Browser, store: JobStore,
