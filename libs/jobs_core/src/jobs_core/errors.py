@@ -142,3 +142,7 @@ class WorkflowNotFound(JobsError):
     def __init__(self, workflow_id: str) -> None:
         super().__init__(f"workflow {workflow_id!r} not found")
         self.workflow_id = workflow_id
+
+
+class UnsafeWebhookUrl(JobsError):
+    """A webhook callback URL that may not be called (scheme, shape, or a non-public address)."""
