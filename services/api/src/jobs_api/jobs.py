@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from collections import Counter
@@ -23,6 +24,7 @@ from jobs_api.slots import held
 from jobs_api.state import json_response, state
 from jobs_api.validation import query_int, query_seconds, read_json_body, schema_errors
 
+log = logging.getLogger("jobs_api.jobs")
 bp = Blueprint("jobs", __name__)
 protect(bp)
 
@@ -161,7 +163,7 @@ def create_job(body: Any, idempotency_key: str | None, owner: str) -> tuple[Job,
         SUBMISSIONS.labels(sub.task, "accepted").inc()
         return job, True
     st = state()
-    return _enqueued(
+    job, created = _enqueued(
         Counter({sub.task: 1}),
         lambda: st.store.enqueue(
             sub.task,
@@ -177,6 +179,8 @@ def create_job(body: Any, idempotency_key: str | None, owner: str) -> tuple[Job,
             max_pending_per_tenant=st.settings.max_pending_per_tenant,
         ),
     )
+    log.info("job submitted" if created else "job submission replayed", extra=job_fields(job))
+    return job, created
 
 
 @bp.post("/jobs/batch")
@@ -228,8 +232,16 @@ def submit_batch() -> Response:
             max_pending_per_tenant=st.settings.max_pending_per_tenant,
         ),
     )
+    for job in jobs:
+        log.info("job submitted" if created else "job submission replayed", extra=job_fields(job))
     headers = {} if created else {"Idempotent-Replayed": "true"}
     return json_response({"jobs": [job_body(j) for j in jobs]}, 202, headers)
+
+
+def job_fields(job: Job) -> dict[str, Any]:
+    """Log fields naming a job (the worker logs the same names; ``trace_id`` comes from the request span
+    when tracing is on), so one grep for the job id shows its story across the API and the workers."""
+    return {"job": job.id, "task": job.task, "attempt": job.attempts, "queue": job.queue, "tenant": job.owner}
 
 
 def _listed_tenant(asked: str | None) -> str | None:
@@ -325,6 +337,7 @@ def cancel(job_id: str) -> Response:
     """Cancel: queued -> 200 cancelled; running -> 202 cancel requested; terminal -> 409."""
     _check_id(job_id)
     job = state().store.cancel(job_id, owner=job_owner())
+    log.info("job cancelled" if job.status is JobStatus.CANCELLED else "job cancel requested", extra=job_fields(job))
     return json_response(job_body(job), 200 if job.status is JobStatus.CANCELLED else 202)
 
 
@@ -334,4 +347,5 @@ def retry(job_id: str) -> Response:
     """Queue a failed or cancelled job again (202); 409 for any other status."""
     _check_id(job_id)
     job = state().store.retry(job_id, owner=job_owner())
+    log.info("job queued again (retry)", extra=job_fields(job))
     return json_response(job_body(job), 202, {"Location": f"/jobs/{job.id}"})
