@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
+import redis
 from jobs_core import tracing
 from jobs_core.model import JobError, Result
 from jobs_core.serialization import dumps
@@ -40,7 +41,10 @@ class RunSpans:
         (One extra round trip per claim, only while tracing is on.)"""
         if not tracing.enabled() or not jobs:
             return jobs
-        fields = self.store.trace_fields([j.id for j in jobs])
+        try:
+            fields = self.store.trace_fields([j.id for j in jobs])
+        except redis.RedisError:  # the jobs are claimed: run them; their spans start a trace of their own
+            fields = [{} for _ in jobs]
         out = []
         for job, f in zip(jobs, fields, strict=True):
             job = replace(job, trace=f.get("trace") or None)
@@ -86,7 +90,11 @@ class RunSpans:
         if not tracing.enabled() or not job_ids:
             return
         now_ns = time.time_ns()
-        for job_id, f in zip(job_ids, self.store.trace_fields(job_ids), strict=True):
+        try:
+            rows = self.store.trace_fields(job_ids)
+        except redis.RedisError:  # telemetry only: the reap itself is done
+            return
+        for job_id, f in zip(job_ids, rows, strict=True):
             if not f.get("task"):
                 continue
             attempts = int(f.get("attempts") or 0)
