@@ -201,6 +201,24 @@ def test_tracing_is_off_without_otel_variables() -> None:
     assert not tracing.enabled()  # the test process never configured it
 
 
+def test_with_tracing_off_the_sdk_is_never_imported(redis_url: str) -> None:
+    """Off means off: building the API and a worker's store and submitting a job start no tracer provider
+    and import no trace SDK, instrumentation or exporter. (redis-py itself imports the OpenTelemetry API
+    and metrics SDK when installed, for its own metrics, which stay off unless configured.)"""
+    code = (
+        "import sys; from jobs_api.app import create_app; from jobs_worker.spans import RunSpans\n"
+        "app = create_app(); c = app.test_client()\n"
+        "c.post('/jobs', json={'task': 'echo', 'params': {}})\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('opentelemetry.sdk.trace', "
+        "'opentelemetry.instrumentation', 'opentelemetry.exporter'))))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    env.update({"REDIS_URL": redis_url, "JOBS_KEY_PREFIX": f"off{os.getpid()}"})
+    out = subprocess.run([str(BIN / "python"), "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+
+
 def test_with_tracing_off_records_carry_no_trace_field(store: Any) -> None:
     job, _ = store.enqueue("echo", {"x": 1})
     assert store.redis.hget(store.keys.job(job.id), "trace") is None
