@@ -249,8 +249,15 @@ def test_job_page_shows_params_result_error_and_commands(alpha: Browser, store: 
     runner.fail(failed, "kaput")
     html = alpha.get(f"/ui/jobs/{failed}").get_data(as_text=True)
     assert "RuntimeError" in html and "kaput" in html and "Traceback ..." in html and 'id="retry-job"' in html
+    attempts = store.attempt_log(failed)
+    assert [(a["n"], a["worker"], a["outcome"]) for a in attempts] == [(1, "test-worker", "failed")]
+    assert attempts[0]["start"] <= attempts[0]["end"] and 'id="attempts"' in html
+    alpha.post(f"/ui/jobs/{failed}/retry")
+    runner.succeed(failed, {"second": "time"})
+    assert [a["outcome"] for a in store.attempt_log(failed)] == ["failed", "succeeded"]
+    assert html.count("badge failed") >= 1
     state = alpha.client.get(f"/ui/jobs/{failed}/state").get_json()
-    assert state["status"] == "failed" and state["id"] == failed
+    assert state["status"] == "succeeded" and state["id"] == failed
 
 
 def test_run_task_form_validates_like_post_jobs(alpha: Browser, app: Flask, store: JobStore) -> None:
@@ -453,3 +460,21 @@ def test_an_admin_sees_every_tenant_and_filters_by_tenant(settings: Settings, st
     assert admin.get(f"/ui/jobs/{a}").status_code == 200
     assert admin.post(f"/ui/jobs/{b}/cancel").status_code == 303
     assert store.get(b).status is JobStatus.CANCELLED
+
+
+def test_attempt_log_records_lost_and_handed_back_attempts(settings: Settings) -> None:
+    import time
+
+    store = JobStore.from_settings(settings.replace(lease_seconds=1.0))
+    job_id = _submit(store, "alpha")
+    first = store.claim("w-dies", 1)[0]
+    time.sleep(1.2)
+    assert job_id in store.reap().requeued  # the lease expired: the worker is gone
+    second = store.claim("w-stops", 1)[0]
+    store.finish("w-stops", job_id, second.attempt, "handback")
+    log = store.attempt_log(job_id)
+    assert [(a["n"], a["worker"], a["outcome"]) for a in log] == [(first.attempt, "w-dies", "lost"),
+                                                                   (2, "w-stops", "handback")]
+    third = store.claim("w-runs", 1)[0]
+    assert store.attempt_log(job_id)[-1] == {"n": third.attempt, "worker": "w-runs",
+                                              "start": store.attempt_log(job_id)[-1]["start"]}
