@@ -39,7 +39,7 @@ from jobs_core.model import (
     is_job_id,
     new_job_id,
 )
-from jobs_core.serialization import dumps, loads
+from jobs_core.serialization import dumps
 
 JSON_MEDIA_TYPE = "application/json"
 
@@ -353,7 +353,9 @@ class JobStore(Delivery):
     def tasks(self) -> dict[str, TaskInfo]:
         """Every task that workers have published, by name."""
         raw = self.redis.hgetall(self.keys.tasks)
-        infos = (TaskInfo.from_dict(loads(v)) for v in raw.values())
+        # an entry that cannot be used stays listed, with its problem, rather than breaking the catalogue
+        names = {k: k.decode(errors="replace") if isinstance(k, bytes) else str(k) for k in raw}
+        infos = (TaskInfo.parse(names[k], v) for k, v in raw.items())
         return {info.name: info for info in sorted(infos, key=lambda i: i.name)}
 
     def task_info(self, name: str, max_age: float = 2.0) -> TaskInfo | None:

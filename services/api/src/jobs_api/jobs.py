@@ -16,9 +16,16 @@ from jobs_api import openapi
 from jobs_api.auth import current_tenant
 from jobs_api.lifecycle import SHUTTING_DOWN
 from jobs_api.metrics import SUBMISSIONS, UNKNOWN_TASK_LABEL
-from jobs_api.problems import REDIS_UNAVAILABLE, not_found, validation_problem
+from jobs_api.problems import REDIS_UNAVAILABLE, not_found, task_unavailable, validation_problem
 from jobs_api.state import json_response, state
-from jobs_api.validation import query_int, query_seconds, read_json_body, schema_errors
+from jobs_api.validation import (
+    TaskSchemaError,
+    query_int,
+    query_seconds,
+    read_json_body,
+    schema_errors,
+    task_params_errors,
+)
 
 bp = Blueprint("jobs", __name__)
 
@@ -82,7 +89,13 @@ def submit() -> Response:
             [{"path": "/task", "message": f"unknown task {name!r} (GET /tasks lists the known ones)"}]
         )
     params = {**info.defaults, **body.get("params", {})}
-    errors = schema_errors(info.params_schema, params, "/params")
+    try:
+        if info.problem:
+            raise TaskSchemaError(info.problem)
+        errors = task_params_errors(info.params_schema, params)
+    except TaskSchemaError as e:  # what a worker published is broken: not the client's fault, nor a 500
+        SUBMISSIONS.labels(name, "unavailable").inc()
+        raise task_unavailable(name, str(e)) from e
     if errors:
         SUBMISSIONS.labels(name, "invalid").inc()
         raise validation_problem(errors)

@@ -154,6 +154,10 @@ SCHEMAS: dict[str, Any] = {
             "defaults": {"type": "object", "description": "Applied to params before validation."},
             "timeout": {"type": ["number", "null"], "description": "Default seconds per attempt."},
             "max_attempts": {"type": ["integer", "null"], "description": "Default attempts."},
+            "problem": {
+                "type": "string",
+                "description": "Present when the published definition cannot be used (POST /jobs answers 503).",
+            },
         },
     },
     "TaskList": {
@@ -228,7 +232,11 @@ _AUTH_ERRORS = {
         "Missing or invalid API key (when JOBS_API_KEYS is set).",
         {"WWW-Authenticate": {"schema": {"type": "string"}}},
     ),
-    "503": _problem("Redis unreachable, failing over or out of memory.", _RETRY_AFTER),
+    "503": _problem(
+        "Redis unreachable, failing over or out of memory; for POST /jobs also a task whose published "
+        "definition (params schema) is invalid.",
+        _RETRY_AFTER,
+    ),
 }
 _JOB_ID = {
     "name": "job_id",

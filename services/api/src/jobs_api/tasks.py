@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Blueprint, Response, g
+from jobs_core.model import TaskInfo
 
 from jobs_api.problems import Problem
 from jobs_api.state import json_response, state
+from jobs_api.validation import schema_problem
 
 bp = Blueprint("tasks", __name__)
 
@@ -15,11 +19,17 @@ def _authenticate() -> None:
     g.tenant = state().auth.authenticate()
 
 
+def _task_body(info: TaskInfo) -> dict[str, Any]:
+    # a task that cannot take jobs (POST /jobs answers 503) says why
+    problem = info.problem or schema_problem(info.params_schema)
+    return info.to_dict() if problem is None else {**info.to_dict(), "problem": problem}
+
+
 @bp.get("/tasks")
 def list_tasks() -> Response:
     """Every published task, sorted by name."""
     tasks = state().store.tasks()
-    return json_response({"tasks": [tasks[name].to_dict() for name in sorted(tasks)]})
+    return json_response({"tasks": [_task_body(tasks[name]) for name in sorted(tasks)]})
 
 
 @bp.get("/tasks/<name>")
@@ -28,4 +38,4 @@ def get_task(name: str) -> Response:
     info = state().store.tasks().get(name)
     if info is None:
         raise Problem(404, "Not Found", f"no task named {name!r}", slug="task-not-found")
-    return json_response(info.to_dict())
+    return json_response(_task_body(info))

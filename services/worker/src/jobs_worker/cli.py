@@ -8,7 +8,7 @@ import sys
 import time
 
 from jobs_core.config import Settings
-from jobs_core.errors import ConfigError
+from jobs_core.errors import ConfigError, TaskDefinitionError
 from jobs_core.logs import setup_logging
 
 
@@ -61,8 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     worker.install_signal_handlers()
     try:
         return worker.run()
-    except ImportError as e:
-        print(f"jobs-worker: cannot import a task module: {e}", file=sys.stderr)
+    except TaskDefinitionError as e:  # a task module that does not import, or a task that is invalid
+        print(f"jobs-worker: {e}", file=sys.stderr)
         return 2
 
 
