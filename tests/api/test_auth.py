@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
-from jobs_api.auth import Authenticator
-from jobs_core.config import Settings, load_api_keys
+from jobs_api.auth import Authenticator, Principal
+from jobs_core.config import ApiKey, Role, Settings, load_api_keys
 from jobs_core.store import JobStore
 
 from api.conftest import TASKS, Runner, make_app
@@ -122,13 +122,14 @@ def test_keys_never_reach_the_logs(authed: FlaskClient, caplog: pytest.LogCaptur
     assert KEY_A not in caplog.text
 
 
-def test_authenticator_matches_every_key_to_its_tenant() -> None:
-    keys: dict[str, Any] = {f"k{i}-secret": f"t{i}" for i in range(20)}
+def test_authenticator_matches_every_key_to_its_tenant_and_role() -> None:
+    roles = list(Role)
+    keys = {f"k{i}-secret": ApiKey(f"t{i}", roles[i % 3]) for i in range(20)}
     auth = Authenticator(keys)
-    for key, tenant in keys.items():
-        assert auth.tenant_for(key) == tenant
-    assert auth.tenant_for("k1-secre") is None
-    assert auth.tenant_for("") is None
+    for key, entry in keys.items():
+        assert auth.principal_for(key) == Principal(entry.tenant, entry.role)
+    assert auth.principal_for("k1-secre") is None
+    assert auth.principal_for("") is None
     assert not Authenticator({}).enabled
 
 

@@ -102,3 +102,10 @@ def test_a_remote_ref_in_a_published_schema_is_never_fetched(
     assert resp.status_code == 503, resp.get_json()
     assert "remote" in resp.get_json()["detail"]
     assert seen == []  # no request left the API (SSRF)
+
+
+@pytest.mark.parametrize("name", ["bad_minimum", "not_json"])
+def test_scheduling_a_broken_task_is_503_naming_it(client: FlaskClient, broken: dict[str, Any], name: str) -> None:
+    resp = client.put("/schedules/nightly", json={"task": name, "cron": "0 * * * *", "params": {"n": 1}})
+    assert resp.status_code == 503, resp.get_json()
+    assert resp.get_json()["detail"].startswith(f"task {name!r} cannot take jobs: ")

@@ -46,7 +46,9 @@ VALUE_SETS: dict[str, Obj] = {
         "ingress": {
             "host": "jobs.acme.example",
             "tls": {"enabled": True, "secretName": "jobs-acme-tls"},
-            "annotations": {"cert-manager.io/cluster-issuer": "letsencrypt"},
+            # a user value for a key the chart sets too: merged, never rendered twice (issue 10 #9)
+            "annotations": {"cert-manager.io/cluster-issuer": "letsencrypt",
+                            "nginx.ingress.kubernetes.io/proxy-body-size": "4m"},
         },
         "serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}},
     },
@@ -71,6 +73,16 @@ VALUE_SETS: dict[str, Obj] = {
         "redis": {"appendfsync": "always", "persistence": {"size": "50Gi", "storageClass": "fast-ssd"}},
         "config": {"queue": "emails", "keyPrefix": "acme", "extraEnv": {"JOBS_LEASE_SECONDS": "30"}},
     },
+    # worker-only settings and credentials for task code (issue 9): none of it reaches the API
+    "task-credentials": {
+        "worker": {
+            "taskModules": "acme.tasks",
+            "extraEnv": {"S3_BUCKET": "acme-renders", "AWS_REGION": "eu-west-1"},
+            "envFrom": [{"secretRef": {"name": "acme-task-credentials"}}, {"configMapRef": {"name": "acme-tasks"}}],
+            "volumes": [{"name": "gcp-key", "secret": {"secretName": "acme-gcp-key"}}],
+            "volumeMounts": [{"name": "gcp-key", "mountPath": "/var/run/secrets/gcp", "readOnly": True}],
+        },
+    },
     "minimal-no-ingress": {
         "ingress": {"enabled": False},
         "networkPolicy": {"enabled": False},
@@ -87,9 +99,26 @@ for _path in sorted((CHART / "ci").glob("*-values.yaml")):
     VALUE_SETS[f"ci-{_path.name.removesuffix('-values.yaml')}"] = yaml.safe_load(_path.read_text()) or {}
 
 
+class StrictLoaderError(yaml.constructor.ConstructorError):
+    """A mapping repeats a key (PyYAML would silently keep the last one; the API server may not)."""
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that rejects duplicate mapping keys."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise StrictLoaderError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def parse_documents(text: str) -> list[Obj]:
-    """Every non-empty YAML document in ``text``."""
-    return [doc for doc in yaml.safe_load_all(text) if doc]
+    """Every non-empty YAML document in ``text``, parsed strictly (a duplicate key is an error)."""
+    return [doc for doc in yaml.load_all(text, Loader=_StrictLoader) if doc]
 
 
 def render_chart(
@@ -203,18 +232,17 @@ def by_name(objects: list[Obj], kind: str, name: str) -> Obj | None:
 
 
 def env_of(container: Obj, objects: list[Obj]) -> dict[str, Any]:
-    """A container's environment: ``env`` entries plus the keys of ConfigMaps it loads with envFrom.
+    """A container's environment: ``env`` entries plus the keys of rendered ConfigMaps it loads with envFrom
+    (ConfigMaps and Secrets the user brings for task code, e.g. ``worker.envFrom``, have unknown keys).
 
     Values are strings for literal values and ConfigMap keys, and the ``valueFrom`` mapping otherwise.
     """
     env: dict[str, Any] = {}
     for source in container.get("envFrom", []):
         ref = source.get("configMapRef")
-        if ref:
-            cm = by_name(objects, "ConfigMap", ref["name"])
-            assert cm is not None, f"envFrom names ConfigMap {ref['name']!r}, which is not rendered"
+        cm = by_name(objects, "ConfigMap", ref["name"]) if ref else None
+        if cm is not None:
             env.update(cm.get("data", {}))
-        assert "secretRef" not in source, "secrets are passed one key at a time (secretKeyRef), not envFrom"
     for item in container.get("env", []):
         env[item["name"]] = item["value"] if "value" in item else item.get("valueFrom")
     return env

@@ -3,7 +3,11 @@ tests can run them over rendered manifests and prove, on broken copies, that the
 
 from __future__ import annotations
 
+import ast
+import functools
+import importlib.util
 import re
+from pathlib import Path
 from typing import Any
 
 from jobs_core.config import Settings
@@ -77,6 +81,73 @@ def drain_seconds(container: Obj, objects: list[Obj]) -> float:
     return float(raw) if isinstance(raw, str) and raw.strip() else Settings.drain_seconds
 
 
+_UNITS = {"kb": 1000, "mb": 1000**2, "gb": 1000**3, "k": 1000, "m": 1000**2, "g": 1000**3,
+          "ki": 1024, "mi": 1024**2, "gi": 1024**3, "": 1}
+
+#: Redis' maxmemory may use at most this share of its container's memory limit: the AOF rewrite forks,
+#: and the child's copy-on-write pages (up to the writes made while it runs) count against the same limit.
+REDIS_MAXMEMORY_SHARE = 0.6
+
+
+def to_bytes(quantity: str) -> int:
+    """Bytes in a Redis size (768mb) or a Kubernetes quantity (1Gi)."""
+    m = re.fullmatch(r"([0-9]+)([A-Za-z]*)", str(quantity))
+    assert m, f"not a size: {quantity!r}"
+    return int(m.group(1)) * _UNITS[m.group(2).lower()]
+
+
+def redis_memory_violations(container: Obj) -> list[str]:
+    """A Redis container's maxmemory must leave fork headroom under its memory limit."""
+    if container.get("command", [None])[0] != "redis-server":
+        return []
+    args = container.get("args", [])
+    if "--maxmemory" not in args:
+        return [f"{container['name']}: no --maxmemory (a full Redis would be OOM-killed)"]
+    cap = to_bytes(args[args.index("--maxmemory") + 1])
+    limit = to_bytes(container["resources"]["limits"]["memory"])
+    if cap > REDIS_MAXMEMORY_SHARE * limit:
+        return [f"{container['name']}: maxmemory {args[args.index('--maxmemory') + 1]} is over "
+                f"{REDIS_MAXMEMORY_SHARE:.0%} of the {container['resources']['limits']['memory']} limit "
+                "(no headroom for the AOF-rewrite fork: OOM-kill before the cap applies)"]
+    return []
+
+
+@functools.cache
+def api_graceful_timeout_default() -> int:
+    """gunicorn's graceful timeout when JOBS_API_GRACEFUL_TIMEOUT is unset, read from the API's gunicorn
+    config without importing it (importing it has side effects)."""
+    spec = importlib.util.find_spec("jobs_api.gunicorn_conf")
+    assert spec is not None and spec.origin
+    for node in ast.walk(ast.parse(Path(spec.origin).read_text())):
+        if (isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant)
+                and node.args[0].value == "JOBS_API_GRACEFUL_TIMEOUT"):
+            default = node.args[1]
+            assert isinstance(default, ast.Constant) and isinstance(default.value, int)
+            return default.value
+    raise AssertionError("gunicorn_conf no longer reads JOBS_API_GRACEFUL_TIMEOUT")
+
+
+def _prestop_sleep(container: Obj) -> float | None:
+    command = container.get("lifecycle", {}).get("preStop", {}).get("exec", {}).get("command", [])
+    if len(command) == 2 and command[0] == "sleep" and re.fullmatch(r"[0-9]+", str(command[1])):
+        return float(command[1])
+    return None
+
+
+def api_shutdown_violations(container: Obj, grace: float, objects: list[Obj]) -> list[str]:
+    """The API must sleep in preStop (while the ingress stops routing to it), and its grace period must
+    cover that sleep plus gunicorn's graceful timeout for the requests in flight."""
+    sleep = _prestop_sleep(container)
+    if not sleep:
+        return [f"{container['name']}: no preStop sleep (ingress-nginx still routes to a stopping pod: 502s)"]
+    raw = env_of(container, objects).get("JOBS_API_GRACEFUL_TIMEOUT")
+    graceful = int(raw) if isinstance(raw, str) and raw.strip() else api_graceful_timeout_default()
+    if not grace > sleep + graceful:
+        return [f"{container['name']}: terminationGracePeriodSeconds {grace} must exceed preStop sleep {sleep:g}"
+                f" + JOBS_API_GRACEFUL_TIMEOUT {graceful}"]
+    return []
+
+
 def workload_violations(obj: Obj, objects: list[Obj]) -> list[str]:
     """Every policy over one workload object."""
     spec = pod_spec(obj)
@@ -92,7 +163,15 @@ def workload_violations(obj: Obj, objects: list[Obj]) -> list[str]:
             drain = drain_seconds(c, objects)
             if not grace > drain:
                 out.append(f"{label}: terminationGracePeriodSeconds {grace} must exceed JOBS_DRAIN_SECONDS {drain}")
+        if _is_api(c) and long_running:
+            out += [f"{label} {v}" for v in api_shutdown_violations(c, grace, objects)]
+        out += [f"{label} {v}" for v in redis_memory_violations(c)]
     return out
+
+
+def _is_api(container: Obj) -> bool:
+    image = container.get("image", "")
+    return image.rpartition(":")[0].endswith("jobs-api") and container.get("name") == "api"
 
 
 def _is_worker(container: Obj) -> bool:

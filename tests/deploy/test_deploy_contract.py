@@ -17,6 +17,7 @@ from jobs_core.keys import Keys
 
 from deploy.manifests import (
     REPO,
+    VALUE_SETS,
     Obj,
     build_overlay,
     by_name,
@@ -72,11 +73,16 @@ def _our_containers(objects: list[Obj]) -> list[tuple[str, Obj]]:
     return out
 
 
+#: Prefixes of the services' own settings. Worker containers may also carry other names: the task code's
+#: environment (``worker.extraEnv``); a name in our own namespace must still be one the code reads.
+OUR_PREFIXES = ("JOBS_", "REDIS_", "WEB_", "POD_")
+
+
 def unknown_env_names(objects: list[Obj]) -> list[str]:
     """Env var names our containers get that no service reads."""
     allowed = env_names_read_by_the_code()
     return [f"{where}: {name}" for where, c in _our_containers(objects) for name in env_of(c, objects)
-            if name not in allowed]
+            if name not in allowed and (name.startswith(OUR_PREFIXES) or c["name"] != "worker")]
 
 
 def test_every_env_var_in_the_manifests_is_read_by_the_services(all_sources: dict[str, list[Obj]]) -> None:
@@ -89,7 +95,7 @@ def test_every_env_var_in_the_manifests_is_read_by_the_services(all_sources: dic
 
 def test_an_unknown_env_var_is_caught(rendered: dict[str, list[Obj]]) -> None:
     objects = copy.deepcopy(rendered["defaults"])
-    one(objects, "ConfigMap")["data"]["JOBS_QUEUE_NAME"] = "oops"
+    one(objects, "ConfigMap", "config")["data"]["JOBS_QUEUE_NAME"] = "oops"
     assert unknown_env_names(objects) == [
         f"Deployment/{d['metadata']['name']}/{c}: JOBS_QUEUE_NAME"
         for d, c in ((one(objects, "Deployment", "api"), "api"), (one(objects, "Deployment", "worker"), "worker"))
@@ -192,7 +198,7 @@ def test_keda_contract_catches_drift(rendered: dict[str, list[Obj]], breakage: s
     if breakage == "wrong-list":
         spec["triggers"][1]["metadata"]["listName"] = "jobs:inflight"
     elif breakage == "stale-queue":
-        one(objects, "ConfigMap")["data"]["JOBS_QUEUE"] = "emails"
+        one(objects, "ConfigMap", "config")["data"]["JOBS_QUEUE"] = "emails"
     elif breakage == "no-running-trigger":
         spec["triggers"].pop()
     elif breakage == "formula-ignores-running":
@@ -265,6 +271,12 @@ def test_helm_test_pod_is_let_through_the_api_policy(rendered: dict[str, list[Ob
     assert any(selector_matches(s, pod_labels(pod)) for s in selectors)
 
 
+def _user_env_sources(source: str) -> set[str]:
+    """ConfigMaps/Secrets a value set brings itself for task code (worker.envFrom)."""
+    values = VALUE_SETS.get(source.removeprefix("helm:"), {}) if source.startswith("helm:") else {}
+    return {(s.get("configMapRef") or s.get("secretRef"))["name"] for s in values.get("worker", {}).get("envFrom", [])}
+
+
 def test_every_referenced_object_is_rendered(all_sources: dict[str, list[Obj]]) -> None:
     """ConfigMaps, Secrets and ServiceAccounts the pods name exist (prod takes its Secrets from outside)."""
     for source, objects in all_sources.items():
@@ -274,7 +286,11 @@ def test_every_referenced_object_is_rendered(all_sources: dict[str, list[Obj]]) 
             account = spec.get("serviceAccountName")
             assert account is None or by_name(objects, "ServiceAccount", account), (source, account)
             for container in spec.get("containers", []):
-                env_of(container, objects)  # asserts envFrom ConfigMaps exist
+                for source_ref in container.get("envFrom", []):
+                    name = (source_ref.get("configMapRef") or source_ref.get("secretRef"))["name"]
+                    if name not in _user_env_sources(source):
+                        kind = "ConfigMap" if "configMapRef" in source_ref else "Secret"
+                        assert by_name(objects, kind, name), (source, kind, name)
                 for item in container.get("env", []):
                     ref = item.get("valueFrom", {}).get("secretKeyRef")
                     if ref and not external:
@@ -304,3 +320,97 @@ def test_skaffold_port_forwards_the_api_service() -> None:
 def component(obj: Obj) -> str:
     """The component label."""
     return str(obj["metadata"].get("labels", {}).get("app.kubernetes.io/component", ""))
+
+
+# --- the worker's RBAC against what the worker code calls ---------------------------------------------
+
+#: kubernetes-client CoreV1Api method prefix -> the RBAC verb it needs
+_CLIENT_VERBS = {"read": "get", "list": "list", "patch": "patch", "replace": "update", "create": "create",
+                 "delete": "delete", "connect": "create"}
+
+
+def pod_verbs_the_worker_uses() -> set[str]:
+    """RBAC verbs on pods the worker's Kubernetes calls need, from the ``*_namespaced_pod*`` methods its
+    code calls (parsed from jobs_worker's modules, not copied)."""
+    spec = importlib.util.find_spec("jobs_worker")
+    assert spec is not None and spec.submodule_search_locations
+    verbs = set()
+    for path in Path(next(iter(spec.submodule_search_locations))).glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Attribute) and re.fullmatch(r"[a-z]+_namespaced_pod(_[a-z_]+)?", node.attr):
+                verbs.add(_CLIENT_VERBS[node.attr.split("_", 1)[0]])
+    return verbs
+
+
+def test_the_worker_role_grants_exactly_the_verbs_the_worker_uses(all_sources: dict[str, list[Obj]]) -> None:
+    """Issue 10 #7: the Role gave `get` too, to pods that run user task code; the worker only PATCHes its
+    own pod's deletion-cost annotation."""
+    assert pod_verbs_the_worker_uses() == {"patch"}
+    for source, objects in all_sources.items():
+        for role in find(objects, "Role"):
+            assert role["rules"] == [{"apiGroups": [""], "resources": ["pods"],
+                                      "verbs": sorted(pod_verbs_the_worker_uses())}], source
+
+
+# --- images the overlays deploy -------------------------------------------------------------------------
+
+
+def _our_images(objects: list[Obj]) -> set[str]:
+    return {c["image"] for _, c in _our_containers(objects)}
+
+
+def test_prod_overlay_pulls_from_a_registry() -> None:
+    """Issue 10 #2: `jobs-api:0.1.0` resolves to a Docker Hub library image that does not exist."""
+    for image in _our_images(build_overlay("prod")):
+        name = image.rpartition(":")[0]
+        assert "/" in name and "." in name.split("/", 1)[0], f"{image} names no registry"
+    kustomization = yaml.safe_load((REPO / "k8s/overlays/prod/kustomization.yaml").read_text())
+    assert {i["name"] for i in kustomization["images"]} == {"jobs-api", "jobs-worker"}
+
+
+def test_dev_overlay_runs_the_images_make_containers_builds() -> None:
+    """The dev overlay uses the tags `make containers` builds, which README says to load into kind."""
+    script = (REPO / "scripts/docker/build-images.sh").read_text()
+    tag = re.search(r'TAG="\$\{IMAGE_TAG:-([^}]+)\}"', script).group(1)  # type: ignore[union-attr]
+    assert _our_images(build_overlay("dev")) == {f"jobs-api:{tag}", f"jobs-worker:{tag}"}
+
+
+# --- worker-only environment and credentials (issue 9) ----------------------------------------------------
+
+
+def _container(objects: list[Obj], comp: str) -> Obj:
+    return pod_spec(one(objects, "Deployment", comp))["containers"][0]  # type: ignore[index]
+
+
+def test_task_settings_and_credentials_reach_the_workers_only(rendered: dict[str, list[Obj]]) -> None:
+    """worker.extraEnv / envFrom / volumes go to the workers; the API (which runs no task code) gets none."""
+    objects = rendered["task-credentials"]
+    worker, api = _container(objects, "worker"), _container(objects, "api")
+    env = env_of(worker, objects)
+    assert env["S3_BUCKET"] == "acme-renders" and env["AWS_REGION"] == "eu-west-1"
+    assert env["JOBS_TASK_MODULES"] == "acme.tasks"
+    assert {"secretRef": {"name": "acme-task-credentials"}} in worker["envFrom"]
+    assert {"configMapRef": {"name": "acme-tasks"}} in worker["envFrom"]
+    assert {"name": "gcp-key", "mountPath": "/var/run/secrets/gcp", "readOnly": True} in worker["volumeMounts"]
+    volumes = pod_spec(one(objects, "Deployment", "worker"))["volumes"]  # type: ignore[index]
+    assert {"name": "gcp-key", "secret": {"secretName": "acme-gcp-key"}} in volumes
+    assert not {"S3_BUCKET", "AWS_REGION"} & set(env_of(api, objects))
+    assert [s for s in api["envFrom"] if "secretRef" in s] == []
+    assert "gcp-key" not in {v["name"] for v in pod_spec(one(objects, "Deployment", "api"))["volumes"]}  # type: ignore[index]
+    # config.extraEnv stays the shared one
+    assert unknown_env_names(objects) == []
+
+
+def test_unknown_names_in_our_namespace_are_still_caught_on_workers(rendered: dict[str, list[Obj]]) -> None:
+    objects = copy.deepcopy(rendered["task-credentials"])
+    _container(objects, "worker")["env"].append({"name": "JOBS_CONCURENCY", "value": "4"})
+    assert unknown_env_names(objects) == [
+        f"Deployment/{one(objects, 'Deployment', 'worker')['metadata']['name']}/worker: JOBS_CONCURENCY"]
+
+
+def test_worker_env_cannot_shadow_the_charts_own() -> None:
+    import helm_python as helm
+
+    for name in ("JOBS_CONCURRENCY", "REDIS_PASSWORD", "POD_NAME"):
+        with pytest.raises(helm.HelmValuesError):
+            render_chart({"worker": {"extraEnv": {name: "x"}}})

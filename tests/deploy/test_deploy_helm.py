@@ -248,13 +248,13 @@ def test_generated_secrets_reuse_what_lookup_finds(tmp_path: Path) -> None:
 
 def test_ingress_tls_and_service_monitor(rendered: dict[str, list[Obj]]) -> None:
     objects = rendered["ingress-tls"]
-    ingress = one(objects, "Ingress")
+    ingress = one(objects, "Ingress", "api")
     assert ingress["spec"]["tls"] == [{"hosts": ["jobs.acme.example"], "secretName": "jobs-acme-tls"}]
     assert ingress["metadata"]["annotations"]["cert-manager.io/cluster-issuer"] == "letsencrypt"
     monitor = one(objects, "ServiceMonitor")
     assert monitor["metadata"]["labels"]["release"] == "prometheus"
     assert monitor["spec"]["endpoints"][0]["path"] == "/metrics"
-    assert "tls" not in one(rendered["defaults"], "Ingress")["spec"]
+    assert "tls" not in one(rendered["defaults"], "Ingress", "api")["spec"]
     assert find(rendered["defaults"], "ServiceMonitor") == []
     assert find(rendered["minimal-no-ingress"], "Ingress") == []
 

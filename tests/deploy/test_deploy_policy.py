@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import copy
-import re
 from typing import Any
 
 import pytest
 
 from deploy.manifests import Obj, containers, env_of, find, one, pod_labels, pod_spec, selector_matches, workloads
-from deploy.policy import image_violations, workload_violations
+from deploy.policy import (
+    REDIS_MAXMEMORY_SHARE,
+    image_violations,
+    redis_memory_violations,
+    to_bytes,
+    workload_violations,
+)
 
 
 def test_every_workload_passes_the_policies(all_sources: dict[str, list[Obj]]) -> None:
@@ -132,7 +137,7 @@ def test_worker_deployment_shape(all_sources: dict[str, list[Obj]], source: str)
     account = one(objects, "ServiceAccount", "worker")["metadata"]["name"]
     assert spec["serviceAccountName"] == account
     role = one(objects, "Role", "worker")
-    assert role["rules"] == [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "patch"]}]
+    assert role["rules"] == [{"apiGroups": [""], "resources": ["pods"], "verbs": ["patch"]}]
     binding = one(objects, "RoleBinding", "worker")
     assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
                                   "name": role["metadata"]["name"]}
@@ -163,8 +168,6 @@ def test_redis_statefulset(all_sources: dict[str, list[Obj]], source: str) -> No
     assert args[args.index("--appendfsync") + 1] in ("everysec", "always")
     assert args[args.index("--requirepass") + 1] == "$(REDIS_PASSWORD)"
     assert args[args.index("--maxmemory-policy") + 1] == "noeviction"
-    # a full Redis must refuse writes, not be OOM-killed: its cap sits below the container limit
-    assert _bytes(args[args.index("--maxmemory") + 1]) < _bytes(container["resources"]["limits"]["memory"])
     password = next(e for e in container["env"] if e["name"] == "REDIS_PASSWORD")
     assert password["valueFrom"]["secretKeyRef"]["name"]
     (claim,) = sts["spec"]["volumeClaimTemplates"]
@@ -175,19 +178,62 @@ def test_redis_statefulset(all_sources: dict[str, list[Obj]], source: str) -> No
     assert selector_matches(service["spec"]["selector"], pod_labels(sts))
 
 
-_UNITS = {"kb": 1000, "mb": 1000**2, "gb": 1000**3, "k": 1000, "m": 1000**2, "g": 1000**3,
-          "ki": 1024, "mi": 1024**2, "gi": 1024**3, "": 1}
-
-
-def _bytes(quantity: str) -> int:
-    """Bytes in a Redis size (768mb) or a Kubernetes quantity (1Gi)."""
-    number, unit = re.fullmatch(r"([0-9]+)([A-Za-z]*)", str(quantity)).groups()  # type: ignore[union-attr]
-    return int(number) * _UNITS[unit.lower()]
-
-
 def test_memory_units() -> None:
-    assert _bytes("768mb") < _bytes("1Gi") < _bytes("1gb") * 2
-    assert _bytes("3gb") < _bytes("4Gi") and not _bytes("2gb") < _bytes("1Gi")
+    assert to_bytes("768mb") < to_bytes("1Gi") < to_bytes("1gb") * 2
+    assert to_bytes("3gb") < to_bytes("4Gi") and not to_bytes("2gb") < to_bytes("1Gi")
+
+
+def test_redis_maxmemory_leaves_fork_headroom_in_every_source(all_sources: dict[str, list[Obj]]) -> None:
+    """Issue 10 #3: every value set (the kind values too) and both overlays keep maxmemory <= ~60% of the
+    container limit, so a full Redis refuses writes before the kernel OOM-kills it mid AOF rewrite."""
+    checked = []
+    for source, objects in all_sources.items():
+        for sts in find(objects, "StatefulSet", "redis"):
+            (container,) = pod_spec(sts)["containers"]  # type: ignore[index]
+            assert redis_memory_violations(container) == [], source
+            checked.append(source)
+    assert {"helm:defaults", "helm:ci-kind", "helm:prod-sizing", "kustomize:dev", "kustomize:prod"} <= set(checked)
+
+
+@pytest.mark.parametrize(("maxmemory", "limit", "ok"),
+                         [("768mb", "1Gi", False), ("600mb", "1Gi", True), ("768mb", "256Mi", False),
+                          ("150mb", "256Mi", True), ("3gb", "4Gi", False), ("2400mb", "4Gi", True)])
+def test_redis_memory_policy(maxmemory: str, limit: str, ok: bool) -> None:
+    container = {"name": "redis", "command": ["redis-server"], "args": ["--maxmemory", maxmemory],
+                 "resources": {"limits": {"memory": limit}}}
+    assert (redis_memory_violations(container) == []) is ok
+    assert (to_bytes(maxmemory) <= REDIS_MAXMEMORY_SHARE * to_bytes(limit)) is ok
+
+
+API_BREAKAGES: dict[str, Any] = {
+    "no-prestop": lambda c, s: c.pop("lifecycle"),
+    "grace-below-prestop-plus-graceful": lambda c, s: s.__setitem__("terminationGracePeriodSeconds", 30),
+    "graceful-timeout-raised": lambda c, s: c["env"].append({"name": "JOBS_API_GRACEFUL_TIMEOUT", "value": "60"}),
+}
+
+
+@pytest.mark.parametrize("breakage", sorted(API_BREAKAGES))
+@pytest.mark.parametrize("source", ["helm:defaults", "kustomize:prod"])
+def test_policies_catch_an_api_that_drops_requests_on_shutdown(
+    all_sources: dict[str, list[Obj]], source: str, breakage: str
+) -> None:
+    """Issue 10 #6: a preStop sleep, and a grace period covering it plus gunicorn's graceful timeout."""
+    objects = all_sources[source]
+    api = copy.deepcopy(one(objects, "Deployment", "api"))
+    assert workload_violations(api, objects) == []
+    spec = pod_spec(api)
+    assert spec is not None
+    API_BREAKAGES[breakage](spec["containers"][0], spec)
+    assert workload_violations(api, objects), breakage
+
+
+def test_chart_refuses_a_grace_period_that_cuts_requests_off() -> None:
+    import helm_python as helm
+
+    from deploy.manifests import render_chart
+
+    with pytest.raises(helm.HelmRenderError, match="preStopSleepSeconds"):
+        render_chart({"api": {"terminationGracePeriodSeconds": 30}})
 
 
 def test_redis_fsync_policy_is_configurable(rendered: dict[str, list[Obj]]) -> None:
@@ -203,7 +249,7 @@ def test_external_redis_renders_no_redis_objects(rendered: dict[str, list[Obj]])
     objects = rendered["external-redis"]
     assert not [o for o in objects if o["metadata"].get("labels", {}).get("app.kubernetes.io/component") == "redis"
                 and o["kind"] in ("StatefulSet", "Service", "NetworkPolicy")]
-    cm = one(objects, "ConfigMap")
+    cm = one(objects, "ConfigMap", "config")
     assert cm["data"]["REDIS_URL"] == "rediss://redis.example.com:6380/2"
     trigger = one(objects, "ScaledObject")["spec"]["triggers"][0]["metadata"]
     assert trigger["address"] == "redis.example.com:6380"

@@ -25,13 +25,20 @@ def section() -> str:
 
 
 def commands() -> list[list[str]]:
-    """Shell commands of the section's ``sh`` blocks, continuation lines joined, comments dropped."""
+    """Shell commands of the section's ``sh`` blocks, continuation lines joined, comments dropped, and
+    ``a && b`` split into its commands."""
     out = []
     for block in re.findall(r"```sh\n(.*?)```", section(), flags=re.S):
         for line in block.replace("\\\n", " ").splitlines():
             line = line.split(" #", 1)[0].strip()
             if line and not line.startswith("#"):
-                out.append(shlex.split(line))
+                argv: list[str] = []
+                for token in [*shlex.split(line), "&&"]:
+                    if token == "&&":
+                        out.append(argv)
+                        argv = []
+                    else:
+                        argv.append(token)
     return out
 
 
@@ -85,7 +92,7 @@ def test_helm_commands_render_as_written() -> None:
 
 
 def test_kustomize_commands_and_the_prod_secrets() -> None:
-    applied = [a[a.index("-k") + 1] for a in commands() if a[:2] == ["kubectl", "apply"]]
+    applied = [a[a.index("-k") + 1] for a in commands() if a[:2] == ["kubectl", "apply"] and "-k" in a]
     assert sorted(p.rsplit("/", 1)[1] for p in applied) == overlay_names()
     created: set[tuple[str, str]] = set()
     for argv in commands():
@@ -114,7 +121,7 @@ def test_files_profiles_and_targets_exist() -> None:
     profiles = {p["name"] for p in skaffold["profiles"]}
     makefile = (REPO / "Makefile").read_text()
     for argv in commands():
-        if argv[0] == "docker":
+        if argv[:2] == ["docker", "build"]:
             assert (REPO / argv[argv.index("-f") + 1]).exists() or pytest.fail(f"no {argv}")
             tag = argv[argv.index("-t") + 1]
             assert tag.rpartition(":")[2] not in ("", "latest")
@@ -124,10 +131,12 @@ def test_files_profiles_and_targets_exist() -> None:
                 assert name in profiles
         elif argv[0] == "make":
             assert re.search(rf"^{re.escape(argv[1])}:", makefile, flags=re.M), argv
-        elif argv[0] == "kind":
+        elif argv[:2] == ["kind", "create"]:
             config = REPO / argv[argv.index("--config") + 1]
             assert config.exists(), config
             assert yaml.safe_load(config.read_text())["name"] == argv[argv.index("--name") + 1]
+        elif argv[:2] == ["kubectl", "apply"] and "-f" in argv:
+            assert (REPO / argv[argv.index("-f") + 1]).exists(), argv
 
 
 def test_values_named_in_the_section_exist() -> None:
@@ -140,3 +149,43 @@ def test_values_named_in_the_section_exist() -> None:
         for part in path.split("."):
             assert isinstance(node, dict) and part in node, f"README names {path}, not in values.yaml"
             node = node[part]
+
+
+def test_prerequisites_come_with_install_commands() -> None:
+    """Issue 10: ingress-nginx, KEDA and cert-manager (for the TLS issuer the prod overlay names) are
+    listed with the commands that install them, and the ClusterIssuer the manifests name is applied."""
+    installs = {a[3] if a[2] == "--install" else a[2] for a in commands() if a[:2] in (["helm", "install"],
+                                                                                        ["helm", "upgrade"])}
+    assert {"ingress-nginx", "keda", "cert-manager"} <= installs
+    issuers = {i["metadata"]["annotations"].get("cert-manager.io/cluster-issuer") for i in build_overlay("prod")
+               if i["kind"] == "Ingress" and "tls" in i["spec"]}
+    applied = [yaml.safe_load((REPO / a[a.index("-f") + 1]).read_text()) for a in commands()
+               if a[:2] == ["kubectl", "apply"] and "-f" in a]
+    assert issuers and issuers <= {d["metadata"]["name"] for d in applied if d["kind"] == "ClusterIssuer"}
+
+
+def test_images_are_built_pushed_and_set_in_the_prod_overlay() -> None:
+    """Issue 10 #2: a `docker push` for every image built for a registry, and `kustomize edit set image`
+    pointing the prod overlay at exactly those images."""
+    built = {a[a.index("-t") + 1] for a in commands() if a[:2] == ["docker", "build"]}
+    pushed = {a[2] for a in commands() if a[:2] == ["docker", "push"]}
+    assert built and built == pushed
+    (edit,) = [a for a in commands() if a[:4] == ["kustomize", "edit", "set", "image"]]
+    assert {ref.split("=", 1)[1] for ref in edit[4:]} == built
+    assert {ref.split("=", 1)[0] for ref in edit[4:]} == {"jobs-api", "jobs-worker"}
+    cd = commands()[commands().index(edit) - 1]
+    assert cd[0] == "cd" and (REPO / cd[1] / "kustomization.yaml").exists() and cd[1].endswith("prod")
+
+
+def test_dev_overlay_images_are_loaded_into_kind_first() -> None:
+    """Issue 10 #2: the dev overlay's images must be in kind before `kubectl apply -k k8s/overlays/dev`."""
+    cmds = commands()
+    load = next(i for i, a in enumerate(cmds) if a[:3] == ["kind", "load", "docker-image"])
+    apply = next(i for i, a in enumerate(cmds) if a[:2] == ["kubectl", "apply"] and a[-1].endswith("/dev"))
+    assert load < apply
+    images = {c["image"] for o in build_overlay("dev") for c in
+              o.get("spec", {}).get("template", {}).get("spec", {}).get("containers", [])
+              if c["image"].startswith("jobs-")}
+    argv = cmds[load]
+    assert images == set(argv[3:argv.index("--name")])
+    assert argv[argv.index("--name") + 1] == yaml.safe_load((REPO / "tests/e2e/kind/cluster.yaml").read_text())["name"]

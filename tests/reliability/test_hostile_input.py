@@ -89,8 +89,40 @@ def _cases(job: str) -> list[tuple[str, str, str, Any, dict[str, str], set[int]]
     for method, path in (("PUT", "/jobs"), ("PATCH", f"/jobs/{job}"), ("DELETE", "/jobs"), ("POST", "/tasks"),
                          ("PUT", f"/jobs/{job}/retry"), ("TRACE", "/jobs")):
         cases.append((f"{method} {path[:12]}", method, path, None, {}, {405}))
+    cases += _schedule_cases()
     for auth in ("", "Bearer", "Bearer ", "Basic dXNlcjpwYXNz", "Bearer *", "Bearer " + "k" * 4000, "bearer  x  y"):
         cases.append((f"Authorization {auth[:15]!r}", "GET", "/jobs", None, {"Authorization": auth}, {401}))
+    return cases
+
+
+def _schedule_cases() -> list[tuple[str, str, str, Any, dict[str, str], set[int]]]:
+    """Rejected requests on /schedules: bad names, bad definitions (cron, zone, policies), wrong methods."""
+    j = {"Content-Type": "application/json"}
+    good = {"task": "echo", "cron": "*/5 * * * *"}
+    cases: list[tuple[str, str, str, Any, dict[str, str], set[int]]] = []
+    for bad in ("*", "%2A", "..%2F..", "a%2Fb", "%00", "%ff", "x" * 65, "a:b", "a%20b", "%7Bx%7D", "default%2Fx"):
+        cases.append((f"schedule name {bad[:12]!r} PUT", "PUT", f"/schedules/{bad}", json.dumps(good).encode(), j,
+                      {400, 404}))
+        for method, suffix in (("GET", ""), ("DELETE", ""), ("POST", "/pause"), ("POST", "/resume")):
+            cases.append((f"schedule name {bad[:12]!r} {method}{suffix}", method, f"/schedules/{bad}{suffix}", None,
+                          {}, {404}))
+    for field, values in (("cron", ["", "61 * * * *", "* * *", "* * * * * * *", "x" * 500, 5, None, "@never",
+                                    "* * * * * \u0000"]),
+                          ("timezone", ["", "Mars/Olympus", "../../etc/passwd", "/etc/localtime", "x" * 100, 1]),
+                          ("task", ["", "nope", "*", None]), ("params", [[], "x"]),
+                          ("catchup", ["most", "", 1]), ("catchup_window", [0, -1, 10**9, "1", True]),
+                          ("overlap", ["never", None]), ("priority", [-1, 10, "5", 1.5]),
+                          ("max_attempts", [0, 101]), ("timeout", [0, -1]), ("paused", ["yes", 1]),
+                          ("owner", ["beta"])):
+        for value in values:
+            body = json.dumps({**good, field: value}).encode()
+            cases.append((f"schedule {field}={json.dumps(value)[:15]}", "PUT", "/schedules/hostile", body, j, {422}))
+    cases.append(("schedule body array", "PUT", "/schedules/hostile", b"[]", j, {422}))
+    cases.append(("schedule truncated JSON", "PUT", "/schedules/hostile", b'{"task":', j, {400}))
+    cases.append(("schedule text/plain", "PUT", "/schedules/hostile", json.dumps(good).encode(),
+                  {"Content-Type": "text/plain"}, {415}))
+    for method, path in (("POST", "/schedules"), ("PATCH", "/schedules/x"), ("GET", "/schedules/x/pause")):
+        cases.append((f"{method} {path}", method, path, None, {}, {405}))
     return cases
 
 

@@ -18,9 +18,10 @@ import redis
 from flask.testing import FlaskClient
 from jobs_api.app import create_app
 from jobs_core.config import Settings
+from jobs_core.connection import connect
 from jobs_core.errors import IllegalTransition, JobNotFound
 from jobs_core.model import Job, JobStatus, Result, TaskInfo, new_job_id
-from jobs_core.store import Finish, JobStore, connect
+from jobs_core.store import Finish, JobStore
 from support.redis_server import RedisServer
 
 

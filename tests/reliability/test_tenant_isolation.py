@@ -77,6 +77,24 @@ def test_tenant_isolation(workdir: Path) -> None:
                 if seen:
                     leaks.append(f"B GET /jobs?status={status}&task={task} lists A's jobs {seen}")
         assert set(jobs.values()) <= _listed(a, "")
+        # schedules: B can not see, read, pause, resume or delete A's; the same name is B's own
+        sched = {"task": "echo", "cron": "0 3 * * *", "params": {"tenant": "alpha"}}
+        assert a.request("PUT", "/schedules/nightly", sched).status == 201
+        a_schedule = a.request("GET", "/schedules/nightly").json()
+        for method, path in (("GET", "/schedules/nightly"), ("POST", "/schedules/nightly/pause"),
+                             ("POST", "/schedules/nightly/resume"), ("DELETE", "/schedules/nightly")):
+            resp = b.request(method, path)
+            probes += 1
+            if resp.status != 404 or resp.json().get("type") != "/problems/schedule-not-found":
+                leaks.append(f"B {method} {path} -> {resp}")
+        probes += 2
+        if b.request("GET", "/schedules").json()["schedules"]:
+            leaks.append("B lists A's schedules")
+        mine = b.request("PUT", "/schedules/nightly", {**sched, "params": {"tenant": "beta"}})
+        if mine.status != 201:
+            leaks.append(f"B's schedule of the same name is not B's own: {mine}")
+        if a.request("GET", "/schedules/nightly").json() != a_schedule:
+            leaks.append("A's schedule changed by B")
         # the same Idempotency-Key from B is B's own key space: a new job, not A's (and no 422 telling B it exists)
         theirs = b.request("POST", "/jobs", {"task": "echo", "params": {"b": 2}}, headers={"Idempotency-Key": "shared"})
         probes += 1
@@ -88,7 +106,9 @@ def test_tenant_isolation(workdir: Path) -> None:
             h = Http("127.0.0.1", stack.api_port, key)
             for method, path in (("GET", f"/jobs/{jobs['queued']}"), ("GET", "/jobs"),
                                  ("DELETE", f"/jobs/{jobs['queued']}"), ("GET", f"/jobs/{jobs['succeeded']}/result"),
-                                 ("POST", f"/jobs/{jobs['failed']}/retry"), ("POST", "/jobs"), ("GET", "/tasks")):
+                                 ("POST", f"/jobs/{jobs['failed']}/retry"), ("POST", "/jobs"), ("GET", "/tasks"),
+                                 ("GET", "/schedules"), ("GET", "/schedules/nightly"), ("PUT", "/schedules/nightly"),
+                                 ("DELETE", "/schedules/nightly"), ("POST", "/schedules/nightly/pause")):
                 probes += 1
                 resp = h.request(method, path)
                 if resp.status != 401:

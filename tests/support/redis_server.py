@@ -19,7 +19,31 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-class RedisServer:
+class ServerProcess:
+    """Kill and stop for a server process started by a subclass (``self.process``)."""
+
+    process: subprocess.Popen[bytes] | None
+
+    def kill(self) -> None:
+        """SIGKILL (a crash: nothing is flushed beyond what the fsync policy wrote)."""
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(10)
+            self.process = None
+
+    def stop(self) -> None:
+        """Terminate politely."""
+        if self.process is not None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+            self.process = None
+
+
+class RedisServer(ServerProcess):
     """``redis-server`` started in ``directory`` (AOF optional), with kill and restart."""
 
     def __init__(self, directory: Path, *, appendfsync: str | None = None, password: str | None = None,
@@ -68,24 +92,6 @@ class RedisServer:
     def client(self) -> redis.Redis:
         """A client for this server."""
         return redis.Redis(host="127.0.0.1", port=self.port, password=self.password, socket_timeout=5)
-
-    def kill(self) -> None:
-        """SIGKILL (a crash: nothing is flushed beyond what the fsync policy wrote)."""
-        if self.process is not None:
-            self.process.kill()
-            self.process.wait(10)
-            self.process = None
-
-    def stop(self) -> None:
-        """Terminate politely."""
-        if self.process is not None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
-            self.process = None
 
     def restart(self, while_down: Callable[[], None] | None = None) -> None:
         """Crash (SIGKILL, if still running), run ``while_down``, start again on the same port and directory."""

@@ -25,15 +25,20 @@ def apiserver() -> Iterator[tuple[Recorder, str]]:
     recorder = Recorder()
 
     class Handler(BaseHTTPRequestHandler):
-        def do_PATCH(self) -> None:
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            recorder.requests.append(("PATCH", self.path, self.headers["Content-Type"], body))
+        # every verb is recorded and answered: the worker's Role grants `patch` only, so a test below
+        # asserts nothing else is ever sent
+        def _any(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = json.loads(self.rfile.read(length)) if length else None
+            recorder.requests.append((self.command, self.path, self.headers.get("Content-Type", ""), body))
             payload = json.dumps({"kind": "Pod", "apiVersion": "v1", "metadata": {"name": "w"}}).encode()
             self.send_response(recorder.status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(payload)))
             self.end_headers()
             self.wfile.write(payload)
+
+        do_GET = do_PATCH = do_PUT = do_POST = do_DELETE = _any
 
         def log_message(self, format: str, *args: Any) -> None:
             pass
@@ -82,3 +87,16 @@ def test_disabled_without_pod_identity() -> None:
     assert not cost.enabled
     cost.set_busy(True)  # does nothing, needs no cluster
     cost.close()
+
+
+def test_only_patch_requests_reach_the_api_server(apiserver: tuple[Recorder, str]) -> None:
+    """Issue 10 #7: the worker Role grants `patch` on pods and nothing else; the worker must never need
+    more (no GET before the PATCH, no PUT), busy or idle, across repeated changes."""
+    recorder, host = apiserver
+    cost = PodDeletionCost("worker-0", "jobs", api=core_api(host))
+    for n, busy in enumerate((True, False, True, False), start=1):
+        cost.set_busy(busy)
+        wait_for(lambda n=n: len(recorder.requests) == n, 5, what="patch")
+    cost.close()
+    assert {m for m, _, _, _ in recorder.requests} == {"PATCH"}
+    assert {p for _, p, _, _ in recorder.requests} == {"/api/v1/namespaces/jobs/pods/worker-0"}

@@ -12,7 +12,7 @@ import pytest
 from jobs_core.config import Settings
 from jobs_core.model import JobStatus
 from jobs_core.store import JobStore
-from support.procs import VENV_BIN, service_env, stop, wait_for
+from support.procs import VENV_BIN, service_env, start_worker, stop, wait_for
 
 from .conftest import StartWorker
 
@@ -225,3 +225,60 @@ def test_config_errors_are_clear(settings: Settings, env: dict[str, str], messag
     proc = subprocess.run([str(VENV_BIN / "jobs-worker"), "--burst"], env=full, capture_output=True, timeout=60)
     assert proc.returncode == 2
     assert message in proc.stderr.decode()
+
+
+def _startup_probe_budget() -> tuple[float, int]:
+    """(periodSeconds, failureThreshold) of the chart's worker startup probe, scaled down in time by
+    ``WORKER_PROBE_TIME_SCALE`` (default 0.15: the 60 s budget becomes 9 s) so the test stays short."""
+    import helm_python as helm
+    import yaml
+    from support.procs import ROOT
+
+    with helm.Chart.load(str(ROOT / "helm" / "jobs-api")) as chart:
+        rendered = chart.render({}, name="jobs", namespace="jobs")
+    worker = yaml.safe_load(rendered["jobs-api/templates/worker-deployment.yaml"])
+    probe = worker["spec"]["template"]["spec"]["containers"][0]["startupProbe"]
+    assert probe["exec"]["command"] == ["jobs-worker", "check"]
+    scale = float(os.environ.get("WORKER_PROBE_TIME_SCALE", "0.15"))
+    return probe["periodSeconds"] * scale, int(probe["failureThreshold"])
+
+
+def test_worker_waiting_for_redis_stays_healthy(worker_env: dict[str, str], tmp_path: Path) -> None:
+    """Issue 10 #4: a worker started while Redis is unreachable must not be restarted by its own probes.
+    It waits for Redis (publishing its tasks) and keeps the health file fresh meanwhile; `jobs-worker check`
+    run as the startup probe does, for longer than the probe's whole budget, never fails after startup."""
+    from support.redis_server import RedisServer, free_port
+
+    port = free_port()  # nothing listens here yet: connection refused, like a Redis still provisioning
+    env = {**worker_env, "REDIS_URL": f"redis://127.0.0.1:{port}/0"}
+    period, threshold = _startup_probe_budget()
+    check = [str(VENV_BIN / "jobs-worker"), "check", "--max-age", str(max(3.0, period * 2))]
+    proc = start_worker(env, log=tmp_path / "worker.log")
+    try:
+        # the startup probe: `threshold` tries, `period` apart; one success ends it
+        for _ in range(threshold):
+            if subprocess.run(check, env=env, capture_output=True).returncode == 0:
+                break
+            time.sleep(period)
+        else:
+            pytest.fail("the startup probe never passed while Redis was down:\n"
+                        + (tmp_path / "worker.log").read_text()[-2000:])
+        # then liveness: it keeps passing for longer than the whole startup budget, Redis still down
+        deadline = time.monotonic() + period * threshold
+        while time.monotonic() < deadline:
+            result = subprocess.run(check, env=env, capture_output=True, text=True)
+            assert result.returncode == 0, result.stderr
+            assert proc.poll() is None
+            time.sleep(period)
+        # Redis comes up on that port: the worker carries on and runs jobs
+        server = RedisServer(tmp_path / "redis", port=port).start()
+        try:
+            late = JobStore.from_settings(Settings(redis_url=server.url, key_prefix=env["JOBS_KEY_PREFIX"],
+                                                   queue=env["JOBS_QUEUE"]))
+            job, _ = late.enqueue("echo", {"late": True})
+            wait_for(lambda: late.get(job.id).status is JobStatus.SUCCEEDED, 30, what="job after Redis came up")
+        finally:
+            stop(proc, timeout=15)
+            server.stop()
+    finally:
+        stop(proc, timeout=15)

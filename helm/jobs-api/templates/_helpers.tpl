@@ -52,6 +52,7 @@ app.kubernetes.io/component: {{ .component }}
 {{- define "jobs-api.apiName" -}}{{ include "jobs-api.fullname" . | trunc 56 | trimSuffix "-" }}-api{{- end }}
 {{- define "jobs-api.workerName" -}}{{ include "jobs-api.fullname" . | trunc 53 | trimSuffix "-" }}-worker{{- end }}
 {{- define "jobs-api.redisName" -}}{{ include "jobs-api.fullname" . | trunc 54 | trimSuffix "-" }}-redis{{- end }}
+{{- define "jobs-api.schedulesName" -}}{{ include "jobs-api.fullname" . | trunc 50 | trimSuffix "-" }}-schedules{{- end }}
 {{- define "jobs-api.configName" -}}{{ include "jobs-api.fullname" . | trunc 53 | trimSuffix "-" }}-config{{- end }}
 {{- define "jobs-api.apiKeysGeneratedName" -}}{{ include "jobs-api.fullname" . | trunc 54 | trimSuffix "-" }}-api-keys{{- end }}
 

@@ -43,6 +43,9 @@ kubectl config use-context "kind-$CLUSTER" >/dev/null
 log "installing ingress-nginx $INGRESS_NGINX_VERSION"
 kubectl apply -f "https://raw.githubusercontent.com/kubernetes/ingress-nginx/$INGRESS_NGINX_VERSION/deploy/static/provider/kind/deploy.yaml"
 kubectl -n ingress-nginx rollout status deployment/ingress-nginx-controller --timeout=300s
+# the controller's validating webhook needs the certificate its admission jobs create and patch in:
+# an Ingress created before they complete is refused ("failed calling webhook")
+kubectl -n ingress-nginx wait --for=condition=complete job --selector=app.kubernetes.io/component=admission-webhook --timeout=300s
 
 log "installing KEDA $KEDA_VERSION"
 kubectl apply --server-side -f "https://github.com/kedacore/keda/releases/download/v$KEDA_VERSION/keda-$KEDA_VERSION.yaml"

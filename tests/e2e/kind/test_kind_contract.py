@@ -83,3 +83,37 @@ def test_ingress_serves_the_url_the_suite_uses(objects: list[Obj]) -> None:
     node = cluster["nodes"][0]
     assert {"containerPort": 80, "hostPort": url.port or 80, "protocol": "TCP"} in node["extraPortMappings"]
     assert "ingress-ready=true" in node["kubeadmConfigPatches"][0]
+
+
+#: Kubernetes minors each KEDA release supports (keda.sh/docs/<version>/operate/cluster).
+KEDA_KUBERNETES = {"2.15": (28, 30), "2.16": (29, 31), "2.17": (30, 32), "2.18": (31, 33)}
+
+
+def _run_sh() -> str:
+    return (REPO / "tests/e2e/kind/run.sh").read_text()
+
+
+def test_kind_node_image_is_a_kubernetes_the_pinned_keda_supports() -> None:
+    """Issue 10 #8: kind's default node image was newer than KEDA 2.16 supports."""
+    import re
+
+    keda = re.search(r'KEDA_VERSION="\$\{KEDA_VERSION:-([0-9]+\.[0-9]+)\.[0-9]+\}"', _run_sh())
+    assert keda, "run.sh pins no KEDA version"
+    low, high = KEDA_KUBERNETES[keda.group(1)]
+    cluster = yaml.safe_load((REPO / "tests/e2e/kind/cluster.yaml").read_text())
+    for node in cluster["nodes"]:
+        m = re.fullmatch(r"kindest/node:v1\.([0-9]+)\.[0-9]+(@sha256:[0-9a-f]{64})?", node.get("image", ""))
+        assert m, f"node image not pinned: {node.get('image')!r}"
+        assert low <= int(m.group(1)) <= high, f"Kubernetes 1.{m.group(1)} is outside KEDA {keda.group(1)}'s range"
+    chart = yaml.safe_load((REPO / "helm/jobs-api/Chart.yaml").read_text())
+    assert chart["kubeVersion"].startswith(">=")
+
+
+def test_run_sh_waits_for_the_ingress_admission_jobs_before_deploying() -> None:
+    """Issue 10 #8: Ingresses created before ingress-nginx's admission jobs finish are refused."""
+    lines = [line.strip() for line in _run_sh().splitlines() if line.strip() and not line.strip().startswith("#")]
+    install = next(i for i, line in enumerate(lines) if "ingress-nginx" in line and "kubectl apply" in line)
+    wait = next(i for i, line in enumerate(lines) if line.startswith("kubectl -n ingress-nginx wait")
+                and "--for=condition=complete job" in line and "admission-webhook" in line)
+    deploy = next(i for i, line in enumerate(lines) if line.startswith("skaffold run"))
+    assert install < wait < deploy

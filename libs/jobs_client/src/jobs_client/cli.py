@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any, TextIO
 
+from jobs_client import cli_flows
 from jobs_client.client import TERMINAL_STATUSES, JobsAPIError, JobsClient, JobsConnectionError
 
 EXIT_OK = 0
@@ -308,6 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("tasks", parents=[common], help="list the tasks workers offer")
     p.set_defaults(func=cmd_tasks)
+    cli_flows.add_commands(sub, common)
     return parser
 
 

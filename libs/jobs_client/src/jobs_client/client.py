@@ -267,6 +267,40 @@ class JobsClient:
             if not cursor:
                 return
 
+    # ------------------------------------------------------------------ schedules
+    def put_schedule(
+        self, name: str, task: str, cron: str, params: Mapping[str, Any] | None = None, **options: Any
+    ) -> dict[str, Any]:
+        """Create or replace schedule ``name``; ``options``: timezone, priority, catchup (skip|one|all),
+        catchup_window, overlap (allow|skip), max_attempts, timeout, paused."""
+        body = {"task": task, "cron": cron, "params": dict(params or {}),
+                **{k: v for k, v in options.items() if v is not None}}
+        sched: dict[str, Any] = self._json("PUT", f"/schedules/{_q(name)}", body=body)
+        return sched
+
+    def schedule(self, name: str) -> dict[str, Any]:
+        """One schedule (with its next run times and last fired tick)."""
+        sched: dict[str, Any] = self._json("GET", f"/schedules/{_q(name)}")
+        return sched
+
+    def schedules(self) -> builtins.list[dict[str, Any]]:
+        """Every schedule of the caller's tenant."""
+        return list(self._json("GET", "/schedules")["schedules"])
+
+    def delete_schedule(self, name: str) -> None:
+        """Delete a schedule (the jobs it created stay)."""
+        self.request("DELETE", f"/schedules/{_q(name)}")
+
+    def pause_schedule(self, name: str) -> dict[str, Any]:
+        """Pause a schedule."""
+        sched: dict[str, Any] = self._json("POST", f"/schedules/{_q(name)}/pause")
+        return sched
+
+    def resume_schedule(self, name: str) -> dict[str, Any]:
+        """Resume a schedule from now."""
+        sched: dict[str, Any] = self._json("POST", f"/schedules/{_q(name)}/resume")
+        return sched
+
     # ------------------------------------------------------------------ tasks and ops
     def tasks(self) -> builtins.list[dict[str, Any]]:
         """The tasks the workers published."""

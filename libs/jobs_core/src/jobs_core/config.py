@@ -6,6 +6,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
+from enum import Enum
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -48,6 +49,30 @@ def _name(env: Mapping[str, str], name: str, default: str) -> str:
     return value
 
 
+class Role(str, Enum):
+    """What an API key may do; each role includes the ones before it."""
+
+    VIEWER = "viewer"  # read its tenant's jobs, the tasks and the queues
+    OPERATOR = "operator"  # and submit, cancel and retry its tenant's jobs
+    ADMIN = "admin"  # and read every tenant's jobs, pause/resume queues and set their caps
+
+    def __str__(self) -> str:
+        return self.value
+
+    def allows(self, needed: Role) -> bool:
+        """Whether this role may do what ``needed`` may."""
+        order = list(Role)
+        return order.index(self) >= order.index(needed)
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    """Who an API key speaks for: a tenant, with a role."""
+
+    tenant: str
+    role: Role = Role.OPERATOR
+
+
 @dataclass(frozen=True)
 class Settings:
     """Settings shared by the API and the worker (each reads the ones it needs)."""
@@ -55,6 +80,15 @@ class Settings:
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_password: str | None = None  # REDIS_PASSWORD overrides a password in REDIS_URL
     redis_tls_ca_file: str | None = None
+    # Sentinel (REDIS_SENTINELS set): the primary is looked up from these instead of REDIS_URL's host
+    redis_sentinels: tuple[tuple[str, int], ...] = ()
+    redis_sentinel_master: str = "jobs"
+    redis_sentinel_password: str | None = None
+    redis_tls: bool = False  # TLS to the Redis servers found through Sentinel (rediss:// in REDIS_URL also sets it)
+    redis_sentinel_tls: bool = False
+    # replicated acknowledgement: answer only once WAITAOF confirms the write on this many replicas
+    ack_replicas: int = 0
+    ack_timeout_seconds: float = 1.0
     queue: str = "jobs"
     key_prefix: str = "jobs"
     lease_seconds: float = 15.0
@@ -78,10 +112,16 @@ class Settings:
     pod_namespace: str | None = None
     # API only
     bind: str = "127.0.0.1:8000"
-    api_keys: Mapping[str, str] = field(default_factory=dict)  # key -> tenant
+    api_keys: Mapping[str, ApiKey] = field(default_factory=dict)  # key -> tenant and role
     max_body_bytes: int = 1024 * 1024
     max_pending: int = 100_000
     max_pending_per_tenant: int = 10_000
+    # schedules (tickers run in the API processes, see jobs_core.ticker)
+    scheduler_enabled: bool = True
+    schedule_tick_seconds: float = 1.0
+    schedule_grace_seconds: float = 30.0
+    max_schedules_per_tenant: int = 100
+    schedules_file: str | None = None
 
     @property
     def keys(self) -> Keys:
@@ -114,10 +154,18 @@ class Settings:
             raise ConfigError(f"JOBS_LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, got {level!r}")
         modules = tuple(m.strip() for m in env.get("JOBS_TASK_MODULES", "").split(",") if m.strip())
         metrics_port = env.get("JOBS_WORKER_METRICS_PORT", "").strip()
+        tls = _flag(env, "REDIS_TLS", parts.scheme == "rediss")
         return cls(
             redis_url=url,
             redis_password=env.get("REDIS_PASSWORD") or None,
             redis_tls_ca_file=env.get("REDIS_TLS_CA_FILE") or None,
+            redis_sentinels=parse_sentinels(env.get("REDIS_SENTINELS", "")),
+            redis_sentinel_master=_name(env, "REDIS_SENTINEL_MASTER", cls.redis_sentinel_master),
+            redis_sentinel_password=env.get("REDIS_SENTINEL_PASSWORD") or None,
+            redis_tls=tls,
+            redis_sentinel_tls=_flag(env, "REDIS_SENTINEL_TLS", tls),
+            ack_replicas=_int(env, "JOBS_ACK_REPLICAS", cls.ack_replicas, 0),
+            ack_timeout_seconds=_ack_timeout(env),
             queue=_name(env, "JOBS_QUEUE", cls.queue),
             key_prefix=_name(env, "JOBS_KEY_PREFIX", cls.key_prefix),
             lease_seconds=lease,
@@ -147,30 +195,78 @@ class Settings:
             max_body_bytes=_int(env, "JOBS_MAX_BODY_BYTES", cls.max_body_bytes, 1),
             max_pending=_int(env, "JOBS_MAX_PENDING", cls.max_pending, 1),
             max_pending_per_tenant=_int(env, "JOBS_MAX_PENDING_PER_TENANT", cls.max_pending_per_tenant, 1),
+            scheduler_enabled=_flag(env, "JOBS_SCHEDULER", cls.scheduler_enabled),
+            schedule_tick_seconds=_float(env, "JOBS_SCHEDULE_TICK_SECONDS", cls.schedule_tick_seconds, 0.01),
+            schedule_grace_seconds=_float(env, "JOBS_SCHEDULE_GRACE_SECONDS", cls.schedule_grace_seconds, 0.0),
+            max_schedules_per_tenant=_int(env, "JOBS_MAX_SCHEDULES_PER_TENANT", cls.max_schedules_per_tenant, 1),
+            schedules_file=env.get("JOBS_SCHEDULES_FILE", "").strip() or None,
         )
 
 
-def parse_api_keys(text: str, source: str) -> dict[str, str]:
-    """Parse ``tenant:key`` entries separated by commas or newlines into a map key -> tenant."""
-    result: dict[str, str] = {}
+def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be true or false, got {raw!r}")
+
+
+def _ack_timeout(env: Mapping[str, str]) -> float:
+    # below the client's 10 s socket timeout, so a slow WAITAOF is an answer (503), not a lost connection
+    value = _float(env, "JOBS_ACK_TIMEOUT_SECONDS", Settings.ack_timeout_seconds, 0.001)
+    if value > 5:
+        raise ConfigError(f"JOBS_ACK_TIMEOUT_SECONDS must be <= 5, got {value}")
+    return value
+
+
+def parse_sentinels(text: str) -> tuple[tuple[str, int], ...]:
+    """``host:port`` entries separated by commas (``[v6addr]:port`` too) into ``((host, port), ...)``."""
+    out: list[tuple[str, int]] = []
+    for raw in text.split(","):
+        entry = raw.strip()
+        if not entry:
+            continue
+        host, sep, port = entry.rpartition(":")
+        host = host.strip("[]")
+        if not sep or not host or not port.isascii() or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(f"REDIS_SENTINELS entries must be host:port, got {entry!r}")
+        out.append((host, int(port)))
+    return tuple(out)
+
+
+def parse_api_keys(text: str, source: str) -> dict[str, ApiKey]:
+    """Parse ``tenant:key`` / ``tenant:key:role`` entries separated by commas or newlines into a map
+    key -> :class:`ApiKey` (``tenant:key`` is the ``operator`` of its tenant, as before roles existed)."""
+    result: dict[str, ApiKey] = {}
     for raw in re.split(r"[,\n]", text):
         entry = raw.strip()
         if not entry or entry.startswith("#"):
             continue
-        tenant, sep, key = entry.partition(":")
-        tenant, key = tenant.strip(), key.strip()
-        if not sep or not tenant or not key:
-            # never echo the entry: it may hold a secret
-            raise ConfigError(f"{source}: every entry must be tenant:key")
+        parts = [p.strip() for p in entry.split(":")]
+        # never echo the entry nor any part of it: it holds a secret
+        if len(parts) not in (2, 3) or not parts[0] or not parts[1]:
+            raise ConfigError(f"{source}: every entry must be tenant:key or tenant:key:role (a key cannot hold ':')")
+        tenant, key = parts[0], parts[1]
         if not _NAME.match(tenant):
             raise ConfigError(f"{source}: tenant names are 1-64 letters, digits, '_', '.', '-'")
+        role = Role.OPERATOR
+        if len(parts) == 3:
+            try:
+                role = Role(parts[2].lower())
+            except ValueError:
+                raise ConfigError(
+                    f"{source}: the role after tenant:key: must be {', '.join(r.value for r in Role)}"
+                ) from None
         if key in result:
             raise ConfigError(f"{source}: the same key is given twice")
-        result[key] = tenant
+        result[key] = ApiKey(tenant, role)
     return result
 
 
-def load_api_keys(env: Mapping[str, str]) -> dict[str, str]:
+def load_api_keys(env: Mapping[str, str]) -> dict[str, ApiKey]:
     """API keys from ``JOBS_API_KEYS`` and/or the file named by ``JOBS_API_KEYS_FILE``."""
     keys = parse_api_keys(env.get("JOBS_API_KEYS", ""), "JOBS_API_KEYS")
     path = env.get("JOBS_API_KEYS_FILE", "").strip()
@@ -180,5 +276,8 @@ def load_api_keys(env: Mapping[str, str]) -> dict[str, str]:
                 text = fh.read()
         except OSError as e:
             raise ConfigError(f"JOBS_API_KEYS_FILE: cannot read {path}: {e.strerror}") from e
-        keys.update(parse_api_keys(text, "JOBS_API_KEYS_FILE"))
+        from_file = parse_api_keys(text, "JOBS_API_KEYS_FILE")
+        if from_file.keys() & keys.keys():  # which role would win is not for us to guess
+            raise ConfigError("JOBS_API_KEYS_FILE: a key is also in JOBS_API_KEYS")
+        keys.update(from_file)
     return keys

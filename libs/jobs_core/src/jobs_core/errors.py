@@ -88,6 +88,46 @@ class BackendUnavailable(JobsError):
     """Redis cannot be reached."""
 
 
+class InvalidSchedule(JobsError):
+    """A schedule definition is invalid (bad cron expression, unknown time zone, ...)."""
+
+    def __init__(self, errors: list[tuple[str, str]]) -> None:
+        super().__init__("; ".join(f"{path}: {msg}" for path, msg in errors))
+        self.errors = errors
+
+
+class ScheduleNotFound(JobsError):
+    """No schedule of that name exists for the tenant."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"schedule {name!r} not found")
+        self.name = name
+
+
+class ScheduleLimit(JobsError):
+    """The tenant has as many schedules as allowed (JOBS_MAX_SCHEDULES_PER_TENANT)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"a tenant may have at most {limit} schedules")
+        self.limit = limit
+
+
+class NotReplicated(BackendUnavailable):
+    """A write ran on the primary but ``WAITAOF`` did not confirm it on enough replicas in time.
+
+    It may or may not survive a failover: repeat it (a submission with the same Idempotency-Key), never
+    count it as done.
+    """
+
+    def __init__(self, replicas: int, confirmed: int, local: int) -> None:
+        super().__init__(
+            f"the write was not confirmed on disk on {replicas} replica(s) in time "
+            f"(confirmed: {confirmed} replica(s), primary: {'yes' if local else 'no'})"
+        )
+        self.replicas = replicas
+        self.confirmed = confirmed
+
+
 class TaskDefinitionError(ConfigError):
     """A task module cannot be imported, or a task it defines is invalid (the worker refuses to start)."""
 

@@ -117,6 +117,11 @@ class Keys:
         return namespace(self.prefix, "failed")
 
     @property
+    def ack_fence(self) -> str:
+        """String written before every ``WAITAOF`` (replicated acknowledgement): its value means nothing."""
+        return namespace(self.prefix, "ack-fence")
+
+    @property
     def seq(self) -> str:
         """Counter giving each job a creation sequence number (index score, cursor)."""
         return namespace(self.prefix, "seq")
@@ -144,3 +149,45 @@ class Keys:
     def worker(self, worker_id: str) -> str:
         """String with a worker's JSON status; TTL: 3 x heartbeat interval (gone = worker dead)."""
         return namespace(self.prefix, "worker", worker_id)
+
+    # --- schedules (no TTL: they live until deleted; tick markers expire) ---
+    def schedule(self, owner: str, name: str) -> str:
+        """Hash of one tenant's schedule: ``spec`` JSON, ``version``, ``paused``, ``cursor`` (ms of the
+        last tick accounted for, fired or not), ``last_fired`` (ms), ``last_job``, ``next_due``, ``fired``,
+        ``skipped``, times."""
+        return namespace(self.prefix, "schedule", owner, name)
+
+    def schedule_names(self, owner: str) -> str:
+        """Zset (all scores 0, read in lexical order) of one tenant's schedule names."""
+        return namespace(self.prefix, "schedules", "owner", owner)
+
+    @property
+    def schedules_due(self) -> str:
+        """Zset ``<tenant>/<name>`` -> ms when the schedule is next due; tickers read the due ones.
+        Paused schedules are not in it."""
+        return namespace(self.prefix, "schedules", "due")
+
+    def tick_marker_prefix(self, owner: str, name: str) -> str:
+        """Prefix of the per-tick markers of one schedule (``<prefix><tick ms>``: the job id, or
+        ``skipped``), set in the same script step as the tick's job; TTL: catch-up window + 1 day."""
+        return namespace(self.prefix, "tick", owner, name, "")
+
+    # --- web console (/ui) ---
+    @property
+    def ui_secret(self) -> str:
+        """String: random key signing console sessions when JOBS_UI_SECRET is unset (shared by every pod;
+        SET NX once, no TTL)."""
+        return namespace(self.prefix, "ui", "secret")
+
+    @property
+    def audit(self) -> str:
+        """List of JSON audit entries of console bulk actions, newest first, capped (no TTL)."""
+        return namespace(self.prefix, "ui", "audit")
+
+    def bulk(self, op_id: str) -> str:
+        """Hash describing one console bulk action (filter, action, count, progress); TTL 1 day."""
+        return namespace(self.prefix, "ui", "bulk", op_id)
+
+    def bulk_ids(self, op_id: str) -> str:
+        """List of the job ids a bulk action's preview selected (exactly those are changed); TTL 1 day."""
+        return namespace(self.prefix, "ui", "bulk", op_id, "ids")

@@ -30,7 +30,7 @@ TERMINAL_STATUSES: frozenset[JobStatus] = frozenset(
     {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED}
 )
 
-#: Every legal status change. Lua scripts enforce the same table (see ``scripts.py``); the running ->
+#: Every legal status change. Lua scripts enforce the same table (see ``jobs_core/lua/``); the running ->
 #: queued edge is a retry after an error, a hand-back at shutdown, or the reaper requeueing a lost job.
 TRANSITIONS: Mapping[JobStatus, frozenset[JobStatus]] = {
     JobStatus.QUEUED: frozenset({JobStatus.RUNNING, JobStatus.CANCELLED}),

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-import ssl
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -17,11 +16,12 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 import redis
-from redis.backoff import ExponentialBackoff
-from redis.retry import Retry
+from redis.commands.core import Script
 
 from jobs_core import scripts
+from jobs_core.browse import Browse, JobFilter
 from jobs_core.config import Settings
+from jobs_core.connection import acknowledged_script, connect
 from jobs_core.delivery import ClaimedJob, Delivery, Finish, ReapReport, parse_finish_reply, text
 from jobs_core.errors import (
     IdempotencyConflict,
@@ -39,27 +39,10 @@ from jobs_core.model import (
     is_job_id,
     new_job_id,
 )
+from jobs_core.schedule_store import ScheduleStore
 from jobs_core.serialization import dumps
 
 JSON_MEDIA_TYPE = "application/json"
-
-
-def connect(settings: Settings, *, socket_timeout: float | None = 10.0) -> redis.Redis:
-    """A pooled Redis client for ``settings`` (password, TLS, retries on connection errors)."""
-    kwargs: dict[str, Any] = {
-        "socket_timeout": socket_timeout,
-        "socket_connect_timeout": 5.0,
-        "health_check_interval": 30,
-        "retry": Retry(ExponentialBackoff(cap=1.0, base=0.05), 3),
-        "retry_on_error": [redis.ConnectionError, redis.TimeoutError],
-    }
-    if settings.redis_password:
-        kwargs["password"] = settings.redis_password
-    if settings.redis_url.startswith("rediss://"):
-        kwargs["ssl_cert_reqs"] = ssl.CERT_REQUIRED
-        if settings.redis_tls_ca_file:
-            kwargs["ssl_ca_certs"] = settings.redis_tls_ca_file
-    return redis.Redis.from_url(settings.redis_url, **kwargs)
 
 
 def queue_entry(job_id: str) -> str:
@@ -73,23 +56,28 @@ def request_digest(task: str, params: Mapping[str, Any], **options: Any) -> str:
     return hashlib.sha256(body).hexdigest()
 
 
-class JobStore(Delivery):
+class JobStore(Delivery, Browse, ScheduleStore):
     """Job storage and queue operations on one Redis, for one namespace and queue."""
 
     def __init__(self, client: redis.Redis, settings: Settings) -> None:
         self.redis = client
         self.settings = settings
         self.keys = settings.keys
-        self._enqueue = client.register_script(scripts.ENQUEUE)
+        # the writes a caller is told are done wait for JOBS_ACK_REPLICAS replicas (jobs_core.connection)
+        def acked(script: str) -> Script:
+            return acknowledged_script(client, script, settings, self.keys.ack_fence)
+
+        self._enqueue = acked(scripts.ENQUEUE)
         self._claim = client.register_script(scripts.CLAIM)
         self._heartbeat = client.register_script(scripts.HEARTBEAT)
         self._progress = client.register_script(scripts.PROGRESS)
-        self._finish = client.register_script(scripts.FINISH)
-        self._finish_claim = client.register_script(scripts.FINISH_CLAIM)
-        self._cancel = client.register_script(scripts.CANCEL)
-        self._retry = client.register_script(scripts.RETRY)
+        self._finish = acked(scripts.FINISH)
+        self._finish_claim = acked(scripts.FINISH_CLAIM)
+        self._cancel = acked(scripts.CANCEL)
+        self._retry = acked(scripts.RETRY)
         self._reap = client.register_script(scripts.REAP)
-        self._list = client.register_script(scripts.LIST)
+        self._browse = client.register_script(scripts.BROWSE)
+        self._schedule_scripts(acked)
         # one pub/sub connection per thread, reused by every wait(): no connect + handshake per job
         self._local = threading.local()
         self._task_cache: tuple[float, dict[str, TaskInfo]] = (float("-inf"), {})
@@ -247,23 +235,9 @@ class JobStore(Delivery):
         The cursor is the creation sequence number of the last job examined, so a page never skips or
         repeats a job even while new ones are created. Raises ValueError for a malformed cursor.
         """
-        bound = "+inf"
-        if cursor is not None:
-            # ASCII digits only: str.isdigit() also accepts "²" or "٣", which Redis refuses as a score
-            if not (cursor.isascii() and cursor.isdigit()) or len(cursor) > 19:
-                raise ValueError("malformed cursor")
-            bound = cursor
-        index = self.keys.index if owner is None else self.keys.owner_index(owner)
-        reply = self._list(
-            keys=[index],
-            args=[bound, limit, status.value if status else "", task or "", self.keys.job_prefix, scan_budget],
-        )
-        next_cursor = text(reply[0]) or None
-        jobs = self.get_many([text(x) for x in reply[1:]])
-        if status is not None or task is not None:
-            # a job may have moved on between the scan and the read; keep the page honest
-            jobs = [j for j in jobs if (status is None or j.status is status) and (task is None or j.task == task)]
-        return jobs, next_cursor
+        page = self.search_jobs(JobFilter(owner=owner, status=status, task=task), limit=limit, cursor=cursor,
+                                budget=scan_budget)
+        return page.jobs, page.next_cursor
 
     def cancel(self, job_id: str, owner: str | None = None) -> Job:
         """Cancel: queued -> cancelled now; running -> cancel requested (the worker stops it)."""

@@ -12,7 +12,7 @@ from typing import Any
 from flask import Flask, Response, g, request
 from jobs_core.config import Settings
 
-from jobs_api import docs, health, jobs, metrics, tasks
+from jobs_api import background, console, docs, health, jobs, metrics, schedules, tasks
 from jobs_api.auth import Authenticator
 from jobs_api.problems import register_error_handlers
 from jobs_api.state import EXTENSION, State
@@ -28,7 +28,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     ``config`` may hold Flask settings plus two of ours (both optional, mainly for tests):
     ``JOBS_SETTINGS`` (a :class:`~jobs_core.config.Settings`; default ``Settings.from_env()``) and
-    ``JOBS_STORE`` (a ready ``JobStore``; default one built from the settings).
+    ``JOBS_STORE`` (a ready ``JobStore``; default one built from the settings); and ``JOBS_CONSOLE`` (a
+    :class:`~jobs_api.console.session.ConsoleConfig`; default from the environment).
     """
     config = dict(config or {})
     settings: Settings = config.pop("JOBS_SETTINGS", None) or Settings.from_env()
@@ -47,11 +48,14 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     if not authenticator.enabled:
         log.warning(
             "authentication is OFF: JOBS_API_KEYS and JOBS_API_KEYS_FILE are unset, so anyone who reaches "
-            "the API can submit and read jobs (all jobs belong to tenant 'default')"
+            "the API acts as the admin of tenant 'default' (submits, reads and cancels jobs, pauses queues)"
         )
 
-    for blueprint in (jobs.bp, tasks.bp, health.bp, docs.bp):
+    if settings.schedules_file:  # a bad file stops the start here, with a clear message
+        app.extensions[background.DECLARED] = background.load_declared(settings.schedules_file)
+    for blueprint in (jobs.bp, tasks.bp, schedules.bp, health.bp, docs.bp):
         app.register_blueprint(blueprint)
+    console.init_app(app)
     register_error_handlers(app)
 
     @app.before_request
@@ -64,7 +68,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     def _finish(resp: Response) -> Response:
         resp.headers["X-Request-ID"] = g.get("request_id", "")
         resp.headers.setdefault("X-Content-Type-Options", "nosniff")
-        if request.path.startswith(("/jobs", "/tasks")):
+        if request.path.startswith(("/jobs", "/tasks", "/schedules")):
             resp.headers.setdefault("Cache-Control", "no-store")
         route = request.url_rule.rule if request.url_rule is not None else "unmatched"
         start = g.get("start")

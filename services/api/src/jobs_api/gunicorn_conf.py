@@ -28,6 +28,9 @@ from jobs_core.errors import ConfigError
 
 try:
     _settings = Settings.from_env()
+    from jobs_api.console.session import ConsoleConfig  # imports no metrics code (see jobs_api.__init__)
+
+    ConsoleConfig.from_env()
 except ConfigError as _e:  # a clear one-line message instead of a traceback
     sys.stderr.write(f"jobs-api: configuration error: {_e}\n")
     sys.exit(2)
@@ -106,10 +109,13 @@ def post_fork(server: Any, worker: Any) -> None:
 
 
 def post_worker_init(worker: Any) -> None:
-    """Let long-polls notice a stop signal (gunicorn's own handlers are in place by now)."""
+    """Let long-polls notice a stop signal (gunicorn's own handlers are in place by now); start the schedule
+    ticker of this process (see jobs_api.background)."""
+    from jobs_api import background
     from jobs_api.lifecycle import install_shutdown_hook
 
     install_shutdown_hook()
+    background.start(worker.wsgi)
 
 
 def child_exit(server: Any, worker: Any) -> None:

@@ -8,12 +8,13 @@ import threading
 import time
 from typing import Any
 
-from flask import Blueprint, Response, g, request
+from flask import Blueprint, Response, request
+from jobs_core.config import Role
 from jobs_core.errors import IdempotencyConflict, QueueFull
 from jobs_core.model import Job, JobStatus, is_job_id
 
 from jobs_api import openapi
-from jobs_api.auth import current_tenant
+from jobs_api.auth import current_principal, current_tenant, forbidden, job_owner, protect, requires
 from jobs_api.lifecycle import SHUTTING_DOWN
 from jobs_api.metrics import SUBMISSIONS, UNKNOWN_TASK_LABEL
 from jobs_api.problems import REDIS_UNAVAILABLE, not_found, task_unavailable, validation_problem
@@ -28,21 +29,21 @@ from jobs_api.validation import (
 )
 
 bp = Blueprint("jobs", __name__)
+protect(bp)
 
 _IDEMPOTENCY_KEY = re.compile(rf"^[\x21-\x7e]{{1,{openapi.MAX_IDEMPOTENCY_KEY_LENGTH}}}$")
 _MAX_CURSOR = 512
+_TENANT = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
+#: ``GET /jobs?tenant=*``: every tenant's jobs (admin only).
+ALL_TENANTS = "*"
 #: Longest single wait on Redis within a long-poll: how fast a stopping process lets go of it.
 WAIT_SLICE_SECONDS = 2.0
-
-
-@bp.before_request
-def _authenticate() -> None:
-    g.tenant = state().auth.authenticate()
 
 
 def job_body(job: Job) -> dict[str, Any]:
     """The public representation of a job: ``Job.to_dict()`` plus ``links``."""
     body = job.to_dict()
+    body["tenant"] = job.owner
     body["links"] = {"self": f"/jobs/{job.id}", "result": f"/jobs/{job.id}/result"}
     return body
 
@@ -72,10 +73,23 @@ def _idempotency_key() -> str | None:
 
 
 @bp.post("/jobs")
+@requires(Role.OPERATOR)
 def submit() -> Response:
     """Validate, record and queue a job; ``202`` with ``Location``."""
     body = read_json_body()
-    key = _idempotency_key()
+    job, created = create_job(body, _idempotency_key(), current_tenant())
+    headers = {"Location": f"/jobs/{job.id}"}
+    if not created:
+        headers["Idempotent-Replayed"] = "true"
+    return json_response(job_body(job), 202, headers)
+
+
+def create_job(body: Any, idempotency_key: str | None, owner: str) -> tuple[Job, bool]:
+    """Validate a submission body exactly as ``POST /jobs`` does and queue it for ``owner``.
+
+    Raises a 422 :class:`Problem` listing every invalid field; the console's "run task" form calls this too,
+    so a form submission and an API submission can never be judged differently.
+    """
     errors = schema_errors(openapi.submit_request_schema(), body)
     if errors:
         SUBMISSIONS.labels(UNKNOWN_TASK_LABEL, "invalid").inc()
@@ -90,9 +104,7 @@ def submit() -> Response:
         )
     params = {**info.defaults, **body.get("params", {})}
     try:
-        if info.problem:
-            raise TaskSchemaError(info.problem)
-        errors = task_params_errors(info.params_schema, params)
+        errors = task_params_errors(info, params)
     except TaskSchemaError as e:  # what a worker published is broken: not the client's fault, nor a 500
         SUBMISSIONS.labels(name, "unavailable").inc()
         raise task_unavailable(name, str(e)) from e
@@ -105,11 +117,11 @@ def submit() -> Response:
         job, created = st.store.enqueue(
             name,
             params,
-            owner=current_tenant(),
+            owner=owner,
             max_attempts=int(max_attempts) if max_attempts is not None else None,
             timeout=float(timeout) if timeout is not None else None,
             delay=float(body.get("delay", 0.0)),
-            idempotency_key=key,
+            idempotency_key=idempotency_key,
             max_pending=st.settings.max_pending,
             max_pending_per_tenant=st.settings.max_pending_per_tenant,
         )
@@ -123,13 +135,21 @@ def submit() -> Response:
         SUBMISSIONS.labels(name, "unavailable").inc()
         raise
     SUBMISSIONS.labels(name, "accepted" if created else "replayed").inc()
-    headers = {"Location": f"/jobs/{job.id}"}
-    if not created:
-        headers["Idempotent-Replayed"] = "true"
-    return json_response(job_body(job), 202, headers)
+    return job, created
+
+
+def _listed_tenant(asked: str | None) -> str | None:
+    """Whose jobs ``GET /jobs`` lists: the caller's, or (admin only) ``?tenant=`` (None = every tenant)."""
+    principal = current_principal()
+    if asked is None or asked == principal.tenant:
+        return principal.tenant
+    if not principal.is_admin:
+        raise forbidden("listing another tenant's jobs (?tenant=) needs the admin role")
+    return None if asked == ALL_TENANTS else asked
 
 
 @bp.get("/jobs")
+@requires(Role.VIEWER)
 def list_jobs() -> Response:
     """A page of the tenant's jobs, newest first, with an opaque ``next_cursor``."""
     errors: list[dict[str, str]] = []
@@ -146,12 +166,15 @@ def list_jobs() -> Response:
     cursor = request.args.get("cursor") or None
     if cursor is not None and len(cursor) > _MAX_CURSOR:
         errors.append({"path": "/query/cursor", "message": "not a cursor from next_cursor"})
+    tenant = request.args.get("tenant") or None
+    if tenant is not None and tenant != ALL_TENANTS and not _TENANT.match(tenant):
+        errors.append({"path": "/query/tenant", "message": "must be a tenant name or '*'"})
     if errors:
         raise validation_problem(errors, status=400)
     limit = query_int("limit", openapi.DEFAULT_PAGE_SIZE, 1, openapi.MAX_PAGE_SIZE)
     try:
         page, next_cursor = state().store.list_jobs(
-            owner=current_tenant(), status=status, task=task, limit=limit, cursor=cursor
+            owner=_listed_tenant(tenant), status=status, task=task, limit=limit, cursor=cursor
         )
     except ValueError as e:
         raise validation_problem(
@@ -180,6 +203,7 @@ def _long_poll_slots() -> threading.BoundedSemaphore:
 
 
 @bp.get("/jobs/<job_id>")
+@requires(Role.VIEWER)
 def get_job(job_id: str) -> Response:
     """The job; with ``?wait=N`` hold the request until it is terminal or N seconds pass.
 
@@ -189,7 +213,7 @@ def get_job(job_id: str) -> Response:
     _check_id(job_id)
     wait = query_seconds("wait", openapi.MAX_WAIT_SECONDS)
     store = state().store
-    job = store.get(job_id, owner=current_tenant())
+    job = store.get(job_id, owner=job_owner())
     if wait <= 0 or job.is_terminal:
         return json_response(job_body(job))
     slots = _long_poll_slots()
@@ -202,17 +226,18 @@ def get_job(job_id: str) -> Response:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
-            job = store.wait(job_id, min(remaining, WAIT_SLICE_SECONDS), owner=current_tenant())
+            job = store.wait(job_id, min(remaining, WAIT_SLICE_SECONDS), owner=job_owner())
     finally:
         slots.release()
     return json_response(job_body(job))
 
 
 @bp.get("/jobs/<job_id>/result")
+@requires(Role.VIEWER)
 def get_result(job_id: str) -> Response:
     """The result bytes in their media type; 409 while not succeeded, 410 once expired."""
     _check_id(job_id)
-    result = state().store.get_result(job_id, owner=current_tenant())
+    result = state().store.get_result(job_id, owner=job_owner())
     resp = Response(result.data, status=200, content_type=result.media_type)
     # A result is data, not a page of this origin: never let a browser run it as one.
     resp.headers["Content-Security-Policy"] = "sandbox"
@@ -220,16 +245,18 @@ def get_result(job_id: str) -> Response:
 
 
 @bp.delete("/jobs/<job_id>")
+@requires(Role.OPERATOR)
 def cancel(job_id: str) -> Response:
     """Cancel: queued -> 200 cancelled; running -> 202 cancel requested; terminal -> 409."""
     _check_id(job_id)
-    job = state().store.cancel(job_id, owner=current_tenant())
+    job = state().store.cancel(job_id, owner=job_owner())
     return json_response(job_body(job), 200 if job.status is JobStatus.CANCELLED else 202)
 
 
 @bp.post("/jobs/<job_id>/retry")
+@requires(Role.OPERATOR)
 def retry(job_id: str) -> Response:
     """Queue a failed or cancelled job again (202); 409 for any other status."""
     _check_id(job_id)
-    job = state().store.retry(job_id, owner=current_tenant())
+    job = state().store.retry(job_id, owner=job_owner())
     return json_response(job_body(job), 202, {"Location": f"/jobs/{job.id}"})

@@ -97,6 +97,7 @@ SCHEMAS: dict[str, Any] = {
             "error",
             "worker",
             "cancel_requested",
+            "tenant",
             "links",
         ],
         "additionalProperties": False,
@@ -120,6 +121,7 @@ SCHEMAS: dict[str, Any] = {
                 "description": "True once DELETE asked a running job to stop; it becomes cancelled "
                 "within a worker heartbeat.",
             },
+            "tenant": {"type": "string", "description": "The tenant that owns the job (whose key submitted it)."},
             "links": {
                 "type": "object",
                 "required": ["self", "result"],
@@ -238,12 +240,15 @@ _AUTH_ERRORS = {
         _RETRY_AFTER,
     ),
 }
+_FORBIDDEN = {
+    "403": _problem("The API key's role may not do this (viewer < operator < admin; see the README's roles).")
+}
 _JOB_ID = {
     "name": "job_id",
     "in": "path",
     "required": True,
     "schema": {"type": "string"},
-    "description": "Job id (uuid4). Unknown, malformed or another tenant's: 404.",
+    "description": "Job id (uuid4). Unknown, malformed or another tenant's (unless the caller is an admin): 404.",
 }
 _SECURITY: list[dict[str, list[str]]] = [{"bearerAuth": []}]
 
@@ -276,6 +281,7 @@ PATHS: dict[str, Any] = {
                     "reused with a different body."
                 ),
                 "429": _problem("Too many pending jobs (JOBS_MAX_PENDING[_PER_TENANT]).", _RETRY_AFTER),
+                **_FORBIDDEN,
             },
             operationId="submitJob",
             tags=["jobs"],
@@ -301,13 +307,20 @@ PATHS: dict[str, Any] = {
         ),
         "get": _op(
             "List jobs, newest first",
-            {"200": _json("JobList", "A page of jobs."), "400": _problem("Bad query parameter.")},
+            {"200": _json("JobList", "A page of jobs."), "400": _problem("Bad query parameter."), **_FORBIDDEN},
             operationId="listJobs",
             tags=["jobs"],
             security=_SECURITY,
             parameters=[
                 {"name": "status", "in": "query", "schema": {"type": "string", "enum": STATUSES}},
                 {"name": "task", "in": "query", "schema": {"type": "string"}},
+                {
+                    "name": "tenant",
+                    "in": "query",
+                    "schema": {"type": "string", "pattern": r"^([A-Za-z0-9_.\-]{1,64}|\*)$"},
+                    "description": "Admin only: list this tenant's jobs, or every tenant's with '*' (default: "
+                    "the caller's tenant; another tenant without the admin role is 403).",
+                },
                 {
                     "name": "limit",
                     "in": "query",
@@ -355,6 +368,7 @@ PATHS: dict[str, Any] = {
                 "202": _json("Job", "The job is running: cancel requested; it becomes cancelled within a heartbeat."),
                 "404": _problem("No such job."),
                 "409": _problem("The job is already terminal (job_status says which)."),
+                **_FORBIDDEN,
             },
             operationId="cancelJob",
             tags=["jobs"],
@@ -390,6 +404,7 @@ PATHS: dict[str, Any] = {
                 "202": _json("Job", "Queued again.", {"Location": {"schema": {"type": "string"}}}),
                 "404": _problem("No such job."),
                 "409": _problem("The job is not failed or cancelled (job_status says its status)."),
+                **_FORBIDDEN,
             },
             operationId="retryJob",
             tags=["jobs"],
@@ -476,6 +491,8 @@ PATHS: dict[str, Any] = {
 
 def build_spec() -> dict[str, Any]:
     """A fresh copy of the OpenAPI document."""
+    from jobs_api import openapi_flows  # imports this module's helpers
+
     return copy.deepcopy(
         {
             "openapi": "3.1.0",
@@ -488,16 +505,20 @@ def build_spec() -> dict[str, Any]:
             "tags": [
                 {"name": "jobs", "description": "Jobs of the caller's tenant."},
                 {"name": "tasks", "description": "Tasks published by the workers."},
+                *openapi_flows.TAGS,
                 {"name": "ops", "description": "Health, metrics and documentation (no auth)."},
             ],
-            "paths": PATHS,
+            "paths": {**PATHS, **openapi_flows.PATHS},
             "components": {
-                "schemas": SCHEMAS,
+                "schemas": {**SCHEMAS, **openapi_flows.SCHEMAS},
                 "securitySchemes": {
                     "bearerAuth": {
                         "type": "http",
                         "scheme": "bearer",
-                        "description": "An API key from JOBS_API_KEYS (only when auth is on).",
+                        "description": "An API key from JOBS_API_KEYS (only when auth is on). Its role: "
+                        "viewer reads its tenant's jobs, tasks and queues; operator also submits, cancels and "
+                        "retries; admin also reads and acts on every tenant's jobs and pauses, resumes and "
+                        "caps queues. With auth off every caller is the admin of tenant 'default'.",
                     }
                 },
             },

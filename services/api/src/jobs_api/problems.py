@@ -20,6 +20,7 @@ from jobs_core.errors import (
     IdempotencyConflict,
     IllegalTransition,
     JobNotFound,
+    NotReplicated,
     QueueFull,
     ResultExpired,
     ResultNotReady,
@@ -194,6 +195,25 @@ def _from_jobs_error(e: Exception) -> Problem:
     raise e  # not ours to map: the last-resort handler answers it
 
 
+def problem_for(e: Exception) -> Problem:
+    """The problem an error raised by a view is answered with (what the handlers below send)."""
+    if isinstance(e, Problem):
+        return e
+    if isinstance(e, HTTPException):
+        return _from_http_exception(e)
+    if isinstance(e, REDIS_UNAVAILABLE):
+        log.warning("redis unavailable: %s", type(e).__name__, extra={"path": request.path})
+        if isinstance(e, redis.exceptions.OutOfMemoryError):
+            return service_unavailable("the job store (Redis) is out of memory; retry later")
+        return service_unavailable()
+    try:
+        return _from_jobs_error(e)
+    except Exception:
+        log.exception("unhandled error", extra={"path": request.path, "method": request.method})
+        return Problem(500, "Internal Server Error", "an unexpected error occurred; it has been logged",
+                       slug="internal-error")
+
+
 def register_error_handlers(app: Flask) -> None:
     """Answer every error raised while handling a request with problem details."""
 
@@ -212,6 +232,10 @@ def register_error_handlers(app: Flask) -> None:
             log.warning("redis unavailable: %s", type(e).__name__, extra={"path": request.path})
             if isinstance(e, redis.exceptions.OutOfMemoryError):
                 return service_unavailable("the job store (Redis) is out of memory; retry later").response()
+            if isinstance(e, NotReplicated):
+                return service_unavailable(
+                    f"{e}; it may or may not have been kept: repeat the request (with the same Idempotency-Key)"
+                ).response()
             return service_unavailable().response()
 
     for exc in (

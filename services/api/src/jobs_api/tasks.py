@@ -4,19 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, g
+from flask import Blueprint, Response
+from jobs_core.config import Role
 from jobs_core.model import TaskInfo
 
+from jobs_api.auth import protect, requires
 from jobs_api.problems import Problem
 from jobs_api.state import json_response, state
 from jobs_api.validation import schema_problem
 
 bp = Blueprint("tasks", __name__)
-
-
-@bp.before_request
-def _authenticate() -> None:
-    g.tenant = state().auth.authenticate()
+protect(bp)
 
 
 def _task_body(info: TaskInfo) -> dict[str, Any]:
@@ -26,6 +24,7 @@ def _task_body(info: TaskInfo) -> dict[str, Any]:
 
 
 @bp.get("/tasks")
+@requires(Role.VIEWER)
 def list_tasks() -> Response:
     """Every published task, sorted by name."""
     tasks = state().store.tasks()
@@ -33,6 +32,7 @@ def list_tasks() -> Response:
 
 
 @bp.get("/tasks/<name>")
+@requires(Role.VIEWER)
 def get_task(name: str) -> Response:
     """One task, or 404."""
     info = state().store.tasks().get(name)

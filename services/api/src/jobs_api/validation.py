@@ -9,6 +9,7 @@ from typing import Any
 
 import orjson
 from flask import request
+from jobs_core.model import TaskInfo
 from jsonschema import Draft202012Validator, FormatChecker
 from jsonschema.exceptions import ValidationError
 from jsonschema.protocols import Validator
@@ -49,11 +50,14 @@ def schema_problem(schema: Mapping[str, Any]) -> str | None:
     return None
 
 
-def task_params_errors(schema: Mapping[str, Any], params: Any) -> list[dict[str, str]]:
-    """:func:`schema_errors` for params against a schema a worker published; :class:`TaskSchemaError`
-    when that schema is unusable (invalid, an unresolvable ``$ref``, a pattern the regex engine refuses)."""
+def task_params_errors(info: TaskInfo, params: Any) -> list[dict[str, str]]:
+    """:func:`schema_errors` for params against the schema a worker published for the task;
+    :class:`TaskSchemaError` when the published entry or its schema is unusable (invalid, an unresolvable
+    ``$ref``, a pattern the regex engine refuses)."""
+    if info.problem:
+        raise TaskSchemaError(info.problem)
     try:
-        return schema_errors(schema, params, "/params")
+        return schema_errors(info.params_schema, params, "/params")
     except Exception as e:  # anything the published schema makes the validator raise is the schema's fault
         message = getattr(e, "message", None) or str(e)
         raise TaskSchemaError(f"{type(e).__name__}: {message}"[:500]) from e

@@ -20,6 +20,7 @@ from typing import Any
 
 import redis
 from jobs_core.config import Settings
+from jobs_core.errors import BackendUnavailable
 from jobs_core.model import JobError
 from jobs_core.store import ClaimedJob, Finish, JobStore
 
@@ -32,6 +33,10 @@ from jobs_worker.slot import Running, Slot, monotonic, mp_context
 from jobs_worker.tasks import load_task_modules
 
 log = logging.getLogger("jobs.worker")
+
+#: Redis unreachable, failing over, or a write not confirmed on JOBS_ACK_REPLICAS replicas in time
+#: (BackendUnavailable): the loop backs off and re-sends; outcomes are kept until Redis confirms them.
+REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError, BackendUnavailable)
 
 CANCEL_GRACE_SECONDS = 1.0  # a cancelled task may stop by itself this long before it is killed
 PROGRESS_INTERVAL_SECONDS = 0.2  # at most this often per job is progress written to Redis
@@ -148,7 +153,7 @@ class Worker:
                 self._collect(0.0 if found and self._free() else self._wait_time())
             self._enforce_deadlines()
             self._flush_progress()
-        except (redis.ConnectionError, redis.TimeoutError) as e:
+        except REDIS_DOWN as e:
             self._redis_down(e)
         return True
 
@@ -388,7 +393,7 @@ class Worker:
                 self._save(ended)
                 log.info("handed back running jobs", extra={"jobs": [o.job.id for o in ended]})
                 return
-            except (redis.ConnectionError, redis.TimeoutError) as e:
+            except REDIS_DOWN as e:
                 ended = []
                 if attempt == 2:
                     log.error("could not hand back jobs; the reaper will recover them", extra={"error": str(e)})
@@ -424,11 +429,14 @@ class Worker:
         time.sleep(0.5)
 
     def _retrying(self, action: Callable[[], object]) -> None:
+        """Run ``action`` until Redis takes it, keeping the health file fresh meanwhile: a worker waiting
+        for Redis (slow PVC, outage) is alive, and its startup/liveness probes must not restart it."""
         while True:
+            self._touch_health(monotonic())
             try:
                 action()
                 return
-            except (redis.ConnectionError, redis.TimeoutError) as e:
+            except REDIS_DOWN as e:
                 self._redis_down(e)
                 if self.stopping:
                     return

@@ -1,0 +1,230 @@
+"""Browse: the web console's side of :class:`jobs_core.store.JobStore` (search, workers, audit, bulk plans).
+
+Kept apart from the producer and worker sides so each module stays small; it is one store over one Redis
+client. Searching is a bounded scan of an index (:data:`jobs_core.scripts.BROWSE`), never of every job.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, cast
+
+import redis
+from redis.commands.core import Script
+
+from jobs_core.config import Settings
+from jobs_core.keys import Keys
+from jobs_core.model import Job, JobStatus
+from jobs_core.serialization import dumps, loads
+
+#: Index entries one search request examines at most (the page may come back short, with a cursor).
+SCAN_BUDGET = 5000
+#: Audit entries kept (oldest dropped first).
+AUDIT_KEEP = 1000
+#: How long a bulk action's plan and progress are kept.
+BULK_TTL_SECONDS = 24 * 3600
+
+
+@dataclass(frozen=True, slots=True)
+class JobFilter:
+    """What the console's job search matches; every field is optional (empty = any)."""
+
+    owner: str | None = None
+    status: JobStatus | None = None
+    task: str | None = None
+    queue: str | None = None
+    created_from: datetime | None = None
+    created_to: datetime | None = None
+    param_path: str | None = None  # dot-separated field path inside params, e.g. "user.id"
+    param_value: str | None = None  # matched exactly against the field's value written as text
+
+    def describe(self) -> dict[str, str]:
+        """The filter as the non-empty ``name -> text`` pairs (for previews and the audit log)."""
+        out = {
+            "tenant": self.owner or "",
+            "status": self.status.value if self.status else "",
+            "task": self.task or "",
+            "queue": self.queue or "",
+            "created_from": self.created_from.isoformat() if self.created_from else "",
+            "created_to": self.created_to.isoformat() if self.created_to else "",
+            "param": f"{self.param_path}={self.param_value}" if self.param_path else "",
+        }
+        return {k: v for k, v in out.items() if v}
+
+
+@dataclass(frozen=True, slots=True)
+class SearchPage:
+    """One page of a search: the jobs, the cursor of the next page, how many index entries were examined."""
+
+    jobs: list[Job]
+    next_cursor: str | None
+    scanned: int
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerInfo:
+    """A worker as its heartbeat describes it; ``status`` is None once its status key has expired."""
+
+    id: str
+    last_seen_ms: int
+    status: Mapping[str, Any] | None = field(default=None)
+
+
+def _ms(d: datetime | None) -> str:
+    return str(int(d.timestamp() * 1000)) if d is not None else ""
+
+
+def check_cursor(cursor: str | None) -> str:
+    """``+inf`` for the first page, else the cursor; ValueError when it is not one this store gave out."""
+    if cursor is None:
+        return "+inf"
+    # ASCII digits only: str.isdigit() also accepts "²", which Redis refuses as a score
+    if not (cursor.isascii() and cursor.isdigit()) or len(cursor) > 19:
+        raise ValueError("malformed cursor")
+    return cursor
+
+
+class Browse:
+    """Console reads and bookkeeping; mixed into :class:`jobs_core.store.JobStore`, which sets these up."""
+
+    redis: redis.Redis
+    settings: Settings
+    keys: Keys
+    _browse: Script
+
+    def get_many(self, job_ids: Sequence[str]) -> list[Job]:  # implemented by JobStore
+        raise NotImplementedError
+
+    def search_jobs(self, flt: JobFilter, *, limit: int = 50, cursor: str | None = None,
+                    budget: int = SCAN_BUDGET) -> SearchPage:
+        """A page of jobs matching ``flt``, newest first, examining at most ``budget`` index entries.
+
+        Raises ValueError for a malformed cursor.
+        """
+        next_cursor, scanned, ids = self._scan(flt, check_cursor(cursor), limit, budget)
+        jobs = self.get_many(ids)
+        if flt.status is not None:  # a job may have moved on between the scan and the read
+            jobs = [j for j in jobs if j.status is flt.status]
+        return SearchPage(jobs, next_cursor, scanned)
+
+    def _scan(self, flt: JobFilter, bound: str, limit: int, budget: int) -> tuple[str | None, int, list[str]]:
+        """One BROWSE call: (next cursor, entries examined, matching ids)."""
+        index = self.keys.index if flt.owner is None else self.keys.owner_index(flt.owner)
+        reply = self._browse(
+            keys=[index],
+            args=[bound, limit, budget, self.keys.job_prefix, flt.status.value if flt.status else "",
+                  flt.task or "", flt.queue or "", self.settings.queue, _ms(flt.created_from),
+                  _ms(flt.created_to), flt.param_path or "", flt.param_value or ""],
+        )
+        return _text(reply[0]) or None, int(reply[1]), [_text(x) for x in reply[2:]]
+
+    def matching_ids(self, flt: JobFilter, cap: int, max_scanned: int) -> tuple[list[str], bool]:
+        """Ids of up to ``cap`` jobs matching ``flt`` (newest first), examining at most ``max_scanned``
+        index entries; and whether that is all of them (False: more match, or the scan stopped early)."""
+        ids: list[str] = []
+        cursor: str | None = None
+        scanned = 0
+        while len(ids) <= cap and scanned < max_scanned:
+            cursor, examined, found = self._scan(flt, check_cursor(cursor), cap + 1 - len(ids),
+                                                 min(SCAN_BUDGET, max_scanned - scanned))
+            ids += found
+            scanned += examined
+            if cursor is None:
+                return ids[:cap], len(ids) <= cap
+        return ids[:cap], False
+
+    def workers(self) -> list[WorkerInfo]:
+        """Every worker in the workers zset with its last published status (two round trips)."""
+        entries = cast(list[tuple[bytes, float]], self.redis.zrevrange(self.keys.workers, 0, 999, withscores=True))
+        pipe = self.redis.pipeline(transaction=False)
+        for worker_id, _ in entries:
+            pipe.get(self.keys.worker(_text(worker_id)))
+        statuses = pipe.execute() if entries else []
+        return [
+            WorkerInfo(_text(worker_id), int(score), loads(raw) if raw else None)
+            for (worker_id, score), raw in zip(entries, statuses, strict=True)
+        ]
+
+    def oldest_waiting_ms(self) -> int | None:
+        """Creation time (ms) of the job at the head of the waiting list, or None when it is empty."""
+        head = self.redis.lindex(self.keys.queue, 0)
+        if head is None:
+            return None
+        try:
+            job_id = loads(cast(bytes, head))
+        except ValueError:
+            return None
+        created = self.redis.hget(self.keys.job(str(job_id)), "created_at") if isinstance(job_id, str) else None
+        return int(cast(bytes, created)) if created else None
+
+    # ------------------------------------------------------------------ console session secret
+    def console_secret(self) -> bytes:
+        """A random secret shared by every API process through Redis (created once with SET NX)."""
+        key = self.keys.ui_secret
+        self.redis.set(key, secrets.token_hex(32), nx=True)
+        value = self.redis.get(key)
+        assert value is not None
+        return cast(bytes, value)
+
+    # ------------------------------------------------------------------ bulk actions and audit
+    def create_bulk(self, action: str, who: str, flt: Mapping[str, str], ids: Sequence[str], complete: bool) -> str:
+        """Record a bulk action's plan (exactly these ids) and return its id; nothing is changed yet."""
+        op_id = secrets.token_hex(8)
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hset(self.keys.bulk(op_id), mapping={
+            "id": op_id, "action": action, "who": who, "filter": dumps(dict(flt)), "planned": len(ids),
+            "complete": "1" if complete else "0", "state": "planned", "done": 0, "changed": 0,
+            "created_ms": int(time.time() * 1000),
+        })
+        if ids:
+            pipe.rpush(self.keys.bulk_ids(op_id), *ids)
+        pipe.expire(self.keys.bulk(op_id), BULK_TTL_SECONDS)
+        pipe.expire(self.keys.bulk_ids(op_id), BULK_TTL_SECONDS)
+        pipe.execute()
+        return op_id
+
+    def bulk(self, op_id: str) -> dict[str, str] | None:
+        """A bulk action's record (all values as text), or None when unknown or expired."""
+        if not (len(op_id) == 16 and all(c in "0123456789abcdef" for c in op_id)):
+            return None
+        raw = cast(dict[bytes, bytes], self.redis.hgetall(self.keys.bulk(op_id)))
+        return {_text(k): _text(v) for k, v in raw.items()} or None
+
+    def bulk_ids(self, op_id: str) -> list[str]:
+        """The job ids a bulk action's plan selected."""
+        return [_text(x) for x in cast(list[bytes], self.redis.lrange(self.keys.bulk_ids(op_id), 0, -1))]
+
+    def start_bulk(self, op_id: str) -> bool:
+        """Mark a planned bulk action running; False when it was already started (a double submit)."""
+        key = self.keys.bulk(op_id)
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hsetnx(key, "started_ms", int(time.time() * 1000))
+        pipe.hset(key, "state", "running")
+        first, _ = pipe.execute()
+        return bool(first)
+
+    def bulk_progress(self, op_id: str, done: int, changed: int, state: str | None = None) -> None:
+        """Record how far a bulk action got."""
+        mapping: dict[str, Any] = {"done": done, "changed": changed, "updated_ms": int(time.time() * 1000)}
+        if state is not None:
+            mapping["state"] = state
+        self.redis.hset(self.keys.bulk(op_id), mapping=mapping)  # type: ignore[arg-type]
+
+    def audit(self, entry: Mapping[str, Any]) -> None:
+        """Append an entry to the console audit log (newest first, the last :data:`AUDIT_KEEP` kept)."""
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.lpush(self.keys.audit, dumps({**entry, "at_ms": int(time.time() * 1000)}))
+        pipe.ltrim(self.keys.audit, 0, AUDIT_KEEP - 1)
+        pipe.execute()
+
+    def audit_log(self, limit: int = 200) -> list[dict[str, Any]]:
+        """The newest audit entries first."""
+        return [loads(x) for x in cast(list[bytes], self.redis.lrange(self.keys.audit, 0, limit - 1))]
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

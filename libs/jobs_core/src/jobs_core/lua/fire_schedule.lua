@@ -1,0 +1,57 @@
+--- @include "now"
+--- @include "create_job"
+-- Enqueue the due ticks of one schedule, each EXACTLY ONCE however many tickers run this concurrently:
+-- a tick is enqueued only if it is after the schedule's cursor (last tick accounted for) and has no
+-- marker; its job (id derived from schedule and tick) and its marker are written in this same step, and
+-- the cursor moves past it. A ticker that planned from an older definition (version) changes nothing.
+-- KEYS: 1 schedule hash, 2 schedules-due zset, 3 waiting list, 4 index zset, 5 owner index zset,
+--       6 pending hash, 7 seq counter
+-- ARGV: 1 due-zset member, 2 planned version, 3 job key prefix, 4 tick marker prefix, 5 marker TTL s,
+--       6 new cursor (ms), 7 next due (ms), 8 ticks passed over by the catch-up policy, 9 overlap
+--       ('allow'|'skip'), 10 task, 11 params JSON, 12 max_attempts, 13 timeout, 14 owner,
+--       15 schedule name, then pairs: tick ms, job id (oldest first)
+-- Returns {'ok', fired job ids...} | {'stale'} (definition changed, paused or deleted meanwhile)
+local s = redis.call('HMGET', KEYS[1], 'version', 'paused', 'cursor', 'last_job')
+if not s[1] or s[1] ~= ARGV[2] or s[2] == '1' then return {'stale'} end
+local cursor = tonumber(s[3] or '0')
+local last_job = s[4]
+local last_fired = nil
+local now = now_ms()
+local fired, skipped = {'ok'}, 0
+local k = {queue = KEYS[3], index = KEYS[4], owner_index = KEYS[5], pending = KEYS[6], seq = KEYS[7]}
+for i = 16, #ARGV, 2 do
+  local tick, id = tonumber(ARGV[i]), ARGV[i + 1]
+  local marker = ARGV[4] .. ARGV[i]
+  if tick > cursor and redis.call('EXISTS', marker) == 0 then
+    local busy = false
+    if ARGV[9] == 'skip' and last_job then
+      local st = redis.call('HGET', ARGV[3] .. last_job, 'status')
+      busy = st == 'queued' or st == 'running' or st == 'waiting'
+    end
+    if busy then
+      skipped = skipped + 1
+      redis.call('SET', marker, 'skipped', 'EX', ARGV[5])
+    else
+      k.job = ARGV[3] .. id
+      create_job(k, {id = id, task = ARGV[10], params = ARGV[11], max_attempts = ARGV[12], timeout = ARGV[13],
+                     owner = ARGV[14], extra = {'schedule', ARGV[15], 'tick', ARGV[i]}}, now)
+      redis.call('SET', marker, id, 'EX', ARGV[5])
+      last_job = id
+      last_fired = ARGV[i]
+      fired[#fired + 1] = id
+    end
+  end
+end
+if tonumber(ARGV[6]) > cursor then
+  redis.call('HSET', KEYS[1], 'cursor', ARGV[6])
+  skipped = skipped + tonumber(ARGV[8])
+end
+if skipped > 0 then redis.call('HINCRBY', KEYS[1], 'skipped', skipped) end
+-- GT: a ticker that planned before another moved the schedule on never sets an older due time
+redis.call('ZADD', KEYS[2], 'GT', ARGV[7], ARGV[1])
+redis.call('HSET', KEYS[1], 'next_due', redis.call('ZSCORE', KEYS[2], ARGV[1]))
+if #fired > 1 then
+  redis.call('HSET', KEYS[1], 'last_job', last_job, 'last_fired', last_fired)
+  redis.call('HINCRBY', KEYS[1], 'fired', #fired - 1)
+end
+return fired

@@ -1,0 +1,116 @@
+"""The operators' web console at ``/ui``: server-rendered pages in the API process, on the API's own store.
+
+No Node build step and no CDN: templates are Jinja, the one script and stylesheet are files of this package
+(``static/``), sparklines are SVG drawn on the server. Pages are served with a strict Content-Security-Policy
+(no inline script or style). See ``session.py`` for login, roles and CSRF.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import Blueprint, Flask, Response, g, redirect, render_template, request, url_for
+from markupsafe import Markup
+from werkzeug.wrappers import Response as BaseResponse
+
+from jobs_api.auth import forbidden, required_role
+from jobs_api.console import session
+from jobs_api.problems import Problem, problem_for
+
+bp = Blueprint("ui", __name__, url_prefix="/ui", template_folder="templates", static_folder="static")
+
+#: Everything a console page loads comes from this origin; no inline script or style at all.
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+    "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
+)
+_PUBLIC_ENDPOINTS = frozenset({"ui.login", "ui.static"})
+
+
+def wants_html() -> bool:
+    """Whether the client asked for HTML explicitly (a browser); anything else gets problem+json."""
+    return any(mime == "text/html" for mime, _ in request.accept_mimetypes)
+
+
+@bp.before_request
+def _session() -> BaseResponse | None:
+    if request.endpoint == "ui.static":
+        return None
+    session.load_session()
+    if g.principal is None and request.endpoint not in _PUBLIC_ENDPOINTS:
+        if request.method == "GET" and wants_html():
+            return redirect(url_for("ui.login", next=request.full_path.rstrip("?")), 303)
+        raise Problem(401, "Unauthorized", "log in to the console first (POST /ui/login)", slug="unauthorized")
+    if request.method not in ("GET", "HEAD"):
+        session.check_csrf()
+    if request.endpoint not in _PUBLIC_ENDPOINTS:
+        # the API's own role check: every view declares its least role with @requires; none = refused
+        needed = required_role(request.endpoint or "")
+        role = g.principal.role
+        if needed is None:
+            raise forbidden("this page declares no role, so nobody may use it")
+        if not role.allows(needed):
+            raise forbidden(f"this needs the {needed} role; you have the {role} role")
+    return None
+
+
+@bp.after_request
+def _headers(resp: Response) -> Response:
+    if request.endpoint != "ui.static":
+        session.save_session(resp)
+        resp.headers["Cache-Control"] = "no-store"
+    resp.headers.setdefault("Content-Security-Policy", CSP)  # a result keeps its stricter "sandbox"
+    resp.headers["Referrer-Policy"] = "same-origin"
+    resp.headers.setdefault("X-Frame-Options", "DENY")
+    return resp
+
+
+@bp.errorhandler(Exception)
+def _error(e: Exception) -> Response:
+    problem = problem_for(e)
+    if not wants_html():
+        return problem.response()
+    body = render_template("error.html", problem=problem)
+    resp = Response(body, status=problem.status, mimetype="text/html")
+    for name, value in problem.headers.items():
+        resp.headers[name] = value
+    return resp
+
+
+@bp.app_template_filter("utc")
+def _utc(value: datetime | int | float | None) -> Markup:
+    """``<time>`` showing UTC; the script adds the reader's local time as a tooltip."""
+    if value is None or value == "":
+        return Markup("&ndash;")
+    if not isinstance(value, datetime):
+        value = datetime.fromtimestamp(float(value) / 1000, tz=UTC)
+    iso = value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    text = value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S") + "Z"
+    return Markup('<time datetime="{}" title="{}">{}</time>').format(iso, text, text)
+
+
+@bp.app_context_processor
+def _globals() -> dict[str, Any]:
+    return {
+        "principal": g.get("principal"),
+        "csrf_token": g.get("csrf", ""),
+        "auth_enabled": _auth_enabled(),
+    }
+
+
+def _auth_enabled() -> bool:
+    from jobs_api.state import state
+
+    return state().auth.enabled
+
+
+def init_app(app: Flask) -> None:
+    """Register the console (its settings come from the environment unless the app config has them)."""
+    app.extensions[session.CONFIG] = app.config.get("JOBS_CONSOLE") or session.ConsoleConfig.from_env()
+    from jobs_api.console import bulk, jobs_pages, pages  # noqa: F401  (routes register on import)
+
+    app.register_blueprint(bp)
+
+
+__all__ = ["CSP", "bp", "init_app", "wants_html"]

@@ -1,0 +1,213 @@
+"""Console pages: login/logout, overview, workers, tasks and the "run task" form."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+from flask import Response, redirect, render_template, request, url_for
+from jobs_core.config import Role
+from werkzeug.wrappers import Response as BaseResponse
+
+from jobs_api.auth import requires
+from jobs_api.console import bp, session, wants_html
+from jobs_api.console.session import current_principal
+from jobs_api.jobs import create_job
+from jobs_api.problems import Problem
+from jobs_api.state import state
+
+_MAX_FORM_FIELD = 64 * 1024
+
+
+def _safe_next(target: str | None) -> str:
+    # only a path inside the console: never an open redirect to another site
+    if target and target.startswith("/ui") and not target.startswith("/ui//") and "\\" not in target:
+        return target
+    return url_for("ui.overview")
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login() -> BaseResponse | str:
+    """The login form; POST opens a session for a valid API key."""
+    if not state().auth.enabled:
+        return redirect(url_for("ui.overview"), 303)
+    target = _safe_next(request.values.get("next"))
+    if request.method == "GET":
+        return render_template("login.html", next=target, error=None)
+    key = request.form.get("api_key", "")
+    if not key or len(key) > 4096 or session.login(key) is None:
+        body = render_template("login.html", next=target, error="That API key is not valid.")
+        return Response(body, status=401, mimetype="text/html")
+    return redirect(target, 303)
+
+
+@bp.post("/logout")
+@requires(Role.VIEWER)
+def logout() -> BaseResponse:
+    """End the session."""
+    session.logout()
+    return redirect(url_for("ui.login"), 303)
+
+
+def _age(ms: int | None, now_ms: int) -> float | None:
+    return None if ms is None else max(0.0, (now_ms - ms) / 1000)
+
+
+@bp.get("/")
+@requires(Role.VIEWER)
+def overview() -> str:
+    """Per-queue counts, oldest waiting age, workers; per-task throughput and failures."""
+    store = state().store
+    now_ms = int(time.time() * 1000)
+    counts = store.counts()
+    workers = [w for w in store.workers() if w.status is not None]
+    queue_name = state().settings.queue
+    queues = [{
+        "name": queue_name,
+        "waiting": counts["queued"],
+        "delayed": counts["delayed"],
+        "running": counts["running"],
+        "oldest": _age(store.oldest_waiting_ms(), now_ms),
+        "paused": False,
+        "workers": len(workers),
+    }]
+    return render_template("overview.html", queues=queues, failed=counts["failed"])
+
+
+@bp.get("/workers")
+@requires(Role.VIEWER)
+def workers() -> str:
+    """Every worker: queues, concurrency, what each slot runs, last heartbeat, stopping."""
+    now_ms = int(time.time() * 1000)
+    rows = []
+    for w in state().store.workers():
+        status: Mapping[str, Any] = w.status or {}
+        queues = status.get("queues") or ([status["queue"]] if status.get("queue") else [])
+        rows.append({
+            "id": w.id,
+            "alive": w.status is not None,
+            "queues": ", ".join(str(q) for q in queues),
+            "concurrency": status.get("concurrency"),
+            "busy": status.get("busy"),
+            "jobs": [str(j) for j in status.get("jobs") or []],
+            "pid": status.get("pid"),
+            "stopping": bool(status.get("stopping")),
+            "last_seen_ms": w.last_seen_ms,
+            "age": _age(w.last_seen_ms, now_ms),
+        })
+    return render_template("workers.html", workers=rows)
+
+
+@bp.get("/tasks")
+@requires(Role.VIEWER)
+def tasks() -> str:
+    """The task catalogue, each with a "run" form generated from its params schema."""
+    catalogue = state().store.tasks()
+    return render_template("tasks.html", tasks=[_task_view(t.to_dict()) for t in catalogue.values()],
+                           errors={}, values={})
+
+
+def _task_view(info: Mapping[str, Any]) -> dict[str, Any]:
+    """A task with the form fields its schema gives (simple top-level properties; the rest as JSON)."""
+    schema = info.get("params_schema") or {}
+    props = schema.get("properties") if isinstance(schema, Mapping) else None
+    required = set(schema.get("required") or []) if isinstance(schema, Mapping) else set()
+    defaults = info.get("defaults") or {}
+    fields = []
+    for name, prop in (props or {}).items():
+        prop = prop if isinstance(prop, Mapping) else {}
+        kind = prop.get("type")
+        default = defaults.get(name, prop.get("default"))
+        if "enum" in prop:
+            widget = "select"
+        elif kind in ("integer", "number"):
+            widget = kind
+        elif kind == "boolean":
+            widget = "checkbox"
+        elif kind == "string":
+            widget = "text"
+        else:
+            widget = "json"
+        fields.append({
+            "name": name,
+            "widget": widget,
+            "required": name in required,
+            "description": str(prop.get("description") or ""),
+            "enum": [orjson.dumps(v).decode() if not isinstance(v, str) else v for v in prop.get("enum", [])],
+            "default": "" if default is None else (
+                default if isinstance(default, str) else orjson.dumps(default).decode()),
+            "min": prop.get("minimum"),
+            "max": prop.get("maximum"),
+        })
+    return {**info, "fields": fields, "schema_json": orjson.dumps(schema, option=orjson.OPT_INDENT_2).decode()}
+
+
+def _form_params(task: Mapping[str, Any]) -> dict[str, Any]:
+    """The params a "run task" form describes. Values that do not parse are passed on as text, so the
+    schema check reports them exactly as ``POST /jobs`` would."""
+    raw_json = request.form.get("params_json", "").strip()
+    if raw_json:
+        try:
+            value = orjson.loads(raw_json)
+        except orjson.JSONDecodeError as e:
+            raise Problem(400, "Bad Request", f"params JSON is not valid JSON: {e}", slug="malformed-json") from e
+        if not isinstance(value, dict):
+            raise Problem(422, "Validation failed", "params JSON must be an object", slug="validation-error",
+                          errors=[{"path": "/params", "message": "must be of type object"}])
+        return value
+    params: dict[str, Any] = {}
+    for f in task["fields"]:
+        name = f["name"]
+        if f["widget"] == "checkbox":
+            params[name] = request.form.get(f"p.{name}") == "on"
+            continue
+        text = request.form.get(f"p.{name}", "")
+        if text == "":
+            continue
+        if f["widget"] == "text":
+            params[name] = text
+        else:
+            try:
+                params[name] = orjson.loads(text)
+            except orjson.JSONDecodeError:
+                params[name] = text
+    return params
+
+
+def _number(name: str) -> Any:
+    text = request.form.get(name, "").strip()
+    if not text:
+        return None
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return text  # the schema check names the field
+
+
+@bp.post("/tasks/<name>/run")
+@requires(Role.OPERATOR)
+def run_task(name: str) -> BaseResponse | Response:
+    """Submit a job from the "run task" form, validated by the same code as ``POST /jobs``."""
+    principal = current_principal()
+    if any(len(v) > _MAX_FORM_FIELD for v in request.form.values()):
+        raise Problem(413, "Request Entity Too Large", "a form field is larger than 64 KiB")
+    info = state().store.tasks().get(name)
+    if info is None:
+        raise Problem(404, "Not Found", f"no task named {name!r}", slug="task-not-found")
+    task = _task_view(info.to_dict())
+    body: dict[str, Any] = {"task": name, "params": _form_params(task)}
+    for option in ("max_attempts", "timeout", "delay"):
+        value = _number(option)
+        if value is not None:
+            body[option] = value
+    try:
+        job, _ = create_job(body, None, principal.tenant)
+    except Problem as problem:
+        if problem.status != 422 or not wants_html():
+            raise
+        page = render_template("tasks.html", tasks=[task], errors={name: problem.errors or []},
+                               values={name: dict(request.form)})
+        return Response(page, status=422, mimetype="text/html")
+    return redirect(url_for("ui.job", job_id=job.id), 303)

@@ -1,0 +1,144 @@
+"""OpenAPI parts of schedules, workflows and webhooks; merged into the document by ``openapi.build_spec``.
+
+As with ``SubmitRequest``, the request schemas here are the ones the views validate bodies against.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from jobs_core.schedules import (
+    DEFAULT_CATCHUP_WINDOW_SECONDS,
+    MAX_CATCHUP_WINDOW_SECONDS,
+    MAX_CRON_LENGTH,
+    CatchUp,
+    Overlap,
+)
+
+from jobs_api.openapi import (
+    _FORBIDDEN,
+    _NULLABLE_TIMESTAMP,
+    _SECURITY,
+    _TIMESTAMP,
+    MAX_ATTEMPTS_LIMIT,
+    MAX_TASK_NAME_LENGTH,
+    MAX_TIMEOUT_SECONDS,
+    _json,
+    _op,
+    _problem,
+)
+
+_SCHEDULE_FIELDS: dict[str, Any] = {
+    "task": {"type": "string", "minLength": 1, "maxLength": MAX_TASK_NAME_LENGTH,
+             "description": "Name of a published task (GET /tasks)."},
+    "params": {"type": "object", "description": "Task parameters (validated as on POST /jobs). Default {}."},
+    "cron": {"type": "string", "minLength": 1, "maxLength": MAX_CRON_LENGTH,
+             "description": "Cron expression: 5 fields (minute hour day month weekday), or 6 with seconds "
+             "last; @hourly, @daily ... accepted (parsed by croniter)."},
+    "timezone": {"type": "string", "minLength": 1, "maxLength": 64,
+                 "description": "IANA time zone the expression is evaluated in. Default UTC."},
+    "priority": {"type": ["integer", "null"], "minimum": 0, "maximum": 9,
+                 "description": "Priority of the jobs (0..9, higher first). Default: the default priority."},
+    "catchup": {"type": "string", "enum": [c.value for c in CatchUp],
+                "description": "Missed ticks after an outage: skip (none; a tick fires only on time, within "
+                "JOBS_SCHEDULE_GRACE_SECONDS), one (the latest within the window), all (every one within the "
+                "window, oldest first). Default one."},
+    "catchup_window": {"type": "integer", "minimum": 1, "maximum": MAX_CATCHUP_WINDOW_SECONDS,
+                       "description": f"Seconds back that missed ticks are considered. Default "
+                       f"{DEFAULT_CATCHUP_WINDOW_SECONDS}."},
+    "overlap": {"type": "string", "enum": [o.value for o in Overlap],
+                "description": "allow: enqueue every tick; skip: skip a tick while the previous tick's job is "
+                "still queued or running. Default allow."},
+    "max_attempts": {"type": ["integer", "null"], "minimum": 1, "maximum": MAX_ATTEMPTS_LIMIT},
+    "timeout": {"type": ["number", "null"], "exclusiveMinimum": 0, "maximum": MAX_TIMEOUT_SECONDS},
+}
+
+SCHEMAS: dict[str, Any] = {
+    "ScheduleRequest": {
+        "type": "object",
+        "description": "A schedule's definition.",
+        "required": ["task", "cron"],
+        "additionalProperties": False,
+        "properties": {**_SCHEDULE_FIELDS, "paused": {"type": "boolean", "description": "Default: unchanged "
+                                                      "(false for a new schedule)."}},
+    },
+    "Schedule": {
+        "type": "object",
+        "required": [*_SCHEDULE_FIELDS, "name", "paused", "created_at", "updated_at", "next_runs", "last_tick",
+                     "last_job", "fired", "skipped", "links"],
+        "additionalProperties": False,
+        "properties": {
+            **_SCHEDULE_FIELDS,
+            "name": {"type": "string"},
+            "paused": {"type": "boolean"},
+            "created_at": _TIMESTAMP,
+            "updated_at": _TIMESTAMP,
+            "next_runs": {"type": "array", "items": _TIMESTAMP, "description": "The next 5 ticks (none while "
+                          "paused)."},
+            "last_tick": {**_NULLABLE_TIMESTAMP, "description": "The last tick that enqueued a job."},
+            "last_job": {"type": ["string", "null"], "format": "uuid", "description": "That job's id."},
+            "fired": {"type": "integer", "minimum": 0, "description": "Ticks that enqueued a job."},
+            "skipped": {"type": "integer", "minimum": 0,
+                        "description": "Ticks passed over by the catch-up or overlap policy."},
+            "links": {"type": "object", "required": ["self", "last_job"], "additionalProperties": False,
+                      "properties": {"self": {"type": "string"}, "last_job": {"type": ["string", "null"]}}},
+        },
+    },
+    "ScheduleList": {
+        "type": "object",
+        "required": ["schedules"],
+        "additionalProperties": False,
+        "properties": {"schedules": {"type": "array", "items": {"$ref": "#/components/schemas/Schedule"}}},
+    },
+}
+
+_NAME = {"name": "name", "in": "path", "required": True,
+         "schema": {"type": "string", "pattern": r"^[A-Za-z0-9_.\-]{1,64}$"}, "description": "Schedule name."}
+_SCHEDULE_404 = _problem("No such schedule (or another tenant's).")
+
+
+def _schedule_op(summary: str, op_id: str, responses: dict[str, Any], **more: Any) -> dict[str, Any]:
+    return _op(summary, {**responses, **_FORBIDDEN}, operationId=op_id, tags=["schedules"], security=_SECURITY,
+               **more)
+
+
+PATHS: dict[str, Any] = {
+    "/schedules": {
+        "get": _schedule_op("List the tenant's schedules", "listSchedules",
+                            {"200": _json("ScheduleList", "Every schedule, by name.")}),
+    },
+    "/schedules/{name}": {
+        "put": _schedule_op(
+            "Create or replace a schedule", "putSchedule",
+            {
+                "200": _json("Schedule", "Replaced (or unchanged)."),
+                "201": _json("Schedule", "Created.", {"Location": {"schema": {"type": "string"}}}),
+                "400": _problem("Malformed JSON or schedule name."),
+                "409": _problem("The tenant has JOBS_MAX_SCHEDULES_PER_TENANT schedules already."),
+                "413": _problem("Body larger than JOBS_MAX_BODY_BYTES."),
+                "415": _problem("Content-Type is not application/json."),
+                "422": _problem("Invalid definition: unknown task, params failing its schema, bad cron "
+                                "expression or time zone."),
+            },
+            parameters=[_NAME],
+            requestBody={"required": True, "content": {"application/json": {
+                "schema": {"$ref": "#/components/schemas/ScheduleRequest"},
+                "example": {"task": "echo", "params": {"report": "daily"}, "cron": "0 6 * * *",
+                            "timezone": "Europe/Paris"}}}},
+        ),
+        "get": _schedule_op("Get a schedule (next run times, last fired tick)", "getSchedule",
+                            {"200": _json("Schedule", "The schedule."), "404": _SCHEDULE_404}, parameters=[_NAME]),
+        "delete": _schedule_op("Delete a schedule (its jobs stay)", "deleteSchedule",
+                               {"204": {"description": "Deleted."}, "404": _SCHEDULE_404}, parameters=[_NAME]),
+    },
+    "/schedules/{name}/pause": {
+        "post": _schedule_op("Pause a schedule", "pauseSchedule",
+                             {"200": _json("Schedule", "Paused."), "404": _SCHEDULE_404}, parameters=[_NAME]),
+    },
+    "/schedules/{name}/resume": {
+        "post": _schedule_op("Resume a schedule from now (ticks while paused are not caught up)", "resumeSchedule",
+                             {"200": _json("Schedule", "Resumed."), "404": _SCHEDULE_404}, parameters=[_NAME]),
+    },
+}
+
+TAGS = [{"name": "schedules", "description": "Cron schedules of the caller's tenant."}]
