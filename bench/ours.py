@@ -273,6 +273,44 @@ def part_scale(url: str, jobs: int, procs: int, concurrency: int, keep: bool = F
             "commands": c["commands"], "rss_mb": d["rss_mb"], "finished_before": finished_before}
 
 
+MULTI_QUEUES = ("jobs", "bulk", "mail")
+
+
+def part_multi(url: str, jobs: int, procs: int, concurrency: int) -> dict[str, Any]:
+    """The drain with several queues and priorities in use: jobs spread over three queues and all ten
+    priorities, workers consuming the three queues in order (beside ``drain``'s single-queue figure)."""
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    store = JobStore(client, settings(url))
+    for i in range(jobs):
+        store.enqueue("echo", {"i": i}, queue=MULTI_QUEUES[i % 3], priority=i % 10)
+    keys = [store.keys.for_queue(q) for q in MULTI_QUEUES]
+
+    def waiting() -> int:
+        pipe = client.pipeline(transaction=False)
+        for k in keys:
+            for name in k.waiting_lists:
+                pipe.llen(name)
+        return int(sum(pipe.execute()))
+
+    def running() -> int:
+        pipe = client.pipeline(transaction=False)
+        for k in keys:
+            pipe.llen(k.inflight)
+        return int(sum(pipe.execute()))
+
+    with start_workers(url, procs, concurrency, JOBS_QUEUES=",".join(MULTI_QUEUES)) as workers:
+        cost = RedisCost(client)
+        queue_len = Counted(waiting)
+        all_done = Counted(lambda: waiting() == 0 and running() == 0)
+        d = measure_drain(queue_len, all_done, jobs)
+        c = cost.per_job(jobs, queue_len.calls + 2 * all_done.calls)
+        rss = workers.rss_mb()
+    return {"jobs": jobs, "procs": procs, "concurrency": concurrency, "queues": len(MULTI_QUEUES),
+            "priorities": 10, "drain_rate": d["rate"], "round_trips": c["round_trips"],
+            "commands": c["commands"], "redis_cpu_us": c["redis_cpu_us"], "rss_mb": rss}
+
+
 def part_expiry(url: str) -> dict[str, Any]:
     """Records and results expire (short TTLs here), and the reaper's pruning drops their index entries."""
     client = redis.Redis.from_url(url)
@@ -293,7 +331,7 @@ def part_expiry(url: str) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("part", choices=["drain", "http", "scale", "expiry"])
+    parser.add_argument("part", choices=["drain", "http", "scale", "multi", "expiry"])
     parser.add_argument("--redis-url", required=True)
     parser.add_argument("--jobs", type=int, default=10_000)
     parser.add_argument("--procs", type=int, default=2)
@@ -308,6 +346,8 @@ def main() -> None:
         emit(part_http(a.redis_url, a.jobs, a.procs, a.concurrency, a.round_trips, a.duration))
     elif a.part == "scale":
         emit(part_scale(a.redis_url, a.jobs, a.procs, a.concurrency, a.keep))
+    elif a.part == "multi":
+        emit(part_multi(a.redis_url, a.jobs, a.procs, a.concurrency))
     else:
         emit(part_expiry(a.redis_url))
 

@@ -46,7 +46,16 @@ def drain_rows(res: dict[str, Any]) -> list[list[str]]:
         _f(ours["enqueue_rate"]), f"**{_f(ours['drain_rate'])}**",
         _f(ours["drain_rate"] / bare * 100) + "%" if bare else "-",
         _rt(ours.get("round_trip_ms")), _f(ours.get("rss_mb")),
-    ], [
+    ]]
+    multi = res.get("multi")
+    if multi:
+        rows.append([
+            f"**Jobs API**, {multi['queues']} queues x {multi['priorities']} priorities in use (workers on all "
+            "three, strict order)",
+            "-", _f(multi["drain_rate"]), _f(multi["drain_rate"] / bare * 100) + "%" if bare else "-",
+            f"{_f(multi['round_trips'], 2)} Redis round trips/job", _f(multi.get("rss_mb")),
+        ])
+    rows += [[
         "**Jobs API**, enqueue through `POST /jobs` (32 clients)",
         _f(http["http_enqueue"]["rps"]), _f(http.get("http_drain_rate")),
         _f(http["http_drain_rate"] / bare * 100) + "%" if bare and http.get("http_drain_rate") else "-",

@@ -82,6 +82,8 @@ def run(smoke: bool) -> dict[str, Any]:
     plan: list[tuple[tuple[str, ...], str, str, list[str]]] = [
         (("ours",), OUR_PY, "bench.ours", ["drain", "--jobs", str(jobs), "--procs", str(procs),
                                           "--concurrency", str(conc), "--round-trips", str(rts)]),
+        (("multi",), OUR_PY, "bench.ours", ["multi", "--jobs", str(jobs), "--procs", str(procs),
+                                           "--concurrency", str(conc)]),
         (("http",), OUR_PY, "bench.ours", ["http", "--jobs", str(jobs), "--procs", str(procs),
                                           "--concurrency", str(conc), "--round-trips", str(rts),
                                           "--duration", str(duration)]),

@@ -44,7 +44,7 @@ def namespace(redis_url: str) -> Iterator[str]:
     name = f"t{uuid.uuid4().hex[:10]}"
     yield name
     client = redis.Redis.from_url(redis_url)
-    keys = [*client.scan_iter(f"{name}:*", count=1000), f"hotqueue:{name}"]
+    keys = [*client.scan_iter(f"{name}:*", count=1000), *client.scan_iter(f"hotqueue:{name}*", count=1000)]
     for i in range(0, len(keys), 500):
         client.delete(*keys[i : i + 500])
 

@@ -95,14 +95,16 @@ def test_readyz_and_healthz(client: FlaskClient) -> None:
     assert client.get("/healthz").get_json() == {"status": "ok"}
 
 
-def test_metrics_expose_queue_counts_and_latency(client: FlaskClient, submit: Any) -> None:
+def test_metrics_expose_queue_counts_and_latency(client: FlaskClient, submit: Any, settings: Settings) -> None:
     submit("echo")
     submit("echo", delay=60)
     text = client.get("/metrics").get_data(as_text=True)
-    assert 'jobs_queue_jobs{state="queued"} 1.0' in text
-    assert 'jobs_queue_jobs{state="delayed"} 1.0' in text
-    assert 'jobs_queue_jobs{state="running"} 0.0' in text
-    assert 'jobs_queue_jobs{state="failed"} 0.0' in text
+    q = settings.queue
+    assert f'jobs_queue_jobs{{queue="{q}",state="queued"}} 1.0' in text
+    assert f'jobs_queue_jobs{{queue="{q}",state="delayed"}} 1.0' in text
+    assert f'jobs_queue_jobs{{queue="{q}",state="running"}} 0.0' in text
+    assert f'jobs_queue_jobs{{queue="{q}",state="unrunnable"}} 0.0' in text
+    assert "jobs_failed_jobs 0.0" in text
     assert re.search(r'jobs_api_request_duration_seconds_count\{method="POST",route="/jobs",status="202"\} \d', text)
 
 

@@ -121,7 +121,7 @@ def test_metrics_add_up_across_gunicorn_workers(api: Http, stack: ApiStack) -> N
     assert len(metrics_pids()) >= 2, "scrapes never reached a second gunicorn worker"
     assert set(values) == {before + 16}
     raw = scrape()[1]
-    assert b'jobs_queue_jobs{state="queued"}' in raw and b"jobs_api_redis_up 1.0" in raw
+    assert b'jobs_queue_jobs{queue="' in raw and b'state="queued"}' in raw and b"jobs_api_redis_up 1.0" in raw
 
 
 def test_access_log_is_json_lines_without_secrets(api: Http, stack: ApiStack) -> None:

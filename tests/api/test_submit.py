@@ -220,3 +220,26 @@ def test_unpublished_tasks_are_unknown(settings: Settings) -> None:
     client = make_app(settings).test_client()
     assert client.post("/jobs", json={"task": "echo"}).status_code == 422
     redis.Redis.from_url(settings.redis_url).ping()
+
+
+def test_submission_goes_to_the_queue_its_task_declares_with_its_priority(
+    client: FlaskClient, store: JobStore, namespace: str
+) -> None:
+    from jobs_core.model import TaskInfo
+
+    gpu = f"{namespace}-gpu"
+    store.publish_tasks([TaskInfo("render", queue=gpu)])
+    job = client.post("/jobs", json={"task": "render", "priority": 9}).get_json()
+    assert (job["queue"], job["priority"]) == (gpu, 9)
+    assert store.redis.lrange(f"hotqueue:{gpu}:p9", 0, -1) == [f'"{job["id"]}"'.encode()]
+    plain = client.post("/jobs", json={"task": "echo"}).get_json()
+    assert (plain["queue"], plain["priority"]) == (store.settings.queue, 5)
+    tasks = {t["name"]: t for t in client.get("/tasks").get_json()["tasks"]}
+    assert tasks["render"]["queue"] == gpu and tasks["render"]["live"] is False and tasks["render"]["workers"] == 0
+
+
+@pytest.mark.parametrize("priority", [-1, 10, 2.5, "9", True, None])
+def test_priority_out_of_range_or_not_an_integer_is_422(client: FlaskClient, store: JobStore, priority: Any) -> None:
+    resp = client.post("/jobs", json={"task": "echo", "priority": priority})
+    assert resp.status_code == 422 and _errors(resp)[0]["path"] == "/priority"
+    assert store.counts()["queued"] == 0

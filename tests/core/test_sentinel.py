@@ -18,6 +18,7 @@ from jobs_core.config import Settings, parse_sentinels
 from jobs_core.errors import ConfigError, NotReplicated
 from jobs_core.model import JobStatus
 from jobs_core.store import Finish, JobStore
+from support.chart_ha import render_sentinel_config
 from support.redis_server import RedisServer
 from support.valkey_ha import SentinelCluster
 
@@ -26,7 +27,9 @@ T = TypeVar("T")
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SentinelCluster]:
-    c = SentinelCluster(tmp_path_factory.mktemp("ha")).start()
+    # started from the configuration the Helm chart renders (redis.mode=sentinel), a quick down-after
+    chart = render_sentinel_config({"downAfterMilliseconds": 1000, "failoverTimeoutMilliseconds": 10000})
+    c = SentinelCluster.from_chart(tmp_path_factory.mktemp("ha"), chart).start()
     try:
         yield c
     finally:

@@ -83,6 +83,19 @@ VALUE_SETS: dict[str, Obj] = {
             "volumeMounts": [{"name": "gcp-key", "mountPath": "/var/run/secrets/gcp", "readOnly": True}],
         },
     },
+    # issue 12: in-chart primary + replicas + sentinels; a managed Redis behind its own sentinels
+    "sentinel": {"redis": {"mode": "sentinel", "appendfsync": "always"}},
+    "sentinel-hard-spread": {
+        "redis": {"mode": "sentinel", "sentinel": {"replicas": 5, "sentinels": 5, "quorum": 3, "ackReplicas": 2,
+                                                   "antiAffinity": "hard", "masterName": "orders"},
+                  "auth": {"existingSecret": "corp-redis", "existingSecretPasswordKey": "pw"}},
+    },
+    "external-sentinel": {
+        "redis": {"mode": "external",
+                  "external": {"sentinels": "sentinel-0.redis.example:26379,sentinel-1.redis.example:26379",
+                               "masterName": "managed", "sentinelAuth": True, "tls": True},
+                  "auth": {"existingSecret": "managed-redis", "existingSecretPasswordKey": "password"}},
+    },
     "minimal-no-ingress": {
         "ingress": {"enabled": False},
         "networkPolicy": {"enabled": False},

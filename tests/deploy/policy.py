@@ -98,8 +98,8 @@ def to_bytes(quantity: str) -> int:
 
 def redis_memory_violations(container: Obj) -> list[str]:
     """A Redis container's maxmemory must leave fork headroom under its memory limit."""
-    if container.get("command", [None])[0] != "redis-server":
-        return []
+    if container.get("command", [None])[0] != "redis-server" or "--sentinel" in container.get("args", []):
+        return []  # a sentinel stores no data
     args = container.get("args", [])
     if "--maxmemory" not in args:
         return [f"{container['name']}: no --maxmemory (a full Redis would be OOM-killed)"]
@@ -154,7 +154,9 @@ def workload_violations(obj: Obj, objects: list[Obj]) -> list[str]:
     assert spec is not None
     label = f"{obj['kind']}/{obj['metadata']['name']}"
     long_running = obj["kind"] in ("Deployment", "StatefulSet", "DaemonSet")
-    out = [f"{label} {v}" for c in containers(spec) for v in container_violations(c, spec, needs_probes=long_running)]
+    app = spec.get("containers", [])  # init containers run to completion: no probes
+    out = [f"{label} {v}" for c in containers(spec)
+           for v in container_violations(c, spec, needs_probes=long_running and c in app)]
     if spec.get("hostNetwork") or spec.get("hostPID") or spec.get("hostIPC"):
         out.append(f"{label}: shares a host namespace")
     grace = spec.get("terminationGracePeriodSeconds", 30)

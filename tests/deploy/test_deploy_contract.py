@@ -123,7 +123,9 @@ def keda_violations(objects: list[Obj]) -> list[str]:
     if not 0 <= spec["minReplicaCount"] <= spec["maxReplicaCount"]:
         out.append("minReplicaCount/maxReplicaCount out of order")
     triggers = {t.get("name"): t for t in spec["triggers"]}
-    lists = sorted(t["metadata"]["listName"] for t in spec["triggers"] if t["type"] == "redis")
+    sentinels = env.get("REDIS_SENTINELS")
+    kind = "redis-sentinel" if sentinels else "redis"  # behind Sentinel, KEDA asks the sentinels as the pods do
+    lists = sorted(t["metadata"]["listName"] for t in spec["triggers"] if t["type"] == kind)
     if lists != sorted([keys.queue, keys.inflight]):
         out.append(f"redis trigger lists {lists} are not [{keys.queue}, {keys.inflight}]")
     if len(triggers) != len(spec["triggers"]) or None in triggers:
@@ -150,14 +152,27 @@ def keda_violations(objects: list[Obj]) -> list[str]:
             out.append(f"trigger {trigger.get('name')} has no TriggerAuthentication while Redis has a password")
         if auth:
             targets = {(r["parameter"], r["name"], r["key"]) for r in auth["spec"]["secretTargetRef"]}
-            wanted = ("password", password["secretKeyRef"]["name"], password["secretKeyRef"]["key"])  # type: ignore[index]
-            if targets != {wanted}:
+            wanted = {("password", password["secretKeyRef"]["name"], password["secretKeyRef"]["key"])}  # type: ignore[index]
+            sentinel_password = env.get("REDIS_SENTINEL_PASSWORD")
+            if sentinel_password:
+                ref = sentinel_password["secretKeyRef"]  # type: ignore[index]
+                wanted.add(("sentinelPassword", ref["name"], ref["key"]))
+            if targets != wanted:
                 out.append(f"TriggerAuthentication reads {targets}, the pods read {wanted}")
     if not password and auths:
         out.append("TriggerAuthentication without a Redis password")
     # the operator runs in another namespace: the address must be the Redis Service's FQDN there
     redis_services = find(objects, "Service", "redis")
     for trigger in spec["triggers"]:
+        if sentinels:
+            meta = trigger["metadata"]
+            if meta.get("addresses") != sentinels or meta.get("sentinelMaster") != env.get("REDIS_SENTINEL_MASTER"):
+                pods_master = env.get("REDIS_SENTINEL_MASTER")
+                out.append(f"trigger {trigger.get('name')} asks {meta.get('addresses')} for "
+                           f"{meta.get('sentinelMaster')}, the pods ask {sentinels} for {pods_master}")
+            if any(not h.endswith(".svc.cluster.local:26379") for h in str(sentinels).split(",")) and redis_services:
+                out.append(f"in-chart sentinel addresses {sentinels} are not fully qualified (KEDA runs elsewhere)")
+            continue
         host, _, port = trigger["metadata"]["address"].rpartition(":")
         if redis_services:
             svc = redis_services[0]["metadata"]["name"]
@@ -280,7 +295,8 @@ def _user_env_sources(source: str) -> set[str]:
 def test_every_referenced_object_is_rendered(all_sources: dict[str, list[Obj]]) -> None:
     """ConfigMaps, Secrets and ServiceAccounts the pods name exist (prod takes its Secrets from outside)."""
     for source, objects in all_sources.items():
-        external = source in ("kustomize:prod", "helm:existing-secrets", "helm:external-redis")
+        external = source in ("kustomize:prod", "helm:existing-secrets", "helm:external-redis",
+                              "helm:sentinel-hard-spread", "helm:external-sentinel")
         for obj in workloads(objects):
             spec = pod_spec(obj) or {}
             account = spec.get("serviceAccountName")

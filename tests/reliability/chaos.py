@@ -30,10 +30,17 @@ def sleep_job(n: int) -> dict[str, object]:
     return {"task": "sleep", "params": {"seconds": round(rng.uniform(0.02, 0.2), 3)}, "max_attempts": 25}
 
 
+def two_queue_job(n: int) -> dict[str, object]:
+    """Every other job is ``routed`` (the stack's second queue, its second worker group), the rest ``sleep``;
+    priorities 0-9 in use."""
+    job = {**sleep_job(n), "priority": n % 10}
+    return {**job, "task": "routed"} if n % 2 else job
+
+
 def jobs_held_by(stack: Stack, pid: int) -> list[str]:
     """Ids of jobs Redis says the worker with this pid is running (read right after it was stopped)."""
     client = stack.client()
-    entries = client.lrange(f"{stack.namespace}:{stack.namespace}:inflight", 0, -1)
+    entries = [e for q in stack.queues for e in client.lrange(f"{stack.namespace}:{q}:inflight", 0, -1)]
     held = []
     for raw in entries:
         job_id = raw.decode().strip('"')
@@ -59,7 +66,8 @@ def run_with_chaos(
     """
     ledger = Ledger()
     events = EventLog(stack.client, stack.namespace).start()
-    submitter = Submitter(lambda: stack.http("alpha"), ledger, sleep_job, threads=submit_threads).start(jobs)
+    job = two_queue_job if stack.second_queue else sleep_job
+    submitter = Submitter(lambda: stack.http("alpha"), ledger, job, threads=submit_threads).start(jobs)
     disruptions: list[Disruption] = []
     client = stack.client()
     t0 = time.monotonic()
@@ -78,7 +86,7 @@ def run_with_chaos(
                 at = time.monotonic()
                 act(stack, victim)
                 disruptions.append(Disruption(at, victim.pid, jobs_held_by(stack, victim.pid)))
-                stack.start_worker()
+                stack.start_worker(like=victim)
             time.sleep(0.2)
         submitter.join(30)
         ledger.wait_terminal(client, stack.namespace, 60)

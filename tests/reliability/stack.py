@@ -43,6 +43,7 @@ class Stack:
         web_concurrency: int = 2,
         appendfsync: str | None = None,
         extra_env: dict[str, str] | None = None,
+        second_queue: bool = False,
     ) -> None:
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
@@ -64,6 +65,13 @@ class Stack:
             "JOBS_API_KEYS": ",".join(f"{t}:{k}" for t, k in self.keys.items()),
             **(extra_env or {}),
         }
+        #: with ``second_queue``: task ``routed`` declares queue ``<namespace>-b``, served by a second group
+        #: of workers (every other one) consuming ``<namespace>-b,<namespace>``; the first group consumes
+        #: only ``<namespace>`` (and sets ``routed``'s jobs aside if it ever met one)
+        self.second_queue = f"{self.namespace}-b" if second_queue else None
+        if self.second_queue:
+            self.extra_env["TEST_ROUTED_QUEUE"] = self.second_queue
+        self.group: dict[int, int] = {}  # worker pid -> group (0 or 1)
         self.workers: list[subprocess.Popen[bytes]] = []
         self.retired: list[subprocess.Popen[bytes]] = []  # stopped/killed workers (their groups are reaped at stop)
         self.api: subprocess.Popen[bytes] | None = None
@@ -119,11 +127,21 @@ class Stack:
             return subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
                                     cwd=self.workdir)
 
-    def start_worker(self) -> subprocess.Popen[bytes]:
+    @property
+    def queues(self) -> list[str]:
+        """Every queue of the stack (the default one first)."""
+        return [self.namespace, *([self.second_queue] if self.second_queue else [])]
+
+    def start_worker(self, like: subprocess.Popen[bytes] | None = None) -> subprocess.Popen[bytes]:
+        """Start a worker (in the group of ``like``, a worker it replaces; else groups alternate)."""
         self._worker_seq += 1
+        group = self.group.get(like.pid, 0) if like is not None else (self._worker_seq + 1) % 2
         log = self.workdir / f"worker-{self._worker_seq}.log"
-        proc = self._popen([str(VENV_BIN / "jobs-worker"), "run", "--concurrency", str(self.concurrency)],
-                           self.env(), log)
+        argv = [str(VENV_BIN / "jobs-worker"), "run", "--concurrency", str(self.concurrency)]
+        if self.second_queue and group == 1:
+            argv += ["--queues", f"{self.second_queue},{self.namespace}"]
+        proc = self._popen(argv, self.env(), log)
+        self.group[proc.pid] = group
         self.worker_logs[proc.pid] = log
         self.workers.append(proc)
         return proc

@@ -1,4 +1,6 @@
-"""Scenario 1, worker chaos: SIGKILL a random worker every few seconds while sleep jobs flow.
+"""Scenario 1, worker chaos: SIGKILL a random worker every few seconds while sleep jobs flow, on two
+queues served by two worker groups (one consumes the second queue first, then the default one), with
+priorities 0-9 in use.
 
 Lost 0 and stuck 0; duplicate executions at most kills x slots; every job a killed worker held is
 claimed again within lease + reaper interval (plus the claim latency of a busy pool).
@@ -23,13 +25,13 @@ CLAIM_SLACK = 1.0 if report.FULL else 2.5
 
 
 def test_worker_chaos(workdir: Path) -> None:
-    stack = Stack(workdir, workers=WORKERS, concurrency=SLOTS).start()
+    stack = Stack(workdir, workers=WORKERS, concurrency=SLOTS, second_queue=True).start()
     try:
         ledger, events, submitter, kills, elapsed = run_with_chaos(
             stack, JOBS, EVERY, lambda s, victim: s.kill_worker(victim)
         )
         verdict = ledger.verify(stack.client(), stack.namespace)
-        problems = invariants.settle(stack.client(), stack.namespace, stack.namespace)
+        problems = invariants.settle(stack.client(), stack.namespace, stack.namespace, more=stack.queues[1:])
         duplicates = events.duplicates(ledger.ids())
         phases = recovery_phases(events, kills)
         requeues = [q for q, _ in phases]

@@ -54,3 +54,11 @@ def flaky(params: Mapping[str, Any], ctx: Context) -> int:
 def crash(params: Mapping[str, Any], ctx: Context) -> None:
     """Kill the process running the task (as a segfault or OOM kill would)."""
     os._exit(13)
+
+
+@task("routed", params_schema={"type": "object"}, queue=os.environ.get("TEST_ROUTED_QUEUE") or None)
+def routed(params: Mapping[str, Any], ctx: Context) -> str:
+    """Declares the queue named by TEST_ROUTED_QUEUE (so a test can route it to a queue of its own); sleeps
+    ``seconds`` (default 0)."""
+    time.sleep(float(params.get("seconds", 0)))
+    return "routed"

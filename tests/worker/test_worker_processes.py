@@ -207,7 +207,8 @@ def test_worker_metrics_port(store: JobStore, workers: StartWorker) -> None:
         except OSError:
             return ""
 
-    text = wait_for(lambda: 'jobs_worker_outcomes_total{outcome="succeeded",task="echo"} 1.0' in scrape()
+    succeeded = f'jobs_worker_outcomes_total{{outcome="succeeded",queue="{store.settings.queue}",task="echo"}} 1.0'
+    text = wait_for(lambda: succeeded in scrape()
                     and scrape(), 20, what="metrics")
     assert "jobs_worker_run_seconds_bucket" in text and "jobs_worker_busy_slots" in text
     assert urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2).status == 200

@@ -90,6 +90,7 @@ class Settings:
     ack_replicas: int = 0
     ack_timeout_seconds: float = 1.0
     queue: str = "jobs"
+    queues: tuple[str, ...] = ()  # what a worker consumes, in order; () = (queue,)
     key_prefix: str = "jobs"
     lease_seconds: float = 15.0
     reaper_interval_seconds: float = 5.0
@@ -97,6 +98,8 @@ class Settings:
     result_ttl_seconds: int = 7 * 24 * 3600
     record_ttl_seconds: int = 14 * 24 * 3600
     idempotency_ttl_seconds: int = 24 * 3600
+    history_seconds: int = 7 * 24 * 3600
+    task_retention_seconds: int = 7 * 24 * 3600
     max_result_bytes: int = 16 * 1024 * 1024
     retry_backoff_seconds: float = 1.0
     retry_backoff_max_seconds: float = 300.0
@@ -128,6 +131,11 @@ class Settings:
         """Key names for this namespace and queue."""
         return Keys(self.key_prefix, self.queue)
 
+    @property
+    def worker_queues(self) -> tuple[str, ...]:
+        """The queues a worker consumes, in strict order (``JOBS_QUEUES``, else ``JOBS_QUEUE`` alone)."""
+        return self.queues or (self.queue,)
+
     def replace(self, **changes: Any) -> Settings:
         """A copy with some settings changed."""
         values = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -154,6 +162,7 @@ class Settings:
             raise ConfigError(f"JOBS_LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, got {level!r}")
         modules = tuple(m.strip() for m in env.get("JOBS_TASK_MODULES", "").split(",") if m.strip())
         metrics_port = env.get("JOBS_WORKER_METRICS_PORT", "").strip()
+        queues = parse_queues(env.get("JOBS_QUEUES", ""), "JOBS_QUEUES")
         tls = _flag(env, "REDIS_TLS", parts.scheme == "rediss")
         return cls(
             redis_url=url,
@@ -166,7 +175,8 @@ class Settings:
             redis_sentinel_tls=_flag(env, "REDIS_SENTINEL_TLS", tls),
             ack_replicas=_int(env, "JOBS_ACK_REPLICAS", cls.ack_replicas, 0),
             ack_timeout_seconds=_ack_timeout(env),
-            queue=_name(env, "JOBS_QUEUE", cls.queue),
+            queue=_name(env, "JOBS_QUEUE", queues[0] if queues else cls.queue),
+            queues=queues,
             key_prefix=_name(env, "JOBS_KEY_PREFIX", cls.key_prefix),
             lease_seconds=lease,
             reaper_interval_seconds=_float(
@@ -176,6 +186,8 @@ class Settings:
             result_ttl_seconds=result_ttl,
             record_ttl_seconds=record_ttl,
             idempotency_ttl_seconds=_int(env, "JOBS_IDEMPOTENCY_TTL_SECONDS", cls.idempotency_ttl_seconds, 1),
+            history_seconds=_int(env, "JOBS_HISTORY_SECONDS", cls.history_seconds, 60),
+            task_retention_seconds=_int(env, "JOBS_TASK_RETENTION_SECONDS", cls.task_retention_seconds, 1),
             max_result_bytes=_int(env, "JOBS_MAX_RESULT_BYTES", cls.max_result_bytes, 1),
             retry_backoff_seconds=_float(env, "JOBS_RETRY_BACKOFF_SECONDS", cls.retry_backoff_seconds, 0.0),
             retry_backoff_max_seconds=_float(
@@ -201,6 +213,22 @@ class Settings:
             max_schedules_per_tenant=_int(env, "JOBS_MAX_SCHEDULES_PER_TENANT", cls.max_schedules_per_tenant, 1),
             schedules_file=env.get("JOBS_SCHEDULES_FILE", "").strip() or None,
         )
+
+
+def parse_queues(text: str, source: str) -> tuple[str, ...]:
+    """Queue names separated by commas (``gpu,default``), in order, each valid and given once."""
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    for n in names:
+        if not _NAME.match(n):
+            raise ConfigError(f"{source}: queue names are 1-64 letters, digits, '_', '.', '-'; got {n!r}")
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{source}: a queue is given twice")
+    return names
+
+
+def is_queue_name(name: str) -> bool:
+    """Whether ``name`` is a valid queue (and tenant) name."""
+    return bool(_NAME.match(name))
 
 
 def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import redis
-from redis.client import Pipeline
 from redis.commands.core import Script
 
 from jobs_core.config import Settings
@@ -31,6 +30,7 @@ class ClaimedJob:
     timeout: float
     attempt: int
     max_attempts: int
+    queue: str = "jobs"
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,33 +60,21 @@ class Delivery:
     redis: redis.Redis
     settings: Settings
     keys: Keys
-    _claim: Script
-    _finish: Script
+    #: queues this store claims from (a worker's ``JOBS_QUEUES``), in strict order
+    queues: tuple[str, ...]
+    #: task names the worker offers (None: any); a job of another task is parked, never run or failed
+    offers: tuple[str, ...] | None
     _finish_claim: Script
     _heartbeat: Script
     _progress: Script
     _reap: Script
 
-    def _claim_keys(self, worker_id: str) -> list[str]:
-        """KEYS of CLAIM, in order (FINISH_CLAIM takes the same, with the failed index before the memo)."""
-        k = self.keys
-        return [k.queue, k.inflight, k.leases, k.pending, k.delayed, k.orphans, k.dead_letter, k.claim_memo(worker_id)]
+    def _queue_keys(self) -> list[Keys]:
+        return [self.keys.for_queue(q) for q in self.queues]
 
-    def claim(self, worker_id: str, count: int, moved_entry: bytes | str | None = None) -> list[ClaimedJob]:
-        """Take up to ``count`` queued jobs (plus ``moved_entry``, already moved into inflight)."""
-        reply = self._claim(
-            keys=self._claim_keys(worker_id),
-            args=[
-                count,
-                worker_id,
-                int(self.settings.lease_seconds * 1000),
-                self.keys.job_prefix,
-                moved_entry or "",
-                self.keys.events_prefix,
-                secrets.token_hex(8),  # redis-py re-sends it unchanged when a reply is lost: see CLAIM
-            ],
-        )
-        return _claimed_jobs(reply)
+    def claim(self, worker_id: str, count: int) -> list[ClaimedJob]:
+        """Take up to ``count`` queued jobs from the store's queues (see :meth:`finish_and_claim`)."""
+        return self.finish_and_claim(worker_id, (), count)[1]
 
     def leased_to(self, worker_id: str) -> list[tuple[str, int]]:
         """``(id, attempt)`` of every job Redis says ``worker_id`` is running (one pass over in-flight).
@@ -95,7 +83,10 @@ class Delivery:
         worker that it never heard of.
         """
         ids = []
-        for raw in cast(list[bytes], self.redis.lrange(self.keys.inflight, 0, -1)):
+        pipe = self.redis.pipeline(transaction=False)
+        for k in self._queue_keys():
+            pipe.lrange(k.inflight, 0, -1)
+        for raw in (r for rows in pipe.execute() for r in cast(list[bytes], rows)):
             try:
                 job_id = loads(raw)
             except ValueError:
@@ -111,21 +102,22 @@ class Delivery:
             if status == b"running" and worker is not None and text(worker) == worker_id and attempts is not None
         ]
 
-    def wait_for_entry(self, timeout: float) -> bytes | None:
-        """Block up to ``timeout`` s for a queue entry and move it into inflight (BLMOVE); claim it next."""
-        entry = self.redis.blmove(self.keys.queue, self.keys.inflight, timeout, "LEFT", "RIGHT")  # type: ignore[arg-type]
-        return cast(bytes | None, entry)
+    def wait_for_work(self, timeout: float) -> bool:
+        """Block up to ``timeout`` s until some queue of the store has work queued (its wake token)."""
+        wake = [k.wake for k in self._queue_keys()]
+        return self.redis.blpop(wake, timeout) is not None
 
     def heartbeat(
         self, worker_id: str, running: Sequence[tuple[str, int]], status: Mapping[str, Any], ttl: int
     ) -> tuple[list[str], list[str]]:
         """Extend leases of ``running`` (id, attempt) pairs; return (ids to cancel, ids lost)."""
         args: list[Any] = [worker_id, int(self.settings.lease_seconds * 1000), ttl, dumps(status),
-                           self.keys.job_prefix]
+                           self.keys.job_prefix, len(self.queues), *self.queues]
         for job_id, attempt in running:
             args.extend((job_id, attempt))
         cancel, lost = self._heartbeat(
-            keys=[self.keys.leases, self.keys.workers, self.keys.worker(worker_id)], args=args
+            keys=[self.keys.workers, self.keys.worker(worker_id), *(k.leases for k in self._queue_keys())],
+            args=args,
         )
         return [text(x) for x in cancel], [text(x) for x in lost]
 
@@ -149,43 +141,14 @@ class Delivery:
         result: Result | None = None,
         error: JobError | None = None,
         retry_delay: float = 0.0,
-        pipe: Pipeline | None = None,
     ) -> str | None:
         """End an attempt with ``outcome`` (succeeded, failed, cancelled, retry, handback).
 
-        Returns the new status, or None when the attempt was no longer this worker's (stale). With
-        ``pipe`` the call is only queued on that pipeline and None is returned.
+        Returns the new status, or None when the attempt was no longer this worker's (stale).
         """
-        s = self.settings
-        reply = self._finish(
-            keys=[
-                self.keys.job(job_id),
-                self.keys.inflight,
-                self.keys.leases,
-                self.keys.result(job_id),
-                self.keys.failed,
-                self.keys.delayed,
-                self.keys.queue,
-                self.keys.pending,
-            ],
-            args=[
-                job_id,
-                worker_id,
-                attempt,
-                outcome,
-                result.data if result else b"",
-                result.media_type if result else "",
-                s.result_ttl_seconds,
-                s.record_ttl_seconds,
-                dumps(error.to_dict()) if error else "",
-                int(retry_delay * 1000),
-                self.keys.events(job_id),
-            ],
-            client=pipe,
-        )
-        if pipe is not None:
-            return None
-        return parse_finish_reply(reply)
+        finish = Finish(job_id, attempt, outcome, result, error, retry_delay)
+        statuses, _ = self.finish_and_claim(worker_id, [finish], 0)
+        return statuses[0]
 
     def finish_and_claim(
         self, worker_id: str, finishes: Sequence[Finish], claim: int
@@ -196,6 +159,7 @@ class Delivery:
         the claimed jobs. Same checks and transitions as :meth:`finish` and :meth:`claim`.
         """
         s = self.settings
+        queues = self._queue_keys()
         args: list[Any] = [
             worker_id,
             int(s.lease_seconds * 1000),
@@ -204,8 +168,12 @@ class Delivery:
             self.keys.events_prefix,
             s.result_ttl_seconds,
             s.record_ttl_seconds,
+            s.history_seconds,
             claim,
+            "" if self.offers is None else dumps(list(self.offers)),
+            len(queues),
             len(finishes),
+            *(a for k in queues for a in k.block_args),
         ]
         for f in finishes:
             args += [
@@ -218,26 +186,21 @@ class Delivery:
                 int(f.retry_delay * 1000),
             ]
         statuses, claimed = self._finish_claim(
-            keys=[*self._claim_keys(worker_id)[:-1], self.keys.failed, self.keys.claim_memo(worker_id)],
+            keys=[self.keys.pending, self.keys.failed, self.keys.claim_memo(worker_id),
+                  *(key for k in queues for key in k.block)],
             args=[*args, secrets.token_hex(8)],  # the claim token, last: see FINISH_CLAIM
         )
         texts = [text(x) for x in statuses]
         return [None if t.startswith("stale:") else t for t in texts], _claimed_jobs(claimed)
 
-    def reap(self, token: str | None = None) -> ReapReport:
-        """One reaper pass, unless another worker ran one this interval (see ``REAP``)."""
+    def reap(self, token: str | None = None, queue: str | None = None) -> ReapReport:
+        """One reaper pass over ``queue`` (default: the store's first), unless another worker ran one
+        this interval (see ``reap.lua``)."""
         s = self.settings
+        k = self.keys.for_queue(queue or self.queues[0])
         lost = JobError("WorkerLost", "the worker running this job stopped heartbeating (killed or lost)")
         reply = self._reap(
-            keys=[
-                self.keys.leases,
-                self.keys.inflight,
-                self.keys.queue,
-                self.keys.failed,
-                self.keys.pending,
-                self.keys.orphans,
-                self.keys.reaper_lock,
-            ],
+            keys=[self.keys.failed, self.keys.pending, k.reaper_lock, *k.block],
             args=[
                 token or secrets.token_hex(8),
                 int(s.reaper_interval_seconds * 1000),
@@ -247,6 +210,8 @@ class Delivery:
                 int(s.lease_seconds * 1000),
                 1000,
                 dumps(lost.to_dict()),
+                s.history_seconds,
+                *k.block_args,
             ],
         )
         if reply and reply[0] == -1:
@@ -271,15 +236,8 @@ class Delivery:
         return dropped
 
 
-def parse_finish_reply(reply: Any) -> str | None:
-    """The status from a FINISH reply, or None when stale."""
-    if text(reply[0]) == "stale":
-        return None
-    return text(reply[1])
-
-
 def _claimed_jobs(reply: Any) -> list[ClaimedJob]:
-    """Jobs from a CLAIM reply (6 fields per job)."""
+    """Jobs from a claim reply (7 fields per job)."""
     return [
         ClaimedJob(
             id=text(reply[i]),
@@ -288,8 +246,9 @@ def _claimed_jobs(reply: Any) -> list[ClaimedJob]:
             timeout=float(reply[i + 3]),
             attempt=int(reply[i + 4]),
             max_attempts=int(reply[i + 5]),
+            queue=text(reply[i + 6]),
         )
-        for i in range(0, len(reply), 6)
+        for i in range(0, len(reply), 7)
     ]
 
 

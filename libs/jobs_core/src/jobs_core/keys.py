@@ -3,16 +3,20 @@
 Every key is built here from a namespace (``JOBS_KEY_PREFIX``, default ``jobs``) and the queue name
 (``JOBS_QUEUE``, default ``jobs``). Nothing else in the code base spells a key.
 
-The waiting queue is deliberately *not* namespaced: it is the list ``hotqueue:<queue>`` that the
-``hotqueue`` library uses for a queue of that name, so a ``HotQueue(name, serializer=json)`` client can
-``put`` into it, take its ``len`` and inspect it.
+The waiting lists are deliberately *not* namespaced: the default priority's list is ``hotqueue:<queue>``,
+the key the ``hotqueue`` library uses for a queue of that name, so a ``HotQueue(name, serializer=json)``
+client can ``put`` into it, take its ``len`` and inspect it; the other priorities' lists are
+``hotqueue:<queue>:p<priority>`` (KEDA counts every waiting list, see :attr:`Keys.waiting_lists`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 HOTQUEUE_PREFIX = "hotqueue"
+MIN_PRIORITY, MAX_PRIORITY, DEFAULT_PRIORITY = 0, 9, 5  # re-exported by jobs_core.model
+#: Priorities from the highest (taken first) down.
+PRIORITIES_HIGH_FIRST: tuple[int, ...] = tuple(range(MAX_PRIORITY, MIN_PRIORITY - 1, -1))
 
 
 def namespace(prefix: str, *parts: str) -> str:
@@ -27,11 +31,81 @@ class Keys:
     prefix: str = "jobs"
     queue_name: str = "jobs"
 
+    def for_queue(self, queue_name: str) -> Keys:
+        """The keys of another queue in the same namespace."""
+        return self if queue_name == self.queue_name else replace(self, queue_name=queue_name)
+
     # --- queue and delivery (no TTL: they live as long as the deployment) ---
+    def waiting(self, priority: int = DEFAULT_PRIORITY) -> str:
+        """List of JSON-encoded ids of jobs of one priority waiting to run; the default priority's is
+        hotqueue's key for the queue name."""
+        base = f"{HOTQUEUE_PREFIX}:{self.queue_name}"
+        return base if priority == DEFAULT_PRIORITY else f"{base}:p{priority}"
+
+    @property
+    def waiting_lists(self) -> tuple[str, ...]:
+        """Every waiting list of the queue, highest priority first (what KEDA sums as waiting work)."""
+        return tuple(self.waiting(p) for p in PRIORITIES_HIGH_FIRST)
+
     @property
     def queue(self) -> str:
-        """List of JSON-encoded job ids waiting to run (hotqueue's key for the queue name)."""
-        return f"{HOTQUEUE_PREFIX}:{self.queue_name}"
+        """The default priority's waiting list (``hotqueue:<queue>``)."""
+        return self.waiting(DEFAULT_PRIORITY)
+
+    def paused(self, priority: int = DEFAULT_PRIORITY) -> str:
+        """Where a paused queue's waiting list of ``priority`` is kept (renamed), out of KEDA's sight."""
+        return namespace(self.prefix, self.queue_name, "paused", f"p{priority}")
+
+    @property
+    def paused_lists(self) -> tuple[str, ...]:
+        """Every paused list, highest priority first."""
+        return tuple(self.paused(p) for p in PRIORITIES_HIGH_FIRST)
+
+    @property
+    def control(self) -> str:
+        """Hash of the queue's controls: ``paused`` ('1' while paused), ``cap`` (max running jobs)."""
+        return namespace(self.prefix, self.queue_name, "control")
+
+    @property
+    def wake(self) -> str:
+        """List holding at most one token: pushed when work is queued, popped (BLPOP) by an idle worker."""
+        return namespace(self.prefix, self.queue_name, "wake")
+
+    @property
+    def parked(self) -> str:
+        """Set of task names with parked jobs (met by a worker that lacks the task; see ``parked_list``)."""
+        return namespace(self.prefix, self.queue_name, "parked")
+
+    def parked_list(self, task: str) -> str:
+        """List of ids of a task's jobs that a worker lacking the task set aside; workers that offer the
+        task take these first. Not counted by KEDA: jobs no live worker can run."""
+        return self.parked_prefix + task
+
+    @property
+    def parked_prefix(self) -> str:
+        """Prefix of parked lists, for Lua scripts."""
+        return namespace(self.prefix, self.queue_name, "parked", "")
+
+    def history(self, minute: int) -> str:
+        """Hash of per-minute counters (``finished``, ``failed``, ``finished:<task>``, ``failed:<task>``) for
+        minute ``minute`` (ms since epoch // 60000); TTL: JOBS_HISTORY_SECONDS."""
+        return self.history_prefix + str(minute)
+
+    @property
+    def history_prefix(self) -> str:
+        """Prefix of history keys, for Lua scripts."""
+        return namespace(self.prefix, self.queue_name, "history", "")
+
+    @property
+    def block(self) -> list[str]:
+        """The queue's keys in the order Lua scripts take them (``lua/includes/queues.lua``)."""
+        return [*self.waiting_lists, *self.paused_lists, self.inflight, self.leases, self.delayed, self.orphans,
+                self.dead_letter, self.control, self.wake, self.parked]
+
+    @property
+    def block_args(self) -> list[str]:
+        """The queue's names in the order Lua scripts take them as ARGV."""
+        return [self.queue_name, self.parked_prefix, self.history_prefix]
 
     @property
     def inflight(self) -> str:
@@ -135,11 +209,21 @@ class Keys:
         """String ``<job id> <body digest>`` for an Idempotency-Key; TTL: JOBS_IDEMPOTENCY_TTL_SECONDS."""
         return namespace(self.prefix, "idem", owner, key)
 
-    # --- tasks and workers ---
+    # --- tasks, queues and workers ---
     @property
     def tasks(self) -> str:
-        """Hash task name -> JSON task description, published by workers (no TTL)."""
+        """Hash task name -> JSON task description, published by workers (no TTL; stale ones retired)."""
         return namespace(self.prefix, "tasks")
+
+    @property
+    def tasks_seen(self) -> str:
+        """Hash task name -> ms a live worker last offered it (task retirement)."""
+        return namespace(self.prefix, "tasks-seen")
+
+    @property
+    def queues(self) -> str:
+        """Set of queue names known from workers, tasks and controls."""
+        return namespace(self.prefix, "queues")
 
     @property
     def workers(self) -> str:

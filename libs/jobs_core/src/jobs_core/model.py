@@ -10,6 +10,9 @@ from datetime import UTC, datetime
 from enum import Enum
 from typing import Any
 
+from jobs_core.keys import DEFAULT_PRIORITY as DEFAULT_PRIORITY
+from jobs_core.keys import MAX_PRIORITY as MAX_PRIORITY
+from jobs_core.keys import MIN_PRIORITY as MIN_PRIORITY
 from jobs_core.serialization import loads
 
 
@@ -97,12 +100,16 @@ class TaskInfo:
     defaults: Mapping[str, Any] = field(default_factory=dict)
     timeout: float | None = None
     max_attempts: int | None = None
+    #: the queue its jobs go to; '' = the deployment's default queue (JOBS_QUEUE), as for tasks published
+    #: before queues existed (:meth:`jobs_core.store.JobStore.tasks` fills it in)
+    queue: str = ""
     problem: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
         out: dict[str, Any] = {
             "name": self.name,
+            "queue": self.queue,
             "description": self.description,
             "params_schema": dict(self.params_schema),
             "defaults": dict(self.defaults),
@@ -121,6 +128,7 @@ class TaskInfo:
         name, description = data.get("name"), data.get("description") or ""
         schema, defaults = data.get("params_schema") or {"type": "object"}, data.get("defaults") or {}
         timeout, max_attempts = data.get("timeout"), data.get("max_attempts")
+        queue = data.get("queue") or ""
         checks = (
             ("name", isinstance(name, str) and name != ""),
             ("description", isinstance(description, str)),
@@ -129,6 +137,7 @@ class TaskInfo:
             ("timeout", timeout is None or (_is_number(timeout) and timeout > 0)),
             ("max_attempts", max_attempts is None or (_is_number(max_attempts) and int(max_attempts) == max_attempts
                                                       and max_attempts >= 1)),
+            ("queue", isinstance(queue, str)),
         )
         for field_name, ok in checks:
             if not ok:
@@ -140,6 +149,7 @@ class TaskInfo:
             defaults=dict(defaults),
             timeout=None if timeout is None else float(timeout),
             max_attempts=None if max_attempts is None else int(max_attempts),
+            queue=str(queue),
         )
 
     @classmethod
@@ -156,6 +166,54 @@ class TaskInfo:
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+@dataclass(frozen=True, slots=True)
+class Submission:
+    """One job of :meth:`jobs_core.store.JobStore.enqueue_many` (``queue`` None: the store's default)."""
+
+    task: str
+    params: Mapping[str, Any]
+    queue: str | None = None
+    priority: int = DEFAULT_PRIORITY
+    max_attempts: int | None = None
+    timeout: float | None = None
+    delay: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class QueueStats:
+    """One queue as operators see it (:meth:`jobs_core.store.JobStore.queue_stats`)."""
+
+    name: str
+    waiting_by_priority: dict[int, int]
+    waiting: int
+    delayed: int
+    running: int
+    paused: bool
+    cap: int | None
+    workers: list[str]
+    oldest_waiting_age_seconds: float | None
+    finished_last_minute: int
+    failed_last_minute: int
+    unrunnable: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (priorities as string keys)."""
+        return {
+            "name": self.name,
+            "waiting_by_priority": {str(p): n for p, n in sorted(self.waiting_by_priority.items(), reverse=True)},
+            "waiting": self.waiting,
+            "delayed": self.delayed,
+            "running": self.running,
+            "paused": self.paused,
+            "cap": self.cap,
+            "workers": list(self.workers),
+            "oldest_waiting_age_seconds": self.oldest_waiting_age_seconds,
+            "finished_last_minute": self.finished_last_minute,
+            "failed_last_minute": self.failed_last_minute,
+            "unrunnable": self.unrunnable,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,6 +247,8 @@ class Job:
     run_at: datetime | None = None
     cancel_requested: bool = False
     result_type: str | None = None
+    queue: str = "jobs"
+    priority: int = DEFAULT_PRIORITY
 
     @property
     def is_terminal(self) -> bool:
@@ -231,6 +291,8 @@ class Job:
             run_at=ms_to_datetime(opt_int("run_at")),
             cancel_requested=h.get("cancel_requested") == "1",
             result_type=h.get("result_type") or None,
+            queue=h.get("queue") or "jobs",
+            priority=int(h.get("priority") or DEFAULT_PRIORITY),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -242,6 +304,8 @@ class Job:
         return {
             "id": self.id,
             "task": self.task,
+            "queue": self.queue,
+            "priority": self.priority,
             "params": self.params,
             "status": self.status.value,
             "attempts": self.attempts,

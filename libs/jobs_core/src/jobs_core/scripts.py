@@ -36,14 +36,13 @@ def load(name: str) -> str:
 
 
 ENQUEUE = load("enqueue")
-CLAIM = load("claim")
 HEARTBEAT = load("heartbeat")
 PROGRESS = load("progress")
-FINISH = load("finish")
 FINISH_CLAIM = load("finish_claim")
 CANCEL = load("cancel")
 RETRY = load("retry")
 REAP = load("reap")
+QUEUE_CONTROL = load("queue_control")
 BROWSE = load("browse")
 # schedules (jobs_core.schedule_store)
 PUT_SCHEDULE = load("put_schedule")

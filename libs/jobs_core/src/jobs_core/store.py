@@ -11,7 +11,8 @@ import hashlib
 import secrets
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -22,7 +23,7 @@ from jobs_core import scripts
 from jobs_core.browse import Browse, JobFilter
 from jobs_core.config import Settings
 from jobs_core.connection import acknowledged_script, connect
-from jobs_core.delivery import ClaimedJob, Delivery, Finish, ReapReport, parse_finish_reply, text
+from jobs_core.delivery import ClaimedJob, Delivery, Finish, ReapReport, text
 from jobs_core.errors import (
     IdempotencyConflict,
     IllegalTransition,
@@ -31,14 +32,20 @@ from jobs_core.errors import (
     ResultExpired,
     ResultNotReady,
 )
+from jobs_core.keys import Keys
 from jobs_core.model import (
+    DEFAULT_PRIORITY,
+    MAX_PRIORITY,
+    MIN_PRIORITY,
     Job,
     JobStatus,
     Result,
+    Submission,
     TaskInfo,
     is_job_id,
     new_job_id,
 )
+from jobs_core.queues import QueueAdmin, TaskStatus
 from jobs_core.schedule_store import ScheduleStore
 from jobs_core.serialization import dumps
 
@@ -56,22 +63,28 @@ def request_digest(task: str, params: Mapping[str, Any], **options: Any) -> str:
     return hashlib.sha256(body).hexdigest()
 
 
-class JobStore(Delivery, Browse, ScheduleStore):
-    """Job storage and queue operations on one Redis, for one namespace and queue."""
+class JobStore(Delivery, Browse, QueueAdmin, ScheduleStore):
+    """Job storage and queue operations on one Redis, for one namespace.
+
+    Submissions go to the queue they name (default: ``settings.queue``); a worker's store claims from
+    ``settings.worker_queues`` in order. Queue controls and the live catalogue are in :class:`QueueAdmin`.
+    """
 
     def __init__(self, client: redis.Redis, settings: Settings) -> None:
         self.redis = client
         self.settings = settings
         self.keys = settings.keys
+        self.queues = settings.worker_queues
+        self.offers = None
+
         # the writes a caller is told are done wait for JOBS_ACK_REPLICAS replicas (jobs_core.connection)
         def acked(script: str) -> Script:
             return acknowledged_script(client, script, settings, self.keys.ack_fence)
 
         self._enqueue = acked(scripts.ENQUEUE)
-        self._claim = client.register_script(scripts.CLAIM)
+        self._queue_control = acked(scripts.QUEUE_CONTROL)
         self._heartbeat = client.register_script(scripts.HEARTBEAT)
         self._progress = client.register_script(scripts.PROGRESS)
-        self._finish = acked(scripts.FINISH)
         self._finish_claim = acked(scripts.FINISH_CLAIM)
         self._cancel = acked(scripts.CANCEL)
         self._retry = acked(scripts.RETRY)
@@ -97,6 +110,8 @@ class JobStore(Delivery, Browse, ScheduleStore):
         task: str,
         params: Mapping[str, Any],
         *,
+        queue: str | None = None,
+        priority: int = DEFAULT_PRIORITY,
         owner: str = "default",
         max_attempts: int | None = None,
         timeout: float | None = None,
@@ -107,46 +122,92 @@ class JobStore(Delivery, Browse, ScheduleStore):
     ) -> tuple[Job, bool]:
         """Store a job and queue it in one atomic step; return ``(job, created)``.
 
-        ``created`` is False when ``idempotency_key`` was already used for the same request, in which
-        case the earlier job is returned. Raises :class:`QueueFull` or :class:`IdempotencyConflict`.
+        ``queue`` defaults to ``settings.queue``; ``priority`` is 0..9, higher runs first. ``created`` is
+        False when ``idempotency_key`` was already used for the same request, in which case the earlier job
+        is returned. Raises :class:`QueueFull` or :class:`IdempotencyConflict`.
         """
+        item = Submission(task, params, queue, priority, max_attempts, timeout, delay)
+        jobs, created = self._enqueue_items(
+            [item], owner=owner, idempotency_key=idempotency_key, max_pending=max_pending,
+            max_pending_per_tenant=max_pending_per_tenant,
+            digest_of=lambda: request_digest(task, params, max_attempts=max_attempts, timeout=timeout, delay=delay,
+                                             **({"priority": priority} if priority != DEFAULT_PRIORITY else {})),
+            idem_scope="",
+        )
+        return jobs[0], created
+
+    def enqueue_many(
+        self,
+        items: Sequence[Submission],
+        *,
+        owner: str,
+        idempotency_key: str | None = None,
+        max_pending: int | None = None,
+        max_pending_per_tenant: int | None = None,
+    ) -> tuple[list[Job], bool]:
+        """Store and queue every item, all or none, in one script; return ``(jobs, created)``.
+
+        Caps count the whole batch (``max_pending`` per queue, ``max_pending_per_tenant`` for ``owner``):
+        when it does not fit, :class:`QueueFull` and nothing is queued. With ``idempotency_key`` a repeat
+        of the same batch returns the first one's jobs (``created`` False); a different batch under the
+        same key raises :class:`IdempotencyConflict`.
+        """
+        if not items:
+            return [], True
+        return self._enqueue_items(
+            items, owner=owner, idempotency_key=idempotency_key, max_pending=max_pending,
+            max_pending_per_tenant=max_pending_per_tenant,
+            digest_of=lambda: hashlib.sha256(dumps([
+                {"task": i.task, "params": i.params, "queue": i.queue, "priority": i.priority,
+                 "max_attempts": i.max_attempts, "timeout": i.timeout, "delay": i.delay} for i in items
+            ])).hexdigest(),
+            idem_scope="batch:",
+        )
+
+    def _enqueue_items(
+        self,
+        items: Sequence[Submission],
+        *,
+        owner: str,
+        idempotency_key: str | None,
+        max_pending: int | None,
+        max_pending_per_tenant: int | None,
+        digest_of: Callable[[], str],
+        idem_scope: str,
+    ) -> tuple[list[Job], bool]:
         s = self.settings
-        job_id = new_job_id()
-        attempts = max_attempts if max_attempts is not None else s.default_max_attempts
-        job_timeout = float(timeout if timeout is not None else s.default_timeout_seconds)
-        params_json = dumps(params)
+        queue_names = list(dict.fromkeys(i.queue or s.queue for i in items))
+        position = {q: n + 1 for n, q in enumerate(queue_names)}
+        queue_keys = [self.keys.for_queue(q) for q in queue_names]
         digest = ""
         idem_key = self.keys.idempotency(owner, "-")
         if idempotency_key is not None:
-            digest = request_digest(task, params, max_attempts=max_attempts, timeout=timeout, delay=delay)
-            idem_key = self.keys.idempotency(owner, hashlib.sha256(idempotency_key.encode()).hexdigest())
+            digest = digest_of()
+            idem_key = self.keys.idempotency(
+                owner, idem_scope + hashlib.sha256(idempotency_key.encode()).hexdigest()
+            )
+        args: list[Any] = [
+            owner, max_pending or 0, max_pending_per_tenant or 0, self.keys.job_prefix, len(queue_keys),
+            "1" if idempotency_key is not None else "0", digest, s.idempotency_ttl_seconds, len(items),
+            *(a for k in queue_keys for a in k.block_args),
+        ]
+        jobs: list[Job] = []
+        for item in items:
+            if not MIN_PRIORITY <= item.priority <= MAX_PRIORITY:
+                raise ValueError(f"priority must be {MIN_PRIORITY}..{MAX_PRIORITY}, got {item.priority}")
+            attempts = item.max_attempts if item.max_attempts is not None else s.default_max_attempts
+            job_timeout = float(item.timeout if item.timeout is not None else s.default_timeout_seconds)
+            job = Job(id=new_job_id(), task=item.task, params=item.params, status=JobStatus.QUEUED, attempts=0,
+                      max_attempts=attempts, timeout=job_timeout, progress=None, message=None,
+                      created_at=datetime.now(UTC), started_at=None, finished_at=None, error=None, worker=None,
+                      owner=owner, queue=item.queue or s.queue, priority=item.priority)
+            jobs.append(job)
+            args += [job.id, item.task, dumps(item.params), attempts, job_timeout, int(item.delay * 1000),
+                     position[job.queue], item.priority]
         reply = self._enqueue(
-            keys=[
-                self.keys.job(job_id),
-                self.keys.queue,
-                self.keys.delayed,
-                self.keys.index,
-                self.keys.owner_index(owner),
-                self.keys.pending,
-                self.keys.seq,
-                idem_key,
-            ],
-            args=[
-                job_id,
-                task,
-                params_json,
-                attempts,
-                job_timeout,
-                owner,
-                int(delay * 1000),
-                max_pending or 0,
-                max_pending_per_tenant or 0,
-                "1" if idempotency_key is not None else "0",
-                digest,
-                s.idempotency_ttl_seconds,
-                queue_entry(job_id),
-                self.keys.job_prefix,
-            ],
+            keys=[self.keys.index, self.keys.owner_index(owner), self.keys.pending, self.keys.seq, idem_key,
+                  self.keys.queues, *(key for k in queue_keys for key in k.block)],
+            args=args,
         )
         kind = text(reply[0])
         if kind == "full":
@@ -155,29 +216,15 @@ class JobStore(Delivery, Browse, ScheduleStore):
         if kind == "conflict":
             raise IdempotencyConflict(idempotency_key or "", text(reply[1]))
         if kind == "exists":
-            return self.get(text(reply[1])), False
-        created_ms = int(reply[2])
+            return self.get_many([text(x) for x in reply[1:]]), False
+        created_ms = int(reply[1])
         created = datetime.fromtimestamp(created_ms / 1000, tz=UTC)
-        job = Job(
-            id=job_id,
-            task=task,
-            params=params,
-            status=JobStatus.QUEUED,
-            attempts=0,
-            max_attempts=attempts,
-            timeout=job_timeout,
-            progress=None,
-            message=None,
-            created_at=created,
-            started_at=None,
-            finished_at=None,
-            error=None,
-            worker=None,
-            owner=owner,
-            seq=int(reply[3]),
-            run_at=datetime.fromtimestamp((created_ms + int(delay * 1000)) / 1000, tz=UTC) if delay else None,
-        )
-        return job, True
+        return [
+            replace(job, created_at=created, seq=int(seq),
+                    run_at=datetime.fromtimestamp((created_ms + int(item.delay * 1000)) / 1000, tz=UTC)
+                    if item.delay else None)
+            for job, item, seq in zip(jobs, items, reply[2:], strict=True)
+        ], True
 
     def get(self, job_id: str, owner: str | None = None) -> Job:
         """The job with this id; :class:`JobNotFound` if absent, malformed, or another owner's."""
@@ -243,10 +290,12 @@ class JobStore(Delivery, Browse, ScheduleStore):
         """Cancel: queued -> cancelled now; running -> cancel requested (the worker stops it)."""
         if not is_job_id(job_id):
             raise JobNotFound(job_id)
+        k = self._job_queue_keys(job_id)
         reply = self._cancel(
-            keys=[self.keys.job(job_id), self.keys.queue, self.keys.delayed, self.keys.pending],
+            keys=[self.keys.job(job_id), self.keys.pending, *k.block],
             args=[job_id, owner or "", self.settings.record_ttl_seconds, self.keys.events(job_id),
-                  secrets.token_hex(8)],  # redis-py re-sends it unchanged after a lost reply: see CANCEL
+                  secrets.token_hex(8),  # redis-py re-sends it unchanged after a lost reply: see cancel.lua
+                  *k.block_args],
         )
         kind = text(reply[0])
         if kind == "missing":
@@ -259,9 +308,10 @@ class JobStore(Delivery, Browse, ScheduleStore):
         """Queue a failed or cancelled job again with a fresh attempt budget."""
         if not is_job_id(job_id):
             raise JobNotFound(job_id)
+        k = self._job_queue_keys(job_id)
         reply = self._retry(
-            keys=[self.keys.job(job_id), self.keys.queue, self.keys.failed, self.keys.pending],
-            args=[job_id, owner or "", self.keys.events(job_id), secrets.token_hex(8)],  # see RETRY
+            keys=[self.keys.job(job_id), self.keys.failed, self.keys.pending, *k.block],
+            args=[job_id, owner or "", self.keys.events(job_id), secrets.token_hex(8), *k.block_args],  # see retry.lua
         )
         kind = text(reply[0])
         if kind == "missing":
@@ -269,6 +319,11 @@ class JobStore(Delivery, Browse, ScheduleStore):
         if kind == "illegal":
             raise IllegalTransition(job_id, text(reply[1]), JobStatus.QUEUED.value)
         return self.get(job_id)
+
+    def _job_queue_keys(self, job_id: str) -> Keys:
+        """The keys of the queue a job is in (its queue never changes; jobs from before queues: the default)."""
+        queue = self.redis.hget(self.keys.job(job_id), "queue")
+        return self.keys.for_queue(text(queue) if queue else self.settings.queue)
 
     def wait(self, job_id: str, timeout: float, owner: str | None = None) -> Job:
         """Block until the job is terminal or ``timeout`` seconds pass; return it as it then is.
@@ -324,14 +379,6 @@ class JobStore(Delivery, Browse, ScheduleStore):
             self._local.pubsub = pubsub
         return cast(redis.client.PubSub, pubsub)
 
-    def tasks(self) -> dict[str, TaskInfo]:
-        """Every task that workers have published, by name."""
-        raw = self.redis.hgetall(self.keys.tasks)
-        # an entry that cannot be used stays listed, with its problem, rather than breaking the catalogue
-        names = {k: k.decode(errors="replace") if isinstance(k, bytes) else str(k) for k in raw}
-        infos = (TaskInfo.parse(names[k], v) for k, v in raw.items())
-        return {info.name: info for info in sorted(infos, key=lambda i: i.name)}
-
     def task_info(self, name: str, max_age: float = 2.0) -> TaskInfo | None:
         """One published task, from a catalogue cached up to ``max_age`` s (the submit hot path).
 
@@ -346,22 +393,6 @@ class JobStore(Delivery, Browse, ScheduleStore):
         self._task_cache = (time.monotonic(), catalogue)
         return catalogue.get(name)
 
-    def publish_tasks(self, infos: Iterable[TaskInfo]) -> None:
-        """Make tasks known to producers (called by every worker at start)."""
-        mapping = {info.name: dumps(info.to_dict()) for info in infos}
-        if mapping:
-            self.redis.hset(self.keys.tasks, mapping=mapping)  # type: ignore[arg-type]
 
-    def counts(self) -> dict[str, int]:
-        """How many jobs are queued, running, delayed, and in the failed index (one round trip)."""
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.llen(self.keys.queue)
-        pipe.llen(self.keys.inflight)
-        pipe.zcard(self.keys.delayed)
-        pipe.zcard(self.keys.failed)
-        queued, running, delayed, failed = pipe.execute()
-        return {"queued": queued, "running": running, "delayed": delayed, "failed": failed}
-
-
-__all__ = ["JSON_MEDIA_TYPE", "ClaimedJob", "Finish", "JobStore", "ReapReport", "connect", "parse_finish_reply",
-           "queue_entry", "request_digest"]
+__all__ = ["JSON_MEDIA_TYPE", "ClaimedJob", "Finish", "JobStore", "ReapReport", "Submission", "TaskStatus",
+           "connect", "queue_entry", "request_digest"]

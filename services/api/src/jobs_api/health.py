@@ -36,5 +36,5 @@ def readyz() -> Response:
 @bp.get("/metrics")
 def metrics_view() -> Response:
     """Prometheus exposition: samples of every gunicorn worker plus queue counts read now from Redis."""
-    body, content_type = metrics.render(state().store.counts)
+    body, content_type = metrics.render(state().store.metrics_snapshot)
     return Response(body, status=200, content_type=content_type)

@@ -11,7 +11,7 @@ from typing import Any
 from flask import Blueprint, Response, request
 from jobs_core.config import Role
 from jobs_core.errors import IdempotencyConflict, QueueFull
-from jobs_core.model import Job, JobStatus, is_job_id
+from jobs_core.model import DEFAULT_PRIORITY, Job, JobStatus, is_job_id
 
 from jobs_api import openapi
 from jobs_api.auth import current_principal, current_tenant, forbidden, job_owner, protect, requires
@@ -117,6 +117,8 @@ def create_job(body: Any, idempotency_key: str | None, owner: str) -> tuple[Job,
         job, created = st.store.enqueue(
             name,
             params,
+            queue=info.queue or None,  # routed by the task: clients never name queues
+            priority=int(body.get("priority", DEFAULT_PRIORITY)),
             owner=owner,
             max_attempts=int(max_attempts) if max_attempts is not None else None,
             timeout=float(timeout) if timeout is not None else None,

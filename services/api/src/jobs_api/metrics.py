@@ -46,10 +46,15 @@ REQUEST_LATENCY = Histogram(
 UNKNOWN_TASK_LABEL = "_unknown"
 
 
-class QueueCollector:
-    """Reads queued/running/delayed/failed counts from Redis at scrape time."""
+#: What the scrape reads from Redis: per queue its jobs by state and its live workers, and the failed index.
+Snapshot = tuple[Mapping[str, Mapping[str, int]], Mapping[str, int], int]
 
-    def __init__(self, counts: Callable[[], Mapping[str, int]]) -> None:
+
+class QueueCollector:
+    """Reads per-queue counts (queued, paused, running, delayed, unrunnable), live workers per queue and
+    the failed index from Redis at scrape time."""
+
+    def __init__(self, counts: Callable[[], Snapshot]) -> None:
         self._counts = counts
 
     def collect(self) -> Iterator[Metric]:
@@ -63,10 +68,24 @@ class QueueCollector:
             return
         up.add_metric([], 1)
         yield up
-        jobs = GaugeMetricFamily("jobs_queue_jobs", "Jobs by state, read from Redis at scrape time.", labels=["state"])
-        for state, value in sorted(counts.items()):
-            jobs.add_metric([state], value)
+        per_queue, workers, failed = counts
+        jobs = GaugeMetricFamily(
+            "jobs_queue_jobs",
+            "Jobs by queue and state (queued: in the waiting lists; paused; running; delayed; unrunnable: set "
+            "aside by workers that lack their task), read from Redis at scrape time.",
+            labels=["queue", "state"],
+        )
+        for queue, states in sorted(per_queue.items()):
+            for state, value in sorted(states.items()):
+                jobs.add_metric([queue, state], value)
         yield jobs
+        live = GaugeMetricFamily("jobs_queue_workers", "Live workers consuming each queue.", labels=["queue"])
+        for queue in sorted(per_queue):
+            live.add_metric([queue], workers.get(queue, 0))
+        yield live
+        failed_jobs = GaugeMetricFamily("jobs_failed_jobs", "Jobs in the failed index (all queues).")
+        failed_jobs.add_metric([], failed)
+        yield failed_jobs
 
 
 def multiprocess_dir() -> str | None:
@@ -74,7 +93,7 @@ def multiprocess_dir() -> str | None:
     return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
 
 
-def render(counts: Callable[[], Mapping[str, int]]) -> tuple[bytes, str]:
+def render(counts: Callable[[], Snapshot]) -> tuple[bytes, str]:
     """The exposition text for a scrape, and its content type."""
     queue = CollectorRegistry(auto_describe=True)
     queue.register(QueueCollector(counts))  # type: ignore[arg-type,unused-ignore]

@@ -11,7 +11,7 @@ import copy
 import functools
 from typing import Any
 
-from jobs_core.model import JobStatus
+from jobs_core.model import DEFAULT_PRIORITY, MAX_PRIORITY, MIN_PRIORITY, JobStatus
 
 from jobs_api import __version__
 
@@ -67,6 +67,14 @@ SCHEMAS: dict[str, Any] = {
                 "maximum": MAX_DELAY_SECONDS,
                 "description": "Seconds to wait before the job becomes runnable. Default 0.",
             },
+            "priority": {
+                "type": "integer",
+                "minimum": MIN_PRIORITY,
+                "maximum": MAX_PRIORITY,
+                "description": f"{MIN_PRIORITY}..{MAX_PRIORITY}, higher runs first, first in first out within a "
+                f"priority, per queue. Default {DEFAULT_PRIORITY}. Strict: a steady flow of higher priorities "
+                "starves lower ones (give such work its own queue and pool).",
+            },
         },
     },
     "JobError": {
@@ -84,6 +92,8 @@ SCHEMAS: dict[str, Any] = {
         "required": [
             "id",
             "task",
+            "queue",
+            "priority",
             "params",
             "status",
             "attempts",
@@ -104,6 +114,8 @@ SCHEMAS: dict[str, Any] = {
         "properties": {
             "id": {"type": "string", "format": "uuid"},
             "task": {"type": "string"},
+            "queue": {"type": "string", "description": "The queue the task routes its jobs to."},
+            "priority": {"type": "integer", "minimum": MIN_PRIORITY, "maximum": MAX_PRIORITY},
             "params": {"type": "object"},
             "status": {"type": "string", "enum": STATUSES},
             "attempts": {"type": "integer", "minimum": 0},
@@ -147,10 +159,25 @@ SCHEMAS: dict[str, Any] = {
     },
     "Task": {
         "type": "object",
-        "required": ["name", "description", "params_schema", "defaults"],
+        "required": ["name", "queue", "description", "params_schema", "defaults", "workers", "live",
+                     "queue_conflict"],
         "additionalProperties": False,
         "properties": {
             "name": {"type": "string"},
+            "queue": {"type": "string", "description": "The queue submissions of the task go to."},
+            "workers": {"type": "integer", "minimum": 0, "description": "Live workers offering the task."},
+            "live": {
+                "type": "boolean",
+                "description": "False when no live worker offers the task: its jobs are accepted and wait "
+                "(unrunnable) until one does. Tasks no live worker offered for JOBS_TASK_RETENTION_SECONDS "
+                "leave the catalogue.",
+            },
+            "queue_conflict": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "When live workers offer the task on more than one queue: those queues "
+                "(a deployment error; submissions go to `queue` only). Empty otherwise.",
+            },
             "description": {"type": "string"},
             "params_schema": {"type": "object", "description": "JSON Schema of the task's params."},
             "defaults": {"type": "object", "description": "Applied to params before validation."},

@@ -7,7 +7,7 @@ import os
 import sys
 import time
 
-from jobs_core.config import Settings
+from jobs_core.config import Settings, parse_queues
 from jobs_core.errors import ConfigError, TaskDefinitionError
 from jobs_core.logs import setup_logging
 
@@ -19,11 +19,36 @@ def _parser() -> argparse.ArgumentParser:
     for p in (parser, run):
         p.add_argument("--concurrency", "-c", type=int, default=None,
                        help="slots (child processes) in this worker; default JOBS_CONCURRENCY or 1")
-        p.add_argument("--burst", action="store_true", help="exit once the queue is empty")
+        p.add_argument("--burst", action="store_true", help="exit once the queues are empty")
+        p.add_argument("--once", action="store_true",
+                       help="claim one job, run it and exit (one job per pod, e.g. a KEDA ScaledJob); "
+                       "with --burst, also exit when there is none")
+        p.add_argument("--queues", default=None,
+                       help="queues to consume in strict order, e.g. gpu,jobs (default JOBS_QUEUES, else JOBS_QUEUE)")
     check = sub.add_parser("check", help="exit 0 if this host's worker loop is alive (liveness probe)")
     check.add_argument("--max-age", type=float, default=60.0,
                        help="seconds since the loop last touched JOBS_WORKER_HEALTH_FILE (default 60)")
+    sub.add_parser("tasks", help="list the published tasks: queue, live workers offering each, conflicts")
+    retire = sub.add_parser("retire-task", help="drop a task from the catalogue now (its queued jobs stay)")
+    retire.add_argument("name")
     return parser
+
+
+def admin(settings: Settings, args: argparse.Namespace) -> int:
+    """``tasks`` and ``retire-task``: catalogue administration straight on Redis."""
+    from jobs_core.store import JobStore
+
+    store = JobStore.from_settings(settings)
+    if args.command == "retire-task":
+        if not store.retire_task(args.name):
+            print(f"jobs-worker: no task named {args.name!r} in the catalogue", file=sys.stderr)
+            return 1
+        print(f"retired {args.name}")
+        return 0
+    for name, status in store.task_statuses().items():
+        conflict = f"  CONFLICT: offered on {', '.join(status.queue_conflict)}" if status.queue_conflict else ""
+        print(f"{name}\tqueue={status.info.queue}\tworkers={status.workers}{conflict}")
+    return 0
 
 
 def check(settings: Settings, max_age: float) -> int:
@@ -45,17 +70,26 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         settings = Settings.from_env()
-        if args.command != "check" and args.concurrency is not None and args.concurrency < 1:
-            raise ConfigError("--concurrency must be >= 1")
+        if args.command in (None, "run"):
+            if args.concurrency is not None and args.concurrency < 1:
+                raise ConfigError("--concurrency must be >= 1")
+            if args.queues is not None:
+                queues = parse_queues(args.queues, "--queues")
+                if not queues:
+                    raise ConfigError("--queues: give at least one queue")
+                default = os.environ.get("JOBS_QUEUE", "").strip() or queues[0]
+                settings = settings.replace(queues=queues, queue=default)
     except ConfigError as e:
         print(f"jobs-worker: configuration error: {e}", file=sys.stderr)
         return 2
     if args.command == "check":
         return check(settings, args.max_age)
+    if args.command in ("tasks", "retire-task"):
+        return admin(settings, args)
     setup_logging(settings.log_level)
     from jobs_worker.worker import Worker
 
-    worker = Worker(settings, concurrency=args.concurrency, burst=args.burst)
+    worker = Worker(settings, concurrency=args.concurrency, burst=args.burst, once=args.once)
     if settings.worker_metrics_port:
         worker.metrics.serve(settings.worker_metrics_port)
     worker.install_signal_handlers()

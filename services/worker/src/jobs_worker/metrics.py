@@ -21,11 +21,11 @@ class WorkerMetrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        self._started = Counter("jobs_worker_started_total", "Job attempts started", ["task"],
+        self._started = Counter("jobs_worker_started_total", "Job attempts started", ["task", "queue"],
                                 registry=self.registry)
         self._outcomes = Counter("jobs_worker_outcomes_total",
                                  "Job attempts ended, by outcome (succeeded, failed, retry, cancelled, handback)",
-                                 ["task", "outcome"], registry=self.registry)
+                                 ["task", "outcome", "queue"], registry=self.registry)
         self._lost = Counter("jobs_worker_lost_total", "Attempts this worker lost its lease on",
                              ["task"], registry=self.registry)
         self._runtime = Histogram("jobs_worker_run_seconds", "Time a task ran", ["task"],
@@ -33,13 +33,13 @@ class WorkerMetrics:
                                   registry=self.registry)
         self._busy = Gauge("jobs_worker_busy_slots", "Slots running a job", registry=self.registry)
 
-    def started(self, task: str) -> None:
+    def started(self, task: str, queue: str = "") -> None:
         """An attempt started."""
-        self._started.labels(task).inc()
+        self._started.labels(task, queue).inc()
 
-    def outcome(self, task: str, outcome: str) -> None:
+    def outcome(self, task: str, outcome: str, queue: str = "") -> None:
         """An attempt ended with ``outcome``."""
-        self._outcomes.labels(task, outcome).inc()
+        self._outcomes.labels(task, outcome, queue).inc()
 
     def lost(self, task: str) -> None:
         """This worker lost an attempt (lease expired or taken over)."""

@@ -68,14 +68,14 @@ class Slot:
             raise RuntimeError(f"slot {self.index}: unexpected first message {message!r}")
         self.ready = True
 
-    def send(self, job: ClaimedJob, now: float, default_timeout: float, queue: str) -> None:
+    def send(self, job: ClaimedJob, now: float, default_timeout: float) -> None:
         """Give ``job`` to the child."""
         assert self.conn is not None
         self.cancel_flag.value = 0
         timeout = job.timeout if job.timeout > 0 else default_timeout
         self.running = Running(job=job, started=now, deadline=now + timeout)
         self.conn.send(JobMessage(job_id=job.id, task=job.task, params=job.params, attempt=job.attempt,
-                                  max_attempts=job.max_attempts, queue=queue, deadline=time.time() + timeout))
+                                  max_attempts=job.max_attempts, queue=job.queue, deadline=time.time() + timeout))
 
     def kill(self) -> None:
         """Kill the child at once (SIGKILL) and start a fresh one."""

@@ -16,9 +16,10 @@ import sys
 import time
 import traceback
 from collections.abc import Callable, Iterable, Mapping, MutableMapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from jobs_core.config import is_queue_name
 from jobs_core.errors import JobCancelled, Reject, Retry, TaskDefinitionError
 from jobs_core.model import TaskInfo
 from jsonschema import Draft202012Validator, FormatChecker
@@ -129,6 +130,8 @@ class Task:
     retry_on: tuple[type[BaseException], ...] = (Exception,)
     no_retry_on: tuple[type[BaseException], ...] = ()
     backoff: Backoff | None = None
+    #: the queue the task declared (None: the worker's default queue, JOBS_QUEUE)
+    queue: str | None = None
 
     @property
     def name(self) -> str:
@@ -178,16 +181,18 @@ def task(
     retry_on: Sequence[type[BaseException]] | type[BaseException] = (Exception,),
     no_retry_on: Sequence[type[BaseException]] | type[BaseException] = (),
     backoff: Backoff | None = None,
+    queue: str | None = None,
 ) -> Callable[[TaskFunction], TaskFunction]:
     """Register ``fn(params, ctx)`` as a task.
 
     ``params_schema`` is a JSON Schema for the params object (the API rejects jobs that fail it with 422;
     an invalid schema stops the worker at start); ``defaults`` are filled in for missing params;
     ``timeout`` (seconds) and ``max_attempts`` are the task's defaults when a submission does not set
-    them. Retry policy: an exception is retried when it is one of ``retry_on`` and none of
-    ``no_retry_on`` (``jobs_worker.Reject`` is never retried); ``backoff`` is the delay before a retry:
-    seconds (base of exponential backoff with jitter), a list of seconds per retry, or
-    ``attempt -> seconds``; unset, the worker's ``JOBS_RETRY_BACKOFF_SECONDS``.
+    them. ``queue`` routes the task's jobs to that queue (default: the worker's default queue,
+    ``JOBS_QUEUE``); a worker runs them only if it consumes it. Retry policy: an exception is retried
+    when it is one of ``retry_on`` and none of ``no_retry_on`` (``jobs_worker.Reject`` is never retried);
+    ``backoff`` is the delay before a retry: seconds (base of exponential backoff with jitter), a list of
+    seconds per retry, or ``attempt -> seconds``; unset, the worker's ``JOBS_RETRY_BACKOFF_SECONDS``.
     """
 
     def register(fn: TaskFunction) -> TaskFunction:
@@ -211,16 +216,24 @@ def task(
             max_attempts=max_attempts,
         )
         check_task_info(info, where)
+        if queue is not None and not is_queue_name(queue):
+            raise TaskDefinitionError(f"{where}: queue names are 1-64 letters, digits, '_', '.', '-'")
         REGISTRY[task_name] = Task(
             fn=fn,
             info=info,
             retry_on=_exception_types(retry_on, "retry_on", where),
             no_retry_on=_exception_types(no_retry_on, "no_retry_on", where),
             backoff=_check_backoff(backoff, where),
+            queue=queue,
         )
         return fn
 
     return register
+
+
+def published_info(t: Task, default_queue: str) -> TaskInfo:
+    """The description a worker publishes for ``t``: its declared queue, else ``default_queue``."""
+    return replace(t.info, queue=t.queue or default_queue)
 
 
 def params_validator(schema: Mapping[str, Any]) -> Any:

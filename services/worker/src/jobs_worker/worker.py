@@ -30,7 +30,7 @@ from jobs_worker.metrics import WorkerMetrics
 from jobs_worker.outcomes import Outcome
 from jobs_worker.podcost import PodDeletionCost
 from jobs_worker.slot import Running, Slot, monotonic, mp_context
-from jobs_worker.tasks import load_task_modules
+from jobs_worker.tasks import load_task_modules, published_info
 
 log = logging.getLogger("jobs.worker")
 
@@ -50,7 +50,11 @@ def new_worker_id() -> str:
 
 
 class Worker:
-    """Runs jobs from one queue with ``concurrency`` supervised child processes."""
+    """Runs jobs from its queues (strict order) with ``concurrency`` supervised child processes.
+
+    With ``once`` it claims one job, runs it and exits (one job per pod, e.g. a KEDA ScaledJob); leases,
+    hand-back on SIGTERM and the reaper work as for any worker.
+    """
 
     def __init__(
         self,
@@ -58,11 +62,14 @@ class Worker:
         *,
         concurrency: int | None = None,
         burst: bool = False,
+        once: bool = False,
         store: JobStore | None = None,
         metrics: WorkerMetrics | None = None,
     ) -> None:
         self.settings = settings
-        self.concurrency = concurrency or settings.concurrency
+        self.once = once
+        self.concurrency = 1 if once else (concurrency or settings.concurrency)
+        self.claimed_any = False
         self.burst = burst
         self.store = store or JobStore.from_settings(settings)
         self.worker_id = new_worker_id()
@@ -81,6 +88,7 @@ class Worker:
         self.last_redis_error = 0.0
         self.recheck_claims = False  # set by a Redis error: look for claims whose reply was lost
         self.started = time.time()
+        self.offered: dict[str, str] = {}  # task name -> the queue it is published on
 
     # ------------------------------------------------------------------ lifecycle
     def install_signal_handlers(self) -> None:
@@ -107,11 +115,19 @@ class Worker:
             slot.start()
         for slot in self.slots:
             slot.wait_ready()
-        self._retrying(lambda: self.store.publish_tasks(t.info for t in registry.values()))
+        infos = [published_info(t, self.settings.queue) for t in registry.values()]
+        self.offered = {info.name: info.queue for info in infos}
+        # claims skip (park) jobs of tasks this worker lacks: a worker that has them runs them
+        self.store.offers = tuple(sorted(self.offered))
+        self._retrying(lambda: self.store.publish_tasks(infos))
+        unserved = sorted({q for q in self.offered.values()} - set(self.store.queues))
+        if unserved:
+            log.warning("tasks declare queues this worker does not consume; other workers must",
+                        extra={"queues": unserved, "consumes": list(self.store.queues)})
         log.info(
             "worker started",
             extra={"worker": self.worker_id, "concurrency": self.concurrency, "tasks": sorted(registry),
-                   "queue": self.settings.queue},
+                   "queues": list(self.store.queues), "once": self.once},
         )
 
     def run(self) -> int:
@@ -147,6 +163,8 @@ class Worker:
             else:
                 if now >= self.next_reap:
                     self._reap(now)
+                if self.once and self.claimed_any and not self._busy() and not self.unsaved:
+                    return False
                 found = self._fill_slots()
                 if self.burst and not found and not self._busy() and not self.unsaved and self._queue_empty():
                     return False
@@ -165,16 +183,15 @@ class Worker:
         return [s for s in self.slots if s.running is not None]
 
     def _fill_slots(self) -> bool:
-        """Give queued jobs to idle slots; block briefly on the queue only when every slot is idle."""
+        """Give queued jobs to idle slots; block briefly for work (a wake token) only when every slot is idle."""
         free = self._free()
-        if not free:
+        if not free or (self.once and self.claimed_any):
             return False
         jobs = self.store.claim(self.worker_id, len(free))
         if not jobs and len(free) == len(self.slots):
             timeout = min(BLOCK_SECONDS, max(0.05, self.next_heartbeat - monotonic()))
-            entry = self.store.wait_for_entry(timeout)
-            if entry is not None:
-                jobs = self.store.claim(self.worker_id, len(free), moved_entry=entry)
+            if self.store.wait_for_work(timeout):
+                jobs = self.store.claim(self.worker_id, len(free))
         if not jobs:
             return False
         self._dispatch(free, jobs)
@@ -184,9 +201,10 @@ class Worker:
         """Hand claimed jobs to idle slots (never more jobs than ``free`` slots: claims ask for that many)."""
         was_idle = len(free) == len(self.slots)
         now = monotonic()
+        self.claimed_any = self.claimed_any or bool(jobs)
         for slot, job in zip(free, jobs, strict=False):
-            slot.send(job, now, self.settings.default_timeout_seconds, self.settings.queue)
-            self.metrics.started(job.task)
+            slot.send(job, now, self.settings.default_timeout_seconds)
+            self.metrics.started(job.task, job.queue)
         if was_idle and jobs:
             self.pod_cost.set_busy(True)
 
@@ -201,8 +219,10 @@ class Worker:
         return max(0.0, min(until_beat, soonest - monotonic(), PROGRESS_INTERVAL_SECONDS))
 
     def _queue_empty(self) -> bool:
-        counts = self.store.counts()
-        return counts["queued"] == 0 and counts["delayed"] == 0
+        """Nothing this worker could claim now or later: no waiting, delayed or parked job of its queues.
+        (Another worker's parked tasks count too: it may be their only runner.)"""
+        counts = self.store.queue_counts(self.store.queues).values()
+        return all(c["queued"] == 0 and c["delayed"] == 0 and c["unrunnable"] == 0 for c in counts)
 
     # ------------------------------------------------------------------ children
     def _collect(self, timeout: float) -> None:
@@ -223,7 +243,7 @@ class Worker:
                 ended.append(outcome)
         if ended:
             # the slots just freed are refilled in the same round trip that stores the outcomes
-            self._save(ended, refill=not self.stopping)
+            self._save(ended, refill=not self.stopping and not self.once)
 
     def _drain_slot(self, slot: Slot) -> Outcome | None:
         """Process every message waiting from one child; the outcome if its job ended."""
@@ -317,7 +337,7 @@ class Worker:
                 log.warning("attempt was no longer ours; outcome dropped",
                             extra={"job": o.job.id, "attempt": o.job.attempt, "outcome": o.kind})
             else:
-                self.metrics.outcome(o.job.task, o.kind)
+                self.metrics.outcome(o.job.task, o.kind, o.job.queue)
                 if o.kind in ("failed", "retry"):
                     log.info("job attempt failed", extra={"job": o.job.id, "task": o.job.task,
                              "attempt": o.job.attempt, "outcome": o.kind,
@@ -332,7 +352,8 @@ class Worker:
         held: list[ClaimedJob] = [s.running.job for s in self._busy() if s.running]
         held += [o.job for o in self.unsaved]
         status = {
-            "id": self.worker_id, "queue": self.settings.queue, "pid": os.getpid(),
+            "id": self.worker_id, "queue": self.store.queues[0], "queues": list(self.store.queues),
+            "tasks": self.offered, "once": self.once, "pid": os.getpid(),
             "concurrency": self.concurrency, "busy": len(self._busy()), "started_at": self.started,
             "jobs": [j.id for j in held], "stopping": self.stopping,
         }
@@ -370,13 +391,15 @@ class Worker:
 
     def _reap(self, now: float) -> None:
         self.next_reap = now + self.settings.reaper_interval_seconds
-        report = self.store.reap()
-        if report.ran and (report.requeued or report.failed):
-            log.warning("reaper handed back jobs of lost workers",
-                        extra={"requeued": list(report.requeued), "failed": list(report.failed)})
+        for queue in self.store.queues:
+            report = self.store.reap(queue=queue)
+            if report.ran and (report.requeued or report.failed):
+                log.warning("reaper handed back jobs of lost workers", extra={
+                    "queue": queue, "requeued": list(report.requeued), "failed": list(report.failed)})
         if now >= self.next_prune:
             self.next_prune = now + 60
             self.store.prune_indexes()
+            self.store.retire_stale_tasks()
 
     def _hand_back_all(self) -> None:
         """Stop running jobs and put them back at the head of the queue, attempt not charged."""

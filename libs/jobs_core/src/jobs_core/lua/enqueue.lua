@@ -1,48 +1,80 @@
 --- @include "now"
--- Create a job record and queue it (or schedule it) in one step.
--- KEYS: 1 job hash, 2 queue list, 3 delayed zset, 4 index zset, 5 owner index zset, 6 pending hash,
---       7 seq counter, 8 idempotency key (unused unless ARGV[10] == '1')
--- ARGV: 1 id, 2 task, 3 params JSON, 4 max_attempts, 5 timeout, 6 owner, 7 delay ms, 8 global pending
---       cap (0 = none), 9 per-owner pending cap (0 = none), 10 use idempotency key '1'/'0',
---       11 request digest, 12 idempotency TTL s, 13 queue entry (JSON-encoded id)
--- Returns: {'ok', id, created_ms, seq} | {'exists', id} | {'conflict', id} | {'full', scope}
--- The id is new for every call, so a record under it means this very call already ran: the client's
--- retry after a lost reply (timeout, dropped connection). Answer as the first run did; change nothing.
-local done = redis.call('HMGET', KEYS[1], 'created_at', 'seq')
-if done[1] then return {'ok', ARGV[1], tonumber(done[1]), tonumber(done[2])} end
-if ARGV[10] == '1' then
-  local existing = redis.call('GET', KEYS[8])
+--- @include "queues"
+-- Create job records and queue them (or schedule them) in one step: all of them, or none.
+-- KEYS: 1 index zset, 2 owner index zset, 3 pending hash, 4 seq counter, 5 idempotency key (unused unless
+--       ARGV[6] == '1'), 6 known queues set, then Q queue blocks (includes/queues.lua), one per queue the
+--       jobs go to
+-- ARGV: 1 owner, 2 pending cap per queue (0 = none), 3 per-owner pending cap (0 = none), 4 job key prefix,
+--       5 Q, 6 use idempotency key '1'/'0', 7 request digest, 8 idempotency TTL s, 9 number of jobs N,
+--       then Q queue blocks of ARGV, then N groups of 8: id, task, params JSON, max_attempts, timeout,
+--       delay ms, queue number (1..Q), priority (0..9)
+-- Returns {'ok', created_ms, seq of each job...} | {'exists', id of each job...} | {'conflict', first id}
+--         | {'full', 'global' | 'tenant', queue name}
+-- The ids are new for every call, so a record under the first means this very call already ran: the
+-- client's retry after a lost reply (timeout, dropped connection). Answer as the first run did.
+local prefix, nq, n = ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[9])
+local queues = queue_blocks(7, 10, nq)
+local jb = 10 + nq * QUEUE_ARGS
+local function item(i, f) return ARGV[jb + (i - 1) * 8 + f] end
+local done = redis.call('HMGET', prefix .. item(1, 0), 'created_at', 'seq')
+if done[1] then
+  local out = {'ok', tonumber(done[1]), tonumber(done[2])}
+  for i = 2, n do out[#out + 1] = tonumber(redis.call('HGET', prefix .. item(i, 0), 'seq')) end
+  return out
+end
+if ARGV[6] == '1' then
+  local existing = redis.call('GET', KEYS[5])
   if existing then
     local sp = string.find(existing, ' ', 1, true)
-    local eid = string.sub(existing, 1, sp - 1)
-    if string.sub(existing, sp + 1) ~= ARGV[11] then return {'conflict', eid} end
-    if redis.call('EXISTS', ARGV[14] .. eid) == 1 then return {'exists', eid} end
+    local ids = string.sub(existing, 1, sp - 1)
+    local first = string.match(ids, '^[^,]+')
+    if string.sub(existing, sp + 1) ~= ARGV[7] then return {'conflict', first} end
+    if redis.call('EXISTS', prefix .. first) == 1 then
+      local out = {'exists'}
+      for id in string.gmatch(ids, '[^,]+') do out[#out + 1] = id end
+      return out
+    end
   end
 end
-local cap = tonumber(ARGV[8])
-if cap > 0 and redis.call('LLEN', KEYS[2]) + redis.call('ZCARD', KEYS[3]) >= cap then
-  return {'full', 'global'}
+local cap, owner_cap = tonumber(ARGV[2]), tonumber(ARGV[3])
+if cap > 0 then
+  local per_queue = {}
+  for i = 1, n do
+    local qi = tonumber(item(i, 6))
+    per_queue[qi] = (per_queue[qi] or 0) + 1
+  end
+  for qi, count in pairs(per_queue) do
+    if pending_in(queues[qi]) + count > cap then return {'full', 'global', queues[qi].name} end
+  end
 end
-local owner_cap = tonumber(ARGV[9])
-if owner_cap > 0 and tonumber(redis.call('HGET', KEYS[6], ARGV[6]) or '0') >= owner_cap then
-  return {'full', 'tenant'}
+if owner_cap > 0 and tonumber(redis.call('HGET', KEYS[3], ARGV[1]) or '0') + n > owner_cap then
+  return {'full', 'tenant', ''}
 end
 local now = now_ms()
-local seq = redis.call('INCR', KEYS[7])
-redis.call('HSET', KEYS[1], 'id', ARGV[1], 'task', ARGV[2], 'params', ARGV[3], 'status', 'queued',
-  'attempts', 0, 'max_attempts', ARGV[4], 'timeout', ARGV[5], 'owner', ARGV[6],
-  'created_at', now, 'seq', seq)
-local delay = tonumber(ARGV[7])
-if delay > 0 then
-  redis.call('HSET', KEYS[1], 'run_at', now + delay)
-  redis.call('ZADD', KEYS[3], now + delay, ARGV[1])
-else
-  redis.call('RPUSH', KEYS[2], ARGV[13])
+local out = {'ok', now}
+local ids = {}
+for i = 1, n do
+  local id, q, priority = item(i, 0), queues[tonumber(item(i, 6))], tonumber(item(i, 7))
+  local jk = prefix .. id
+  local seq = redis.call('INCR', KEYS[4])
+  redis.call('HSET', jk, 'id', id, 'task', item(i, 1), 'params', item(i, 2), 'status', 'queued',
+    'attempts', 0, 'max_attempts', item(i, 3), 'timeout', item(i, 4), 'owner', ARGV[1],
+    'created_at', now, 'seq', seq, 'queue', q.name, 'priority', priority)
+  local delay = tonumber(item(i, 5))
+  if delay > 0 then
+    redis.call('HSET', jk, 'run_at', now + delay)
+    redis.call('ZADD', q.delayed, now + delay, id)
+  else
+    push_waiting(q, priority, '"' .. id .. '"', false)
+  end
+  redis.call('ZADD', KEYS[1], seq, id)
+  redis.call('ZADD', KEYS[2], seq, id)
+  out[#out + 1] = seq
+  ids[#ids + 1] = id
 end
-redis.call('ZADD', KEYS[4], seq, ARGV[1])
-redis.call('ZADD', KEYS[5], seq, ARGV[1])
-redis.call('HINCRBY', KEYS[6], ARGV[6], 1)
-if ARGV[10] == '1' then
-  redis.call('SET', KEYS[8], ARGV[1] .. ' ' .. ARGV[11], 'EX', ARGV[12])
+redis.call('HINCRBY', KEYS[3], ARGV[1], n)
+for _, q in ipairs(queues) do redis.call('SADD', KEYS[6], q.name) end
+if ARGV[6] == '1' then
+  redis.call('SET', KEYS[5], table.concat(ids, ',') .. ' ' .. ARGV[7], 'EX', ARGV[8])
 end
-return {'ok', ARGV[1], now, seq}
+return out

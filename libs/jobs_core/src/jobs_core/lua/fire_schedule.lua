@@ -9,7 +9,8 @@
 -- ARGV: 1 due-zset member, 2 planned version, 3 job key prefix, 4 tick marker prefix, 5 marker TTL s,
 --       6 new cursor (ms), 7 next due (ms), 8 ticks passed over by the catch-up policy, 9 overlap
 --       ('allow'|'skip'), 10 task, 11 params JSON, 12 max_attempts, 13 timeout, 14 owner,
---       15 schedule name, then pairs: tick ms, job id (oldest first)
+--       15 schedule name, 16 queue name (of the waiting list KEYS[3]), then pairs: tick ms, job id
+--       (oldest first)
 -- Returns {'ok', fired job ids...} | {'stale'} (definition changed, paused or deleted meanwhile)
 local s = redis.call('HMGET', KEYS[1], 'version', 'paused', 'cursor', 'last_job')
 if not s[1] or s[1] ~= ARGV[2] or s[2] == '1' then return {'stale'} end
@@ -19,7 +20,7 @@ local last_fired = nil
 local now = now_ms()
 local fired, skipped = {'ok'}, 0
 local k = {queue = KEYS[3], index = KEYS[4], owner_index = KEYS[5], pending = KEYS[6], seq = KEYS[7]}
-for i = 16, #ARGV, 2 do
+for i = 17, #ARGV, 2 do
   local tick, id = tonumber(ARGV[i]), ARGV[i + 1]
   local marker = ARGV[4] .. ARGV[i]
   if tick > cursor and redis.call('EXISTS', marker) == 0 then
@@ -34,7 +35,7 @@ for i = 16, #ARGV, 2 do
     else
       k.job = ARGV[3] .. id
       create_job(k, {id = id, task = ARGV[10], params = ARGV[11], max_attempts = ARGV[12], timeout = ARGV[13],
-                     owner = ARGV[14], extra = {'schedule', ARGV[15], 'tick', ARGV[i]}}, now)
+                     owner = ARGV[14], extra = {'schedule', ARGV[15], 'tick', ARGV[i], 'queue', ARGV[16]}}, now)
       redis.call('SET', marker, id, 'EX', ARGV[5])
       last_job = id
       last_fired = ARGV[i]

@@ -1,18 +1,21 @@
 --- @include "now"
 -- Extend the leases of a worker's running jobs and report which to cancel and which it lost.
--- KEYS: 1 leases zset, 2 workers zset, 3 worker status key
--- ARGV: 1 worker id, 2 lease ms, 3 worker key TTL s, 4 worker status JSON, 5 job key prefix,
---       6.. pairs of (job id, attempt)
+-- KEYS: 1 workers zset, 2 worker status key, 3.. the leases zset of each queue the worker consumes
+-- ARGV: 1 worker id, 2 lease ms, 3 worker key TTL s, 4 worker status JSON, 5 job key prefix, 6 number of
+--       queues Q, then Q queue names (in the order of their leases in KEYS), then pairs (job id, attempt)
 -- Returns {cancel ids (list), lost ids (list)}
 local now = now_ms()
-redis.call('ZADD', KEYS[2], now, ARGV[1])
-redis.call('SET', KEYS[3], ARGV[4], 'EX', ARGV[3])
+redis.call('ZADD', KEYS[1], now, ARGV[1])
+redis.call('SET', KEYS[2], ARGV[4], 'EX', ARGV[3])
+local nq = tonumber(ARGV[6])
+local leases = {}
+for i = 1, nq do leases[ARGV[6 + i]] = KEYS[2 + i] end
 local cancel, lost = {}, {}
-for i = 6, #ARGV, 2 do
+for i = 7 + nq, #ARGV, 2 do
   local id = ARGV[i]
-  local f = redis.call('HMGET', ARGV[5] .. id, 'status', 'worker', 'attempts', 'cancel_requested')
+  local f = redis.call('HMGET', ARGV[5] .. id, 'status', 'worker', 'attempts', 'cancel_requested', 'queue')
   if f[1] == 'running' and f[2] == ARGV[1] and f[3] == ARGV[i + 1] then
-    redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), id)
+    redis.call('ZADD', leases[f[5]] or KEYS[3], now + tonumber(ARGV[2]), id)
     if f[4] == '1' then cancel[#cancel + 1] = id end
   else
     lost[#lost + 1] = id

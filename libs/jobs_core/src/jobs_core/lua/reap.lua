@@ -1,63 +1,68 @@
 --- @include "now"
--- Hand back jobs whose lease expired (their worker died): queued again, or failed with WorkerLost when
--- attempts are spent. Also recovers entries moved into inflight by a worker that died before claiming.
--- Runs at most once per interval across all workers (KEYS[7] is a lock that simply expires).
--- KEYS: 1 leases zset, 2 inflight list, 3 queue list, 4 failed zset, 5 pending hash, 6 orphans zset,
---       7 lock key
+--- @include "queues"
+-- Hand back one queue's jobs whose lease expired (their worker died): queued again at the front of their
+-- priority (they keep their place in line), or failed with WorkerLost when attempts are spent; the lease
+-- gone, the queue's concurrency cap counts them no more. Also recovers entries moved into inflight by a
+-- worker that died before claiming. Runs at most once per interval per queue across all workers (KEYS[3]
+-- is a lock that simply expires).
+-- KEYS: 1 failed zset, 2 pending hash, 3 lock key, then the queue's block (includes/queues.lua)
 -- ARGV: 1 lock token, 2 lock TTL ms, 3 job key prefix, 4 events channel prefix, 5 record TTL s,
---       6 orphan grace ms, 7 max jobs per pass, 8 WorkerLost error JSON
+--       6 orphan grace ms, 7 max jobs per pass, 8 WorkerLost error JSON, 9 history TTL s, then the
+--       queue's ARGV block
 -- Returns {-1} when another reaper ran this interval, else {requeued ids..., '|', failed ids...}
-if not redis.call('SET', KEYS[7], ARGV[1], 'NX', 'PX', ARGV[2]) then return {-1} end
+if not redis.call('SET', KEYS[3], ARGV[1], 'NX', 'PX', ARGV[2]) then return {-1} end
+local q = queue_block(4, 10)
 local now = now_ms()
 local requeued, failed = {}, {}
-local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[7]))
+local expired = redis.call('ZRANGEBYSCORE', q.leases, '-inf', now, 'LIMIT', 0, tonumber(ARGV[7]))
 for _, id in ipairs(expired) do
   local jk = ARGV[3] .. id
   local entry = '"' .. id .. '"'
-  redis.call('ZREM', KEYS[1], id)
-  redis.call('LREM', KEYS[2], 1, entry)
-  local f = redis.call('HMGET', jk, 'status', 'attempts', 'max_attempts', 'owner')
+  redis.call('ZREM', q.leases, id)
+  redis.call('LREM', q.inflight, 1, entry)
+  local f = redis.call('HMGET', jk, 'status', 'attempts', 'max_attempts', 'owner', 'priority', 'task')
   if f[1] == 'running' then
     redis.call('HDEL', jk, 'worker', 'cancel_requested')
     if tonumber(f[2]) >= tonumber(f[3]) then
       redis.call('HSET', jk, 'status', 'failed', 'finished_at', now, 'error', ARGV[8])
-      redis.call('ZADD', KEYS[4], now, id)
+      redis.call('ZADD', KEYS[1], now, id)
       redis.call('EXPIRE', jk, ARGV[5])
+      count_finished(q, f[6], 'failed', now, ARGV[9])
       redis.call('PUBLISH', ARGV[4] .. id, 'failed')
       failed[#failed + 1] = id
     else
       redis.call('HSET', jk, 'status', 'queued', 'error', ARGV[8])
-      redis.call('HINCRBY', KEYS[5], f[4], 1)
-      redis.call('LPUSH', KEYS[3], entry)
+      redis.call('HINCRBY', KEYS[2], f[4], 1)
+      push_waiting(q, priority_of(f[5]), entry, true)
       redis.call('PUBLISH', ARGV[4] .. id, 'queued')
       requeued[#requeued + 1] = id
     end
   end
 end
--- inflight entries without a lease: a worker moved them (BLMOVE) and died before claiming
-local entries = redis.call('LRANGE', KEYS[2], 0, 999)
+-- inflight entries without a lease: a worker moved them and died before claiming
+local entries = redis.call('LRANGE', q.inflight, 0, 999)
 for _, entry in ipairs(entries) do
   local ok, id = pcall(cjson.decode, entry)
-  if ok and type(id) == 'string' and not redis.call('ZSCORE', KEYS[1], id) then
-    local first = redis.call('ZSCORE', KEYS[6], id)
+  if ok and type(id) == 'string' and not redis.call('ZSCORE', q.leases, id) then
+    local first = redis.call('ZSCORE', q.orphans, id)
     if not first then
-      redis.call('ZADD', KEYS[6], now, id)
+      redis.call('ZADD', q.orphans, now, id)
     elseif now - tonumber(first) > tonumber(ARGV[6]) then
-      redis.call('ZREM', KEYS[6], id)
-      redis.call('LREM', KEYS[2], 1, entry)
-      local st = redis.call('HGET', ARGV[3] .. id, 'status')
-      if st == 'queued' then
-        redis.call('LPUSH', KEYS[3], entry)
+      redis.call('ZREM', q.orphans, id)
+      redis.call('LREM', q.inflight, 1, entry)
+      local f = redis.call('HMGET', ARGV[3] .. id, 'status', 'priority')
+      if f[1] == 'queued' then
+        push_waiting(q, priority_of(f[2]), entry, true)
         requeued[#requeued + 1] = id
-      elseif st == 'running' then
-        -- running without a lease cannot be produced by CLAIM; give it an expired lease to reap next pass
-        redis.call('ZADD', KEYS[1], now, id)
-        redis.call('RPUSH', KEYS[2], entry)
+      elseif f[1] == 'running' then
+        -- running without a lease cannot be produced by a claim; give it an expired lease to reap next pass
+        redis.call('ZADD', q.leases, now, id)
+        redis.call('RPUSH', q.inflight, entry)
       end
     end
   end
 end
-redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', now - 10 * tonumber(ARGV[6]))
+redis.call('ZREMRANGEBYSCORE', q.orphans, '-inf', now - 10 * tonumber(ARGV[6]))
 requeued[#requeued + 1] = '|'
 for _, id in ipairs(failed) do requeued[#requeued + 1] = id end
 return requeued

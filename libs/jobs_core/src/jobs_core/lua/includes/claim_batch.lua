@@ -1,56 +1,96 @@
--- claim_batch(): take up to `wanted` queued jobs for a worker (queued -> running); shared by CLAIM and
--- FINISH_CLAIM. k = {queue, inflight, leases, pending, delayed, orphans, dead}; returns a flat list, 6
--- fields per claimed job: id, task, params, timeout, attempts, max_attempts.
-local function claim_batch(k, wanted, worker, lease_ms, prefix, moved, events_prefix, now)
-  local due = redis.call('ZRANGEBYSCORE', k.delayed, '-inf', now, 'LIMIT', 0, 200)
+-- claim_batch(): take up to `wanted` queued jobs for a worker (queued -> running) from its queues in
+-- strict order (the first queue with work first; within a queue the highest priority first, FIFO within
+-- a priority), after promoting due delayed jobs. A paused queue gives nothing; a capped queue gives at most
+-- cap - (jobs holding a lease in it): a dead worker's jobs hold theirs until the reaper frees them.
+-- A job whose task the worker does not offer is not run: it is parked for a worker that offers it (no
+-- attempt charged), and such workers take parked jobs first. c = {worker, lease_ms, prefix, events,
+-- pending, offers (set of task names, nil = any)}. Returns a flat list, 7 fields per claimed job:
+-- id, task, params, timeout, attempts, max_attempts, queue.
+local function promote_due(q, prefix, now)
+  local due = redis.call('ZRANGEBYSCORE', q.delayed, '-inf', now, 'LIMIT', 0, 200)
   for _, id in ipairs(due) do
-    redis.call('ZREM', k.delayed, id)
+    redis.call('ZREM', q.delayed, id)
     local jk = prefix .. id
-    if redis.call('HGET', jk, 'status') == 'queued' then
+    local f = redis.call('HMGET', jk, 'status', 'priority')
+    if f[1] == 'queued' then
       redis.call('HDEL', jk, 'run_at')
-      redis.call('RPUSH', k.queue, '"' .. id .. '"')
+      push_waiting(q, priority_of(f[2]), '"' .. id .. '"', false)
     end
   end
+end
+local function claim_batch(c, queues, wanted, now)
   local out = {}
-  local claimed = 0
-  local orphans = redis.call('EXISTS', k.orphans) == 1
-  local function claim(entry)
+  local budget = wanted * 4 + 8 -- entries examined at most (stale ones are dropped, not counted as claims)
+  local function offered(task) return c.offers == nil or c.offers[task] == true end
+  -- claim one entry already moved into q.inflight; true when it became this worker's job
+  local function take(q, entry)
     local ok, id = pcall(cjson.decode, entry)
     if not ok or type(id) ~= 'string' then
-      redis.call('LREM', k.inflight, -1, entry)
-      redis.call('RPUSH', k.dead, entry)
-      return
+      redis.call('LREM', q.inflight, -1, entry)
+      redis.call('RPUSH', q.dead, entry)
+      return false
     end
-    local jk = prefix .. id
+    local jk = c.prefix .. id
     local f = redis.call('HMGET', jk, 'status', 'task', 'params', 'timeout', 'max_attempts', 'owner')
     if f[1] ~= 'queued' then
       -- cancelled while waiting, expired, or a stale duplicate entry: drop it
-      redis.call('LREM', k.inflight, -1, entry)
-      if not f[1] then redis.call('RPUSH', k.dead, entry) end
-      return
+      redis.call('LREM', q.inflight, -1, entry)
+      if not f[1] then redis.call('RPUSH', q.dead, entry) end
+      return false
+    end
+    if not offered(f[2]) then
+      redis.call('LREM', q.inflight, -1, entry)
+      redis.call('RPUSH', q.parked_prefix .. f[2], entry)
+      redis.call('SADD', q.parked, f[2])
+      return false
     end
     local attempts = redis.call('HINCRBY', jk, 'attempts', 1)
-    redis.call('HSET', jk, 'status', 'running', 'worker', worker, 'started_at', now)
+    redis.call('HSET', jk, 'status', 'running', 'worker', c.worker, 'started_at', now, 'queue', q.name)
     redis.call('HDEL', jk, 'progress', 'message', 'cancel_requested', 'finished_at')
-    redis.call('ZADD', k.leases, now + lease_ms, id)
-    if orphans then redis.call('ZREM', k.orphans, id) end
-    redis.call('HINCRBY', k.pending, f[6], -1)
-    redis.call('PUBLISH', events_prefix .. id, 'running')
-    out[#out + 1] = id
-    out[#out + 1] = f[2]
-    out[#out + 1] = f[3]
-    out[#out + 1] = f[4]
-    out[#out + 1] = attempts
-    out[#out + 1] = f[5]
-    claimed = claimed + 1
+    redis.call('ZADD', q.leases, now + c.lease_ms, id)
+    redis.call('ZREM', q.orphans, id)
+    redis.call('HINCRBY', c.pending, f[6], -1)
+    redis.call('PUBLISH', c.events .. id, 'running')
+    for _, v in ipairs({id, f[2], f[3], f[4], attempts, f[5], q.name}) do out[#out + 1] = v end
+    return true
   end
-  if moved ~= '' then claim(moved) end
-  local guard = 0
-  while claimed < wanted and guard < wanted * 4 + 8 do
-    guard = guard + 1
-    local entry = redis.call('LMOVE', k.queue, k.inflight, 'LEFT', 'RIGHT')
-    if not entry then break end
-    claim(entry)
+  -- move entries from `list` and claim them while there is room; the room left
+  local function drain(q, list, room)
+    while room > 0 and budget > 0 do
+      local entry = redis.call('LMOVE', list, q.inflight, 'LEFT', 'RIGHT')
+      if not entry then return room, true end
+      budget = budget - 1
+      if take(q, entry) then room = room - 1 end
+    end
+    return room, false
+  end
+  for _, q in ipairs(queues) do
+    local left = wanted - #out / 7
+    if left <= 0 or budget <= 0 then break end
+    promote_due(q, c.prefix, now)
+    local ctl = redis.call('HMGET', q.control, 'paused', 'cap')
+    if ctl[1] ~= '1' then
+      local room, capped = left, false
+      if ctl[2] then
+        local cap_room = tonumber(ctl[2]) - redis.call('ZCARD', q.leases)
+        if cap_room <= left then room, capped = cap_room, true end
+      end
+      if room > 0 and redis.call('EXISTS', q.parked) == 1 then
+        for _, task in ipairs(redis.call('SMEMBERS', q.parked)) do
+          if room > 0 and offered(task) then
+            local empty
+            room, empty = drain(q, q.parked_prefix .. task, room)
+            if empty then redis.call('SREM', q.parked, task) end
+          end
+        end
+      end
+      local stopped = false -- out of room with work maybe left behind: wake an idle worker for it
+      for p = 9, 0, -1 do
+        if room <= 0 or budget <= 0 then stopped = true break end
+        room = drain(q, q.waiting[p], room)
+      end
+      if stopped and not capped then wake(q) end
+    end
   end
   return out
 end

@@ -10,7 +10,7 @@ local function memo_replay(key, token, prefix, worker)
   local out = {}
   for i, id in ipairs(m.ids) do
     local f = redis.call('HMGET', prefix .. id, 'status', 'worker', 'attempts', 'task', 'params', 'timeout',
-      'max_attempts')
+      'max_attempts', 'queue')
     if f[1] == 'running' and f[2] == worker and tonumber(f[3]) == m.att[i] then
       out[#out + 1] = id
       out[#out + 1] = f[4]
@@ -18,6 +18,7 @@ local function memo_replay(key, token, prefix, worker)
       out[#out + 1] = f[6]
       out[#out + 1] = tonumber(f[3])
       out[#out + 1] = f[7]
+      out[#out + 1] = f[8]
     end
   end
   return {m.st, out}
@@ -25,7 +26,7 @@ end
 local function memo_save(key, token, claimed, statuses, ttl_ms)
   if #claimed == 0 and #statuses == 0 then return end
   local ids, att = {}, {}
-  for i = 1, #claimed, 6 do
+  for i = 1, #claimed, 7 do
     ids[#ids + 1] = claimed[i]
     att[#att + 1] = claimed[i + 4]
   end

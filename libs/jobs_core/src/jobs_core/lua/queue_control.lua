@@ -1,0 +1,39 @@
+--- @include "queues"
+-- Pause, resume or cap a queue. Pausing renames its waiting lists to its paused lists (O(1) each), so
+-- KEDA, which counts only waiting lists, never scales pods up for a paused queue; while paused, whatever
+-- is queued goes to the paused lists and no worker claims from the queue. Resuming renames them back
+-- (entries pushed meanwhile by a hotqueue client stay behind the paused ones). A cap is the most jobs of
+-- the queue holding a lease at once, cluster-wide (checked by every claim).
+-- KEYS: 1 queues set, then the queue's block (includes/queues.lua)
+-- ARGV: 1 action ('pause' | 'resume' | 'cap'), 2 cap ('' = none; for 'cap'), then the queue's ARGV block
+-- Returns 1 when something changed, else 0
+local q = queue_block(2, 3)
+redis.call('SADD', KEYS[1], q.name)
+local function move_all(from, to, front)
+  if redis.call('EXISTS', from) == 0 then return end
+  if redis.call('EXISTS', to) == 0 then
+    redis.call('RENAME', from, to)
+  elseif front then
+    while redis.call('LMOVE', from, to, 'RIGHT', 'LEFT') do end
+  else
+    while redis.call('LMOVE', from, to, 'LEFT', 'RIGHT') do end
+  end
+end
+local paused = redis.call('HGET', q.control, 'paused') == '1'
+if ARGV[1] == 'pause' then
+  if paused then return 0 end
+  redis.call('HSET', q.control, 'paused', '1')
+  for p = 0, 9 do move_all(q.waiting[p], q.paused[p], false) end
+  return 1
+elseif ARGV[1] == 'resume' then
+  if not paused then return 0 end
+  redis.call('HDEL', q.control, 'paused')
+  for p = 0, 9 do move_all(q.paused[p], q.waiting[p], true) end
+  wake(q)
+  return 1
+elseif ARGV[1] == 'cap' then
+  if ARGV[2] == '' then redis.call('HDEL', q.control, 'cap') else redis.call('HSET', q.control, 'cap', ARGV[2]) end
+  wake(q)
+  return 1
+end
+return redis.error_reply('unknown action ' .. ARGV[1])

@@ -1,0 +1,273 @@
+"""Queues, priorities, caps, pause/resume, bulk submit, parking of jobs a worker cannot run, the live
+catalogue, on the store against a real Redis (worker processes: tests/worker/test_queue_workers.py)."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+
+import pytest
+from jobs_core.config import Settings
+from jobs_core.errors import IdempotencyConflict, QueueFull
+from jobs_core.keys import Keys
+from jobs_core.model import JobStatus, Submission, TaskInfo
+from jobs_core.store import JobStore
+
+
+def worker_store(settings: Settings, *queues: str, offers: tuple[str, ...] | None = None) -> JobStore:
+    store = JobStore.from_settings(settings.replace(queues=queues or (settings.queue,)))
+    store.offers = offers
+    return store
+
+
+def test_waiting_list_names_are_the_designed_ones() -> None:
+    k = Keys("jobs", "gpu")
+    assert k.waiting(5) == k.queue == "hotqueue:gpu" and k.waiting(9) == "hotqueue:gpu:p9"
+    assert k.waiting_lists == tuple(["hotqueue:gpu:p9", "hotqueue:gpu:p8", "hotqueue:gpu:p7", "hotqueue:gpu:p6",
+                                     "hotqueue:gpu", "hotqueue:gpu:p4", "hotqueue:gpu:p3", "hotqueue:gpu:p2",
+                                     "hotqueue:gpu:p1", "hotqueue:gpu:p0"])
+    assert len(k.block) == 28 and len(set(k.block)) == 28
+
+
+def test_jobs_go_to_their_queue_and_priority_list(store: JobStore, namespace: str) -> None:
+    a, b = f"{namespace}-a", f"{namespace}-b"
+    ja, _ = store.enqueue("echo", {}, queue=a)
+    jb, _ = store.enqueue("echo", {}, queue=b, priority=9)
+    r = store.redis
+    assert r.lrange(f"hotqueue:{a}", 0, -1) == [f'"{ja.id}"'.encode()]
+    assert r.lrange(f"hotqueue:{b}:p9", 0, -1) == [f'"{jb.id}"'.encode()]
+    assert (store.get(ja.id).queue, store.get(jb.id).priority) == (a, 9)
+    with pytest.raises(ValueError):
+        store.enqueue("echo", {}, priority=10)
+
+
+def test_a_worker_on_a_b_takes_a_first(settings: Settings, namespace: str) -> None:
+    a, b = f"{namespace}-a", f"{namespace}-b"
+    producer = JobStore.from_settings(settings)
+    jb = [producer.enqueue("echo", {}, queue=b, priority=9)[0].id for _ in range(2)]
+    ja = [producer.enqueue("echo", {}, queue=a, priority=0)[0].id for _ in range(2)]
+    w = worker_store(settings, a, b)
+    assert [c.id for c in w.claim("w", 3)] == [*ja, jb[0]]  # strict: a even at a lower priority
+    assert [c.queue for c in w.claim("w", 3)] == [b]
+
+
+def test_priorities_in_order_fifo_within_also_after_hand_back_and_reap(settings: Settings) -> None:
+    store = JobStore.from_settings(settings.replace(lease_seconds=0.2, reaper_interval_seconds=0.01))
+    order = [5, 9, 0, 5, 9, 0, 5]
+    jobs = [store.enqueue("echo", {"i": i}, priority=p)[0] for i, p in enumerate(order)]
+    expected = [j.id for p in (9, 5, 0) for j in jobs if j.priority == p]
+    first = store.claim("w", 1)[0]
+    assert first.id == expected[0]
+    assert store.finish("w", first.id, first.attempt, "handback") == "queued"
+    # handed back: it keeps its place, ahead of the other priority-9 job queued after it
+    second = store.claim("w", 1)[0]
+    assert second.id == expected[0] and second.attempt == 1
+    time.sleep(0.25)  # the lease expires: the reaper puts it back at the front too
+    assert expected[0] in store.reap().requeued
+    assert [c.id for c in store.claim("w", 10)] == expected
+
+
+def test_parked_jobs_are_never_run_by_a_worker_lacking_their_task(settings: Settings) -> None:
+    producer = JobStore.from_settings(settings)
+    new = [producer.enqueue("newtask", {})[0].id for _ in range(3)]
+    old_job, _ = producer.enqueue("echo", {})
+    old = worker_store(settings, offers=("echo",))
+    claimed = old.claim("old", 10)
+    assert [c.id for c in claimed] == [old_job.id]  # the other three were set aside, not failed
+    assert old.claim("old", 10) == []  # and not taken again (no hot loop)
+    assert producer.counts()["unrunnable"] == 3 and producer.counts()["queued"] == 0
+    assert all(producer.get(i).status is JobStatus.QUEUED and producer.get(i).attempts == 0 for i in new)
+    later, _ = producer.enqueue("echo", {})
+    new_worker = worker_store(settings, offers=("echo", "newtask"))
+    got = [c.id for c in new_worker.claim("new", 10)]
+    assert got == [*new, later.id]  # parked jobs first: they were at the head of the line
+    assert producer.counts()["unrunnable"] == 0
+
+
+def test_cancel_reaches_a_parked_or_paused_job(settings: Settings) -> None:
+    producer = JobStore.from_settings(settings)
+    parked, _ = producer.enqueue("newtask", {})
+    worker_store(settings, offers=("echo",)).claim("w", 1)
+    assert producer.cancel(parked.id).status is JobStatus.CANCELLED
+    producer.pause_queue(settings.queue)
+    paused, _ = producer.enqueue("echo", {}, priority=7)
+    assert producer.cancel(paused.id).status is JobStatus.CANCELLED
+    counts = producer.counts()
+    assert counts["unrunnable"] == counts["paused"] == counts["queued"] == 0
+
+
+def test_pause_hides_waiting_work_from_keda_and_resume_keeps_order(settings: Settings) -> None:
+    store = JobStore.from_settings(settings)
+    k, q = store.keys, settings.queue
+    before = [store.enqueue("echo", {}, priority=p)[0].id for p in (5, 9, 5)]
+    assert store.pause_queue(q) and not store.pause_queue(q)
+    during = [store.enqueue("echo", {}, priority=p)[0].id for p in (5, 9)]
+    assert sum(store.redis.llen(name) for name in k.waiting_lists) == 0  # what KEDA counts
+    assert store.claim("w", 10) == []
+    stats = store.queue_stats(q)
+    assert stats.paused and stats.waiting == 5 and stats.waiting_by_priority[9] == 2
+    assert store.resume_queue(q) and not store.resume_queue(q)
+    assert [c.id for c in store.claim("w", 10)] == [before[1], during[1], before[0], before[2], during[0]]
+
+
+def test_handback_into_a_paused_queue_stays_paused(settings: Settings) -> None:
+    store = JobStore.from_settings(settings)
+    store.enqueue("echo", {})
+    [c] = store.claim("w", 1)
+    store.pause_queue(settings.queue)
+    assert store.finish("w", c.id, c.attempt, "handback") == "queued"
+    assert store.redis.llen(store.keys.queue) == 0 and store.queue_stats(settings.queue).waiting == 1
+
+
+def test_cap_is_enforced_at_claim_and_freed_by_lease_expiry(settings: Settings) -> None:
+    store = JobStore.from_settings(settings.replace(lease_seconds=0.3, reaper_interval_seconds=0.01))
+    for _ in range(5):
+        store.enqueue("echo", {})
+    store.set_queue_cap(settings.queue, 2)
+    dead = store.claim("dead-worker", 5)
+    assert len(dead) == 2 and store.claim("other", 5) == []
+    assert store.queue_stats(settings.queue).cap == 2
+    time.sleep(0.35)  # the dead worker never heartbeats: its leases expire, the reaper frees the slots
+    store.reap()
+    assert len(store.claim("other", 5)) == 2
+    store.set_queue_cap(settings.queue, None)
+    assert len(store.claim("other", 5)) == 3
+
+
+def test_cap_never_exceeded_by_competing_claimers(settings: Settings) -> None:
+    """Property: with many threads claiming, finishing and dying (leases left to expire) at random, the
+    number of jobs of the queue running never exceeds the cap."""
+    cap, total = 3, 120
+    fast = settings.replace(lease_seconds=0.3, reaper_interval_seconds=0.05)
+    producer = JobStore.from_settings(fast)
+    producer.set_queue_cap(settings.queue, cap)
+    ids = [producer.enqueue("echo", {}, priority=random.randint(0, 9), max_attempts=50)[0].id for _ in range(total)]
+    stop = threading.Event()
+    worst = [0]
+    errors: list[BaseException] = []
+
+    def watch() -> None:
+        watcher = JobStore.from_settings(fast)
+        while not stop.is_set():
+            snapshot = watcher.redis.pipeline(transaction=True)  # MULTI: one consistent view of every job
+            for i in ids:
+                snapshot.hget(watcher.keys.job(i), "status")
+            running = sum(1 for s in snapshot.execute() if s == b"running")
+            worst[0] = max(worst[0], running)
+
+    def work(n: int) -> None:
+        try:
+            store = JobStore.from_settings(fast)
+            rng = random.Random(n)
+            while not stop.is_set():
+                store.reap()
+                for c in store.claim(f"w{n}", rng.randint(1, 3)):
+                    if rng.random() < 0.1:
+                        continue  # this "worker" dies holding the job: only its lease frees the slot
+                    time.sleep(rng.random() * 0.01)
+                    store.finish(f"w{n}", c.id, c.attempt, "succeeded")
+        except BaseException as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=watch)] + [threading.Thread(target=work, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if all(j.status is JobStatus.SUCCEEDED for j in producer.get_many(ids)):
+            break
+        time.sleep(0.1)
+    stop.set()
+    for t in threads:
+        t.join(10)
+    assert not errors
+    assert all(j.status is JobStatus.SUCCEEDED for j in producer.get_many(ids)), "the cap leaked slots"
+    assert 0 < worst[0] <= cap
+
+
+def test_enqueue_many_is_all_or_nothing(store: JobStore, settings: Settings, namespace: str) -> None:
+    other = f"{namespace}-b"
+    items = [Submission("echo", {"i": i}, priority=i % 10) for i in range(5)] + [Submission("echo", {}, queue=other)]
+    jobs, created = store.enqueue_many(items, owner="acme")
+    assert created and len(jobs) == 6 and len({j.seq for j in jobs}) == 6
+    assert [store.get(j.id).priority for j in jobs] == [0, 1, 2, 3, 4, 5]
+    assert store.get(jobs[-1].id).queue == other
+    with pytest.raises(QueueFull):
+        store.enqueue_many([Submission("echo", {})] * 5, owner="acme", max_pending_per_tenant=10)
+    with pytest.raises(QueueFull):
+        store.enqueue_many([Submission("echo", {})] * 2, owner="zed", max_pending=6)
+    assert store.counts()["queued"] == 6  # refused batches left nothing behind
+
+
+def test_enqueue_many_idempotency(store: JobStore) -> None:
+    items = [Submission("echo", {"i": i}) for i in range(3)]
+    first, created = store.enqueue_many(items, owner="acme", idempotency_key="batch-1")
+    again, created_again = store.enqueue_many(items, owner="acme", idempotency_key="batch-1")
+    assert created and not created_again and [j.id for j in again] == [j.id for j in first]
+    with pytest.raises(IdempotencyConflict):
+        store.enqueue_many(items[:2], owner="acme", idempotency_key="batch-1")
+    assert store.counts()["queued"] == 3
+
+
+def test_enqueue_many_survives_a_redis_crash_whole_or_not_at_all(private_redis: object, settings: Settings) -> None:
+    from support.redis_server import RedisServer
+
+    assert isinstance(private_redis, RedisServer)
+    store = JobStore.from_settings(settings.replace(redis_url=private_redis.url))
+    n = 3000
+    done = threading.Event()
+
+    def submit() -> None:
+        try:
+            store.enqueue_many([Submission("echo", {"i": i}) for i in range(n)], owner="acme")
+        except Exception:
+            pass
+        done.set()
+
+    t = threading.Thread(target=submit)
+    t.start()
+    time.sleep(random.random() * 0.05)
+    private_redis.kill()
+    t.join(30)
+    private_redis.start()
+    after = JobStore.from_settings(settings.replace(redis_url=private_redis.url))
+    queued = after.redis.llen(after.keys.queue)
+    records = sum(1 for _ in after.redis.scan_iter(after.keys.job_prefix + "*", count=1000))
+    assert (queued, records) in ((0, 0), (n, n)), f"half a batch survived: {queued} queued, {records} records"
+
+
+def test_history_counters_and_queue_stats(settings: Settings) -> None:
+    store = JobStore.from_settings(settings)
+    for _ in range(3):
+        store.enqueue("echo", {})
+    a, b, _running = store.claim("w", 3)
+    store.finish("w", a.id, a.attempt, "succeeded")
+    store.finish("w", b.id, b.attempt, "failed")
+    stats = store.queue_stats(settings.queue)
+    assert (stats.finished_last_minute, stats.failed_last_minute, stats.running) == (2, 1, 1)
+    minute = int(store.redis.time()[0]) // 60
+    hist = store.redis.hgetall(store.keys.history(minute))
+    assert hist[b"finished:echo"] == b"2" and hist[b"failed:echo"] == b"1"
+    assert 0 < store.redis.ttl(store.keys.history(minute)) <= settings.history_seconds
+    store.enqueue("echo", {}, priority=8)
+    stats = store.queue_stats(settings.queue)
+    assert stats.waiting_by_priority[8] == 1 and stats.oldest_waiting_age_seconds is not None
+    assert settings.queue in store.queue_names()
+
+
+def test_catalogue_shows_live_workers_conflicts_and_retires_stale_tasks(settings: Settings, namespace: str) -> None:
+    store = JobStore.from_settings(settings.replace(task_retention_seconds=1))
+    store.publish_tasks([TaskInfo("render", queue=f"{namespace}-gpu"), TaskInfo("mail")])
+    status = {"id": "w1", "queues": [f"{namespace}-gpu"], "tasks": {"render": f"{namespace}-gpu"}}
+    store.heartbeat("w1", [], status, 5)
+    tasks = store.task_statuses()
+    assert tasks["render"].live and tasks["render"].workers == 1 and not tasks["mail"].live
+    assert tasks["mail"].info.queue == settings.queue  # no queue declared: the default queue
+    store.heartbeat("w2", [], {"id": "w2", "queues": ["cpu"], "tasks": {"render": "cpu"}}, 5)
+    conflicts = store.publish_tasks([TaskInfo("render", queue="cpu")])
+    assert conflicts and store.task_statuses()["render"].queue_conflict == ["cpu", f"{namespace}-gpu"]
+    assert store.retire_stale_tasks() == []  # mail's clock starts now
+    time.sleep(1.2)
+    assert store.retire_stale_tasks() == ["mail"] and "mail" not in store.tasks()
+    assert store.retire_task("render") and not store.retire_task("render")
