@@ -133,6 +133,8 @@ class ApiStack:
         import redis
 
         client = redis.Redis.from_url(self.env["REDIS_URL"])
-        keys = [*client.scan_iter(f"{self.namespace}:*", count=1000), f"hotqueue:{self.namespace}"]
+        # the queue's lists: hotqueue:<ns> and one per other priority (hotqueue:<ns>:p9 ...)
+        keys = [*client.scan_iter(f"{self.namespace}:*", count=1000),
+                *client.scan_iter(f"hotqueue:{self.namespace}*", count=1000)]
         for i in range(0, len(keys), 500):
             client.delete(*keys[i : i + 500])

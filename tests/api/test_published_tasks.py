@@ -109,3 +109,12 @@ def test_scheduling_a_broken_task_is_503_naming_it(client: FlaskClient, broken: 
     resp = client.put("/schedules/nightly", json={"task": name, "cron": "0 * * * *", "params": {"n": 1}})
     assert resp.status_code == 503, resp.get_json()
     assert resp.get_json()["detail"].startswith(f"task {name!r} cannot take jobs: ")
+
+
+def test_a_batch_with_a_broken_task_is_503_and_queues_nothing(client: FlaskClient, store: JobStore,
+                                                              broken: dict[str, Any]) -> None:
+    items = [{"task": "echo", "params": {}}, {"task": "bad_minimum", "params": {"n": 1}}]
+    resp = client.post("/jobs/batch", json={"jobs": items})
+    assert resp.status_code == 503, resp.get_json()
+    assert resp.get_json()["detail"].startswith("task 'bad_minimum' cannot take jobs: ")
+    assert client.get("/jobs").get_json()["jobs"] == []

@@ -36,7 +36,9 @@ def test_http_api_examples_run_as_written(stack: ApiStack, tmp_path: Path) -> No
     text = README.read_text()
     blocks = _shell_blocks(_section(text, "## HTTP API", "### Command-line client"))
     assert len(blocks) >= 10
-    script = "set -euo pipefail\n" + "\n".join(blocks).replace("http://127.0.0.1:8000", stack.url)
+    # the examples name make run's default queue, `jobs`; this stack's default queue is its namespace
+    script = "set -euo pipefail\n" + "\n".join(blocks).replace("http://127.0.0.1:8000", stack.url).replace(
+        "/queues/jobs", f"/queues/{stack.namespace}")
     # curl must not hide HTTP failures other than the documented 422 example: every reply is JSON or metrics
     proc = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr + proc.stdout
@@ -47,6 +49,10 @@ def test_http_api_examples_run_as_written(stack: ApiStack, tmp_path: Path) -> No
     assert '"title":"Validation failed"' in out and '"/params/limit"' in out
     assert '"status":"ready"' in out and "jobs_queue_jobs" in out
     assert '"next_cursor"' in out and '"tasks"' in out
+    assert '"/jobs/1/params/limit"' in out and '"invalid_items":[1]' in out  # the bad batch
+    assert '"priority":9' in out and '"queues":[' in out
+    for shown in ('"paused":true', '"paused":false', '"cap":2', '"cap":null'):
+        assert shown in out, shown
     decoder = json.JSONDecoder()
     for line in out.splitlines():
         pos = 0

@@ -32,12 +32,13 @@ class Endpoint:
     method: str
     rule: str
     role: Role
-    url: str  # {job} is replaced by a job of alice's
+    url: str  # {job} is replaced by a job of alice's, {queue} by the test's queue
     body: Any = None
 
 
 ENDPOINTS = [
     Endpoint("POST", "/jobs", Role.OPERATOR, "/jobs", {"task": "echo"}),
+    Endpoint("POST", "/jobs/batch", Role.OPERATOR, "/jobs/batch", {"jobs": [{"task": "echo"}, {"task": "echo"}]}),
     Endpoint("GET", "/jobs", Role.VIEWER, "/jobs"),
     Endpoint("GET", "/jobs/<job_id>", Role.VIEWER, "/jobs/{job}"),
     Endpoint("GET", "/jobs/<job_id>/result", Role.VIEWER, "/jobs/{job}/result"),
@@ -45,6 +46,11 @@ ENDPOINTS = [
     Endpoint("POST", "/jobs/<job_id>/retry", Role.OPERATOR, "/jobs/{job}/retry"),
     Endpoint("GET", "/tasks", Role.VIEWER, "/tasks"),
     Endpoint("GET", "/tasks/<name>", Role.VIEWER, "/tasks/echo"),
+    Endpoint("GET", "/queues", Role.VIEWER, "/queues"),
+    Endpoint("GET", "/queues/<name>", Role.VIEWER, "/queues/{queue}"),
+    Endpoint("POST", "/queues/<name>/pause", Role.ADMIN, "/queues/{queue}/pause"),
+    Endpoint("POST", "/queues/<name>/resume", Role.ADMIN, "/queues/{queue}/resume"),
+    Endpoint("PUT", "/queues/<name>/cap", Role.ADMIN, "/queues/{queue}/cap", {"cap": 3}),
     Endpoint("PUT", "/schedules/<name>", Role.OPERATOR, "/schedules/s", {"task": "echo", "cron": "0 * * * *"}),
     Endpoint("GET", "/schedules", Role.VIEWER, "/schedules"),
     Endpoint("GET", "/schedules/<name>", Role.VIEWER, "/schedules/s"),
@@ -76,11 +82,18 @@ def _alice_job(client: FlaskClient) -> str:
     return job_id
 
 
+def _stored(store: JobStore, queue: str) -> tuple[Any, ...]:
+    """What a request could change: job counts, and the queue's pause, cap and waiting jobs."""
+    stats = store.queue_stats(queue)
+    return store.counts(), stats.paused, stats.cap, stats.waiting_by_priority
+
+
 def test_every_protected_route_is_in_the_role_table(roles_app: Flask) -> None:
     routes = {
         (method, rule.rule)
         for rule in roles_app.url_map.iter_rules()
-        if rule.rule not in OPS_RULES and rule.endpoint != "static"
+        # the console (/ui) checks the same roles on its own session login: tests/console covers it
+        if rule.rule not in OPS_RULES and rule.endpoint != "static" and not rule.rule.startswith("/ui")
         and not rule.rule.startswith("/ui")  # the console's pages: tests/console checks their roles
         for method in (rule.methods or set()) - {"HEAD", "OPTIONS"}
     }
@@ -94,11 +107,12 @@ def test_every_protected_route_is_in_the_role_table(roles_app: Flask) -> None:
 
 @pytest.mark.parametrize("endpoint", ENDPOINTS, ids=lambda e: f"{e.method} {e.rule}")
 @pytest.mark.parametrize("role", list(Role), ids=str)
-def test_each_role_on_each_endpoint(authed: FlaskClient, store: JobStore, endpoint: Endpoint, role: Role) -> None:
+def test_each_role_on_each_endpoint(authed: FlaskClient, store: JobStore, settings: Settings, endpoint: Endpoint,
+                                    role: Role) -> None:
     job_id = _alice_job(authed)
-    before = store.counts()
-    resp = authed.open(endpoint.url.format(job=job_id), method=endpoint.method, json=endpoint.body,
-                       headers=_h(ROLE_KEYS[role]))
+    before = _stored(store, settings.queue)
+    resp = authed.open(endpoint.url.format(job=job_id, queue=settings.queue), method=endpoint.method,
+                       json=endpoint.body, headers=_h(ROLE_KEYS[role]))
     if role.allows(endpoint.role):
         assert resp.status_code not in (401, 403), resp.get_json()
         return
@@ -108,8 +122,8 @@ def test_each_role_on_each_endpoint(authed: FlaskClient, store: JobStore, endpoi
     assert problem["type"] == "/problems/forbidden"
     assert f"needs the {endpoint.role} role" in problem["detail"] and f"has the {role} role" in problem["detail"]
     assert ROLE_KEYS[role] not in resp.get_data(as_text=True)
-    # a refused request changed nothing
-    assert store.counts() == before
+    # a refused request changed nothing (no job, no pause, no cap)
+    assert _stored(store, settings.queue) == before
     assert store.get(job_id).status.value == "queued"
 
 

@@ -83,6 +83,23 @@ VALUE_SETS: dict[str, Obj] = {
             "volumeMounts": [{"name": "gcp-key", "mountPath": "/var/run/secrets/gcp", "readOnly": True}],
         },
     },
+    # issue 11: the default pool, a GPU pool on its own queue with its own task image, and a one-job-per-pod
+    # pool (KEDA ScaledJob) on two queues
+    "pools": {
+        "worker": {"extraEnv": {"SHARED_SETTING": "x"}},
+        "workerPools": [
+            {"name": "default"},
+            {"name": "gpu", "queues": ["gpu"], "concurrency": 2, "taskModules": "acme_gpu.tasks",
+             "image": {"repository": "registry.example.com/acme-gpu-worker", "tag": "1.0.0"},
+             "resources": {"requests": {"cpu": "2", "memory": "8Gi", "nvidia.com/gpu": "1"},
+                           "limits": {"cpu": "4", "memory": "16Gi", "nvidia.com/gpu": "1"}},
+             "nodeSelector": {"accelerator": "nvidia-l4"},
+             "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+             "env": {"CUDA_VISIBLE_DEVICES": "0"}, "minReplicaCount": 0, "maxReplicaCount": 4},
+            {"name": "render", "mode": "job", "queues": ["render", "render-low"], "maxReplicaCount": 20,
+             "resources": {"requests": {"cpu": "1", "memory": "2Gi"}, "limits": {"cpu": "2", "memory": "4Gi"}}},
+        ],
+    },
     # issue 12: in-chart primary + replicas + sentinels; a managed Redis behind its own sentinels
     "sentinel": {"redis": {"mode": "sentinel", "appendfsync": "always"}},
     "sentinel-hard-spread": {
@@ -100,16 +117,19 @@ VALUE_SETS: dict[str, Obj] = {
         "ingress": {"enabled": False},
         "networkPolicy": {"enabled": False},
         "api": {"pdb": {"enabled": False}, "replicaCount": 1},
-        "worker": {"pdb": {"enabled": False}},
+        "worker": {"pdb": {"enabled": False}, "podDeletionCost": False},
         "redis": {"auth": {"password": "s3cret"}},
         "apiKeys": {"keys": "alice:key-a,bob:key-b"},
     },
 }
 
 
-# chart-testing style value files shipped with the chart (e.g. the kind values skaffold uses)
+# chart-testing style value files shipped with the chart (e.g. the kind values skaffold uses), and the
+# examples the README uses
 for _path in sorted((CHART / "ci").glob("*-values.yaml")):
     VALUE_SETS[f"ci-{_path.name.removesuffix('-values.yaml')}"] = yaml.safe_load(_path.read_text()) or {}
+for _path in sorted((CHART / "examples").glob("*.yaml")):
+    VALUE_SETS[f"example-{_path.stem}"] = yaml.safe_load(_path.read_text()) or {}
 
 
 class StrictLoaderError(yaml.constructor.ConstructorError):
@@ -187,26 +207,41 @@ def overlay_names() -> list[str]:
 
 # --- walking objects -------------------------------------------------------------------------------
 
-WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "Job", "Pod")
+WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "Job", "Pod", "ScaledJob")
+
+
+def pod_template(obj: Obj) -> Obj | None:
+    """The pod template of a workload (a KEDA ScaledJob's is in its jobTargetRef); ``None`` for a Pod and
+    for other kinds."""
+    kind = obj.get("kind")
+    if kind in ("Deployment", "StatefulSet", "DaemonSet", "Job"):
+        template: Obj = obj["spec"]["template"]
+        return template
+    if kind == "ScaledJob":
+        template = obj["spec"]["jobTargetRef"]["template"]
+        return template
+    return None
 
 
 def pod_spec(obj: Obj) -> Obj | None:
     """The pod spec of a workload (``None`` for other kinds)."""
-    kind = obj.get("kind")
-    if kind == "Pod":
+    if obj.get("kind") == "Pod":
         spec: Obj = obj["spec"]
         return spec
-    if kind in ("Deployment", "StatefulSet", "DaemonSet", "Job"):
-        spec = obj["spec"]["template"]["spec"]
-        return spec
-    return None
+    template = pod_template(obj)
+    if template is None:
+        return None
+    spec = template["spec"]
+    return spec
 
 
 def pod_labels(obj: Obj) -> dict[str, str]:
     """Labels of the pods a workload creates."""
     if obj["kind"] == "Pod":
         return dict(obj["metadata"].get("labels", {}))
-    return dict(obj["spec"]["template"]["metadata"].get("labels", {}))
+    template = pod_template(obj)
+    assert template is not None, obj["kind"]
+    return dict(template["metadata"].get("labels", {}))
 
 
 def workloads(objects: list[Obj]) -> Iterator[Obj]:

@@ -68,7 +68,8 @@ def _our_containers(objects: list[Obj]) -> list[tuple[str, Obj]]:
     for obj in workloads(objects):
         for container in (pod_spec(obj) or {}).get("containers", []):
             image = container["image"].rpartition(":")[0]
-            if image.endswith(("jobs-api", "jobs-worker")):
+            # a pool's own task image (FROM jobs-worker) runs the container named `worker`
+            if image.endswith(("jobs-api", "jobs-worker")) or container["name"] in ("api", "worker"):
                 out.append((f"{obj['kind']}/{obj['metadata']['name']}/{container['name']}", container))
     return out
 
@@ -110,42 +111,96 @@ def _worker_env(objects: list[Obj]) -> dict[str, object]:
     return env_of(pod_spec(worker)["containers"][0], objects)  # type: ignore[index]
 
 
-def keda_violations(objects: list[Obj]) -> list[str]:
-    """How the ScaledObject/TriggerAuthentication disagree with the worker and the code's key names."""
+def pool_scalers(objects: list[Obj]) -> list[tuple[Obj, Obj]]:
+    """(workload, KEDA object) per autoscaled worker pool: a ScaledObject and the Deployment it targets,
+    or a ScaledJob (its own workload)."""
+    out = []
+    for scaled in find(objects, "ScaledObject"):
+        target = by_name(objects, "Deployment", scaled["spec"]["scaleTargetRef"]["name"])
+        assert target is not None, f"ScaledObject {scaled['metadata']['name']} targets no rendered Deployment"
+        out.append((target, scaled))
+    out += [(job, job) for job in find(objects, "ScaledJob")]
+    return out
+
+
+def pool_queues(env: dict[str, object]) -> list[str]:
+    """The queues a worker with this environment consumes (JOBS_QUEUES, else JOBS_QUEUE), as the code
+    reads them."""
+    settings = Settings.from_env({"REDIS_URL": "redis://x"} | {k: v for k, v in env.items() if isinstance(v, str)})
+    return list(settings.worker_queues)
+
+
+def expected_lists(env: dict[str, object]) -> list[str]:
+    """Every list KEDA must count for a worker with this environment: each waiting list (every priority)
+    and the in-flight list of each of its queues, named by jobs_core.keys.Keys."""
+    prefix = str(env.get("JOBS_KEY_PREFIX", Settings.key_prefix))
     out: list[str] = []
-    scaled = one(objects, "ScaledObject")
-    worker = one(objects, "Deployment", "worker")
-    env = _worker_env(objects)
-    keys = Keys(str(env.get("JOBS_KEY_PREFIX", Settings.key_prefix)), str(env.get("JOBS_QUEUE", Settings.queue)))
+    for queue in pool_queues(env):
+        keys = Keys(prefix, queue)
+        out += [*keys.waiting_lists, keys.inflight]
+    return out
+
+
+def keda_violations(objects: list[Obj]) -> list[str]:
+    """How each pool's ScaledObject/ScaledJob and the TriggerAuthentication disagree with the pool's workers
+    and the code's key names."""
+    out: list[str] = []
+    pools = pool_scalers(objects)
+    if not pools:
+        return ["no ScaledObject or ScaledJob"]
+    for workload, scaled in pools:
+        out += [f"{scaled['kind']}/{scaled['metadata']['name']}: {v}" for v in _pool_violations(workload, scaled,
+                                                                                                  objects)]
+    password = _worker_env(objects).get("REDIS_PASSWORD") if find(objects, "Deployment", "worker") else None
+    if not password and find(objects, "TriggerAuthentication"):
+        out.append("TriggerAuthentication without a Redis password")
+    return out
+
+
+def _pool_violations(workload: Obj, scaled: Obj, objects: list[Obj]) -> list[str]:
+    out: list[str] = []
     spec = scaled["spec"]
-    if spec["scaleTargetRef"]["name"] != worker["metadata"]["name"]:
-        out.append("scaleTargetRef does not name the worker Deployment")
-    if not 0 <= spec["minReplicaCount"] <= spec["maxReplicaCount"]:
+    container = next(c for c in pod_spec(workload)["containers"] if c["name"] == "worker")  # type: ignore[index]
+    env = env_of(container, objects)
+    if not 0 <= spec.get("minReplicaCount", 0) <= spec["maxReplicaCount"]:
         out.append("minReplicaCount/maxReplicaCount out of order")
     triggers = {t.get("name"): t for t in spec["triggers"]}
     sentinels = env.get("REDIS_SENTINELS")
     kind = "redis-sentinel" if sentinels else "redis"  # behind Sentinel, KEDA asks the sentinels as the pods do
-    lists = sorted(t["metadata"]["listName"] for t in spec["triggers"] if t["type"] == kind)
-    if lists != sorted([keys.queue, keys.inflight]):
-        out.append(f"redis trigger lists {lists} are not [{keys.queue}, {keys.inflight}]")
     if len(triggers) != len(spec["triggers"]) or None in triggers:
         out.append("every trigger needs its own name")
-    modifiers = spec.get("advanced", {}).get("scalingModifiers", {})
-    formula = modifiers.get("formula", "")
-    used = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", formula))
-    if used != set(triggers):
-        out.append(f"formula {formula!r} must combine exactly the triggers {sorted(map(str, triggers))}")
-    if "+" not in formula:
-        out.append("formula must add waiting and running work")
-    by_list = {t["metadata"]["listName"]: n for n, t in triggers.items()}
-    if by_list.get(keys.inflight) not in used:
-        out.append("the in-flight list must count in the formula (scale-in never treats running work as idle)")
+    lists = sorted(t["metadata"]["listName"] for t in spec["triggers"] if t["type"] == kind)
+    wanted = sorted(expected_lists(env))
+    if lists != wanted:
+        out.append(f"redis trigger lists {lists} are not the pool's waiting + in-flight lists {wanted}")
     concurrency = str(env.get("JOBS_CONCURRENCY", Settings.concurrency))
-    if modifiers.get("target") != concurrency:
-        out.append(f"scalingModifiers.target {modifiers.get('target')!r} != JOBS_CONCURRENCY {concurrency}")
+    inflight = {Keys(str(env.get("JOBS_KEY_PREFIX", Settings.key_prefix)), q).inflight for q in pool_queues(env)}
+    if scaled["kind"] == "ScaledObject":
+        modifiers = spec.get("advanced", {}).get("scalingModifiers", {})
+        formula = modifiers.get("formula", "")
+        terms = [t.strip() for t in formula.split("+")]
+        if sorted(terms) != sorted(map(str, triggers)):
+            out.append(f"formula {formula!r} must add up exactly the triggers {sorted(map(str, triggers))}")
+        if not inflight <= {t["metadata"]["listName"] for n, t in triggers.items() if n in terms}:
+            out.append("the in-flight lists must count in the formula (scale-in never treats running work as idle)")
+        if modifiers.get("target") != concurrency:
+            out.append(f"scalingModifiers.target {modifiers.get('target')!r} != JOBS_CONCURRENCY {concurrency}")
+    else:
+        strategy = spec.get("scalingStrategy", {})
+        if strategy.get("multipleScalersCalculation") != "sum":
+            out.append("a ScaledJob must sum its triggers (waiting of every priority + running)")
+        if {t["metadata"].get("listLength") for t in spec["triggers"]} != {"1"}:
+            out.append("a ScaledJob pod runs one job: every trigger's listLength must be 1")
+        if container.get("args") != ["--once"]:
+            out.append(f"ScaledJob pods must run `jobs-worker --once`, got args {container.get('args')}")
+    out += _auth_and_address_violations(scaled, env, objects)
+    return out
+
+
+def _auth_and_address_violations(scaled: Obj, env: dict[str, object], objects: list[Obj]) -> list[str]:
+    out = []
     password = env.get("REDIS_PASSWORD")
-    auths = find(objects, "TriggerAuthentication")
-    for trigger in spec["triggers"]:
+    for trigger in scaled["spec"]["triggers"]:
         ref = trigger.get("authenticationRef", {}).get("name")
         auth = by_name(objects, "TriggerAuthentication", ref) if ref else None
         if password and auth is None:
@@ -159,11 +214,10 @@ def keda_violations(objects: list[Obj]) -> list[str]:
                 wanted.add(("sentinelPassword", ref["name"], ref["key"]))
             if targets != wanted:
                 out.append(f"TriggerAuthentication reads {targets}, the pods read {wanted}")
-    if not password and auths:
-        out.append("TriggerAuthentication without a Redis password")
     # the operator runs in another namespace: the address must be the Redis Service's FQDN there
     redis_services = find(objects, "Service", "redis")
-    for trigger in spec["triggers"]:
+    sentinels = env.get("REDIS_SENTINELS")
+    for trigger in scaled["spec"]["triggers"]:
         if sentinels:
             meta = trigger["metadata"]
             if meta.get("addresses") != sentinels or meta.get("sentinelMaster") != env.get("REDIS_SENTINEL_MASTER"):
@@ -185,39 +239,73 @@ def keda_violations(objects: list[Obj]) -> list[str]:
 
 
 def _with_autoscaling(all_sources: dict[str, list[Obj]]) -> list[str]:
-    return [s for s, objects in all_sources.items() if find(objects, "ScaledObject")]
+    return [s for s, objects in all_sources.items() if find(objects, "ScaledObject") or find(objects, "ScaledJob")]
 
 
 def test_keda_watches_the_lists_the_code_uses(all_sources: dict[str, list[Obj]]) -> None:
+    """Per pool: the triggers are exactly the waiting lists (every priority) and in-flight lists of the
+    pool's queues as jobs_core.keys.Keys names them (DESIGN-queues.md), summed."""
     sources = _with_autoscaling(all_sources)
-    assert {"helm:defaults", "helm:prod-sizing", "kustomize:dev", "kustomize:prod"} <= set(sources)
+    assert {"helm:defaults", "helm:prod-sizing", "helm:pools", "kustomize:dev", "kustomize:prod",
+            "kustomize:gpu"} <= set(sources)
     problems = [f"{s}: {v}" for s in sources for v in keda_violations(all_sources[s])]
     assert problems == []
 
 
 def test_keda_follows_a_custom_queue_and_prefix(rendered: dict[str, list[Obj]]) -> None:
     scaled = one(rendered["prod-sizing"], "ScaledObject")  # queue emails, prefix acme, concurrency 4
-    lists = {t["name"]: t["metadata"]["listName"] for t in scaled["spec"]["triggers"]}
-    assert lists == {"waiting": Keys("acme", "emails").queue, "running": Keys("acme", "emails").inflight}
+    keys = Keys("acme", "emails")
+    assert sorted(t["metadata"]["listName"] for t in scaled["spec"]["triggers"]) == sorted(
+        [*keys.waiting_lists, keys.inflight])
+    assert len(scaled["spec"]["triggers"]) == 11  # 10 priorities + running
     assert scaled["spec"]["advanced"]["scalingModifiers"]["target"] == "4"
+
+
+def test_each_pool_scales_on_its_own_queues_only(rendered: dict[str, list[Obj]]) -> None:
+    objects = rendered["pools"]
+    by_pool = {w["metadata"]["labels"]["jobs-api/pool"]: (w, s) for w, s in pool_scalers(objects)}
+    assert set(by_pool) == {"default", "gpu", "render"}
+    lists = {name: {t["metadata"]["listName"] for t in s["spec"]["triggers"]} for name, (_, s) in by_pool.items()}
+    assert lists["gpu"] == {*Keys("jobs", "gpu").waiting_lists, Keys("jobs", "gpu").inflight}
+    assert lists["default"] == {*Keys("jobs", "jobs").waiting_lists, Keys("jobs", "jobs").inflight}
+    assert len(lists["render"]) == 22  # two queues
+    assert not lists["gpu"] & lists["default"] and not lists["render"] & (lists["gpu"] | lists["default"])
+    # nothing counts delayed or paused jobs
+    every = set().union(*lists.values())
+    for queue in ("jobs", "gpu", "render", "render-low"):
+        keys = Keys("jobs", queue)
+        assert keys.delayed not in every and not set(keys.paused_lists) & every
 
 
 @pytest.mark.parametrize(
     "breakage",
-    ["wrong-list", "stale-queue", "no-running-trigger", "formula-ignores-running", "target", "auth-key", "address"],
+    ["wrong-list", "stale-queue", "no-running-trigger", "missing-priority", "paused-counted",
+     "formula-ignores-running", "target", "auth-key", "address"],
 )
 def test_keda_contract_catches_drift(rendered: dict[str, list[Obj]], breakage: str) -> None:
     objects = copy.deepcopy(rendered["defaults"])
     assert keda_violations(objects) == []
     spec = one(objects, "ScaledObject")["spec"]
+    running = next(t for t in spec["triggers"] if t["metadata"]["listName"].endswith(":inflight"))
     if breakage == "wrong-list":
-        spec["triggers"][1]["metadata"]["listName"] = "jobs:inflight"
+        running["metadata"]["listName"] = "jobs:inflight"
     elif breakage == "stale-queue":
         one(objects, "ConfigMap", "config")["data"]["JOBS_QUEUE"] = "emails"
     elif breakage == "no-running-trigger":
-        spec["triggers"].pop()
+        spec["triggers"].remove(running)
+        spec["advanced"]["scalingModifiers"]["formula"] = " + ".join(t["name"] for t in spec["triggers"])
+    elif breakage == "missing-priority":
+        dropped = spec["triggers"].pop(0)
+        spec["advanced"]["scalingModifiers"]["formula"] = " + ".join(t["name"] for t in spec["triggers"])
+        assert dropped["metadata"]["listName"].startswith("hotqueue:")
+    elif breakage == "paused-counted":
+        extra = copy.deepcopy(running)
+        extra["name"], extra["metadata"]["listName"] = "paused", Keys("jobs", "jobs").paused_lists[0]
+        spec["triggers"].append(extra)
+        spec["advanced"]["scalingModifiers"]["formula"] += " + paused"
     elif breakage == "formula-ignores-running":
-        spec["advanced"]["scalingModifiers"]["formula"] = "waiting"
+        spec["advanced"]["scalingModifiers"]["formula"] = " + ".join(
+            t["name"] for t in spec["triggers"] if t is not running)
     elif breakage == "target":
         spec["advanced"]["scalingModifiers"]["target"] = "5"
     elif breakage == "auth-key":
@@ -228,6 +316,30 @@ def test_keda_contract_catches_drift(rendered: dict[str, list[Obj]], breakage: s
     assert keda_violations(objects)
 
 
+@pytest.mark.parametrize("breakage", ["not-once", "max-calculation", "target-per-pod"])
+def test_keda_contract_catches_a_broken_scaled_job(rendered: dict[str, list[Obj]], breakage: str) -> None:
+    objects = copy.deepcopy(rendered["pools"])
+    assert keda_violations(objects) == []
+    job = one(objects, "ScaledJob")
+    if breakage == "not-once":
+        pod_spec(job)["containers"][0].pop("args")  # type: ignore[index]
+    elif breakage == "max-calculation":
+        job["spec"]["scalingStrategy"]["multipleScalersCalculation"] = "max"
+    elif breakage == "target-per-pod":
+        job["spec"]["triggers"][0]["metadata"]["listLength"] = "4"
+    assert keda_violations(objects)
+
+
+def test_job_pools_run_once_and_the_cli_accepts_it(rendered: dict[str, list[Obj]]) -> None:
+    """`mode: job` pods run `jobs-worker --once`: the worker's own parser must accept it."""
+    from jobs_worker.cli import _parser
+
+    (job,) = find(rendered["pools"], "ScaledJob")
+    args = pod_spec(job)["containers"][0]["args"]  # type: ignore[index]
+    assert _parser().parse_args(args).once is True
+    assert pod_spec(job)["restartPolicy"] == "Never"  # type: ignore[index]
+
+
 # --- wiring: selectors, names, namespaces --------------------------------------------------------------
 
 
@@ -235,14 +347,17 @@ def _policy_violations(objects: list[Obj]) -> list[str]:
     out = []
     pods = {component: pod_labels(one(objects, kind, component))
             for kind, component in (("Deployment", "api"), ("Deployment", "worker"), ("StatefulSet", "redis"))}
+    # every worker pool (Deployments and ScaledJobs running a `worker` container)
+    pods |= {component(w): pod_labels(w) for w in workloads(objects)
+             if any(c["name"] == "worker" for c in pod_spec(w)["containers"])}  # type: ignore[index]
     redis_np = one(objects, "NetworkPolicy", "redis")
     if not selector_matches(redis_np["spec"]["podSelector"]["matchLabels"], pods["redis"]):
         out.append("redis policy does not select the Redis pods")
     peers = [p for rule in redis_np["spec"]["ingress"] for p in rule["from"]]
     local = [p["podSelector"].get("matchLabels", {}) for p in peers if "namespaceSelector" not in p]
-    for component in ("api", "worker"):
-        if not any(selector_matches(sel, pods[component]) for sel in local):
-            out.append(f"{component} pods cannot reach Redis")
+    for name in pods:
+        if name != "redis" and not any(selector_matches(sel, pods[name]) for sel in local):
+            out.append(f"{name} pods cannot reach Redis")
     if any(selector_matches(sel, pods["redis"]) or not sel for sel in local):
         out.append("redis policy lets other pods in")
     others = [p for p in peers if "namespaceSelector" in p]
@@ -258,14 +373,16 @@ def _policy_violations(objects: list[Obj]) -> list[str]:
         allowed.append({"kubernetes.io/metadata.name": "monitoring"})
     if namespaces != allowed:
         out.append(f"the API must be reachable from {allowed} only, got {namespaces}")
-    for component in ("worker", "redis"):
-        if any(selector_matches(p.get("podSelector", {}).get("matchLabels", {}), pods[component]) for p in api_peers):
-            out.append(f"{component} pods may call the API")
+    for name in pods:
+        if name != "api" and any(selector_matches(p.get("podSelector", {}).get("matchLabels", {}), pods[name])
+                                 for p in api_peers):
+            out.append(f"{name} pods may call the API")
     return out
 
 
 @pytest.mark.parametrize(
-    "source", ["helm:defaults", "helm:prod-sizing", "helm:ingress-tls", "kustomize:dev", "kustomize:prod"]
+    "source", ["helm:defaults", "helm:prod-sizing", "helm:ingress-tls", "helm:pools", "kustomize:dev",
+               "kustomize:prod", "kustomize:gpu"]
 )
 def test_network_policies_fence_redis_and_the_api(all_sources: dict[str, list[Obj]], source: str) -> None:
     assert _policy_violations(all_sources[source]) == []
@@ -295,7 +412,7 @@ def _user_env_sources(source: str) -> set[str]:
 def test_every_referenced_object_is_rendered(all_sources: dict[str, list[Obj]]) -> None:
     """ConfigMaps, Secrets and ServiceAccounts the pods name exist (prod takes its Secrets from outside)."""
     for source, objects in all_sources.items():
-        external = source in ("kustomize:prod", "helm:existing-secrets", "helm:external-redis",
+        external = source in ("kustomize:prod", "kustomize:gpu", "helm:existing-secrets", "helm:external-redis",
                               "helm:sentinel-hard-spread", "helm:external-sentinel")
         for obj in workloads(objects):
             spec = pod_spec(obj) or {}
@@ -368,6 +485,18 @@ def test_the_worker_role_grants_exactly_the_verbs_the_worker_uses(all_sources: d
                                       "verbs": sorted(pod_verbs_the_worker_uses())}], source
 
 
+def test_pod_deletion_cost_off_leaves_task_pods_without_kubernetes_access(rendered: dict[str, list[Obj]]) -> None:
+    """worker.podDeletionCost=false: no Role or RoleBinding, no API token mounted, and the worker is not
+    told its pod name (so it never tries to patch)."""
+    objects = rendered["minimal-no-ingress"]
+    assert not find(objects, "Role") and not find(objects, "RoleBinding")
+    worker = one(objects, "Deployment", "worker")
+    spec = pod_spec(worker)
+    assert spec is not None and spec["automountServiceAccountToken"] is False
+    assert not {"POD_NAME", "POD_NAMESPACE"} & set(env_of(spec["containers"][0], objects))
+    assert pod_spec(one(rendered["defaults"], "Deployment", "worker")).get("automountServiceAccountToken") is None  # type: ignore[union-attr]
+
+
 # --- images the overlays deploy -------------------------------------------------------------------------
 
 
@@ -430,3 +559,43 @@ def test_worker_env_cannot_shadow_the_charts_own() -> None:
     for name in ("JOBS_CONCURRENCY", "REDIS_PASSWORD", "POD_NAME"):
         with pytest.raises(helm.HelmValuesError):
             render_chart({"worker": {"extraEnv": {name: "x"}}})
+
+
+def test_the_default_values_are_one_pool_like_the_single_worker(rendered: dict[str, list[Obj]]) -> None:
+    """Issue 11: the default `workerPools` is one pool with the single worker's names, queue and scaling."""
+    objects = rendered["defaults"]
+    (worker,) = [w for w in workloads(objects) if any(c["name"] == "worker" for c in pod_spec(w)["containers"])]  # type: ignore[index]
+    assert worker["kind"] == "Deployment" and worker["metadata"]["name"] == "jobs-jobs-api-worker"
+    env = env_of(pod_spec(worker)["containers"][0], objects)  # type: ignore[index]
+    assert "JOBS_QUEUES" not in env and pool_queues(env) == [Settings.queue]
+    assert [s["metadata"]["name"] for s in find(objects, "ScaledObject")] == [worker["metadata"]["name"]]
+    assert not find(objects, "ScaledJob")
+    assert _strip_random(render_chart({"workerPools": [{"name": "default"}]})) == _strip_random(render_chart({}))
+
+
+def _strip_random(objects: list[Obj]) -> list[Obj]:
+    """Objects without the generated Secrets and the checksums of them (new random values each render)."""
+    out = []
+    for obj in copy.deepcopy(objects):
+        if obj["kind"] == "Secret":
+            continue
+        if obj["kind"] in ("Deployment", "StatefulSet"):
+            annotations = obj["spec"]["template"]["metadata"].get("annotations", {})
+            for key in ("checksum/redis-secret", "checksum/api-keys-secret"):
+                annotations.pop(key, None)
+        out.append(obj)
+    return out
+
+
+def test_every_pool_reaches_redis_and_the_sentinels(rendered: dict[str, list[Obj]]) -> None:
+    """Pools' pods are let through the Redis NetworkPolicy in both Redis modes (single and sentinel)."""
+    pools = VALUE_SETS["pools"]["workerPools"]
+    for extra in ({}, {"redis": {"mode": "sentinel"}}):
+        objects = render_chart({"workerPools": pools, **extra})
+        peers = [p["podSelector"]["matchLabels"] for np in find(objects, "NetworkPolicy")
+                 if component(np) in ("redis", "redis-sentinel", "sentinel")
+                 for rule in np["spec"]["ingress"] for p in rule["from"] if "namespaceSelector" not in p]
+        workers = [w for w in workloads(objects) if pod_spec(w)["containers"][0]["name"] == "worker"]  # type: ignore[index]
+        assert len(workers) == 3
+        for worker in workers:
+            assert any(selector_matches(sel, pod_labels(worker)) for sel in peers), (extra, worker["metadata"]["name"])

@@ -74,10 +74,13 @@ def test_helm_commands_render_as_written() -> None:
     releases = set()
     for argv in installs:
         positional = [a for a in argv[2:] if not a.startswith("-") and a not in _flag_values(argv, "--set")
-                      and a not in _flag_values(argv, "--namespace")]
+                      and a not in _flag_values(argv, "--namespace") and a not in _flag_values(argv, "-f")]
         release, chart = positional[:2]
         assert (REPO / chart).resolve() == CHART
-        values = _set_values(argv)
+        values: dict[str, Any] = {}
+        for path in _flag_values(argv, "-f"):
+            values = _merge(values, yaml.safe_load((REPO / path).read_text()))
+        values = _merge(values, _set_values(argv))
         namespace = _flag_values(argv, "--namespace")[0]
         objects = render_chart(values, name=release, namespace=namespace)  # raises on bad values
         releases.add(release)
@@ -122,7 +125,8 @@ def test_files_profiles_and_targets_exist() -> None:
     makefile = (REPO / "Makefile").read_text()
     for argv in commands():
         if argv[:2] == ["docker", "build"]:
-            assert (REPO / argv[argv.index("-f") + 1]).exists() or pytest.fail(f"no {argv}")
+            if "-f" in argv:  # else a Dockerfile of the user's own task project
+                assert (REPO / argv[argv.index("-f") + 1]).exists() or pytest.fail(f"no {argv}")
             tag = argv[argv.index("-t") + 1]
             assert tag.rpartition(":")[2] not in ("", "latest")
         elif argv[0] == "skaffold":
@@ -170,11 +174,17 @@ def test_images_are_built_pushed_and_set_in_the_prod_overlay() -> None:
     built = {a[a.index("-t") + 1] for a in commands() if a[:2] == ["docker", "build"]}
     pushed = {a[2] for a in commands() if a[:2] == ["docker", "push"]}
     assert built and built == pushed
-    (edit,) = [a for a in commands() if a[:4] == ["kustomize", "edit", "set", "image"]]
-    assert {ref.split("=", 1)[1] for ref in edit[4:]} == built
-    assert {ref.split("=", 1)[0] for ref in edit[4:]} == {"jobs-api", "jobs-worker"}
-    cd = commands()[commands().index(edit) - 1]
-    assert cd[0] == "cd" and (REPO / cd[1] / "kustomization.yaml").exists() and cd[1].endswith("prod")
+    edits = [a for a in commands() if a[:4] == ["kustomize", "edit", "set", "image"]]
+    set_in: dict[str, set[str]] = {}
+    for edit in edits:
+        cd = commands()[commands().index(edit) - 1]
+        assert cd[0] == "cd", "kustomize edit runs in the overlay's directory"
+        kustomization = yaml.safe_load((REPO / cd[1] / "kustomization.yaml").read_text())
+        names = {ref.split("=", 1)[0] for ref in edit[4:]}
+        assert names <= {i["name"] for i in kustomization["images"]}, cd[1]
+        assert {ref.split("=", 1)[1] for ref in edit[4:]} <= built
+        set_in[cd[1].rsplit("/", 1)[1]] = names
+    assert set_in["prod"] == {"jobs-api", "jobs-worker"}
 
 
 def test_dev_overlay_images_are_loaded_into_kind_first() -> None:

@@ -20,6 +20,7 @@ from deploy.manifests import REPO, SCHEMAS, Obj
 K8S_VERSIONS = (kubernetes_validate.utils.latest_version(), "1.29.0")
 KEDA_CRDS = {
     "ScaledObject": SCHEMAS / "keda" / "keda.sh_scaledobjects.yaml",
+    "ScaledJob": SCHEMAS / "keda" / "keda.sh_scaledjobs.yaml",
     "TriggerAuthentication": SCHEMAS / "keda" / "keda.sh_triggerauthentications.yaml",
 }
 #: Kinds from CRDs we have no schema for; checked structurally below.

@@ -55,14 +55,17 @@ class Stack:
         self.with_api = api
         self.web_concurrency = web_concurrency
         self.api_port = free_port()
-        self.keys = {"alpha": "ka-" + secrets.token_urlsafe(18), "beta": "kb-" + secrets.token_urlsafe(18)}
+        #: API keys by name: tenants alpha and beta (operators), alpha's viewer, and the admin of tenant ops
+        self.keys = {"alpha": "ka-" + secrets.token_urlsafe(18), "beta": "kb-" + secrets.token_urlsafe(18),
+                     "alpha-viewer": "kv-" + secrets.token_urlsafe(18), "admin": "kx-" + secrets.token_urlsafe(18)}
+        entries = {"alpha": "alpha:{}", "beta": "beta:{}", "alpha-viewer": "alpha:{}:viewer", "admin": "ops:{}:admin"}
         self.extra_env = {
             "JOBS_LEASE_SECONDS": str(LEASE_SECONDS),
             "JOBS_REAPER_INTERVAL_SECONDS": str(REAPER_INTERVAL_SECONDS),
             "JOBS_DRAIN_SECONDS": "5",
             "JOBS_RETRY_BACKOFF_SECONDS": "0.05",
             "JOBS_RETRY_BACKOFF_MAX_SECONDS": "0.5",
-            "JOBS_API_KEYS": ",".join(f"{t}:{k}" for t, k in self.keys.items()),
+            "JOBS_API_KEYS": ",".join(entries[name].format(key) for name, key in self.keys.items()),
             **(extra_env or {}),
         }
         #: with ``second_queue``: task ``routed`` declares queue ``<namespace>-b``, served by a second group
@@ -99,7 +102,7 @@ class Stack:
         return redis.Redis(host="127.0.0.1", port=self.redis.port, password=self.redis_password, socket_timeout=10)
 
     def http(self, tenant: str | None = "alpha", timeout: float = 30.0) -> Http:
-        """An HTTP client for the API, authenticated as ``tenant`` (None = no key)."""
+        """An HTTP client for the API with the key named ``tenant`` (see ``keys``; None = no key)."""
         return Http("127.0.0.1", self.api_port, self.keys[tenant] if tenant else None, timeout=timeout)
 
     def secrets(self) -> list[str]:

@@ -1,5 +1,7 @@
 """Scenario 6, tenant isolation: tenant B can not see, list, read the result of, cancel or retry tenant A's
-jobs (404 on every endpoint, A's jobs unchanged), and no API key or Redis password appears in any log.
+jobs (404 on every endpoint, A's jobs unchanged), nor reuse A's idempotency keys (single or batch); queue
+statistics name no job or tenant; roles hold (a viewer changes nothing, only the admin pauses, caps or reads
+across tenants); and no API key or Redis password appears in any log.
 """
 
 from __future__ import annotations
@@ -38,6 +40,60 @@ def _listed(h: Http, status: str, task: str = "") -> set[str]:
             return ids
 
 
+def _role_and_queue_probes(stack: Stack, jobs: dict[str, str], leaks: list[str]) -> int:
+    """Batch idempotency across tenants, queue statistics, and roles; appends to ``leaks``; returns the probes."""
+    b, viewer, admin = stack.http("beta"), stack.http("alpha-viewer"), stack.http("admin")
+    queue = stack.namespace
+    probes = 0
+
+    def expect(who: str, h: Http, method: str, path: str, status: int, body: Any = None) -> Any:
+        nonlocal probes
+        probes += 1
+        resp = h.request(method, path, body)
+        if resp.status != status:
+            leaks.append(f"{who} {method} {path} -> {resp} (expected {status})")
+        return resp
+
+    # B's batch under A's batch Idempotency-Key is B's own: new jobs, never A's
+    probes += 1
+    theirs = b.request("POST", "/jobs/batch", {"jobs": [{"task": "echo", "params": {"secret": "a-batch"}}]},
+                       headers={"Idempotency-Key": "shared-batch"})
+    if theirs.status != 202 or theirs.json()["jobs"][0]["id"] == jobs["batched"]:
+        leaks.append(f"B's batch Idempotency-Key collided with A's: {theirs}")
+    b_job = theirs.json()["jobs"][0]["id"] if theirs.status == 202 else jobs["queued"]
+    # queue statistics: counts only, for anyone; never a job id, tenant or params
+    for who, h in (("B", b), ("A's viewer", viewer)):
+        for path in ("/queues", f"/queues/{queue}"):
+            resp = expect(who, h, "GET", path, 200)
+            if any(j.encode() in resp.body for j in jobs.values()) or b"alpha" in resp.body or b"a-batch" in resp.body:
+                leaks.append(f"{who} GET {path} names A's jobs: {resp}")
+    # operators and viewers cannot change queues; the queue is untouched
+    for who, h in (("B", b), ("A's viewer", viewer)):
+        expect(who, h, "POST", f"/queues/{queue}/pause", 403)
+        expect(who, h, "POST", f"/queues/{queue}/resume", 403)
+        expect(who, h, "PUT", f"/queues/{queue}/cap", 403, {"cap": 1})
+    stats = admin.request("GET", f"/queues/{queue}").json()
+    if stats["paused"] or stats["cap"] is not None:
+        leaks.append(f"a refused queue change took effect: {stats}")
+    # A's viewer reads A's jobs but changes nothing, and sees none of B's
+    expect("A's viewer", viewer, "GET", f"/jobs/{jobs['queued']}", 200)
+    expect("A's viewer", viewer, "POST", "/jobs", 403, {"task": "echo"})
+    expect("A's viewer", viewer, "POST", "/jobs/batch", 403, {"jobs": [{"task": "echo"}]})
+    expect("A's viewer", viewer, "DELETE", f"/jobs/{jobs['queued']}", 403)
+    expect("A's viewer", viewer, "POST", f"/jobs/{jobs['failed']}/retry", 403)
+    expect("A's viewer", viewer, "GET", f"/jobs/{b_job}", 404)
+    # listing another tenant needs admin
+    for who, h, other in (("B", b, "alpha"), ("B", b, "*"), ("A's viewer", viewer, "beta")):
+        expect(who, h, "GET", f"/jobs?tenant={other}", 403)
+    # the admin is the one who reads across tenants (the control: the probes above could succeed)
+    if expect("admin", admin, "GET", f"/jobs/{jobs['queued']}", 200).json().get("tenant") != "alpha":
+        leaks.append("the admin read A's job without its tenant")
+    listed = {j["id"] for j in expect("admin", admin, "GET", "/jobs?tenant=alpha&limit=200", 200).json()["jobs"]}
+    if not set(jobs.values()) <= listed:
+        leaks.append("the admin's ?tenant=alpha list misses A's jobs")
+    return probes
+
+
 def test_tenant_isolation(workdir: Path) -> None:
     stack = Stack(workdir, workers=1, concurrency=1).start()
     try:
@@ -56,6 +112,10 @@ def test_tenant_isolation(workdir: Path) -> None:
         idem = a.request("POST", "/jobs", {"task": "echo", "params": {"a": 1}}, headers={"Idempotency-Key": "shared"})
         assert idem.status == 202
         jobs["idempotent"] = idem.json()["id"]
+        batch = a.request("POST", "/jobs/batch", {"jobs": [{"task": "echo", "params": {"secret": "a-batch"}}]},
+                          headers={"Idempotency-Key": "shared-batch"})
+        assert batch.status == 202
+        jobs["batched"] = batch.json()["jobs"][0]["id"]
         before = {state: a.request("GET", f"/jobs/{job_id}").json() for state, job_id in jobs.items()}
 
         probes = 0
@@ -100,13 +160,18 @@ def test_tenant_isolation(workdir: Path) -> None:
         probes += 1
         if theirs.status != 202 or theirs.json()["id"] == jobs["idempotent"]:
             leaks.append(f"B's Idempotency-Key collided with A's: {theirs}")
+        probes += _role_and_queue_probes(stack, jobs, leaks)
         # unauthenticated and wrong keys: 401 everywhere, and the near-miss key is not logged either
+        queue = stack.namespace
         near_miss = stack.keys["alpha"][:-1] + ("x" if stack.keys["alpha"][-1] != "x" else "y")
         for key in (None, near_miss):
             h = Http("127.0.0.1", stack.api_port, key)
             for method, path in (("GET", f"/jobs/{jobs['queued']}"), ("GET", "/jobs"),
                                  ("DELETE", f"/jobs/{jobs['queued']}"), ("GET", f"/jobs/{jobs['succeeded']}/result"),
                                  ("POST", f"/jobs/{jobs['failed']}/retry"), ("POST", "/jobs"), ("GET", "/tasks"),
+                                 ("POST", "/jobs/batch"), ("GET", "/queues"), ("GET", f"/queues/{queue}"),
+                                 ("POST", f"/queues/{queue}/pause"), ("POST", f"/queues/{queue}/resume"),
+                                 ("PUT", f"/queues/{queue}/cap"),
                                  ("GET", "/schedules"), ("GET", "/schedules/nightly"), ("PUT", "/schedules/nightly"),
                                  ("DELETE", "/schedules/nightly"), ("POST", "/schedules/nightly/pause")):
                 probes += 1

@@ -205,6 +205,258 @@ checksum/api-keys-secret: {{ (printf "%s%s" (include (print .Template.BasePath "
 {{- end }}
 
 {{/*
+Worker pools, each completed from the worker.* and autoscaling.* values it leaves out, as a YAML list
+(templates read it with fromYamlArray). The pool named `default` keeps the names a single worker had
+(<fullname>-worker, component `worker`), so an upgrade from a chart without pools changes no selector.
+*/}}
+{{- define "jobs-api.workerPools" -}}
+{{- $w := .Values.worker }}
+{{- $a := .Values.autoscaling }}
+{{- $pools := list }}
+{{- $seen := dict }}
+{{- range $pool := .Values.workerPools }}
+{{- if hasKey $seen $pool.name }}
+{{- fail (printf "workerPools: the pool name %q is used twice" $pool.name) }}
+{{- end }}
+{{- $_ := set $seen $pool.name true }}
+{{- $isDefault := eq $pool.name "default" }}
+{{- $name := include "jobs-api.workerName" $ }}
+{{- if not $isDefault }}
+{{- $name = printf "%s-worker-%s" (include "jobs-api.fullname" $ | trunc (int (sub 52 (len $pool.name))) | trimSuffix "-") $pool.name }}
+{{- end }}
+{{- $mode := $pool.mode | default "deployment" }}
+{{- if and (eq $mode "job") (not $a.enabled) }}
+{{- fail (printf "workerPools %s: mode job is a KEDA ScaledJob and needs autoscaling.enabled" $pool.name) }}
+{{- end }}
+{{- /* a job pool keeps no idle pods unless asked: a --once pod waits for one job only */}}
+{{- $min := ternary $pool.minReplicaCount (ternary 0 $a.minReplicaCount (eq $mode "job")) (hasKey $pool "minReplicaCount") }}
+{{- $max := ternary $pool.maxReplicaCount $a.maxReplicaCount (hasKey $pool "maxReplicaCount") }}
+{{- if gt (int $min) (int $max) }}
+{{- fail (printf "workerPools %s: minReplicaCount must not exceed maxReplicaCount" $pool.name) }}
+{{- end }}
+{{- $env := merge (deepCopy ($pool.env | default dict)) ($w.extraEnv | default dict) }}
+{{- $p := dict
+  "name" $pool.name
+  "fullName" $name
+  "component" (ternary "worker" (printf "worker-%s" $pool.name) $isDefault)
+  "mode" $mode
+  "queues" ($pool.queues | default (list))
+  "concurrency" ($pool.concurrency | default $w.concurrency)
+  "taskModules" (ternary $pool.taskModules $w.taskModules (hasKey $pool "taskModules"))
+  "image" (merge (deepCopy ($pool.image | default dict)) $w.image)
+  "resources" ($pool.resources | default $w.resources)
+  "nodeSelector" ($pool.nodeSelector | default $w.nodeSelector)
+  "tolerations" ($pool.tolerations | default $w.tolerations)
+  "affinity" ($pool.affinity | default $w.affinity)
+  "podAnnotations" ($pool.podAnnotations | default $w.podAnnotations)
+  "env" $env
+  "replicaCount" (ternary $pool.replicaCount $w.replicaCount (hasKey $pool "replicaCount"))
+  "minReplicaCount" $min
+  "maxReplicaCount" $max }}
+{{- $pools = append $pools $p }}
+{{- end }}
+{{- toYaml $pools }}
+{{- end }}
+
+{{/*
+Names of every waiting list and the in-flight list of a pool's queues, as jobs_core.keys.Keys computes
+them (DESIGN-queues.md): per queue q, `hotqueue:q` for the default priority 5 and `hotqueue:q:p<p>` for
+the others, highest priority first, then `<prefix>:q:inflight`. Delayed and paused jobs are elsewhere, so
+KEDA never counts them. Call with (dict "ctx" $ "pool" $p); returns a YAML list of [trigger name, list].
+*/}}
+{{- define "jobs-api.poolLists" -}}
+{{- $queues := .pool.queues | default (list .ctx.Values.config.queue) }}
+{{- $out := list }}
+{{- range $i, $q := $queues }}
+{{- range $priority := list 9 8 7 6 5 4 3 2 1 0 }}
+{{- $list := ternary (printf "hotqueue:%s" $q) (printf "hotqueue:%s:p%d" $q $priority) (eq $priority 5) }}
+{{- $out = append $out (list (printf "q%d_waiting_p%d" $i $priority) $list) }}
+{{- end }}
+{{- $out = append $out (list (printf "q%d_running" $i) (printf "%s:%s:inflight" $.ctx.Values.config.keyPrefix $q)) }}
+{{- end }}
+{{- toYaml $out }}
+{{- end }}
+
+{{/*
+Whether a pool's workers patch their pod's deletion cost (scale-in order of a Deployment; a ScaledJob's
+pods are never scaled in). Call with (dict "ctx" $ "pool" $p); "true" or "".
+*/}}
+{{- define "jobs-api.patchesPodCost" -}}
+{{- if and .ctx.Values.worker.podDeletionCost (ne .pool.mode "job") }}true{{ end }}
+{{- end }}
+
+{{/*
+The worker container of a pool (Deployment and ScaledJob alike). Call with (dict "ctx" $ "pool" $p).
+*/}}
+{{- define "jobs-api.workerContainer" -}}
+{{- $ := .ctx }}
+{{- $p := .pool -}}
+- name: worker
+  image: {{ include "jobs-api.image" $p.image }}
+  imagePullPolicy: {{ $p.image.pullPolicy }}
+  {{- if eq $p.mode "job" }}
+  # one job per pod: claim one, run it, exit (KEDA starts a pod per waiting job)
+  args: ["--once"]
+  {{- end }}
+  envFrom:
+    - configMapRef:
+        name: {{ include "jobs-api.configName" $ }}
+    {{- with $.Values.worker.envFrom }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+  env:
+    {{- with $p.queues }}
+    - name: JOBS_QUEUES
+      value: {{ join "," . | quote }}
+    {{- end }}
+    - name: JOBS_CONCURRENCY
+      value: {{ $p.concurrency | quote }}
+    - name: JOBS_DRAIN_SECONDS
+      value: {{ $.Values.worker.drainSeconds | quote }}
+    {{- with $p.taskModules }}
+    - name: JOBS_TASK_MODULES
+      value: {{ . | quote }}
+    {{- end }}
+    {{- if $.Values.worker.metricsPort }}
+    - name: JOBS_WORKER_METRICS_PORT
+      value: {{ $.Values.worker.metricsPort | quote }}
+    {{- end }}
+    {{- include "jobs-api.redisPasswordEnv" $ | nindent 4 }}
+    {{- if include "jobs-api.patchesPodCost" . }}
+    # the worker patches this pod's deletion cost (unset = it does not try)
+    - name: POD_NAME
+      valueFrom:
+        fieldRef:
+          fieldPath: metadata.name
+    - name: POD_NAMESPACE
+      valueFrom:
+        fieldRef:
+          fieldPath: metadata.namespace
+    {{- end }}
+    {{- range $name, $value := $p.env }}
+    - name: {{ $name }}
+      value: {{ $value | toString | quote }}
+    {{- end }}
+  {{- if $.Values.worker.metricsPort }}
+  ports:
+    - name: metrics
+      containerPort: {{ $.Values.worker.metricsPort }}
+  {{- end }}
+  # `jobs-worker check` exits 0 while the worker loop keeps touching its health file.
+  startupProbe:
+    exec:
+      command: ["jobs-worker", "check"]
+    periodSeconds: 2
+    timeoutSeconds: 5
+    failureThreshold: 30
+  {{- if ne $p.mode "job" }}
+  readinessProbe:
+    exec:
+      command: ["jobs-worker", "check"]
+    periodSeconds: 10
+    timeoutSeconds: 5
+  {{- end }}
+  livenessProbe:
+    exec:
+      command: ["jobs-worker", "check"]
+    periodSeconds: 15
+    timeoutSeconds: 5
+    failureThreshold: 4
+  resources:
+    {{- toYaml $p.resources | nindent 4 }}
+  securityContext:
+    {{- toYaml $.Values.containerSecurityContext | nindent 4 }}
+  volumeMounts:
+    - name: tmp
+      mountPath: /tmp
+    {{- with $.Values.worker.volumeMounts }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+{{- end }}
+
+{{/*
+The pod spec of a pool's workers, after `spec:`. Call with (dict "ctx" $ "pool" $p).
+*/}}
+{{- define "jobs-api.workerPodSpec" -}}
+{{- $ := .ctx }}
+{{- $p := .pool -}}
+serviceAccountName: {{ include "jobs-api.workerName" $ }}
+{{- if not (include "jobs-api.patchesPodCost" .) }}
+# nothing to call the Kubernetes API for: no token in pods that run task code
+automountServiceAccountToken: false
+{{- end }}
+terminationGracePeriodSeconds: {{ $.Values.worker.terminationGracePeriodSeconds }}
+{{- if eq $p.mode "job" }}
+restartPolicy: Never
+{{- end }}
+{{- with $.Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+securityContext:
+  {{- toYaml $.Values.podSecurityContext | nindent 2 }}
+containers:
+  {{- include "jobs-api.workerContainer" . | nindent 2 }}
+volumes:
+  - name: tmp
+    emptyDir:
+      sizeLimit: 256Mi
+  {{- with $.Values.worker.volumes }}
+  {{- toYaml . | nindent 2 }}
+  {{- end }}
+{{- with $p.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $p.affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $p.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end }}
+
+{{/*
+KEDA redis triggers of a pool: one per waiting list and in-flight list of its queues.
+Call with (dict "ctx" $ "pool" $p).
+*/}}
+{{- define "jobs-api.poolTriggers" -}}
+{{- $ := .ctx }}
+{{- $p := .pool }}
+{{- $tls := include "jobs-api.redisTls" $ }}
+{{- $sentinels := include "jobs-api.redisSentinels" $ }}
+{{- /* a ScaledJob pod runs one job; a Deployment pod runs `concurrency` */}}
+{{- $perPod := ternary 1 $p.concurrency (eq $p.mode "job") }}
+{{- range $trigger := include "jobs-api.poolLists" . | fromYamlArray }}
+{{- if $sentinels }}
+# behind Sentinel: KEDA asks the sentinels for the primary, as the pods do
+- type: redis-sentinel
+  name: {{ index $trigger 0 }}
+  metadata:
+    addresses: {{ $sentinels | quote }}
+    sentinelMaster: {{ include "jobs-api.redisSentinelMaster" $ | quote }}
+{{- else }}
+- type: redis
+  name: {{ index $trigger 0 }}
+  metadata:
+    address: {{ include "jobs-api.redisAddress" $ | quote }}
+{{- end }}
+    databaseIndex: {{ include "jobs-api.redisDatabase" $ | quote }}
+    listName: {{ index $trigger 1 | quote }}
+    listLength: {{ $perPod | quote }}
+    {{- if $tls }}
+    enableTLS: "true"
+    {{- end }}
+  {{- if include "jobs-api.redisAuth" $ }}
+  authenticationRef:
+    name: {{ include "jobs-api.workerName" $ }}
+  {{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
 Spread the Redis or sentinel pods over nodes (redis.sentinel.antiAffinity: soft = preferred, hard = required).
 Call with (dict "ctx" $ "component" "redis").
 */}}

@@ -1,5 +1,13 @@
 """Python client for the Jobs API (standard library only) and the ``jobs`` command."""
 
-from jobs_client.client import TERMINAL_STATUSES, JobsAPIError, JobsClient, JobsClientError, JobsConnectionError
+from jobs_client.client import (
+    MAX_BATCH_JOBS,
+    TERMINAL_STATUSES,
+    JobsAPIError,
+    JobsClient,
+    JobsClientError,
+    JobsConnectionError,
+)
 
-__all__ = ["TERMINAL_STATUSES", "JobsAPIError", "JobsClient", "JobsClientError", "JobsConnectionError"]
+__all__ = ["MAX_BATCH_JOBS", "TERMINAL_STATUSES", "JobsAPIError", "JobsClient", "JobsClientError",
+           "JobsConnectionError"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import sys
 import time
@@ -17,7 +18,7 @@ from collections.abc import Sequence
 from typing import Any, TextIO
 
 from jobs_client import cli_flows
-from jobs_client.client import TERMINAL_STATUSES, JobsAPIError, JobsClient, JobsConnectionError
+from jobs_client.client import MAX_BATCH_JOBS, TERMINAL_STATUSES, JobsAPIError, JobsClient, JobsConnectionError
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -143,7 +144,78 @@ def _finish(client: JobsClient, job: dict[str, Any], args: argparse.Namespace, s
 
 
 # ---------------------------------------------------------------------- commands
+def read_jobs_file(path: str) -> list[tuple[int, dict[str, Any]]]:
+    """The jobs of a JSON Lines file (``-``: stdin), one ``{"task", "params"?, ...}`` object per line, with
+    their line numbers; blank lines are skipped."""
+    try:
+        if path == "-":
+            lines = sys.stdin.read().splitlines()
+        else:
+            with open(path, encoding="utf-8") as fh:
+                lines = fh.read().splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise UsageError(f"cannot read {path}: {e}") from e
+    out: list[tuple[int, dict[str, Any]]] = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            job = json.loads(line)
+        except ValueError as e:
+            raise UsageError(f"{path}:{number}: not valid JSON: {e}") from e
+        if not isinstance(job, dict):
+            raise UsageError(f"{path}:{number}: each line must be a JSON object like {{\"task\": \"echo\"}}")
+        out.append((number, job))
+    if not out:
+        raise UsageError(f"{path}: no jobs in it")
+    return out
+
+
+_ITEM_PATH = re.compile(r"^/jobs/(\d+)(/.*)?$")
+
+
+def _submit_file(client: JobsClient, args: argparse.Namespace) -> int:
+    """``jobs submit --file``: batches of up to MAX_BATCH_JOBS jobs, each queued all or none; --priority,
+    --max-attempts, --timeout and --delay apply to the jobs that do not say."""
+    if args.task or args.params or args.params_json or args.wait:
+        raise UsageError("--file takes the jobs from the file: give no TASK, params or --wait with it")
+    defaults = {name: value for name, value in (("priority", args.priority), ("max_attempts", args.max_attempts),
+                                                 ("timeout", args.timeout), ("delay", args.delay)) if value is not None}
+    numbered = [(line, {**defaults, **job}) for line, job in read_jobs_file(args.file)]
+    key = args.idempotency_key or f"jobs-cli-{uuid.uuid4()}"  # retries stay the same jobs
+    batches = [numbered[i : i + MAX_BATCH_JOBS] for i in range(0, len(numbered), MAX_BATCH_JOBS)]
+    queued: list[dict[str, Any]] = []
+    for n, batch in enumerate(batches):
+        try:
+            queued += client.submit_many([job for _, job in batch],
+                                         idempotency_key=key if len(batches) == 1 else f"{key}/{n}")
+        except JobsAPIError as e:
+            if e.status != 422 or not e.errors:
+                raise
+            for err in e.errors:  # /jobs/<i>/rest -> the file's line
+                path = str(err.get("path"))
+                match = _ITEM_PATH.match(path)
+                if match and int(match[1]) < len(batch):
+                    where, path = f"{args.file}:{batch[int(match[1])][0]}", match[2] or "/"
+                else:
+                    where = args.file
+                print(f"{where}: {path}: {err.get('message')}", file=sys.stderr)
+            done = f"; the {len(queued)} jobs before line {batch[0][0]} were queued" if queued else ""
+            print(f"jobs: nothing of lines {batch[0][0]}-{batch[-1][0]} was queued{done}", file=sys.stderr)
+            return EXIT_API_ERROR
+    if args.json:
+        _print_json({"jobs": queued})
+    else:
+        print("\n".join(job["id"] for job in queued))
+    print(f"queued {len(queued)} jobs", file=sys.stderr)
+    return EXIT_OK
+
+
 def cmd_submit(client: JobsClient, args: argparse.Namespace) -> int:
+    if args.file:
+        return _submit_file(client, args)
+    if not args.task:
+        raise UsageError("give a TASK (jobs submit TASK key=value ...) or --file jobs.jsonl")
     params = parse_params(args.params, args.params_json)
     job = client.submit(
         args.task,
@@ -151,6 +223,7 @@ def cmd_submit(client: JobsClient, args: argparse.Namespace) -> int:
         max_attempts=args.max_attempts,
         timeout=args.timeout,
         delay=args.delay,
+        priority=args.priority,
         idempotency_key=args.idempotency_key or f"jobs-cli-{uuid.uuid4()}",  # retries stay one job
     )
     if not args.wait:
@@ -237,6 +310,59 @@ def cmd_tasks(client: JobsClient, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _queue_row(q: dict[str, Any]) -> str:
+    oldest = q.get("oldest_waiting_age_seconds")
+    age = f"{oldest:.0f}s" if oldest is not None else "-"
+    cap = q["cap"] if q.get("cap") is not None else "-"
+    return (f"{q['name']:<20}  {q['waiting']:>7}  {q['running']:>7}  {q['delayed']:>7}  "
+            f"{'yes' if q['paused'] else 'no':<6}  {cap!s:>5}  {len(q['workers']):>7}  {age:>6}")
+
+
+_QUEUE_HEADER = f"{'QUEUE':<20}  {'WAITING':>7}  {'RUNNING':>7}  {'DELAYED':>7}  {'PAUSED':<6}  {'CAP':>5}  " \
+                f"{'WORKERS':>7}  {'OLDEST':>6}"
+
+
+def cmd_queues(client: JobsClient, args: argparse.Namespace) -> int:
+    queues = client.queues()
+    if args.json:
+        _print_json({"queues": queues})
+        return EXIT_OK
+    print(_QUEUE_HEADER)
+    for q in queues:
+        print(_queue_row(q))
+    return EXIT_OK
+
+
+def parse_cap(raw: str | None) -> int | None:
+    """The ``jobs queue cap`` value: a positive integer, or ``none`` to remove the cap."""
+    if raw is None:
+        raise UsageError("give the cap: jobs queue cap NAME N (or none)")
+    if raw.lower() == "none":
+        return None
+    if not raw.isdigit() or int(raw) < 1:
+        raise UsageError(f"the cap must be a positive integer or 'none', got {raw!r}")
+    return int(raw)
+
+
+def cmd_queue(client: JobsClient, args: argparse.Namespace) -> int:
+    if args.action != "cap" and args.value is not None:
+        raise UsageError(f"jobs queue {args.action} takes only the queue name")
+    if args.action == "pause":
+        queue = client.pause_queue(args.name)
+    elif args.action == "resume":
+        queue = client.resume_queue(args.name)
+    elif args.action == "cap":
+        queue = client.set_queue_cap(args.name, parse_cap(args.value))
+    else:
+        queue = client.queue(args.name)
+    if args.json or args.action == "show":
+        _print_json(queue)
+    else:
+        print(_QUEUE_HEADER)
+        print(_queue_row(queue))
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``jobs``."""
     def common_options(suppress: bool) -> argparse.ArgumentParser:
@@ -262,13 +388,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("submit", parents=[common], help="submit a job: jobs submit TASK key=value ...")
-    p.add_argument("task")
+    p = sub.add_parser("submit", parents=[common],
+                       help="submit a job: jobs submit TASK key=value ...; or many: jobs submit --file jobs.jsonl")
+    p.add_argument("task", nargs="?")
     p.add_argument("params", nargs="*", metavar="key=value", help="params; values are JSON when they parse")
     p.add_argument("--params", dest="params_json", metavar="JSON", help="params as one JSON object")
     p.add_argument("--max-attempts", type=int)
     p.add_argument("--timeout", type=float, help="seconds per attempt")
     p.add_argument("--delay", type=float, help="seconds before the job may start")
+    p.add_argument("--priority", type=int, metavar="0-9", help="higher runs first (default 5)")
+    p.add_argument("--file", metavar="JOBS.jsonl",
+                   help="submit every job of this JSON Lines file ('-': stdin), 1000 per request, each request "
+                   "all or none; prints the ids")
     p.add_argument("--idempotency-key")
     p.add_argument("--wait", action="store_true", help="wait with a progress bar, then print the result")
     p.add_argument("--wait-timeout", type=float, default=None, help="give up waiting after this many seconds")
@@ -309,6 +440,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("tasks", parents=[common], help="list the tasks workers offer")
     p.set_defaults(func=cmd_tasks)
+
+    p = sub.add_parser("queues", parents=[common], help="list the queues: waiting, running, paused, cap, workers")
+    p.set_defaults(func=cmd_queues)
+
+    p = sub.add_parser("queue", parents=[common],
+                       help="show, pause or resume a queue, or set its cap: jobs queue pause NAME, "
+                       "jobs queue cap NAME 4|none (changes need an admin key)")
+    p.add_argument("action", choices=["show", "pause", "resume", "cap"])
+    p.add_argument("name")
+    p.add_argument("value", nargs="?", help="for cap: the most jobs running at once, or none")
+    p.set_defaults(func=cmd_queue)
     cli_flows.add_commands(sub, common)
     return parser
 

@@ -9,13 +9,15 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 TERMINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
 #: Longest single long-poll the server allows (GET /jobs/<id>?wait=N, N <= 60).
 MAX_SERVER_WAIT = 60.0
+#: Most jobs one :meth:`JobsClient.submit_many` call may hold (the server's limit).
+MAX_BATCH_JOBS = 1000
 #: Statuses that mean "try again shortly" while waiting (gateway errors during a rollout, Redis outage).
 RETRYABLE_STATUSES = frozenset({502, 503, 504})
 
@@ -161,19 +163,32 @@ class JobsClient:
         max_attempts: int | None = None,
         timeout: float | None = None,
         delay: float | None = None,
+        priority: int | None = None,
         idempotency_key: str | None = None,
     ) -> dict[str, Any]:
-        """Submit a job; returns it (status ``queued``)."""
+        """Submit a job; returns it (status ``queued``). ``priority`` 0..9 (default 5): higher runs first."""
         body: dict[str, Any] = {"task": task, "params": dict(params or {})}
-        if max_attempts is not None:
-            body["max_attempts"] = max_attempts
-        if timeout is not None:
-            body["timeout"] = timeout
-        if delay is not None:
-            body["delay"] = delay
+        for name, value in (("max_attempts", max_attempts), ("timeout", timeout), ("delay", delay),
+                            ("priority", priority)):
+            if value is not None:
+                body[name] = value
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
         job: dict[str, Any] = self._json("POST", "/jobs", body=body, headers=headers)
         return job
+
+    def submit_many(
+        self, jobs: Sequence[Mapping[str, Any]], *, idempotency_key: str | None = None
+    ) -> builtins.list[dict[str, Any]]:
+        """Submit up to :data:`MAX_BATCH_JOBS` jobs at once, all or none (``POST /jobs/batch``); returns them
+        in order.
+
+        Each job is what :meth:`submit` sends: ``{"task", "params"?, "priority"?, "max_attempts"?,
+        "timeout"?, "delay"?}``. When one is invalid nothing is queued and :class:`JobsAPIError` lists every
+        bad one (``errors`` paths such as ``/jobs/3/params/limit``; ``problem["invalid_items"]``).
+        """
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
+        reply = self._json("POST", "/jobs/batch", body={"jobs": [dict(j) for j in jobs]}, headers=headers)
+        return list(reply["jobs"])
 
     def get(self, job_id: str, wait: float | None = None) -> dict[str, Any]:
         """The job; with ``wait`` the server holds the request up to that many seconds until it is terminal."""
@@ -266,6 +281,31 @@ class JobsClient:
             cursor = page.get("next_cursor")
             if not cursor:
                 return
+
+    # ------------------------------------------------------------------ queues
+    def queues(self) -> builtins.list[dict[str, Any]]:
+        """Every queue with its statistics (waiting by priority, running, paused, cap, workers, ...)."""
+        return list(self._json("GET", "/queues")["queues"])
+
+    def queue(self, name: str) -> dict[str, Any]:
+        """One queue's statistics."""
+        info: dict[str, Any] = self._json("GET", f"/queues/{_q(name)}")
+        return info
+
+    def pause_queue(self, name: str) -> dict[str, Any]:
+        """Pause a queue (admin key): it accepts jobs but no worker starts them. Returns the queue."""
+        info: dict[str, Any] = self._json("POST", f"/queues/{_q(name)}/pause")
+        return info
+
+    def resume_queue(self, name: str) -> dict[str, Any]:
+        """Resume a paused queue (admin key). Returns the queue."""
+        info: dict[str, Any] = self._json("POST", f"/queues/{_q(name)}/resume")
+        return info
+
+    def set_queue_cap(self, name: str, cap: int | None) -> dict[str, Any]:
+        """At most ``cap`` of the queue's jobs run at once, cluster-wide; ``None`` removes the cap (admin key)."""
+        info: dict[str, Any] = self._json("PUT", f"/queues/{_q(name)}/cap", body={"cap": cap})
+        return info
 
     # ------------------------------------------------------------------ schedules
     def put_schedule(

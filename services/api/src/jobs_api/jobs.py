@@ -6,14 +6,17 @@ import os
 import re
 import threading
 import time
-from typing import Any
+from collections import Counter
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from flask import Blueprint, Response, request
 from jobs_core.config import Role
 from jobs_core.errors import IdempotencyConflict, QueueFull
-from jobs_core.model import DEFAULT_PRIORITY, Job, JobStatus, is_job_id
+from jobs_core.model import DEFAULT_PRIORITY, Job, JobStatus, Submission, is_job_id
+from jobs_core.serialization import EncodingError, dumps
 
-from jobs_api import openapi
+from jobs_api import openapi, openapi_batch
 from jobs_api.auth import current_principal, current_tenant, forbidden, job_owner, protect, requires
 from jobs_api.lifecycle import SHUTTING_DOWN
 from jobs_api.metrics import SUBMISSIONS, UNKNOWN_TASK_LABEL
@@ -33,6 +36,9 @@ protect(bp)
 
 _IDEMPOTENCY_KEY = re.compile(rf"^[\x21-\x7e]{{1,{openapi.MAX_IDEMPOTENCY_KEY_LENGTH}}}$")
 _MAX_CURSOR = 512
+#: Errors listed per invalid job of a batch (each invalid job is named at least once).
+_ERRORS_PER_ITEM = 5
+_T = TypeVar("_T")
 _TENANT = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 #: ``GET /jobs?tenant=*``: every tenant's jobs (admin only).
 ALL_TENANTS = "*"
@@ -72,10 +78,72 @@ def _idempotency_key() -> str | None:
     return raw
 
 
+class _Invalid(Exception):
+    """One submission failed validation: its errors, and the task label and outcome to count it under."""
+
+    def __init__(self, errors: list[dict[str, str]], label: str, outcome: str = "invalid") -> None:
+        super().__init__(errors)
+        self.errors, self.label, self.outcome = errors, label, outcome
+
+
+def _checked(body: Any, base: str = "") -> Submission:
+    """``body`` (one SubmitRequest) as a :class:`Submission` routed to its task's queue, the task's defaults
+    applied; raises :class:`_Invalid` with JSON pointers under ``base``."""
+    errors = schema_errors(openapi.submit_request_schema(), body, base)
+    if errors:
+        raise _Invalid(errors, UNKNOWN_TASK_LABEL)
+    name: str = body["task"]
+    info = state().store.task_info(name)  # cached catalogue: no Redis round trip per submission
+    if info is None:
+        message = f"unknown task {name!r} (GET /tasks lists the known ones)"
+        raise _Invalid([{"path": f"{base}/task", "message": message}], UNKNOWN_TASK_LABEL, "unknown_task")
+    params = {**info.defaults, **body.get("params", {})}
+    try:
+        errors = task_params_errors(info, params, f"{base}/params")
+    except TaskSchemaError as e:  # what a worker published is broken: not the client's fault, nor a 500
+        SUBMISSIONS.labels(name, "unavailable").inc()
+        raise task_unavailable(name, str(e)) from e
+    if errors:
+        raise _Invalid(errors, name)
+    max_attempts = body.get("max_attempts", info.max_attempts)
+    timeout = body.get("timeout", info.timeout)
+    return Submission(
+        task=name,
+        params=params,
+        queue=info.queue or None,  # routed by the task: clients never name queues
+        priority=int(body.get("priority", DEFAULT_PRIORITY)),
+        max_attempts=int(max_attempts) if max_attempts is not None else None,
+        timeout=float(timeout) if timeout is not None else None,
+        delay=float(body.get("delay", 0.0)),
+    )
+
+
+def _count(tasks: Counter[str], outcome: str) -> None:
+    for task, n in tasks.items():
+        SUBMISSIONS.labels(task, outcome).inc(n)
+
+
+def _enqueued(tasks: Counter[str], call: Callable[[], tuple[_T, bool]]) -> tuple[_T, bool]:
+    """``call()`` (a store enqueue), its submissions (``tasks``: task -> jobs) counted by outcome."""
+    try:
+        result = call()
+    except QueueFull:
+        _count(tasks, "queue_full")
+        raise
+    except IdempotencyConflict:
+        _count(tasks, "conflict")
+        raise
+    except REDIS_UNAVAILABLE:
+        _count(tasks, "unavailable")
+        raise
+    _count(tasks, "accepted" if result[1] else "replayed")
+    return result
+
+
 @bp.post("/jobs")
 @requires(Role.OPERATOR)
 def submit() -> Response:
-    """Validate, record and queue a job; ``202`` with ``Location``."""
+    """Validate, record and queue a job on its task's queue; ``202`` with ``Location``."""
     body = read_json_body()
     job, created = create_job(body, _idempotency_key(), current_tenant())
     headers = {"Location": f"/jobs/{job.id}"}
@@ -85,59 +153,83 @@ def submit() -> Response:
 
 
 def create_job(body: Any, idempotency_key: str | None, owner: str) -> tuple[Job, bool]:
-    """Validate a submission body exactly as ``POST /jobs`` does and queue it for ``owner``.
+    """Validate a submission body exactly as ``POST /jobs`` does and queue it for ``owner`` on its task's queue.
 
     Raises a 422 :class:`Problem` listing every invalid field; the console's "run task" form calls this too,
     so a form submission and an API submission can never be judged differently.
     """
-    errors = schema_errors(openapi.submit_request_schema(), body)
-    if errors:
-        SUBMISSIONS.labels(UNKNOWN_TASK_LABEL, "invalid").inc()
-        raise validation_problem(errors)
+    try:
+        sub = _checked(body)
+    except _Invalid as e:
+        SUBMISSIONS.labels(e.label, e.outcome).inc()
+        raise validation_problem(e.errors) from None
     st = state()
-    name: str = body["task"]
-    info = st.store.task_info(name)  # cached catalogue: no Redis round trip per submission
-    if info is None:
-        SUBMISSIONS.labels(UNKNOWN_TASK_LABEL, "unknown_task").inc()
-        raise validation_problem(
-            [{"path": "/task", "message": f"unknown task {name!r} (GET /tasks lists the known ones)"}]
-        )
-    params = {**info.defaults, **body.get("params", {})}
-    try:
-        errors = task_params_errors(info, params)
-    except TaskSchemaError as e:  # what a worker published is broken: not the client's fault, nor a 500
-        SUBMISSIONS.labels(name, "unavailable").inc()
-        raise task_unavailable(name, str(e)) from e
-    if errors:
-        SUBMISSIONS.labels(name, "invalid").inc()
-        raise validation_problem(errors)
-    max_attempts = body.get("max_attempts", info.max_attempts)
-    timeout = body.get("timeout", info.timeout)
-    try:
-        job, created = st.store.enqueue(
-            name,
-            params,
-            queue=info.queue or None,  # routed by the task: clients never name queues
-            priority=int(body.get("priority", DEFAULT_PRIORITY)),
+    return _enqueued(
+        Counter({sub.task: 1}),
+        lambda: st.store.enqueue(
+            sub.task,
+            sub.params,
+            queue=sub.queue,
+            priority=sub.priority,
             owner=owner,
-            max_attempts=int(max_attempts) if max_attempts is not None else None,
-            timeout=float(timeout) if timeout is not None else None,
-            delay=float(body.get("delay", 0.0)),
+            max_attempts=sub.max_attempts,
+            timeout=sub.timeout,
+            delay=sub.delay,
             idempotency_key=idempotency_key,
             max_pending=st.settings.max_pending,
             max_pending_per_tenant=st.settings.max_pending_per_tenant,
+        ),
+    )
+
+
+@bp.post("/jobs/batch")
+@requires(Role.OPERATOR)
+def submit_batch() -> Response:
+    """Validate every job of ``{"jobs": [...]}`` first, then queue all of them atomically, or none; ``202``."""
+    body = read_json_body()
+    key = _idempotency_key()
+    errors = schema_errors(openapi_batch.batch_request_schema(), body)
+    if errors:
+        SUBMISSIONS.labels(UNKNOWN_TASK_LABEL, "invalid").inc()
+        raise validation_problem(errors)
+    subs: list[Submission] = []
+    bad: list[int] = []
+    for i, item in enumerate(body["jobs"]):
+        base = f"/jobs/{i}"
+        try:
+            sub = _checked(item, base)
+            dumps(sub.params)  # what the store cannot encode (nesting too deep) is this item's fault
+        except _Invalid as e:
+            SUBMISSIONS.labels(e.label, e.outcome).inc()
+            errors += e.errors[:_ERRORS_PER_ITEM]
+            bad.append(i)
+            continue
+        except EncodingError as e:
+            SUBMISSIONS.labels(item["task"], "invalid").inc()
+            errors.append({"path": f"{base}/params", "message": f"cannot be stored as JSON: {e}"})
+            bad.append(i)
+            continue
+        subs.append(sub)
+    if bad:
+        shown = ", ".join(map(str, bad[:20])) + (", ..." if len(bad) > 20 else "")
+        problem = validation_problem(
+            errors, detail=f"{len(bad)} of {len(body['jobs'])} jobs are invalid (items {shown}); nothing was queued"
         )
-    except QueueFull:
-        SUBMISSIONS.labels(name, "queue_full").inc()
-        raise
-    except IdempotencyConflict:
-        SUBMISSIONS.labels(name, "conflict").inc()
-        raise
-    except REDIS_UNAVAILABLE:
-        SUBMISSIONS.labels(name, "unavailable").inc()
-        raise
-    SUBMISSIONS.labels(name, "accepted" if created else "replayed").inc()
-    return job, created
+        problem.extra["invalid_items"] = bad
+        raise problem
+    st = state()
+    jobs, created = _enqueued(
+        Counter(sub.task for sub in subs),
+        lambda: st.store.enqueue_many(
+            subs,
+            owner=current_tenant(),
+            idempotency_key=key,
+            max_pending=st.settings.max_pending,
+            max_pending_per_tenant=st.settings.max_pending_per_tenant,
+        ),
+    )
+    headers = {} if created else {"Idempotent-Replayed": "true"}
+    return json_response({"jobs": [job_body(j) for j in jobs]}, 202, headers)
 
 
 def _listed_tenant(asked: str | None) -> str | None:

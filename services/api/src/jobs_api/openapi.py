@@ -2,7 +2,8 @@
 
 It is the single source of the request body schema too: ``POST /jobs`` validates its body against
 ``SubmitRequest`` from here, so the document and the implementation cannot drift apart. The test suite
-validates every response body it sees against the response schemas below.
+validates every response body it sees against the response schemas below. The parts of other resources
+(``openapi_batch.py``, ``openapi_queues.py``) are merged in by :func:`build_spec`.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ from typing import Any
 
 from jobs_core.model import DEFAULT_PRIORITY, MAX_PRIORITY, MIN_PRIORITY, JobStatus
 
-from jobs_api import __version__
+from jobs_api import __version__, openapi_batch, openapi_queues
+from jobs_api.openapi_parts import FORBIDDEN, RETRY_AFTER, SECURITY, idempotency_key, json_body, op, problem
+from jobs_api.openapi_parts import MAX_IDEMPOTENCY_KEY_LENGTH as MAX_IDEMPOTENCY_KEY_LENGTH
 
 MAX_ATTEMPTS_LIMIT = 100
 MAX_TIMEOUT_SECONDS = 7 * 24 * 3600
@@ -21,7 +24,6 @@ MAX_DELAY_SECONDS = 7 * 24 * 3600
 MAX_WAIT_SECONDS = 60
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
-MAX_IDEMPOTENCY_KEY_LENGTH = 200
 MAX_TASK_NAME_LENGTH = 200
 
 STATUSES = [s.value for s in JobStatus]
@@ -225,6 +227,11 @@ SCHEMAS: dict[str, Any] = {
             },
             "scope": {"type": "string", "enum": ["global", "tenant"], "description": "On 429."},
             "limit": {"type": "integer", "description": "On 429: the cap that was reached."},
+            "invalid_items": {
+                "type": "array",
+                "items": {"type": "integer", "minimum": 0},
+                "description": "On a 422 of POST /jobs/batch: the indexes of the invalid jobs.",
+            },
         },
     },
     "Health": {
@@ -235,41 +242,6 @@ SCHEMAS: dict[str, Any] = {
 }
 
 
-def _problem(description: str, headers: dict[str, Any] | None = None) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "description": description,
-        "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}},
-    }
-    if headers:
-        out["headers"] = headers
-    return out
-
-
-def _json(ref: str, description: str, headers: dict[str, Any] | None = None) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "description": description,
-        "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{ref}"}}},
-    }
-    if headers:
-        out["headers"] = headers
-    return out
-
-
-_RETRY_AFTER = {"Retry-After": {"schema": {"type": "integer"}, "description": "Seconds to wait."}}
-_AUTH_ERRORS = {
-    "401": _problem(
-        "Missing or invalid API key (when JOBS_API_KEYS is set).",
-        {"WWW-Authenticate": {"schema": {"type": "string"}}},
-    ),
-    "503": _problem(
-        "Redis unreachable, failing over or out of memory; for POST /jobs also a task whose published "
-        "definition (params schema) is invalid.",
-        _RETRY_AFTER,
-    ),
-}
-_FORBIDDEN = {
-    "403": _problem("The API key's role may not do this (viewer < operator < admin; see the README's roles).")
-}
 _JOB_ID = {
     "name": "job_id",
     "in": "path",
@@ -277,21 +249,12 @@ _JOB_ID = {
     "schema": {"type": "string"},
     "description": "Job id (uuid4). Unknown, malformed or another tenant's (unless the caller is an admin): 404.",
 }
-_SECURITY: list[dict[str, list[str]]] = [{"bearerAuth": []}]
-
-
-def _op(summary: str, responses: dict[str, Any], **more: Any) -> dict[str, Any]:
-    op = {"summary": summary, "responses": {**responses, **_AUTH_ERRORS}}
-    op.update(more)
-    return op
-
-
 PATHS: dict[str, Any] = {
     "/jobs": {
-        "post": _op(
+        "post": op(
             "Submit a job",
             {
-                "202": _json(
+                "202": json_body(
                     "Job",
                     "Accepted: the job is recorded and queued (also for an Idempotency-Key repeat, which "
                     "returns the original job with Idempotent-Replayed: true).",
@@ -300,28 +263,20 @@ PATHS: dict[str, Any] = {
                         "Idempotent-Replayed": {"schema": {"type": "string", "enum": ["true"]}},
                     },
                 ),
-                "400": _problem("Malformed JSON or bad Idempotency-Key header."),
-                "413": _problem("Body larger than JOBS_MAX_BODY_BYTES."),
-                "415": _problem("Content-Type is not application/json."),
-                "422": _problem(
+                "400": problem("Malformed JSON or bad Idempotency-Key header."),
+                "413": problem("Body larger than JOBS_MAX_BODY_BYTES."),
+                "415": problem("Content-Type is not application/json."),
+                "422": problem(
                     "Invalid body, unknown task, params failing the task's schema, or an Idempotency-Key "
                     "reused with a different body."
                 ),
-                "429": _problem("Too many pending jobs (JOBS_MAX_PENDING[_PER_TENANT]).", _RETRY_AFTER),
-                **_FORBIDDEN,
+                "429": problem("Too many pending jobs (JOBS_MAX_PENDING[_PER_TENANT]).", RETRY_AFTER),
+                **FORBIDDEN,
             },
             operationId="submitJob",
             tags=["jobs"],
-            security=_SECURITY,
-            parameters=[
-                {
-                    "name": "Idempotency-Key",
-                    "in": "header",
-                    "required": False,
-                    "schema": {"type": "string", "minLength": 1, "maxLength": MAX_IDEMPOTENCY_KEY_LENGTH},
-                    "description": "A repeat with the same key and body returns the same job.",
-                }
-            ],
+            security=SECURITY,
+            parameters=[idempotency_key("A repeat with the same key and body returns the same job.")],
             requestBody={
                 "required": True,
                 "content": {
@@ -332,12 +287,12 @@ PATHS: dict[str, Any] = {
                 },
             },
         ),
-        "get": _op(
+        "get": op(
             "List jobs, newest first",
-            {"200": _json("JobList", "A page of jobs."), "400": _problem("Bad query parameter."), **_FORBIDDEN},
+            {"200": json_body("JobList", "A page of jobs."), "400": problem("Bad query parameter."), **FORBIDDEN},
             operationId="listJobs",
             tags=["jobs"],
-            security=_SECURITY,
+            security=SECURITY,
             parameters=[
                 {"name": "status", "in": "query", "schema": {"type": "string", "enum": STATUSES}},
                 {"name": "task", "in": "query", "schema": {"type": "string"}},
@@ -368,16 +323,16 @@ PATHS: dict[str, Any] = {
         ),
     },
     "/jobs/{job_id}": {
-        "get": _op(
+        "get": op(
             "Get a job (optionally long-polling until it is terminal)",
             {
-                "200": _json("Job", "The job."),
-                "400": _problem("Bad wait parameter."),
-                "404": _problem("No such job."),
+                "200": json_body("Job", "The job."),
+                "400": problem("Bad wait parameter."),
+                "404": problem("No such job."),
             },
             operationId="getJob",
             tags=["jobs"],
-            security=_SECURITY,
+            security=SECURITY,
             parameters=[
                 _JOB_ID,
                 {
@@ -388,23 +343,25 @@ PATHS: dict[str, Any] = {
                 },
             ],
         ),
-        "delete": _op(
+        "delete": op(
             "Cancel a job",
             {
-                "200": _json("Job", "The job was queued and is now cancelled."),
-                "202": _json("Job", "The job is running: cancel requested; it becomes cancelled within a heartbeat."),
-                "404": _problem("No such job."),
-                "409": _problem("The job is already terminal (job_status says which)."),
-                **_FORBIDDEN,
+                "200": json_body("Job", "The job was queued and is now cancelled."),
+                "202": json_body(
+                    "Job", "The job is running: cancel requested; it becomes cancelled within a heartbeat."
+                ),
+                "404": problem("No such job."),
+                "409": problem("The job is already terminal (job_status says which)."),
+                **FORBIDDEN,
             },
             operationId="cancelJob",
             tags=["jobs"],
-            security=_SECURITY,
+            security=SECURITY,
             parameters=[_JOB_ID],
         ),
     },
     "/jobs/{job_id}/result": {
-        "get": _op(
+        "get": op(
             "Get a succeeded job's result",
             {
                 "200": {
@@ -414,47 +371,47 @@ PATHS: dict[str, Any] = {
                         "*/*": {"schema": {"type": "string", "format": "binary"}},
                     },
                 },
-                "404": _problem("No such job."),
-                "409": _problem("The job has not succeeded (job_status says its status)."),
-                "410": _problem("The result has expired (JOBS_RESULT_TTL_SECONDS)."),
+                "404": problem("No such job."),
+                "409": problem("The job has not succeeded (job_status says its status)."),
+                "410": problem("The result has expired (JOBS_RESULT_TTL_SECONDS)."),
             },
             operationId="getJobResult",
             tags=["jobs"],
-            security=_SECURITY,
+            security=SECURITY,
             parameters=[_JOB_ID],
         ),
     },
     "/jobs/{job_id}/retry": {
-        "post": _op(
+        "post": op(
             "Queue a failed or cancelled job again",
             {
-                "202": _json("Job", "Queued again.", {"Location": {"schema": {"type": "string"}}}),
-                "404": _problem("No such job."),
-                "409": _problem("The job is not failed or cancelled (job_status says its status)."),
-                **_FORBIDDEN,
+                "202": json_body("Job", "Queued again.", {"Location": {"schema": {"type": "string"}}}),
+                "404": problem("No such job."),
+                "409": problem("The job is not failed or cancelled (job_status says its status)."),
+                **FORBIDDEN,
             },
             operationId="retryJob",
             tags=["jobs"],
-            security=_SECURITY,
+            security=SECURITY,
             parameters=[_JOB_ID],
         ),
     },
     "/tasks": {
-        "get": _op(
+        "get": op(
             "List the tasks the workers published",
-            {"200": _json("TaskList", "Every known task, by name.")},
+            {"200": json_body("TaskList", "Every known task, by name.")},
             operationId="listTasks",
             tags=["tasks"],
-            security=_SECURITY,
+            security=SECURITY,
         ),
     },
     "/tasks/{name}": {
-        "get": _op(
+        "get": op(
             "Get one task",
-            {"200": _json("Task", "The task."), "404": _problem("No such task.")},
+            {"200": json_body("Task", "The task."), "404": problem("No such task.")},
             operationId="getTask",
             tags=["tasks"],
-            security=_SECURITY,
+            security=SECURITY,
             parameters=[{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
         ),
     },
@@ -463,7 +420,7 @@ PATHS: dict[str, Any] = {
             "summary": "Liveness: the process answers",
             "operationId": "healthz",
             "tags": ["ops"],
-            "responses": {"200": _json("Health", "Alive.")},
+            "responses": {"200": json_body("Health", "Alive.")},
         }
     },
     "/readyz": {
@@ -472,8 +429,8 @@ PATHS: dict[str, Any] = {
             "operationId": "readyz",
             "tags": ["ops"],
             "responses": {
-                "200": _json("Health", "Ready."),
-                "503": _problem("Redis unreachable, or the process is shutting down.", _RETRY_AFTER),
+                "200": json_body("Health", "Ready."),
+                "503": problem("Redis unreachable, or the process is shutting down.", RETRY_AFTER),
             },
         }
     },
@@ -532,12 +489,13 @@ def build_spec() -> dict[str, Any]:
             "tags": [
                 {"name": "jobs", "description": "Jobs of the caller's tenant."},
                 {"name": "tasks", "description": "Tasks published by the workers."},
+                {"name": "queues", "description": "Queues: statistics (any role); pause, resume, cap (admin)."},
                 *openapi_flows.TAGS,
                 {"name": "ops", "description": "Health, metrics and documentation (no auth)."},
             ],
-            "paths": {**PATHS, **openapi_flows.PATHS},
+            "paths": {**PATHS, **openapi_batch.PATHS, **openapi_queues.PATHS, **openapi_flows.PATHS},
             "components": {
-                "schemas": {**SCHEMAS, **openapi_flows.SCHEMAS},
+                "schemas": {**SCHEMAS, **openapi_batch.SCHEMAS, **openapi_queues.SCHEMAS, **openapi_flows.SCHEMAS},
                 "securitySchemes": {
                     "bearerAuth": {
                         "type": "http",
@@ -560,3 +518,4 @@ def submit_request_schema() -> dict[str, Any]:
     Copied once, not per request: the deep copy cost more than the validation on the submit hot path.
     """
     return copy.deepcopy(SCHEMAS["SubmitRequest"])
+

@@ -16,17 +16,13 @@ from jobs_core.schedules import (
 )
 
 from jobs_api.openapi import (
-    _FORBIDDEN,
     _NULLABLE_TIMESTAMP,
-    _SECURITY,
     _TIMESTAMP,
     MAX_ATTEMPTS_LIMIT,
     MAX_TASK_NAME_LENGTH,
     MAX_TIMEOUT_SECONDS,
-    _json,
-    _op,
-    _problem,
 )
+from jobs_api.openapi_parts import FORBIDDEN, SECURITY, json_body, op, problem
 
 _SCHEDULE_FIELDS: dict[str, Any] = {
     "task": {"type": "string", "minLength": 1, "maxLength": MAX_TASK_NAME_LENGTH,
@@ -94,30 +90,30 @@ SCHEMAS: dict[str, Any] = {
 
 _NAME = {"name": "name", "in": "path", "required": True,
          "schema": {"type": "string", "pattern": r"^[A-Za-z0-9_.\-]{1,64}$"}, "description": "Schedule name."}
-_SCHEDULE_404 = _problem("No such schedule (or another tenant's).")
+_SCHEDULE_404 = problem("No such schedule (or another tenant's).")
 
 
 def _schedule_op(summary: str, op_id: str, responses: dict[str, Any], **more: Any) -> dict[str, Any]:
-    return _op(summary, {**responses, **_FORBIDDEN}, operationId=op_id, tags=["schedules"], security=_SECURITY,
+    return op(summary, {**responses, **FORBIDDEN}, operationId=op_id, tags=["schedules"], security=SECURITY,
                **more)
 
 
 PATHS: dict[str, Any] = {
     "/schedules": {
         "get": _schedule_op("List the tenant's schedules", "listSchedules",
-                            {"200": _json("ScheduleList", "Every schedule, by name.")}),
+                            {"200": json_body("ScheduleList", "Every schedule, by name.")}),
     },
     "/schedules/{name}": {
         "put": _schedule_op(
             "Create or replace a schedule", "putSchedule",
             {
-                "200": _json("Schedule", "Replaced (or unchanged)."),
-                "201": _json("Schedule", "Created.", {"Location": {"schema": {"type": "string"}}}),
-                "400": _problem("Malformed JSON or schedule name."),
-                "409": _problem("The tenant has JOBS_MAX_SCHEDULES_PER_TENANT schedules already."),
-                "413": _problem("Body larger than JOBS_MAX_BODY_BYTES."),
-                "415": _problem("Content-Type is not application/json."),
-                "422": _problem("Invalid definition: unknown task, params failing its schema, bad cron "
+                "200": json_body("Schedule", "Replaced (or unchanged)."),
+                "201": json_body("Schedule", "Created.", {"Location": {"schema": {"type": "string"}}}),
+                "400": problem("Malformed JSON or schedule name."),
+                "409": problem("The tenant has JOBS_MAX_SCHEDULES_PER_TENANT schedules already."),
+                "413": problem("Body larger than JOBS_MAX_BODY_BYTES."),
+                "415": problem("Content-Type is not application/json."),
+                "422": problem("Invalid definition: unknown task, params failing its schema, bad cron "
                                 "expression or time zone."),
             },
             parameters=[_NAME],
@@ -127,17 +123,17 @@ PATHS: dict[str, Any] = {
                             "timezone": "Europe/Paris"}}}},
         ),
         "get": _schedule_op("Get a schedule (next run times, last fired tick)", "getSchedule",
-                            {"200": _json("Schedule", "The schedule."), "404": _SCHEDULE_404}, parameters=[_NAME]),
+                            {"200": json_body("Schedule", "The schedule."), "404": _SCHEDULE_404}, parameters=[_NAME]),
         "delete": _schedule_op("Delete a schedule (its jobs stay)", "deleteSchedule",
                                {"204": {"description": "Deleted."}, "404": _SCHEDULE_404}, parameters=[_NAME]),
     },
     "/schedules/{name}/pause": {
         "post": _schedule_op("Pause a schedule", "pauseSchedule",
-                             {"200": _json("Schedule", "Paused."), "404": _SCHEDULE_404}, parameters=[_NAME]),
+                             {"200": json_body("Schedule", "Paused."), "404": _SCHEDULE_404}, parameters=[_NAME]),
     },
     "/schedules/{name}/resume": {
         "post": _schedule_op("Resume a schedule from now (ticks while paused are not caught up)", "resumeSchedule",
-                             {"200": _json("Schedule", "Resumed."), "404": _SCHEDULE_404}, parameters=[_NAME]),
+                             {"200": json_body("Schedule", "Resumed."), "404": _SCHEDULE_404}, parameters=[_NAME]),
     },
 }
 

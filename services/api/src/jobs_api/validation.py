@@ -50,14 +50,14 @@ def schema_problem(schema: Mapping[str, Any]) -> str | None:
     return None
 
 
-def task_params_errors(info: TaskInfo, params: Any) -> list[dict[str, str]]:
+def task_params_errors(info: TaskInfo, params: Any, base: str = "/params") -> list[dict[str, str]]:
     """:func:`schema_errors` for params against the schema a worker published for the task;
     :class:`TaskSchemaError` when the published entry or its schema is unusable (invalid, an unresolvable
     ``$ref``, a pattern the regex engine refuses)."""
     if info.problem:
         raise TaskSchemaError(info.problem)
     try:
-        return schema_errors(info.params_schema, params, "/params")
+        return schema_errors(info.params_schema, params, base)
     except Exception as e:  # anything the published schema makes the validator raise is the schema's fault
         message = getattr(e, "message", None) or str(e)
         raise TaskSchemaError(f"{type(e).__name__}: {message}"[:500]) from e
