@@ -33,6 +33,18 @@ def test_values_are_read() -> None:
     assert s.api_keys == {"k1": ApiKey("alice", Role.OPERATOR), "k2": ApiKey("bob", Role.OPERATOR)}
 
 
+def test_queues_consumed_in_order_and_the_default_queue() -> None:
+    assert Settings.from_env({}).worker_queues == ("jobs",)
+    assert Settings.from_env({"JOBS_QUEUE": "reports"}).worker_queues == ("reports",)  # JOBS_QUEUE keeps working
+    s = Settings.from_env({"JOBS_QUEUES": " gpu, jobs "})
+    assert s.worker_queues == ("gpu", "jobs") and s.queue == "gpu"
+    s = Settings.from_env({"JOBS_QUEUES": "gpu,jobs", "JOBS_QUEUE": "jobs"})
+    assert s.worker_queues == ("gpu", "jobs") and s.queue == "jobs"
+    for bad, message in (("gpu,gpu", "given twice"), ("a:b", "queue names are")):
+        with pytest.raises(ConfigError, match=message):
+            Settings.from_env({"JOBS_QUEUES": bad})
+
+
 def test_api_keys_file(tmp_path: Path) -> None:
     f = tmp_path / "keys"
     f.write_text("# tenants\nalice:secret-1\n\nbob:secret-2\n")

@@ -94,6 +94,11 @@ def test_hotqueue_client_sees_and_feeds_the_queue(store: JobStore, settings: Set
     job2, _ = store.enqueue("echo", {})
     assert [c.id for c in store.claim("w", 5)] == [job2.id]
     assert store.redis.llen(store.keys.dead_letter) == 2
+    # with priorities in use, hotqueue's list is the default priority's: other priorities have their own
+    urgent, _ = store.enqueue("echo", {}, priority=9)
+    default, _ = store.enqueue("echo", {})
+    assert len(q) == 1 and q.key == store.keys.waiting(5)
+    assert [c.id for c in store.claim("w", 5)] == [urgent.id, default.id]
 
 
 def test_delay_schedules_then_promotes(store: JobStore) -> None:

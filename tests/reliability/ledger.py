@@ -114,6 +114,11 @@ class EventLog:
 
     def stop(self) -> None:
         self._stop.set()
+
+    def drain(self) -> None:
+        """Start no new submission; those under way go on until answered 202 (or a non-retried status)."""
+        with self._lock:
+            self._limit = self._next
         self._thread.join(5)
 
     def _run(self) -> None:
@@ -162,6 +167,7 @@ class SubmitStats:
     statuses: Counter[int] = field(default_factory=Counter)
     transport_errors: int = 0
     latencies: list[float] = field(default_factory=list)
+    answers: list[tuple[float, int]] = field(default_factory=list)  # (monotonic time, HTTP status)
 
     @property
     def server_errors(self) -> int:
@@ -179,8 +185,10 @@ class Submitter:
     """Threads submitting jobs through the API; 202s go to the ledger, 429/503/transport errors retried."""
 
     def __init__(self, http_factory: Callable[[], Http], ledger: Ledger, body: Callable[[int], dict[str, Any]],
-                 *, threads: int = 4, rate: float | None = None) -> None:
+                 *, threads: int = 4, rate: float | None = None, idempotency_prefix: str | None = None) -> None:
         self.http_factory = http_factory
+        # with a prefix, submission n carries Idempotency-Key <prefix>-<n> (its retries too), as the CLI does
+        self.idempotency_prefix = idempotency_prefix
         self.ledger = ledger
         self.body = body
         self.threads = threads
@@ -203,6 +211,11 @@ class Submitter:
 
     def stop(self) -> None:
         self._stop.set()
+
+    def drain(self) -> None:
+        """Start no new submission; those under way go on until answered 202 (or a non-retried status)."""
+        with self._lock:
+            self._limit = self._next
 
     def join(self, timeout: float = 300) -> None:
         deadline = time.monotonic() + timeout
@@ -229,15 +242,16 @@ class Submitter:
                     delay = self._t0 + n / self.rate - time.monotonic()
                     if delay > 0:
                         time.sleep(delay)
-                self._submit_one(http, self.body(n))
+                key = {"Idempotency-Key": f"{self.idempotency_prefix}-{n}"} if self.idempotency_prefix else None
+                self._submit_one(http, self.body(n), key)
         finally:
             http.close()
 
-    def _submit_one(self, http: Http, body: dict[str, Any]) -> None:
+    def _submit_one(self, http: Http, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
         while not self._stop.is_set():
             t = time.monotonic()
             try:
-                resp = http.request("POST", "/jobs", body)
+                resp = http.request("POST", "/jobs", body, headers=headers)
             except (OSError, HTTPException):
                 with self._lock:
                     self.stats.transport_errors += 1
@@ -246,6 +260,7 @@ class Submitter:
             with self._lock:
                 self.stats.statuses[resp.status] += 1
                 self.stats.latencies.append(time.monotonic() - t)
+                self.stats.answers.append((time.monotonic(), resp.status))
             if resp.status == 202:
                 self.ledger.add(resp.json()["id"])
                 return

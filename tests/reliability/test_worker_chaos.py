@@ -15,7 +15,7 @@ from reliability.chaos import recovery_phases, run_with_chaos
 from reliability.stack import LEASE_SECONDS, REAPER_INTERVAL_SECONDS, Stack
 
 JOBS = 2000 if report.FULL else 300
-WORKERS = 4 if report.FULL else 3
+WORKERS = 4  # two per group: a kill leaves each queue a worker while its replacement boots
 SLOTS = 2
 EVERY = 2.0
 #: claim latency on top of lease + reaper interval: a requeued job goes to the head of the queue and is

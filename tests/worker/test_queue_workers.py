@@ -130,3 +130,23 @@ def test_once_sigkilled_mid_job_is_reaped_and_run_again(store: JobStore, workers
     wait_for(lambda: len(executions(store, key)) == 2, 30, what="the job ran again")
     assert executions(store, key)[1] == f"{job.id}:2"
     stop(worker, signal.SIGKILL)
+
+
+def test_tasks_and_retire_task_commands(store: JobStore, worker_env: dict[str, str]) -> None:
+    import subprocess
+
+    from jobs_core.model import TaskInfo
+    from support.procs import VENV_BIN
+
+    store.publish_tasks([TaskInfo("gone"), TaskInfo("kept")])
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(VENV_BIN / "jobs-worker"), *args], env=worker_env, capture_output=True,
+                              text=True, timeout=60)
+
+    listed = cli("tasks")
+    assert listed.returncode == 0 and "gone\tqueue=" in listed.stdout and "workers=0" in listed.stdout
+    assert cli("retire-task", "gone").stdout.strip() == "retired gone"
+    assert "gone" not in store.tasks() and "kept" in store.tasks()
+    missing = cli("retire-task", "gone")
+    assert missing.returncode == 1 and "no task named 'gone'" in missing.stderr

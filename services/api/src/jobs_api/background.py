@@ -80,6 +80,8 @@ DECLARED = "jobs_api.declared_schedules"
 
 def start(app: Flask) -> Ticker | None:
     """Start this process's ticker (unless ``JOBS_SCHEDULER=off``); returns it."""
+    if EXTENSION not in app.extensions:  # another app under the same gunicorn settings (bench's hello app)
+        return None
     st: State = app.extensions[EXTENSION]
     s = st.settings
     declared: list[Declared] = app.extensions.get(DECLARED, [])

@@ -89,6 +89,7 @@ class Worker:
         self.recheck_claims = False  # set by a Redis error: look for claims whose reply was lost
         self.started = time.time()
         self.offered: dict[str, str] = {}  # task name -> the queue it is published on
+        self.reap_queues: list[str] = list(self.store.queues)
 
     # ------------------------------------------------------------------ lifecycle
     def install_signal_handlers(self) -> None:
@@ -391,7 +392,10 @@ class Worker:
 
     def _reap(self, now: float) -> None:
         self.next_reap = now + self.settings.reaper_interval_seconds
-        for queue in self.store.queues:
+        if now >= self.next_prune:  # every known queue, not only ours: a pool whose workers all died (or
+            # that scaled to zero) still gets its expired leases handed back and its cap slots freed
+            self.reap_queues = list(dict.fromkeys([*self.store.queues, *self.store.queue_names()]))
+        for queue in self.reap_queues:
             report = self.store.reap(queue=queue)
             if report.ran and (report.requeued or report.failed):
                 log.warning("reaper handed back jobs of lost workers", extra={

@@ -53,11 +53,10 @@ end
 -- per-minute history counters, read by GET /queues and the console
 local function count_finished(q, task, status, now, ttl)
   local key = q.history_prefix .. math.floor(now / 60000)
-  redis.call('HINCRBY', key, 'finished', 1)
+  if redis.call('HINCRBY', key, 'finished', 1) == 1 then redis.call('EXPIRE', key, ttl) end -- minute's first
   redis.call('HINCRBY', key, 'finished:' .. task, 1)
   if status == 'failed' then
     redis.call('HINCRBY', key, 'failed', 1)
     redis.call('HINCRBY', key, 'failed:' .. task, 1)
   end
-  redis.call('EXPIRE', key, ttl)
 end
