@@ -89,7 +89,7 @@ def child_main(conn: Connection, cancel_flag: Synchronized[int], config: ChildCo
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     _die_with_parent()
     logs = TaskLogging(config.log_level)
-    registry = load_task_modules(config.task_modules, config.cwd)
+    registry = load_task_modules(config.task_modules, config.cwd, check=False)
     conn.send(("ready", os.getpid()))
     while True:
         try:

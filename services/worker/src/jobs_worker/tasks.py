@@ -22,9 +22,6 @@ from typing import Any
 from jobs_core.config import is_queue_name
 from jobs_core.errors import JobCancelled, Reject, Retry, TaskDefinitionError
 from jobs_core.model import TaskInfo
-from jsonschema import Draft202012Validator, FormatChecker
-from jsonschema.exceptions import SchemaError
-from jsonschema.validators import validator_for
 
 #: A task's retry delay: base seconds of exponential backoff, seconds per retry, or ``attempt -> seconds``.
 Backoff = float | Sequence[float] | Callable[[int], float]
@@ -138,6 +135,11 @@ class Task:
         """The task's name."""
         return self.info.name
 
+    @property
+    def where(self) -> str:
+        """``task 'name' (module.function)``, for error messages."""
+        return describe(self.info.name, self.fn)
+
     def should_retry(self, error: BaseException) -> bool:
         """Whether ``error`` raised by this task may be retried (while attempts remain)."""
         if isinstance(error, Reject):
@@ -157,6 +159,11 @@ class Task:
             return exponential_backoff(float(backoff), cap, attempt, rng)
         steps = list(backoff)
         return max(0.0, float(steps[min(attempt, len(steps)) - 1]))
+
+
+def describe(name: str, fn: Callable[..., Any]) -> str:
+    """``task 'name' (module.function)``."""
+    return f"task {name!r} ({getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', '?')})"
 
 
 def exponential_backoff(base: float, cap: float, attempt: int, rng: random.Random | None = None) -> float:
@@ -197,7 +204,7 @@ def task(
 
     def register(fn: TaskFunction) -> TaskFunction:
         task_name = name or fn.__name__
-        where = f"task {task_name!r} ({getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', '?')})"
+        where = describe(task_name, fn)
         if not isinstance(task_name, str) or not 0 < len(task_name) <= MAX_TASK_NAME_LENGTH:
             raise TaskDefinitionError(f"{where}: the name must be 1-{MAX_TASK_NAME_LENGTH} characters")
         doc = (fn.__doc__ or "").strip()
@@ -236,36 +243,15 @@ def published_info(t: Task, default_queue: str) -> TaskInfo:
     return replace(t.info, queue=t.queue or default_queue)
 
 
-def params_validator(schema: Mapping[str, Any]) -> Any:
-    """A JSON Schema validator for ``schema`` (draft 2020-12 unless ``$schema`` says otherwise)."""
-    cls = validator_for(schema, default=Draft202012Validator)
-    cls.check_schema(schema, format_checker=FormatChecker())  # also checks regex patterns
-    return cls(schema)
-
-
 def check_task_info(info: TaskInfo, where: str) -> None:
-    """Raise :class:`TaskDefinitionError` (one line) when what the worker would publish is invalid."""
-    try:
-        validator = params_validator(info.params_schema)
-    except SchemaError as e:
-        path = "/".join(str(p) for p in e.absolute_path)
-        raise TaskDefinitionError(
-            f"{where}: invalid params_schema at /{path}: {e.message}"
-        ) from None
+    """Raise :class:`TaskDefinitionError` (one line) when what the worker would publish is invalid (cheap
+    checks; the params schema is checked by :func:`jobs_worker.schemas.check_params_schema`)."""
     if info.timeout is not None and not (isinstance(info.timeout, int | float) and info.timeout > 0):
         raise TaskDefinitionError(f"{where}: timeout must be a positive number of seconds")
     if info.max_attempts is not None and not (
         isinstance(info.max_attempts, int) and not isinstance(info.max_attempts, bool) and info.max_attempts >= 1
     ):
         raise TaskDefinitionError(f"{where}: max_attempts must be an integer >= 1")
-    try:
-        errors = list(validator.iter_errors(dict(info.defaults)))
-    except Exception as e:  # unresolvable $ref, a pattern the regex engine refuses, ...
-        raise TaskDefinitionError(f"{where}: params_schema cannot be used: {type(e).__name__}: {e}") from None
-    for error in errors:
-        if error.validator != "required":  # defaults need not fill every required param
-            path = "/".join(str(p) for p in error.absolute_path)
-            raise TaskDefinitionError(f"{where}: default /{path} fails params_schema: {error.message}")
 
 
 def _exception_types(
@@ -294,12 +280,14 @@ def _check_backoff(backoff: Backoff | None, where: str) -> Backoff | None:
     )
 
 
-def load_task_modules(modules: Iterable[str], cwd: str | None = None) -> dict[str, Task]:
+def load_task_modules(modules: Iterable[str], cwd: str | None = None, *, check: bool = True) -> dict[str, Task]:
     """Import the built-in tasks and ``modules`` (which register theirs on import); return the registry.
 
     An entry is a module name, searched on ``sys.path`` and then in ``cwd`` (the directory the worker was
-    started from), or a file path (``./mytasks.py``, ``/app/tasks/render.py``). Any failure is a
-    :class:`TaskDefinitionError` with a one-line message saying what was searched and how to fix it.
+    started from), or a file path (``./mytasks.py``, ``/app/tasks/render.py``). Any failure, or with
+    ``check`` a task whose params schema is invalid, is a :class:`TaskDefinitionError` with a one-line
+    message saying what is wrong and how to fix it. (Slot children skip ``check``: the worker did it, and
+    they start faster without the JSON Schema library.)
     """
     importlib.import_module("jobs_worker.builtin_tasks")
     base = os.path.abspath(cwd or os.getcwd())
@@ -310,6 +298,11 @@ def load_task_modules(modules: Iterable[str], cwd: str | None = None) -> dict[st
             _import_file(entry, os.path.join(base, entry))
         else:
             _import_module(entry)
+    if check:
+        from jobs_worker.schemas import check_params_schema
+
+        for registered in REGISTRY.values():
+            check_params_schema(registered)
     return REGISTRY
 
 

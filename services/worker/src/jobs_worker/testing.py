@@ -22,7 +22,8 @@ from jobs_core.errors import InvalidParams
 from jobs_core.serialization import loads
 
 from jobs_worker.results import JSON_MEDIA_TYPE, encode_result
-from jobs_worker.tasks import REGISTRY, BinaryResult, Context, Task, params_validator
+from jobs_worker.schemas import check_params_schema, params_validator
+from jobs_worker.tasks import REGISTRY, BinaryResult, Context, Task
 
 __all__ = ["LocalContext", "run_task"]
 
@@ -74,6 +75,7 @@ def run_task(
     :class:`BinaryResult`.
     """
     found = find_task(task)
+    check_params_schema(found)  # as the worker does at start
     info = found.info
     full = {**info.defaults, **(params or {})}
     errors = sorted(params_validator(info.params_schema).iter_errors(full), key=lambda e: list(map(str, e.path)))
