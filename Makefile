@@ -49,7 +49,7 @@ bench-smoke: install .venv-bench/.installed ## every bench part with tiny counts
 	$(PY) -m bench --smoke
 
 # `make test` runs the same scenarios small (RELIABILITY_PROFILE=short, the default, ~2-3 min).
-reliability: install ## chaos, Redis/API crashes, hostile input, tenants, load at full size (~6 min); prints the table
+reliability: install ## chaos, Redis/API crashes, Sentinel failover, hostile input, tenants, load at full size (~8 min); prints the table
 	RELIABILITY_PROFILE=full .venv/bin/pytest tests/reliability -o timeout=900 $(PYTEST_ARGS)
 
 clean:

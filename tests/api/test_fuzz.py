@@ -16,6 +16,7 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
+from support.streams import short_stream
 
 from api.conftest import TASKS, make_app
 
@@ -50,6 +51,7 @@ def test_no_input_breaks_the_api(fuzz_app: Flask) -> None:
         @given(case=operation.as_strategy())
         @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck), database=None)
         def run(case: schemathesis.Case) -> None:
+            short_stream(case)
             response = case.call()
             assert response.status_code < 500, (case.method, case.formatted_path, response.status_code,
                                                 response.text[:300])

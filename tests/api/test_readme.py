@@ -78,6 +78,7 @@ def test_settings_table_lists_every_variable_the_code_reads() -> None:
         ROOT / "libs/jobs_core/src/jobs_core/config.py",
         ROOT / "services/api/src/jobs_api/gunicorn_conf.py",
         ROOT / "services/api/src/jobs_api/console/session.py",
+        ROOT / "services/api/src/jobs_api/slots.py",
         ROOT / "libs/jobs_client/src/jobs_client/client.py",
         ROOT / "libs/jobs_client/src/jobs_client/cli.py",
     ]

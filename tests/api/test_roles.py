@@ -46,6 +46,7 @@ ENDPOINTS = [
     Endpoint("POST", "/jobs/<job_id>/retry", Role.OPERATOR, "/jobs/{job}/retry"),
     Endpoint("GET", "/tasks", Role.VIEWER, "/tasks"),
     Endpoint("GET", "/tasks/<name>", Role.VIEWER, "/tasks/echo"),
+    Endpoint("GET", "/events", Role.VIEWER, "/events?max_seconds=0"),
     Endpoint("GET", "/queues", Role.VIEWER, "/queues"),
     Endpoint("GET", "/queues/<name>", Role.VIEWER, "/queues/{queue}"),
     Endpoint("POST", "/queues/<name>/pause", Role.ADMIN, "/queues/{queue}/pause"),

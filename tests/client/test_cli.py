@@ -177,6 +177,23 @@ def test_errors_exit_codes(stack: ApiStack) -> None:
     assert down.returncode == 5 and "cannot reach" in down.stderr
 
 
+def test_result_ends_with_a_newline(stack: ApiStack) -> None:
+    submitted = jobs(stack, "submit", "echo", "a=1", "--wait", "-q")
+    assert submitted.returncode == 0 and submitted.stdout == '{"a":1}\n', repr(submitted.stdout)
+    job_id = jobs(stack, "submit", "echo", "b=2").stdout.strip()
+    assert jobs(stack, "wait", job_id, "-q").returncode == 0
+    out = jobs(stack, "result", job_id)
+    assert out.returncode == 0 and out.stdout == '{"b":2}\n', repr(out.stdout)
+
+
+def test_401_says_which_key_to_set(stack: ApiStack) -> None:
+    missing = jobs(stack, "tasks", key=None)
+    assert missing.returncode == 4
+    assert "401" in missing.stderr and "JOBS_API_KEY" in missing.stderr and "--api-key" in missing.stderr
+    wrong = jobs(stack, "tasks", key="not-the-key")
+    assert wrong.returncode == 4 and "refused" in wrong.stderr and "JOBS_API_KEY" in wrong.stderr
+
+
 def test_client_errors_carry_the_problem(client: JobsClient, stack: ApiStack) -> None:
     checked = _CONTRACT.checked
     client.tasks()

@@ -176,3 +176,10 @@ def test_client_submit_many(stack: ApiStack) -> None:
         client.submit_many([{"task": "echo"}, {"task": "primes", "params": {"limit": 1}}])
     assert e.value.status == 422 and e.value.errors[0]["path"] == "/jobs/1/params/limit"
     assert e.value.problem["invalid_items"] == [1]
+
+
+def test_tasks_show_their_queue(stack: ApiStack) -> None:
+    out = jobs(stack, "tasks")
+    assert out.returncode == 0
+    # no worker runs in this stack: every task is on the default queue and waits for one
+    assert f"queue: {stack.namespace} (no live worker offers it: its jobs wait)" in out.stdout

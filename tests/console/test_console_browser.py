@@ -28,7 +28,7 @@ DOCS_IMG = ROOT / "docs" / "img"
 def stack(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[ApiStack]:
     api_keys = ",".join(ENTRIES.values())
     s = ApiStack(tmp_path_factory.mktemp("console-stack"), redis_url, workers=1, api_keys=api_keys,
-                 extra_env={"JOBS_CONCURRENCY": "2"})
+                 extra_env={"JOBS_CONCURRENCY": "2", "JOBS_API_THREADS": "16", "JOBS_API_STREAMS": "6"})
     s.start()
     try:
         yield s
@@ -94,6 +94,7 @@ def test_a_submitted_job_appears_live_and_its_progress_moves(pages: Pages, stack
     page = pages.new()
     login(page, "alpha")
     page.goto("/ui/jobs")
+    expect(page.locator("#live-state")).to_contain_text("streaming events")  # GET /events, not polling
     job_id = submit(stack, "alpha", "sleep", params={"seconds": 8})
     expect(page.locator(f'tr[data-job="{job_id}"]')).to_be_visible(timeout=10_000)  # no reload by the test
     page.goto(f"/ui/jobs/{job_id}")
@@ -110,6 +111,27 @@ def test_a_submitted_job_appears_live_and_its_progress_moves(pages: Pages, stack
     expect(page.locator("#job-result")).to_contain_text("slept")
     DOCS_IMG.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(DOCS_IMG / "console-job.png"), full_page=True)
+    assert pages.errors == []
+
+
+def _visibility(page: Page, state: str) -> None:
+    page.evaluate("""s => { Object.defineProperty(document, 'visibilityState', {value: s, configurable: true});
+                            document.dispatchEvent(new Event('visibilitychange')); }""", state)
+
+
+def test_updates_pause_while_the_tab_is_hidden(pages: Pages, stack: ApiStack) -> None:
+    page = pages.new()
+    login(page, "alpha")
+    page.goto("/ui/jobs")
+    expect(page.locator("#live-state")).to_contain_text("streaming events")
+    _visibility(page, "hidden")
+    expect(page.locator("#live-state")).to_contain_text("Paused")
+    job_id = submit(stack, "alpha", "echo", params={"while": "hidden"})
+    wait_status(stack, "alpha", job_id, {"succeeded"})
+    page.wait_for_timeout(2500)
+    assert page.locator(f'tr[data-job="{job_id}"]').count() == 0  # nothing fetched while hidden
+    _visibility(page, "visible")
+    expect(page.locator(f'tr[data-job="{job_id}"]')).to_be_visible(timeout=5_000)
     assert pages.errors == []
 
 

@@ -24,6 +24,7 @@ from schemathesis.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
+from support.streams import short_stream
 
 CHECKS = [not_a_server_error, response_schema_conformance, content_type_conformance, status_code_conformance]
 
@@ -85,6 +86,7 @@ def _test(strategy: Any, per: int, label: str, base_url: str, session: requests.
     @hypothesis.settings(max_examples=per, deadline=None, database=None, phases=[Phase.generate],
                          suppress_health_check=list(HealthCheck), derandomize=False)
     def one(case: schemathesis.Case) -> None:
+        short_stream(case)
         resp = case.call(base_url=base_url, session=session, headers=headers, timeout=30)
         out.cases += 1
         out.by_operation[label] += 1

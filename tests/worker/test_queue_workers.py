@@ -150,3 +150,10 @@ def test_tasks_and_retire_task_commands(store: JobStore, worker_env: dict[str, s
     assert "gone" not in store.tasks() and "kept" in store.tasks()
     missing = cli("retire-task", "gone")
     assert missing.returncode == 1 and "no task named 'gone'" in missing.stderr
+
+
+def test_burst_worker_lacking_a_task_exits_leaving_its_jobs_queued(store: JobStore, workers: StartWorker) -> None:
+    job, _ = store.enqueue("record", {"key": "unused"})
+    proc = workers("--burst", JOBS_TASK_MODULES="")
+    assert proc.wait(60) == 0
+    assert store.get(job.id).status is JobStatus.QUEUED and store.counts()["unrunnable"] == 1

@@ -108,7 +108,8 @@ def test_missing_task_file_says_where_it_looked(worker_env: dict[str, str], tmp_
     code, _, err = burst(tmp_path, worker_env, "./nope.py")
     assert code == 2
     assert err.strip().splitlines() == [
-        f"jobs-worker: cannot import task module './nope.py' (JOBS_TASK_MODULES): no file {tmp_path}/nope.py "
+        f"jobs-worker: configuration error: JOBS_TASK_MODULES: cannot import task module './nope.py': "
+        f"no file {tmp_path}/nope.py "
         f"(a relative path is taken from the worker's current directory, {tmp_path})"
     ]
 
@@ -182,7 +183,7 @@ def test_invalid_task_stops_the_worker_with_one_line(store: JobStore, worker_env
     write_module(tmp_path, f"{decorator}\ndef bad(params, ctx):\n    return 1\n")
     code, _, err = burst(tmp_path, worker_env)
     assert code == 2
-    assert err.strip().splitlines() == [f"jobs-worker: {message}"]
+    assert err.strip().splitlines() == [f"jobs-worker: configuration error: JOBS_TASK_MODULES: {message}"]
     assert "bad" not in store.tasks()  # nothing was published
 
 

@@ -6,8 +6,16 @@ from jobs_client.client import (
     JobsAPIError,
     JobsClient,
     JobsClientError,
+    JobsConfigError,
     JobsConnectionError,
 )
 
-__all__ = ["MAX_BATCH_JOBS", "TERMINAL_STATUSES", "JobsAPIError", "JobsClient", "JobsClientError",
-           "JobsConnectionError"]
+__all__ = [
+    "MAX_BATCH_JOBS",
+    "TERMINAL_STATUSES",
+    "JobsAPIError",
+    "JobsClient",
+    "JobsClientError",
+    "JobsConfigError",
+    "JobsConnectionError",
+]

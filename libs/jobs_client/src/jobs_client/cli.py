@@ -18,7 +18,14 @@ from collections.abc import Sequence
 from typing import Any, TextIO
 
 from jobs_client import cli_flows
-from jobs_client.client import MAX_BATCH_JOBS, TERMINAL_STATUSES, JobsAPIError, JobsClient, JobsConnectionError
+from jobs_client.client import (
+    MAX_BATCH_JOBS,
+    TERMINAL_STATUSES,
+    JobsAPIError,
+    JobsClient,
+    JobsConfigError,
+    JobsConnectionError,
+)
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -117,16 +124,23 @@ def _wait(client: JobsClient, job_id: str, timeout: float | None, quiet: bool) -
 
 
 def _write_result(client: JobsClient, job_id: str, output: str | None) -> None:
-    data, _media_type = client.result(job_id)
+    data, media_type = client.result(job_id)
     if output and output != "-":
         with open(output, "wb") as fh:
             fh.write(data)
         print(f"wrote {len(data)} bytes to {output}", file=sys.stderr)
         return
     sys.stdout.buffer.write(data)
-    if sys.stdout.isatty() and not data.endswith(b"\n"):
+    # A JSON result is the same value with a final newline, so the shell prompt does not end up on its last
+    # line; other media types (images, ...) are written byte for byte unless stdout is a terminal.
+    if not data.endswith(b"\n") and (_is_json(media_type) or sys.stdout.isatty()):
         sys.stdout.buffer.write(b"\n")
     sys.stdout.flush()
+
+
+def _is_json(media_type: str) -> bool:
+    essence = media_type.split(";", 1)[0].strip().lower()
+    return essence == "application/json" or essence.endswith("+json")
 
 
 def _finish(client: JobsClient, job: dict[str, Any], args: argparse.Namespace, show_result: bool) -> int:
@@ -305,6 +319,9 @@ def cmd_tasks(client: JobsClient, args: argparse.Namespace) -> int:
     for info in tasks:
         props = sorted((info.get("params_schema") or {}).get("properties", {}))
         print(f"{info['name']:<16} {info.get('description', '')}")
+        if info.get("queue"):
+            offered = "" if info.get("live", True) else " (no live worker offers it: its jobs wait)"
+            print(f"{'':<16} queue: {info['queue']}{offered}")
         if props:
             print(f"{'':<16} params: {', '.join(props)}")
     return EXIT_OK
@@ -455,11 +472,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _auth_hint(error: JobsAPIError, client: JobsClient) -> str:
+    """What to do about a 401: which key to set, or that the one given was refused."""
+    if error.status != 401:
+        return ""
+    if client.api_key:
+        return " (the key from --api-key or JOBS_API_KEY was refused: check it against the server's JOBS_API_KEYS)"
+    return " (set JOBS_API_KEY=<key> or pass --api-key <key>)"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``jobs``; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    client = JobsClient(args.url or os.environ.get("JOBS_URL"), args.api_key)
+    try:
+        client = JobsClient(args.url or os.environ.get("JOBS_URL"), args.api_key)
+    except JobsConfigError as e:
+        print(f"jobs: configuration error: {e}", file=sys.stderr)
+        return EXIT_USAGE
     try:
         code: int = args.func(client, args)
         return code
@@ -467,7 +497,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"jobs: {e}", file=sys.stderr)
         return EXIT_USAGE
     except JobsAPIError as e:
-        print(f"jobs: {e}", file=sys.stderr)
+        print(f"jobs: {e}{_auth_hint(e, client)}", file=sys.stderr)
         for err in e.errors:
             print(f"  {err.get('path')}: {err.get('message')}", file=sys.stderr)
         return EXIT_API_ERROR

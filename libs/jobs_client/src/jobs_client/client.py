@@ -5,6 +5,7 @@ from __future__ import annotations
 import builtins
 import json
 import os
+import re
 import time
 import urllib.error
 import urllib.parse
@@ -20,10 +21,15 @@ MAX_SERVER_WAIT = 60.0
 MAX_BATCH_JOBS = 1000
 #: Statuses that mean "try again shortly" while waiting (gateway errors during a rollout, Redis outage).
 RETRYABLE_STATUSES = frozenset({502, 503, 504})
+_PRINTABLE_ASCII = re.compile(r"^[\x20-\x7e]+$")
 
 
 class JobsClientError(Exception):
     """Any error of this client."""
+
+
+class JobsConfigError(JobsClientError, ValueError):
+    """The client was given a bad base URL or API key (from its arguments, ``JOBS_URL`` or ``JOBS_API_KEY``)."""
 
 
 class JobsConnectionError(JobsClientError):
@@ -69,8 +75,8 @@ class JobsClient:
         retries: int = 3,
         max_retry_delay: float = 10.0,
     ) -> None:
-        self.base_url = (base_url or os.environ.get("JOBS_URL") or DEFAULT_URL).rstrip("/")
-        self.api_key = api_key if api_key is not None else (os.environ.get("JOBS_API_KEY") or None)
+        self.base_url = _base_url(base_url or os.environ.get("JOBS_URL") or DEFAULT_URL)
+        self.api_key = _api_key(api_key if api_key is not None else (os.environ.get("JOBS_API_KEY") or None))
         self.timeout = timeout
         #: How long :meth:`wait` keeps retrying while the API is unreachable or answers 502/503/504.
         self.outage_tolerance = outage_tolerance
@@ -358,6 +364,22 @@ class JobsClient:
         except JobsClientError:
             return False
         return True
+
+
+def _base_url(url: str) -> str:
+    parts = urllib.parse.urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise JobsConfigError(f"JOBS_URL (or --url / base_url) must be an http:// or https:// URL, got {url!r}")
+    return url.strip().rstrip("/")
+
+
+def _api_key(key: str | None) -> str | None:
+    if key is not None and not _PRINTABLE_ASCII.match(key):
+        # never echo the key: it is a secret
+        raise JobsConfigError(
+            "JOBS_API_KEY (or --api-key / api_key) must be printable ASCII: no control characters or newline"
+        )
+    return key
 
 
 def _retry_after(value: str | None) -> float:

@@ -161,6 +161,25 @@ class Browse:
         created = self.redis.hget(self.keys.job(str(job_id)), "created_at") if isinstance(job_id, str) else None
         return int(cast(bytes, created)) if created else None
 
+    # ------------------------------------------------------------------ job event stream (GET /events)
+    def read_events(self, after: str, block_ms: int, count: int = 200) -> list[tuple[str, dict[str, str]]]:
+        """Events after stream id ``after`` (``$`` = from now), waiting up to ``block_ms`` for the first."""
+        reply = self.redis.xread({self.keys.event_stream: after}, count=count, block=block_ms)
+        out: list[tuple[str, dict[str, str]]] = []
+        for _stream, entries in cast(list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]], reply or []):
+            out += [(_text(eid), {_text(k): _text(v) for k, v in fields.items()}) for eid, fields in entries]
+        return out
+
+    def last_event_id(self) -> str:
+        """Id of the newest event (``0-0`` when there is none): where a new stream starts."""
+        newest = cast(list[tuple[bytes, Any]], self.redis.xrevrange(self.keys.event_stream, count=1))
+        return _text(newest[0][0]) if newest else "0-0"
+
+    def event_kept(self, event_id: str) -> bool:
+        """Whether event ``event_id`` is still in the stream. Trimming drops the oldest first, so then every
+        later event is there too and a resume from it misses nothing; else it may have a gap."""
+        return bool(self.redis.xrange(self.keys.event_stream, event_id, event_id, count=1))
+
     # ------------------------------------------------------------------ console session secret
     def console_secret(self) -> bytes:
         """A random secret shared by every API process through Redis (created once with SET NX)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -16,11 +17,20 @@ from jobs_core.keys import Keys
 _NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 
 
+#: Kubernetes object names: a DNS subdomain (pods) and a DNS label (namespaces), RFC 1123.
+_DNS_SUBDOMAIN = re.compile(r"^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+#: Upper bounds shared with the API's validation of a submission (max_attempts, timeout).
+MAX_ATTEMPTS_LIMIT = 100
+MAX_TIMEOUT_SECONDS = 7 * 24 * 3600
+
+
 N = TypeVar("N", int, float)
 
 
-def _number(env: Mapping[str, str], name: str, default: N, minimum: N) -> N:
-    """``name`` parsed as the type of ``default``, at least ``minimum``; ``default`` when unset."""
+def _number(env: Mapping[str, str], name: str, default: N, minimum: N, maximum: N | None = None) -> N:
+    """``name`` parsed as the type of ``default``, in ``minimum..maximum``; ``default`` when unset."""
     raw = env.get(name)
     if raw is None or raw.strip() == "":
         return default
@@ -29,17 +39,76 @@ def _number(env: Mapping[str, str], name: str, default: N, minimum: N) -> N:
         value = kind(raw.strip())
     except ValueError as e:
         raise ConfigError(f"{name} must be {'an integer' if kind is int else 'a number'}, got {raw!r}") from e
+    if not math.isfinite(value):  # float() takes "nan" and "inf", which no comparison below would catch
+        raise ConfigError(f"{name} must be a finite number, got {raw.strip()!r}")
     if value < minimum:
         raise ConfigError(f"{name} must be >= {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ConfigError(f"{name} must be <= {maximum}, got {value}")
     return value
 
 
-def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
-    return _number(env, name, default, minimum)
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0, maximum: int | None = None) -> int:
+    return _number(env, name, default, minimum, maximum)
 
 
-def _float(env: Mapping[str, str], name: str, default: float, minimum: float = 0.0) -> float:
-    return _number(env, name, float(default), float(minimum))
+def _float(
+    env: Mapping[str, str], name: str, default: float, minimum: float = 0.0, maximum: float | None = None
+) -> float:
+    return _number(env, name, float(default), float(minimum), None if maximum is None else float(maximum))
+
+
+def _port(env: Mapping[str, str], name: str) -> int | None:
+    """A TCP port 1-65535, or None when unset."""
+    if not env.get(name, "").strip():
+        return None
+    return _int(env, name, 0, 1, 65535)
+
+
+def _bind(env: Mapping[str, str], default: str) -> str:
+    """``HOST:PORT`` (``[v6]:PORT`` for IPv6) or ``unix:PATH``: what gunicorn listens on."""
+    value = env.get("JOBS_BIND", "").strip() or default
+    if value.startswith("unix:") and len(value) > len("unix:"):
+        return value
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535 or host == "[]":
+        raise ConfigError(f"JOBS_BIND must be HOST:PORT (e.g. 127.0.0.1:8000) or unix:PATH, got {value!r}")
+    if ":" in host and not (host.startswith("[") and host.endswith("]")):
+        raise ConfigError(f"JOBS_BIND: write an IPv6 address in brackets, e.g. [::1]:8000; got {value!r}")
+    return value
+
+
+def _secret(env: Mapping[str, str], name: str) -> str | None:
+    """A password: any characters but control ones (a trailing newline from a Secret file is a mistake)."""
+    value = env.get(name) or None
+    if value is not None and _CONTROL.search(value):
+        # never echo the value: it is a secret
+        raise ConfigError(f"{name} contains a control character (a trailing newline from a file?)")
+    return value
+
+
+def _readable_file(env: Mapping[str, str], name: str) -> str | None:
+    path = env.get(name, "").strip()
+    if not path:
+        return None
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as e:
+        raise ConfigError(f"{name}: cannot read {path}: {e.strerror}") from e
+    return path
+
+
+def _pod(env: Mapping[str, str]) -> tuple[str | None, str | None]:
+    """POD_NAME and POD_NAMESPACE (the downward API sets both): Kubernetes names, or both unset."""
+    name, namespace = env.get("POD_NAME", "").strip() or None, env.get("POD_NAMESPACE", "").strip() or None
+    if name is not None and not _DNS_SUBDOMAIN.match(name):
+        raise ConfigError(f"POD_NAME must be a Kubernetes pod name (lowercase RFC 1123 subdomain), got {name!r}")
+    if namespace is not None and not _DNS_LABEL.match(namespace):
+        raise ConfigError(f"POD_NAMESPACE must be a Kubernetes namespace name (RFC 1123 label), got {namespace!r}")
+    if (name is None) != (namespace is None):
+        raise ConfigError("POD_NAME and POD_NAMESPACE must be set together (from the downward API)")
+    return name, namespace
 
 
 def _name(env: Mapping[str, str], name: str, default: str) -> str:
@@ -115,6 +184,10 @@ class Settings:
     pod_namespace: str | None = None
     # API only
     bind: str = "127.0.0.1:8000"
+    web_concurrency: int = 2  # gunicorn worker processes
+    api_threads: int = 8  # threads per gunicorn process
+    api_streams: int = 0  # GET /events streams per process; 0 = api_threads // 4 (see jobs_api.slots)
+    api_graceful_timeout: int = 30  # seconds requests in flight may finish after SIGTERM
     api_keys: Mapping[str, ApiKey] = field(default_factory=dict)  # key -> tenant and role
     max_body_bytes: int = 1024 * 1024
     max_pending: int = 100_000
@@ -161,16 +234,16 @@ class Settings:
         if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
             raise ConfigError(f"JOBS_LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, got {level!r}")
         modules = tuple(m.strip() for m in env.get("JOBS_TASK_MODULES", "").split(",") if m.strip())
-        metrics_port = env.get("JOBS_WORKER_METRICS_PORT", "").strip()
+        pod_name, pod_namespace = _pod(env)
         queues = parse_queues(env.get("JOBS_QUEUES", ""), "JOBS_QUEUES")
         tls = _flag(env, "REDIS_TLS", parts.scheme == "rediss")
         return cls(
             redis_url=url,
-            redis_password=env.get("REDIS_PASSWORD") or None,
-            redis_tls_ca_file=env.get("REDIS_TLS_CA_FILE") or None,
+            redis_password=_secret(env, "REDIS_PASSWORD"),
+            redis_tls_ca_file=_readable_file(env, "REDIS_TLS_CA_FILE"),
             redis_sentinels=parse_sentinels(env.get("REDIS_SENTINELS", "")),
             redis_sentinel_master=_name(env, "REDIS_SENTINEL_MASTER", cls.redis_sentinel_master),
-            redis_sentinel_password=env.get("REDIS_SENTINEL_PASSWORD") or None,
+            redis_sentinel_password=_secret(env, "REDIS_SENTINEL_PASSWORD"),
             redis_tls=tls,
             redis_sentinel_tls=_flag(env, "REDIS_SENTINEL_TLS", tls),
             ack_replicas=_int(env, "JOBS_ACK_REPLICAS", cls.ack_replicas, 0),
@@ -193,16 +266,24 @@ class Settings:
             retry_backoff_max_seconds=_float(
                 env, "JOBS_RETRY_BACKOFF_MAX_SECONDS", cls.retry_backoff_max_seconds, 0.0
             ),
-            default_max_attempts=_int(env, "JOBS_DEFAULT_MAX_ATTEMPTS", cls.default_max_attempts, 1),
-            default_timeout_seconds=_float(env, "JOBS_DEFAULT_TIMEOUT_SECONDS", cls.default_timeout_seconds, 0.001),
+            default_max_attempts=_int(
+                env, "JOBS_DEFAULT_MAX_ATTEMPTS", cls.default_max_attempts, 1, MAX_ATTEMPTS_LIMIT
+            ),
+            default_timeout_seconds=_float(
+                env, "JOBS_DEFAULT_TIMEOUT_SECONDS", cls.default_timeout_seconds, 0.001, MAX_TIMEOUT_SECONDS
+            ),
             task_modules=modules,
             log_level=level,
             concurrency=_int(env, "JOBS_CONCURRENCY", cls.concurrency, 1),
-            worker_metrics_port=_int(env, "JOBS_WORKER_METRICS_PORT", 0, 1) if metrics_port else None,
+            worker_metrics_port=_port(env, "JOBS_WORKER_METRICS_PORT"),
             worker_health_file=env.get("JOBS_WORKER_HEALTH_FILE", "").strip() or cls.worker_health_file,
-            pod_name=env.get("POD_NAME") or None,
-            pod_namespace=env.get("POD_NAMESPACE") or None,
-            bind=env.get("JOBS_BIND", "").strip() or cls.bind,
+            pod_name=pod_name,
+            pod_namespace=pod_namespace,
+            bind=_bind(env, cls.bind),
+            web_concurrency=_int(env, "WEB_CONCURRENCY", cls.web_concurrency, 1),
+            api_threads=_int(env, "JOBS_API_THREADS", cls.api_threads, 1),
+            api_streams=_int(env, "JOBS_API_STREAMS", cls.api_streams, 1),
+            api_graceful_timeout=_int(env, "JOBS_API_GRACEFUL_TIMEOUT", cls.api_graceful_timeout, 0),
             api_keys=load_api_keys(env),
             max_body_bytes=_int(env, "JOBS_MAX_BODY_BYTES", cls.max_body_bytes, 1),
             max_pending=_int(env, "JOBS_MAX_PENDING", cls.max_pending, 1),

@@ -17,6 +17,8 @@ HOTQUEUE_PREFIX = "hotqueue"
 MIN_PRIORITY, MAX_PRIORITY, DEFAULT_PRIORITY = 0, 9, 5  # re-exported by jobs_core.model
 #: Priorities from the highest (taken first) down.
 PRIORITIES_HIGH_FIRST: tuple[int, ...] = tuple(range(MAX_PRIORITY, MIN_PRIORITY - 1, -1))
+#: Entries the job event stream keeps (about: trimmed with ``MAXLEN ~``); see ``lua/includes/emit.lua``.
+EVENT_STREAM_MAXLEN = 10_000
 
 
 def namespace(prefix: str, *parts: str) -> str:
@@ -169,6 +171,13 @@ class Keys:
     def events_prefix(self) -> str:
         """Prefix of event channels, for Lua scripts."""
         return namespace(self.prefix, "events", "")
+
+    @property
+    def event_stream(self) -> str:
+        """Stream of job changes for ``GET /events`` (fields job, status, tenant, ...), capped at about
+        :data:`EVENT_STREAM_MAXLEN` entries. Scripts build it as the events channel prefix + ``stream``
+        (a channel name is never a key, and no job id is ``stream``)."""
+        return self.events_prefix + "stream"
 
     # --- indexes (no TTL; entries of expired records are pruned by the reaper and by listing) ---
     @property

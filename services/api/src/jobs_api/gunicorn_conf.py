@@ -21,42 +21,39 @@ import os
 import shutil
 import sys
 import tempfile
-from typing import Any
+from typing import Any, NoReturn
 
 from jobs_core.config import Settings
 from jobs_core.errors import ConfigError
+
+
+def _config_error(message: str) -> NoReturn:
+    """A clear one-line message and exit 2 instead of a traceback."""
+    sys.stderr.write(f"jobs-api: configuration error: {message}\n")
+    sys.exit(2)
+
 
 try:
     _settings = Settings.from_env()
     from jobs_api.console.session import ConsoleConfig  # imports no metrics code (see jobs_api.__init__)
 
     ConsoleConfig.from_env()
-except ConfigError as _e:  # a clear one-line message instead of a traceback
-    sys.stderr.write(f"jobs-api: configuration error: {_e}\n")
-    sys.exit(2)
-
-
-def _env_int(name: str, default: int, minimum: int = 1) -> int:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        sys.stderr.write(f"jobs-api: configuration error: {name} must be an integer, got {raw!r}\n")
-        sys.exit(2)
-    if value < minimum:
-        sys.stderr.write(f"jobs-api: configuration error: {name} must be >= {minimum}, got {value}\n")
-        sys.exit(2)
-    return value
+except ConfigError as _e:
+    _config_error(str(_e))
 
 
 def _prepare_metrics_dir() -> str | None:
     """Point PROMETHEUS_MULTIPROC_DIR at an empty directory; returns it when we created it."""
     existing = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if existing:
-        os.makedirs(existing, exist_ok=True)
-        for name in os.listdir(existing):  # samples of a previous run would be added to ours
+        try:
+            os.makedirs(existing, exist_ok=True)
+            names = os.listdir(existing)
+            if not os.access(existing, os.W_OK):
+                raise PermissionError(13, "Permission denied")
+        except OSError as e:
+            _config_error(f"PROMETHEUS_MULTIPROC_DIR: cannot use {existing} as a writable directory: {e.strerror}")
+        for name in names:  # samples of a previous run would be added to ours
             if name.endswith(".db"):
                 with contextlib.suppress(OSError):
                     os.unlink(os.path.join(existing, name))
@@ -64,11 +61,10 @@ def _prepare_metrics_dir() -> str | None:
     try:
         created = tempfile.mkdtemp(prefix="jobs-api-metrics-")
     except OSError as e:
-        sys.stderr.write(
-            f"jobs-api: cannot create a metrics directory in {tempfile.gettempdir()} ({e.strerror}); mount a "
-            "writable /tmp (emptyDir) or set PROMETHEUS_MULTIPROC_DIR to a writable directory\n"
+        _config_error(
+            f"cannot create a metrics directory in {tempfile.gettempdir()} ({e.strerror}); mount a "
+            "writable /tmp (emptyDir) or set PROMETHEUS_MULTIPROC_DIR to a writable directory"
         )
-        sys.exit(2)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = created
     return created
 
@@ -77,10 +73,10 @@ _owned_metrics_dir = _prepare_metrics_dir()
 
 wsgi_app = "jobs_api.app:create_app()"
 bind = [_settings.bind]
-workers = _env_int("WEB_CONCURRENCY", 2)
+workers = _settings.web_concurrency
 worker_class = "gthread"
-threads = _env_int("JOBS_API_THREADS", 8)
-graceful_timeout = _env_int("JOBS_API_GRACEFUL_TIMEOUT", 30, 0)
+threads = _settings.api_threads
+graceful_timeout = _settings.api_graceful_timeout
 timeout = 30  # a worker whose main loop is stuck this long is restarted (threads may run longer)
 keepalive = 5
 accesslog = "-"

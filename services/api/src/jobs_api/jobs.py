@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import re
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -21,6 +19,7 @@ from jobs_api.auth import current_principal, current_tenant, forbidden, job_owne
 from jobs_api.lifecycle import SHUTTING_DOWN
 from jobs_api.metrics import SUBMISSIONS, UNKNOWN_TASK_LABEL
 from jobs_api.problems import REDIS_UNAVAILABLE, not_found, task_unavailable, validation_problem
+from jobs_api.slots import held
 from jobs_api.state import json_response, state
 from jobs_api.validation import (
     TaskSchemaError,
@@ -277,25 +276,6 @@ def list_jobs() -> Response:
     return json_response({"jobs": [job_body(j) for j in page], "next_cursor": next_cursor})
 
 
-_waiters: threading.BoundedSemaphore | None = None
-_waiters_lock = threading.Lock()
-
-
-def _long_poll_slots() -> threading.BoundedSemaphore:
-    """How many long-polls this process holds at once: each holds one of gunicorn's ``JOBS_API_THREADS``
-    threads, so a crowd of waiting clients (``jobs wait``) would take them all and every other request
-    would queue behind them for up to a minute. Two threads always stay free."""
-    global _waiters
-    with _waiters_lock:
-        if _waiters is None:
-            try:
-                threads = int(os.environ.get("JOBS_API_THREADS", "") or 8)
-            except ValueError:  # gunicorn_conf refuses it at start; the app alone (tests) uses the default
-                threads = 8
-            _waiters = threading.BoundedSemaphore(max(1, threads - 2))
-        return _waiters
-
-
 @bp.get("/jobs/<job_id>")
 @requires(Role.VIEWER)
 def get_job(job_id: str) -> Response:
@@ -310,7 +290,7 @@ def get_job(job_id: str) -> Response:
     job = store.get(job_id, owner=job_owner())
     if wait <= 0 or job.is_terminal:
         return json_response(job_body(job))
-    slots = _long_poll_slots()
+    slots = held()  # long-polls and event streams share a budget: two threads always stay free
     if not slots.acquire(blocking=False):
         return json_response(job_body(job))
     try:

@@ -3,7 +3,7 @@
 It is the single source of the request body schema too: ``POST /jobs`` validates its body against
 ``SubmitRequest`` from here, so the document and the implementation cannot drift apart. The test suite
 validates every response body it sees against the response schemas below. The parts of other resources
-(``openapi_batch.py``, ``openapi_queues.py``) are merged in by :func:`build_spec`.
+(``openapi_batch.py``, ``openapi_queues.py``, ``openapi_events.py``) are merged in by :func:`build_spec`.
 """
 
 from __future__ import annotations
@@ -12,14 +12,15 @@ import copy
 import functools
 from typing import Any
 
+# re-exported: the submission limits are the settings' limits (JOBS_DEFAULT_MAX_ATTEMPTS, ...)
+from jobs_core.config import MAX_ATTEMPTS_LIMIT as MAX_ATTEMPTS_LIMIT
+from jobs_core.config import MAX_TIMEOUT_SECONDS as MAX_TIMEOUT_SECONDS
 from jobs_core.model import DEFAULT_PRIORITY, MAX_PRIORITY, MIN_PRIORITY, JobStatus
 
-from jobs_api import __version__, openapi_batch, openapi_queues
+from jobs_api import __version__, openapi_batch, openapi_events, openapi_queues
 from jobs_api.openapi_parts import FORBIDDEN, RETRY_AFTER, SECURITY, idempotency_key, json_body, op, problem
 from jobs_api.openapi_parts import MAX_IDEMPOTENCY_KEY_LENGTH as MAX_IDEMPOTENCY_KEY_LENGTH
 
-MAX_ATTEMPTS_LIMIT = 100
-MAX_TIMEOUT_SECONDS = 7 * 24 * 3600
 MAX_DELAY_SECONDS = 7 * 24 * 3600
 MAX_WAIT_SECONDS = 60
 DEFAULT_PAGE_SIZE = 50
@@ -493,7 +494,8 @@ def build_spec() -> dict[str, Any]:
                 *openapi_flows.TAGS,
                 {"name": "ops", "description": "Health, metrics and documentation (no auth)."},
             ],
-            "paths": {**PATHS, **openapi_batch.PATHS, **openapi_queues.PATHS, **openapi_flows.PATHS},
+            "paths": {**PATHS, **openapi_batch.PATHS, **openapi_queues.PATHS, **openapi_flows.PATHS,
+                      **openapi_events.PATHS},
             "components": {
                 "schemas": {**SCHEMAS, **openapi_batch.SCHEMAS, **openapi_queues.SCHEMAS, **openapi_flows.SCHEMAS},
                 "securitySchemes": {

@@ -11,6 +11,8 @@ from jobs_core.config import Settings, parse_queues
 from jobs_core.errors import ConfigError, TaskDefinitionError
 from jobs_core.logs import setup_logging
 
+EXIT_CONFIG = 2
+
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="jobs-worker", description="Run Jobs API jobs from Redis.")
@@ -65,39 +67,56 @@ def check(settings: Settings, max_age: float) -> int:
     return 0
 
 
+def _check_health_file(path: str) -> None:
+    """The loop touches this file (what ``jobs-worker check`` reads): it must be writable from the start."""
+    try:
+        with open(path, "a"):
+            os.utime(path, None)
+    except OSError as e:
+        raise ConfigError(f"JOBS_WORKER_HEALTH_FILE: cannot write {path}: {e.strerror}") from e
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``jobs-worker`` command."""
     args = _parser().parse_args(argv)
     try:
         settings = Settings.from_env()
-        if args.command in (None, "run"):
-            if args.concurrency is not None and args.concurrency < 1:
-                raise ConfigError("--concurrency must be >= 1")
-            if args.queues is not None:
-                queues = parse_queues(args.queues, "--queues")
-                if not queues:
-                    raise ConfigError("--queues: give at least one queue")
-                default = os.environ.get("JOBS_QUEUE", "").strip() or queues[0]
-                settings = settings.replace(queues=queues, queue=default)
+        if args.command == "check":
+            return check(settings, args.max_age)
+        if args.command in ("tasks", "retire-task"):
+            return admin(settings, args)
+        if args.concurrency is not None and args.concurrency < 1:
+            raise ConfigError("--concurrency must be >= 1")
+        if args.queues is not None:
+            queues = parse_queues(args.queues, "--queues")
+            if not queues:
+                raise ConfigError("--queues: give at least one queue")
+            default = os.environ.get("JOBS_QUEUE", "").strip() or queues[0]
+            settings = settings.replace(queues=queues, queue=default)
+        _check_health_file(settings.worker_health_file)
+        from jobs_worker.metrics import WorkerMetrics
+
+        metrics = WorkerMetrics()
+        if settings.worker_metrics_port:
+            try:
+                metrics.serve(settings.worker_metrics_port)
+            except OSError as e:
+                raise ConfigError(
+                    f"JOBS_WORKER_METRICS_PORT: cannot listen on port {settings.worker_metrics_port}: {e.strerror}"
+                ) from e
     except ConfigError as e:
         print(f"jobs-worker: configuration error: {e}", file=sys.stderr)
-        return 2
-    if args.command == "check":
-        return check(settings, args.max_age)
-    if args.command in ("tasks", "retire-task"):
-        return admin(settings, args)
+        return EXIT_CONFIG
     setup_logging(settings.log_level)
     from jobs_worker.worker import Worker
 
-    worker = Worker(settings, concurrency=args.concurrency, burst=args.burst, once=args.once)
-    if settings.worker_metrics_port:
-        worker.metrics.serve(settings.worker_metrics_port)
+    worker = Worker(settings, concurrency=args.concurrency, burst=args.burst, once=args.once, metrics=metrics)
     worker.install_signal_handlers()
     try:
         return worker.run()
     except TaskDefinitionError as e:  # a task module that does not import, or a task that is invalid
-        print(f"jobs-worker: {e}", file=sys.stderr)
-        return 2
+        print(f"jobs-worker: configuration error: JOBS_TASK_MODULES: {e}", file=sys.stderr)
+        return EXIT_CONFIG
 
 
 if __name__ == "__main__":

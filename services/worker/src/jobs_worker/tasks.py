@@ -317,7 +317,7 @@ def _import_module(name: str) -> None:
         searched = ", ".join(p or "''" for p in sys.path)
         first = name.split(".")[0]
         raise TaskDefinitionError(
-            f"cannot import task module {name!r} (JOBS_TASK_MODULES): no module {e.name!r} in the current "
+            f"cannot import task module {name!r}: no module {e.name!r} in the current "
             f"directory or on the import path (searched: {searched}); start jobs-worker from the folder "
             f"holding {first}.py, add that folder to PYTHONPATH, or give the file: "
             f"JOBS_TASK_MODULES=/path/to/{first}.py"
@@ -330,7 +330,7 @@ def _import_file(entry: str, path: str) -> None:
     path = os.path.abspath(path)
     if not os.path.isfile(path):
         raise TaskDefinitionError(
-            f"cannot import task module {entry!r} (JOBS_TASK_MODULES): no file {path} "
+            f"cannot import task module {entry!r}: no file {path} "
             f"(a relative path is taken from the worker's current directory, {os.path.dirname(path) or '/'})"
         )
     name = os.path.splitext(os.path.basename(path))[0]

@@ -220,10 +220,10 @@ class Worker:
         return max(0.0, min(until_beat, soonest - monotonic(), PROGRESS_INTERVAL_SECONDS))
 
     def _queue_empty(self) -> bool:
-        """Nothing this worker could claim now or later: no waiting, delayed or parked job of its queues.
-        (Another worker's parked tasks count too: it may be their only runner.)"""
+        """No waiting or delayed job in this worker's queues (asked after a claim found nothing, so parked
+        jobs left are of tasks it lacks: not its to wait for; a paused queue's jobs neither)."""
         counts = self.store.queue_counts(self.store.queues).values()
-        return all(c["queued"] == 0 and c["delayed"] == 0 and c["unrunnable"] == 0 for c in counts)
+        return all(c["queued"] == 0 and c["delayed"] == 0 for c in counts)
 
     # ------------------------------------------------------------------ children
     def _collect(self, timeout: float) -> None:

@@ -1,5 +1,6 @@
 --- @include "now"
 --- @include "queues"
+--- @include "emit"
 -- Cancel a job: queued -> cancelled at once (removed from its waiting, paused or parked list, or from the
 -- delayed set); running -> cancel requested.
 -- KEYS: 1 job hash, 2 pending hash, then the block of the job's queue (includes/queues.lua)
@@ -25,7 +26,7 @@ if f[1] == 'queued' then
   redis.call('HDEL', KEYS[1], 'run_at')
   redis.call('HINCRBY', KEYS[2], f[2], -1)
   redis.call('EXPIRE', KEYS[1], ARGV[3])
-  redis.call('PUBLISH', ARGV[4], 'cancelled')
+  emit(events_prefix_of(ARGV[4], ARGV[1]), ARGV[1], 'cancelled', f[2], q.name)
   return {'cancelled'}
 elseif f[1] == 'running' then
   redis.call('HSET', KEYS[1], 'cancel_requested', 1, 'cancel_token', ARGV[5])

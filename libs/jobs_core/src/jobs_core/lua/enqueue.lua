@@ -1,5 +1,6 @@
 --- @include "now"
 --- @include "queues"
+--- @include "emit"
 -- Create job records and queue them (or schedule them) in one step: all of them, or none.
 -- KEYS: 1 index zset, 2 owner index zset, 3 pending hash, 4 seq counter, 5 idempotency key (unused unless
 --       ARGV[6] == '1'), 6 known queues set, then Q queue blocks (includes/queues.lua), one per queue the
@@ -71,6 +72,7 @@ for i = 1, n do
   redis.call('ZADD', KEYS[2], seq, id)
   out[#out + 1] = seq
   ids[#ids + 1] = id
+  emit(events_prefix_from_jobs(prefix), id, 'queued', ARGV[1], q.name)
 end
 redis.call('HINCRBY', KEYS[3], ARGV[1], n)
 for _, q in ipairs(queues) do redis.call('SADD', KEYS[6], q.name) end

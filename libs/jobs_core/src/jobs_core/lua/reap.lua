@@ -1,5 +1,6 @@
 --- @include "now"
 --- @include "queues"
+--- @include "emit"
 -- Hand back one queue's jobs whose lease expired (their worker died): queued again at the front of their
 -- priority (they keep their place in line), or failed with WorkerLost when attempts are spent; the lease
 -- gone, the queue's concurrency cap counts them no more. Also recovers entries moved into inflight by a
@@ -28,13 +29,13 @@ for _, id in ipairs(expired) do
       redis.call('ZADD', KEYS[1], now, id)
       redis.call('EXPIRE', jk, ARGV[5])
       count_finished(q, f[6], 'failed', now, ARGV[9])
-      redis.call('PUBLISH', ARGV[4] .. id, 'failed')
+      emit(ARGV[4], id, 'failed', f[4], q.name)
       failed[#failed + 1] = id
     else
       redis.call('HSET', jk, 'status', 'queued', 'error', ARGV[8])
       redis.call('HINCRBY', KEYS[2], f[4], 1)
       push_waiting(q, priority_of(f[5]), entry, true)
-      redis.call('PUBLISH', ARGV[4] .. id, 'queued')
+      emit(ARGV[4], id, 'queued', f[4], q.name)
       requeued[#requeued + 1] = id
     end
   end

@@ -1,4 +1,5 @@
 --- @include "queues"
+--- @include "emit"
 -- Explicit retry: failed | cancelled -> queued with a fresh attempt budget, at the back of its priority.
 -- KEYS: 1 job hash, 2 failed zset, 3 pending hash, then the block of the job's queue (includes/queues.lua)
 -- ARGV: 1 id, 2 owner ('' = any), 3 events channel, 4 request token (fresh per call: a copy re-sent after
@@ -17,5 +18,5 @@ redis.call('HDEL', KEYS[1], 'finished_at', 'started_at', 'worker', 'progress', '
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('HINCRBY', KEYS[3], f[2], 1)
 push_waiting(q, priority_of(f[4]), '"' .. ARGV[1] .. '"', false)
-redis.call('PUBLISH', ARGV[3], 'queued')
+emit(events_prefix_of(ARGV[3], ARGV[1]), ARGV[1], 'queued', f[2], q.name)
 return {'queued'}

@@ -1,3 +1,4 @@
+--- @include "emit"
 -- claim_batch(): take up to `wanted` queued jobs for a worker (queued -> running) from its queues in
 -- strict order (the first queue with work first; within a queue the highest priority first, FIFO within
 -- a priority), after promoting due delayed jobs. A paused queue gives nothing; a capped queue gives at most
@@ -42,6 +43,7 @@ local function claim_batch(c, queues, wanted, now)
       redis.call('LREM', q.inflight, -1, entry)
       redis.call('RPUSH', q.parked_prefix .. f[2], entry)
       redis.call('SADD', q.parked, f[2])
+      wake(q) -- an idle worker that offers the task may be waiting
       return false
     end
     local attempts = redis.call('HINCRBY', jk, 'attempts', 1)
@@ -50,7 +52,7 @@ local function claim_batch(c, queues, wanted, now)
     redis.call('ZADD', q.leases, now + c.lease_ms, id)
     redis.call('ZREM', q.orphans, id)
     redis.call('HINCRBY', c.pending, f[6], -1)
-    redis.call('PUBLISH', c.events .. id, 'running')
+    emit(c.events, id, 'running', f[6], q.name)
     for _, v in ipairs({id, f[2], f[3], f[4], attempts, f[5], q.name}) do out[#out + 1] = v end
     return true
   end

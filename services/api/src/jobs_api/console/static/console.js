@@ -51,14 +51,28 @@
   }
 
   // ---- live updates: refresh() is called on every event (or poll tick) while the tab is visible
-  function live(refresh, everyMs) {
+  // everyMs: polling interval; pollOnly: skip the event stream (a job page wants progress, which is not
+  // an event)
+  function live(refresh, everyMs, pollOnly) {
     var interval = everyMs || POLL_MS;
     var timer = null;
     var source = null;
     var pending = false;
+    var last = 0;
+    var scheduled = false;
     function tick() {
       if (document.visibilityState !== "visible") { pending = true; return; }
       pending = false;
+      // a burst of events costs one refresh a second, not one each
+      var wait = last + 1000 - Date.now();
+      if (wait > 0) {
+        if (!scheduled) {
+          scheduled = true;
+          window.setTimeout(function () { scheduled = false; tick(); }, wait);
+        }
+        return;
+      }
+      last = Date.now();
       refresh();
     }
     function startPolling() {
@@ -69,13 +83,20 @@
       if (timer !== null) { window.clearInterval(timer); timer = null; }
     }
     function connect() {
-      if (!window.EventSource || document.body.getAttribute("data-events") !== "on") { startPolling(); return; }
+      if (pollOnly || !window.EventSource || document.body.getAttribute("data-events") !== "on") {
+        startPolling();
+        return;
+      }
       source = new EventSource("/events");
       source.onopen = function () { stopPolling(); setLive("Live: streaming events."); };
       source.onmessage = tick;
       source.addEventListener("job", tick);
-      source.addEventListener("queue", tick);
-      source.onerror = function () { startPolling(); };
+      source.addEventListener("reset", tick);
+      // EventSource reconnects by itself (with Last-Event-ID) after a dropped stream; when the server
+      // refuses (503: its streams are taken) it gives up: poll instead
+      source.onerror = function () {
+        if (source.readyState === EventSource.CLOSED) { startPolling(); }
+      };
     }
     document.addEventListener("visibilitychange", function () {
       if (document.visibilityState === "visible") {
@@ -115,7 +136,7 @@
         }
         document.getElementById("job-message").textContent = job.message || "";
       }).catch(function () { setLive("Live: update failed; retrying."); });
-    }, 1000);
+    }, 1000, true);
   }
 
   function swapFrom(doc, id) {

@@ -1,0 +1,146 @@
+"""``GET /events``: job changes as Server-Sent Events, tenant-scoped and resumable with ``Last-Event-ID``.
+
+The Lua scripts append every job change to one capped Redis stream (``Keys.event_stream``) in the same
+step as the change itself. A stream request reads it with blocking ``XREAD`` in slices and forwards the
+events its caller may see: its own tenant's, or for an admin every tenant's (``?tenant=`` narrows it).
+Each event's SSE id is its stream id, so a client that reconnects with ``Last-Event-ID`` (EventSource does
+this by itself) gets exactly what it missed; when that part of the stream was already trimmed it gets a
+``reset`` event first (reload your state).
+
+An open stream holds one gunicorn thread and one pooled Redis connection. Streams take slots from the
+budget in :mod:`jobs_api.slots` (``JOBS_API_STREAMS`` per process, and never the last two threads); with
+none free the answer is ``503`` + ``Retry-After`` (the console then polls). A stream ends after
+``max_seconds`` (default :data:`DEFAULT_SECONDS`) or when the process stops; the client reconnects.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+
+import orjson
+from flask import Blueprint, Response, g, request
+from jobs_core.config import Role
+from jobs_core.store import JobStore
+
+from jobs_api import slots
+from jobs_api.auth import Principal, forbidden, required_role, requires
+from jobs_api.lifecycle import SHUTTING_DOWN
+from jobs_api.problems import Problem, validation_problem
+from jobs_api.state import state
+from jobs_api.validation import query_seconds
+
+bp = Blueprint("events", __name__)
+
+DEFAULT_SECONDS = 300.0
+MAX_SECONDS = 3600.0
+#: Longest single blocking read: how fast a stopping process or a gone client lets go of the thread.
+SLICE_SECONDS = 5.0
+#: A comment line this often keeps proxies from closing an idle stream, and finds clients that left (a
+#: write to a closed connection fails): a gone client holds its slot at most this long after a slice.
+KEEPALIVE_SECONDS = 5.0
+#: What EventSource waits before reconnecting (ms).
+RETRY_MS = 2000
+_EVENT_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
+_TENANT = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
+
+
+@bp.before_request
+def _guard() -> None:
+    """A bearer key, or else the console's session cookie; then the role the view declares."""
+    from jobs_api.console import session
+
+    if request.headers.get("Authorization") or not request.cookies.get(session.COOKIE):
+        principal = state().auth.authenticate()
+    else:
+        session.load_session()
+        found = g.principal
+        if found is None:
+            raise Problem(401, "Unauthorized", "send an API key or log in to the console", slug="unauthorized",
+                          headers={"WWW-Authenticate": 'Bearer realm="jobs"'})
+        principal = Principal(found.tenant, found.role)
+    g.principal = principal
+    g.tenant = principal.tenant
+    needed = required_role(request.endpoint or "")
+    if needed is None or not principal.role.allows(needed):
+        raise forbidden("this needs the viewer role")
+
+
+def _start_id(store: JobStore) -> tuple[str, bool]:
+    """Where to read from, and whether the client missed events that are gone (it must reload)."""
+    resume = request.headers.get("Last-Event-ID") or request.args.get("last_event_id") or ""
+    if not resume:
+        return store.last_event_id(), False
+    if not _EVENT_ID.match(resume):
+        raise validation_problem([{"path": "/headers/Last-Event-ID", "message": "not an id this stream sent"}],
+                                 status=400)
+    if resume == "0-0" or store.event_kept(resume):
+        return resume, False
+    return store.last_event_id(), True
+
+
+def _frame(event_id: str | None, kind: str, data: object) -> bytes:
+    head = f"id: {event_id}\n" if event_id else ""
+    return f"{head}event: {kind}\ndata: ".encode() + orjson.dumps(data) + b"\n\n"
+
+
+@bp.get("/events")
+@requires(Role.VIEWER)
+def events() -> Response:
+    """Stream job changes as Server-Sent Events (``event: job``), resumable with ``Last-Event-ID``."""
+    principal: Principal = g.principal
+    tenant = request.args.get("tenant") or None
+    if tenant is not None and not _TENANT.match(tenant):
+        raise validation_problem([{"path": "/query/tenant", "message": "not a tenant name"}], status=400)
+    if not principal.is_admin:
+        tenant = principal.tenant  # a tenant key sees its own tenant, whatever it asks for
+    seconds = query_seconds("max_seconds", MAX_SECONDS) if request.args.get("max_seconds") else DEFAULT_SECONDS
+    store = state().store
+    after, gap = _start_id(store)
+    if not slots.streams().acquire(blocking=False):
+        raise Problem(503, "Service Unavailable", "this API process serves its maximum of event streams "
+                      "(JOBS_API_STREAMS); retry later or poll", slug="too-many-streams",
+                      headers={"Retry-After": "5"})
+    if not slots.held().acquire(blocking=False):
+        slots.streams().release()
+        raise Problem(503, "Service Unavailable", "every thread of this API process is busy; retry later",
+                      slug="too-many-streams", headers={"Retry-After": "5"})
+
+    released = False
+
+    def release() -> None:  # once, when the server closes the response (also if it never started)
+        nonlocal released
+        if not released:
+            released = True
+            slots.held().release()
+            slots.streams().release()
+
+    def generate() -> Iterator[bytes]:
+        try:
+            last = after
+            yield f"retry: {RETRY_MS}\n: stream open\n\n".encode()
+            if gap:
+                yield _frame(last, "reset", {"reason": "events since Last-Event-ID were trimmed; reload"})
+            deadline = time.monotonic() + seconds
+            quiet_since = time.monotonic()
+            while not SHUTTING_DOWN.is_set():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                for event_id, fields in store.read_events(last, max(1, int(min(remaining, SLICE_SECONDS) * 1000))):
+                    last = event_id
+                    if tenant is None or fields.get("tenant") == tenant:
+                        yield _frame(event_id, "job", fields)
+                        quiet_since = time.monotonic()
+                if time.monotonic() - quiet_since >= KEEPALIVE_SECONDS:
+                    yield b": keepalive\n\n"
+                    quiet_since = time.monotonic()
+        finally:  # a stream read to its end; call_on_close covers one the server closes early or never starts
+            release()
+
+    resp = Response(generate(), mimetype="text/event-stream")
+    resp.call_on_close(release)
+    resp.headers["Cache-Control"] = "no-store"
+    resp.headers["X-Accel-Buffering"] = "no"  # nginx (ingress): pass events on at once
+    return resp
