@@ -217,7 +217,7 @@ def test_task_logs_are_json_lines_with_the_job(store: JobStore, worker_env: dict
     assert err == ""  # nothing unstructured
     lines = json_lines(out)
     mine = [line for line in lines if line.get("job") == job.id and line["logger"] != "jobs.worker"]
-    context = {"job": job.id, "task": "chatty", "attempt": 1, "queue": namespace}
+    context = {"job": job.id, "task": "chatty", "attempt": 1, "queue": namespace, "tenant": "default"}
     for line in mine:
         assert {k: line.get(k) for k in context} == context, line
     by_msg = {line["msg"]: line for line in mine}
@@ -374,10 +374,10 @@ def test_ctx_describes_the_job(store: JobStore, worker_env: dict[str, str], tmp_
                     "time_left": ctx.time_left(), "last_attempt": ctx.last_attempt,
                     "cancelled": ctx.cancelled}
     """)
-    job, _ = store.enqueue("whoami", {}, max_attempts=4, timeout=100)
+    job, _ = store.enqueue("whoami", {}, max_attempts=4, timeout=100, owner="acme")
     code, _, err = burst(tmp_path, worker_env)
     assert code == 0, err
     seen = json.loads(store.get_result(job.id).data)
     assert seen.pop("time_left") == pytest.approx(100, abs=30)
     assert seen == {"job_id": job.id, "task": "whoami", "attempt": 1, "max_attempts": 4,
-                    "queue": namespace, "tenant": None, "last_attempt": False, "cancelled": False}
+                    "queue": namespace, "tenant": "acme", "last_attempt": False, "cancelled": False}

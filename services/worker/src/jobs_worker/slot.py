@@ -75,7 +75,8 @@ class Slot:
         timeout = job.timeout if job.timeout > 0 else default_timeout
         self.running = Running(job=job, started=now, deadline=now + timeout)
         self.conn.send(JobMessage(job_id=job.id, task=job.task, params=job.params, attempt=job.attempt,
-                                  max_attempts=job.max_attempts, queue=job.queue, deadline=time.time() + timeout))
+                                  max_attempts=job.max_attempts, queue=job.queue, deadline=time.time() + timeout,
+                                  tenant=job.owner))
 
     def kill(self) -> None:
         """Kill the child at once (SIGKILL) and start a fresh one."""

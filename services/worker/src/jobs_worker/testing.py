@@ -25,7 +25,7 @@ from jobs_worker.results import JSON_MEDIA_TYPE, encode_result
 from jobs_worker.schemas import check_params_schema, params_validator
 from jobs_worker.tasks import REGISTRY, BinaryResult, Context, Task
 
-__all__ = ["LocalContext", "run_task"]
+__all__ = ["InvalidParams", "LocalContext", "run_task"]
 
 
 class LocalContext(Context):
