@@ -39,6 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # --run-dir DIR moves the state directory (tests use a temporary one)
 RUN = Path(sys.argv[sys.argv.index("--run-dir") + 1]).resolve() if "--run-dir" in sys.argv[:-1] else ROOT / ".run"
 LOGS = RUN / "logs"
+INVOKED_FROM = Path.cwd()
 BIN = Path(sys.executable).parent  # the .venv's bin: jobs-api and jobs-worker live next to its python
 WORKERS = 2
 #: make run's drain on Ctrl-C unless JOBS_DRAIN_SECONDS is set: its Redis keeps nothing, so waiting the
@@ -334,6 +335,9 @@ class Stack:
         base_port = self.settings.worker_metrics_port
         for i in range(1, WORKERS + 1):
             wenv = dict(self.env, JOBS_WORKER_HEALTH_FILE=str(RUN / f"worker-{i}.alive"))
+            # `JOBS_TASK_MODULES=mytasks make run` beside mytasks.py: the directory make run was started
+            # from is on the workers' import path (they run from the repository root)
+            wenv["PYTHONPATH"] = os.pathsep.join([str(INVOKED_FROM), *filter(None, [self.env.get("PYTHONPATH")])])
             # the API's metrics directory: prometheus_client in a worker would write its samples there too
             wenv.pop("PROMETHEUS_MULTIPROC_DIR", None)
             if base_port is not None:  # one port each: two workers cannot share one
@@ -520,7 +524,7 @@ def main() -> int:
         stack.start_api()
         stack.start_workers()
         if reload:
-            search = [Path.cwd(), ROOT, *(Path(p) for p in env.get("PYTHONPATH", "").split(os.pathsep) if p)]
+            search = [INVOKED_FROM, *(Path(p) for p in env.get("PYTHONPATH", "").split(os.pathsep) if p), ROOT]
             found = module_paths(settings.task_modules, search)
             reloader = Reloader(sorted(set(found.values())))
             reloader.start()

@@ -94,6 +94,7 @@ def _cases(job: str, queue: str, admin_key: str) -> list[tuple[str, str, str, An
                          ("PUT", f"/jobs/{job}/retry"), ("TRACE", "/jobs")):
         cases.append((f"{method} {path[:12]}", method, path, None, {}, {405}))
     cases += _schedule_cases()
+    cases += _workflow_cases(job)
     for auth in ("", "Bearer", "Bearer ", "Basic dXNlcjpwYXNz", "Bearer *", "Bearer " + "k" * 4000, "bearer  x  y"):
         cases.append((f"Authorization {auth[:15]!r}", "GET", "/jobs", None, {"Authorization": auth}, {401}))
     cases += _batch_cases()
@@ -190,6 +191,34 @@ def _schedule_cases() -> list[tuple[str, str, str, Any, dict[str, str], set[int]
                   {"Content-Type": "text/plain"}, {415}))
     for method, path in (("POST", "/schedules"), ("PATCH", "/schedules/x"), ("GET", "/schedules/x/pause")):
         cases.append((f"{method} {path}", method, path, None, {}, {405}))
+    return cases
+
+
+def _workflow_cases(job: str) -> list[tuple[str, str, str, Any, dict[str, str], set[int]]]:
+    """Rejected requests on /workflows and depends_on: cycles, unknown references, bad shapes."""
+    j = {"Content-Type": "application/json"}
+    a = {"name": "a", "task": "echo"}
+    bodies: list[tuple[str, Any]] = [
+        ("cycle", {"nodes": [{**a, "depends_on": ["b"]}, {"name": "b", "task": "echo", "depends_on": ["a"]}]}),
+        ("self loop", {"nodes": [{**a, "depends_on": ["a"]}]}),
+        ("unknown node", {"nodes": [{**a, "depends_on": ["zz"]}]}),
+        ("unknown job", {"nodes": [{**a, "depends_on": [{"job": str(uuid.UUID(int=1))}]}]}),
+        ("job id as pattern", {"nodes": [{**a, "depends_on": [{"job": "*"}]}]}),
+        ("duplicate names", {"nodes": [a, a]}), ("no nodes", {"nodes": []}), ("nodes not a list", {"nodes": {}}),
+        ("node without task", {"nodes": [{"name": "a"}]}), ("bad node name", {"nodes": [{**a, "name": "a:b"}]}),
+        ("bad policy", {"nodes": [a, {"name": "b", "task": "echo", "depends_on": [{"node": "a", "on_failure": "x"}]}]}),
+        ("node and job", {"nodes": [{**a, "depends_on": [{"node": "a", "job": job}]}]}),
+        ("1001 nodes", {"nodes": [{"name": f"n{i}", "task": "echo"} for i in range(1001)]}),
+        ("unknown field", {"nodes": [a], "owner": "beta"}), ("array body", []),
+    ]
+    cases = [(f"workflow {name}", "POST", "/workflows", json.dumps(body).encode(), j, {422}) for name, body in bodies]
+    for name, deps in (("unknown", [str(uuid.UUID(int=2))]), ("not an id", ["../x"]), ("number", [1]),
+                       ("bad policy", [{"job": job, "on_failure": "never"}])):
+        body = json.dumps({"task": "echo", "depends_on": deps}).encode()
+        cases.append((f"depends_on {name}", "POST", "/jobs", body, j, {422}))
+    for bad in ("*", "..%2F..", "%00", str(uuid.UUID(int=0)), job):
+        cases.append((f"workflow id {bad[:10]!r} GET", "GET", f"/workflows/{bad}", None, {}, {404}))
+        cases.append((f"workflow id {bad[:10]!r} DELETE", "DELETE", f"/workflows/{bad}", None, {}, {404}))
     return cases
 
 

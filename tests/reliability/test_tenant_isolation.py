@@ -155,6 +155,25 @@ def test_tenant_isolation(workdir: Path) -> None:
             leaks.append(f"B's schedule of the same name is not B's own: {mine}")
         if a.request("GET", "/schedules/nightly").json() != a_schedule:
             leaks.append("A's schedule changed by B")
+        # workflows: B can not read or cancel A's, nor make its jobs wait on A's jobs
+        wf = a.request("POST", "/workflows", {"nodes": [{"name": "x", "task": "sleep", "params": {"seconds": 30}},
+                                                        {"name": "y", "task": "echo", "depends_on": ["x"]}]})
+        assert wf.status == 201, wf
+        wf_id = wf.json()["id"]
+        for method in ("GET", "DELETE"):
+            resp = b.request(method, f"/workflows/{wf_id}")
+            probes += 1
+            if resp.status != 404 or resp.json().get("type") != "/problems/workflow-not-found":
+                leaks.append(f"B {method} /workflows/{wf_id} -> {resp}")
+        for body in ({"task": "echo", "depends_on": [jobs["queued"]]},
+                     {"nodes": [{"name": "z", "task": "echo", "depends_on": [{"job": jobs["succeeded"]}]}]}):
+            resp = b.request("POST", "/jobs" if "task" in body else "/workflows", body)
+            probes += 1
+            if resp.status != 422:
+                leaks.append(f"B depended on A's job: {resp}")
+        if a.request("GET", f"/workflows/{wf_id}").json()["status"] != "running":
+            leaks.append("A's workflow changed by B")
+        a.request("DELETE", f"/workflows/{wf_id}")
         # the same Idempotency-Key from B is B's own key space: a new job, not A's (and no 422 telling B it exists)
         theirs = b.request("POST", "/jobs", {"task": "echo", "params": {"b": 2}}, headers={"Idempotency-Key": "shared"})
         probes += 1

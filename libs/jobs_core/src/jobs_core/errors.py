@@ -128,6 +128,22 @@ class NotReplicated(BackendUnavailable):
         self.confirmed = confirmed
 
 
+class InvalidWorkflow(JobsError):
+    """A workflow (or depends_on) is invalid: duplicate or unknown references, a cycle."""
+
+    def __init__(self, errors: list[tuple[str, str]]) -> None:
+        super().__init__("; ".join(f"{path}: {msg}" for path, msg in errors))
+        self.errors = errors
+
+
+class WorkflowNotFound(JobsError):
+    """No workflow with that id exists for the tenant."""
+
+    def __init__(self, workflow_id: str) -> None:
+        super().__init__(f"workflow {workflow_id!r} not found")
+        self.workflow_id = workflow_id
+
+
 class TaskDefinitionError(ConfigError):
     """A task module cannot be imported, or a task it defines is invalid (the worker refuses to start)."""
 

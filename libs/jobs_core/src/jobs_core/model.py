@@ -19,6 +19,7 @@ from jobs_core.serialization import loads
 class JobStatus(str, Enum):
     """Where a job is in its life."""
 
+    WAITING = "waiting"  # on dependencies (workflows): in no waiting list until its last one ends
     QUEUED = "queued"
     RUNNING = "running"
     SUCCEEDED = "succeeded"
@@ -36,6 +37,7 @@ TERMINAL_STATUSES: frozenset[JobStatus] = frozenset(
 #: Every legal status change. Lua scripts enforce the same table (see ``jobs_core/lua/``); the running ->
 #: queued edge is a retry after an error, a hand-back at shutdown, or the reaper requeueing a lost job.
 TRANSITIONS: Mapping[JobStatus, frozenset[JobStatus]] = {
+    JobStatus.WAITING: frozenset({JobStatus.QUEUED, JobStatus.CANCELLED}),
     JobStatus.QUEUED: frozenset({JobStatus.RUNNING, JobStatus.CANCELLED}),
     JobStatus.RUNNING: frozenset(
         {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.QUEUED}

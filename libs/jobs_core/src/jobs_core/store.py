@@ -32,6 +32,7 @@ from jobs_core.errors import (
     ResultExpired,
     ResultNotReady,
 )
+from jobs_core.flow_store import FlowStore
 from jobs_core.keys import Keys
 from jobs_core.model import (
     DEFAULT_PRIORITY,
@@ -63,7 +64,7 @@ def request_digest(task: str, params: Mapping[str, Any], **options: Any) -> str:
     return hashlib.sha256(body).hexdigest()
 
 
-class JobStore(Delivery, Browse, QueueAdmin, ScheduleStore):
+class JobStore(Delivery, Browse, QueueAdmin, ScheduleStore, FlowStore):
     """Job storage and queue operations on one Redis, for one namespace.
 
     Submissions go to the queue they name (default: ``settings.queue``); a worker's store claims from
@@ -91,6 +92,7 @@ class JobStore(Delivery, Browse, QueueAdmin, ScheduleStore):
         self._reap = client.register_script(scripts.REAP)
         self._browse = client.register_script(scripts.BROWSE)
         self._schedule_scripts(acked)
+        self._flow_scripts(acked)
         # one pub/sub connection per thread, reused by every wait(): no connect + handshake per job
         self._local = threading.local()
         self._task_cache: tuple[float, dict[str, TaskInfo]] = (float("-inf"), {})

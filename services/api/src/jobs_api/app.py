@@ -12,7 +12,7 @@ from typing import Any
 from flask import Flask, Response, g, request
 from jobs_core.config import Settings
 
-from jobs_api import background, console, docs, events, health, jobs, metrics, queues, schedules, tasks
+from jobs_api import background, console, docs, events, health, jobs, metrics, queues, schedules, tasks, workflows
 from jobs_api.auth import Authenticator
 from jobs_api.problems import register_error_handlers
 from jobs_api.state import EXTENSION, State
@@ -53,7 +53,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     if settings.schedules_file:  # a bad file stops the start here, with a clear message
         app.extensions[background.DECLARED] = background.load_declared(settings.schedules_file)
-    for blueprint in (jobs.bp, tasks.bp, queues.bp, schedules.bp, health.bp, docs.bp, events.bp):
+    for blueprint in (jobs.bp, tasks.bp, queues.bp, schedules.bp, workflows.bp, health.bp, docs.bp, events.bp):
         app.register_blueprint(blueprint)
     console.init_app(app)
     register_error_handlers(app)
@@ -68,7 +68,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     def _finish(resp: Response) -> Response:
         resp.headers["X-Request-ID"] = g.get("request_id", "")
         resp.headers.setdefault("X-Content-Type-Options", "nosniff")
-        if request.path.startswith(("/jobs", "/tasks", "/queues", "/schedules")):
+        if request.path.startswith(("/jobs", "/tasks", "/queues", "/schedules", "/workflows")):
             resp.headers.setdefault("Cache-Control", "no-store")
         route = request.url_rule.rule if request.url_rule is not None else "unmatched"
         start = g.get("start")

@@ -162,6 +162,15 @@ def create_job(body: Any, idempotency_key: str | None, owner: str) -> tuple[Job,
     except _Invalid as e:
         SUBMISSIONS.labels(e.label, e.outcome).inc()
         raise validation_problem(e.errors) from None
+    if body.get("depends_on"):  # waits for other jobs: created by the workflow script (see workflows.py)
+        if idempotency_key is not None:
+            raise validation_problem([{"path": "/headers/Idempotency-Key",
+                                       "message": "cannot be combined with depends_on"}])
+        from jobs_api.workflows import submit_dependent
+
+        job = submit_dependent(body, owner)
+        SUBMISSIONS.labels(sub.task, "accepted").inc()
+        return job, True
     st = state()
     return _enqueued(
         Counter({sub.task: 1}),
@@ -197,6 +206,9 @@ def submit_batch() -> Response:
         base = f"/jobs/{i}"
         try:
             sub = _checked(item, base)
+            if item.get("depends_on"):
+                message = "not in a batch: submit jobs that wait for others with POST /workflows"
+                raise _Invalid([{"path": f"{base}/depends_on", "message": message}], sub.task)
             dumps(sub.params)  # what the store cannot encode (nesting too deep) is this item's fault
         except _Invalid as e:
             SUBMISSIONS.labels(e.label, e.outcome).inc()

@@ -71,6 +71,19 @@ class ChildContext(Context):
     def _cancel_requested(self) -> bool:
         return bool(self._cancel_flag.value)
 
+    def dependency_results(self) -> dict[str, Any]:
+        """The results of this job's succeeded dependencies (``depends_on``, workflows), by job id."""
+        global _store
+        if _store is None:  # the child's own connection, made on first use (settings: the worker's env)
+            from jobs_core.config import Settings
+            from jobs_core.store import JobStore
+
+            _store = JobStore.from_settings(Settings.from_env())
+        return _store.dependency_results(self.job_id)
+
+
+_store: Any = None
+
 
 def _die_with_parent() -> None:
     """Linux: get SIGKILL when the fork server (and so the worker) dies, so no orphan keeps running a job."""

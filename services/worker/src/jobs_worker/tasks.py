@@ -114,6 +114,11 @@ class Context:
     def _cancel_requested(self) -> bool:
         raise NotImplementedError
 
+    def dependency_results(self) -> dict[str, Any]:
+        """The results of this job's succeeded dependencies (``depends_on``, workflows), by job id: JSON
+        results decoded, others as bytes. Empty for a job without dependencies."""
+        raise NotImplementedError
+
 
 TaskFunction = Callable[[Mapping[str, Any], Context], Any]
 

@@ -29,7 +29,8 @@ __all__ = ["InvalidParams", "LocalContext", "run_task"]
 
 
 class LocalContext(Context):
-    """A ``ctx`` for local runs: records progress in ``progress_updates``; ``cancel()`` requests a cancel."""
+    """A ``ctx`` for local runs: records progress in ``progress_updates``; ``cancel()`` requests a cancel;
+    ``dependencies`` is what ``dependency_results()`` returns."""
 
     def __init__(self, **fields: Any) -> None:
         fields.setdefault("job_id", f"local-{uuid.uuid4()}")
@@ -37,6 +38,11 @@ class LocalContext(Context):
         super().__init__(**fields)
         self.progress_updates: list[tuple[float | None, str | None]] = []
         self.cancel_requested = False
+        self.dependencies: dict[str, Any] = {}  # what dependency_results() returns
+
+    def dependency_results(self) -> dict[str, Any]:
+        """``self.dependencies`` (set it to what the task's dependencies would have returned)."""
+        return dict(self.dependencies)
 
     def cancel(self) -> None:
         """Make ``ctx.cancelled`` true (as a ``POST /jobs/<id>/cancel`` would)."""

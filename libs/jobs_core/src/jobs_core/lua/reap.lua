@@ -1,4 +1,5 @@
 --- @include "now"
+--- @include "release"
 --- @include "queues"
 --- @include "emit"
 -- Hand back one queue's jobs whose lease expired (their worker died): queued again at the front of their
@@ -30,6 +31,7 @@ for _, id in ipairs(expired) do
       redis.call('EXPIRE', jk, ARGV[5])
       count_finished(q, f[6], 'failed', now, ARGV[9])
       emit(ARGV[4], id, 'failed', f[4], q.name)
+      release_dependents(jk, id, 'failed', now, KEYS[2], ARGV[4], ARGV[5])
       failed[#failed + 1] = id
     else
       redis.call('HSET', jk, 'status', 'queued', 'error', ARGV[8])

@@ -1,4 +1,5 @@
 --- @include "emit"
+--- @include "release"
 -- finish_one(): end a worker's attempt; used by FINISH_CLAIM. c = {job, result, failed, pending,
 -- history_ttl}; q = the queue block of the worker's queue the job is in (by_name lookup of its 'queue'
 -- field); a = {id, worker, attempt, outcome, data, media, result_ttl, record_ttl, error, delay_ms,
@@ -46,7 +47,10 @@ local function finish_one(c, queues, by_name, a, now)
       end
     end
   end
-  if status ~= 'queued' then count_finished(q, f[7], status, now, c.history_ttl) end
+  if status ~= 'queued' then  -- terminal: this transition happens once, so dependents are released once
+    count_finished(q, f[7], status, now, c.history_ttl)
+    release_dependents(c.job, id, status, now, c.pending, events_prefix_of(a.channel, a.id), a.record_ttl)
+  end
   emit(events_prefix_of(a.channel, a.id), a.id, status, f[4], q.name)
   return {'ok', status}
 end
