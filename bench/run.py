@@ -104,6 +104,8 @@ def run(smoke: bool) -> dict[str, Any]:
                                                                     str(procs), "--concurrency", str(conc),
                                                                     *(["--keep"] if i else [])]))
     plan.append((("expiry",), OUR_PY, "bench.ours", ["expiry"]))
+    plan.append((("tracing",), OUR_PY, "bench.ours", ["tracing", "--jobs", str(jobs), "--procs", str(procs),
+                                                     "--concurrency", str(conc)]))
 
     server = PrivateRedis()
     try:

@@ -416,12 +416,19 @@ class Stack:
             if child is None:
                 continue
             child.signal(signal.SIGTERM)
-            try:
-                child.proc.wait(timeout=max(5.0, self.settings.api_graceful_timeout + 5))
-            except subprocess.TimeoutExpired:
-                say(f"{child.name} did not stop in time: killing it")
-                child.proc.kill()
-                child.proc.wait()
+            seen = self.interrupts.count
+            deadline = time.monotonic() + max(5.0, self.settings.api_graceful_timeout + 5)
+            quick = child is self.api  # Ctrl-C again: gunicorn's quick shutdown first, then a kill
+            while child.alive():
+                if self.interrupts.count > seen or time.monotonic() > deadline:
+                    if self.interrupts.count == seen:
+                        say(f"{child.name} did not stop in time: killing it")
+                    seen = self.interrupts.count
+                    child.signal(signal.SIGINT if quick else signal.SIGKILL)
+                    quick = False
+                    deadline = time.monotonic() + 10
+                time.sleep(0.1)
+            child.proc.wait()
 
 
 def redis_answers(port: int) -> bool:

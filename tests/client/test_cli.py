@@ -343,3 +343,36 @@ def test_wait_returns_failures_and_timeouts_or_raises_them(client: JobsClient) -
     assert c.value.status == "cancelled" and c.value.error_type is None
     done = client.submit("echo", {"ok": True})
     assert client.wait(done["id"], timeout=30, raise_on_failure=True)["status"] == "succeeded"
+
+
+def test_readme_cli_wait_example_shows_progress(stack: ApiStack) -> None:
+    """Issue 9 defect 10: the README's `jobs submit primes ... --wait` takes long enough that the live
+    progress bar is seen moving, then prints the result."""
+    import re
+    import shlex
+
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("### Command-line client") : text.index("### Python client")]
+    line = next(ln for ln in section.splitlines() if "submit primes" in ln and "--wait" in ln)
+    args = shlex.split(line.split("#")[0])[1:]  # drop `.venv/bin/jobs`
+    master, slave = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JOBS_")}
+    env.update({"JOBS_URL": stack.url, "JOBS_API_KEY": KEY})
+    proc = subprocess.Popen([str(BIN / "jobs"), *args], env=env, stdout=subprocess.PIPE, stderr=slave)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 4096)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    out = proc.communicate(timeout=120)[0]
+    os.close(master)
+    assert proc.returncode == 0
+    assert json.loads(out) == {"limit": 100000000, "count": 5761455}
+    screen = b"".join(chunks).decode(errors="replace")
+    shown = set(re.findall(r"\] +(\d+\.\d)% running", screen))
+    assert len(shown) >= 3, screen[-2000:]  # the bar moved through several values while it ran

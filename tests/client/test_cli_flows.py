@@ -64,3 +64,9 @@ def test_client_and_cli_workflows(stack: ApiStack, client: JobsClient, tmp_path)
     bad = jobs(stack, "workflow", "submit", str(path))
     assert bad.returncode == 4 and "depends on itself" in bad.stderr
     assert jobs(stack, "workflow", "submit", str(tmp_path / "missing.json")).returncode == 2
+    first = client.submit("sleep", {"seconds": 30})
+    waiting = client.request("POST", "/jobs", body={"task": "echo", "depends_on": [first["id"]]})
+    listed = jobs(stack, "list", "--status", "waiting", "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert json.loads(waiting[2])["id"] in [j["id"] for j in json.loads(listed.stdout)["jobs"]]
+    client.cancel(first["id"])

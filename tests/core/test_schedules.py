@@ -220,3 +220,24 @@ def test_ticks_go_to_the_priority_list_and_the_paused_list_of_a_paused_queue(sto
     wait_for(lambda: tick_once(store, 1000), timeout=5, what="a tick while the queue is paused")
     assert store.redis.llen(store.keys.paused(8)) >= 1  # KEDA does not count it
     assert store.redis.llen(store.keys.waiting(8)) == 0
+
+
+def test_an_outage_spanning_ticks_is_caught_up_per_policy(store: JobStore) -> None:
+    """No ticker runs for ~4 s (every API process down): on return, all fires every missed tick, one only
+    the latest, skip none of them (they are past the grace period); later ticks fire as usual."""
+    for policy in CatchUp:
+        store.put_schedule("default", policy.value, ScheduleSpec(task="echo", cron=EVERY_SECOND, catchup=policy))
+    wait_for(lambda: len(tick_once(store, 500)) == 3, timeout=5, interval=0.02, what="a first tick of each")
+    before = {p.value: store.get_schedule("default", p.value).last_tick for p in CatchUp}
+    time.sleep(4.2)  # the outage
+    tick_once(store, 500)
+    ticks: dict[str, list[int]] = {}
+    for tick, job_id in scheduled_jobs(store):
+        ticks.setdefault(store.redis.hget(store.keys.job(job_id), "schedule").decode(), []).append(tick)
+    missed = {p: [t for t in ticks[p] if t > (before[p] or 0)] for p in ticks}
+    assert len(missed["all"]) >= 4 and missed["all"] == list(range(missed["all"][0], missed["all"][-1] + 1, 1000))
+    assert len(missed["one"]) == 1 and missed["one"][0] == missed["all"][-1]
+    assert missed.get("skip", []) == [] or missed["skip"][0] > missed["all"][-2]  # at most the on-time tick
+    skip = store.get_schedule("default", "skip")
+    assert skip.skipped >= 3
+    wait_for(lambda: tick_once(store, 500), timeout=5, what="ticking again after the outage")

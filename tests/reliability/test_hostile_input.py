@@ -99,10 +99,35 @@ def _cases(job: str, queue: str, admin_key: str) -> list[tuple[str, str, str, An
         cases.append((f"Authorization {auth[:15]!r}", "GET", "/jobs", None, {"Authorization": auth}, {401}))
     cases += _batch_cases()
     cases += _queue_cases(queue, {"Authorization": f"Bearer {admin_key}"})
+    cases += _console_cases(job, queue)
     for query in ("tenant=a:b", "tenant=%00", "tenant=" + "t" * 65, "tenant=**", "tenant=%2A%00"):
         cases.append((f"list {query[:30]}", "GET", f"/jobs?{query}", None, {}, {400}))
     for query in ("tenant=beta", "tenant=*", "tenant=ops"):  # alpha is an operator: another tenant is 403
         cases.append((f"list {query}", "GET", f"/jobs?{query}", None, {}, {403}))
+    return cases
+
+
+def _console_cases(job: str, queue: str) -> list[tuple[str, str, str, Any, dict[str, str], set[int]]]:
+    """The console (/ui: a session cookie, never a bearer key, and a CSRF token) and GET /events."""
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    cases: list[tuple[str, str, str, Any, dict[str, str], set[int]]] = [
+        (f"console {method} {path[:30]} without a session", method, path, b"csrf_token=x&act=cancel-filter", form,
+         {401})
+        for method, path in (("POST", f"/ui/jobs/{job}/cancel"), ("POST", f"/ui/jobs/{job}/retry"),
+                             ("POST", "/ui/bulk/preview"), ("POST", f"/ui/queues/{queue}/pause"),
+                             ("POST", "/ui/tasks/echo/run"), ("GET", "/ui/jobs?status=bogus"),
+                             ("GET", f"/ui/jobs/{job}/params"), ("GET", "/ui/bulk/0123456789abcdef/status"))
+    ]
+    cases += [
+        ("console login without CSRF", "POST", "/ui/login", b"api_key=x", form, {403}),
+        ("console login, forged cookie", "POST", "/ui/login", b"api_key=x&csrf_token=abc",
+         {**form, "Cookie": "jobs_ui=eyJrIjoiIn0.forged.sig"}, {403}),
+        ("console static traversal", "GET", "/ui/static/..%2f..%2fapp.py", None, {}, {404}),
+        ("events: bad Last-Event-ID", "GET", "/events", None, {"Last-Event-ID": "0-0 x"}, {400}),
+        ("events: Last-Event-ID not an id", "GET", "/events", None, {"Last-Event-ID": "$"}, {400}),
+        ("events: tenant with ':'", "GET", "/events?tenant=a:b", None, {}, {400}),
+        ("events: max_seconds nan", "GET", "/events?max_seconds=nan", None, {}, {400}),
+    ]
     return cases
 
 
@@ -239,6 +264,7 @@ def test_hostile_input(workdir: Path) -> None:
         job = h.submit("sleep", {"seconds": 1}).json()["id"]
         cancelled = h.submit("sleep", {"seconds": 1}).json()["id"]
         assert h.request("DELETE", f"/jobs/{cancelled}").status == 200
+        h.request("GET", "/ui/login", headers={"Accept": "text/html"})  # the console's session secret, made once
         before = _snapshot(stack)
 
         seen: Counter[int] = Counter()
@@ -338,6 +364,9 @@ def _raw_cases(stack: Stack, job: str) -> dict[str, tuple[int, set[int], str]]:
     batch = json.dumps({"jobs": [{"task": "echo", "params": {"x": "y" * 2000}}] * 1000}).encode()  # 2 MiB
     head = post.replace(b"POST /jobs ", b"POST /jobs/batch ") + f"Content-Length: {len(batch)}\r\n\r\n".encode()
     run("2 MiB batch", head, batch, frozenset({413}))
+    form = b"api_key=" + b"k" * (2 * MiB)  # the console's login form: the same body limit
+    run("2 MiB console form", b"POST /ui/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded"
+        b"\r\n" + f"Content-Length: {len(form)}\r\n\r\n".encode(), form, frozenset({413}))
     run("CR in a header value", b"GET /jobs HTTP/1.1\r\nHost: x\r\n" + auth + b"X-Evil: a\rInjected: 1\r\n\r\n")
     run("LF in a header value", b"GET /jobs HTTP/1.1\r\nHost: x\r\n" + auth + b"X-Evil: a\nInjected: 1\r\n\r\n",
         ok=frozenset({400, 200}))  # a bare LF ends the header line for lenient parsers: then it is just two headers

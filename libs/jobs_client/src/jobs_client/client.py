@@ -87,7 +87,15 @@ class JobsClient:
     """Talks to one Jobs API.
 
     ``base_url`` defaults to ``$JOBS_URL`` (else http://127.0.0.1:8000) and ``api_key`` to
-    ``$JOBS_API_KEY`` (sent as ``Authorization: Bearer``).
+    ``$JOBS_API_KEY`` (sent as ``Authorization: Bearer``); a malformed one raises :class:`JobsConfigError`.
+    ``timeout`` bounds each request (a long-poll adds its wait); ``outage_tolerance`` is how long
+    :meth:`wait` rides out an unreachable API or a 502/503/504; ``retries`` is how often a 429 (and a 503
+    on a request that is safe to repeat) is retried after ``Retry-After``, at most ``max_retry_delay`` s.
+
+    Jobs are plain dicts as the API returns them (``id``, ``status``, ``progress``, ``error``, ...). Every
+    error raised derives from :class:`JobsClientError`: :class:`JobsAPIError` (the API answered an error,
+    with its problem details), :class:`JobsConnectionError`, :class:`JobsConfigError`, and from
+    :meth:`wait` with ``raise_on_failure=True`` :class:`JobFailed` and :class:`WaitTimeout`.
     """
 
     def __init__(

@@ -32,6 +32,8 @@ class ClaimedJob:
     max_attempts: int
     queue: str = "jobs"
     owner: str | None = None  # the submitting tenant
+    #: the submission's W3C traceparent (filled in only while tracing is on: see jobs_core.tracing)
+    trace: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,6 +222,15 @@ class Delivery:
         items = [text(x) for x in reply]
         split = items.index("|")
         return ReapReport(ran=True, requeued=tuple(items[:split]), failed=tuple(items[split + 1 :]))
+
+    def trace_fields(self, job_ids: Sequence[str]) -> list[dict[str, str]]:
+        """Per job: its submission ``trace`` and the fields a span of its attempt needs (task, queue,
+        attempts, started_at, status), in one round trip. Called only while tracing is on."""
+        names = ("trace", "task", "queue", "attempts", "started_at", "status")
+        pipe = self.redis.pipeline(transaction=False)
+        for job_id in job_ids:
+            pipe.hmget(self.keys.job(job_id), *names)
+        return [{n: text(v) for n, v in zip(names, row, strict=True) if v is not None} for row in pipe.execute()]
 
     def prune_indexes(self, batch: int = 200) -> int:
         """Drop index entries whose records expired, oldest first; return how many were dropped."""

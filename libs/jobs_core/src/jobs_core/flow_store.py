@@ -15,7 +15,7 @@ from typing import Any, cast
 import redis
 from redis.commands.core import Script
 
-from jobs_core import scripts
+from jobs_core import scripts, tracing
 from jobs_core.config import Settings
 from jobs_core.errors import IllegalTransition, InvalidWorkflow, JobNotFound, WorkflowNotFound
 from jobs_core.keys import Keys
@@ -79,6 +79,7 @@ class FlowStore:
         s = self.settings
         described = []
         args: list[Any] = []
+        first_queue = ""
         for node in ordered:
             info = self.task_info(node.task)
             params = {**(info.defaults if info else {}), **node.params}
@@ -87,6 +88,7 @@ class FlowStore:
             deps = list(dict.fromkeys((ids.get(d.ref, d.ref), d.on_failure.value) for d in node.depends_on))
             priority = DEFAULT_PRIORITY if node.priority is None else node.priority
             queue, release = self._release_to(info, priority)
+            first_queue = first_queue or queue
             args += [ids[node.name], node.task, dumps(params), attempts, float(timeout), queue, priority, release,
                      len(deps)]
             for dep_id, policy in deps:
@@ -96,10 +98,16 @@ class FlowStore:
                      for d in node.depends_on]
             described.append({"name": node.name, "id": ids[node.name], "depends_on": edges})
         k = self.keys
-        reply = self._submit_flow(
-            keys=[k.index, k.owner_index(owner), k.seq, k.pending, k.workflow(workflow_id or "-"), k.queues],
-            args=[k.job_prefix, owner, workflow_id, dumps(described), s.record_ttl_seconds, len(ordered), *args],
-        )
+        with tracing.enqueue_span(ordered[0].task, first_queue, len(ordered)) as span:
+            if span is not None:  # tracing on: every node carries the submission's context (last ARGV)
+                span.set_attribute("jobs.job_ids", [ids[n.name] for n in ordered])
+                if workflow_id:
+                    span.set_attribute("jobs.workflow_id", workflow_id)
+                args.append(tracing.traceparent())
+            reply = self._submit_flow(
+                keys=[k.index, k.owner_index(owner), k.seq, k.pending, k.workflow(workflow_id or "-"), k.queues],
+                args=[k.job_prefix, owner, workflow_id, dumps(described), s.record_ttl_seconds, len(ordered), *args],
+            )
         if _text(reply[0]) == "unknown":
             ref = _text(reply[1])
             where = [f"/nodes/{i}/depends_on/{j}" for i, n in enumerate(nodes) for j, d in enumerate(n.depends_on)

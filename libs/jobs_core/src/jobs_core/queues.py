@@ -213,6 +213,35 @@ class QueueAdmin:
         names = set(self.queue_names()) | set(workers)
         return self.queue_counts(sorted(names)), workers, int(self.redis.zcard(self.keys.failed))
 
+    def oldest_waiting_ages(self, names: Iterable[str]) -> dict[str, float]:
+        """Per queue with jobs in its waiting lists (paused ones not counted): seconds since the oldest
+        head of those lists was submitted, by the Redis clock (two round trips for every queue)."""
+        queues = [self.keys.for_queue(n) for n in names]
+        pipe = self.redis.pipeline(transaction=False)
+        for k in queues:
+            for key in k.waiting_lists:
+                pipe.lindex(key, 0)
+        pipe.time()
+        *heads, (sec, usec) = pipe.execute()
+        now_ms = sec * 1000 + usec // 1000
+        owners: list[tuple[str, str]] = []
+        for i, k in enumerate(queues):
+            for raw in heads[i * 10 : (i + 1) * 10]:
+                if raw is not None:
+                    job_id = loads(raw)
+                    if isinstance(job_id, str):
+                        owners.append((k.queue_name, job_id))
+        if not owners:
+            return {}
+        pipe = self.redis.pipeline(transaction=False)
+        for _, job_id in owners:
+            pipe.hget(self.keys.job(job_id), "created_at")
+        ages: dict[str, float] = {}
+        for (queue, _), created in zip(owners, pipe.execute(), strict=True):
+            if created is not None:
+                ages[queue] = max(ages.get(queue, 0.0), max(0.0, (now_ms - int(created)) / 1000))
+        return ages
+
     def counts(self) -> dict[str, int]:
         """Jobs queued, running, delayed, paused, unrunnable over every queue, and in the failed index."""
         total = {"queued": 0, "running": 0, "delayed": 0, "paused": 0, "unrunnable": 0}

@@ -19,7 +19,7 @@ from typing import Any, cast
 import redis
 from redis.commands.core import Script
 
-from jobs_core import scripts
+from jobs_core import scripts, tracing
 from jobs_core.browse import Browse, JobFilter
 from jobs_core.config import Settings
 from jobs_core.connection import acknowledged_script, connect
@@ -206,11 +206,18 @@ class JobStore(Delivery, Browse, QueueAdmin, ScheduleStore, FlowStore):
             jobs.append(job)
             args += [job.id, item.task, dumps(item.params), attempts, job_timeout, int(item.delay * 1000),
                      position[job.queue], item.priority]
-        reply = self._enqueue(
-            keys=[self.keys.index, self.keys.owner_index(owner), self.keys.pending, self.keys.seq, idem_key,
-                  self.keys.queues, *(key for k in queue_keys for key in k.block)],
-            args=args,
-        )
+        with tracing.enqueue_span(items[0].task, queue_names[0], len(items)) as span:
+            if span is not None:  # tracing on: the records carry the submission's context (last ARGV)
+                span.set_attributes(tracing.job_attributes(
+                    jobs[0].id if len(jobs) == 1 else [j.id for j in jobs], items[0].task, queue_names[0]))
+                if tracing.record_params():  # JOBS_TRACE_PARAMS=1 only: params may hold personal data
+                    span.set_attribute("jobs.params", tracing.clip(dumps([i.params for i in items])))
+                args.append(tracing.traceparent())
+            reply = self._enqueue(
+                keys=[self.keys.index, self.keys.owner_index(owner), self.keys.pending, self.keys.seq, idem_key,
+                      self.keys.queues, *(key for k in queue_keys for key in k.block)],
+                args=args,
+            )
         kind = text(reply[0])
         if kind == "full":
             scope = text(reply[1])

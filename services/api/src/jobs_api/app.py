@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
 import uuid
@@ -10,6 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from flask import Flask, Response, g, request
+from jobs_core import tracing
 from jobs_core.config import Settings
 
 from jobs_api import background, console, docs, events, health, jobs, metrics, queues, schedules, tasks, workflows
@@ -57,6 +59,12 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         app.register_blueprint(blueprint)
     console.init_app(app)
     register_error_handlers(app)
+    if tracing.setup("jobs-api"):  # off unless OTEL_* variables configure an exporter
+        from opentelemetry.instrumentation.flask import FlaskInstrumentor
+
+        # probes and scrapes are not traced unless OTEL_PYTHON_FLASK_EXCLUDED_URLS says otherwise
+        excluded = os.environ.get("OTEL_PYTHON_FLASK_EXCLUDED_URLS", "healthz,readyz,metrics")
+        FlaskInstrumentor().instrument_app(app, excluded_urls=excluded)  # type: ignore[no-untyped-call]
 
     @app.before_request
     def _start() -> None:

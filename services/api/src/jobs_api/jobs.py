@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from collections import Counter
@@ -30,6 +31,7 @@ from jobs_api.validation import (
     task_params_errors,
 )
 
+log = logging.getLogger("jobs_api.jobs")
 bp = Blueprint("jobs", __name__)
 protect(bp)
 
@@ -172,7 +174,7 @@ def create_job(body: Any, idempotency_key: str | None, owner: str) -> tuple[Job,
         SUBMISSIONS.labels(sub.task, "accepted").inc()
         return job, True
     st = state()
-    return _enqueued(
+    job, created = _enqueued(
         Counter({sub.task: 1}),
         lambda: st.store.enqueue(
             sub.task,
@@ -188,6 +190,8 @@ def create_job(body: Any, idempotency_key: str | None, owner: str) -> tuple[Job,
             max_pending_per_tenant=st.settings.max_pending_per_tenant,
         ),
     )
+    log.info("job submitted" if created else "job submission replayed", extra=job_fields(job))
+    return job, created
 
 
 @bp.post("/jobs/batch")
@@ -239,8 +243,16 @@ def submit_batch() -> Response:
             max_pending_per_tenant=st.settings.max_pending_per_tenant,
         ),
     )
+    for job in jobs:
+        log.info("job submitted" if created else "job submission replayed", extra=job_fields(job))
     headers = {} if created else {"Idempotent-Replayed": "true"}
     return json_response({"jobs": [job_body(j) for j in jobs]}, 202, headers)
+
+
+def job_fields(job: Job) -> dict[str, Any]:
+    """Log fields naming a job (the worker logs the same names; ``trace_id`` comes from the request span
+    when tracing is on), so one grep for the job id shows its story across the API and the workers."""
+    return {"job": job.id, "task": job.task, "attempt": job.attempts, "queue": job.queue, "tenant": job.owner}
 
 
 def _listed_tenant(asked: str | None) -> str | None:
@@ -336,6 +348,7 @@ def cancel(job_id: str) -> Response:
     """Cancel: queued -> 200 cancelled; running -> 202 cancel requested; terminal -> 409."""
     _check_id(job_id)
     job = state().store.cancel(job_id, owner=job_owner())
+    log.info("job cancelled" if job.status is JobStatus.CANCELLED else "job cancel requested", extra=job_fields(job))
     return json_response(job_body(job), 200 if job.status is JobStatus.CANCELLED else 202)
 
 
@@ -345,4 +358,5 @@ def retry(job_id: str) -> Response:
     """Queue a failed or cancelled job again (202); 409 for any other status."""
     _check_id(job_id)
     job = state().store.retry(job_id, owner=job_owner())
+    log.info("job queued again (retry)", extra=job_fields(job))
     return json_response(job_body(job), 202, {"Location": f"/jobs/{job.id}"})

@@ -7,6 +7,7 @@ import os
 import sys
 import time
 
+from jobs_core import tracing
 from jobs_core.config import Settings, parse_queues
 from jobs_core.errors import ConfigError, TaskDefinitionError
 from jobs_core.logs import setup_logging
@@ -108,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"jobs-worker: configuration error: {e}", file=sys.stderr)
         return EXIT_CONFIG
     setup_logging(settings.log_level)
+    tracing.setup("jobs-worker")  # off unless OTEL_* variables configure an exporter
     from jobs_worker.worker import Worker
 
     worker = Worker(settings, concurrency=args.concurrency, burst=args.burst, once=args.once, metrics=metrics)
@@ -117,6 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     except TaskDefinitionError as e:  # a task module that does not import, or a task that is invalid
         print(f"jobs-worker: configuration error: JOBS_TASK_MODULES: {e}", file=sys.stderr)
         return EXIT_CONFIG
+    finally:
+        tracing.shutdown()
 
 
 if __name__ == "__main__":

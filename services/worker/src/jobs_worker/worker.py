@@ -19,6 +19,7 @@ from types import FrameType
 from typing import Any
 
 import redis
+from jobs_core import tracing
 from jobs_core.config import Settings
 from jobs_core.errors import BackendUnavailable
 from jobs_core.model import JobError
@@ -30,6 +31,7 @@ from jobs_worker.metrics import WorkerMetrics
 from jobs_worker.outcomes import Outcome
 from jobs_worker.podcost import PodDeletionCost
 from jobs_worker.slot import Running, Slot, monotonic, mp_context
+from jobs_worker.spans import RunSpans
 from jobs_worker.tasks import load_task_modules, published_info
 
 log = logging.getLogger("jobs.worker")
@@ -42,6 +44,19 @@ CANCEL_GRACE_SECONDS = 1.0  # a cancelled task may stop by itself this long befo
 PROGRESS_INTERVAL_SECONDS = 0.2  # at most this often per job is progress written to Redis
 BUSY_POLL_SECONDS = 0.05  # while some slots run and the queue is empty, look for work this often
 BLOCK_SECONDS = 1.0  # longest blocking wait on the queue when every slot is idle
+
+
+WORKER_LOST = JobError("WorkerLost", "the worker running this attempt stopped heartbeating (killed or lost)")
+
+
+def job_fields(job: ClaimedJob) -> dict[str, Any]:
+    """The log fields naming a job's attempt (with the trace id when tracing is on), so one grep for the
+    job id shows its whole story across the API and the workers."""
+    fields: dict[str, Any] = {"job": job.id, "task": job.task, "attempt": job.attempt, "queue": job.queue}
+    trace_id = tracing.log_trace_id(job.trace)
+    if trace_id is not None:
+        fields["trace_id"] = trace_id
+    return fields
 
 
 def new_worker_id() -> str:
@@ -89,6 +104,7 @@ class Worker:
         self.recheck_claims = False  # set by a Redis error: look for claims whose reply was lost
         self.started = time.time()
         self.offered: dict[str, str] = {}  # task name -> the queue it is published on
+        self.spans = RunSpans(self.store, self.worker_id)  # does nothing while tracing is off
         self.reap_queues: list[str] = list(self.store.queues)
 
     # ------------------------------------------------------------------ lifecycle
@@ -118,6 +134,7 @@ class Worker:
             slot.wait_ready()
         infos = [published_info(t, self.settings.queue) for t in registry.values()]
         self.offered = {info.name: info.queue for info in infos}
+        self.metrics.announce(self.concurrency, self.offered, self.store.queues)
         # claims skip (park) jobs of tasks this worker lacks: a worker that has them runs them
         self.store.offers = tuple(sorted(self.offered))
         self._retrying(lambda: self.store.publish_tasks(infos))
@@ -142,6 +159,7 @@ class Worker:
                 slot.stop()
             self._deregister()
             self.pod_cost.close()
+            self.spans.close()
         log.info("worker stopped", extra={"worker": self.worker_id})
         return 0
 
@@ -203,9 +221,11 @@ class Worker:
         was_idle = len(free) == len(self.slots)
         now = monotonic()
         self.claimed_any = self.claimed_any or bool(jobs)
+        jobs = self.spans.claimed(jobs)
         for slot, job in zip(free, jobs, strict=False):
             slot.send(job, now, self.settings.default_timeout_seconds)
             self.metrics.started(job.task, job.queue)
+            log.info("job started", extra={**job_fields(job), "worker": self.worker_id})
         if was_idle and jobs:
             self.pod_cost.set_busy(True)
 
@@ -260,6 +280,7 @@ class Worker:
                     running.progress = (message[1], pending if message[2] is None else message[2])
                     continue
                 slot.running = None
+                self.spans.ran(running.job)
                 self.metrics.finished_run(running.job.task, monotonic() - running.started)
                 outcome = self._ended(running, message)
                 # the last progress message, if not written yet, is stored before the outcome
@@ -335,19 +356,19 @@ class Worker:
             if o.final_message is not None:
                 self.store.set_progress(self.worker_id, o.job.id, o.job.attempt, None, o.final_message)
         finishes = [Finish(o.job.id, o.job.attempt, o.kind, o.result, o.error, o.retry_delay) for o in batch]
-        statuses, claimed = self.store.finish_and_claim(self.worker_id, finishes, len(free))
+        with tracing.current(self.spans.span_of([o.job for o in batch])):
+            statuses, claimed = self.store.finish_and_claim(self.worker_id, finishes, len(free))
         self.unsaved = []
         for o, status in zip(batch, statuses, strict=True):
+            self.spans.ended(o.job, o.kind if status is not None else "lost", o.error, o.result)
             if status is None:
                 self.metrics.lost(o.job.task)
                 log.warning("attempt was no longer ours; outcome dropped",
-                            extra={"job": o.job.id, "attempt": o.job.attempt, "outcome": o.kind})
+                            extra={**job_fields(o.job), "outcome": o.kind})
             else:
                 self.metrics.outcome(o.job.task, o.kind, o.job.queue)
-                if o.kind in ("failed", "retry"):
-                    log.info("job attempt failed", extra={"job": o.job.id, "task": o.job.task,
-                             "attempt": o.job.attempt, "outcome": o.kind,
-                             "error": o.error.type if o.error else None})
+                log.info("job attempt ended", extra={**job_fields(o.job), "outcome": o.kind, "status": status,
+                                                     "error": o.error.type if o.error else None})
         if claimed:
             self._dispatch(free, claimed)
         elif not self._busy():
@@ -372,8 +393,9 @@ class Worker:
             running = slot.running
             assert running is not None
             if running.job.id in lost:
-                log.warning("lease lost; stopping the job here", extra={"job": running.job.id})
+                log.warning("lease lost; stopping the job here", extra=job_fields(running.job))
                 self.metrics.lost(running.job.task)
+                self.spans.ended(running.job, "lost")
                 slot.kill()
                 slot.wait_ready()
             elif running.job.id in cancel and running.cancel_at is None:
@@ -405,6 +427,9 @@ class Worker:
             if report.ran and (report.requeued or report.failed):
                 log.warning("reaper handed back jobs of lost workers", extra={
                     "queue": queue, "requeued": list(report.requeued), "failed": list(report.failed)})
+                self.spans.reaped([*report.requeued, *report.failed], WORKER_LOST)
+            if report.ran:
+                self.metrics.reaped(queue, len(report.requeued), len(report.failed))
         if now >= self.next_prune:
             self.next_prune = now + 60
             self.store.prune_indexes()

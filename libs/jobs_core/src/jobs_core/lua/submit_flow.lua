@@ -13,7 +13,9 @@
 -- ARGV: 1 job key prefix, 2 owner, 3 workflow id ('' = none), 4 workflow JSON, 5 record TTL s,
 --       6 number of nodes N, then per node: id, task, params JSON, max_attempts, timeout, queue name,
 --       priority, release keys JSON ({waiting, paused, control, wake} of that queue and priority),
---       number of dependencies D, then D pairs: dependency id, policy ('fail'|'ignore')
+--       number of dependencies D, then D pairs: dependency id, policy ('fail'|'ignore'); then, optional, the
+--       submission's W3C traceparent (tracing on: each node's 'trace', so dependents released later run in
+--       the submission's trace)
 -- Returns {'ok', status of each node...} | {'unknown', dependency id}
 local prefix, owner = ARGV[1], ARGV[2]
 local n = tonumber(ARGV[6])
@@ -33,6 +35,7 @@ for _ = 1, n do
   nodes[#nodes + 1] = node
   batch[node.id] = true
 end
+local traceparent = ARGV[i]
 -- a re-sent call (lost reply) finds its first node: answer as the first run did
 if redis.call('EXISTS', prefix .. nodes[1].id) == 1 then
   local out = {'ok'}
@@ -71,6 +74,7 @@ for _, node in ipairs(nodes) do
                  timeout = node.timeout, owner = owner, status = status, hold = true,
                  extra = {'deps', cjson.encode(deps), 'deps_left', left, 'release', node.release,
                           'queue', node.queue, 'priority', node.priority, 'workflow', ARGV[3]}}, now)
+  if traceparent and traceparent ~= '' then redis.call('HSET', k.job, 'trace', traceparent) end
   if status == 'queued' then
     local r = cjson.decode(node.release)
     local p = priority_of(node.priority)

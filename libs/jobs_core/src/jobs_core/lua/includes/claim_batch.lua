@@ -1,3 +1,4 @@
+--- @include "attempt_log"
 --- @include "emit"
 -- claim_batch(): take up to `wanted` queued jobs for a worker (queued -> running) from its queues in
 -- strict order (the first queue with work first; within a queue the highest priority first, FIFO within
@@ -47,6 +48,7 @@ local function claim_batch(c, queues, wanted, now)
       return false
     end
     local attempts = redis.call('HINCRBY', jk, 'attempts', 1)
+    attempt_started(jk, attempts, c.worker, now)
     redis.call('HSET', jk, 'status', 'running', 'worker', c.worker, 'started_at', now, 'queue', q.name)
     redis.call('HDEL', jk, 'progress', 'message', 'cancel_requested', 'finished_at')
     redis.call('ZADD', q.leases, now + c.lease_ms, id)

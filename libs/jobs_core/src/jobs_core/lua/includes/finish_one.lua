@@ -1,3 +1,4 @@
+--- @include "attempt_log"
 --- @include "emit"
 --- @include "release"
 -- finish_one(): end a worker's attempt; used by FINISH_CLAIM. c = {job, result, failed, pending,
@@ -15,6 +16,7 @@ local function finish_one(c, queues, by_name, a, now)
   -- O(running jobs), not O(queued): inflight holds only the ids workers are running
   redis.call('LREM', q.inflight, 1, entry)
   redis.call('ZREM', q.leases, id)
+  attempt_ended(c.job, outcome, now)
   local status
   if outcome == 'succeeded' then
     status = 'succeeded'
