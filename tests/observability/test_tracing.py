@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -149,6 +150,38 @@ def test_each_attempt_is_a_span_when_the_first_worker_is_killed(tmp_path: Path, 
     for run in runs:  # one trace, each attempt a child of the submission and linked to it
         assert run.trace_id == enqueue.trace_id and run.parent_id == enqueue.span_id
         assert [(t, s) for t, s, _ in run.links] == [(enqueue.trace_id, enqueue.span_id)]
+
+
+def test_retries_and_hand_backs_are_spans_of_the_same_trace(tmp_path: Path, redis_url: str,
+                                                             receiver: OtlpReceiver) -> None:
+    stack = _stack(tmp_path, redis_url, receiver, workers=1).start()
+    try:
+        failing = _submit(stack, "fail", {}, max_attempts=2)
+        _wait_status(stack, failing, "failed")
+        slow = _submit(stack, "sleep", {"seconds": 4})
+        _wait_status(stack, slow, "running", timeout=30)
+        first = stack.workers[0]
+        first.send_signal(signal.SIGTERM)  # drain ...
+        time.sleep(0.3)
+        first.send_signal(signal.SIGTERM)  # ... no: hand the running job back now
+        first.wait(20)
+        env = dict(stack.env, JOBS_WORKER_HEALTH_FILE=str(stack.workdir / "worker-1.alive"))
+        with open(stack.workdir / "worker-1.log", "ab") as log:
+            stack.workers.append(subprocess.Popen([str(BIN / "jobs-worker")], env=env, stdout=log,
+                                                  stderr=subprocess.STDOUT, start_new_session=True))
+        _wait_status(stack, slow, "succeeded", timeout=60)
+        retried = _spans_of(receiver, failing, want=3)  # enqueue + 2 attempts
+        handed = _spans_of(receiver, slow, want=3)  # enqueue + handed back + finished
+    finally:
+        stack.stop()
+    for spans, outcomes in ((retried, ["failed", "retry"]), (handed, ["handback", "succeeded"])):
+        enqueue = next(s for s in spans if s.name.startswith("enqueue "))
+        runs = [s for s in spans if s.name.startswith("run ")]
+        assert sorted(r.attributes["jobs.outcome"] for r in runs) == outcomes
+        assert all(r.trace_id == enqueue.trace_id and r.parent_id == enqueue.span_id for r in runs)
+    assert sorted(r.attributes["jobs.attempt"] for r in retried if r.name.startswith("run ")) == [1, 2]
+    # handed back by the first worker, finished by the second: two workers, one trace
+    assert len({r.attributes["jobs.worker"] for r in handed if r.name.startswith("run ")}) == 2
 
 
 def test_a_workflow_dependent_runs_in_the_submission_trace(tmp_path: Path, redis_url: str,
