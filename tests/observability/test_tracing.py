@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -151,6 +152,38 @@ def test_each_attempt_is_a_span_when_the_first_worker_is_killed(tmp_path: Path, 
         assert [(t, s) for t, s, _ in run.links] == [(enqueue.trace_id, enqueue.span_id)]
 
 
+def test_retries_and_hand_backs_are_spans_of_the_same_trace(tmp_path: Path, redis_url: str,
+                                                             receiver: OtlpReceiver) -> None:
+    stack = _stack(tmp_path, redis_url, receiver, workers=1).start()
+    try:
+        failing = _submit(stack, "fail", {}, max_attempts=2)
+        _wait_status(stack, failing, "failed")
+        slow = _submit(stack, "sleep", {"seconds": 4})
+        _wait_status(stack, slow, "running", timeout=30)
+        first = stack.workers[0]
+        first.send_signal(signal.SIGTERM)  # drain ...
+        time.sleep(0.3)
+        first.send_signal(signal.SIGTERM)  # ... no: hand the running job back now
+        first.wait(20)
+        env = dict(stack.env, JOBS_WORKER_HEALTH_FILE=str(stack.workdir / "worker-1.alive"))
+        with open(stack.workdir / "worker-1.log", "ab") as log:
+            stack.workers.append(subprocess.Popen([str(BIN / "jobs-worker")], env=env, stdout=log,
+                                                  stderr=subprocess.STDOUT, start_new_session=True))
+        _wait_status(stack, slow, "succeeded", timeout=60)
+        retried = _spans_of(receiver, failing, want=3)  # enqueue + 2 attempts
+        handed = _spans_of(receiver, slow, want=3)  # enqueue + handed back + finished
+    finally:
+        stack.stop()
+    for spans, outcomes in ((retried, ["failed", "retry"]), (handed, ["handback", "succeeded"])):
+        enqueue = next(s for s in spans if s.name.startswith("enqueue "))
+        runs = [s for s in spans if s.name.startswith("run ")]
+        assert sorted(r.attributes["jobs.outcome"] for r in runs) == outcomes
+        assert all(r.trace_id == enqueue.trace_id and r.parent_id == enqueue.span_id for r in runs)
+    assert sorted(r.attributes["jobs.attempt"] for r in retried if r.name.startswith("run ")) == [1, 2]
+    # handed back by the first worker, finished by the second: two workers, one trace
+    assert len({r.attributes["jobs.worker"] for r in handed if r.name.startswith("run ")}) == 2
+
+
 def test_a_workflow_dependent_runs_in_the_submission_trace(tmp_path: Path, redis_url: str,
                                                             receiver: OtlpReceiver) -> None:
     stack = _stack(tmp_path, redis_url, receiver, workers=1).start()
@@ -199,6 +232,24 @@ def test_tracing_is_off_without_otel_variables() -> None:
     assert tracing.configured({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318"})
     assert tracing.configured({"OTEL_TRACES_EXPORTER": "console"})
     assert not tracing.enabled()  # the test process never configured it
+
+
+def test_with_tracing_off_the_sdk_is_never_imported(redis_url: str) -> None:
+    """Off means off: building the API and a worker's store and submitting a job start no tracer provider
+    and import no trace SDK, instrumentation or exporter. (redis-py itself imports the OpenTelemetry API
+    and metrics SDK when installed, for its own metrics, which stay off unless configured.)"""
+    code = (
+        "import sys; from jobs_api.app import create_app; from jobs_worker.spans import RunSpans\n"
+        "app = create_app(); c = app.test_client()\n"
+        "c.post('/jobs', json={'task': 'echo', 'params': {}})\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('opentelemetry.sdk.trace', "
+        "'opentelemetry.instrumentation', 'opentelemetry.exporter'))))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    env.update({"REDIS_URL": redis_url, "JOBS_KEY_PREFIX": f"off{os.getpid()}"})
+    out = subprocess.run([str(BIN / "python"), "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
 
 
 def test_with_tracing_off_records_carry_no_trace_field(store: Any) -> None:

@@ -86,7 +86,7 @@ def setup(service_name: str, environ: Mapping[str, str] | None = None) -> bool:
     trace.set_tracer_provider(provider)
     RedisInstrumentor().instrument(tracer_provider=provider)
     _install_log_fields()
-    _state["params"] = env.get("JOBS_TRACE_PARAMS", "").strip().lower() in ("1", "true", "yes")
+    _state["params"] = env.get("JOBS_TRACE_PARAMS", "").strip().lower() in ("1", "true", "yes", "on")  # as Settings
     _state["enabled"] = True
     log.info("tracing on", extra={"exporters": names, "service": env.get("OTEL_SERVICE_NAME") or service_name,
                                   "sampler": env.get("OTEL_TRACES_SAMPLER", "parentbased_always_on"),
