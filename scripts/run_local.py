@@ -497,9 +497,7 @@ def monitor(stack: Stack, reloader: Reloader | None) -> None:
                 print(tail(child.log, child.offset), flush=True)
                 say("fix the task module and save it: the workers restart then")
                 continue
-            say(f"{child.name} exited unexpectedly with code {child.proc.returncode}; last lines of {child.log}:")
-            print(tail(child.log, child.offset), flush=True)
-            raise RuntimeError(f"{child.name} stopped")
+            raise child.failed()  # a refused setting (exit 2) may show only now: main() tells it as at start
         if reloader is not None:
             changed = reloader.changed()
             if changed:
@@ -545,8 +543,8 @@ def main() -> int:
             print(e.error_line(), file=sys.stderr, flush=True)
             code = EXIT_CONFIG
         else:
-            say(f"error: {e}")
-            print(f"--- {e.name} ({e.log}):\n{tail(e.log, e.offset)}", flush=True)
+            say(f"error: {e}; last lines of {e.log}:")
+            print(tail(e.log, e.offset), flush=True)
             code = 1
     except RuntimeError as e:
         say(f"error: {e}")
