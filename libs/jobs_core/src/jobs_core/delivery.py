@@ -31,6 +31,7 @@ class ClaimedJob:
     attempt: int
     max_attempts: int
     queue: str = "jobs"
+    owner: str | None = None  # the submitting tenant
     #: the submission's W3C traceparent (filled in only while tracing is on: see jobs_core.tracing)
     trace: str | None = None
 
@@ -248,7 +249,7 @@ class Delivery:
 
 
 def _claimed_jobs(reply: Any) -> list[ClaimedJob]:
-    """Jobs from a claim reply (7 fields per job)."""
+    """Jobs from a claim reply (8 fields per job)."""
     return [
         ClaimedJob(
             id=text(reply[i]),
@@ -258,8 +259,9 @@ def _claimed_jobs(reply: Any) -> list[ClaimedJob]:
             attempt=int(reply[i + 4]),
             max_attempts=int(reply[i + 5]),
             queue=text(reply[i + 6]),
+            owner=text(reply[i + 7]) if reply[i + 7] else None,
         )
-        for i in range(0, len(reply), 7)
+        for i in range(0, len(reply), 8)
     ]
 
 

@@ -55,7 +55,8 @@ class QueueAdmin:
     def tasks(self) -> dict[str, TaskInfo]:
         """Every task that workers have published, by name (each with its queue filled in)."""
         raw = cast(dict[bytes, bytes], self.redis.hgetall(self.keys.tasks))
-        infos = (TaskInfo.from_dict(loads(v)) for v in raw.values())
+        # an entry that cannot be used stays listed, with its problem, rather than breaking the catalogue
+        infos = (TaskInfo.parse(k.decode(errors="replace"), v) for k, v in raw.items())
         infos = (i if i.queue else replace(i, queue=self.settings.queue) for i in infos)
         return {info.name: info for info in sorted(infos, key=lambda i: i.name)}
 

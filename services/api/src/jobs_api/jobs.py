@@ -20,10 +20,17 @@ from jobs_api import openapi, openapi_batch
 from jobs_api.auth import current_principal, current_tenant, forbidden, job_owner, protect, requires
 from jobs_api.lifecycle import SHUTTING_DOWN
 from jobs_api.metrics import SUBMISSIONS, UNKNOWN_TASK_LABEL
-from jobs_api.problems import REDIS_UNAVAILABLE, not_found, validation_problem
+from jobs_api.problems import REDIS_UNAVAILABLE, not_found, task_unavailable, validation_problem
 from jobs_api.slots import held
 from jobs_api.state import json_response, state
-from jobs_api.validation import query_int, query_seconds, read_json_body, schema_errors
+from jobs_api.validation import (
+    TaskSchemaError,
+    query_int,
+    query_seconds,
+    read_json_body,
+    schema_errors,
+    task_params_errors,
+)
 
 log = logging.getLogger("jobs_api.jobs")
 bp = Blueprint("jobs", __name__)
@@ -93,7 +100,11 @@ def _checked(body: Any, base: str = "") -> Submission:
         message = f"unknown task {name!r} (GET /tasks lists the known ones)"
         raise _Invalid([{"path": f"{base}/task", "message": message}], UNKNOWN_TASK_LABEL, "unknown_task")
     params = {**info.defaults, **body.get("params", {})}
-    errors = schema_errors(info.params_schema, params, f"{base}/params")
+    try:
+        errors = task_params_errors(info, params, f"{base}/params")
+    except TaskSchemaError as e:  # what a worker published is broken: not the client's fault, nor a 500
+        SUBMISSIONS.labels(name, "unavailable").inc()
+        raise task_unavailable(name, str(e)) from e
     if errors:
         raise _Invalid(errors, name)
     max_attempts = body.get("max_attempts", info.max_attempts)

@@ -224,6 +224,10 @@ SCHEMAS: dict[str, Any] = {
             "defaults": {"type": "object", "description": "Applied to params before validation."},
             "timeout": {"type": ["number", "null"], "description": "Default seconds per attempt."},
             "max_attempts": {"type": ["integer", "null"], "description": "Default attempts."},
+            "problem": {
+                "type": "string",
+                "description": "Present when the published definition cannot be used (POST /jobs answers 503).",
+            },
         },
     },
     "TaskList": {

@@ -9,7 +9,7 @@ import time
 
 from jobs_core import tracing
 from jobs_core.config import Settings, parse_queues
-from jobs_core.errors import ConfigError
+from jobs_core.errors import ConfigError, TaskDefinitionError
 from jobs_core.logs import setup_logging
 
 EXIT_CONFIG = 2
@@ -116,9 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     worker.install_signal_handlers()
     try:
         return worker.run()
-    except ImportError as e:
-        print(f"jobs-worker: configuration error: JOBS_TASK_MODULES: cannot import a task module: {e}",
-              file=sys.stderr)
+    except TaskDefinitionError as e:  # a task module that does not import, or a task that is invalid
+        print(f"jobs-worker: configuration error: JOBS_TASK_MODULES: {e}", file=sys.stderr)
         return EXIT_CONFIG
     finally:
         tracing.shutdown()

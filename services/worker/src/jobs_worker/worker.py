@@ -6,6 +6,7 @@ the loop: it backs off and carries on, keeping finished outcomes until Redis tak
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import secrets
@@ -25,10 +26,11 @@ from jobs_core.model import JobError
 from jobs_core.store import ClaimedJob, Finish, JobStore
 
 from jobs_worker import outcomes
+from jobs_worker.child import ChildConfig
 from jobs_worker.metrics import WorkerMetrics
 from jobs_worker.outcomes import Outcome
 from jobs_worker.podcost import PodDeletionCost
-from jobs_worker.slot import Slot, monotonic, mp_context
+from jobs_worker.slot import Running, Slot, monotonic, mp_context
 from jobs_worker.spans import RunSpans
 from jobs_worker.tasks import load_task_modules, published_info
 
@@ -120,9 +122,12 @@ class Worker:
 
     def start(self) -> None:
         """Start the slot children and announce this worker's tasks."""
-        registry = load_task_modules(self.settings.task_modules)  # fail fast on a bad module name
+        cwd = os.getcwd()
+        registry = load_task_modules(self.settings.task_modules, cwd)  # fail fast on a bad module or task
         ctx = mp_context()
-        self.slots = [Slot(i, ctx, self.settings.task_modules) for i in range(self.concurrency)]
+        config = ChildConfig(self.settings.task_modules, cwd, self.settings.log_level,
+                             self.settings.retry_backoff_max_seconds)
+        self.slots = [Slot(i, ctx, config) for i in range(self.concurrency)]
         for slot in self.slots:
             slot.start()
         for slot in self.slots:
@@ -270,18 +275,17 @@ class Worker:
                 message = slot.conn.recv()
                 kind = message[0]
                 if kind == "progress":
-                    running.progress = (message[1], message[2])
+                    # a fraction-only update must not drop a message not yet written
+                    pending = running.progress[1] if running.progress else None
+                    running.progress = (message[1], pending if message[2] is None else message[2])
                     continue
                 slot.running = None
                 self.spans.ran(running.job)
                 self.metrics.finished_run(running.job.task, monotonic() - running.started)
-                if kind == "done":
-                    return outcomes.success(self.settings, running.job, message[1], message[2])
-                _, etype, emsg, tb, cancelled = message
-                return outcomes.failure(
-                    self.settings, running.job, JobError(etype, emsg, tb),
-                    cancelled=cancelled or running.cancel_at is not None,
-                )
+                outcome = self._ended(running, message)
+                # the last progress message, if not written yet, is stored before the outcome
+                last = running.progress[1] if running.progress else None
+                return outcome if last is None else dataclasses.replace(outcome, final_message=last)
         except (EOFError, OSError):
             pass
         if slot.alive:
@@ -293,6 +297,16 @@ class Worker:
         slot.wait_ready()
         error = JobError("ChildProcessDied", f"the process running the task exited with code {code}")
         return outcomes.failure(self.settings, running.job, error, cancelled=running.cancel_at is not None)
+
+    def _ended(self, running: Running, message: tuple[Any, ...]) -> Outcome:
+        """The outcome of a "done" or "error" message from a child."""
+        if message[0] == "done":
+            return outcomes.success(self.settings, running.job, message[1], message[2])
+        _, etype, emsg, tb, cancelled, retryable, delay = message
+        return outcomes.failure(
+            self.settings, running.job, JobError(etype, emsg, tb),
+            cancelled=cancelled or running.cancel_at is not None, retryable=retryable, retry_delay=delay,
+        )
 
     def _enforce_deadlines(self) -> None:
         """Kill children past their job's hard timeout, or past the grace of a requested cancel."""
@@ -338,6 +352,9 @@ class Worker:
         batch = [*self.unsaved, *pending]
         self.unsaved = batch  # kept until Redis has them
         free = self._free() if refill else []
+        for o in batch:
+            if o.final_message is not None:
+                self.store.set_progress(self.worker_id, o.job.id, o.job.attempt, None, o.final_message)
         finishes = [Finish(o.job.id, o.job.attempt, o.kind, o.result, o.error, o.retry_delay) for o in batch]
         with tracing.current(self.spans.span_of([o.job for o in batch])):
             statuses, claimed = self.store.finish_and_claim(self.worker_id, finishes, len(free))

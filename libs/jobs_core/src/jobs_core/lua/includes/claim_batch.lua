@@ -6,8 +6,8 @@
 -- cap - (jobs holding a lease in it): a dead worker's jobs hold theirs until the reaper frees them.
 -- A job whose task the worker does not offer is not run: it is parked for a worker that offers it (no
 -- attempt charged), and such workers take parked jobs first. c = {worker, lease_ms, prefix, events,
--- pending, offers (set of task names, nil = any)}. Returns a flat list, 7 fields per claimed job:
--- id, task, params, timeout, attempts, max_attempts, queue.
+-- pending, offers (set of task names, nil = any)}. Returns a flat list, 8 fields per claimed job:
+-- id, task, params, timeout, attempts, max_attempts, queue, owner (tenant).
 local function promote_due(q, prefix, now)
   local due = redis.call('ZRANGEBYSCORE', q.delayed, '-inf', now, 'LIMIT', 0, 200)
   for _, id in ipairs(due) do
@@ -55,7 +55,7 @@ local function claim_batch(c, queues, wanted, now)
     redis.call('ZREM', q.orphans, id)
     redis.call('HINCRBY', c.pending, f[6], -1)
     emit(c.events, id, 'running', f[6], q.name)
-    for _, v in ipairs({id, f[2], f[3], f[4], attempts, f[5], q.name}) do out[#out + 1] = v end
+    for _, v in ipairs({id, f[2], f[3], f[4], attempts, f[5], q.name, f[6]}) do out[#out + 1] = v end
     return true
   end
   -- move entries from `list` and claim them while there is room; the room left
