@@ -282,12 +282,48 @@ def test_workers_page_lists_heartbeats(alpha: Browser, store: JobStore) -> None:
     assert "w-1" in html and "1 / 4" in html and "alive" in html
 
 
-def test_overview_counts_the_queue(alpha: Browser, store: JobStore) -> None:
+def test_overview_counts_queues_and_charts_tasks_by_failure_rate(alpha: Browser, store: JobStore,
+                                                                   runner: Runner) -> None:
     for _ in range(3):
         _submit(store, "alpha")
+    for _ in range(3):
+        runner.succeed(_submit(store, "alpha", "echo"), {"ok": True})
+    runner.fail(_submit(store, "alpha", "primes", limit=10))
     html = alpha.get("/ui/").get_data(as_text=True)
     row = re.search(r'<tr data-queue="[^"]+">(.*?)</tr>', html, re.S)
-    assert row is not None and re.findall(r'<td class="num">(\d+)</td>', row.group(1))[0] == "3"
+    assert row is not None and re.findall(r'<td class="num">(\d+)</td>', row.group(1))[0] == "3"  # waiting
+    tasks = re.findall(r'<tr data-task="([^"]+)">', html)
+    assert tasks == ["echo", "primes"]
+    assert html.count('<svg class="spark"') == 8 and "<polyline" in html
+    worst_first = alpha.get("/ui/?sort=failure").get_data(as_text=True)
+    assert re.findall(r'<tr data-task="([^"]+)">', worst_first) == ["primes", "echo"]
+    assert "100.0%" in worst_first and "0.0%" in worst_first
+    assert _problem(alpha.client.get("/ui/?sort=bogus"), 400)["errors"][0]["path"] == "/query/sort"
+
+
+def test_queues_page_admin_pauses_resumes_and_caps(settings: Settings, store: JobStore) -> None:
+    app = console_app(settings, store, ROLES)
+    admin, operator = Browser(app.test_client()), Browser(app.test_client())
+    admin.login(ROLE_KEYS["admin"])
+    operator.login(ROLE_KEYS["operator"])
+    queue = settings.queue
+    assert f'id="pause-{queue}"' in admin.get("/ui/queues").get_data(as_text=True)
+    assert f'id="pause-{queue}"' not in operator.get("/ui/queues").get_data(as_text=True)
+    _problem(operator.client.post(f"/ui/queues/{queue}/pause", data={"csrf_token": operator.csrf}), 403)
+    assert not store.queue_stats(queue).paused
+    assert admin.post(f"/ui/queues/{queue}/pause").status_code == 303
+    assert store.queue_stats(queue).paused
+    assert f'id="resume-{queue}"' in admin.get("/ui/queues").get_data(as_text=True)
+    assert admin.post(f"/ui/queues/{queue}/resume").status_code == 303 and not store.queue_stats(queue).paused
+    assert admin.post(f"/ui/queues/{queue}/cap", {"cap": "3"}).status_code == 303
+    assert store.queue_stats(queue).cap == 3
+    assert admin.post(f"/ui/queues/{queue}/cap", {"cap": ""}).status_code == 303
+    assert store.queue_stats(queue).cap is None
+    for bad in ("-1", "x", "100001", "1.5"):
+        body = _problem(admin.client.post(f"/ui/queues/{queue}/cap", data={"csrf_token": admin.csrf, "cap": bad}), 400)
+        assert body["errors"][0]["path"] == "/form/cap"
+    _problem(admin.client.post("/ui/queues/no-such-queue/pause", data={"csrf_token": admin.csrf}), 404)
+    assert "no-such-queue" not in store.queue_names()
 
 
 # ---------------------------------------------------------------------------------------------- bulk
@@ -374,7 +410,8 @@ def test_every_console_route_declares_a_role(app: Flask) -> None:
             if rule.rule.startswith("/ui") and rule.endpoint not in ("ui.login", "ui.static"):
                 needed = required_role(rule.endpoint)
                 posts = "POST" in (rule.methods or ()) and rule.endpoint != "ui.logout"
-                expected = Role.OPERATOR if posts else Role.VIEWER
+                expected = Role.ADMIN if rule.endpoint == "ui.queue_action" else (
+                    Role.OPERATOR if posts else Role.VIEWER)
                 assert needed is expected, rule.rule
 
 

@@ -27,8 +27,8 @@ T = TypeVar("T")
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SentinelCluster]:
-    # started from the configuration the Helm chart renders (redis.mode=sentinel), a quick down-after
-    chart = render_sentinel_config({"downAfterMilliseconds": 1000, "failoverTimeoutMilliseconds": 10000})
+    # started from the configuration the Helm chart renders (redis.mode=sentinel), a short down-after
+    chart = render_sentinel_config({"downAfterMilliseconds": 2000, "failoverTimeoutMilliseconds": 10000})
     c = SentinelCluster.from_chart(tmp_path_factory.mktemp("ha"), chart).start()
     try:
         yield c
@@ -74,6 +74,7 @@ def test_store_through_sentinel_with_replicated_ack(cluster: SentinelCluster) ->
 def test_unconfirmed_write_raises_and_the_same_key_never_makes_a_second_job(cluster: SentinelCluster) -> None:
     settings = _settings(cluster, JOBS_ACK_REPLICAS="1", JOBS_ACK_TIMEOUT_SECONDS="0.3")
     store = JobStore.from_settings(settings)
+    cluster.wait_stable()
     replicas = cluster.replicas()
     for r in replicas:
         r.freeze()
@@ -95,6 +96,7 @@ def test_worker_finish_unconfirmed_raises(cluster: SentinelCluster) -> None:
     store = JobStore.from_settings(settings)
     _until_confirmed(lambda: store.enqueue("echo", {}))  # replicas frozen by the test before may still catch up
     [claimed] = store.claim("w1", 1)
+    cluster.wait_stable()
     replicas = cluster.replicas()
     for r in replicas:
         r.freeze()
@@ -172,6 +174,7 @@ def test_api_answers_503_problem_while_unconfirmed_then_202_for_the_same_key(clu
     _until_confirmed(lambda: store.publish_tasks([TaskInfo("echo", "Echo.", {"type": "object"})]))
     client = create_app({"JOBS_SETTINGS": settings, "JOBS_STORE": store, "TESTING": True}).test_client()
     submit = {"json": {"task": "echo", "params": {"x": 1}}, "headers": {"Idempotency-Key": "ha-1"}}
+    cluster.wait_stable()
     replica = cluster.replicas()[0]
     replica.freeze()
     try:

@@ -242,6 +242,27 @@ class SentinelCluster:
                 raise AssertionError("replicas did not sync\n" + "\n".join(n.log_tail(5) for n in self.nodes))
             time.sleep(0.1)
 
+    def wait_stable(self, timeout: float = 60.0) -> Node:
+        """Until exactly one running node is a primary, the sentinels name it, and the others stream from it
+        (no failover half done); that primary."""
+        deadline = time.monotonic() + timeout
+        while True:
+            agreed = self.wait_sentinels_agree(max(1.0, deadline - time.monotonic()))
+            roles = {}
+            for n in self.nodes:
+                if n.process is not None:
+                    try:
+                        roles[n.address] = n.role()
+                    except redis.RedisError:
+                        roles[n.address] = "?"
+            masters = [a for a, r in roles.items() if r == "master"]
+            if masters == [agreed] and all(r == "slave" for a, r in roles.items() if a != agreed):
+                self.wait_synced(max(1.0, deadline - time.monotonic()))
+                return self.primary()
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no stable primary: sentinels name {agreed}, roles {roles}")
+            time.sleep(0.2)
+
     def wait_sentinels_agree(self, timeout: float = 60.0) -> tuple[str, int]:
         """Until every running sentinel names the same primary, knows the other sentinels and the replicas."""
         deadline = time.monotonic() + timeout

@@ -149,17 +149,28 @@ class Browse:
             for (worker_id, score), raw in zip(entries, statuses, strict=True)
         ]
 
-    def oldest_waiting_ms(self) -> int | None:
-        """Creation time (ms) of the job at the head of the waiting list, or None when it is empty."""
-        head = self.redis.lindex(self.keys.queue, 0)
-        if head is None:
-            return None
-        try:
-            job_id = loads(cast(bytes, head))
-        except ValueError:
-            return None
-        created = self.redis.hget(self.keys.job(str(job_id)), "created_at") if isinstance(job_id, str) else None
-        return int(cast(bytes, created)) if created else None
+    def history(self, queue: str, minutes: int) -> list[dict[str, int]]:
+        """The per-minute counters (``finished``, ``failed``, ``finished:<task>``, ``failed:<task>``) of a
+        queue for the last ``minutes`` minutes, oldest first (written by the finish scripts).
+
+        Past minutes no longer change, so each process keeps those it read (the last day's) and asks Redis
+        only for the minutes it has not seen yet and for the current one: an overview reads one or two
+        hashes per queue, not 1,440.
+        """
+        now_minute = int(self.redis.time()[0]) // 60
+        wanted = range(now_minute - minutes + 1, now_minute + 1)
+        cache: dict[tuple[str, int], dict[str, int]] = self.__dict__.setdefault("_history_cache", {})
+        missing = [m for m in wanted if (queue, m) not in cache or m == now_minute]
+        if missing:
+            k = self.keys.for_queue(queue)
+            pipe = self.redis.pipeline(transaction=False)
+            for m in missing:
+                pipe.hgetall(k.history(m))
+            for m, raw in zip(missing, pipe.execute(), strict=True):
+                cache[(queue, m)] = {_text(f): int(v) for f, v in raw.items()}
+            for key in [key for key in list(cache) if key[1] < now_minute - 1440]:  # keep a day
+                cache.pop(key, None)
+        return [cache[(queue, m)] for m in wanted]
 
     # ------------------------------------------------------------------ job event stream (GET /events)
     def read_events(self, after: str, block_ms: int, count: int = 200) -> list[tuple[str, dict[str, str]]]:

@@ -36,7 +36,11 @@ AUTH_ERRORS = {
         "Missing or invalid API key (when JOBS_API_KEYS is set).",
         {"WWW-Authenticate": {"schema": {"type": "string"}}},
     ),
-    "503": problem("Redis unreachable, failing over or out of memory.", RETRY_AFTER),
+    "503": problem(
+        "Redis unreachable, failing over or out of memory, or a write not confirmed on JOBS_ACK_REPLICAS "
+        "replicas in time (it may or may not be kept: repeat it, a submission with the same Idempotency-Key).",
+        RETRY_AFTER,
+    ),
 }
 FORBIDDEN = {
     "403": problem("The API key's role may not do this (viewer < operator < admin; see the README's roles).")

@@ -277,20 +277,25 @@ class Worker:
         """Kill children past their job's hard timeout, or past the grace of a requested cancel."""
         now = monotonic()
         ended: list[Outcome] = []
+        restarted: list[Slot] = []
         for slot in self._busy():
             running = slot.running
             assert running is not None
             if running.cancel_at is not None and now >= running.cancel_at:
                 slot.kill()
-                slot.wait_ready()
+                restarted.append(slot)
                 ended.append(Outcome(running.job, "cancelled"))
             elif now >= running.deadline:
                 slot.kill()
-                slot.wait_ready()
+                restarted.append(slot)
                 error = JobError("JobTimeout", f"the task ran longer than its timeout of {running.job.timeout:g}s")
                 ended.append(outcomes.failure(self.settings, running.job, error))
-        if ended:
-            self._save(ended)
+        try:
+            if ended:  # recorded while the fresh children start, not after (a start can take a second)
+                self._save(ended)
+        finally:
+            for slot in restarted:
+                slot.wait_ready()
 
     def _flush_progress(self) -> None:
         now = monotonic()

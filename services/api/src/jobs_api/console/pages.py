@@ -13,9 +13,10 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from jobs_api.auth import requires
 from jobs_api.console import bp, session, wants_html
+from jobs_api.console.charts import sparkline
 from jobs_api.console.session import current_principal
 from jobs_api.jobs import create_job
-from jobs_api.problems import Problem
+from jobs_api.problems import Problem, validation_problem
 from jobs_api.state import state
 
 _MAX_FORM_FIELD = 64 * 1024
@@ -55,25 +56,60 @@ def _age(ms: int | None, now_ms: int) -> float | None:
     return None if ms is None else max(0.0, (now_ms - ms) / 1000)
 
 
+def _buckets(minutes: list[dict[str, int]], field: str, size: int) -> list[int]:
+    """Sums of ``field`` over consecutive groups of ``size`` minutes."""
+    return [sum(m.get(field, 0) for m in minutes[i : i + size]) for i in range(0, len(minutes), size)]
+
+
+def _rates(done: list[int], failed: list[int]) -> list[float]:
+    return [f / d if d else 0.0 for d, f in zip(done, failed, strict=True)]
+
+
+def task_stats(queues: list[str]) -> list[dict[str, Any]]:
+    """Per task (and queue): finished and failed in the last hour and day, with sparklines."""
+    store = state().store
+    rows: list[dict[str, Any]] = []
+    for queue in queues:
+        day = store.history(queue, 1440)
+        hour = day[-60:]
+        tasks = sorted({f.split(":", 1)[1] for m in day for f in m if f.startswith("finished:")})
+        for task in tasks:
+            done_h, failed_h = _buckets(hour, f"finished:{task}", 5), _buckets(hour, f"failed:{task}", 5)
+            done_d, failed_d = _buckets(day, f"finished:{task}", 60), _buckets(day, f"failed:{task}", 60)
+            finished, failed = sum(done_h), sum(failed_h)
+            rows.append({
+                "task": task, "queue": queue, "finished_hour": finished, "failed_hour": failed,
+                "finished_day": sum(done_d), "failed_day": sum(failed_d),
+                "failure_rate": failed / finished if finished else 0.0,
+                "spark_done_hour": sparkline(done_h, f"{task}: finished per 5 minutes, last hour"),
+                "spark_fail_hour": sparkline(_rates(done_h, failed_h), f"{task}: failure rate per 5 minutes, last "
+                                             "hour", maximum=1.0),
+                "spark_done_day": sparkline(done_d, f"{task}: finished per hour, last day"),
+                "spark_fail_day": sparkline(_rates(done_d, failed_d), f"{task}: failure rate per hour, last day",
+                                            maximum=1.0),
+            })
+    return rows
+
+
+SORTS = {"task": lambda r: (r["task"], r["queue"]), "failure": lambda r: (-r["failure_rate"], r["task"]),
+         "throughput": lambda r: (-r["finished_hour"], r["task"])}
+
+
 @bp.get("/")
 @requires(Role.VIEWER)
 def overview() -> str:
-    """Per-queue counts, oldest waiting age, workers; per-task throughput and failures."""
+    """Per queue: waiting, delayed, running, oldest waiting age, paused, workers; per task: throughput and
+    failure-rate sparklines of the last hour and day (``?sort=failure`` puts the worst first)."""
     store = state().store
-    now_ms = int(time.time() * 1000)
-    counts = store.counts()
-    workers = [w for w in store.workers() if w.status is not None]
-    queue_name = state().settings.queue
-    queues = [{
-        "name": queue_name,
-        "waiting": counts["queued"],
-        "delayed": counts["delayed"],
-        "running": counts["running"],
-        "oldest": _age(store.oldest_waiting_ms(), now_ms),
-        "paused": False,
-        "workers": len(workers),
-    }]
-    return render_template("overview.html", queues=queues, failed=counts["failed"])
+    sort = request.args.get("sort", "task")
+    if sort not in SORTS:
+        raise validation_problem([{"path": "/query/sort", "message": f"must be one of {', '.join(SORTS)}"}],
+                                 status=400)
+    names = store.queue_names()
+    queues = [store.queue_stats(name) for name in names]
+    tasks = sorted(task_stats(names), key=SORTS[sort])
+    failed = int(store.redis.zcard(store.keys.failed))
+    return render_template("overview.html", queues=queues, tasks=tasks, sort=sort, failed=failed)
 
 
 @bp.get("/workers")
@@ -92,6 +128,7 @@ def workers() -> str:
             "concurrency": status.get("concurrency"),
             "busy": status.get("busy"),
             "jobs": [str(j) for j in status.get("jobs") or []],
+            "tasks": ", ".join(str(t) for t in status.get("tasks") or []),
             "pid": status.get("pid"),
             "stopping": bool(status.get("stopping")),
             "last_seen_ms": w.last_seen_ms,
