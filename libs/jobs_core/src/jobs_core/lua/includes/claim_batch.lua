@@ -93,7 +93,7 @@ local function claim_batch(c, queues, wanted, now)
     return room
   end
   for _, q in ipairs(queues) do
-    local left = wanted - #out / 7
+    local left = wanted - #out / 8 -- 8 fields per claimed job (7 before 'owner' joined: it under-claimed)
     if left <= 0 or budget <= 0 then break end
     promote_due(q, c.prefix, now)
     local ctl = redis.call('HMGET', q.control, 'paused', 'cap')
