@@ -13,8 +13,8 @@ PYTEST_ARGS ?=
 
 install: .venv/.installed ## create .venv with every package editable, from uv.lock
 
-run: install ## embedded Redis + API on 127.0.0.1:8000 + two workers
-	$(PY) scripts/run_local.py
+run: install ## embedded Redis + API on 127.0.0.1:8000 + two workers; RELOAD=1: restart workers when task files change
+	$(if $(RELOAD),JOBS_RELOAD=$(RELOAD) )$(PY) scripts/run_local.py
 
 lint: install ## ruff over everything, mypy --strict on the shared library
 	.venv/bin/ruff check libs services tests scripts

@@ -9,13 +9,17 @@ calls every part in turn on one private Redis.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import json
 import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import redis
@@ -255,7 +259,8 @@ def part_http(url: str, jobs: int, procs: int, concurrency: int, round_trips: in
     return out
 
 
-def part_scale(url: str, jobs: int, procs: int, concurrency: int, keep: bool = False) -> dict[str, Any]:
+def part_scale(url: str, jobs: int, procs: int, concurrency: int, keep: bool = False,
+               env: dict[str, str] | None = None) -> dict[str, Any]:
     """One drain with a given setup, plus its Redis cost per job (for the scaling tables).
 
     With ``keep`` the finished jobs of earlier runs stay in Redis (records, results, indexes), to show
@@ -267,7 +272,7 @@ def part_scale(url: str, jobs: int, procs: int, concurrency: int, keep: bool = F
     finished_before = int(client.zcard(Settings.from_env({"REDIS_URL": url}).keys.index))
     store = JobStore(client, settings(url))
     _, enqueue_rate = enqueue_lib(store, jobs)
-    with start_workers(url, procs, concurrency) as workers:
+    with start_workers(url, procs, concurrency, **(env or {})) as workers:
         cost = RedisCost(client)
         d = drain(store, jobs, workers)
         c = cost.per_job(jobs, d["harness_round_trips"], d["harness_commands"])
@@ -309,6 +314,41 @@ def part_curve(url: str, jobs: int, procs: int, job_ms: float) -> dict[str, Any]
     return {"jobs": jobs, "procs": procs, "slots": CURVE_SLOTS, "job_ms": job_ms, "registered": registered,
             "drain_rate": d["rate"], "redis_cpu_us": c["redis_cpu_us"], "commands": c["commands"],
             "round_trips": c["round_trips"], "rss_mb": d["rss_mb"]}
+
+
+@contextlib.contextmanager
+def otlp_sink() -> Iterator[str]:
+    """An OTLP/HTTP endpoint on loopback that accepts every export and drops it (what a collector costs the
+    exporter, without a collector's own CPU on these 2 cores)."""
+    class Sink(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/x-protobuf")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Sink)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def part_tracing(url: str, jobs: int, procs: int, concurrency: int) -> dict[str, Any]:
+    """The drain with tracing off, then on (every attempt's spans exported over OTLP/HTTP to a local sink):
+    what tracing costs the workers."""
+    off = part_scale(url, jobs, procs, concurrency)
+    with otlp_sink() as endpoint:
+        on = part_scale(url, jobs, procs, concurrency, env={"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint})
+    return {"jobs": jobs, "procs": procs, "concurrency": concurrency, "off_rate": off["drain_rate"],
+            "on_rate": on["drain_rate"], "off_round_trips": off["round_trips"], "on_round_trips": on["round_trips"],
+            "overhead_pct": 100 * (1 - on["drain_rate"] / off["drain_rate"]) if off["drain_rate"] else None}
 
 
 MULTI_QUEUES = ("jobs", "bulk", "mail")
@@ -370,7 +410,7 @@ def part_expiry(url: str) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("part", choices=["drain", "http", "scale", "multi", "expiry", "curve"])
+    parser.add_argument("part", choices=["drain", "http", "scale", "multi", "expiry", "tracing", "curve"])
     parser.add_argument("--redis-url", required=True)
     parser.add_argument("--jobs", type=int, default=10_000)
     parser.add_argument("--procs", type=int, default=2)
@@ -391,6 +431,8 @@ def main() -> None:
         emit(part_curve(a.redis_url, a.jobs, a.procs, a.job_ms))
     elif a.part == "multi":
         emit(part_multi(a.redis_url, a.jobs, a.procs, a.concurrency))
+    elif a.part == "tracing":
+        emit(part_tracing(a.redis_url, a.jobs, a.procs, a.concurrency))
     else:
         emit(part_expiry(a.redis_url))
 

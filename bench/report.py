@@ -195,7 +195,7 @@ def render_markdown(res: dict[str, Any]) -> str:
         "",
         "Commands: `make bench` (= `.venv/bin/python -m bench`, after installing `.venv-bench`); "
         "`make bench-smoke` (= `python -m bench --smoke`, ~30 s). Single parts: "
-        "`python -m bench.ours {drain,http,scale,expiry} --redis-url URL ...`, "
+        "`python -m bench.ours {drain,http,scale,multi,expiry,tracing} --redis-url URL ...`, "
         "`.venv-bench/bin/python -m bench.peers SYSTEM --redis-url URL --jobs N`. The figures on this page are "
         "in `bench/results/latest.json` (`python -m bench --json FILE` writes them; `--render FILE` rebuilds "
         "this page from them).",
@@ -341,6 +341,21 @@ def render_markdown(res: dict[str, Any]) -> str:
         f"- Worker RSS (process + fork server + slot children): {_f(ours['rss_mb'])} MiB for "
         f"{ours['procs']} x {ours['concurrency']} slots.",
         "",
+    ]
+    tr = res.get("tracing")
+    if tr:
+        on_share = None if tr["overhead_pct"] is None else 100 - tr["overhead_pct"]
+        parts += [
+            "## Tracing overhead",
+            "",
+            f"The drain of {tr['jobs']:,} jobs on {tr['procs']} x {tr['concurrency']} slots, tracing off then on "
+            "(OpenTelemetry SDK, every attempt's spans exported over OTLP/HTTP to a loopback sink): "
+            f"{_f(tr['off_rate'])} vs {_f(tr['on_rate'])} jobs/s (on = {_f(on_share, 1)}% of off), "
+            f"{_f(tr['off_round_trips'], 2)} vs {_f(tr['on_round_trips'], 2)} Redis round trips per job. "
+            "With tracing off the code path is the one measured everywhere above.",
+            "",
+        ]
+    parts += [
         f"Whole run: {res.get('elapsed_s', '?')} s.",
         "",
     ]

@@ -112,6 +112,8 @@ def run(smoke: bool) -> dict[str, Any]:
             plan.append((("curve", f"{job_ms}-{p}"), OUR_PY, "bench.ours",
                          ["curve", "--jobs", str(n), "--procs", str(p), "--job-ms", str(job_ms)]))
     plan.append((("expiry",), OUR_PY, "bench.ours", ["expiry"]))
+    plan.append((("tracing",), OUR_PY, "bench.ours", ["tracing", "--jobs", str(jobs), "--procs", str(procs),
+                                                     "--concurrency", str(conc)]))
 
     server = PrivateRedis()
     try:

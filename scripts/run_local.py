@@ -39,6 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # --run-dir DIR moves the state directory (tests use a temporary one)
 RUN = Path(sys.argv[sys.argv.index("--run-dir") + 1]).resolve() if "--run-dir" in sys.argv[:-1] else ROOT / ".run"
 LOGS = RUN / "logs"
+INVOKED_FROM = Path.cwd()
 BIN = Path(sys.executable).parent  # the .venv's bin: jobs-api and jobs-worker live next to its python
 WORKERS = 2
 #: make run's drain on Ctrl-C unless JOBS_DRAIN_SECONDS is set: its Redis keeps nothing, so waiting the
@@ -334,6 +335,9 @@ class Stack:
         base_port = self.settings.worker_metrics_port
         for i in range(1, WORKERS + 1):
             wenv = dict(self.env, JOBS_WORKER_HEALTH_FILE=str(RUN / f"worker-{i}.alive"))
+            # `JOBS_TASK_MODULES=mytasks make run` beside mytasks.py: the directory make run was started
+            # from is on the workers' import path (they run from the repository root)
+            wenv["PYTHONPATH"] = os.pathsep.join([str(INVOKED_FROM), *filter(None, [self.env.get("PYTHONPATH")])])
             # the API's metrics directory: prometheus_client in a worker would write its samples there too
             wenv.pop("PROMETHEUS_MULTIPROC_DIR", None)
             if base_port is not None:  # one port each: two workers cannot share one
@@ -412,12 +416,19 @@ class Stack:
             if child is None:
                 continue
             child.signal(signal.SIGTERM)
-            try:
-                child.proc.wait(timeout=max(5.0, self.settings.api_graceful_timeout + 5))
-            except subprocess.TimeoutExpired:
-                say(f"{child.name} did not stop in time: killing it")
-                child.proc.kill()
-                child.proc.wait()
+            seen = self.interrupts.count
+            deadline = time.monotonic() + max(5.0, self.settings.api_graceful_timeout + 5)
+            quick = child is self.api  # Ctrl-C again: gunicorn's quick shutdown first, then a kill
+            while child.alive():
+                if self.interrupts.count > seen or time.monotonic() > deadline:
+                    if self.interrupts.count == seen:
+                        say(f"{child.name} did not stop in time: killing it")
+                    seen = self.interrupts.count
+                    child.signal(signal.SIGINT if quick else signal.SIGKILL)
+                    quick = False
+                    deadline = time.monotonic() + 10
+                time.sleep(0.1)
+            child.proc.wait()
 
 
 def redis_answers(port: int) -> bool:
@@ -486,9 +497,7 @@ def monitor(stack: Stack, reloader: Reloader | None) -> None:
                 print(tail(child.log, child.offset), flush=True)
                 say("fix the task module and save it: the workers restart then")
                 continue
-            say(f"{child.name} exited unexpectedly with code {child.proc.returncode}; last lines of {child.log}:")
-            print(tail(child.log, child.offset), flush=True)
-            raise RuntimeError(f"{child.name} stopped")
+            raise child.failed()  # a refused setting (exit 2) may show only now: main() tells it as at start
         if reloader is not None:
             changed = reloader.changed()
             if changed:
@@ -520,7 +529,7 @@ def main() -> int:
         stack.start_api()
         stack.start_workers()
         if reload:
-            search = [Path.cwd(), ROOT, *(Path(p) for p in env.get("PYTHONPATH", "").split(os.pathsep) if p)]
+            search = [INVOKED_FROM, *(Path(p) for p in env.get("PYTHONPATH", "").split(os.pathsep) if p), ROOT]
             found = module_paths(settings.task_modules, search)
             reloader = Reloader(sorted(set(found.values())))
             reloader.start()
@@ -534,8 +543,8 @@ def main() -> int:
             print(e.error_line(), file=sys.stderr, flush=True)
             code = EXIT_CONFIG
         else:
-            say(f"error: {e}")
-            print(f"--- {e.name} ({e.log}):\n{tail(e.log, e.offset)}", flush=True)
+            say(f"error: {e}; last lines of {e.log}:")
+            print(tail(e.log, e.offset), flush=True)
             code = 1
     except RuntimeError as e:
         say(f"error: {e}")

@@ -157,7 +157,7 @@ def test_openapi_documents_exactly_the_routes_the_app_serves(app: Flask) -> None
 def test_every_operation_documents_its_errors(contract: Contract) -> None:
     for path, ops in contract.spec["paths"].items():
         for method, op in ops.items():
-            if path.startswith(("/jobs", "/tasks", "/schedules")):
+            if path.startswith(("/jobs", "/tasks", "/schedules", "/workflows")):
                 assert {"401", "503"} <= set(op["responses"]), (method, path)
                 assert op["security"] == [{"bearerAuth": []}]
 

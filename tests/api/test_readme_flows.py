@@ -8,8 +8,9 @@ import subprocess
 from collections.abc import Iterator
 
 import pytest
+from support.procs import wait_for
 
-from api.stack import ROOT, ApiStack
+from api.stack import ROOT, ApiStack, http
 from api.test_readme import README, _section, _shell_blocks
 
 
@@ -43,3 +44,21 @@ def test_schedule_examples_run_as_written(stack: ApiStack) -> None:
     assert [b["paused"] for b in nightly[-2:]] == [True, False]
     assert "204" in out.splitlines()
     assert "report" in out and "America/New_York" in out
+
+
+def test_workflow_examples_run_as_written(stack: ApiStack) -> None:
+    out = run_blocks(stack, "## Workflows", "**Exactly-once release")
+    bodies = [json.loads(line) for line in out.splitlines() if line.startswith("{\"")]
+    workflows = [b for b in bodies if "nodes" in b]
+    assert {n["name"]: n["status"] for n in workflows[0]["nodes"]}["report"] == "waiting"
+    assert workflows[1]["status"] == "succeeded"
+    cycle = next(b for b in bodies if b.get("status") == 422)
+    assert "dependency cycle among nodes 'a', 'b'" in cycle["detail"]
+    dependent = next(b for b in bodies if b.get("status") == "waiting" and b.get("task") == "echo")
+    assert bodies[-1]["task"] == "sleep" and bodies[-1]["status"] in ("cancelled", "running")
+
+    def dependent_status() -> bool:
+        return bool(json.loads(http("GET", f"{stack.url}/jobs/{dependent['id']}")[2])["status"] == "cancelled")
+
+    wait_for(dependent_status, timeout=30, what="the dependent cancelled with its dependency")
+    assert "succeeded" in out.splitlines()[-3]  # `jobs workflow submit --wait`: the workflow line

@@ -58,6 +58,9 @@ ENDPOINTS = [
     Endpoint("DELETE", "/schedules/<name>", Role.OPERATOR, "/schedules/s"),
     Endpoint("POST", "/schedules/<name>/pause", Role.OPERATOR, "/schedules/s/pause"),
     Endpoint("POST", "/schedules/<name>/resume", Role.OPERATOR, "/schedules/s/resume"),
+    Endpoint("POST", "/workflows", Role.OPERATOR, "/workflows", {"nodes": [{"name": "a", "task": "echo"}]}),
+    Endpoint("GET", "/workflows/<workflow_id>", Role.VIEWER, "/workflows/00000000-0000-4000-8000-000000000000"),
+    Endpoint("DELETE", "/workflows/<workflow_id>", Role.OPERATOR, "/workflows/00000000-0000-4000-8000-000000000000"),
 ]
 
 

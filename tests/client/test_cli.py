@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 from api.conftest import _CONTRACT
-from api.stack import BIN, ApiStack, free_port
-from jobs_client import JobsAPIError, JobsClient, JobsConnectionError
+from api.stack import BIN, ROOT, ApiStack, free_port
+from jobs_client import JobFailed, JobsAPIError, JobsClient, JobsConnectionError, WaitTimeout
 from jobs_client.cli import UsageError, parse_params
 
 KEY = "cli-secret-key"
@@ -288,3 +288,91 @@ def test_global_options_work_before_and_after_the_command(stack: ApiStack) -> No
         out = subprocess.run([str(BIN / "jobs"), *args], env=env, capture_output=True, text=True, timeout=30)
         assert out.returncode == 0, (args, out.stderr)
         assert "tasks" in json.loads(out.stdout)
+
+
+def _python_client_section() -> str:
+    text = (ROOT / "README.md").read_text()
+    start = text.index("### Python client")
+    return text[start : text.index("\n### ", start + 1)]
+
+
+def test_readme_python_client_example_runs_as_written(stack: ApiStack) -> None:
+    import re
+
+    code = re.findall(r"```python\n(.*?)```", _python_client_section(), flags=re.S)[0]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JOBS_")}
+    env.update({"JOBS_URL": stack.url, "JOBS_API_KEY": KEY})
+    out = subprocess.run([str(BIN / "python"), "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == ["{'limit': 1000000, 'count': 78498}", "3 RuntimeError boom"], out.stdout
+
+
+def test_readme_documents_every_client_method_and_error() -> None:
+    import inspect
+
+    import jobs_client
+
+    section = _python_client_section()
+    methods = [n for n, _ in inspect.getmembers(JobsClient, inspect.isfunction) if not n.startswith("_")]
+    assert len(methods) >= 20
+    missing = [n for n in methods if f"`{n}(" not in section and f", {n}(" not in section]
+    assert not missing, f"README 'Python client' lacks {missing}"
+    errors = [n for n in jobs_client.__all__ if n.endswith(("Error", "Failed", "Timeout"))]
+    assert [n for n in errors if f"`{n}`" not in section] == []
+    for name in methods:  # and each has a docstring (what `help(JobsClient)` shows)
+        assert (getattr(JobsClient, name).__doc__ or "").strip(), name
+
+
+def test_wait_returns_failures_and_timeouts_or_raises_them(client: JobsClient) -> None:
+    failed = client.submit("fail", {"message": "kaputt"}, max_attempts=1)
+    job = client.wait(failed["id"], timeout=30)
+    assert job["status"] == "failed" and job["error"]["type"] == "RuntimeError"  # returned, not raised
+    with pytest.raises(JobFailed) as e:
+        client.wait(failed["id"], timeout=30, raise_on_failure=True)
+    assert e.value.job["id"] == failed["id"] and e.value.error_message == "kaputt" and e.value.status == "failed"
+
+    slow = client.submit("sleep", {"seconds": 30})
+    job = client.wait(slow["id"], timeout=0.5)
+    assert job["status"] in ("queued", "running")  # the timeout returns the job as it is
+    with pytest.raises(WaitTimeout) as t:
+        client.wait(slow["id"], timeout=0.5, raise_on_failure=True)
+    assert t.value.job["id"] == slow["id"]
+    client.cancel(slow["id"])
+    with pytest.raises(JobFailed) as c:
+        client.wait(slow["id"], timeout=30, raise_on_failure=True)
+    assert c.value.status == "cancelled" and c.value.error_type is None
+    done = client.submit("echo", {"ok": True})
+    assert client.wait(done["id"], timeout=30, raise_on_failure=True)["status"] == "succeeded"
+
+
+def test_readme_cli_wait_example_shows_progress(stack: ApiStack) -> None:
+    """Issue 9 defect 10: the README's `jobs submit primes ... --wait` takes long enough that the live
+    progress bar is seen moving, then prints the result."""
+    import re
+    import shlex
+
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("### Command-line client") : text.index("### Python client")]
+    line = next(ln for ln in section.splitlines() if "submit primes" in ln and "--wait" in ln)
+    args = shlex.split(line.split("#")[0])[1:]  # drop `.venv/bin/jobs`
+    master, slave = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JOBS_")}
+    env.update({"JOBS_URL": stack.url, "JOBS_API_KEY": KEY})
+    proc = subprocess.Popen([str(BIN / "jobs"), *args], env=env, stdout=subprocess.PIPE, stderr=slave)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 4096)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    out = proc.communicate(timeout=120)[0]
+    os.close(master)
+    assert proc.returncode == 0
+    assert json.loads(out) == {"limit": 100000000, "count": 5761455}
+    screen = b"".join(chunks).decode(errors="replace")
+    shown = set(re.findall(r"\] +(\d+\.\d)% running", screen))
+    assert len(shown) >= 3, screen[-2000:]  # the bar moved through several values while it ran

@@ -44,3 +44,29 @@ def test_cli_schedule_commands(stack: ApiStack) -> None:  # noqa: F811
     assert missing.returncode == 4 and "no schedule named" in missing.stderr
     bad = jobs(stack, "schedule", "put", "cli-bad", "echo", "* * *")
     assert bad.returncode == 4 and "/cron" in bad.stderr
+
+
+def test_client_and_cli_workflows(stack: ApiStack, client: JobsClient, tmp_path) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    wf = client.submit_workflow([{"name": "a", "task": "echo", "params": {"x": 1}},
+                                 {"name": "b", "task": "echo", "depends_on": ["a"]}])
+    assert [n["status"] for n in wf["nodes"]][1] in ("waiting", "queued", "running", "succeeded")
+    assert client.workflow(wf["id"])["id"] == wf["id"]
+    path = tmp_path / "flow.json"
+    path.write_text(json.dumps({"nodes": [{"name": "first", "task": "echo"},
+                                          {"name": "second", "task": "echo", "depends_on": ["first"]}]}))
+    out = jobs(stack, "workflow", "submit", str(path), "--wait")
+    assert out.returncode == 0, out.stderr
+    assert "succeeded" in out.stdout.splitlines()[0] and "second" in out.stdout
+    wf_id = out.stdout.split()[1]
+    status = jobs(stack, "workflow", "status", wf_id, "--json")
+    assert json.loads(status.stdout)["status"] == "succeeded"
+    path.write_text(json.dumps({"nodes": [{"name": "a", "task": "echo", "depends_on": ["a"]}]}))
+    bad = jobs(stack, "workflow", "submit", str(path))
+    assert bad.returncode == 4 and "depends on itself" in bad.stderr
+    assert jobs(stack, "workflow", "submit", str(tmp_path / "missing.json")).returncode == 2
+    first = client.submit("sleep", {"seconds": 30})
+    waiting = client.request("POST", "/jobs", body={"task": "echo", "depends_on": [first["id"]]})
+    listed = jobs(stack, "list", "--status", "waiting", "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert json.loads(waiting[2])["id"] in [j["id"] for j in json.loads(listed.stdout)["jobs"]]
+    client.cancel(first["id"])

@@ -109,6 +109,8 @@ def test_a_submitted_job_appears_live_and_its_progress_moves(pages: Pages, stack
     assert len(set(seen)) >= 3 and seen == sorted(seen), f"progress did not move forward: {seen}"
     expect(page.locator("#job-status")).to_contain_text("succeeded", timeout=20_000)
     expect(page.locator("#job-result")).to_contain_text("slept")
+    expect(page.locator("#attempts tbody tr")).to_have_count(1)
+    expect(page.locator("#attempts")).to_contain_text("succeeded")
     DOCS_IMG.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(DOCS_IMG / "console-job.png"), full_page=True)
     assert pages.errors == []

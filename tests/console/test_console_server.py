@@ -249,8 +249,15 @@ def test_job_page_shows_params_result_error_and_commands(alpha: Browser, store: 
     runner.fail(failed, "kaput")
     html = alpha.get(f"/ui/jobs/{failed}").get_data(as_text=True)
     assert "RuntimeError" in html and "kaput" in html and "Traceback ..." in html and 'id="retry-job"' in html
+    attempts = store.attempt_log(failed)
+    assert [(a["n"], a["worker"], a["outcome"]) for a in attempts] == [(1, "test-worker", "failed")]
+    assert attempts[0]["start"] <= attempts[0]["end"] and 'id="attempts"' in html
+    alpha.post(f"/ui/jobs/{failed}/retry")
+    runner.succeed(failed, {"second": "time"})
+    assert [a["outcome"] for a in store.attempt_log(failed)] == ["failed", "succeeded"]
+    assert html.count("badge failed") >= 1
     state = alpha.client.get(f"/ui/jobs/{failed}/state").get_json()
-    assert state["status"] == "failed" and state["id"] == failed
+    assert state["status"] == "succeeded" and state["id"] == failed
 
 
 def test_run_task_form_validates_like_post_jobs(alpha: Browser, app: Flask, store: JobStore) -> None:
@@ -275,11 +282,15 @@ def test_run_task_form_validates_like_post_jobs(alpha: Browser, app: Flask, stor
     _problem(alpha.client.post("/ui/tasks/nope/run", data={"csrf_token": alpha.csrf}), 404)
 
 
-def test_workers_page_lists_heartbeats(alpha: Browser, store: JobStore) -> None:
-    status = {"id": "w-1", "queue": "jobs", "pid": 42, "concurrency": 4, "busy": 1, "jobs": [], "stopping": False}
+def test_workers_page_lists_heartbeats_naming_only_the_tenants_own_jobs(alpha: Browser, store: JobStore) -> None:
+    mine, theirs = _submit(store, "alpha"), _submit(store, "beta")
+    status = {"id": "w-1", "queues": ["jobs"], "tasks": ["echo"], "pid": 42, "concurrency": 4, "busy": 2,
+              "jobs": [mine, theirs], "stopping": False}
     store.heartbeat("w-1", [], status, 30)
     html = alpha.get("/ui/workers").get_data(as_text=True)
-    assert "w-1" in html and "1 / 4" in html and "alive" in html
+    assert "w-1" in html and "2 / 4" in html and "alive" in html and "echo" in html
+    # regression (found by the tenant-isolation scenario): another tenant's running job was named here
+    assert mine[:8] in html and theirs not in html and theirs[:8] not in html and "1 of other tenants" in html
 
 
 def test_overview_counts_queues_and_charts_tasks_by_failure_rate(alpha: Browser, store: JobStore,
@@ -449,3 +460,21 @@ def test_an_admin_sees_every_tenant_and_filters_by_tenant(settings: Settings, st
     assert admin.get(f"/ui/jobs/{a}").status_code == 200
     assert admin.post(f"/ui/jobs/{b}/cancel").status_code == 303
     assert store.get(b).status is JobStatus.CANCELLED
+
+
+def test_attempt_log_records_lost_and_handed_back_attempts(settings: Settings) -> None:
+    import time
+
+    store = JobStore.from_settings(settings.replace(lease_seconds=1.0))
+    job_id = _submit(store, "alpha")
+    first = store.claim("w-dies", 1)[0]
+    time.sleep(1.2)
+    assert job_id in store.reap().requeued  # the lease expired: the worker is gone
+    second = store.claim("w-stops", 1)[0]
+    store.finish("w-stops", job_id, second.attempt, "handback")
+    log = store.attempt_log(job_id)
+    assert [(a["n"], a["worker"], a["outcome"]) for a in log] == [(first.attempt, "w-dies", "lost"),
+                                                                   (2, "w-stops", "handback")]
+    third = store.claim("w-runs", 1)[0]
+    assert store.attempt_log(job_id)[-1] == {"n": third.attempt, "worker": "w-runs",
+                                              "start": store.attempt_log(job_id)[-1]["start"]}

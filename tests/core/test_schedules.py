@@ -169,9 +169,9 @@ def test_a_stale_plan_changes_nothing(store: JobStore) -> None:
     k = store.keys
     reply = store._fire_schedule(
         keys=[k.schedule("default", "s"), k.schedules_due, k.queue, k.index, k.owner_index("default"), k.pending,
-              k.seq],
+              k.seq, k.paused(), k.control, k.wake],
         args=["default/s", sched.version, k.job_prefix, k.tick_marker_prefix("default", "s"), 60, plan.cursor,
-              plan.next_due, 0, "allow", "echo", "{}", 1, 1.0, "default", "s",
+              plan.next_due, 0, "allow", "echo", "{}", 1, 1.0, "default", "s", k.queue_name, 5,
               plan.fire[0], tick_job_id(k.prefix, "default", "s", plan.fire[0])],
     )
     assert reply == [b"stale"] and scheduled_jobs(store) == []
@@ -210,3 +210,34 @@ def test_many_ticker_processes_enqueue_every_tick_exactly_once(settings: Setting
     assert Counter(entries).most_common(1)[0][1] == 1, "a tick's job was queued twice"
     assert sorted(entries) == sorted(j for _, j in jobs)
     assert int(store.redis.hget(store.keys.pending, "default")) == len(jobs)
+
+
+def test_ticks_go_to_the_priority_list_and_the_paused_list_of_a_paused_queue(store: JobStore) -> None:
+    store.put_schedule("default", "p", ScheduleSpec(task="echo", cron=EVERY_SECOND, priority=8))
+    wait_for(lambda: tick_once(store, 1000), timeout=5, what="a tick")
+    assert store.redis.llen(store.keys.waiting(8)) == 1
+    store.pause_queue(store.keys.queue_name)
+    wait_for(lambda: tick_once(store, 1000), timeout=5, what="a tick while the queue is paused")
+    assert store.redis.llen(store.keys.paused(8)) >= 1  # KEDA does not count it
+    assert store.redis.llen(store.keys.waiting(8)) == 0
+
+
+def test_an_outage_spanning_ticks_is_caught_up_per_policy(store: JobStore) -> None:
+    """No ticker runs for ~4 s (every API process down): on return, all fires every missed tick, one only
+    the latest, skip none of them (they are past the grace period); later ticks fire as usual."""
+    for policy in CatchUp:
+        store.put_schedule("default", policy.value, ScheduleSpec(task="echo", cron=EVERY_SECOND, catchup=policy))
+    wait_for(lambda: len(tick_once(store, 500)) == 3, timeout=5, interval=0.02, what="a first tick of each")
+    before = {p.value: store.get_schedule("default", p.value).last_tick for p in CatchUp}
+    time.sleep(4.2)  # the outage
+    tick_once(store, 500)
+    ticks: dict[str, list[int]] = {}
+    for tick, job_id in scheduled_jobs(store):
+        ticks.setdefault(store.redis.hget(store.keys.job(job_id), "schedule").decode(), []).append(tick)
+    missed = {p: [t for t in ticks[p] if t > (before[p] or 0)] for p in ticks}
+    assert len(missed["all"]) >= 4 and missed["all"] == list(range(missed["all"][0], missed["all"][-1] + 1, 1000))
+    assert len(missed["one"]) == 1 and missed["one"][0] == missed["all"][-1]
+    assert missed.get("skip", []) == [] or missed["skip"][0] > missed["all"][-2]  # at most the on-time tick
+    skip = store.get_schedule("default", "skip")
+    assert skip.skipped >= 3
+    wait_for(lambda: tick_once(store, 500), timeout=5, what="ticking again after the outage")

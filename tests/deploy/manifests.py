@@ -113,6 +113,18 @@ VALUE_SETS: dict[str, Obj] = {
                                "masterName": "managed", "sentinelAuth": True, "tls": True},
                   "auth": {"existingSecret": "managed-redis", "existingSecretPasswordKey": "password"}},
     },
+    # issue 15: dashboard ConfigMap, PrometheusRule, and the scrape configs of the API and the worker pools
+    "observability": {
+        "serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}},
+        "worker": {"metricsPort": 9100},
+        "workerPools": [{"name": "default"}, {"name": "gpu", "queues": ["gpu"]}],
+        "grafanaDashboard": {"enabled": True, "annotations": {"grafana_folder": "Jobs"}},
+        "prometheusRule": {"enabled": True, "labels": {"release": "prometheus"},
+                           "runbookBaseUrl": "https://git.example.com/jobs-api/blob/main/README.md",
+                           "oldestWaitingSeconds": 300, "failureRatio": 0.25},
+        "tracing": {"otlpEndpoint": "http://otel-collector.monitoring:4318", "sampler": "parentbased_traceidratio",
+                    "samplerArg": "0.2"},
+    },
     "minimal-no-ingress": {
         "ingress": {"enabled": False},
         "networkPolicy": {"enabled": False},

@@ -3,7 +3,6 @@ tests can run them over rendered manifests and prove, on broken copies, that the
 
 from __future__ import annotations
 
-import ast
 import functools
 import importlib.util
 import re
@@ -114,17 +113,13 @@ def redis_memory_violations(container: Obj) -> list[str]:
 
 @functools.cache
 def api_graceful_timeout_default() -> int:
-    """gunicorn's graceful timeout when JOBS_API_GRACEFUL_TIMEOUT is unset, read from the API's gunicorn
-    config without importing it (importing it has side effects)."""
+    """gunicorn's graceful timeout when JOBS_API_GRACEFUL_TIMEOUT is unset: the API's gunicorn config takes
+    it from the shared settings (checked here without importing gunicorn_conf, which has side effects)."""
     spec = importlib.util.find_spec("jobs_api.gunicorn_conf")
     assert spec is not None and spec.origin
-    for node in ast.walk(ast.parse(Path(spec.origin).read_text())):
-        if (isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant)
-                and node.args[0].value == "JOBS_API_GRACEFUL_TIMEOUT"):
-            default = node.args[1]
-            assert isinstance(default, ast.Constant) and isinstance(default.value, int)
-            return default.value
-    raise AssertionError("gunicorn_conf no longer reads JOBS_API_GRACEFUL_TIMEOUT")
+    assert "graceful_timeout = _settings.api_graceful_timeout" in Path(spec.origin).read_text(), \
+        "gunicorn_conf no longer takes its graceful timeout from Settings"
+    return Settings.from_env({}).api_graceful_timeout
 
 
 def _prestop_sleep(container: Obj) -> float | None:

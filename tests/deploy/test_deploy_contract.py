@@ -35,11 +35,16 @@ _ENV_NAME = re.compile(r"^[A-Z][A-Z0-9_]{2,}$")
 
 
 def _source_files() -> list[Path]:
-    """Where the services read their environment: the shared settings, and the API's gunicorn config
-    (WEB_CONCURRENCY). Located without importing (importing the gunicorn config has side effects)."""
+    """Where the services read their environment: the shared settings, the API's gunicorn config
+    (WEB_CONCURRENCY), the tracing setup (OTEL_*, JOBS_TRACE_PARAMS) and the console's settings
+    (JOBS_UI_*). Located without importing (importing the gunicorn config has side effects)."""
     spec = importlib.util.find_spec("jobs_api.gunicorn_conf")
     assert spec is not None and spec.origin, "jobs_api.gunicorn_conf not installed"
-    return [Path(config_module.__file__), Path(spec.origin)]
+    tracing = importlib.util.find_spec("jobs_core.tracing")
+    assert tracing is not None and tracing.origin, "jobs_core.tracing not installed"
+    console = importlib.util.find_spec("jobs_api.console.session")
+    assert console is not None and console.origin, "jobs_api.console not installed"
+    return [Path(config_module.__file__), Path(spec.origin), Path(tracing.origin), Path(console.origin)]
 
 
 def env_names_read_by_the_code() -> set[str]:

@@ -219,7 +219,9 @@ def _secret_refs(objects: list[Obj]) -> set[tuple[str, str]]:
 def test_existing_secrets_are_used_and_none_generated(rendered: dict[str, list[Obj]]) -> None:
     objects = rendered["existing-secrets"]
     assert find(objects, "Secret") == []
-    assert _secret_refs(objects) == {("corp-redis", "pw"), ("corp-api-keys", "keys.txt")}
+    # ui-secret: an optional reference (absent from corp-api-keys: the API keeps a console secret in Redis)
+    assert _secret_refs(objects) == {("corp-redis", "pw"), ("corp-api-keys", "keys.txt"),
+                                     ("corp-api-keys", "ui-secret")}
 
 
 def test_generated_secrets_exist_for_every_reference(rendered: dict[str, list[Obj]]) -> None:
@@ -237,14 +239,14 @@ def test_generated_secrets_reuse_what_lookup_finds(tmp_path: Path) -> None:
     install left, and check the upgrade renders the same password and keys (and so the same checksums)."""
     chart = tmp_path / "jobs-api"
     shutil.copytree(CHART, chart)
-    stored = {"secret-redis.yaml": ("redis-password", "kept-password"), "secret-api-keys.yaml": ("api-keys", "t:kept")}
-    for template, (key, value) in stored.items():
+    stored = {"secret-redis.yaml": {"redis-password": "kept-password"},
+              "secret-api-keys.yaml": {"api-keys": "t:kept", "ui-secret": "kept-console-secret"}}
+    for template, values in stored.items():
         path = chart / "templates" / template
-        encoded = base64.b64encode(value.encode()).decode()
+        pairs = " ".join(f'"{k}" "{base64.b64encode(v.encode()).decode()}"' for k, v in values.items())
         text = path.read_text()
         assert 'lookup "v1" "Secret" .Release.Namespace $name' in text
-        path.write_text(text.replace('lookup "v1" "Secret" .Release.Namespace $name',
-                                     f'dict "data" (dict "{key}" "{encoded}")'))
+        path.write_text(text.replace('lookup "v1" "Secret" .Release.Namespace $name', f'dict "data" (dict {pairs})'))
     with helm.Chart.load(str(chart)) as loaded:
         first, again = (
             [d for p, t in loaded.render({}, name=RELEASE, namespace=NAMESPACE).items() if p.endswith(".yaml")
@@ -252,7 +254,7 @@ def test_generated_secrets_reuse_what_lookup_finds(tmp_path: Path) -> None:
             for _ in range(2)
         )
     data = {k: base64.b64decode(v).decode() for s in find(first, "Secret") for k, v in s["data"].items()}
-    assert data == {"redis-password": "kept-password", "api-keys": "t:kept"}
+    assert data == {"redis-password": "kept-password", "api-keys": "t:kept", "ui-secret": "kept-console-secret"}
     assert _annotations(first, "api") == _annotations(again, "api")
     # and without a stored Secret each render generates anew (offline lookup is empty)
     fresh = [base64.b64decode(s["data"]["redis-password"]) for s in

@@ -22,6 +22,9 @@ KEDA_CRDS = {
     "ScaledObject": SCHEMAS / "keda" / "keda.sh_scaledobjects.yaml",
     "ScaledJob": SCHEMAS / "keda" / "keda.sh_scaledjobs.yaml",
     "TriggerAuthentication": SCHEMAS / "keda" / "keda.sh_triggerauthentications.yaml",
+    # Prometheus Operator CRDs (issue 15: alerts and the workers' scrape config)
+    "PrometheusRule": SCHEMAS / "prometheus-operator" / "monitoring.coreos.com_prometheusrules.yaml",
+    "PodMonitor": SCHEMAS / "prometheus-operator" / "monitoring.coreos.com_podmonitors.yaml",
 }
 #: Kinds from CRDs we have no schema for; checked structurally below.
 NO_SCHEMA_KINDS = {"ServiceMonitor"}
@@ -87,6 +90,24 @@ def test_every_object_validates(all_sources: dict[str, list[Obj]], k8s_version: 
             for err in validate_object(obj, k8s_version):
                 errors.append(f"{source} {obj['kind']}/{obj['metadata']['name']}: {err}")
     assert not errors, "\n".join(errors)
+
+
+def test_monitoring_objects_are_present_and_checked_against_the_crds(rendered: dict[str, list[Obj]]) -> None:
+    kinds = {o["kind"] for o in rendered["observability"]}
+    assert {"PrometheusRule", "PodMonitor", "ServiceMonitor", "ConfigMap"} <= kinds
+    assert not {"PrometheusRule", "PodMonitor"} & {o["kind"] for o in rendered["defaults"]}  # optional
+    rule = next(o for o in rendered["observability"] if o["kind"] == "PrometheusRule")
+    assert validate_object(rule, K8S_VERSIONS[0]) == []
+    broken = copy.deepcopy(rule)
+    broken["spec"]["groups"][0]["rules"][0]["fro"] = "5m"  # a typo of "for"
+    assert validate_object(broken, K8S_VERSIONS[0])
+    # tracing: the OTEL_* variables reach both services through the shared ConfigMap, only when asked for
+    def config(source: str) -> dict[str, str]:
+        maps = [o for o in rendered[source] if o["kind"] == "ConfigMap" and o["metadata"]["name"].endswith("-config")]
+        return dict(maps[0]["data"])
+    assert config("observability")["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://otel-collector.monitoring:4318"
+    assert config("observability")["OTEL_TRACES_SAMPLER_ARG"] == "0.2"
+    assert not [k for k in config("defaults") if k.startswith("OTEL_")]
 
 
 def test_keda_objects_are_present_and_checked_against_the_crds(all_sources: dict[str, list[Obj]]) -> None:

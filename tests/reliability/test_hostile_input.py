@@ -94,14 +94,40 @@ def _cases(job: str, queue: str, admin_key: str) -> list[tuple[str, str, str, An
                          ("PUT", f"/jobs/{job}/retry"), ("TRACE", "/jobs")):
         cases.append((f"{method} {path[:12]}", method, path, None, {}, {405}))
     cases += _schedule_cases()
+    cases += _workflow_cases(job)
     for auth in ("", "Bearer", "Bearer ", "Basic dXNlcjpwYXNz", "Bearer *", "Bearer " + "k" * 4000, "bearer  x  y"):
         cases.append((f"Authorization {auth[:15]!r}", "GET", "/jobs", None, {"Authorization": auth}, {401}))
     cases += _batch_cases()
     cases += _queue_cases(queue, {"Authorization": f"Bearer {admin_key}"})
+    cases += _console_cases(job, queue)
     for query in ("tenant=a:b", "tenant=%00", "tenant=" + "t" * 65, "tenant=**", "tenant=%2A%00"):
         cases.append((f"list {query[:30]}", "GET", f"/jobs?{query}", None, {}, {400}))
     for query in ("tenant=beta", "tenant=*", "tenant=ops"):  # alpha is an operator: another tenant is 403
         cases.append((f"list {query}", "GET", f"/jobs?{query}", None, {}, {403}))
+    return cases
+
+
+def _console_cases(job: str, queue: str) -> list[tuple[str, str, str, Any, dict[str, str], set[int]]]:
+    """The console (/ui: a session cookie, never a bearer key, and a CSRF token) and GET /events."""
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    cases: list[tuple[str, str, str, Any, dict[str, str], set[int]]] = [
+        (f"console {method} {path[:30]} without a session", method, path, b"csrf_token=x&act=cancel-filter", form,
+         {401})
+        for method, path in (("POST", f"/ui/jobs/{job}/cancel"), ("POST", f"/ui/jobs/{job}/retry"),
+                             ("POST", "/ui/bulk/preview"), ("POST", f"/ui/queues/{queue}/pause"),
+                             ("POST", "/ui/tasks/echo/run"), ("GET", "/ui/jobs?status=bogus"),
+                             ("GET", f"/ui/jobs/{job}/params"), ("GET", "/ui/bulk/0123456789abcdef/status"))
+    ]
+    cases += [
+        ("console login without CSRF", "POST", "/ui/login", b"api_key=x", form, {403}),
+        ("console login, forged cookie", "POST", "/ui/login", b"api_key=x&csrf_token=abc",
+         {**form, "Cookie": "jobs_ui=eyJrIjoiIn0.forged.sig"}, {403}),
+        ("console static traversal", "GET", "/ui/static/..%2f..%2fapp.py", None, {}, {404}),
+        ("events: bad Last-Event-ID", "GET", "/events", None, {"Last-Event-ID": "0-0 x"}, {400}),
+        ("events: Last-Event-ID not an id", "GET", "/events", None, {"Last-Event-ID": "$"}, {400}),
+        ("events: tenant with ':'", "GET", "/events?tenant=a:b", None, {}, {400}),
+        ("events: max_seconds nan", "GET", "/events?max_seconds=nan", None, {}, {400}),
+    ]
     return cases
 
 
@@ -193,6 +219,34 @@ def _schedule_cases() -> list[tuple[str, str, str, Any, dict[str, str], set[int]
     return cases
 
 
+def _workflow_cases(job: str) -> list[tuple[str, str, str, Any, dict[str, str], set[int]]]:
+    """Rejected requests on /workflows and depends_on: cycles, unknown references, bad shapes."""
+    j = {"Content-Type": "application/json"}
+    a = {"name": "a", "task": "echo"}
+    bodies: list[tuple[str, Any]] = [
+        ("cycle", {"nodes": [{**a, "depends_on": ["b"]}, {"name": "b", "task": "echo", "depends_on": ["a"]}]}),
+        ("self loop", {"nodes": [{**a, "depends_on": ["a"]}]}),
+        ("unknown node", {"nodes": [{**a, "depends_on": ["zz"]}]}),
+        ("unknown job", {"nodes": [{**a, "depends_on": [{"job": str(uuid.UUID(int=1))}]}]}),
+        ("job id as pattern", {"nodes": [{**a, "depends_on": [{"job": "*"}]}]}),
+        ("duplicate names", {"nodes": [a, a]}), ("no nodes", {"nodes": []}), ("nodes not a list", {"nodes": {}}),
+        ("node without task", {"nodes": [{"name": "a"}]}), ("bad node name", {"nodes": [{**a, "name": "a:b"}]}),
+        ("bad policy", {"nodes": [a, {"name": "b", "task": "echo", "depends_on": [{"node": "a", "on_failure": "x"}]}]}),
+        ("node and job", {"nodes": [{**a, "depends_on": [{"node": "a", "job": job}]}]}),
+        ("1001 nodes", {"nodes": [{"name": f"n{i}", "task": "echo"} for i in range(1001)]}),
+        ("unknown field", {"nodes": [a], "owner": "beta"}), ("array body", []),
+    ]
+    cases = [(f"workflow {name}", "POST", "/workflows", json.dumps(body).encode(), j, {422}) for name, body in bodies]
+    for name, deps in (("unknown", [str(uuid.UUID(int=2))]), ("not an id", ["../x"]), ("number", [1]),
+                       ("bad policy", [{"job": job, "on_failure": "never"}])):
+        body = json.dumps({"task": "echo", "depends_on": deps}).encode()
+        cases.append((f"depends_on {name}", "POST", "/jobs", body, j, {422}))
+    for bad in ("*", "..%2F..", "%00", str(uuid.UUID(int=0)), job):
+        cases.append((f"workflow id {bad[:10]!r} GET", "GET", f"/workflows/{bad}", None, {}, {404}))
+        cases.append((f"workflow id {bad[:10]!r} DELETE", "DELETE", f"/workflows/{bad}", None, {}, {404}))
+    return cases
+
+
 def _snapshot(stack: Stack) -> dict[bytes, bytes]:
     client = stack.client()
     keys = [*client.scan_iter(f"{stack.namespace}:*", count=1000),
@@ -210,6 +264,7 @@ def test_hostile_input(workdir: Path) -> None:
         job = h.submit("sleep", {"seconds": 1}).json()["id"]
         cancelled = h.submit("sleep", {"seconds": 1}).json()["id"]
         assert h.request("DELETE", f"/jobs/{cancelled}").status == 200
+        h.request("GET", "/ui/login", headers={"Accept": "text/html"})  # the console's session secret, made once
         before = _snapshot(stack)
 
         seen: Counter[int] = Counter()
@@ -309,6 +364,9 @@ def _raw_cases(stack: Stack, job: str) -> dict[str, tuple[int, set[int], str]]:
     batch = json.dumps({"jobs": [{"task": "echo", "params": {"x": "y" * 2000}}] * 1000}).encode()  # 2 MiB
     head = post.replace(b"POST /jobs ", b"POST /jobs/batch ") + f"Content-Length: {len(batch)}\r\n\r\n".encode()
     run("2 MiB batch", head, batch, frozenset({413}))
+    form = b"api_key=" + b"k" * (2 * MiB)  # the console's login form: the same body limit
+    run("2 MiB console form", b"POST /ui/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded"
+        b"\r\n" + f"Content-Length: {len(form)}\r\n\r\n".encode(), form, frozenset({413}))
     run("CR in a header value", b"GET /jobs HTTP/1.1\r\nHost: x\r\n" + auth + b"X-Evil: a\rInjected: 1\r\n\r\n")
     run("LF in a header value", b"GET /jobs HTTP/1.1\r\nHost: x\r\n" + auth + b"X-Evil: a\nInjected: 1\r\n\r\n",
         ok=frozenset({400, 200}))  # a bare LF ends the header line for lenient parsers: then it is just two headers

@@ -94,6 +94,78 @@ def _role_and_queue_probes(stack: Stack, jobs: dict[str, str], leaks: list[str])
     return probes
 
 
+def _console_session(h: Http) -> tuple[dict[str, str], str]:
+    """Log ``h``'s key in to the console: the session cookie header and its CSRF token."""
+    import re
+    from urllib.parse import urlencode
+
+    def csrf_of(resp: Any) -> str:
+        found = re.search(rb'name="csrf-token" content="([^"]+)"', resp.body)
+        assert found, resp
+        return found.group(1).decode()
+
+    def cookie_of(resp: Any) -> dict[str, str]:
+        return {"Cookie": resp.headers["set-cookie"].split(";", 1)[0]}
+
+    page = h.request("GET", "/ui/login", headers={"Accept": "text/html"}, auth=False)
+    form = urlencode({"api_key": h.api_key or "", "csrf_token": csrf_of(page)}).encode()
+    done = h.request("POST", "/ui/login", raw=form, auth=False, headers={
+        **cookie_of(page), "Accept": "text/html", "Content-Type": "application/x-www-form-urlencoded"})
+    assert done.status == 303, done
+    cookie = cookie_of(done)
+    jobs_page = h.request("GET", "/ui/jobs", headers={**cookie, "Accept": "text/html"}, auth=False)
+    return cookie, csrf_of(jobs_page)
+
+
+def _console_and_event_probes(stack: Stack, jobs: dict[str, str], leaks: list[str]) -> int:
+    """B through the console (session cookie) and GET /events (key, then cookie): none of A's jobs."""
+    from urllib.parse import urlencode
+
+    b = stack.http("beta")
+    cookie, csrf = _console_session(b)
+    html = {**cookie, "Accept": "text/html"}
+    probes = 0
+
+    def check(what: str, resp: Any, status: int | None = None) -> None:
+        nonlocal probes
+        probes += 1
+        if status is not None and resp.status != status:
+            leaks.append(f"B {what} -> {resp}")
+        if any(j.encode() in resp.body for j in jobs.values()) and b"no job with id" not in resp.body:
+            leaks.append(f"B {what} shows A's jobs: {resp}")
+
+    for query in ("", "?tenant=alpha", "?status=failed", "?param=secret&value=a-batch", "?limit=200"):
+        check(f"GET /ui/jobs{query}", b.request("GET", f"/ui/jobs{query}", headers=html, auth=False), 200)
+    for path in ("/ui/", "/ui/queues", "/ui/workers", "/ui/audit"):
+        check(f"GET {path}", b.request("GET", path, headers=html, auth=False), 200)
+    for state, job_id in jobs.items():
+        for suffix in ("", "/state", "/params", "/result"):
+            check(f"GET /ui/jobs/{job_id}{suffix} ({state})",
+                  b.request("GET", f"/ui/jobs/{job_id}{suffix}", headers=cookie, auth=False), 404)
+        for action in ("cancel", "retry"):
+            check(f"POST /ui/jobs/{job_id}/{action} ({state})", b.request(
+                "POST", f"/ui/jobs/{job_id}/{action}", raw=urlencode({"csrf_token": csrf}).encode(), auth=False,
+                headers={**cookie, "Content-Type": "application/x-www-form-urlencoded"}), 404)
+    form = urlencode([("csrf_token", csrf), ("act", "cancel-selected"), *[("ids", j) for j in jobs.values()]])
+    preview = b.request("POST", "/ui/bulk/preview", raw=form.encode(), auth=False,
+                        headers={**html, "Content-Type": "application/x-www-form-urlencoded"})
+    check("POST /ui/bulk/preview of A's ids", preview, 200)
+    if b'id="bulk-count">0<' not in preview.body:
+        leaks.append(f"B's bulk preview plans A's jobs: {preview}")
+    for what, resp in (
+        ("GET /events (key)", b.request("GET", "/events?last_event_id=0-0&max_seconds=1")),
+        ("GET /events?tenant=alpha (key)", b.request("GET", "/events?tenant=alpha&last_event_id=0-0&max_seconds=1")),
+        ("GET /events (session)", b.request("GET", "/events?last_event_id=0-0&max_seconds=1", headers=cookie,
+                                            auth=False)),
+    ):
+        check(what, resp, 200)
+    # the control: A's own stream does carry A's jobs
+    mine = stack.http("alpha").request("GET", "/events?last_event_id=0-0&max_seconds=1")
+    if jobs["queued"].encode() not in mine.body:
+        leaks.append("A's own event stream lacks A's job: the /events probes prove nothing")
+    return probes
+
+
 def test_tenant_isolation(workdir: Path) -> None:
     stack = Stack(workdir, workers=1, concurrency=1).start()
     try:
@@ -155,12 +227,33 @@ def test_tenant_isolation(workdir: Path) -> None:
             leaks.append(f"B's schedule of the same name is not B's own: {mine}")
         if a.request("GET", "/schedules/nightly").json() != a_schedule:
             leaks.append("A's schedule changed by B")
+        # workflows: B can not read or cancel A's, nor make its jobs wait on A's jobs
+        wf = a.request("POST", "/workflows", {"nodes": [{"name": "x", "task": "sleep", "params": {"seconds": 30}},
+                                                        {"name": "y", "task": "echo", "depends_on": ["x"]}]})
+        assert wf.status == 201, wf
+        wf_id = wf.json()["id"]
+        for method in ("GET", "DELETE"):
+            resp = b.request(method, f"/workflows/{wf_id}")
+            probes += 1
+            if resp.status != 404 or resp.json().get("type") != "/problems/workflow-not-found":
+                leaks.append(f"B {method} /workflows/{wf_id} -> {resp}")
+        for body in ({"task": "echo", "depends_on": [jobs["queued"]]},
+                     {"nodes": [{"name": "z", "task": "echo", "depends_on": [{"job": jobs["succeeded"]}]}]}):
+            resp = b.request("POST", "/jobs" if "task" in body else "/workflows", body)
+            probes += 1
+            if resp.status != 422:
+                leaks.append(f"B depended on A's job: {resp}")
+        if a.request("GET", f"/workflows/{wf_id}").json()["status"] != "running":
+            leaks.append("A's workflow changed by B")
+        a.request("DELETE", f"/workflows/{wf_id}")
         # the same Idempotency-Key from B is B's own key space: a new job, not A's (and no 422 telling B it exists)
         theirs = b.request("POST", "/jobs", {"task": "echo", "params": {"b": 2}}, headers={"Idempotency-Key": "shared"})
         probes += 1
         if theirs.status != 202 or theirs.json()["id"] == jobs["idempotent"]:
             leaks.append(f"B's Idempotency-Key collided with A's: {theirs}")
         probes += _role_and_queue_probes(stack, jobs, leaks)
+        probes += _console_and_event_probes(stack, jobs, leaks)
+        a.close()  # idle for the streams' seconds: gunicorn closed its keep-alive connection; reconnect
         # unauthenticated and wrong keys: 401 everywhere, and the near-miss key is not logged either
         queue = stack.namespace
         near_miss = stack.keys["alpha"][:-1] + ("x" if stack.keys["alpha"][-1] != "x" else "y")

@@ -38,7 +38,8 @@ def service_env(redis_url: str, prefix: str, queue: str, extra: Mapping[str, str
         "JOBS_KEY_PREFIX": prefix,
         "JOBS_QUEUE": queue,
         "JOBS_TASK_MODULES": "sample_tasks",
-        "PYTHONPATH": str(TEST_TASKS_DIR) + os.pathsep + env.get("PYTHONPATH", ""),
+        # no empty entry: it would put the current directory on the path, which users' shells do not
+        "PYTHONPATH": os.pathsep.join(p for p in (str(TEST_TASKS_DIR), env.get("PYTHONPATH", "")) if p),
         "JOBS_LOG_LEVEL": "INFO",
     })
     env.update(extra or {})

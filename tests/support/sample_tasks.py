@@ -56,6 +56,23 @@ def crash(params: Mapping[str, Any], ctx: Context) -> None:
     os._exit(13)
 
 
+@task("gather", params_schema={"type": "object"})
+def gather(params: Mapping[str, Any], ctx: Context) -> dict[str, Any]:
+    """Record this run (list ``key``) and return how many dependency results it could read, and their sum."""
+    results = ctx.dependency_results()
+    if params.get("key"):
+        _redis().rpush(params["key"], f"{ctx.job_id}:{ctx.attempt}")
+    return {"count": len(results), "sum": sum(v for v in results.values() if isinstance(v, int | float))}
+
+
+@task("number", params_schema={"type": "object", "properties": {"n": {"type": "integer"},
+                                                                  "seconds": {"type": "number"}}})
+def number(params: Mapping[str, Any], ctx: Context) -> int:
+    """Return ``n`` after ``seconds``."""
+    time.sleep(float(params.get("seconds", 0)))
+    return int(params.get("n", 0))
+
+
 @task("routed", params_schema={"type": "object"}, queue=os.environ.get("TEST_ROUTED_QUEUE") or None)
 def routed(params: Mapping[str, Any], ctx: Context) -> str:
     """Declares the queue named by TEST_ROUTED_QUEUE (so a test can route it to a queue of its own); sleeps

@@ -175,7 +175,7 @@ def test_tasks_are_published_for_producers(store: JobStore, workers: StartWorker
     assert {"echo", "sleep", "primes", "fail", "record"} <= set(tasks)
     assert tasks["primes"].params_schema["required"] == ["limit"]
     assert tasks["sleep"].defaults == {"seconds": 1}
-    assert tasks["fail"].max_attempts == 1
+    assert tasks["fail"].max_attempts == 3  # issue 9 defect 10: `fail` exercises retries
 
 
 def test_check_probe_follows_the_loop(worker_env: dict[str, str], workers: StartWorker, tmp_path: Path) -> None:

@@ -448,7 +448,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_retry)
 
     p = sub.add_parser("list", parents=[common], help="list jobs, newest first")
-    p.add_argument("--status", choices=sorted(["queued", "running", *TERMINAL_STATUSES]))
+    p.add_argument("--status", choices=sorted(["waiting", "queued", "running", *TERMINAL_STATUSES]))
     p.add_argument("--task")
     p.add_argument("--limit", type=int)
     p.add_argument("--cursor")

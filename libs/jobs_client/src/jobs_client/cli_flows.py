@@ -56,6 +56,40 @@ def cmd_schedule(client: JobsClient, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_workflow(client: JobsClient, args: argparse.Namespace) -> int:
+    """``jobs workflow submit FILE|- [--wait]``, ``jobs workflow status|cancel ID``."""
+    import sys
+    import time
+
+    from jobs_client.cli import UsageError
+
+    if args.action == "submit":
+        try:
+            text = sys.stdin.read() if args.file == "-" else open(args.file, encoding="utf-8").read()  # noqa: SIM115
+            doc = json.loads(text)
+        except (OSError, ValueError) as e:
+            raise UsageError(f"cannot read a workflow from {args.file}: {e}") from None
+        nodes = doc.get("nodes") if isinstance(doc, dict) else doc
+        if not isinstance(nodes, list):
+            raise UsageError("the file must hold {\"nodes\": [...]} or a list of nodes")
+        wf = client.submit_workflow(nodes)
+        if args.wait:
+            while wf["status"] == "running":
+                time.sleep(0.5)
+                wf = client.workflow(wf["id"])
+    elif args.action == "cancel":
+        wf = client.cancel_workflow(args.id)
+    else:
+        wf = client.workflow(args.id)
+    if args.json:
+        _print(wf)
+    else:
+        print(f"workflow {wf['id']} {wf['status']}")
+        for node in wf["nodes"]:
+            print(f"  {node['name']:<24} {node['status']:<10} {node['job_id']}")
+    return {"succeeded": 0, "running": 0, "failed": 1, "cancelled": 3}[wf["status"]] if args.action != "cancel" else 0
+
+
 def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     """Register the flow commands on the ``jobs`` sub-parsers."""
     p = sub.add_parser("schedule", parents=[common], help="cron schedules: put, get, list, delete, pause, resume")
@@ -79,3 +113,12 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
                          ("resume", "resume a schedule from now")):
         actions.add_parser(action, parents=[common], help=text).add_argument("name")
     p.set_defaults(func=cmd_schedule)
+
+    p = sub.add_parser("workflow", parents=[common], help="workflows: submit FILE, status ID, cancel ID")
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    submit = actions.add_parser("submit", parents=[common], help="submit a DAG from a JSON file ('-' = stdin)")
+    submit.add_argument("file")
+    submit.add_argument("--wait", action="store_true", help="wait until every node has ended")
+    for action, text in (("status", "show a workflow's nodes"), ("cancel", "cancel every unfinished node")):
+        actions.add_parser(action, parents=[common], help=text).add_argument("id")
+    p.set_defaults(func=cmd_workflow)

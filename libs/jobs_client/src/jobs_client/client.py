@@ -36,6 +36,30 @@ class JobsConnectionError(JobsClientError):
     """The API could not be reached (refused, DNS, timeout)."""
 
 
+class JobFailed(JobsClientError):
+    """Raised by :meth:`JobsClient.wait` with ``raise_on_failure=True`` when the job ended ``failed`` or
+    ``cancelled``. ``job`` is the job as the API returned it; ``job["error"]`` (``type``, ``message``,
+    ``traceback``) says why it failed (None for a cancel)."""
+
+    def __init__(self, job: Mapping[str, Any]) -> None:
+        self.job = dict(job)
+        self.status = str(job["status"])
+        error = job.get("error") or {}
+        self.error_type: str | None = error.get("type")
+        self.error_message: str | None = error.get("message")
+        reason = f": {self.error_type}: {self.error_message}" if self.error_type else ""
+        super().__init__(f"job {job['id']} {self.status}{reason}")
+
+
+class WaitTimeout(JobsClientError):
+    """Raised by :meth:`JobsClient.wait` with ``raise_on_failure=True`` when ``timeout`` passed before the
+    job ended; ``job`` is the job as last seen (``queued`` or ``running``). The job itself goes on."""
+
+    def __init__(self, job: Mapping[str, Any], timeout: float) -> None:
+        self.job = dict(job)
+        super().__init__(f"job {job['id']} still {job['status']} after {timeout:g}s")
+
+
 class JobsAPIError(JobsClientError):
     """The API answered with an error status; ``problem`` holds its problem details (RFC 9457)."""
 
@@ -63,7 +87,15 @@ class JobsClient:
     """Talks to one Jobs API.
 
     ``base_url`` defaults to ``$JOBS_URL`` (else http://127.0.0.1:8000) and ``api_key`` to
-    ``$JOBS_API_KEY`` (sent as ``Authorization: Bearer``).
+    ``$JOBS_API_KEY`` (sent as ``Authorization: Bearer``); a malformed one raises :class:`JobsConfigError`.
+    ``timeout`` bounds each request (a long-poll adds its wait); ``outage_tolerance`` is how long
+    :meth:`wait` rides out an unreachable API or a 502/503/504; ``retries`` is how often a 429 (and a 503
+    on a request that is safe to repeat) is retried after ``Retry-After``, at most ``max_retry_delay`` s.
+
+    Jobs are plain dicts as the API returns them (``id``, ``status``, ``progress``, ``error``, ...). Every
+    error raised derives from :class:`JobsClientError`: :class:`JobsAPIError` (the API answered an error,
+    with its problem details), :class:`JobsConnectionError`, :class:`JobsConfigError`, and from
+    :meth:`wait` with ``raise_on_failure=True`` :class:`JobFailed` and :class:`WaitTimeout`.
     """
 
     def __init__(
@@ -209,12 +241,37 @@ class JobsClient:
         timeout: float | None = None,
         on_update: Callable[[dict[str, Any]], None] | None = None,
         interval: float = 0.5,
+        *,
+        raise_on_failure: bool = False,
     ) -> dict[str, Any]:
-        """Wait until the job is terminal (or ``timeout`` seconds pass) and return it.
+        """Wait until the job ends (or ``timeout`` seconds pass) and return it.
+
+        What comes back: the job as a dict once it is ``succeeded``, ``failed`` or ``cancelled`` — a failed
+        job is *returned*, not raised: look at ``job["status"]`` and ``job["error"]`` (``type``, ``message``,
+        ``traceback``). When ``timeout`` passes first, the job as it is then (``queued`` or ``running``; it
+        goes on running). With ``raise_on_failure=True`` only a succeeded job is returned: a failed or
+        cancelled one raises :class:`JobFailed` and a timeout :class:`WaitTimeout`, both carrying ``job``.
 
         Uses the server's long-poll; with ``on_update`` it asks every ``interval`` seconds so the callback
-        sees progress as it happens (no sleep between requests: each one waits on the server).
+        sees progress as it happens (no sleep between requests: each one waits on the server). An API
+        restart or Redis failover (connection errors, 502/503/504) is ridden out for ``outage_tolerance``
+        seconds; other errors raise :class:`JobsAPIError` (e.g. 404 for an unknown job).
         """
+        job = self._wait(job_id, timeout, on_update, interval)
+        if raise_on_failure:
+            if job["status"] in ("failed", "cancelled"):
+                raise JobFailed(job)
+            if job["status"] not in TERMINAL_STATUSES:
+                raise WaitTimeout(job, timeout or 0.0)
+        return job
+
+    def _wait(
+        self,
+        job_id: str,
+        timeout: float | None,
+        on_update: Callable[[dict[str, Any]], None] | None,
+        interval: float,
+    ) -> dict[str, Any]:
         deadline = None if timeout is None else time.monotonic() + timeout
         job = self.get(job_id)
         outage_started: float | None = None
@@ -346,6 +403,23 @@ class JobsClient:
         """Resume a schedule from now."""
         sched: dict[str, Any] = self._json("POST", f"/schedules/{_q(name)}/resume")
         return sched
+
+    # ------------------------------------------------------------------ workflows
+    def submit_workflow(self, nodes: builtins.list[Mapping[str, Any]]) -> dict[str, Any]:
+        """Submit a DAG atomically: ``nodes`` of ``{name, task, params?, depends_on?: [name | job id |
+        {node|job, on_failure}]}``; returns the workflow with every node's job id and status."""
+        wf: dict[str, Any] = self._json("POST", "/workflows", body={"nodes": list(nodes)})
+        return wf
+
+    def workflow(self, workflow_id: str) -> dict[str, Any]:
+        """A workflow: its status and every node's."""
+        wf: dict[str, Any] = self._json("GET", f"/workflows/{_q(workflow_id)}")
+        return wf
+
+    def cancel_workflow(self, workflow_id: str) -> dict[str, Any]:
+        """Cancel every unfinished node of a workflow."""
+        wf: dict[str, Any] = self._json("DELETE", f"/workflows/{_q(workflow_id)}")
+        return wf
 
     # ------------------------------------------------------------------ tasks and ops
     def tasks(self) -> builtins.list[dict[str, Any]]:

@@ -137,6 +137,13 @@ class Browse:
                 return ids[:cap], len(ids) <= cap
         return ids[:cap], False
 
+    def attempt_log(self, job_id: str) -> list[dict[str, Any]]:
+        """A job's attempts, oldest first: ``n``, ``worker``, ``start``, ``end`` (ms) and ``outcome`` (succeeded,
+        failed, cancelled, retry, handback or lost; no end yet while it runs); the last 20 are kept."""
+        raw = self.redis.hget(self.keys.job(job_id), "attempt_log")
+        log = loads(cast(bytes, raw)) if raw else []
+        return [entry for entry in log if isinstance(entry, dict)] if isinstance(log, list) else []
+
     def workers(self) -> list[WorkerInfo]:
         """Every worker in the workers zset with its last published status (two round trips)."""
         entries = cast(list[tuple[bytes, float]], self.redis.zrevrange(self.keys.workers, 0, 999, withscores=True))

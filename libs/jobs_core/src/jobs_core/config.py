@@ -235,6 +235,7 @@ class Settings:
             raise ConfigError(f"JOBS_LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, got {level!r}")
         modules = tuple(m.strip() for m in env.get("JOBS_TASK_MODULES", "").split(",") if m.strip())
         pod_name, pod_namespace = _pod(env)
+        _check_tracing(env)
         queues = parse_queues(env.get("JOBS_QUEUES", ""), "JOBS_QUEUES")
         tls = _flag(env, "REDIS_TLS", parts.scheme == "rediss")
         return cls(
@@ -310,6 +311,23 @@ def parse_queues(text: str, source: str) -> tuple[str, ...]:
 def is_queue_name(name: str) -> bool:
     """Whether ``name`` is a valid queue (and tenant) name."""
     return bool(_NAME.match(name))
+
+
+#: Span exporters jobs_core.tracing ships (OTEL_TRACES_EXPORTER).
+TRACE_EXPORTERS = ("otlp", "console", "none")
+
+
+def _check_tracing(env: Mapping[str, str]) -> None:
+    """The OpenTelemetry variables jobs_core.tracing reads: a typo must not silently turn tracing off."""
+    _flag(env, "JOBS_TRACE_PARAMS", False)
+    for raw in (env.get("OTEL_TRACES_EXPORTER") or "").split(","):
+        name = raw.strip()
+        if name and name.lower() not in TRACE_EXPORTERS:
+            raise ConfigError(f"OTEL_TRACES_EXPORTER: {name!r} is not shipped; use {', '.join(TRACE_EXPORTERS)}")
+    for var in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
+        url = env.get(var, "").strip()
+        if url and (urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).hostname):
+            raise ConfigError(f"{var} must be an http:// or https:// URL, got {url!r}")
 
 
 def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:

@@ -31,6 +31,9 @@ class ClaimedJob:
     attempt: int
     max_attempts: int
     queue: str = "jobs"
+    owner: str | None = None  # the submitting tenant
+    #: the submission's W3C traceparent (filled in only while tracing is on: see jobs_core.tracing)
+    trace: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,6 +223,15 @@ class Delivery:
         split = items.index("|")
         return ReapReport(ran=True, requeued=tuple(items[:split]), failed=tuple(items[split + 1 :]))
 
+    def trace_fields(self, job_ids: Sequence[str]) -> list[dict[str, str]]:
+        """Per job: its submission ``trace`` and the fields a span of its attempt needs (task, queue,
+        attempts, started_at, status), in one round trip. Called only while tracing is on."""
+        names = ("trace", "task", "queue", "attempts", "started_at", "status")
+        pipe = self.redis.pipeline(transaction=False)
+        for job_id in job_ids:
+            pipe.hmget(self.keys.job(job_id), *names)
+        return [{n: text(v) for n, v in zip(names, row, strict=True) if v is not None} for row in pipe.execute()]
+
     def prune_indexes(self, batch: int = 200) -> int:
         """Drop index entries whose records expired, oldest first; return how many were dropped."""
         dropped = 0
@@ -237,7 +249,7 @@ class Delivery:
 
 
 def _claimed_jobs(reply: Any) -> list[ClaimedJob]:
-    """Jobs from a claim reply (7 fields per job)."""
+    """Jobs from a claim reply (8 fields per job)."""
     return [
         ClaimedJob(
             id=text(reply[i]),
@@ -247,8 +259,9 @@ def _claimed_jobs(reply: Any) -> list[ClaimedJob]:
             attempt=int(reply[i + 4]),
             max_attempts=int(reply[i + 5]),
             queue=text(reply[i + 6]),
+            owner=text(reply[i + 7]) if reply[i + 7] else None,
         )
-        for i in range(0, len(reply), 7)
+        for i in range(0, len(reply), 8)
     ]
 
 

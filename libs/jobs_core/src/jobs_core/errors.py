@@ -126,3 +126,47 @@ class NotReplicated(BackendUnavailable):
         )
         self.replicas = replicas
         self.confirmed = confirmed
+
+
+class InvalidWorkflow(JobsError):
+    """A workflow (or depends_on) is invalid: duplicate or unknown references, a cycle."""
+
+    def __init__(self, errors: list[tuple[str, str]]) -> None:
+        super().__init__("; ".join(f"{path}: {msg}" for path, msg in errors))
+        self.errors = errors
+
+
+class WorkflowNotFound(JobsError):
+    """No workflow with that id exists for the tenant."""
+
+    def __init__(self, workflow_id: str) -> None:
+        super().__init__(f"workflow {workflow_id!r} not found")
+        self.workflow_id = workflow_id
+
+
+class TaskDefinitionError(ConfigError):
+    """A task module cannot be imported, or a task it defines is invalid (the worker refuses to start)."""
+
+
+class ResultNotJSON(JobsError, TypeError):
+    """A task returned a value that cannot be stored as JSON (names where and which type)."""
+
+
+class JobCancelled(JobsError):
+    """Raised inside a task by ``ctx.check_cancelled()`` when the job's cancel was requested."""
+
+
+class Reject(JobsError):
+    """Raise inside a task to fail the job at once, without retrying (e.g. params that can never work)."""
+
+
+class Retry(JobsError):
+    """Raise inside a task to retry the job (while attempts remain) after ``delay`` seconds.
+
+    ``delay=None`` uses the task's backoff. Like any retried exception, it fails the job once
+    ``max_attempts`` are spent.
+    """
+
+    def __init__(self, message: str = "retry requested by the task", *, delay: float | None = None) -> None:
+        super().__init__(message)
+        self.delay = delay

@@ -265,6 +265,12 @@ class Keys:
         ``skipped``), set in the same script step as the tick's job; TTL: catch-up window + 1 day."""
         return namespace(self.prefix, "tick", owner, name, "")
 
+    # --- workflows (a job's dependency edges live in its own hash: fields deps, deps_left, dependents) ---
+    def workflow(self, workflow_id: str) -> str:
+        """Hash of one workflow: owner, nodes (JSON list of {name, id, depends_on}), created_at; TTL: 2 x
+        JOBS_RECORD_TTL_SECONDS from submission."""
+        return namespace(self.prefix, "workflow", workflow_id)
+
     # --- web console (/ui) ---
     @property
     def ui_secret(self) -> str:

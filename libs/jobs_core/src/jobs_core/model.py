@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from jobs_core.serialization import loads
 class JobStatus(str, Enum):
     """Where a job is in its life."""
 
+    WAITING = "waiting"  # on dependencies (workflows): in no waiting list until its last one ends
     QUEUED = "queued"
     RUNNING = "running"
     SUCCEEDED = "succeeded"
@@ -35,6 +37,7 @@ TERMINAL_STATUSES: frozenset[JobStatus] = frozenset(
 #: Every legal status change. Lua scripts enforce the same table (see ``jobs_core/lua/``); the running ->
 #: queued edge is a retry after an error, a hand-back at shutdown, or the reaper requeueing a lost job.
 TRANSITIONS: Mapping[JobStatus, frozenset[JobStatus]] = {
+    JobStatus.WAITING: frozenset({JobStatus.QUEUED, JobStatus.CANCELLED}),
     JobStatus.QUEUED: frozenset({JobStatus.RUNNING, JobStatus.CANCELLED}),
     JobStatus.RUNNING: frozenset(
         {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.QUEUED}
@@ -87,7 +90,11 @@ class JobError:
 
 @dataclass(frozen=True, slots=True)
 class TaskInfo:
-    """A task as workers publish it, so producers can list and validate without importing task code."""
+    """A task as workers publish it, so producers can list and validate without importing task code.
+
+    ``problem`` is set (by the reader, never published) when the published entry cannot be used: the
+    API then answers 503 naming the task instead of failing on it.
+    """
 
     name: str
     description: str = ""
@@ -98,10 +105,11 @@ class TaskInfo:
     #: the queue its jobs go to; '' = the deployment's default queue (JOBS_QUEUE), as for tasks published
     #: before queues existed (:meth:`jobs_core.store.JobStore.tasks` fills it in)
     queue: str = ""
+    problem: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
-        return {
+        out: dict[str, Any] = {
             "name": self.name,
             "queue": self.queue,
             "description": self.description,
@@ -110,19 +118,56 @@ class TaskInfo:
             "timeout": self.timeout,
             "max_attempts": self.max_attempts,
         }
+        if self.problem is not None:
+            out["problem"] = self.problem
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TaskInfo:
-        """Inverse of :meth:`to_dict`."""
-        return cls(
-            name=str(data["name"]),
-            description=str(data.get("description") or ""),
-            params_schema=dict(data.get("params_schema") or {"type": "object"}),
-            defaults=dict(data.get("defaults") or {}),
-            timeout=data.get("timeout"),
-            max_attempts=data.get("max_attempts"),
-            queue=str(data.get("queue") or ""),
+        """Inverse of :meth:`to_dict`; ``ValueError`` naming the field when one has the wrong type."""
+        if not isinstance(data, Mapping):
+            raise ValueError(f"a task entry must be a JSON object, not {type(data).__name__}")
+        name, description = data.get("name"), data.get("description") or ""
+        schema, defaults = data.get("params_schema") or {"type": "object"}, data.get("defaults") or {}
+        timeout, max_attempts = data.get("timeout"), data.get("max_attempts")
+        queue = data.get("queue") or ""
+        checks = (
+            ("name", isinstance(name, str) and name != ""),
+            ("description", isinstance(description, str)),
+            ("params_schema", isinstance(schema, Mapping)),
+            ("defaults", isinstance(defaults, Mapping)),
+            ("timeout", timeout is None or (_is_number(timeout) and timeout > 0)),
+            ("max_attempts", max_attempts is None or (_is_number(max_attempts) and int(max_attempts) == max_attempts
+                                                      and max_attempts >= 1)),
+            ("queue", isinstance(queue, str)),
         )
+        for field_name, ok in checks:
+            if not ok:
+                raise ValueError(f"{field_name} has an invalid value: {data.get(field_name)!r:.200}")
+        return cls(
+            name=str(name),
+            description=str(description),
+            params_schema=dict(schema),
+            defaults=dict(defaults),
+            timeout=None if timeout is None else float(timeout),
+            max_attempts=None if max_attempts is None else int(max_attempts),
+            queue=str(queue),
+        )
+
+    @classmethod
+    def parse(cls, name: str, raw: bytes | str) -> TaskInfo:
+        """A catalogue entry as stored; one that cannot be used comes back with ``problem`` set."""
+        try:
+            info = cls.from_dict(loads(raw))
+        except ValueError as e:  # orjson.JSONDecodeError is a ValueError too
+            return cls(name=name, problem=f"its published definition is invalid: {e}")
+        if info.name != name:
+            return cls(name=name, problem=f"its published definition is named {info.name!r}")
+        return info
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 @dataclass(frozen=True, slots=True)

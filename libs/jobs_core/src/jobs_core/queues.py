@@ -55,7 +55,8 @@ class QueueAdmin:
     def tasks(self) -> dict[str, TaskInfo]:
         """Every task that workers have published, by name (each with its queue filled in)."""
         raw = cast(dict[bytes, bytes], self.redis.hgetall(self.keys.tasks))
-        infos = (TaskInfo.from_dict(loads(v)) for v in raw.values())
+        # an entry that cannot be used stays listed, with its problem, rather than breaking the catalogue
+        infos = (TaskInfo.parse(k.decode(errors="replace"), v) for k, v in raw.items())
         infos = (i if i.queue else replace(i, queue=self.settings.queue) for i in infos)
         return {info.name: info for info in sorted(infos, key=lambda i: i.name)}
 
@@ -211,6 +212,35 @@ class QueueAdmin:
                 workers[q] = workers.get(q, 0) + 1
         names = set(self.queue_names()) | set(workers)
         return self.queue_counts(sorted(names)), workers, int(self.redis.zcard(self.keys.failed))
+
+    def oldest_waiting_ages(self, names: Iterable[str]) -> dict[str, float]:
+        """Per queue with jobs in its waiting lists (paused ones not counted): seconds since the oldest
+        head of those lists was submitted, by the Redis clock (two round trips for every queue)."""
+        queues = [self.keys.for_queue(n) for n in names]
+        pipe = self.redis.pipeline(transaction=False)
+        for k in queues:
+            for key in k.waiting_lists:
+                pipe.lindex(key, 0)
+        pipe.time()
+        *heads, (sec, usec) = pipe.execute()
+        now_ms = sec * 1000 + usec // 1000
+        owners: list[tuple[str, str]] = []
+        for i, k in enumerate(queues):
+            for raw in heads[i * 10 : (i + 1) * 10]:
+                if raw is not None:
+                    job_id = loads(raw)
+                    if isinstance(job_id, str):
+                        owners.append((k.queue_name, job_id))
+        if not owners:
+            return {}
+        pipe = self.redis.pipeline(transaction=False)
+        for _, job_id in owners:
+            pipe.hget(self.keys.job(job_id), "created_at")
+        ages: dict[str, float] = {}
+        for (queue, _), created in zip(owners, pipe.execute(), strict=True):
+            if created is not None:
+                ages[queue] = max(ages.get(queue, 0.0), max(0.0, (now_ms - int(created)) / 1000))
+        return ages
 
     def counts(self) -> dict[str, int]:
         """Jobs queued, running, delayed, paused, unrunnable over every queue, and in the failed index."""

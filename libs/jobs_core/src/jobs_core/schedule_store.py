@@ -16,7 +16,7 @@ from jobs_core import scripts
 from jobs_core.config import Settings
 from jobs_core.errors import ScheduleLimit, ScheduleNotFound
 from jobs_core.keys import Keys
-from jobs_core.model import TaskInfo
+from jobs_core.model import DEFAULT_PRIORITY, TaskInfo
 from jobs_core.schedules import (
     SCHEDULE_NAME,
     Schedule,
@@ -128,17 +128,18 @@ class ScheduleStore:
         attempts = spec.max_attempts or (info.max_attempts if info else None) or s.default_max_attempts
         timeout = spec.timeout or (info.timeout if info else None) or s.default_timeout_seconds
         k = self.keys
-        queue = k.for_queue(info.queue if info and info.queue else s.queue)  # the task's queue, priority 5
+        queue = k.for_queue(info.queue if info and info.queue else s.queue)  # the task's queue
+        priority = DEFAULT_PRIORITY if spec.priority is None else spec.priority
         args: list[Any] = [
             _member(owner, name), sched.version, k.job_prefix, k.tick_marker_prefix(owner, name),
             spec.catchup_window + 86400, plan.cursor, plan.next_due, plan.passed, spec.overlap.value,
-            spec.task, dumps(params), attempts, float(timeout), owner, name, queue.queue_name,
+            spec.task, dumps(params), attempts, float(timeout), owner, name, queue.queue_name, priority,
         ]
         for tick in plan.fire:
             args += [tick, tick_job_id(k.prefix, owner, name, tick)]
         reply = self._fire_schedule(
-            keys=[k.schedule(owner, name), k.schedules_due, queue.queue, k.index, k.owner_index(owner), k.pending,
-                  k.seq],
+            keys=[k.schedule(owner, name), k.schedules_due, queue.waiting(priority), k.index, k.owner_index(owner),
+                  k.pending, k.seq, queue.paused(priority), queue.control, queue.wake],
             args=args,
         )
         return [_text(x) for x in reply[1:]]

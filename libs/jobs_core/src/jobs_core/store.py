@@ -19,7 +19,7 @@ from typing import Any, cast
 import redis
 from redis.commands.core import Script
 
-from jobs_core import scripts
+from jobs_core import scripts, tracing
 from jobs_core.browse import Browse, JobFilter
 from jobs_core.config import Settings
 from jobs_core.connection import acknowledged_script, connect
@@ -32,6 +32,7 @@ from jobs_core.errors import (
     ResultExpired,
     ResultNotReady,
 )
+from jobs_core.flow_store import FlowStore
 from jobs_core.keys import Keys
 from jobs_core.model import (
     DEFAULT_PRIORITY,
@@ -74,7 +75,7 @@ def request_digest(task: str, params: Mapping[str, Any], **options: Any) -> str:
     return hashlib.sha256(body).hexdigest()
 
 
-class JobStore(Delivery, Browse, QueueAdmin, ScheduleStore):
+class JobStore(Delivery, Browse, QueueAdmin, ScheduleStore, FlowStore):
     """Job storage and queue operations on one Redis, for one namespace.
 
     Submissions go to the queue they name (default: ``settings.queue``); a worker's store claims from
@@ -102,6 +103,7 @@ class JobStore(Delivery, Browse, QueueAdmin, ScheduleStore):
         self._reap = client.register_script(scripts.REAP)
         self._browse = client.register_script(scripts.BROWSE)
         self._schedule_scripts(acked)
+        self._flow_scripts(acked)
         # one pub/sub connection per thread, reused by every wait(): no connect + handshake per job
         self._local = threading.local()
         self._task_cache: tuple[float, dict[str, TaskInfo]] = (float("-inf"), {})
@@ -215,11 +217,18 @@ class JobStore(Delivery, Browse, QueueAdmin, ScheduleStore):
             jobs.append(job)
             args += [job.id, item.task, dumps(item.params), attempts, job_timeout, int(item.delay * 1000),
                      position[job.queue], item.priority]
-        reply = self._enqueue(
-            keys=[self.keys.index, self.keys.owner_index(owner), self.keys.pending, self.keys.seq, idem_key,
-                  self.keys.queues, *(key for k in queue_keys for key in k.block)],
-            args=args,
-        )
+        with tracing.enqueue_span(items[0].task, queue_names[0], len(items)) as span:
+            if span is not None:  # tracing on: the records carry the submission's context (last ARGV)
+                span.set_attributes(tracing.job_attributes(
+                    jobs[0].id if len(jobs) == 1 else [j.id for j in jobs], items[0].task, queue_names[0]))
+                if tracing.record_params():  # JOBS_TRACE_PARAMS=1 only: params may hold personal data
+                    span.set_attribute("jobs.params", tracing.clip(dumps([i.params for i in items])))
+                args.append(tracing.traceparent())
+            reply = self._enqueue(
+                keys=[self.keys.index, self.keys.owner_index(owner), self.keys.pending, self.keys.seq, idem_key,
+                      self.keys.queues, *(key for k in queue_keys for key in k.block)],
+                args=args,
+            )
         kind = text(reply[0])
         if kind == "full":
             scope = text(reply[1])

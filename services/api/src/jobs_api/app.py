@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
 import uuid
@@ -10,9 +11,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from flask import Flask, Response, g, request
+from jobs_core import tracing
 from jobs_core.config import Settings
 
-from jobs_api import background, console, docs, events, health, jobs, metrics, queues, schedules, tasks
+from jobs_api import background, console, docs, events, health, jobs, metrics, queues, schedules, tasks, workflows
 from jobs_api.auth import Authenticator
 from jobs_api.problems import register_error_handlers
 from jobs_api.state import EXTENSION, State
@@ -53,10 +55,16 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     if settings.schedules_file:  # a bad file stops the start here, with a clear message
         app.extensions[background.DECLARED] = background.load_declared(settings.schedules_file)
-    for blueprint in (jobs.bp, tasks.bp, queues.bp, schedules.bp, health.bp, docs.bp, events.bp):
+    for blueprint in (jobs.bp, tasks.bp, queues.bp, schedules.bp, workflows.bp, health.bp, docs.bp, events.bp):
         app.register_blueprint(blueprint)
     console.init_app(app)
     register_error_handlers(app)
+    if tracing.setup("jobs-api"):  # off unless OTEL_* variables configure an exporter
+        from opentelemetry.instrumentation.flask import FlaskInstrumentor
+
+        # probes and scrapes are not traced unless OTEL_PYTHON_FLASK_EXCLUDED_URLS says otherwise
+        excluded = os.environ.get("OTEL_PYTHON_FLASK_EXCLUDED_URLS", "healthz,readyz,metrics")
+        FlaskInstrumentor().instrument_app(app, excluded_urls=excluded)  # type: ignore[no-untyped-call]
 
     @app.before_request
     def _start() -> None:
@@ -68,7 +76,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     def _finish(resp: Response) -> Response:
         resp.headers["X-Request-ID"] = g.get("request_id", "")
         resp.headers.setdefault("X-Content-Type-Options", "nosniff")
-        if request.path.startswith(("/jobs", "/tasks", "/queues", "/schedules")):
+        if request.path.startswith(("/jobs", "/tasks", "/queues", "/schedules", "/workflows")):
             resp.headers.setdefault("Cache-Control", "no-store")
         route = request.url_rule.rule if request.url_rule is not None else "unmatched"
         start = g.get("start")

@@ -11,10 +11,12 @@ stops it before gunicorn starts, with one line on stderr and exit code 2.
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import shlex
 import socket
 import sys
+import time
 from collections.abc import Mapping
 from typing import NoReturn
 
@@ -22,6 +24,7 @@ from jobs_core.config import Settings
 from jobs_core.errors import ConfigError
 
 EXIT_CONFIG = 2
+BIND_PATIENCE_SECONDS = 3.0  # how long an address in use may take to free up before it is an error
 
 
 def _gunicorn_options(args: list[str], source: str) -> argparse.Namespace:
@@ -57,12 +60,18 @@ def _check_free(address: str) -> None:
     except (OSError, ValueError) as e:
         raise ConfigError(f"JOBS_BIND: cannot resolve {address!r}: {e}") from e
     family, _, _, _, sockaddr = infos[0]
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gunicorn does
-        try:
-            probe.bind(sockaddr)
-        except OSError as e:
-            raise ConfigError(f"JOBS_BIND: cannot listen on {address}: {e.strerror}") from e
+    deadline = time.monotonic() + BIND_PATIENCE_SECONDS
+    while True:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gunicorn does
+            try:
+                probe.bind(sockaddr)
+                return
+            except OSError as e:
+                # a previous instance's sockets may linger a moment (its workers outlive a killed master)
+                if e.errno != errno.EADDRINUSE or time.monotonic() > deadline:
+                    raise ConfigError(f"JOBS_BIND: cannot listen on {address}: {e.strerror}") from e
+        time.sleep(0.5)
 
 
 def check_startup(args: list[str], env: Mapping[str, str] | None = None) -> Settings:

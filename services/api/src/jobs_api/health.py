@@ -36,5 +36,6 @@ def readyz() -> Response:
 @bp.get("/metrics")
 def metrics_view() -> Response:
     """Prometheus exposition: samples of every gunicorn worker plus queue counts read now from Redis."""
-    body, content_type = metrics.render(state().store.metrics_snapshot)
+    store = state().store
+    body, content_type = metrics.render(store.metrics_snapshot, store.oldest_waiting_ages)
     return Response(body, status=200, content_type=content_type)

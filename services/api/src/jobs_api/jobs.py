@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from collections import Counter
@@ -18,11 +19,19 @@ from jobs_api import openapi, openapi_batch
 from jobs_api.auth import current_principal, current_tenant, forbidden, job_owner, protect, requires
 from jobs_api.lifecycle import SHUTTING_DOWN
 from jobs_api.metrics import SUBMISSIONS, UNKNOWN_TASK_LABEL
-from jobs_api.problems import REDIS_UNAVAILABLE, not_found, validation_problem
+from jobs_api.problems import REDIS_UNAVAILABLE, not_found, task_unavailable, validation_problem
 from jobs_api.slots import held
 from jobs_api.state import json_response, state
-from jobs_api.validation import query_int, query_seconds, read_json_body, schema_errors
+from jobs_api.validation import (
+    TaskSchemaError,
+    query_int,
+    query_seconds,
+    read_json_body,
+    schema_errors,
+    task_params_errors,
+)
 
+log = logging.getLogger("jobs_api.jobs")
 bp = Blueprint("jobs", __name__)
 protect(bp)
 
@@ -90,7 +99,11 @@ def _checked(body: Any, base: str = "") -> Submission:
         message = f"unknown task {name!r} (GET /tasks lists the known ones)"
         raise _Invalid([{"path": f"{base}/task", "message": message}], UNKNOWN_TASK_LABEL, "unknown_task")
     params = {**info.defaults, **body.get("params", {})}
-    errors = schema_errors(info.params_schema, params, f"{base}/params")
+    try:
+        errors = task_params_errors(info, params, f"{base}/params")
+    except TaskSchemaError as e:  # what a worker published is broken: not the client's fault, nor a 500
+        SUBMISSIONS.labels(name, "unavailable").inc()
+        raise task_unavailable(name, str(e)) from e
     if errors:
         raise _Invalid(errors, name)
     max_attempts = body.get("max_attempts", info.max_attempts)
@@ -151,8 +164,17 @@ def create_job(body: Any, idempotency_key: str | None, owner: str) -> tuple[Job,
     except _Invalid as e:
         SUBMISSIONS.labels(e.label, e.outcome).inc()
         raise validation_problem(e.errors) from None
+    if body.get("depends_on"):  # waits for other jobs: created by the workflow script (see workflows.py)
+        if idempotency_key is not None:
+            raise validation_problem([{"path": "/headers/Idempotency-Key",
+                                       "message": "cannot be combined with depends_on"}])
+        from jobs_api.workflows import submit_dependent
+
+        job = submit_dependent(body, owner)
+        SUBMISSIONS.labels(sub.task, "accepted").inc()
+        return job, True
     st = state()
-    return _enqueued(
+    job, created = _enqueued(
         Counter({sub.task: 1}),
         lambda: st.store.enqueue(
             sub.task,
@@ -168,6 +190,8 @@ def create_job(body: Any, idempotency_key: str | None, owner: str) -> tuple[Job,
             max_pending_per_tenant=st.settings.max_pending_per_tenant,
         ),
     )
+    log.info("job submitted" if created else "job submission replayed", extra=job_fields(job))
+    return job, created
 
 
 @bp.post("/jobs/batch")
@@ -186,6 +210,9 @@ def submit_batch() -> Response:
         base = f"/jobs/{i}"
         try:
             sub = _checked(item, base)
+            if item.get("depends_on"):
+                message = "not in a batch: submit jobs that wait for others with POST /workflows"
+                raise _Invalid([{"path": f"{base}/depends_on", "message": message}], sub.task)
             dumps(sub.params)  # what the store cannot encode (nesting too deep) is this item's fault
         except _Invalid as e:
             SUBMISSIONS.labels(e.label, e.outcome).inc()
@@ -216,8 +243,16 @@ def submit_batch() -> Response:
             max_pending_per_tenant=st.settings.max_pending_per_tenant,
         ),
     )
+    for job in jobs:
+        log.info("job submitted" if created else "job submission replayed", extra=job_fields(job))
     headers = {} if created else {"Idempotent-Replayed": "true"}
     return json_response({"jobs": [job_body(j) for j in jobs]}, 202, headers)
+
+
+def job_fields(job: Job) -> dict[str, Any]:
+    """Log fields naming a job (the worker logs the same names; ``trace_id`` comes from the request span
+    when tracing is on), so one grep for the job id shows its story across the API and the workers."""
+    return {"job": job.id, "task": job.task, "attempt": job.attempts, "queue": job.queue, "tenant": job.owner}
 
 
 def _listed_tenant(asked: str | None) -> str | None:
@@ -313,6 +348,7 @@ def cancel(job_id: str) -> Response:
     """Cancel: queued -> 200 cancelled; running -> 202 cancel requested; terminal -> 409."""
     _check_id(job_id)
     job = state().store.cancel(job_id, owner=job_owner())
+    log.info("job cancelled" if job.status is JobStatus.CANCELLED else "job cancel requested", extra=job_fields(job))
     return json_response(job_body(job), 200 if job.status is JobStatus.CANCELLED else 202)
 
 
@@ -322,4 +358,5 @@ def retry(job_id: str) -> Response:
     """Queue a failed or cancelled job again (202); 409 for any other status."""
     _check_id(job_id)
     job = state().store.retry(job_id, owner=job_owner())
+    log.info("job queued again (retry)", extra=job_fields(job))
     return json_response(job_body(job), 202, {"Location": f"/jobs/{job.id}"})

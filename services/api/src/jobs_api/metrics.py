@@ -1,5 +1,8 @@
 """Prometheus metrics, correct under several gunicorn worker processes.
 
+The chart's Grafana dashboard and PrometheusRule use these names (tests/observability checks them against a
+real scrape): rename one only together with helm/jobs-api/dashboards/ and the rule template.
+
 gunicorn.conf.py (or the ``jobs-api`` launcher) points ``PROMETHEUS_MULTIPROC_DIR`` at a fresh temporary
 directory before any worker starts, so every worker writes its samples to files there and ``/metrics``
 (answered by any one worker) aggregates all of them; a dead worker's files are marked by the
@@ -54,8 +57,10 @@ class QueueCollector:
     """Reads per-queue counts (queued, paused, running, delayed, unrunnable), live workers per queue and
     the failed index from Redis at scrape time."""
 
-    def __init__(self, counts: Callable[[], Snapshot]) -> None:
+    def __init__(self, counts: Callable[[], Snapshot],
+                 ages: Callable[[list[str]], Mapping[str, float]] | None = None) -> None:
         self._counts = counts
+        self._ages = ages
 
     def collect(self) -> Iterator[Metric]:
         up = GaugeMetricFamily("jobs_api_redis_up", "1 when Redis answered the scrape-time queue read.")
@@ -86,6 +91,19 @@ class QueueCollector:
         failed_jobs = GaugeMetricFamily("jobs_failed_jobs", "Jobs in the failed index (all queues).")
         failed_jobs.add_metric([], failed)
         yield failed_jobs
+        if self._ages is not None:
+            oldest = GaugeMetricFamily(
+                "jobs_queue_oldest_waiting_age_seconds",
+                "Seconds since the oldest job in each queue's waiting lists was submitted (0 when none waits; "
+                "paused and delayed jobs are not waiting).", labels=["queue"])
+            try:
+                ages = self._ages(sorted(per_queue))
+            except Exception as e:  # counts were read: keep them, leave the ages out of this scrape
+                log.warning("metrics: cannot read queue ages: %s", type(e).__name__)
+                return
+            for queue in sorted(per_queue):
+                oldest.add_metric([queue], ages.get(queue, 0.0))
+            yield oldest
 
 
 def multiprocess_dir() -> str | None:
@@ -93,10 +111,11 @@ def multiprocess_dir() -> str | None:
     return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
 
 
-def render(counts: Callable[[], Snapshot]) -> tuple[bytes, str]:
+def render(counts: Callable[[], Snapshot],
+           ages: Callable[[list[str]], Mapping[str, float]] | None = None) -> tuple[bytes, str]:
     """The exposition text for a scrape, and its content type."""
     queue = CollectorRegistry(auto_describe=True)
-    queue.register(QueueCollector(counts))  # type: ignore[arg-type,unused-ignore]
+    queue.register(QueueCollector(counts, ages))  # type: ignore[arg-type,unused-ignore]
     if multiprocess_dir():
         registry = CollectorRegistry()
         MultiProcessCollector(registry)  # type: ignore[no-untyped-call]

@@ -70,6 +70,19 @@ SCHEMAS: dict[str, Any] = {
                 "maximum": MAX_DELAY_SECONDS,
                 "description": "Seconds to wait before the job becomes runnable. Default 0.",
             },
+            "depends_on": {
+                "type": "array",
+                "maxItems": 1000,
+                "description": "Jobs (of the caller's tenant) this one waits for: it is 'waiting' until the last "
+                "one ends, then queued; a failed or cancelled one cancels it unless on_failure is ignore. An "
+                "id, or {job, on_failure}. Not with delay or an Idempotency-Key.",
+                "items": {"oneOf": [
+                    {"type": "string", "minLength": 1, "maxLength": 64},
+                    {"type": "object", "required": ["job"], "additionalProperties": False,
+                     "properties": {"job": {"type": "string", "minLength": 1, "maxLength": 64},
+                                    "on_failure": {"type": "string", "enum": ["fail", "ignore"]}}},
+                ]},
+            },
             "priority": {
                 "type": "integer",
                 "minimum": MIN_PRIORITY,
@@ -186,6 +199,10 @@ SCHEMAS: dict[str, Any] = {
             "defaults": {"type": "object", "description": "Applied to params before validation."},
             "timeout": {"type": ["number", "null"], "description": "Default seconds per attempt."},
             "max_attempts": {"type": ["integer", "null"], "description": "Default attempts."},
+            "problem": {
+                "type": "string",
+                "description": "Present when the published definition cannot be used (POST /jobs answers 503).",
+            },
         },
     },
     "TaskList": {

@@ -88,6 +88,70 @@ SCHEMAS: dict[str, Any] = {
     },
 }
 
+_REF = {"type": "string", "minLength": 1, "maxLength": 64}
+_EDGE = {"type": "string", "enum": ["fail", "ignore"],
+         "description": "fail (default): a failed or cancelled dependency cancels this node, transitively; "
+         "ignore: it runs anyway."}
+SCHEMAS.update({
+    "WorkflowRequest": {
+        "type": "object",
+        "description": "A DAG of jobs, submitted atomically.",
+        "required": ["nodes"],
+        "additionalProperties": False,
+        "properties": {"nodes": {"type": "array", "minItems": 1, "maxItems": 1000, "items": {
+            "type": "object",
+            "required": ["name", "task"],
+            "additionalProperties": False,
+            "properties": {
+                "name": {"type": "string", "pattern": r"^[A-Za-z0-9_.\-]{1,64}$",
+                         "description": "Node name, unique in the workflow; what depends_on refers to."},
+                "task": _SCHEDULE_FIELDS["task"],
+                "params": _SCHEDULE_FIELDS["params"],
+                "max_attempts": _SCHEDULE_FIELDS["max_attempts"],
+                "timeout": _SCHEDULE_FIELDS["timeout"],
+                "priority": _SCHEDULE_FIELDS["priority"],
+                "depends_on": {"type": "array", "maxItems": 1000, "description": "Node names or existing job ids "
+                               "(of the caller's tenant), or {node|job, on_failure}.", "items": {"oneOf": [
+                                   _REF,
+                                   {"type": "object", "required": ["node"], "additionalProperties": False,
+                                    "properties": {"node": _REF, "on_failure": _EDGE}},
+                                   {"type": "object", "required": ["job"], "additionalProperties": False,
+                                    "properties": {"job": _REF, "on_failure": _EDGE}},
+                               ]}},
+            },
+        }}},
+    },
+    "Workflow": {
+        "type": "object",
+        "required": ["id", "status", "created_at", "nodes", "links"],
+        "additionalProperties": False,
+        "properties": {
+            "id": {"type": "string", "format": "uuid"},
+            "status": {"type": "string", "enum": ["running", "succeeded", "failed", "cancelled"],
+                       "description": "running while any node is waiting, queued or running; then failed if any "
+                       "failed, cancelled if any was cancelled, else succeeded."},
+            "created_at": _TIMESTAMP,
+            "nodes": {"type": "array", "items": {
+                "type": "object",
+                "required": ["name", "job_id", "status", "depends_on", "links"],
+                "additionalProperties": False,
+                "properties": {
+                    "name": {"type": "string"},
+                    "job_id": {"type": "string", "format": "uuid"},
+                    "status": {"type": "string", "description": "The job's status (waiting until its "
+                               "dependencies end), or expired once its record is gone."},
+                    "depends_on": {"type": "array", "items": {
+                        "type": "object", "required": ["ref", "job", "on_failure"], "additionalProperties": False,
+                        "properties": {"ref": {"type": "string"}, "job": {"type": "string"},
+                                       "on_failure": {"type": "string"}}}},
+                    "links": {"type": "object"},
+                },
+            }},
+            "links": {"type": "object"},
+        },
+    },
+})
+
 _NAME = {"name": "name", "in": "path", "required": True,
          "schema": {"type": "string", "pattern": r"^[A-Za-z0-9_.\-]{1,64}$"}, "description": "Schedule name."}
 _SCHEDULE_404 = problem("No such schedule (or another tenant's).")
@@ -137,4 +201,43 @@ PATHS: dict[str, Any] = {
     },
 }
 
-TAGS = [{"name": "schedules", "description": "Cron schedules of the caller's tenant."}]
+_WF_ID = {"name": "workflow_id", "in": "path", "required": True, "schema": {"type": "string"},
+          "description": "Workflow id. Unknown, malformed or another tenant's: 404."}
+_WF_404 = problem("No such workflow (or another tenant's).")
+
+
+def _workflow_op(summary: str, op_id: str, responses: dict[str, Any], **more: Any) -> dict[str, Any]:
+    return op(summary, {**responses, **FORBIDDEN}, operationId=op_id, tags=["workflows"], security=SECURITY,
+               **more)
+
+
+PATHS.update({
+    "/workflows": {
+        "post": _workflow_op(
+            "Submit a workflow (a DAG of jobs) atomically", "submitWorkflow",
+            {
+                "201": json_body("Workflow", "Created: nodes without dependencies are queued, the others waiting.",
+                             {"Location": {"schema": {"type": "string"}}}),
+                "400": problem("Malformed JSON."),
+                "413": problem("Body larger than JOBS_MAX_BODY_BYTES."),
+                "415": problem("Content-Type is not application/json."),
+                "422": problem("Invalid body, unknown task, params failing a task's schema, a dependency cycle "
+                                "(the nodes named), an unknown node name or job id, duplicate node names."),
+            },
+            requestBody={"required": True, "content": {"application/json": {
+                "schema": {"$ref": "#/components/schemas/WorkflowRequest"},
+                "example": {"nodes": [{"name": "fetch", "task": "echo"},
+                                      {"name": "report", "task": "echo", "depends_on": ["fetch"]}]}}}},
+        ),
+    },
+    "/workflows/{workflow_id}": {
+        "get": _workflow_op("Get a workflow: every node's status", "getWorkflow",
+                            {"200": json_body("Workflow", "The workflow."), "404": _WF_404}, parameters=[_WF_ID]),
+        "delete": _workflow_op("Cancel every unfinished node of a workflow", "cancelWorkflow",
+                               {"200": json_body("Workflow", "Waiting and queued nodes cancelled, running ones "
+                                             "asked to stop."), "404": _WF_404}, parameters=[_WF_ID]),
+    },
+})
+
+TAGS = [{"name": "schedules", "description": "Cron schedules of the caller's tenant."},
+        {"name": "workflows", "description": "DAGs of jobs of the caller's tenant."}]

@@ -38,7 +38,8 @@ AUTH_ERRORS = {
     ),
     "503": problem(
         "Redis unreachable, failing over or out of memory, or a write not confirmed on JOBS_ACK_REPLICAS "
-        "replicas in time (it may or may not be kept: repeat it, a submission with the same Idempotency-Key).",
+        "replicas in time (it may or may not be kept: repeat it, a submission with the same Idempotency-Key); "
+        "for submissions also a task whose published definition (params schema) is invalid.",
         RETRY_AFTER,
     ),
 }

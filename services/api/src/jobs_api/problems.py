@@ -119,15 +119,23 @@ def not_found(job_id: str) -> Problem:
     return Problem(404, "Not Found", f"no job with id {job_id!r}", slug="job-not-found")
 
 
-def service_unavailable(detail: str = "the job store (Redis) is unreachable; retry later") -> Problem:
+def service_unavailable(
+    detail: str = "the job store (Redis) is unreachable; retry later", slug: str = "backend-unavailable"
+) -> Problem:
     """503 with Retry-After."""
     return Problem(
         503,
         "Service Unavailable",
         detail,
-        slug="backend-unavailable",
+        slug=slug,
         headers={"Retry-After": str(RETRY_AFTER_UNAVAILABLE)},
     )
+
+
+def task_unavailable(name: str, reason: str) -> Problem:
+    """503 for a task whose published definition cannot be used (fixed when its workers republish it)."""
+    detail = f"task {name!r} cannot take jobs: {reason}; fix the task and restart its workers"
+    return service_unavailable(detail, slug="task-unavailable")
 
 
 def _from_http_exception(e: HTTPException) -> Problem:

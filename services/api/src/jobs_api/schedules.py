@@ -21,9 +21,9 @@ from jobs_core.schedules import (
 
 from jobs_api import openapi_flows
 from jobs_api.auth import current_tenant, protect, requires
-from jobs_api.problems import Problem, validation_problem
+from jobs_api.problems import Problem, task_unavailable, validation_problem
 from jobs_api.state import json_response, state
-from jobs_api.validation import read_json_body, schema_errors
+from jobs_api.validation import TaskSchemaError, read_json_body, schema_errors, task_params_errors
 
 bp = Blueprint("schedules", __name__)
 
@@ -61,7 +61,10 @@ def spec_from_body(body: dict[str, Any]) -> ScheduleSpec:
             [{"path": "/task", "message": f"unknown task {body['task']!r} (GET /tasks lists the known ones)"}]
         )
     params = body.get("params", {})
-    errors = schema_errors(info.params_schema, {**info.defaults, **params}, "/params")
+    try:
+        errors = task_params_errors(info, {**info.defaults, **params})
+    except TaskSchemaError as e:  # what a worker published is broken: not the client's fault, nor a 500
+        raise task_unavailable(body["task"], str(e)) from e
     if errors:
         raise validation_problem(errors)
     spec = ScheduleSpec(

@@ -9,10 +9,12 @@ from typing import Any
 
 import orjson
 from flask import request
-from jsonschema import Draft202012Validator
+from jobs_core.model import TaskInfo
+from jsonschema import Draft202012Validator, FormatChecker
 from jsonschema.exceptions import ValidationError
 from jsonschema.protocols import Validator
 from jsonschema.validators import validator_for
+from referencing import Registry
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from jobs_api.problems import Problem, validation_problem
@@ -29,9 +31,36 @@ def _pointer(base: str, parts: Iterable[Any]) -> str:
 def _compiled(schema_json: bytes) -> Validator:
     schema = orjson.loads(schema_json)
     cls = validator_for(schema, default=Draft202012Validator)
-    cls.check_schema(schema)
-    validator: Validator = cls(schema)
+    cls.check_schema(schema, format_checker=FormatChecker())
+    # An empty registry: a "$ref" to a URL is an error, never fetched (jsonschema's default still fetches).
+    validator: Validator = cls(schema, registry=Registry())
     return validator
+
+
+class TaskSchemaError(Exception):
+    """A task's published params schema cannot be used (the task cannot take jobs until it is fixed)."""
+
+
+def schema_problem(schema: Mapping[str, Any]) -> str | None:
+    """Why a published params schema is unusable, or None."""
+    try:
+        list(_compiled(orjson.dumps(schema, option=orjson.OPT_SORT_KEYS)).iter_errors({}))  # e.g. a bad $ref
+    except Exception as e:  # invalid schema: say why instead of failing the listing
+        return f"its params_schema is invalid: {getattr(e, 'message', None) or e}"[:500]
+    return None
+
+
+def task_params_errors(info: TaskInfo, params: Any, base: str = "/params") -> list[dict[str, str]]:
+    """:func:`schema_errors` for params against the schema a worker published for the task;
+    :class:`TaskSchemaError` when the published entry or its schema is unusable (invalid, an unresolvable
+    ``$ref``, a pattern the regex engine refuses)."""
+    if info.problem:
+        raise TaskSchemaError(info.problem)
+    try:
+        return schema_errors(info.params_schema, params, base)
+    except Exception as e:  # anything the published schema makes the validator raise is the schema's fault
+        message = getattr(e, "message", None) or str(e)
+        raise TaskSchemaError(f"{type(e).__name__}: {message}"[:500]) from e
 
 
 def schema_errors(schema: Mapping[str, Any], instance: Any, base: str = "") -> list[dict[str, str]]:

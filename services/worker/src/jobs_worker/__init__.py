@@ -1,5 +1,7 @@
-"""Jobs API worker. Task authors: ``from jobs_worker import task, Context, BinaryResult``."""
+"""Jobs API worker. Task authors: ``from jobs_worker import task, Context, BinaryResult, Reject, Retry``."""
 
-from jobs_worker.tasks import BinaryResult, Context, JobCancelled, task
+from jobs_core.errors import JobCancelled, Reject, Retry
 
-__all__ = ["BinaryResult", "Context", "JobCancelled", "task"]
+from jobs_worker.tasks import BinaryResult, Context, task
+
+__all__ = ["BinaryResult", "Context", "JobCancelled", "Reject", "Retry", "task"]

@@ -91,8 +91,9 @@ def primes(params: Mapping[str, Any], ctx: Context) -> dict[str, int]:
         "properties": {"message": {"type": "string", "maxLength": 10000, "default": "failed on purpose"}},
         "additionalProperties": False,
     },
-    max_attempts=1,
+    max_attempts=3,  # retried twice (with backoff) before it lands in the failed index, as a real failure would
 )
 def fail(params: Mapping[str, Any], ctx: Context) -> None:
-    """Raise ``RuntimeError(message)`` (exercises retries and the failed index)."""
+    """Raise ``RuntimeError(message)`` on every attempt: 3 attempts with backoff, then ``failed`` (exercises
+    retries and the failed index; submit with ``max_attempts: 1`` to fail at once)."""
     raise RuntimeError(str(params.get("message", "failed on purpose")))

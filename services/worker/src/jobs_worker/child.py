@@ -11,56 +11,78 @@ import os
 import signal
 import traceback
 from collections.abc import Mapping
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.sharedctypes import Synchronized
 from typing import Any
 
-from jobs_core.serialization import dumps
+from jobs_core.errors import JobCancelled, Reject, ResultNotJSON, Retry
 
-from jobs_worker.tasks import BinaryResult, JobCancelled, load_task_modules
+from jobs_worker.results import encode_result
+from jobs_worker.tasklog import TaskLogging
+from jobs_worker.tasks import Context, load_task_modules
 
-JSON_MEDIA_TYPE = "application/json"
 PR_SET_PDEATHSIG = 1
 
+# Messages parent -> child: a JobMessage, or None to exit.
 # Messages child -> parent:
+#   ("ready", pid)
 #   ("progress", fraction | None, message | None)
 #   ("done", result bytes, media type)
-#   ("error", type name, message, traceback, cancelled: bool)
+#   ("error", type name, message, traceback | None, cancelled: bool, retryable: bool, retry delay | None)
 
 
-class ChildContext:
-    """The :class:`jobs_worker.tasks.Context` given to tasks inside the child."""
+@dataclass(frozen=True, slots=True)
+class ChildConfig:
+    """What a slot's child needs from the worker's settings."""
 
-    def __init__(self, conn: Connection, cancel_flag: Synchronized[int], job_id: str, attempt: int) -> None:
+    task_modules: tuple[str, ...]
+    cwd: str
+    log_level: str = "INFO"
+    retry_backoff_max_seconds: float = 300.0
+
+
+@dataclass(frozen=True, slots=True)
+class JobMessage:
+    """One job attempt for the child to run (``deadline`` is the ``time.time()`` of its hard timeout)."""
+
+    job_id: str
+    task: str
+    params: Any
+    attempt: int
+    max_attempts: int
+    queue: str
+    deadline: float
+    tenant: str | None = None
+
+
+class ChildContext(Context):
+    """The task's ``ctx`` inside the child: progress goes to the parent, cancel comes from a shared flag."""
+
+    def __init__(self, conn: Connection, cancel_flag: Synchronized[int], job: JobMessage) -> None:
+        super().__init__(job_id=job.job_id, task=job.task, attempt=job.attempt, max_attempts=job.max_attempts,
+                         tenant=job.tenant, queue=job.queue, deadline=job.deadline)
         self._conn = conn
         self._cancel_flag = cancel_flag
-        self.job_id = job_id
-        self.attempt = attempt
 
-    def progress(self, fraction: float | None, message: str | None = None) -> None:
-        """Send progress to the parent, which writes it to Redis (throttled)."""
-        if fraction is not None:
-            fraction = min(1.0, max(0.0, float(fraction)))
-        self._conn.send(("progress", fraction, None if message is None else str(message)[:1000]))
+    def _report_progress(self, fraction: float | None, message: str | None) -> None:
+        self._conn.send(("progress", fraction, message))
 
-    @property
-    def cancelled(self) -> bool:
-        """True once the parent saw a cancel request for this job."""
+    def _cancel_requested(self) -> bool:
         return bool(self._cancel_flag.value)
 
-    def check_cancelled(self) -> None:
-        """Raise JobCancelled if the job's cancel was requested."""
-        if self._cancel_flag.value:
-            raise JobCancelled(f"job {self.job_id} was cancelled")
+    def dependency_results(self) -> dict[str, Any]:
+        """The results of this job's succeeded dependencies (``depends_on``, workflows), by job id."""
+        global _store
+        if _store is None:  # the child's own connection, made on first use (settings: the worker's env)
+            from jobs_core.config import Settings
+            from jobs_core.store import JobStore
+
+            _store = JobStore.from_settings(Settings.from_env())
+        return _store.dependency_results(self.job_id)
 
 
-def encode_result(value: Any) -> tuple[bytes, str]:
-    """Result bytes and media type for a task's return value."""
-    if isinstance(value, BinaryResult):
-        return bytes(value.data), value.media_type
-    if isinstance(value, bytes | bytearray | memoryview):
-        return bytes(value), "application/octet-stream"
-    return dumps(value), JSON_MEDIA_TYPE
+_store: Any = None
 
 
 def _die_with_parent() -> None:
@@ -72,33 +94,51 @@ def _die_with_parent() -> None:
         pass
 
 
-def child_main(conn: Connection, cancel_flag: Synchronized[int], task_modules: tuple[str, ...]) -> None:
+def child_main(conn: Connection, cancel_flag: Synchronized[int], config: ChildConfig) -> None:
     """Run jobs sent by the parent until it sends None or goes away."""
     # The parent decides when the child stops: signals meant for the worker (Ctrl-C in a terminal,
     # SIGTERM to the process group) must not kill a job it is draining.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     _die_with_parent()
-    registry = load_task_modules(task_modules)
+    logs = TaskLogging(config.log_level)
+    registry = load_task_modules(config.task_modules, config.cwd, check=False)
     conn.send(("ready", os.getpid()))
     while True:
         try:
-            message = conn.recv()
+            job = conn.recv()
         except (EOFError, OSError):
             return
-        if message is None:
+        if job is None:
             return
-        job_id, task_name, params, attempt = message
-        ctx = ChildContext(conn, cancel_flag, job_id, attempt)
+        ctx = ChildContext(conn, cancel_flag, job)
+        logs.start_job(ctx.log_fields())
         try:
-            task = registry.get(task_name)
-            if task is None:
-                conn.send(("error", "UnknownTask", f"this worker has no task {task_name!r}", None, False))
-                continue
-            params = {**task.info.defaults, **(params if isinstance(params, Mapping) else {})}
-            data, media_type = encode_result(task.fn(params, ctx))
-            conn.send(("done", data, media_type))
-        except JobCancelled as e:
-            conn.send(("error", "JobCancelled", str(e), None, True))
-        except Exception as e:  # a task's failure is data for the job, not a crash of the worker
-            conn.send(("error", type(e).__name__, str(e)[:10000], traceback.format_exc()[-20000:], False))
+            conn.send(run_one(registry, job, ctx, config))
+        finally:
+            logs.end_job()
+
+
+def run_one(registry: Mapping[str, Any], job: JobMessage, ctx: Context, config: ChildConfig) -> tuple[Any, ...]:
+    """Run one attempt; the message for the parent."""
+    task = registry.get(job.task)
+    if task is None:
+        return ("error", "UnknownTask", f"this worker has no task {job.task!r}", None, False, False, None)
+    try:
+        params = {**task.info.defaults, **(job.params if isinstance(job.params, Mapping) else {})}
+        data, media_type = encode_result(task.fn(params, ctx))
+        return ("done", data, media_type)
+    except JobCancelled as e:
+        return ("error", "JobCancelled", str(e), None, True, False, None)
+    except (Reject, ResultNotJSON) as e:  # running again cannot help: no retry, no traceback to puzzle over
+        return ("error", type(e).__name__, str(e)[:10000], None, False, False, None)
+    except Exception as e:  # a task's failure is data for the job, not a crash of the worker
+        retryable = task.should_retry(e)
+        delay = e.delay if isinstance(e, Retry) and e.delay is not None else None
+        if retryable and delay is None:
+            try:
+                delay = task.retry_delay(job.attempt, config.retry_backoff_max_seconds)
+            except Exception:  # a broken backoff function must not lose the job's own error
+                ctx.log.exception("the task's backoff function failed; using the worker's backoff")
+        tb = traceback.format_exc()[-20000:]
+        return ("error", type(e).__name__, str(e)[:10000], tb, False, retryable, delay)

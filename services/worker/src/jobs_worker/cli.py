@@ -7,8 +7,9 @@ import os
 import sys
 import time
 
+from jobs_core import tracing
 from jobs_core.config import Settings, parse_queues
-from jobs_core.errors import ConfigError
+from jobs_core.errors import ConfigError, TaskDefinitionError
 from jobs_core.logs import setup_logging
 
 EXIT_CONFIG = 2
@@ -108,16 +109,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"jobs-worker: configuration error: {e}", file=sys.stderr)
         return EXIT_CONFIG
     setup_logging(settings.log_level)
+    tracing.setup("jobs-worker")  # off unless OTEL_* variables configure an exporter
     from jobs_worker.worker import Worker
 
     worker = Worker(settings, concurrency=args.concurrency, burst=args.burst, once=args.once, metrics=metrics)
     worker.install_signal_handlers()
     try:
         return worker.run()
-    except ImportError as e:
-        print(f"jobs-worker: configuration error: JOBS_TASK_MODULES: cannot import a task module: {e}",
-              file=sys.stderr)
+    except TaskDefinitionError as e:  # a task module that does not import, or a task that is invalid
+        print(f"jobs-worker: configuration error: JOBS_TASK_MODULES: {e}", file=sys.stderr)
         return EXIT_CONFIG
+    finally:
+        tracing.shutdown()
 
 
 if __name__ == "__main__":

@@ -1,4 +1,8 @@
-"""Prometheus metrics of one worker process, served on JOBS_WORKER_METRICS_PORT when it is set."""
+"""Prometheus metrics of one worker process, served on JOBS_WORKER_METRICS_PORT when it is set.
+
+The chart's Grafana dashboard and PrometheusRule use these names (tests/observability checks them against a
+real scrape): rename one only together with helm/jobs-api/dashboards/ and the rule template.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +18,9 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+
+#: The ``outcome`` label values of ``jobs_worker_outcomes_total``.
+OUTCOMES = ("succeeded", "failed", "retry", "cancelled", "handback")
 
 
 class WorkerMetrics:
@@ -32,6 +39,31 @@ class WorkerMetrics:
                                   buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 60, 300, 1800, 3600),
                                   registry=self.registry)
         self._busy = Gauge("jobs_worker_busy_slots", "Slots running a job", registry=self.registry)
+        self._slots = Gauge("jobs_worker_slots", "Slots (child processes) this worker runs jobs in",
+                            registry=self.registry)
+        self._reaped = Counter("jobs_worker_reaped_total",
+                               "Attempts of lost workers (lease expired) this worker's reaper took back, by "
+                               "queue and what became of them (requeued, failed: out of attempts)",
+                               ["queue", "outcome"], registry=self.registry)
+
+    def announce(self, slots: int, tasks: dict[str, str], queues: tuple[str, ...]) -> None:
+        """At start: the slot count, and every series of the offered tasks and consumed queues at zero, so
+        rates and alerts see them before the first event (a missing series is not a zero rate)."""
+        self._slots.set(slots)
+        for task, queue in tasks.items():
+            self._started.labels(task, queue)
+            for outcome in OUTCOMES:
+                self._outcomes.labels(task, outcome, queue)
+            self._lost.labels(task)
+            self._runtime.labels(task)
+        for queue in queues:
+            for outcome in ("requeued", "failed"):
+                self._reaped.labels(queue, outcome)
+
+    def reaped(self, queue: str, requeued: int, failed: int) -> None:
+        """This worker's reaper took back attempts of lost workers."""
+        self._reaped.labels(queue, "requeued").inc(requeued)
+        self._reaped.labels(queue, "failed").inc(failed)
 
     def started(self, task: str, queue: str = "") -> None:
         """An attempt started."""

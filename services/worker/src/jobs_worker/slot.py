@@ -11,7 +11,7 @@ from typing import Any
 
 from jobs_core.store import ClaimedJob
 
-from jobs_worker.child import child_main
+from jobs_worker.child import ChildConfig, JobMessage, child_main
 
 
 @dataclass
@@ -32,7 +32,7 @@ class Slot:
 
     index: int
     mp: BaseContext
-    task_modules: tuple[str, ...]
+    config: ChildConfig
     process: Any = None
     conn: Connection | None = None
     cancel_flag: Any = None
@@ -46,7 +46,7 @@ class Slot:
         self.cancel_flag = self.mp.Value("b", 0, lock=False)
         self.process = self.mp.Process(  # type: ignore[attr-defined]
             target=child_main,
-            args=(child_conn, self.cancel_flag, self.task_modules),
+            args=(child_conn, self.cancel_flag, self.config),
             name=f"jobs-worker-slot-{self.index}",
             daemon=True,
         )
@@ -74,7 +74,9 @@ class Slot:
         self.cancel_flag.value = 0
         timeout = job.timeout if job.timeout > 0 else default_timeout
         self.running = Running(job=job, started=now, deadline=now + timeout)
-        self.conn.send((job.id, job.task, job.params, job.attempt))
+        self.conn.send(JobMessage(job_id=job.id, task=job.task, params=job.params, attempt=job.attempt,
+                                  max_attempts=job.max_attempts, queue=job.queue, deadline=time.time() + timeout,
+                                  tenant=job.owner))
 
     def kill(self) -> None:
         """Kill the child at once (SIGKILL) and start a fresh one."""

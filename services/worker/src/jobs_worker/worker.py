@@ -6,6 +6,7 @@ the loop: it backs off and carries on, keeping finished outcomes until Redis tak
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import secrets
@@ -18,16 +19,19 @@ from types import FrameType
 from typing import Any
 
 import redis
+from jobs_core import tracing
 from jobs_core.config import Settings
 from jobs_core.errors import BackendUnavailable
 from jobs_core.model import JobError
 from jobs_core.store import ClaimedJob, Finish, JobStore
 
 from jobs_worker import outcomes
+from jobs_worker.child import ChildConfig
 from jobs_worker.metrics import WorkerMetrics
 from jobs_worker.outcomes import Outcome
 from jobs_worker.podcost import PodDeletionCost
-from jobs_worker.slot import Slot, monotonic, mp_context
+from jobs_worker.slot import Running, Slot, monotonic, mp_context
+from jobs_worker.spans import RunSpans
 from jobs_worker.tasks import load_task_modules, published_info
 
 log = logging.getLogger("jobs.worker")
@@ -40,6 +44,19 @@ CANCEL_GRACE_SECONDS = 1.0  # a cancelled task may stop by itself this long befo
 PROGRESS_INTERVAL_SECONDS = 0.2  # at most this often per job is progress written to Redis
 BUSY_POLL_SECONDS = 0.05  # while some slots run and the queue is empty, look for work this often
 BLOCK_SECONDS = 1.0  # longest blocking wait on the queue when every slot is idle
+
+
+WORKER_LOST = JobError("WorkerLost", "the worker running this attempt stopped heartbeating (killed or lost)")
+
+
+def job_fields(job: ClaimedJob) -> dict[str, Any]:
+    """The log fields naming a job's attempt (with the trace id when tracing is on), so one grep for the
+    job id shows its whole story across the API and the workers."""
+    fields: dict[str, Any] = {"job": job.id, "task": job.task, "attempt": job.attempt, "queue": job.queue}
+    trace_id = tracing.log_trace_id(job.trace)
+    if trace_id is not None:
+        fields["trace_id"] = trace_id
+    return fields
 
 
 def new_worker_id() -> str:
@@ -87,6 +104,7 @@ class Worker:
         self.recheck_claims = False  # set by a Redis error: look for claims whose reply was lost
         self.started = time.time()
         self.offered: dict[str, str] = {}  # task name -> the queue it is published on
+        self.spans = RunSpans(self.store, self.worker_id)  # does nothing while tracing is off
         self.reap_queues: list[str] = list(self.store.queues)
 
     # ------------------------------------------------------------------ lifecycle
@@ -104,15 +122,19 @@ class Worker:
 
     def start(self) -> None:
         """Start the slot children and announce this worker's tasks."""
-        registry = load_task_modules(self.settings.task_modules)  # fail fast on a bad module name
+        cwd = os.getcwd()
+        registry = load_task_modules(self.settings.task_modules, cwd)  # fail fast on a bad module or task
         ctx = mp_context()
-        self.slots = [Slot(i, ctx, self.settings.task_modules) for i in range(self.concurrency)]
+        config = ChildConfig(self.settings.task_modules, cwd, self.settings.log_level,
+                             self.settings.retry_backoff_max_seconds)
+        self.slots = [Slot(i, ctx, config) for i in range(self.concurrency)]
         for slot in self.slots:
             slot.start()
         for slot in self.slots:
             slot.wait_ready()
         infos = [published_info(t, self.settings.queue) for t in registry.values()]
         self.offered = {info.name: info.queue for info in infos}
+        self.metrics.announce(self.concurrency, self.offered, self.store.queues)
         # claims skip (park) jobs of tasks this worker lacks: a worker that has them runs them
         self.store.offers = tuple(sorted(self.offered))
         self._retrying(lambda: self.store.publish_tasks(infos))
@@ -137,6 +159,7 @@ class Worker:
                 slot.stop()
             self._deregister()
             self.pod_cost.close()
+            self.spans.close()
         log.info("worker stopped", extra={"worker": self.worker_id})
         return 0
 
@@ -198,9 +221,11 @@ class Worker:
         was_idle = len(free) == len(self.slots)
         now = monotonic()
         self.claimed_any = self.claimed_any or bool(jobs)
+        jobs = self.spans.claimed(jobs)
         for slot, job in zip(free, jobs, strict=False):
             slot.send(job, now, self.settings.default_timeout_seconds)
             self.metrics.started(job.task, job.queue)
+            log.info("job started", extra={**job_fields(job), "worker": self.worker_id})
         if was_idle and jobs:
             self.pod_cost.set_busy(True)
 
@@ -250,17 +275,17 @@ class Worker:
                 message = slot.conn.recv()
                 kind = message[0]
                 if kind == "progress":
-                    running.progress = (message[1], message[2])
+                    # a fraction-only update must not drop a message not yet written
+                    pending = running.progress[1] if running.progress else None
+                    running.progress = (message[1], pending if message[2] is None else message[2])
                     continue
                 slot.running = None
+                self.spans.ran(running.job)
                 self.metrics.finished_run(running.job.task, monotonic() - running.started)
-                if kind == "done":
-                    return outcomes.success(self.settings, running.job, message[1], message[2])
-                _, etype, emsg, tb, cancelled = message
-                return outcomes.failure(
-                    self.settings, running.job, JobError(etype, emsg, tb),
-                    cancelled=cancelled or running.cancel_at is not None,
-                )
+                outcome = self._ended(running, message)
+                # the last progress message, if not written yet, is stored before the outcome
+                last = running.progress[1] if running.progress else None
+                return outcome if last is None else dataclasses.replace(outcome, final_message=last)
         except (EOFError, OSError):
             pass
         if slot.alive:
@@ -272,6 +297,16 @@ class Worker:
         slot.wait_ready()
         error = JobError("ChildProcessDied", f"the process running the task exited with code {code}")
         return outcomes.failure(self.settings, running.job, error, cancelled=running.cancel_at is not None)
+
+    def _ended(self, running: Running, message: tuple[Any, ...]) -> Outcome:
+        """The outcome of a "done" or "error" message from a child."""
+        if message[0] == "done":
+            return outcomes.success(self.settings, running.job, message[1], message[2])
+        _, etype, emsg, tb, cancelled, retryable, delay = message
+        return outcomes.failure(
+            self.settings, running.job, JobError(etype, emsg, tb),
+            cancelled=cancelled or running.cancel_at is not None, retryable=retryable, retry_delay=delay,
+        )
 
     def _enforce_deadlines(self) -> None:
         """Kill children past their job's hard timeout, or past the grace of a requested cancel."""
@@ -317,20 +352,23 @@ class Worker:
         batch = [*self.unsaved, *pending]
         self.unsaved = batch  # kept until Redis has them
         free = self._free() if refill else []
+        for o in batch:
+            if o.final_message is not None:
+                self.store.set_progress(self.worker_id, o.job.id, o.job.attempt, None, o.final_message)
         finishes = [Finish(o.job.id, o.job.attempt, o.kind, o.result, o.error, o.retry_delay) for o in batch]
-        statuses, claimed = self.store.finish_and_claim(self.worker_id, finishes, len(free))
+        with tracing.current(self.spans.span_of([o.job for o in batch])):
+            statuses, claimed = self.store.finish_and_claim(self.worker_id, finishes, len(free))
         self.unsaved = []
         for o, status in zip(batch, statuses, strict=True):
+            self.spans.ended(o.job, o.kind if status is not None else "lost", o.error, o.result)
             if status is None:
                 self.metrics.lost(o.job.task)
                 log.warning("attempt was no longer ours; outcome dropped",
-                            extra={"job": o.job.id, "attempt": o.job.attempt, "outcome": o.kind})
+                            extra={**job_fields(o.job), "outcome": o.kind})
             else:
                 self.metrics.outcome(o.job.task, o.kind, o.job.queue)
-                if o.kind in ("failed", "retry"):
-                    log.info("job attempt failed", extra={"job": o.job.id, "task": o.job.task,
-                             "attempt": o.job.attempt, "outcome": o.kind,
-                             "error": o.error.type if o.error else None})
+                log.info("job attempt ended", extra={**job_fields(o.job), "outcome": o.kind, "status": status,
+                                                     "error": o.error.type if o.error else None})
         if claimed:
             self._dispatch(free, claimed)
         elif not self._busy():
@@ -355,8 +393,9 @@ class Worker:
             running = slot.running
             assert running is not None
             if running.job.id in lost:
-                log.warning("lease lost; stopping the job here", extra={"job": running.job.id})
+                log.warning("lease lost; stopping the job here", extra=job_fields(running.job))
                 self.metrics.lost(running.job.task)
+                self.spans.ended(running.job, "lost")
                 slot.kill()
                 slot.wait_ready()
             elif running.job.id in cancel and running.cancel_at is None:
@@ -388,6 +427,9 @@ class Worker:
             if report.ran and (report.requeued or report.failed):
                 log.warning("reaper handed back jobs of lost workers", extra={
                     "queue": queue, "requeued": list(report.requeued), "failed": list(report.failed)})
+                self.spans.reaped([*report.requeued, *report.failed], WORKER_LOST)
+            if report.ran:
+                self.metrics.reaped(queue, len(report.requeued), len(report.failed))
         if now >= self.next_prune:
             self.next_prune = now + 60
             self.store.prune_indexes()

@@ -1,7 +1,9 @@
 --- @include "now"
+--- @include "release"
 --- @include "queues"
 --- @include "emit"
--- Cancel a job: queued -> cancelled at once (removed from its waiting, paused or parked list, or from the
+-- Cancel a job: queued or waiting (on dependencies; its dependents are released: cancelled in turn
+-- unless their edge says 'ignore') -> cancelled at once (removed from its waiting, paused or parked list, or from the
 -- delayed set); running -> cancel requested.
 -- KEYS: 1 job hash, 2 pending hash, then the block of the job's queue (includes/queues.lua)
 -- ARGV: 1 id, 2 owner ('' = any), 3 record TTL s, 4 events channel, 5 request token (fresh per call:
@@ -27,6 +29,16 @@ if f[1] == 'queued' then
   redis.call('HINCRBY', KEYS[2], f[2], -1)
   redis.call('EXPIRE', KEYS[1], ARGV[3])
   emit(events_prefix_of(ARGV[4], ARGV[1]), ARGV[1], 'cancelled', f[2], q.name)
+  release_dependents(KEYS[1], ARGV[1], 'cancelled', now_ms(), KEYS[2], events_prefix_of(ARGV[4], ARGV[1]),
+                     ARGV[3])
+  return {'cancelled'}
+elseif f[1] == 'waiting' then
+  redis.call('HSET', KEYS[1], 'status', 'cancelled', 'finished_at', now_ms(), 'cancel_token', ARGV[5])
+  redis.call('EXPIRE', KEYS[1], ARGV[3])
+  local fq = redis.call('HGET', KEYS[1], 'queue')
+  emit(events_prefix_of(ARGV[4], ARGV[1]), ARGV[1], 'cancelled', f[2], fq)
+  release_dependents(KEYS[1], ARGV[1], 'cancelled', now_ms(), KEYS[2], events_prefix_of(ARGV[4], ARGV[1]),
+                     ARGV[3])
   return {'cancelled'}
 elseif f[1] == 'running' then
   redis.call('HSET', KEYS[1], 'cancel_requested', 1, 'cancel_token', ARGV[5])

@@ -8,7 +8,8 @@
 -- ARGV: 1 owner, 2 pending cap per queue (0 = none), 3 per-owner pending cap (0 = none), 4 job key prefix,
 --       5 Q, 6 use idempotency key '1'/'0', 7 request digest, 8 idempotency TTL s, 9 number of jobs N,
 --       then Q queue blocks of ARGV, then N groups of 8: id, task, params JSON, max_attempts, timeout,
---       delay ms, queue number (1..Q), priority (0..9)
+--       delay ms, queue number (1..Q), priority (0..9); then, optional, the submission's W3C traceparent
+--       (tracing on: stored as the records' 'trace' field, read by the worker for its run spans)
 -- Returns {'ok', created_ms, seq of each job...} | {'exists', id of each job...} | {'conflict', first id}
 --         | {'full', 'global' | 'tenant', queue name}
 -- The ids are new for every call, so a record under the first means this very call already ran: the
@@ -17,6 +18,7 @@ local prefix, nq, n = ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[9])
 local queues = queue_blocks(7, 10, nq)
 local jb = 10 + nq * QUEUE_ARGS
 local function item(i, f) return ARGV[jb + (i - 1) * 8 + f] end
+local traceparent = ARGV[jb + n * 8]
 local done = redis.call('HMGET', prefix .. item(1, 0), 'created_at', 'seq')
 if done[1] then
   local out = {'ok', tonumber(done[1]), tonumber(done[2])}
@@ -61,6 +63,7 @@ for i = 1, n do
   redis.call('HSET', jk, 'id', id, 'task', item(i, 1), 'params', item(i, 2), 'status', 'queued',
     'attempts', 0, 'max_attempts', item(i, 3), 'timeout', item(i, 4), 'owner', ARGV[1],
     'created_at', now, 'seq', seq, 'queue', q.name, 'priority', priority)
+  if traceparent and traceparent ~= '' then redis.call('HSET', jk, 'trace', traceparent) end
   local delay = tonumber(item(i, 5))
   if delay > 0 then
     redis.call('HSET', jk, 'run_at', now + delay)

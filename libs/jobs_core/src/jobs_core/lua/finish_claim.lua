@@ -16,8 +16,8 @@
 --       F groups of 7: id, attempt, outcome, result bytes, result media type, error JSON ('' = none),
 --       retry delay ms; last: claim token (new per call; repeated by a re-send, which gets the first
 --       run's reply)
--- Returns {{status or 'stale:<current status>' per finish}, {claimed jobs, 7 fields each: id, task,
---          params, timeout, attempts, max_attempts, queue}}
+-- Returns {{status or 'stale:<current status>' per finish}, {claimed jobs, 8 fields each: id, task,
+--          params, timeout, attempts, max_attempts, queue, owner}}
 local token = ARGV[#ARGV]
 local replay = memo_replay(KEYS[3], token, ARGV[3], ARGV[1])
 if replay then return replay end

@@ -1,16 +1,19 @@
 --- @include "now"
 --- @include "create_job"
+--- @include "queues"
+--- @include "emit"
 -- Enqueue the due ticks of one schedule, each EXACTLY ONCE however many tickers run this concurrently:
 -- a tick is enqueued only if it is after the schedule's cursor (last tick accounted for) and has no
 -- marker; its job (id derived from schedule and tick) and its marker are written in this same step, and
 -- the cursor moves past it. A ticker that planned from an older definition (version) changes nothing.
--- KEYS: 1 schedule hash, 2 schedules-due zset, 3 waiting list, 4 index zset, 5 owner index zset,
---       6 pending hash, 7 seq counter
+-- KEYS: 1 schedule hash, 2 schedules-due zset, 3 waiting list (the task's queue, the schedule's priority),
+--       4 index zset, 5 owner index zset, 6 pending hash, 7 seq counter, 8 the paused list of that queue
+--       and priority, 9 that queue's control hash, 10 its wake list
 -- ARGV: 1 due-zset member, 2 planned version, 3 job key prefix, 4 tick marker prefix, 5 marker TTL s,
 --       6 new cursor (ms), 7 next due (ms), 8 ticks passed over by the catch-up policy, 9 overlap
 --       ('allow'|'skip'), 10 task, 11 params JSON, 12 max_attempts, 13 timeout, 14 owner,
---       15 schedule name, 16 queue name (of the waiting list KEYS[3]), then pairs: tick ms, job id
---       (oldest first)
+--       15 schedule name, 16 queue name (of the waiting list KEYS[3]), 17 priority, then pairs: tick ms,
+--       job id (oldest first)
 -- Returns {'ok', fired job ids...} | {'stale'} (definition changed, paused or deleted meanwhile)
 local s = redis.call('HMGET', KEYS[1], 'version', 'paused', 'cursor', 'last_job')
 if not s[1] or s[1] ~= ARGV[2] or s[2] == '1' then return {'stale'} end
@@ -20,7 +23,9 @@ local last_fired = nil
 local now = now_ms()
 local fired, skipped = {'ok'}, 0
 local k = {queue = KEYS[3], index = KEYS[4], owner_index = KEYS[5], pending = KEYS[6], seq = KEYS[7]}
-for i = 17, #ARGV, 2 do
+local p = priority_of(ARGV[17])
+local q = {waiting = {[p] = KEYS[3]}, paused = {[p] = KEYS[8]}, control = KEYS[9], wake = KEYS[10]}
+for i = 18, #ARGV, 2 do
   local tick, id = tonumber(ARGV[i]), ARGV[i + 1]
   local marker = ARGV[4] .. ARGV[i]
   if tick > cursor and redis.call('EXISTS', marker) == 0 then
@@ -35,7 +40,11 @@ for i = 17, #ARGV, 2 do
     else
       k.job = ARGV[3] .. id
       create_job(k, {id = id, task = ARGV[10], params = ARGV[11], max_attempts = ARGV[12], timeout = ARGV[13],
-                     owner = ARGV[14], extra = {'schedule', ARGV[15], 'tick', ARGV[i], 'queue', ARGV[16]}}, now)
+                     owner = ARGV[14], hold = true,
+                     extra = {'schedule', ARGV[15], 'tick', ARGV[i], 'queue', ARGV[16], 'priority', p}}, now)
+      push_waiting(q, p, '"' .. id .. '"', false)  -- the paused list while the queue is paused
+      emit(events_prefix_from_jobs(ARGV[3]), id, 'queued', ARGV[14], ARGV[16])
+      redis.call('HINCRBY', KEYS[6], ARGV[14], 1)
       redis.call('SET', marker, id, 'EX', ARGV[5])
       last_job = id
       last_fired = ARGV[i]

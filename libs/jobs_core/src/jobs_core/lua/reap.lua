@@ -1,6 +1,8 @@
 --- @include "now"
+--- @include "release"
 --- @include "queues"
 --- @include "emit"
+--- @include "attempt_log"
 -- Hand back one queue's jobs whose lease expired (their worker died): queued again at the front of their
 -- priority (they keep their place in line), or failed with WorkerLost when attempts are spent; the lease
 -- gone, the queue's concurrency cap counts them no more. Also recovers entries moved into inflight by a
@@ -23,6 +25,7 @@ for _, id in ipairs(expired) do
   redis.call('LREM', q.inflight, 1, entry)
   local f = redis.call('HMGET', jk, 'status', 'attempts', 'max_attempts', 'owner', 'priority', 'task')
   if f[1] == 'running' then
+    attempt_ended(jk, 'lost', now)
     redis.call('HDEL', jk, 'worker', 'cancel_requested')
     if tonumber(f[2]) >= tonumber(f[3]) then
       redis.call('HSET', jk, 'status', 'failed', 'finished_at', now, 'error', ARGV[8])
@@ -30,6 +33,7 @@ for _, id in ipairs(expired) do
       redis.call('EXPIRE', jk, ARGV[5])
       count_finished(q, f[6], 'failed', now, ARGV[9])
       emit(ARGV[4], id, 'failed', f[4], q.name)
+      release_dependents(jk, id, 'failed', now, KEYS[2], ARGV[4], ARGV[5])
       failed[#failed + 1] = id
     else
       redis.call('HSET', jk, 'status', 'queued', 'error', ARGV[8])

@@ -155,7 +155,8 @@ def job(job_id: str) -> str:
     found = _job(job_id)
     params_text, params_cut = _pretty(found.params)
     return render_template("job.html", job=found, params_text=params_text, params_cut=params_cut,
-                           result=_result_preview(found), commands=_copy_commands(found))
+                           result=_result_preview(found), commands=_copy_commands(found),
+                           attempts=state().store.attempt_log(found.id))
 
 
 @bp.get("/jobs/<job_id>/state")

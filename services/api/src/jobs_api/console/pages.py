@@ -115,19 +115,27 @@ def overview() -> str:
 @bp.get("/workers")
 @requires(Role.VIEWER)
 def workers() -> str:
-    """Every worker: queues, concurrency, what each slot runs, last heartbeat, stopping."""
+    """Every worker: queues, concurrency, what each slot runs, last heartbeat, stopping. A tenant sees the
+    ids of its own running jobs only; other tenants' are counted, never named."""
     now_ms = int(time.time() * 1000)
+    store = state().store
+    found = store.workers()
+    running = [str(j) for w in found for j in (w.status or {}).get("jobs") or []]
+    owner_filter = current_principal().owner_filter(None)
+    visible = {j.id for j in store.get_many(running) if owner_filter is None or j.owner == owner_filter}
     rows = []
-    for w in state().store.workers():
+    for w in found:
         status: Mapping[str, Any] = w.status or {}
         queues = status.get("queues") or ([status["queue"]] if status.get("queue") else [])
+        jobs = [str(j) for j in status.get("jobs") or []]
         rows.append({
             "id": w.id,
             "alive": w.status is not None,
             "queues": ", ".join(str(q) for q in queues),
             "concurrency": status.get("concurrency"),
             "busy": status.get("busy"),
-            "jobs": [str(j) for j in status.get("jobs") or []],
+            "jobs": [j for j in jobs if j in visible],
+            "hidden_jobs": sum(1 for j in jobs if j not in visible),
             "tasks": ", ".join(str(t) for t in status.get("tasks") or []),
             "pid": status.get("pid"),
             "stopping": bool(status.get("stopping")),

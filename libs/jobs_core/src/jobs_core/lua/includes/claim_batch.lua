@@ -1,3 +1,4 @@
+--- @include "attempt_log"
 --- @include "emit"
 -- claim_batch(): take up to `wanted` queued jobs for a worker (queued -> running) from its queues in
 -- strict order (the first queue with work first; within a queue the highest priority first, FIFO within
@@ -5,8 +6,8 @@
 -- cap - (jobs holding a lease in it): a dead worker's jobs hold theirs until the reaper frees them.
 -- A job whose task the worker does not offer is not run: it is parked for a worker that offers it (no
 -- attempt charged), and such workers take parked jobs first. c = {worker, lease_ms, prefix, events,
--- pending, offers (set of task names, nil = any)}. Returns a flat list, 7 fields per claimed job:
--- id, task, params, timeout, attempts, max_attempts, queue.
+-- pending, offers (set of task names, nil = any)}. Returns a flat list, 8 fields per claimed job:
+-- id, task, params, timeout, attempts, max_attempts, queue, owner (tenant).
 local function promote_due(q, prefix, now)
   local due = redis.call('ZRANGEBYSCORE', q.delayed, '-inf', now, 'LIMIT', 0, 200)
   for _, id in ipairs(due) do
@@ -33,7 +34,7 @@ local function claim_batch(c, queues, wanted, now)
     end
     local jk = c.prefix .. id
     local f = redis.call('HMGET', jk, 'status', 'task', 'params', 'timeout', 'max_attempts', 'owner', 'attempts',
-      'progress', 'message', 'cancel_requested', 'finished_at')
+      'progress', 'message', 'cancel_requested', 'finished_at', 'attempt_log')
     if f[1] ~= 'queued' then
       -- cancelled while waiting, expired, or a stale duplicate entry: drop it
       redis.call('LREM', q.inflight, -1, entry)
@@ -47,11 +48,11 @@ local function claim_batch(c, queues, wanted, now)
       wake(q) -- an idle worker that offers the task may be waiting
       return false
     end
-    -- the fields were read by the HMGET above: one HSET, and an HDEL only when a field is there to drop
-    -- (a retried or handed-back job), a ZREM only when the queue has orphans at all (2-3 commands a job less)
+    -- the fields were read by the HMGET above: one HSET (attempt log included), and an HDEL only when a
+    -- field is there to drop (a retried or handed-back job), a ZREM only when the queue has orphans at all
     local attempts = (tonumber(f[7]) or 0) + 1
     redis.call('HSET', jk, 'status', 'running', 'worker', c.worker, 'started_at', now, 'queue', q.name,
-      'attempts', attempts)
+      'attempts', attempts, 'attempt_log', log_started(f[12], attempts, c.worker, now))
     if f[8] or f[9] or f[10] or f[11] then
       redis.call('HDEL', jk, 'progress', 'message', 'cancel_requested', 'finished_at')
     end
@@ -60,7 +61,7 @@ local function claim_batch(c, queues, wanted, now)
     if q.has_orphans then redis.call('ZREM', q.orphans, id) end
     redis.call('HINCRBY', c.pending, f[6], -1)
     emit(c.events, id, 'running', f[6], q.name)
-    for _, v in ipairs({id, f[2], f[3], f[4], attempts, f[5], q.name}) do out[#out + 1] = v end
+    for _, v in ipairs({id, f[2], f[3], f[4], attempts, f[5], q.name, f[6]}) do out[#out + 1] = v end
     return true
   end
   -- move entries from `list` and claim them while there is room; the room left
@@ -92,7 +93,7 @@ local function claim_batch(c, queues, wanted, now)
     return room
   end
   for _, q in ipairs(queues) do
-    local left = wanted - #out / 7
+    local left = wanted - #out / 8 -- 8 fields per claimed job (7 before 'owner' joined: it under-claimed)
     if left <= 0 or budget <= 0 then break end
     promote_due(q, c.prefix, now)
     local ctl = redis.call('HMGET', q.control, 'paused', 'cap')

@@ -10,7 +10,7 @@ local function memo_replay(key, token, prefix, worker)
   local out = {}
   for i, id in ipairs(m.ids) do
     local f = redis.call('HMGET', prefix .. id, 'status', 'worker', 'attempts', 'task', 'params', 'timeout',
-      'max_attempts', 'queue')
+      'max_attempts', 'queue', 'owner')
     if f[1] == 'running' and f[2] == worker and tonumber(f[3]) == m.att[i] then
       out[#out + 1] = id
       out[#out + 1] = f[4]
@@ -19,6 +19,7 @@ local function memo_replay(key, token, prefix, worker)
       out[#out + 1] = tonumber(f[3])
       out[#out + 1] = f[7]
       out[#out + 1] = f[8]
+      out[#out + 1] = f[9]
     end
   end
   return {m.st, out}
@@ -26,7 +27,7 @@ end
 local function memo_save(key, token, claimed, statuses, ttl_ms)
   if #claimed == 0 and #statuses == 0 then return end
   local ids, att = {}, {}
-  for i = 1, #claimed, 7 do
+  for i = 1, #claimed, 8 do
     ids[#ids + 1] = claimed[i]
     att[#att + 1] = claimed[i + 4]
   end

@@ -1,4 +1,6 @@
+--- @include "attempt_log"
 --- @include "emit"
+--- @include "release"
 -- finish_one(): end a worker's attempt; used by FINISH_CLAIM. c = {job, result, failed, pending,
 -- history_ttl}; q = the queue block of the worker's queue the job is in (by_name lookup of its 'queue'
 -- field); a = {id, worker, attempt, outcome, data, media, result_ttl, record_ttl, error, delay_ms,
@@ -6,7 +8,7 @@
 local OUTCOMES = {succeeded = true, failed = true, cancelled = true, retry = true, handback = true}
 local function finish_one(c, queues, by_name, a, now)
   local f = redis.call('HMGET', c.job, 'status', 'worker', 'attempts', 'owner', 'queue', 'priority', 'task',
-    'error', 'cancel_requested')
+    'error', 'cancel_requested', 'attempt_log')
   if f[1] ~= 'running' or f[2] ~= a.worker or f[3] ~= a.attempt then return {'stale', f[1] or ''} end
   local q = by_name[f[5]] or queues[1]
   local id = a.id
@@ -15,6 +17,8 @@ local function finish_one(c, queues, by_name, a, now)
   -- O(running jobs), not O(queued): inflight holds only the ids workers are running
   redis.call('LREM', q.inflight, 1, entry)
   redis.call('ZREM', q.leases, id)
+  local log = log_ended(f[10], outcome, now)
+  if log then redis.call('HSET', c.job, 'attempt_log', log) end
   local status
   if outcome == 'succeeded' then
     status = 'succeeded'
@@ -48,7 +52,10 @@ local function finish_one(c, queues, by_name, a, now)
       end
     end
   end
-  if status ~= 'queued' then count_finished(q, f[7], status, now, c.history_ttl) end
+  if status ~= 'queued' then  -- terminal: this transition happens once, so dependents are released once
+    count_finished(q, f[7], status, now, c.history_ttl)
+    release_dependents(c.job, id, status, now, c.pending, events_prefix_of(a.channel, a.id), a.record_ttl)
+  end
   emit(events_prefix_of(a.channel, a.id), a.id, status, f[4], q.name)
   return {'ok', status}
 end

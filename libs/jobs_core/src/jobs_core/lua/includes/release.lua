@@ -1,0 +1,50 @@
+--- @include "queues"
+--- @include "emit"
+-- release_dependents(jk, id, status, now, pending, events_prefix, record_ttl): the job at key jk (id) has
+-- just become terminal with `status`, inside a script that made that transition (guarded by the job's
+-- status, so a duplicate or stale finish never gets here). Every dependency edge is consumed exactly once:
+-- the job's 'dependents' field ({dependent id: policy}) is read and deleted here, so a job that is
+-- retried and ends again releases nothing a second time.
+-- A waiting dependent whose last dependency ended is queued: pushed at its priority to its queue's
+-- waiting list, or paused list while that queue is paused ('release': JSON of those key names, written
+-- by submit_flow from jobs_core.keys), and counted as pending; a failed or cancelled dependency cancels its waiting dependents, transitively,
+-- unless the edge's policy is 'ignore' (then it counts as done). The job prefix is jk minus the id.
+-- Returns the number of dependents queued.
+local function release_dependents(jk, id, status, now, pending, events_prefix, record_ttl)
+  local prefix = string.sub(jk, 1, #jk - #id)
+  local queued = 0
+  local stack = {{jk, id, status}}
+  while #stack > 0 do
+    local top = table.remove(stack)
+    local raw = redis.call('HGET', top[1], 'dependents')
+    if raw then
+      redis.call('HDEL', top[1], 'dependents')
+      for did, policy in pairs(cjson.decode(raw)) do
+        local dk = prefix .. did
+        local f = redis.call('HMGET', dk, 'status', 'owner', 'release', 'priority', 'queue')
+        if f[1] == 'waiting' then
+          if top[3] == 'succeeded' or policy == 'ignore' then
+            if redis.call('HINCRBY', dk, 'deps_left', -1) <= 0 then
+              redis.call('HSET', dk, 'status', 'queued')
+              local r = cjson.decode(f[3])
+              local p = priority_of(f[4])
+              push_waiting({waiting = {[p] = r.waiting}, paused = {[p] = r.paused}, control = r.control,
+                            wake = r.wake}, p, '"' .. did .. '"', false)
+              redis.call('HINCRBY', pending, f[2], 1)
+              emit(events_prefix, did, 'queued', f[2], f[5])
+              queued = queued + 1
+            end
+          else
+            local why = cjson.encode({type = 'DependencyFailed', traceback = cjson.null,
+                                      message = 'dependency ' .. top[2] .. ' ended ' .. top[3]})
+            redis.call('HSET', dk, 'status', 'cancelled', 'finished_at', now, 'error', why)
+            redis.call('EXPIRE', dk, record_ttl)
+            emit(events_prefix, did, 'cancelled', f[2], f[5])
+            stack[#stack + 1] = {dk, did, 'cancelled'}
+          end
+        end
+      end
+    end
+  end
+  return queued
+end

@@ -1,0 +1,105 @@
+--- @include "now"
+--- @include "create_job"
+--- @include "queues"
+--- @include "emit"
+-- Submit jobs with dependencies (one job with depends_on, or a whole workflow DAG) in one atomic step:
+-- every node is created or none is. Nodes come in dependency order (the caller sorted them and refused
+-- cycles). A node whose dependencies are all done is queued at once; one waiting on others is 'waiting'
+-- (in no waiting list: KEDA does not count it) with deps_left = unfinished dependencies, and an edge
+-- {node: policy} in each unfinished dependency's 'dependents' field, consumed by release_dependents when
+-- that dependency ends. A dependency that already failed or was cancelled cancels the node (policy
+-- 'fail') or counts as done ('ignore'). Dependencies outside the batch must be the same tenant's jobs.
+-- KEYS: 1 index zset, 2 owner index zset, 3 seq counter, 4 pending hash, 5 workflow hash, 6 known queues set
+-- ARGV: 1 job key prefix, 2 owner, 3 workflow id ('' = none), 4 workflow JSON, 5 record TTL s,
+--       6 number of nodes N, then per node: id, task, params JSON, max_attempts, timeout, queue name,
+--       priority, release keys JSON ({waiting, paused, control, wake} of that queue and priority),
+--       number of dependencies D, then D pairs: dependency id, policy ('fail'|'ignore'); then, optional, the
+--       submission's W3C traceparent (tracing on: each node's 'trace', so dependents released later run in
+--       the submission's trace)
+-- Returns {'ok', status of each node...} | {'unknown', dependency id}
+local prefix, owner = ARGV[1], ARGV[2]
+local n = tonumber(ARGV[6])
+local nodes = {}
+local batch = {}
+local i = 7
+for _ = 1, n do
+  local node = {id = ARGV[i], task = ARGV[i + 1], params = ARGV[i + 2], max_attempts = ARGV[i + 3],
+                timeout = ARGV[i + 4], queue = ARGV[i + 5], priority = ARGV[i + 6], release = ARGV[i + 7],
+                deps = {}}
+  local d = tonumber(ARGV[i + 8])
+  i = i + 9
+  for _ = 1, d do
+    node.deps[#node.deps + 1] = {ARGV[i], ARGV[i + 1]}
+    i = i + 2
+  end
+  nodes[#nodes + 1] = node
+  batch[node.id] = true
+end
+local traceparent = ARGV[i]
+-- a re-sent call (lost reply) finds its first node: answer as the first run did
+if redis.call('EXISTS', prefix .. nodes[1].id) == 1 then
+  local out = {'ok'}
+  for _, node in ipairs(nodes) do out[#out + 1] = redis.call('HGET', prefix .. node.id, 'status') or '' end
+  return out
+end
+for _, node in ipairs(nodes) do
+  for _, dep in ipairs(node.deps) do
+    if not batch[dep[1]] and redis.call('HGET', prefix .. dep[1], 'owner') ~= owner then
+      return {'unknown', dep[1]}
+    end
+  end
+end
+local now = now_ms()
+local out = {'ok'}
+for _, node in ipairs(nodes) do redis.call('SADD', KEYS[6], node.queue) end
+local k = {index = KEYS[1], owner_index = KEYS[2], seq = KEYS[3], pending = KEYS[4]}
+for _, node in ipairs(nodes) do
+  local left, failed_dep = 0, nil
+  local edges = {}
+  for _, dep in ipairs(node.deps) do
+    local st = redis.call('HGET', prefix .. dep[1], 'status')
+    if st == 'failed' or st == 'cancelled' then
+      if dep[2] ~= 'ignore' then failed_dep = failed_dep or (dep[1] .. ' ended ' .. st) end
+    elseif st ~= 'succeeded' then
+      left = left + 1
+      edges[#edges + 1] = dep
+    end
+  end
+  local status = 'queued'
+  if failed_dep then status = 'cancelled' elseif left > 0 then status = 'waiting' end
+  local deps = {}
+  for _, dep in ipairs(node.deps) do deps[#deps + 1] = dep[1] end
+  k.job = prefix .. node.id
+  create_job(k, {id = node.id, task = node.task, params = node.params, max_attempts = node.max_attempts,
+                 timeout = node.timeout, owner = owner, status = status, hold = true,
+                 extra = {'deps', cjson.encode(deps), 'deps_left', left, 'release', node.release,
+                          'queue', node.queue, 'priority', node.priority, 'workflow', ARGV[3]}}, now)
+  if traceparent and traceparent ~= '' then redis.call('HSET', k.job, 'trace', traceparent) end
+  if status == 'queued' then
+    local r = cjson.decode(node.release)
+    local p = priority_of(node.priority)
+    push_waiting({waiting = {[p] = r.waiting}, paused = {[p] = r.paused}, control = r.control, wake = r.wake},
+                 p, '"' .. node.id .. '"', false)
+    redis.call('HINCRBY', KEYS[4], owner, 1)
+  elseif status == 'cancelled' then
+    local why = cjson.encode({type = 'DependencyFailed', message = 'dependency ' .. failed_dep,
+                              traceback = cjson.null})
+    redis.call('HSET', k.job, 'finished_at', now, 'error', why)
+    redis.call('EXPIRE', k.job, ARGV[5])
+  elseif status == 'waiting' then
+    for _, dep in ipairs(edges) do
+      local dk = prefix .. dep[1]
+      local raw = redis.call('HGET', dk, 'dependents')
+      local map = raw and cjson.decode(raw) or {}
+      map[node.id] = dep[2]
+      redis.call('HSET', dk, 'dependents', cjson.encode(map))
+    end
+  end
+  emit(events_prefix_from_jobs(prefix), node.id, status, owner, node.queue)
+  out[#out + 1] = status
+end
+if ARGV[3] ~= '' then
+  redis.call('HSET', KEYS[5], 'owner', owner, 'nodes', ARGV[4], 'created_at', now)
+  redis.call('EXPIRE', KEYS[5], tonumber(ARGV[5]) * 2)
+end
+return out
