@@ -195,7 +195,7 @@ def render_markdown(res: dict[str, Any]) -> str:
         "",
         "Commands: `make bench` (= `.venv/bin/python -m bench`, after installing `.venv-bench`); "
         "`make bench-smoke` (= `python -m bench --smoke`, ~30 s). Single parts: "
-        "`python -m bench.ours {drain,http,scale,multi,expiry,tracing} --redis-url URL ...`, "
+        "`python -m bench.ours {drain,http,scale,multi,expiry,tracing,curve} --redis-url URL ...`, "
         "`.venv-bench/bin/python -m bench.peers SYSTEM --redis-url URL --jobs N`. The figures on this page are "
         "in `bench/results/latest.json` (`python -m bench --json FILE` writes them; `--render FILE` rebuilds "
         "this page from them).",
