@@ -118,3 +118,13 @@ def test_a_batch_with_a_broken_task_is_503_and_queues_nothing(client: FlaskClien
     assert resp.status_code == 503, resp.get_json()
     assert resp.get_json()["detail"].startswith("task 'bad_minimum' cannot take jobs: ")
     assert client.get("/jobs").get_json()["jobs"] == []
+
+
+def test_the_console_lists_broken_tasks_without_a_form(client: FlaskClient, store: JobStore,
+                                                       broken: dict[str, Any]) -> None:
+    odd = {"name": "enum_not_a_list", "params_schema": {"type": "object", "properties": {"n": {"enum": 5}}}}
+    store.redis.hset(store.keys.tasks, "enum_not_a_list", orjson.dumps(odd))
+    resp = client.get("/ui/tasks")
+    assert resp.status_code == 200
+    page = resp.get_data(as_text=True)
+    assert page.count("Cannot take jobs:") == len(broken) + 1

@@ -247,3 +247,55 @@ def test_reload_restarts_the_workers_when_a_task_module_changes(run_env: dict[st
         assert _result_of_greet(base) == "v3"
     finally:
         run.stop()
+
+
+GPU_MODULE = '''
+from jobs_worker import task
+
+
+@task("render", queue="gpu", params_schema={"type": "object"})
+def render(params, ctx):
+    """A task of the second pool: it runs only on workers that consume the gpu queue."""
+    return {"rendered": True}
+'''
+
+
+@pytest.mark.timeout(240)
+def test_a_second_pool_beside_make_run_runs_its_own_queue(run_env: dict[str, str], tmp_path: Path,
+                                                         namespace: str, store: JobStore) -> None:
+    """Issue 11 §7, as the README's "A second pool with make run" says: make run's workers are the default
+    pool; a worker started beside it with JOBS_QUEUES=gpu and its own task module is a second pool, and
+    the API routes the task's jobs to it (never to the default pool, which lacks the task)."""
+    folder = tmp_path / "pool"
+    folder.mkdir()
+    (folder / "gputasks.py").write_text(GPU_MODULE)
+    run = RunLocal(run_env, tmp_path)
+    pool: subprocess.Popen[bytes] | None = None
+    try:
+        run.wait_line(r"^  \.venv/bin/jobs", 90)
+        base = f"http://{run_env['JOBS_BIND']}"
+        # the README's command, from the folder holding the module, on make run's Redis
+        env = dict(run_env, JOBS_QUEUES="gpu", JOBS_TASK_MODULES="gputasks",
+                   JOBS_WORKER_HEALTH_FILE=str(tmp_path / "gpu.alive"))
+        pool = subprocess.Popen([str(ROOT / ".venv/bin/jobs-worker")], cwd=folder, env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        deadline = time.monotonic() + 60
+        while True:
+            status, _, body = http("POST", f"{base}/jobs", {"task": "render", "params": {}})
+            if status == 202:
+                break
+            assert status == 422 and time.monotonic() < deadline, body  # until the pool published the task
+            time.sleep(0.3)
+        job = json.loads(body)
+        assert job["queue"] == "gpu"
+        status, _, body = http("GET", f"{base}/jobs/{job['id']}?wait=30", timeout=60)
+        done = json.loads(body)
+        assert done["status"] == "succeeded", done
+        assert done["attempts"] == 1
+        queues = {q["name"]: q for q in json.loads(http("GET", f"{base}/queues")[2])["queues"]}
+        assert queues["gpu"]["workers"], queues["gpu"]  # the second pool is seen consuming its queue
+    finally:
+        if pool is not None and pool.poll() is None:
+            os.killpg(pool.pid, signal.SIGTERM)
+            pool.wait(30)
+        run.stop()

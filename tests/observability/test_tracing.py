@@ -75,19 +75,32 @@ def _log_lines(path: Path) -> list[dict[str, Any]]:
     return out
 
 
+CHATTY = """
+from jobs_worker import task
+
+@task("chatty")
+def chatty(params, ctx):
+    ctx.log.info("via ctx.log")
+    print("printed by the task")
+    return params
+"""
+
+
 def test_one_trace_from_the_submit_request_to_the_run(tmp_path: Path, redis_url: str,
                                                       receiver: OtlpReceiver) -> None:
-    stack = _stack(tmp_path, redis_url, receiver, workers=1).start()
+    (tmp_path / "obs_tasks.py").write_text(CHATTY)
+    stack = _stack(tmp_path, redis_url, receiver, workers=1, JOBS_TASK_MODULES="obs_tasks",
+                   PYTHONPATH=str(tmp_path)).start()
     try:
-        job_id = _submit(stack, "echo", {"hello": "secret-param-value"})
+        job_id = _submit(stack, "chatty", {"hello": "secret-param-value"})
         _wait_status(stack, job_id, "succeeded")
         spans = _spans_of(receiver, job_id, want=2)  # enqueue, run
         record = redis.Redis.from_url(redis_url).hgetall(f"{stack.namespace}:job:{job_id}")
     finally:
         stack.stop()
 
-    enqueue = next(s for s in spans if s.name == "enqueue echo")
-    run = next(s for s in spans if s.name == "run echo")
+    enqueue = next(s for s in spans if s.name == "enqueue chatty")
+    run = next(s for s in spans if s.name == "run chatty")
     trace_id = enqueue.trace_id
     everything = [s for s in receiver.snapshot() if s.trace_id == trace_id]
     by_id = {s.span_id: s for s in everything}
@@ -100,9 +113,9 @@ def test_one_trace_from_the_submit_request_to_the_run(tmp_path: Path, redis_url:
     assert run.service == "jobs-worker" and run.trace_id == trace_id and run.kind == 5  # CONSUMER
     assert run.parent_id == enqueue.span_id
     assert [(t, s) for t, s, _ in run.links] == [(trace_id, enqueue.span_id)]
-    assert run.attributes["jobs.task"] == "echo" and run.attributes["jobs.attempt"] == 1
+    assert run.attributes["jobs.task"] == "chatty" and run.attributes["jobs.attempt"] == 1
     assert run.attributes["jobs.outcome"] == "succeeded"
-    execute = next(s for s in everything if s.name == "execute echo")
+    execute = next(s for s in everything if s.name == "execute chatty")
     assert execute.parent_id == run.span_id and execute.end_ns - execute.start_ns > 0
     # the outcome is stored by a Redis call inside the run span
     assert any(s.parent_id == run.span_id and s.attributes.get("db.system") == "redis" for s in everything)
@@ -114,9 +127,10 @@ def test_one_trace_from_the_submit_request_to_the_run(tmp_path: Path, redis_url:
     api_lines = [e for e in _log_lines(stack.error_log) if e.get("job") == job_id]
     worker_lines = [e for e in _log_lines(stack.workdir / "worker-0.log") if e.get("job") == job_id]
     assert [e["msg"] for e in api_lines] == ["job submitted"]
-    assert {e["msg"] for e in worker_lines} >= {"job started", "job attempt ended"}
+    assert {e["msg"] for e in worker_lines} >= {"job started", "job attempt ended", "via ctx.log",
+                                                "printed by the task"}  # the task's own lines too
     for entry in api_lines + worker_lines:
-        assert entry["trace_id"] == trace_id and entry["task"] == "echo" and "attempt" in entry
+        assert entry["trace_id"] == trace_id and entry["task"] == "chatty" and "attempt" in entry
 
 
 def test_each_attempt_is_a_span_when_the_first_worker_is_killed(tmp_path: Path, redis_url: str,

@@ -95,6 +95,7 @@ def _cases(job: str, queue: str, admin_key: str) -> list[tuple[str, str, str, An
         cases.append((f"{method} {path[:12]}", method, path, None, {}, {405}))
     cases += _schedule_cases()
     cases += _workflow_cases(job)
+    cases += _webhook_cases(job)
     for auth in ("", "Bearer", "Bearer ", "Basic dXNlcjpwYXNz", "Bearer *", "Bearer " + "k" * 4000, "bearer  x  y"):
         cases.append((f"Authorization {auth[:15]!r}", "GET", "/jobs", None, {"Authorization": auth}, {401}))
     cases += _batch_cases()
@@ -244,6 +245,25 @@ def _workflow_cases(job: str) -> list[tuple[str, str, str, Any, dict[str, str], 
     for bad in ("*", "..%2F..", "%00", str(uuid.UUID(int=0)), job):
         cases.append((f"workflow id {bad[:10]!r} GET", "GET", f"/workflows/{bad}", None, {}, {404}))
         cases.append((f"workflow id {bad[:10]!r} DELETE", "DELETE", f"/workflows/{bad}", None, {}, {404}))
+    return cases
+
+
+def _webhook_cases(job: str) -> list[tuple[str, str, str, Any, dict[str, str], set[int]]]:
+    """Rejected callback URLs (shape, scheme, non-public addresses: SSRF) and secret rotation by an operator."""
+    j = {"Content-Type": "application/json"}
+    cases: list[tuple[str, str, str, Any, dict[str, str], set[int]]] = []
+    for url in ("", "ftp://example.com/", "http://example.com/", "https://10.0.0.1/", "https://169.254.169.254/x",
+                "https://[::1]/", "https://[::ffff:127.0.0.1]/", "https://u:p@example.com/", "https:///x",
+                "https://example.com:99999/", "https://exa mple.com/", "https://e.com/" + "x" * 3000, 5, None, ["x"]):
+        body = json.dumps({"task": "echo", "callback_url": url}).encode()
+        cases.append((f"callback_url {json.dumps(url)[:25]}", "POST", "/jobs", body, j, {422}))
+    batch = {"jobs": [{"task": "echo", "callback_url": "https://a.example/"}, {"task": "echo"}]}
+    cases.append(("batch with two callbacks", "POST", "/jobs/batch", json.dumps(batch).encode(), j, {422}))
+    body = json.dumps({"task": "echo", "depends_on": [job], "callback_url": "https://a.example/"}).encode()
+    cases.append(("callback_url with depends_on", "POST", "/jobs", body, j, {422}))
+    cases.append(("rotate secret as operator", "POST", "/webhooks/secret/rotate", None, {}, {403}))
+    for method in ("GET", "PUT", "DELETE"):
+        cases.append((f"{method} secret/rotate", method, "/webhooks/secret/rotate", None, {}, {405}))
     return cases
 
 

@@ -164,7 +164,8 @@ def test_long_polls_past_the_process_share_answer_at_once(client: FlaskClient, s
     queued every other request for up to a minute. Past the process's share they now answer at once."""
     import jobs_api.jobs
 
-    monkeypatch.setattr(jobs_api.jobs, "_waiters", threading.BoundedSemaphore(1))
+    one_slot = threading.BoundedSemaphore(1)
+    monkeypatch.setattr(jobs_api.jobs, "held", lambda: one_slot)  # the process's long-held budget: one
     job = client.post("/jobs", json={"task": "echo", "params": {}}).get_json()["id"]  # stays queued: no worker
     holder = threading.Thread(target=lambda: client.get(f"/jobs/{job}?wait=2"))
     holder.start()

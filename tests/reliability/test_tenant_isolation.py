@@ -67,6 +67,13 @@ def _role_and_queue_probes(stack: Stack, jobs: dict[str, str], leaks: list[str])
             resp = expect(who, h, "GET", path, 200)
             if any(j.encode() in resp.body for j in jobs.values()) or b"alpha" in resp.body or b"a-batch" in resp.body:
                 leaks.append(f"{who} GET {path} names A's jobs: {resp}")
+    # webhook secrets are per tenant: only an admin rotates, and only its own tenant's (the admin key is 'ops')
+    expect("B", b, "POST", "/webhooks/secret/rotate", 403)
+    expect("A's viewer", viewer, "POST", "/webhooks/secret/rotate", 403)
+    rotated = expect("admin", admin, "POST", "/webhooks/secret/rotate", 200)
+    owners = sorted(stack.client().hkeys(f"{queue}:webhook_secrets"))
+    if rotated.status == 200 and owners != [b"ops"]:
+        leaks.append(f"the admin's rotation touched other tenants' secrets: {owners}")
     # operators and viewers cannot change queues; the queue is untouched
     for who, h in (("B", b), ("A's viewer", viewer)):
         expect(who, h, "POST", f"/queues/{queue}/pause", 403)

@@ -198,6 +198,14 @@ class Settings:
     schedule_grace_seconds: float = 30.0
     max_schedules_per_tenant: int = 100
     schedules_file: str | None = None
+    # webhooks (jobs_core.webhooks)
+    webhooks_enabled: bool = True
+    webhook_allow_http: bool = False
+    webhook_allow_private: bool = False
+    webhook_timeout_seconds: float = 5.0
+    webhook_retry_seconds: float = 5.0
+    webhook_deadline_seconds: float = 86400.0
+    webhook_secret_grace_seconds: float = 86400.0
 
     @property
     def keys(self) -> Keys:
@@ -294,6 +302,14 @@ class Settings:
             schedule_grace_seconds=_float(env, "JOBS_SCHEDULE_GRACE_SECONDS", cls.schedule_grace_seconds, 0.0),
             max_schedules_per_tenant=_int(env, "JOBS_MAX_SCHEDULES_PER_TENANT", cls.max_schedules_per_tenant, 1),
             schedules_file=env.get("JOBS_SCHEDULES_FILE", "").strip() or None,
+            webhooks_enabled=_flag(env, "JOBS_WEBHOOKS", cls.webhooks_enabled),
+            webhook_allow_http=_flag(env, "JOBS_WEBHOOK_ALLOW_HTTP", cls.webhook_allow_http),
+            webhook_allow_private=_flag(env, "JOBS_WEBHOOK_ALLOW_PRIVATE", cls.webhook_allow_private),
+            webhook_timeout_seconds=_float(env, "JOBS_WEBHOOK_TIMEOUT_SECONDS", cls.webhook_timeout_seconds, 0.1, 60),
+            webhook_retry_seconds=_float(env, "JOBS_WEBHOOK_RETRY_SECONDS", cls.webhook_retry_seconds, 0.1, 3600),
+            webhook_deadline_seconds=_float(env, "JOBS_WEBHOOK_DEADLINE_SECONDS", cls.webhook_deadline_seconds, 1),
+            webhook_secret_grace_seconds=_float(env, "JOBS_WEBHOOK_SECRET_GRACE_SECONDS",
+                                                cls.webhook_secret_grace_seconds, 0),
         )
 
 

@@ -144,6 +144,10 @@ class WorkflowNotFound(JobsError):
         self.workflow_id = workflow_id
 
 
+class UnsafeWebhookUrl(JobsError):
+    """A webhook callback URL that may not be called (scheme, shape, or a non-public address)."""
+
+
 class TaskDefinitionError(ConfigError):
     """A task module cannot be imported, or a task it defines is invalid (the worker refuses to start)."""
 

@@ -19,6 +19,8 @@ MIN_PRIORITY, MAX_PRIORITY, DEFAULT_PRIORITY = 0, 9, 5  # re-exported by jobs_co
 PRIORITIES_HIGH_FIRST: tuple[int, ...] = tuple(range(MAX_PRIORITY, MIN_PRIORITY - 1, -1))
 #: Entries the job event stream keeps (about: trimmed with ``MAXLEN ~``); see ``lua/includes/emit.lua``.
 EVENT_STREAM_MAXLEN = 10_000
+#: Consumer group of the webhook dispatchers on :attr:`Keys.webhook_outbox`.
+WEBHOOK_GROUP = "dispatchers"
 
 
 def namespace(prefix: str, *parts: str) -> str:
@@ -178,6 +180,19 @@ class Keys:
         :data:`EVENT_STREAM_MAXLEN` entries. Scripts build it as the events channel prefix + ``stream``
         (a channel name is never a key, and no job id is ``stream``)."""
         return self.events_prefix + "stream"
+
+    @property
+    def webhook_outbox(self) -> str:
+        """Uncapped stream of webhook events (fields event, job, status, tenant, url, at), written by the
+        terminal scripts in the same step as the transition, read by the dispatchers' consumer group
+        (:data:`WEBHOOK_GROUP`); acknowledged entries are deleted. Scripts build it as the events channel
+        prefix + ``webhooks`` (no job id is ``webhooks``)."""
+        return self.events_prefix + "webhooks"
+
+    @property
+    def webhook_secrets(self) -> str:
+        """Hash tenant -> JSON ``{current, previous, previous_until}`` of webhook signing secrets."""
+        return namespace(self.prefix, "webhook_secrets")
 
     # --- indexes (no TTL; entries of expired records are pruned by the reaper and by listing) ---
     @property

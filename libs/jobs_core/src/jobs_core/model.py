@@ -251,6 +251,9 @@ class Job:
     result_type: str | None = None
     queue: str = "jobs"
     priority: int = DEFAULT_PRIORITY
+    callback_url: str | None = None
+    #: Webhook deliveries so far: ``{"attempts": [{event, status_code, error, at}...], "delivered": bool}``.
+    webhook: Mapping[str, Any] | None = None
 
     @property
     def is_terminal(self) -> bool:
@@ -295,6 +298,8 @@ class Job:
             result_type=h.get("result_type") or None,
             queue=h.get("queue") or "jobs",
             priority=int(h.get("priority") or DEFAULT_PRIORITY),
+            callback_url=h.get("callback") or None,
+            webhook=loads(h["webhook"]) if h.get("webhook") else None,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -303,7 +308,7 @@ class Job:
         def ts(d: datetime | None) -> str | None:
             return d.isoformat(timespec="milliseconds").replace("+00:00", "Z") if d else None
 
-        return {
+        body = {
             "id": self.id,
             "task": self.task,
             "queue": self.queue,
@@ -322,3 +327,8 @@ class Job:
             "worker": self.worker,
             "cancel_requested": self.cancel_requested,
         }
+        if self.callback_url:
+            hook = self.webhook or {}
+            body["webhook"] = {"callback_url": self.callback_url, "attempts": list(hook.get("attempts") or []),
+                               "delivered": bool(hook.get("delivered"))}
+        return body

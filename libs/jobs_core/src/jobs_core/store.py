@@ -132,12 +132,14 @@ class JobStore(Delivery, Browse, QueueAdmin, ScheduleStore, FlowStore):
         idempotency_key: str | None = None,
         max_pending: int | None = None,
         max_pending_per_tenant: int | None = None,
+        callback_url: str | None = None,
     ) -> tuple[Job, bool]:
         """Store a job and queue it in one atomic step; return ``(job, created)``.
 
         ``queue`` defaults to ``settings.queue``; ``priority`` is 0..9, higher runs first. ``created`` is
         False when ``idempotency_key`` was already used for the same request, in which case the earlier job
-        is returned. Raises :class:`QueueFull` or :class:`IdempotencyConflict`.
+        is returned. ``callback_url`` (checked by the caller, :func:`jobs_core.webhooks.check_url`) gets a
+        signed webhook when the job ends. Raises :class:`QueueFull` or :class:`IdempotencyConflict`.
         """
         item = Submission(task, params, queue, priority, max_attempts, timeout, delay)
         jobs, created = self._enqueue_items(
@@ -146,6 +148,7 @@ class JobStore(Delivery, Browse, QueueAdmin, ScheduleStore, FlowStore):
             digest_of=lambda: request_digest(task, params, max_attempts=max_attempts, timeout=timeout, delay=delay,
                                              **({"priority": priority} if priority != DEFAULT_PRIORITY else {})),
             idem_scope="",
+            callback_url=callback_url,
         )
         return jobs[0], created
 
@@ -157,6 +160,7 @@ class JobStore(Delivery, Browse, QueueAdmin, ScheduleStore, FlowStore):
         idempotency_key: str | None = None,
         max_pending: int | None = None,
         max_pending_per_tenant: int | None = None,
+        callback_url: str | None = None,
     ) -> tuple[list[Job], bool]:
         """Store and queue every item, all or none, in one script; return ``(jobs, created)``.
 
@@ -175,6 +179,7 @@ class JobStore(Delivery, Browse, QueueAdmin, ScheduleStore, FlowStore):
                  "max_attempts": i.max_attempts, "timeout": i.timeout, "delay": i.delay} for i in items
             ])).hexdigest(),
             idem_scope="batch:",
+            callback_url=callback_url,
         )
 
     def _enqueue_items(
@@ -187,6 +192,7 @@ class JobStore(Delivery, Browse, QueueAdmin, ScheduleStore, FlowStore):
         max_pending_per_tenant: int | None,
         digest_of: Callable[[], str],
         idem_scope: str,
+        callback_url: str | None = None,
     ) -> tuple[list[Job], bool]:
         s = self.settings
         queue_names = list(dict.fromkeys(i.queue or s.queue for i in items))
@@ -224,6 +230,10 @@ class JobStore(Delivery, Browse, QueueAdmin, ScheduleStore, FlowStore):
                 if tracing.record_params():  # JOBS_TRACE_PARAMS=1 only: params may hold personal data
                     span.set_attribute("jobs.params", tracing.clip(dumps([i.params for i in items])))
                 args.append(tracing.traceparent())
+            if callback_url:  # after the (optional) traceparent slot
+                if span is None:
+                    args.append("")
+                args.append(callback_url)
             reply = self._enqueue(
                 keys=[self.keys.index, self.keys.owner_index(owner), self.keys.pending, self.keys.seq, idem_key,
                       self.keys.queues, *(key for k in queue_keys for key in k.block)],

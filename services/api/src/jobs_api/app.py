@@ -14,7 +14,20 @@ from flask import Flask, Response, g, request
 from jobs_core import tracing
 from jobs_core.config import Settings
 
-from jobs_api import background, console, docs, events, health, jobs, metrics, queues, schedules, tasks, workflows
+from jobs_api import (
+    background,
+    console,
+    docs,
+    events,
+    health,
+    jobs,
+    metrics,
+    queues,
+    schedules,
+    tasks,
+    webhooks,
+    workflows,
+)
 from jobs_api.auth import Authenticator
 from jobs_api.problems import register_error_handlers
 from jobs_api.state import EXTENSION, State
@@ -55,7 +68,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     if settings.schedules_file:  # a bad file stops the start here, with a clear message
         app.extensions[background.DECLARED] = background.load_declared(settings.schedules_file)
-    for blueprint in (jobs.bp, tasks.bp, queues.bp, schedules.bp, workflows.bp, health.bp, docs.bp, events.bp):
+    for blueprint in (jobs.bp, tasks.bp, queues.bp, schedules.bp, workflows.bp, webhooks.bp, health.bp, docs.bp,
+                      events.bp):
         app.register_blueprint(blueprint)
     console.init_app(app)
     register_error_handlers(app)

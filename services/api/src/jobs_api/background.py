@@ -1,4 +1,5 @@
-"""Background threads of an API process: the schedule ticker (and the declared schedules it applies).
+"""Background threads of an API process: the schedule ticker (and the declared schedules it applies) and
+the webhook dispatcher (``jobs_core.webhooks``: several share the outbox through a consumer group).
 
 Started by gunicorn's ``post_worker_init`` in every API process. Several tickers are harmless: every
 tick is enqueued exactly once whichever gets there first (``jobs_core.ticker``).
@@ -11,6 +12,8 @@ applied at start by every process, idempotently (an unchanged definition changes
 from __future__ import annotations
 
 import logging
+import os
+import socket
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +23,7 @@ from jobs_core.errors import ConfigError, InvalidSchedule
 from jobs_core.schedules import SCHEDULE_NAME, ScheduleSpec
 from jobs_core.store import JobStore
 from jobs_core.ticker import Ticker
+from jobs_core.webhooks import Dispatcher
 
 from jobs_api import openapi_flows
 from jobs_api.state import EXTENSION, State
@@ -78,12 +82,25 @@ def apply_declared(store: JobStore, declared: list[Declared]) -> None:
 DECLARED = "jobs_api.declared_schedules"
 
 
+def start_dispatcher(st: State) -> Dispatcher | None:
+    """Start this process's webhook dispatcher (unless ``JOBS_WEBHOOKS=off``); returns it."""
+    if not st.settings.webhooks_enabled:
+        return None
+    from jobs_api.metrics import WEBHOOK_DELIVERIES
+
+    dispatcher = Dispatcher(st.store, f"{socket.gethostname()}:{os.getpid()}",
+                            observe=lambda outcome: WEBHOOK_DELIVERIES.labels(outcome).inc())
+    dispatcher.start()
+    return dispatcher
+
+
 def start(app: Flask) -> Ticker | None:
-    """Start this process's ticker (unless ``JOBS_SCHEDULER=off``); returns it."""
+    """Start this process's ticker (unless ``JOBS_SCHEDULER=off``) and webhook dispatcher; returns the ticker."""
     if EXTENSION not in app.extensions:  # another app under the same gunicorn settings (bench's hello app)
         return None
     st: State = app.extensions[EXTENSION]
     s = st.settings
+    start_dispatcher(st)
     declared: list[Declared] = app.extensions.get(DECLARED, [])
     if not s.scheduler_enabled:
         if declared:

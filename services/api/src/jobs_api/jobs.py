@@ -10,8 +10,9 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from flask import Blueprint, Response, request
+from jobs_core import webhooks
 from jobs_core.config import Role
-from jobs_core.errors import IdempotencyConflict, QueueFull
+from jobs_core.errors import IdempotencyConflict, QueueFull, UnsafeWebhookUrl
 from jobs_core.model import DEFAULT_PRIORITY, Job, JobStatus, Submission, is_job_id
 from jobs_core.serialization import EncodingError, dumps
 
@@ -153,6 +154,20 @@ def submit() -> Response:
     return json_response(job_body(job), 202, headers)
 
 
+def _callback_url(body: Any, path: str = "/callback_url") -> str | None:
+    """The submission's ``callback_url`` (already a string by the schema) once judged safe, else 422."""
+    url = body.get("callback_url") if isinstance(body, dict) else None
+    if url is None:
+        return None
+    s = state().settings
+    try:
+        webhooks.check_literal(webhooks.check_url(url, allow_http=s.webhook_allow_http),
+                               allow_private=s.webhook_allow_private)
+    except UnsafeWebhookUrl as e:
+        raise validation_problem([{"path": path, "message": str(e)}]) from None
+    return str(url)
+
+
 def create_job(body: Any, idempotency_key: str | None, owner: str) -> tuple[Job, bool]:
     """Validate a submission body exactly as ``POST /jobs`` does and queue it for ``owner`` on its task's queue.
 
@@ -164,7 +179,10 @@ def create_job(body: Any, idempotency_key: str | None, owner: str) -> tuple[Job,
     except _Invalid as e:
         SUBMISSIONS.labels(e.label, e.outcome).inc()
         raise validation_problem(e.errors) from None
+    callback = _callback_url(body)
     if body.get("depends_on"):  # waits for other jobs: created by the workflow script (see workflows.py)
+        if callback is not None:
+            raise validation_problem([{"path": "/callback_url", "message": "cannot be combined with depends_on"}])
         if idempotency_key is not None:
             raise validation_problem([{"path": "/headers/Idempotency-Key",
                                        "message": "cannot be combined with depends_on"}])
@@ -188,6 +206,7 @@ def create_job(body: Any, idempotency_key: str | None, owner: str) -> tuple[Job,
             idempotency_key=idempotency_key,
             max_pending=st.settings.max_pending,
             max_pending_per_tenant=st.settings.max_pending_per_tenant,
+            callback_url=callback,
         ),
     )
     log.info("job submitted" if created else "job submission replayed", extra=job_fields(job))
@@ -232,6 +251,11 @@ def submit_batch() -> Response:
         )
         problem.extra["invalid_items"] = bad
         raise problem
+    callbacks = {item.get("callback_url") for item in body["jobs"]}  # all items valid: strings or None
+    if len(callbacks) > 1:
+        raise validation_problem([{"path": "/jobs", "message": "every job of a batch names the same callback_url, "
+                                   "or none"}])
+    callback = _callback_url(body["jobs"][0], "/jobs/0/callback_url")
     st = state()
     jobs, created = _enqueued(
         Counter(sub.task for sub in subs),
@@ -241,6 +265,7 @@ def submit_batch() -> Response:
             idempotency_key=key,
             max_pending=st.settings.max_pending,
             max_pending_per_tenant=st.settings.max_pending_per_tenant,
+            callback_url=callback,
         ),
     )
     for job in jobs:

@@ -32,6 +32,12 @@ from prometheus_client.multiprocess import MultiProcessCollector
 
 log = logging.getLogger("jobs_api")
 
+WEBHOOK_DELIVERIES = Counter(
+    "jobs_webhook_deliveries",
+    "Webhook delivery attempts by outcome (delivered, failed: will be retried, refused: unsafe destination, "
+    "expired: deadline passed, given up).",
+    ["outcome"],
+)
 SUBMISSIONS = Counter(
     "jobs_api_submissions",
     "Job submissions by task and outcome (accepted, replayed, invalid, unknown_task, conflict, queue_full, "

@@ -83,6 +83,15 @@ SCHEMAS: dict[str, Any] = {
                                     "on_failure": {"type": "string", "enum": ["fail", "ignore"]}}},
                 ]},
             },
+            "callback_url": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": 2048,
+                "description": "Where a signed webhook (Standard Webhooks) is POSTed each time the job ends. "
+                "https:// only unless JOBS_WEBHOOK_ALLOW_HTTP; non-public addresses refused unless "
+                "JOBS_WEBHOOK_ALLOW_PRIVATE. In a batch, every job names the same one or none. Not with "
+                "depends_on.",
+            },
             "priority": {
                 "type": "integer",
                 "minimum": MIN_PRIORITY,
@@ -150,6 +159,22 @@ SCHEMAS: dict[str, Any] = {
                 "within a worker heartbeat.",
             },
             "tenant": {"type": "string", "description": "The tenant that owns the job (whose key submitted it)."},
+            "webhook": {
+                "type": "object",
+                "description": "Only for a job with a callback_url: its webhook delivery attempts (the latest 20).",
+                "required": ["callback_url", "attempts", "delivered"],
+                "additionalProperties": False,
+                "properties": {
+                    "callback_url": {"type": "string"},
+                    "delivered": {"type": "boolean", "description": "A delivery was answered 2xx."},
+                    "attempts": {"type": "array", "items": {
+                        "type": "object", "required": ["event", "status_code", "error", "at"],
+                        "additionalProperties": False,
+                        "properties": {"event": {"type": "string", "description": "The webhook-id."},
+                                       "status_code": {"type": ["integer", "null"]},
+                                       "error": _NULLABLE_STRING, "at": _TIMESTAMP}}},
+                },
+            },
             "links": {
                 "type": "object",
                 "required": ["self", "result"],
@@ -489,7 +514,7 @@ PATHS: dict[str, Any] = {
 
 def build_spec() -> dict[str, Any]:
     """A fresh copy of the OpenAPI document."""
-    from jobs_api import openapi_flows  # imports this module's helpers
+    from jobs_api import openapi_flows, openapi_webhooks  # import this module's helpers
 
     return copy.deepcopy(
         {
@@ -505,12 +530,14 @@ def build_spec() -> dict[str, Any]:
                 {"name": "tasks", "description": "Tasks published by the workers."},
                 {"name": "queues", "description": "Queues: statistics (any role); pause, resume, cap (admin)."},
                 *openapi_flows.TAGS,
+                *openapi_webhooks.TAGS,
                 {"name": "ops", "description": "Health, metrics and documentation (no auth)."},
             ],
             "paths": {**PATHS, **openapi_batch.PATHS, **openapi_queues.PATHS, **openapi_flows.PATHS,
-                      **openapi_events.PATHS},
+                      **openapi_webhooks.PATHS, **openapi_events.PATHS},
             "components": {
-                "schemas": {**SCHEMAS, **openapi_batch.SCHEMAS, **openapi_queues.SCHEMAS, **openapi_flows.SCHEMAS},
+                "schemas": {**SCHEMAS, **openapi_batch.SCHEMAS, **openapi_queues.SCHEMAS, **openapi_flows.SCHEMAS,
+                            **openapi_webhooks.SCHEMAS},
                 "securitySchemes": {
                     "bearerAuth": {
                         "type": "http",

@@ -17,6 +17,7 @@ from multiprocessing.sharedctypes import Synchronized
 from typing import Any
 
 from jobs_core.errors import JobCancelled, Reject, ResultNotJSON, Retry
+from jobs_core.tracing import trace_id_of
 
 from jobs_worker.results import encode_result
 from jobs_worker.tasklog import TaskLogging
@@ -54,6 +55,7 @@ class JobMessage:
     queue: str
     deadline: float
     tenant: str | None = None
+    trace: str | None = None  # the submission's traceparent (tracing on): its trace id goes on every log line
 
 
 class ChildContext(Context):
@@ -112,7 +114,11 @@ def child_main(conn: Connection, cancel_flag: Synchronized[int], config: ChildCo
         if job is None:
             return
         ctx = ChildContext(conn, cancel_flag, job)
-        logs.start_job(ctx.log_fields())
+        fields = ctx.log_fields()
+        trace_id = trace_id_of(job.trace)
+        if trace_id is not None:
+            fields["trace_id"] = trace_id
+        logs.start_job(fields)
         try:
             conn.send(run_one(registry, job, ctx, config))
         finally:

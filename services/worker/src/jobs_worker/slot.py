@@ -76,7 +76,7 @@ class Slot:
         self.running = Running(job=job, started=now, deadline=now + timeout)
         self.conn.send(JobMessage(job_id=job.id, task=job.task, params=job.params, attempt=job.attempt,
                                   max_attempts=job.max_attempts, queue=job.queue, deadline=time.time() + timeout,
-                                  tenant=job.owner))
+                                  tenant=job.owner, trace=job.trace))
 
     def kill(self) -> None:
         """Kill the child at once (SIGKILL) and start a fresh one."""

@@ -9,7 +9,9 @@
 --       5 Q, 6 use idempotency key '1'/'0', 7 request digest, 8 idempotency TTL s, 9 number of jobs N,
 --       then Q queue blocks of ARGV, then N groups of 8: id, task, params JSON, max_attempts, timeout,
 --       delay ms, queue number (1..Q), priority (0..9); then, optional, the submission's W3C traceparent
---       (tracing on: stored as the records' 'trace' field, read by the worker for its run spans)
+--       (tracing on: stored as the records' 'trace' field, read by the worker for its run spans; '' = none),
+--       then, optional, the jobs' webhook callback URL (stored as 'callback'; includes/release.lua writes
+--       the webhook event when the job ends)
 -- Returns {'ok', created_ms, seq of each job...} | {'exists', id of each job...} | {'conflict', first id}
 --         | {'full', 'global' | 'tenant', queue name}
 -- The ids are new for every call, so a record under the first means this very call already ran: the
@@ -19,6 +21,7 @@ local queues = queue_blocks(7, 10, nq)
 local jb = 10 + nq * QUEUE_ARGS
 local function item(i, f) return ARGV[jb + (i - 1) * 8 + f] end
 local traceparent = ARGV[jb + n * 8]
+local callback = ARGV[jb + n * 8 + 1]
 local done = redis.call('HMGET', prefix .. item(1, 0), 'created_at', 'seq')
 if done[1] then
   local out = {'ok', tonumber(done[1]), tonumber(done[2])}
@@ -64,6 +67,7 @@ for i = 1, n do
     'attempts', 0, 'max_attempts', item(i, 3), 'timeout', item(i, 4), 'owner', ARGV[1],
     'created_at', now, 'seq', seq, 'queue', q.name, 'priority', priority)
   if traceparent and traceparent ~= '' then redis.call('HSET', jk, 'trace', traceparent) end
+  if callback and callback ~= '' then redis.call('HSET', jk, 'callback', callback) end
   local delay = tonumber(item(i, 5))
   if delay > 0 then
     redis.call('HSET', jk, 'run_at', now + delay)

@@ -18,6 +18,7 @@ from jobs_api.console.session import current_principal
 from jobs_api.jobs import create_job
 from jobs_api.problems import Problem, validation_problem
 from jobs_api.state import state
+from jobs_api.validation import schema_problem
 
 _MAX_FORM_FIELD = 64 * 1024
 
@@ -157,6 +158,10 @@ def tasks() -> str:
 def _task_view(info: Mapping[str, Any]) -> dict[str, Any]:
     """A task with the form fields its schema gives (simple top-level properties; the rest as JSON)."""
     schema = info.get("params_schema") or {}
+    schema_json = orjson.dumps(schema, option=orjson.OPT_INDENT_2).decode()
+    problem = info.get("problem") or schema_problem(schema if isinstance(schema, Mapping) else {})
+    if problem:  # a broken published schema gives no form fields (a submission answers 503 naming it)
+        return {**info, "problem": problem, "fields": [], "schema_json": schema_json}
     props = schema.get("properties") if isinstance(schema, Mapping) else None
     required = set(schema.get("required") or []) if isinstance(schema, Mapping) else set()
     defaults = info.get("defaults") or {}
@@ -186,7 +191,7 @@ def _task_view(info: Mapping[str, Any]) -> dict[str, Any]:
             "min": prop.get("minimum"),
             "max": prop.get("maximum"),
         })
-    return {**info, "fields": fields, "schema_json": orjson.dumps(schema, option=orjson.OPT_INDENT_2).decode()}
+    return {**info, "fields": fields, "schema_json": schema_json}
 
 
 def _form_params(task: Mapping[str, Any]) -> dict[str, Any]:

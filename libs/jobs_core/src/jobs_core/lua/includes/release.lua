@@ -1,5 +1,17 @@
 --- @include "queues"
 --- @include "emit"
+-- outbox(jk, id, status, now, events_prefix): the job at jk has just become terminal; when it names a
+-- callback, record its webhook event in the outbox stream (Keys.webhook_outbox = events prefix ..
+-- 'webhooks', uncapped: an event is deleted only once delivered or given up) in this same atomic step, so
+-- no crash loses it and no transition that did not happen emits one. The event id '<id>:<n>' (n counts
+-- the job's terminal transitions: a retried job that ends again is a new event) is stable for receivers.
+local function outbox(jk, id, status, now, events_prefix)
+  local f = redis.call('HMGET', jk, 'callback', 'owner', 'task')
+  if not f[1] or f[1] == '' then return end
+  local n = redis.call('HINCRBY', jk, 'terminal_seq', 1)
+  redis.call('XADD', events_prefix .. 'webhooks', '*', 'event', id .. ':' .. n, 'job', id, 'status', status,
+    'tenant', f[2] or '', 'task', f[3] or '', 'url', f[1], 'at', now)
+end
 -- release_dependents(jk, id, status, now, pending, events_prefix, record_ttl): the job at key jk (id) has
 -- just become terminal with `status`, inside a script that made that transition (guarded by the job's
 -- status, so a duplicate or stale finish never gets here). Every dependency edge is consumed exactly once:
@@ -9,6 +21,7 @@
 -- waiting list, or paused list while that queue is paused ('release': JSON of those key names, written
 -- by submit_flow from jobs_core.keys), and counted as pending; a failed or cancelled dependency cancels its waiting dependents, transitively,
 -- unless the edge's policy is 'ignore' (then it counts as done). The job prefix is jk minus the id.
+-- Every job made terminal here (the first and each cascaded one) gets its webhook event (outbox above).
 -- Returns the number of dependents queued.
 local function release_dependents(jk, id, status, now, pending, events_prefix, record_ttl)
   local prefix = string.sub(jk, 1, #jk - #id)
@@ -16,6 +29,7 @@ local function release_dependents(jk, id, status, now, pending, events_prefix, r
   local stack = {{jk, id, status}}
   while #stack > 0 do
     local top = table.remove(stack)
+    outbox(top[1], top[2], top[3], now, events_prefix)
     local raw = redis.call('HGET', top[1], 'dependents')
     if raw then
       redis.call('HDEL', top[1], 'dependents')
