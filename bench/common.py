@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import redis
 
@@ -77,6 +78,43 @@ class PrivateRedis:
         except subprocess.TimeoutExpired:
             self.process.kill()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class RedisCost:
+    """Redis-side cost between two snapshots: commands (scripts' inner ones included), client reads
+    (round trips), CPU time and memory."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.r = client
+        self.r.config_resetstat()
+        self.start = self._snap()
+
+    def _snap(self) -> dict[str, float]:
+        info = self.r.info("all")
+        calls = {k[len("cmdstat_"):]: v["calls"] for k, v in info.items() if k.startswith("cmdstat_")}
+        return {
+            "commands": float(sum(calls.values())),
+            "reads": float(info["total_reads_processed"]),
+            "cpu": float(info["used_cpu_user"]) + float(info["used_cpu_sys"]),
+            "memory": float(info["used_memory"]),
+            "calls": calls,  # type: ignore[dict-item]
+        }
+
+    def per_job(self, jobs: int, own_round_trips: int = 0, own_commands: int = 0) -> dict[str, Any]:
+        """Cost per job since the start; the round trips and commands made by the harness's own polling
+        (``own_round_trips``, ``own_commands``) are taken off."""
+        end = self._snap()
+        calls_end: dict[str, float] = end["calls"]  # type: ignore[assignment]
+        calls_start: dict[str, float] = self.start["calls"]  # type: ignore[assignment]
+        per_cmd = {k: round((v - calls_start.get(k, 0)) / jobs, 3) for k, v in calls_end.items()
+                   if v - calls_start.get(k, 0) > 0 and k not in ("info", "config|resetstat", "config")}
+        return {
+            "commands": max(0.0, end["commands"] - self.start["commands"] - own_commands) / jobs,
+            "round_trips": max(0.0, end["reads"] - self.start["reads"] - own_round_trips) / jobs,
+            "redis_cpu_us": (end["cpu"] - self.start["cpu"]) * 1e6 / jobs,
+            "memory_bytes": (end["memory"] - self.start["memory"]) / jobs,
+            "by_command": dict(sorted(per_cmd.items(), key=lambda kv: -kv[1])),
+        }
 
 
 def percentiles(samples_ms: Sequence[float]) -> dict[str, float]:

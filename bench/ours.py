@@ -24,9 +24,20 @@ from typing import Any
 
 import redis
 from jobs_core.config import Settings
+from jobs_core.model import Submission
 from jobs_core.store import JobStore
 
-from bench.common import BENCH_PY, ROOT, Procs, emit, free_port, measure_drain, percentiles, run_driver
+from bench.common import (
+    BENCH_PY,
+    ROOT,
+    Procs,
+    RedisCost,
+    emit,
+    free_port,
+    measure_drain,
+    percentiles,
+    run_driver,
+)
 
 VENV_BIN = ROOT / ".venv" / "bin"
 API_KEY = "bench-key-0123456789"
@@ -46,42 +57,6 @@ def start_workers(url: str, procs: int, concurrency: int, **extra: str) -> Procs
     return Procs.start(argv, procs, env=worker_env(url, **extra))
 
 
-class RedisCost:
-    """Redis-side cost between two snapshots: commands (scripts' inner ones included), client reads
-    (round trips), CPU time and memory."""
-
-    def __init__(self, client: redis.Redis) -> None:
-        self.r = client
-        self.r.config_resetstat()
-        self.start = self._snap()
-
-    def _snap(self) -> dict[str, float]:
-        info = self.r.info("all")
-        calls = {k[len("cmdstat_"):]: v["calls"] for k, v in info.items() if k.startswith("cmdstat_")}
-        return {
-            "commands": float(sum(calls.values())),
-            "reads": float(info["total_reads_processed"]),
-            "cpu": float(info["used_cpu_user"]) + float(info["used_cpu_sys"]),
-            "memory": float(info["used_memory"]),
-            "calls": calls,  # type: ignore[dict-item]
-        }
-
-    def per_job(self, jobs: int, own_round_trips: int = 0) -> dict[str, Any]:
-        """Cost per job since the start; ``own_round_trips`` made by the harness are taken off."""
-        end = self._snap()
-        calls_end: dict[str, float] = end["calls"]  # type: ignore[assignment]
-        calls_start: dict[str, float] = self.start["calls"]  # type: ignore[assignment]
-        per_cmd = {k: round((v - calls_start.get(k, 0)) / jobs, 3) for k, v in calls_end.items()
-                   if v - calls_start.get(k, 0) > 0 and k not in ("info", "config|resetstat", "config")}
-        return {
-            "commands": (end["commands"] - self.start["commands"]) / jobs,
-            "round_trips": max(0.0, end["reads"] - self.start["reads"] - own_round_trips) / jobs,
-            "redis_cpu_us": (end["cpu"] - self.start["cpu"]) * 1e6 / jobs,
-            "memory_bytes": (end["memory"] - self.start["memory"]) / jobs,
-            "by_command": dict(sorted(per_cmd.items(), key=lambda kv: -kv[1])),
-        }
-
-
 class Counted:
     """Wrap a poll function and count its calls (each is one Redis round trip)."""
 
@@ -94,6 +69,12 @@ class Counted:
         return self.fn()
 
 
+def harness_commands(queue_len: Counted, all_done: Counted, per_poll: int = 1) -> int:
+    """Commands the drain's own polling sent (``per_poll`` per queue-length poll; an all-done poll
+    makes two of those): taken off the per-job command counts."""
+    return per_poll * (queue_len.calls + 2 * all_done.calls)
+
+
 def drain(store: JobStore, jobs: int, workers: Procs) -> dict[str, Any]:
     """Drain rate: our jobs leave ``inflight`` only in FINISH, when their result is stored."""
     r = store.redis
@@ -101,6 +82,7 @@ def drain(store: JobStore, jobs: int, workers: Procs) -> dict[str, Any]:
     all_done = Counted(lambda: r.llen(store.keys.queue) == 0 and r.llen(store.keys.inflight) == 0)
     result = measure_drain(queue_len, all_done, jobs)
     result["harness_round_trips"] = queue_len.calls + 2 * all_done.calls
+    result["harness_commands"] = harness_commands(queue_len, all_done)
     result["rss_mb"] = workers.rss_mb()
     return result
 
@@ -119,12 +101,16 @@ def part_drain(url: str, jobs: int, procs: int, concurrency: int, round_trips: i
     cost = RedisCost(client)
     ids, enqueue_rate = enqueue_lib(store, jobs)
     enqueue_cost = cost.per_job(jobs)
+    queued = ids[len(ids) // 2]
+    memory_queued = {"job_hash": client.memory_usage(store.keys.job(queued), samples=0),
+                     "used_memory_per_job": enqueue_cost["memory_bytes"]}
     out: dict[str, Any] = {"jobs": jobs, "procs": procs, "concurrency": concurrency,
-                           "enqueue_rate": enqueue_rate, "enqueue_cost": enqueue_cost}
+                           "enqueue_rate": enqueue_rate, "enqueue_cost": enqueue_cost,
+                           "memory_queued": memory_queued}
     with start_workers(url, procs, concurrency) as workers:
         cost = RedisCost(client)
         d = drain(store, jobs, workers)
-        out["worker_cost"] = cost.per_job(jobs, d["harness_round_trips"])
+        out["worker_cost"] = cost.per_job(jobs, d["harness_round_trips"], d["harness_commands"])
         out.update(drain_rate=d["rate"], drain_elapsed=d["elapsed"], rss_mb=d["rss_mb"])
         statuses = [j.status.value for j in store.get_many(ids[-1000:])]
         out["all_succeeded"] = statuses.count("succeeded") == len(statuses)
@@ -184,9 +170,11 @@ class Gunicorn:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/jobs"
 
-    def load(self, concurrency: int, duration: float = 0.0, count: int = 0) -> dict[str, Any]:
-        args = [self.url, "--concurrency", str(concurrency), "--header", f"Authorization: Bearer {API_KEY}"]
+    def load(self, concurrency: int, duration: float = 0.0, count: int = 0, path: str = "",
+             body: str = "") -> dict[str, Any]:
+        args = [self.url + path, "--concurrency", str(concurrency), "--header", f"Authorization: Bearer {API_KEY}"]
         args += ["--count", str(count)] if count else ["--duration", str(duration)]
+        args += ["--body", body] if body else []
         return run_driver(BENCH_PY, "bench.http_load", args)
 
     def stop(self) -> None:
@@ -217,8 +205,22 @@ def http_round_trips(port: int, count: int) -> dict[str, float]:
     return percentiles(samples)
 
 
-def part_http(url: str, jobs: int, procs: int, concurrency: int, round_trips: int, duration: float) -> dict[str, Any]:
-    """POST /jobs: enqueue rate and drain of those jobs, HTTP round trips, submit rate vs bare Flask."""
+BATCH_CLIENTS = 4
+
+
+def batch_load(api: Gunicorn, batch: int, duration: float) -> dict[str, Any]:
+    """``POST /jobs/batch`` of ``batch`` no-op jobs each, ``BATCH_CLIENTS`` clients: jobs accepted per second
+    (only 202 answers count)."""
+    body = json.dumps({"jobs": [{"task": "echo", "params": {"i": i}} for i in range(batch)]})
+    res = api.load(BATCH_CLIENTS, duration=duration, path="/batch", body=body)
+    accepted = res["statuses"].get("202", 0)
+    return {**res, "batch": batch, "clients": BATCH_CLIENTS, "jobs_per_s": accepted * batch / res["elapsed"]}
+
+
+def part_http(url: str, jobs: int, procs: int, concurrency: int, round_trips: int, duration: float,
+              batch: int = 500) -> dict[str, Any]:
+    """POST /jobs: enqueue rate and drain of those jobs, HTTP round trips, submit rate vs bare Flask,
+    POST /jobs/batch jobs accepted per second."""
     client = redis.Redis.from_url(url)
     client.flushdb()
     store = JobStore(client, settings(url))
@@ -251,6 +253,7 @@ def part_http(url: str, jobs: int, procs: int, concurrency: int, round_trips: in
                 out[key] = {**samples[len(samples) // 2], "rps_runs": [round(r["rps"]) for r in samples]}
         finally:
             hello.stop()
+        out["batch"] = batch_load(api, batch, duration / 2)
     finally:
         api.stop()
     return out
@@ -272,10 +275,45 @@ def part_scale(url: str, jobs: int, procs: int, concurrency: int, keep: bool = F
     with start_workers(url, procs, concurrency, **(env or {})) as workers:
         cost = RedisCost(client)
         d = drain(store, jobs, workers)
-        c = cost.per_job(jobs, d["harness_round_trips"])
+        c = cost.per_job(jobs, d["harness_round_trips"], d["harness_commands"])
     return {"jobs": jobs, "procs": procs, "concurrency": concurrency, "drain_rate": d["rate"],
             "enqueue_rate": enqueue_rate, "redis_cpu_us": c["redis_cpu_us"], "round_trips": c["round_trips"],
             "commands": c["commands"], "rss_mb": d["rss_mb"], "finished_before": finished_before}
+
+
+CURVE_SLOTS = 4  # slots per worker process as recommended (README, Scaling): one process = one pod
+
+
+def part_curve(url: str, jobs: int, procs: int, job_ms: float) -> dict[str, Any]:
+    """One point of the scale-out curve: ``procs`` worker processes x ``CURVE_SLOTS`` slots against one
+    Redis, jobs of ``job_ms`` (the bench's ``nap`` task; 0 = the no-op ``echo``).
+
+    The jobs are queued into a paused queue and the queue is resumed only once every worker has
+    registered, so that 32 processes booting on 2 cores do not count as drain time. Redis cost is
+    measured over the drain only (claim, finish, heartbeats, reaper, history counters): the enqueue
+    cost is the drain part's, added in the report.
+    """
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    env = {"JOBS_TASK_MODULES": "bench.bench_tasks"}
+    store = JobStore(client, settings(url))
+    task, params = ("nap", {"ms": job_ms}) if job_ms else ("echo", {})
+    store.pause_queue(store.keys.queue_name)
+    for start in range(0, jobs, 500):
+        store.enqueue_many([Submission(task, {**params, "i": i}) for i in range(start, min(jobs, start + 500))],
+                           owner="bench")
+    with start_workers(url, procs, CURVE_SLOTS, **env) as workers:
+        deadline = time.monotonic() + 300
+        while client.zcard(store.keys.workers) < procs and time.monotonic() < deadline:
+            time.sleep(0.2)
+        registered = int(client.zcard(store.keys.workers))
+        cost = RedisCost(client)
+        store.resume_queue(store.keys.queue_name)
+        d = drain(store, jobs, workers)
+        c = cost.per_job(jobs, d["harness_round_trips"], d["harness_commands"])
+    return {"jobs": jobs, "procs": procs, "slots": CURVE_SLOTS, "job_ms": job_ms, "registered": registered,
+            "drain_rate": d["rate"], "redis_cpu_us": c["redis_cpu_us"], "commands": c["commands"],
+            "round_trips": c["round_trips"], "rss_mb": d["rss_mb"]}
 
 
 @contextlib.contextmanager
@@ -344,7 +382,8 @@ def part_multi(url: str, jobs: int, procs: int, concurrency: int) -> dict[str, A
         queue_len = Counted(waiting)
         all_done = Counted(lambda: waiting() == 0 and running() == 0)
         d = measure_drain(queue_len, all_done, jobs)
-        c = cost.per_job(jobs, queue_len.calls + 2 * all_done.calls)
+        c = cost.per_job(jobs, queue_len.calls + 2 * all_done.calls,
+                         harness_commands(queue_len, all_done, 3 * 10))  # 10 waiting lists per queue
         rss = workers.rss_mb()
     return {"jobs": jobs, "procs": procs, "concurrency": concurrency, "queues": len(MULTI_QUEUES),
             "priorities": 10, "drain_rate": d["rate"], "round_trips": c["round_trips"],
@@ -371,7 +410,7 @@ def part_expiry(url: str) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("part", choices=["drain", "http", "scale", "multi", "expiry", "tracing"])
+    parser.add_argument("part", choices=["drain", "http", "scale", "multi", "expiry", "tracing", "curve"])
     parser.add_argument("--redis-url", required=True)
     parser.add_argument("--jobs", type=int, default=10_000)
     parser.add_argument("--procs", type=int, default=2)
@@ -379,13 +418,17 @@ def main() -> None:
     parser.add_argument("--round-trips", type=int, default=300)
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--keep", action="store_true", help="scale: keep earlier runs' finished jobs")
+    parser.add_argument("--job-ms", type=float, default=0.0, help="curve: length of each job")
+    parser.add_argument("--batch", type=int, default=500, help="http: jobs per POST /jobs/batch")
     a = parser.parse_args()
     if a.part == "drain":
         emit(part_drain(a.redis_url, a.jobs, a.procs, a.concurrency, a.round_trips))
     elif a.part == "http":
-        emit(part_http(a.redis_url, a.jobs, a.procs, a.concurrency, a.round_trips, a.duration))
+        emit(part_http(a.redis_url, a.jobs, a.procs, a.concurrency, a.round_trips, a.duration, a.batch))
     elif a.part == "scale":
         emit(part_scale(a.redis_url, a.jobs, a.procs, a.concurrency, a.keep))
+    elif a.part == "curve":
+        emit(part_curve(a.redis_url, a.jobs, a.procs, a.job_ms))
     elif a.part == "multi":
         emit(part_multi(a.redis_url, a.jobs, a.procs, a.concurrency))
     elif a.part == "tracing":

@@ -16,7 +16,7 @@ from typing import Any
 
 import redis
 
-from bench.common import Procs, emit, measure_drain, percentiles
+from bench.common import Procs, RedisCost, emit, measure_drain, percentiles
 
 BIN = os.path.dirname(os.path.abspath(os.sys.executable))  # type: ignore[attr-defined]
 
@@ -208,13 +208,20 @@ class Remaining:
     def __init__(self, peer: Peer, handles: list[Any]) -> None:
         self.peer = peer
         self.left = handles
+        self.commands = 0  # sent by this check (taken off the peer's commands per job)
+        self.round_trips = 0
+
+    def done_many(self, handles: Sequence[Any]) -> list[bool]:
+        self.commands += len(handles)
+        self.round_trips += 1
+        return self.peer.done_many(handles)
 
     def __call__(self) -> bool:
-        if self.left and not self.peer.done_many(self.left[-1:])[0]:
+        if self.left and not self.done_many(self.left[-1:])[0]:
             return False
         for start in range(0, len(self.left), 2000):
             chunk = self.left[start : start + 2000]
-            flags = self.peer.done_many(chunk)
+            flags = self.done_many(chunk)
             if not all(flags):
                 self.left = [h for h, ok in zip(chunk, flags, strict=True) if not ok] + self.left[start + 2000 :]
                 return False
@@ -227,12 +234,24 @@ def run(system: str, url: str, jobs: int, round_trips: int) -> dict[str, Any]:
     client.flushdb()
     os.environ["BENCH_REDIS_URL"] = url
     peer = SETUPS[system](url, client)
+    cost = RedisCost(client)
     t = time.perf_counter()
     handles = [peer.enqueue(i) for i in range(jobs)]
     enqueue_rate = jobs / (time.perf_counter() - t)
     out: dict[str, Any] = {"system": system, "jobs": jobs, "enqueue_rate": enqueue_rate}
+    polls = 0
+
+    def queue_len() -> int:
+        nonlocal polls
+        polls += 1
+        return peer.queue_len()
+
     with Procs.start(peer.worker_argv(), peer.procs, env={"BENCH_REDIS_URL": url}) as procs:
-        drain = measure_drain(peer.queue_len, Remaining(peer, handles), jobs)
+        remaining = Remaining(peer, handles)
+        drain = measure_drain(queue_len, remaining, jobs)
+        # life cycle (enqueue + drain) as Redis saw it, the harness's polling taken off; the worker's idle
+        # polling while it boots is included, as it is for ours
+        out["redis_cost"] = cost.per_job(jobs, polls + remaining.round_trips, polls + remaining.commands)
         out.update(drain_rate=drain["rate"], drain_elapsed=drain["elapsed"], rss_mb=procs.rss_mb())
         if round_trips:
             for i in range(5):  # warm connections and code paths

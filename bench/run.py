@@ -25,6 +25,8 @@ from bench.report import render_markdown, render_table
 
 PEERS = ["bare", "rq-simple", "rq-fork", "celery", "dramatiq-2x1", "dramatiq-default", "huey"]
 BEST = (2, 4)  # our recommended 2-core setup: 2 worker processes x --concurrency 4
+CURVE_PROCS = [1, 2, 4, 8, 16, 32]  # scale-out curve: worker processes (x 4 slots) against one Redis
+CURVE_JOB_MS = [0, 10]
 
 
 def machine() -> dict[str, str]:
@@ -103,6 +105,12 @@ def run(smoke: bool) -> dict[str, Any]:
         plan.append((("scale_queue", str(i)), OUR_PY, "bench.ours", ["scale", "--jobs", str(n), "--procs",
                                                                     str(procs), "--concurrency", str(conc),
                                                                     *(["--keep"] if i else [])]))
+    # the smoke run: one point per job length (2 processes for one of them), to keep it short
+    for job_ms in CURVE_JOB_MS:
+        for p in CURVE_PROCS if not smoke else [2 if not job_ms else 1]:
+            n = 100 if smoke else (6000 if not job_ms else min(6000, 400 * p + 600))
+            plan.append((("curve", f"{job_ms}-{p}"), OUR_PY, "bench.ours",
+                         ["curve", "--jobs", str(n), "--procs", str(p), "--job-ms", str(job_ms)]))
     plan.append((("expiry",), OUR_PY, "bench.ours", ["expiry"]))
     plan.append((("tracing",), OUR_PY, "bench.ours", ["tracing", "--jobs", str(jobs), "--procs", str(procs),
                                                      "--concurrency", str(conc)]))
@@ -127,13 +135,26 @@ def run(smoke: bool) -> dict[str, Any]:
     finally:
         server.stop()
     for (where, *_), out in zip(plan, outputs, strict=True):
-        if where[0] in ("setups", "scale_workers", "scale_queue"):
+        if where[0] in ("setups", "scale_workers", "scale_queue", "curve"):
             results.setdefault(where[0], []).append(out)
         elif len(where) == 2:
             results.setdefault(where[0], {})[where[1]] = out
         else:
             results[where[0]] = out
     return results
+
+
+PLOT = ROOT / "docs" / "img" / "scale-out.png"
+
+
+def plot(results: dict[str, Any], out: Path) -> None:
+    """The scale-out PNG, drawn by ``bench.plot`` in .venv-bench (matplotlib is a bench-only tool)."""
+    with tempfile.NamedTemporaryFile("w", suffix=".json") as f:
+        json.dump(results, f)
+        f.flush()
+        subprocess.run([BENCH_PY, "-m", "bench.plot", f.name, str(out)], cwd=ROOT, check=True,
+                       env={**os.environ, "PYTHONPATH": str(ROOT)})
+    print(f"bench: scale-out plot written to {out}", file=sys.stderr)
 
 
 def main() -> None:
@@ -148,6 +169,8 @@ def main() -> None:
         output = args.output or str(ROOT / "docs" / "benchmarks.md")
         Path(output).parent.mkdir(parents=True, exist_ok=True)
         Path(output).write_text(render_markdown(results))
+        if results.get("curve"):
+            plot(results, PLOT)
         print(render_table(results))
         return
     if not Path(BENCH_PY).exists():
@@ -165,6 +188,7 @@ def main() -> None:
     if json_out:
         Path(json_out).parent.mkdir(parents=True, exist_ok=True)
         Path(json_out).write_text(json.dumps(results, indent=1))
+    plot(results, Path(tempfile.gettempdir()) / "jobs-bench-smoke.png" if args.smoke else PLOT)
     Path(output).parent.mkdir(parents=True, exist_ok=True)
     Path(output).write_text(render_markdown(results))
     print(f"bench: report written to {output} ({results['elapsed_s']} s)", file=sys.stderr)

@@ -52,6 +52,17 @@ def test_a_worker_on_a_b_takes_a_first(settings: Settings, namespace: str) -> No
     assert [c.queue for c in w.claim("w", 3)] == [b]
 
 
+def test_a_claim_across_queues_fills_every_free_slot(settings: Settings, namespace: str) -> None:
+    """Regression: the claim counted 7 fields per claimed job after an 8th joined, so a worker with 8
+    free slots got only 7 jobs when the first queue held 7 and the second more."""
+    a, b = f"{namespace}-a", f"{namespace}-b"
+    producer = JobStore.from_settings(settings)
+    ja = [producer.enqueue("echo", {}, queue=a)[0].id for _ in range(7)]
+    jb = [producer.enqueue("echo", {}, queue=b)[0].id for _ in range(3)]
+    w = worker_store(settings, a, b)
+    assert [c.id for c in w.claim("w", 8)] == [*ja, jb[0]]
+
+
 def test_priorities_in_order_fifo_within_also_after_hand_back_and_reap(settings: Settings) -> None:
     store = JobStore.from_settings(settings.replace(lease_seconds=0.2, reaper_interval_seconds=0.01))
     order = [5, 9, 0, 5, 9, 0, 5]

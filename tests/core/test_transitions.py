@@ -153,3 +153,37 @@ def test_other_owner_sees_nothing(store: JobStore) -> None:
         store.cancel(job.id, owner="bob")
     assert store.get(job.id).status is JobStatus.QUEUED
     assert store.get(job.id, owner="alice").owner == "alice"
+
+
+def test_a_second_attempt_starts_clean_and_its_success_clears_the_first_error(store: JobStore) -> None:
+    """Claim and finish skip their HDEL/ZREM when there is nothing to drop (issue 16): a job that does
+    carry leftovers — progress, error and a cancel request of its first attempt, an orphan entry — must
+    still have all of them cleared, and its attempts counted."""
+    job_id = make(store, JobStatus.RUNNING)
+    assert store.set_progress(W, job_id, 1, 0.5, "half")
+    store.cancel(job_id)  # a request while running: the flag stays on the record
+    assert store.redis.hget(store.keys.job(job_id), "cancel_requested") is not None
+    assert store.finish(W, job_id, 1, "retry", error=JobError("E", "first")) == "queued"
+    store.redis.zadd(store.keys.orphans, {job_id: 1})  # as the reaper leaves a job it found without a lease
+    (claimed,) = store.claim(W, 1)
+    assert claimed.id == job_id and claimed.attempt == 2
+    fields = store.redis.hgetall(store.keys.job(job_id))
+    for gone in (b"progress", b"message", b"finished_at"):
+        assert gone not in fields, gone
+    assert fields[b"attempts"] == b"2" and fields[b"status"] == b"running"
+    assert store.redis.zscore(store.keys.orphans, job_id) is None
+    assert store.finish(W, job_id, 2, "succeeded", result=Result(b"1", "application/json")) == "succeeded"
+    job = store.get(job_id)
+    assert job.status is JobStatus.SUCCEEDED and job.error is None and job.attempts == 2
+    assert store.redis.hget(store.keys.job(job_id), "cancel_requested") is None
+
+
+def test_one_claim_takes_jobs_across_priorities_highest_first(store: JobStore) -> None:
+    """The claim pops several entries per waiting list at once (LMPOP): order across and within
+    priorities is still highest priority first, FIFO within one."""
+    ids = {p: [store.enqueue("echo", {"p": p, "i": i}, priority=p)[0].id for i in range(3)] for p in (2, 5, 9)}
+    claimed = [c.id for c in store.claim(W, 7)]
+    assert claimed == ids[9] + ids[5] + ids[2][:1]
+    assert [c.id for c in store.claim(W, 5)] == ids[2][1:]
+    assert store.claim(W, 1) == []
+    assert store.redis.llen(store.keys.inflight) == 9

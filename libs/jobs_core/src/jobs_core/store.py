@@ -38,6 +38,7 @@ from jobs_core.model import (
     DEFAULT_PRIORITY,
     MAX_PRIORITY,
     MIN_PRIORITY,
+    TERMINAL_STATUSES,
     Job,
     JobStatus,
     Result,
@@ -56,6 +57,16 @@ JSON_MEDIA_TYPE = "application/json"
 def queue_entry(job_id: str) -> str:
     """The queue list entry for a job: its id JSON-encoded, as ``hotqueue(serializer=json)`` writes."""
     return f'"{job_id}"'
+
+
+#: What a job's event channel carries: its new status. Only these can end a wait.
+_TERMINAL_EVENTS = frozenset(s.value.encode() for s in TERMINAL_STATUSES)
+
+
+def _may_be_terminal(data: object) -> bool:
+    """Whether a message on a job's channel may announce its end (a waiter re-reads the record only
+    then: a 'running' or 'queued' event would cost a round trip for nothing)."""
+    return not isinstance(data, bytes) or data in _TERMINAL_EVENTS
 
 
 def request_digest(task: str, params: Mapping[str, Any], **options: Any) -> str:
@@ -377,7 +388,8 @@ class JobStore(Delivery, Browse, QueueAdmin, ScheduleStore, FlowStore):
                 if remaining <= 0:
                     break
                 message = pubsub.get_message(timeout=min(remaining, 1.0))
-                if message is None or (message["type"] == "message" and message["channel"] == wanted):
+                if message is None or (message["type"] == "message" and message["channel"] == wanted
+                                       and _may_be_terminal(message["data"])):
                     job = self.get(job_id, owner)
             clean = True
             return job

@@ -33,7 +33,8 @@ local function claim_batch(c, queues, wanted, now)
       return false
     end
     local jk = c.prefix .. id
-    local f = redis.call('HMGET', jk, 'status', 'task', 'params', 'timeout', 'max_attempts', 'owner')
+    local f = redis.call('HMGET', jk, 'status', 'task', 'params', 'timeout', 'max_attempts', 'owner', 'attempts',
+      'progress', 'message', 'cancel_requested', 'finished_at', 'attempt_log')
     if f[1] ~= 'queued' then
       -- cancelled while waiting, expired, or a stale duplicate entry: drop it
       redis.call('LREM', q.inflight, -1, entry)
@@ -47,12 +48,17 @@ local function claim_batch(c, queues, wanted, now)
       wake(q) -- an idle worker that offers the task may be waiting
       return false
     end
-    local attempts = redis.call('HINCRBY', jk, 'attempts', 1)
-    attempt_started(jk, attempts, c.worker, now)
-    redis.call('HSET', jk, 'status', 'running', 'worker', c.worker, 'started_at', now, 'queue', q.name)
-    redis.call('HDEL', jk, 'progress', 'message', 'cancel_requested', 'finished_at')
+    -- the fields were read by the HMGET above: one HSET (attempt log included), and an HDEL only when a
+    -- field is there to drop (a retried or handed-back job), a ZREM only when the queue has orphans at all
+    local attempts = (tonumber(f[7]) or 0) + 1
+    redis.call('HSET', jk, 'status', 'running', 'worker', c.worker, 'started_at', now, 'queue', q.name,
+      'attempts', attempts, 'attempt_log', log_started(f[12], attempts, c.worker, now))
+    if f[8] or f[9] or f[10] or f[11] then
+      redis.call('HDEL', jk, 'progress', 'message', 'cancel_requested', 'finished_at')
+    end
     redis.call('ZADD', q.leases, now + c.lease_ms, id)
-    redis.call('ZREM', q.orphans, id)
+    if q.has_orphans == nil then q.has_orphans = redis.call('EXISTS', q.orphans) == 1 end
+    if q.has_orphans then redis.call('ZREM', q.orphans, id) end
     redis.call('HINCRBY', c.pending, f[6], -1)
     emit(c.events, id, 'running', f[6], q.name)
     for _, v in ipairs({id, f[2], f[3], f[4], attempts, f[5], q.name, f[6]}) do out[#out + 1] = v end
@@ -68,8 +74,26 @@ local function claim_batch(c, queues, wanted, now)
     end
     return room, false
   end
+  -- the same from the waiting lists, highest priority first: LMPOP takes up to `room` entries from the
+  -- first non-empty list in one command (a LMOVE per entry plus one per empty list before)
+  local function drain_waiting(q, room)
+    local args = {#q.waiting_desc, unpack(q.waiting_desc)}
+    local n = #args
+    args[n + 1], args[n + 2] = 'LEFT', 'COUNT'
+    while room > 0 and budget > 0 do
+      args[n + 3] = math.min(room, budget)
+      local got = redis.call('LMPOP', unpack(args))
+      if not got then return room end
+      redis.call('RPUSH', q.inflight, unpack(got[2]))
+      for _, entry in ipairs(got[2]) do
+        budget = budget - 1
+        if take(q, entry) then room = room - 1 end
+      end
+    end
+    return room
+  end
   for _, q in ipairs(queues) do
-    local left = wanted - #out / 7
+    local left = wanted - #out / 8 -- 8 fields per claimed job (7 before 'owner' joined: it under-claimed)
     if left <= 0 or budget <= 0 then break end
     promote_due(q, c.prefix, now)
     local ctl = redis.call('HMGET', q.control, 'paused', 'cap')
@@ -88,11 +112,9 @@ local function claim_batch(c, queues, wanted, now)
           end
         end
       end
-      local stopped = false -- out of room with work maybe left behind: wake an idle worker for it
-      for p = 9, 0, -1 do
-        if room <= 0 or budget <= 0 then stopped = true break end
-        room = drain(q, q.waiting[p], room)
-      end
+      if room > 0 and budget > 0 then room = drain_waiting(q, room) end
+      -- out of room with work maybe left behind: wake an idle worker for it
+      local stopped = room <= 0 or budget <= 0
       if stopped and not capped then wake(q) end
     end
   end

@@ -7,7 +7,8 @@
 -- channel}. Returns {'ok', status} | {'stale', current status or ''}.
 local OUTCOMES = {succeeded = true, failed = true, cancelled = true, retry = true, handback = true}
 local function finish_one(c, queues, by_name, a, now)
-  local f = redis.call('HMGET', c.job, 'status', 'worker', 'attempts', 'owner', 'queue', 'priority', 'task')
+  local f = redis.call('HMGET', c.job, 'status', 'worker', 'attempts', 'owner', 'queue', 'priority', 'task',
+    'error', 'cancel_requested', 'attempt_log')
   if f[1] ~= 'running' or f[2] ~= a.worker or f[3] ~= a.attempt then return {'stale', f[1] or ''} end
   local q = by_name[f[5]] or queues[1]
   local id = a.id
@@ -16,12 +17,14 @@ local function finish_one(c, queues, by_name, a, now)
   -- O(running jobs), not O(queued): inflight holds only the ids workers are running
   redis.call('LREM', q.inflight, 1, entry)
   redis.call('ZREM', q.leases, id)
-  attempt_ended(c.job, outcome, now)
+  local log = log_ended(f[10], outcome, now)
+  if log then redis.call('HSET', c.job, 'attempt_log', log) end
   local status
   if outcome == 'succeeded' then
     status = 'succeeded'
     redis.call('HSET', c.job, 'status', status, 'finished_at', now, 'progress', 1, 'result_type', a.media)
-    redis.call('HDEL', c.job, 'error', 'cancel_requested')
+    -- read above, so that the common case (neither set) costs no command
+    if f[8] or f[9] then redis.call('HDEL', c.job, 'error', 'cancel_requested') end
     redis.call('SET', c.result, a.data, 'EX', a.result_ttl)
     redis.call('EXPIRE', c.job, a.record_ttl)
   elseif outcome == 'failed' or outcome == 'cancelled' then
