@@ -42,7 +42,8 @@ SLICE_SECONDS = 5.0
 KEEPALIVE_SECONDS = 5.0
 #: What EventSource waits before reconnecting (ms).
 RETRY_MS = 2000
-_EVENT_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
+_EVENT_ID = re.compile(r"[0-9]{1,20}-[0-9]{1,20}")  # ASCII digits only: \d also takes "²"
+_U64_MAX = 2**64 - 1  # Redis stream id parts are unsigned 64-bit: a larger one is a Redis error, not a 400
 _TENANT = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 
 
@@ -72,7 +73,7 @@ def _start_id(store: JobStore) -> tuple[str, bool]:
     resume = request.headers.get("Last-Event-ID") or request.args.get("last_event_id") or ""
     if not resume:
         return store.last_event_id(), False
-    if not _EVENT_ID.match(resume):
+    if not _EVENT_ID.fullmatch(resume) or any(int(part) > _U64_MAX for part in resume.split("-")):
         raise validation_problem([{"path": "/headers/Last-Event-ID", "message": "not an id this stream sent"}],
                                  status=400)
     if resume == "0-0" or store.event_kept(resume):
