@@ -8,6 +8,7 @@ import threading
 import time
 
 import pytest
+import redis
 from jobs_core.config import Settings
 from jobs_core.errors import IdempotencyConflict, QueueFull
 from jobs_core.keys import Keys
@@ -282,3 +283,31 @@ def test_catalogue_shows_live_workers_conflicts_and_retires_stale_tasks(settings
     time.sleep(1.2)
     assert store.retire_stale_tasks() == ["mail"] and "mail" not in store.tasks()
     assert store.retire_task("render") and not store.retire_task("render")
+
+
+def test_an_idle_worker_blocked_on_its_wake_list_survives_a_demoted_primary(store: JobStore) -> None:
+    """Found by the failover scenario in CI: when Sentinel demotes the primary, Redis/Valkey unblock BLPOP
+    with ``-UNBLOCKED ...`` (a ResponseError, not a connection error), which killed the idle worker. The
+    same reply comes from ``CLIENT UNBLOCK <id> ERROR``: the wait must end as "look for work" instead."""
+    out: list[object] = []
+
+    def wait() -> None:
+        try:
+            out.append(store.wait_for_work(10))
+        except Exception as e:  # the assertion below shows it
+            out.append(e)
+
+    admin = redis.Redis.from_url(store.settings.redis_url)  # its own connection, never the wait's
+    before = {c["id"] for c in admin.client_list()}
+    blocked = threading.Thread(target=wait)
+    blocked.start()
+    deadline = time.monotonic() + 5
+    client_id = None
+    while client_id is None and time.monotonic() < deadline:  # the wait's connection, once it blocks
+        new = [c["id"] for c in admin.client_list() if c["id"] not in before and c.get("cmd") == "blpop"]
+        client_id = new[0] if new else None
+        time.sleep(0.05)
+    assert client_id is not None, "the wait never blocked"
+    admin.execute_command("CLIENT", "UNBLOCK", client_id, "ERROR")
+    blocked.join(5)
+    assert out == [True], out

@@ -108,7 +108,14 @@ class Delivery:
     def wait_for_work(self, timeout: float) -> bool:
         """Block up to ``timeout`` s until some queue of the store has work queued (its wake token)."""
         wake = [k.wake for k in self._queue_keys()]
-        return self.redis.blpop(wake, timeout) is not None
+        try:
+            return self.redis.blpop(wake, timeout) is not None
+        except redis.ResponseError as e:
+            if not str(e).startswith("UNBLOCKED"):
+                raise
+            # the primary was demoted under the blocked call (a Sentinel failover): look for work now; the
+            # claim meets READONLY, which the Sentinel connection turns into a reconnect to the new primary
+            return True
 
     def heartbeat(
         self, worker_id: str, running: Sequence[tuple[str, int]], status: Mapping[str, Any], ttl: int
