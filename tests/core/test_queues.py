@@ -259,13 +259,32 @@ def test_history_counters_and_queue_stats(settings: Settings) -> None:
     stats = store.queue_stats(settings.queue)
     assert (stats.finished_last_minute, stats.failed_last_minute, stats.running) == (2, 1, 1)
     minute = int(store.redis.time()[0]) // 60
+    # stored as one composite field per status and task (one HINCRBY per finish), summed on read
     hist = store.redis.hgetall(store.keys.history(minute))
-    assert hist[b"finished:echo"] == b"2" and hist[b"failed:echo"] == b"1"
+    assert hist == {b"t:succeeded:echo": b"1", b"t:failed:echo": b"1"}
+    totals = store.history(settings.queue, 1)[-1]
+    assert totals == {"finished": 2, "failed": 1, "finished:echo": 2, "failed:echo": 1}
     assert 0 < store.redis.ttl(store.keys.history(minute)) <= settings.history_seconds
     store.enqueue("echo", {}, priority=8)
     stats = store.queue_stats(settings.queue)
     assert stats.waiting_by_priority[8] == 1 and stats.oldest_waiting_age_seconds is not None
     assert settings.queue in store.queue_names()
+
+
+def test_history_of_a_rolling_upgrade_sums_both_layouts(settings: Settings) -> None:
+    """A minute written partly by workers of before issue 16 (four counters per finish) and partly by
+    today's (one composite field) reads as the sum of both, in the queue stats and the console's history."""
+    store = JobStore.from_settings(settings)
+    store.enqueue("echo", {})
+    (job,) = store.claim("w", 1)
+    minute = int(store.redis.time()[0]) // 60
+    store.redis.hset(store.keys.history(minute), mapping={"finished": 3, "failed": 1, "finished:echo": 2,
+                                                           "failed:echo": 1, "finished:mail": 1})
+    store.finish("w", job.id, job.attempt, "cancelled")
+    totals = store.history(settings.queue, 1)[-1]
+    assert totals == {"finished": 4, "failed": 1, "finished:echo": 3, "failed:echo": 1, "finished:mail": 1}
+    stats = store.queue_stats(settings.queue)
+    assert (stats.finished_last_minute, stats.failed_last_minute) == (4, 1)
 
 
 def test_catalogue_shows_live_workers_conflicts_and_retires_stale_tasks(settings: Settings, namespace: str) -> None:

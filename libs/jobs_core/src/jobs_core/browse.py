@@ -29,6 +29,30 @@ AUDIT_KEEP = 1000
 BULK_TTL_SECONDS = 24 * 3600
 
 
+def history_totals(raw: Mapping[str, int]) -> dict[str, int]:
+    """One minute's history counters as readers use them (``finished``, ``failed``, ``finished:<task>``,
+    ``failed:<task>``; finished counts every terminal status), from what the finish scripts store: one
+    composite field ``t:<status>:<task>`` per status and task (``lua/includes/queues.lua``, one
+    ``HINCRBY`` per finish). Fields of the earlier layout (the four names above, written by workers of
+    before issue 16 during a rolling upgrade) are added in as they are."""
+    out: dict[str, int] = {}
+
+    def add(name: str, n: int) -> None:
+        out[name] = out.get(name, 0) + n
+
+    for name, n in raw.items():
+        if name.startswith("t:"):
+            status, _, task = name[2:].partition(":")
+            add("finished", n)
+            add(f"finished:{task}", n)
+            if status == "failed":
+                add("failed", n)
+                add(f"failed:{task}", n)
+        else:
+            add(name, n)
+    return out
+
+
 @dataclass(frozen=True, slots=True)
 class JobFilter:
     """What the console's job search matches; every field is optional (empty = any)."""
@@ -174,7 +198,7 @@ class Browse:
             for m in missing:
                 pipe.hgetall(k.history(m))
             for m, raw in zip(missing, pipe.execute(), strict=True):
-                cache[(queue, m)] = {_text(f): int(v) for f, v in raw.items()}
+                cache[(queue, m)] = history_totals({_text(f): int(v) for f, v in raw.items()})
             for key in [key for key in list(cache) if key[1] < now_minute - 1440]:  # keep a day
                 cache.pop(key, None)
         return [cache[(queue, m)] for m in wanted]

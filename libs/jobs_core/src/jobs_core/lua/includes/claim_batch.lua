@@ -92,9 +92,14 @@ local function claim_batch(c, queues, wanted, now)
     end
     return room
   end
-  for _, q in ipairs(queues) do
+  for i, q in ipairs(queues) do
     local left = wanted - #out / 8 -- 8 fields per claimed job (7 before 'owner' joined: it under-claimed)
-    if left <= 0 or budget <= 0 then break end
+    if left <= 0 or budget <= 0 then
+      -- full before reaching these queues: this claim may have taken the wake token meant for their work
+      -- (a submission wakes only when a list was empty: push_waiting), so pass it on
+      for j = i, #queues do wake(queues[j]) end
+      break
+    end
     promote_due(q, c.prefix, now)
     local ctl = redis.call('HMGET', q.control, 'paused', 'cap')
     if ctl[1] ~= '1' then

@@ -1,9 +1,12 @@
--- emit(events_prefix, id, status, tenant, queue): a job changed status. PUBLISH on the job's channel
--- (long-polls wait on it) and XADD to the job event stream that GET /events reads (resumable by entry id).
+-- emit(events_prefix, id, status, tenant, queue): a job changed status. XADD to the job event stream that
+-- GET /events reads (resumable by entry id), every status; PUBLISH on the job's channel only when the job
+-- ended: its one listener, JobStore.wait (the long-poll), returns only then (a 'queued' or 'running' message
+-- was a command per change that nobody acted on; issue 16).
 -- The stream is named by the events channel prefix + 'stream' (Keys.event_stream; a channel name is never
 -- a key and no job id is 'stream') and capped at about 10,000 entries (keys.EVENT_STREAM_MAXLEN).
+local ENDED = {succeeded = true, failed = true, cancelled = true}
 local function emit(events_prefix, id, status, tenant, queue)
-  redis.call('PUBLISH', events_prefix .. id, status)
+  if ENDED[status] then redis.call('PUBLISH', events_prefix .. id, status) end
   redis.call('XADD', events_prefix .. 'stream', 'MAXLEN', '~', 10000, '*', 'job', id, 'status', status,
     'tenant', tenant or '', 'queue', queue or '')
 end

@@ -39,12 +39,17 @@ local function wake(q)
   if redis.call('LLEN', q.wake) == 0 then redis.call('RPUSH', q.wake, '1') end
 end
 -- queue an entry at its priority: at the back (new work) or the front (a job handed back or reaped keeps
--- its place in line); into the paused list while the queue is paused (KEDA counts only waiting lists)
+-- its place in line); into the paused list while the queue is paused (KEDA counts only waiting lists).
+-- A wake token only when the list was empty: an idle worker went idle after a claim that found the lists
+-- empty, so a list that already held entries has a token out for them or a claim coming (a claim that
+-- runs out of room wakes the next worker: claim_batch). A token lost anyway (a worker stopping right
+-- after taking one) costs at most the idle worker's block timeout (it claims after every BLPOP timeout).
+-- Saves the LLEN per submission while a queue is backed up.
 local function push_waiting(q, priority, entry, front)
   local paused = redis.call('HGET', q.control, 'paused') == '1'
   local list = paused and q.paused[priority] or q.waiting[priority]
-  redis.call(front and 'LPUSH' or 'RPUSH', list, entry)
-  if not paused then wake(q) end
+  local len = redis.call(front and 'LPUSH' or 'RPUSH', list, entry)
+  if not paused and len == 1 then wake(q) end
 end
 -- jobs waiting to run in a queue, paused or not, and scheduled (backpressure counts them all)
 local function pending_in(q)
@@ -52,13 +57,11 @@ local function pending_in(q)
   for p = 0, 9 do n = n + redis.call('LLEN', q.waiting[p]) + redis.call('LLEN', q.paused[p]) end
   return n
 end
--- per-minute history counters, read by GET /queues and the console
+-- per-minute history counters, read by GET /queues and the console: ONE composite field per (status,
+-- task), 't:<status>:<task>', which the reader sums into finished / failed / finished:<task> /
+-- failed:<task> (jobs_core.browse.history_totals); one HINCRBY per finish instead of 2-4. The EXPIRE runs
+-- when a field is first counted in the minute (a few times a minute, not per job).
 local function count_finished(q, task, status, now, ttl)
   local key = q.history_prefix .. math.floor(now / 60000)
-  if redis.call('HINCRBY', key, 'finished', 1) == 1 then redis.call('EXPIRE', key, ttl) end -- minute's first
-  redis.call('HINCRBY', key, 'finished:' .. task, 1)
-  if status == 'failed' then
-    redis.call('HINCRBY', key, 'failed', 1)
-    redis.call('HINCRBY', key, 'failed:' .. task, 1)
-  end
+  if redis.call('HINCRBY', key, 't:' .. status .. ':' .. task, 1) == 1 then redis.call('EXPIRE', key, ttl) end
 end

@@ -5,8 +5,9 @@
 -- 'webhooks', uncapped: an event is deleted only once delivered or given up) in this same atomic step, so
 -- no crash loses it and no transition that did not happen emits one. The event id '<id>:<n>' (n counts
 -- the job's terminal transitions: a retried job that ends again is a new event) is stable for receivers.
-local function outbox(jk, id, status, now, events_prefix)
-  local f = redis.call('HMGET', jk, 'callback', 'owner', 'task')
+-- pre: {callback, owner, task} already read by the caller's own HMGET (the finish path), else nil.
+local function outbox(jk, id, status, now, events_prefix, pre)
+  local f = pre or redis.call('HMGET', jk, 'callback', 'owner', 'task')
   if not f[1] or f[1] == '' then return end
   local n = redis.call('HINCRBY', jk, 'terminal_seq', 1)
   redis.call('XADD', events_prefix .. 'webhooks', '*', 'event', id .. ':' .. n, 'job', id, 'status', status,
@@ -22,15 +23,19 @@ end
 -- by submit_flow from jobs_core.keys), and counted as pending; a failed or cancelled dependency cancels its waiting dependents, transitively,
 -- unless the edge's policy is 'ignore' (then it counts as done). The job prefix is jk minus the id.
 -- Every job made terminal here (the first and each cascaded one) gets its webhook event (outbox above).
+-- pre (optional): the first job's {callback, owner, task, dependents} as the caller's HMGET read them, so
+-- the finish path pays no read of its own here (false = field absent).
 -- Returns the number of dependents queued.
-local function release_dependents(jk, id, status, now, pending, events_prefix, record_ttl)
+local function release_dependents(jk, id, status, now, pending, events_prefix, record_ttl, pre)
   local prefix = string.sub(jk, 1, #jk - #id)
   local queued = 0
   local stack = {{jk, id, status}}
   while #stack > 0 do
     local top = table.remove(stack)
-    outbox(top[1], top[2], top[3], now, events_prefix)
-    local raw = redis.call('HGET', top[1], 'dependents')
+    local first = pre and top[1] == jk
+    outbox(top[1], top[2], top[3], now, events_prefix, first and {pre[1], pre[2], pre[3]} or nil)
+    local raw
+    if first then raw = pre[4] else raw = redis.call('HGET', top[1], 'dependents') end
     if raw then
       redis.call('HDEL', top[1], 'dependents')
       for did, policy in pairs(cjson.decode(raw)) do
