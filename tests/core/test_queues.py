@@ -97,6 +97,33 @@ def test_parked_jobs_are_never_run_by_a_worker_lacking_their_task(settings: Sett
     assert producer.counts()["unrunnable"] == 0
 
 
+def test_the_control_flags_claims_read_follow_the_parked_set_and_the_reaper_corrects_them(settings: Settings) -> None:
+    """Claims look at the parked set and the orphans zset only while the queue's control hash flags them
+    (an EXISTS each per claim saved, issue 16): parking sets the flag, emptying the set clears it, and the
+    reaper's pass sets it for a set filled without one (a worker of before the flags, mid rolling upgrade)."""
+    producer = JobStore.from_settings(settings)
+    k = producer.keys
+    job, _ = producer.enqueue("newtask", {})
+    assert worker_store(settings, offers=("echo",)).claim("old", 1) == []  # parked
+    assert producer.redis.hget(k.control, "parked") == b"1"
+    assert [c.id for c in worker_store(settings).claim("new", 5)] == [job.id]
+    assert producer.redis.hget(k.control, "parked") is None  # the set emptied with that claim
+    # parked the way a worker of before the flags did it: no flag; the next reaper pass sets it
+    other, _ = producer.enqueue("newtask", {})
+    producer.redis.lrem(k.queue, 1, f'"{other.id}"')
+    producer.redis.rpush(k.parked_list("newtask"), f'"{other.id}"')
+    producer.redis.sadd(k.parked, "newtask")
+    assert worker_store(settings).claim("new", 5) == []  # not flagged: not looked at yet
+    assert producer.reap(token="t1").ran
+    assert producer.redis.hget(k.control, "parked") == b"1"
+    assert [c.id for c in worker_store(settings).claim("new", 5)] == [other.id]
+    # a stale flag (nothing left to look at) is cleared by the next pass
+    producer.redis.hset(k.control, mapping={"parked": "1", "orphans": "1"})
+    producer.redis.delete(k.reaper_lock)
+    assert producer.reap(token="t2").ran
+    assert producer.redis.hmget(k.control, "parked", "orphans") == [None, None]
+
+
 def test_cancel_reaches_a_parked_or_paused_job(settings: Settings) -> None:
     producer = JobStore.from_settings(settings)
     parked, _ = producer.enqueue("newtask", {})

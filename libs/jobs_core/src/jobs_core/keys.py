@@ -67,7 +67,8 @@ class Keys:
 
     @property
     def control(self) -> str:
-        """Hash of the queue's controls: ``paused`` ('1' while paused), ``cap`` (max running jobs)."""
+        """Hash of the queue's controls: ``paused`` ('1' while paused), ``cap`` (max running jobs), ``known``
+        ('1' once the queue is in :attr:`queues`: a submission adds it there only when this is missing)."""
         return namespace(self.prefix, self.queue_name, "control")
 
     @property

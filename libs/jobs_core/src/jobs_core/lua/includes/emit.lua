@@ -5,9 +5,10 @@
 -- The stream is named by the events channel prefix + 'stream' (Keys.event_stream; a channel name is never
 -- a key and no job id is 'stream') and capped at about 10,000 entries (keys.EVENT_STREAM_MAXLEN).
 local ENDED = {succeeded = true, failed = true, cancelled = true}
+-- Returns the stream entry's id ('<ms>-<n>': the Redis clock, never going back).
 local function emit(events_prefix, id, status, tenant, queue)
   if ENDED[status] then redis.call('PUBLISH', events_prefix .. id, status) end
-  redis.call('XADD', events_prefix .. 'stream', 'MAXLEN', '~', 10000, '*', 'job', id, 'status', status,
+  return redis.call('XADD', events_prefix .. 'stream', 'MAXLEN', '~', 10000, '*', 'job', id, 'status', status,
     'tenant', tenant or '', 'queue', queue or '')
 end
 -- The events prefix of a job's channel (channel = prefix .. id).

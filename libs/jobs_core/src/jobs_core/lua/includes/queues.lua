@@ -45,8 +45,11 @@ end
 -- runs out of room wakes the next worker: claim_batch). A token lost anyway (a worker stopping right
 -- after taking one) costs at most the idle worker's block timeout (it claims after every BLPOP timeout).
 -- Saves the LLEN per submission while a queue is backed up.
+-- q.is_paused, when the caller has read the control hash already (enqueue: once per queue per call), saves
+-- the HGET per entry.
 local function push_waiting(q, priority, entry, front)
-  local paused = redis.call('HGET', q.control, 'paused') == '1'
+  local paused = q.is_paused
+  if paused == nil then paused = redis.call('HGET', q.control, 'paused') == '1' end
   local list = paused and q.paused[priority] or q.waiting[priority]
   local len = redis.call(front and 'LPUSH' or 'RPUSH', list, entry)
   if not paused and len == 1 then wake(q) end
