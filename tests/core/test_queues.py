@@ -331,15 +331,17 @@ def test_catalogue_shows_live_workers_conflicts_and_retires_stale_tasks(settings
     assert store.retire_task("render") and not store.retire_task("render")
 
 
-def test_an_idle_worker_blocked_on_its_wake_list_survives_a_demoted_primary(store: JobStore) -> None:
+@pytest.mark.parametrize("pipelined", [False, True])
+def test_an_idle_worker_blocked_on_its_wake_list_survives_a_demoted_primary(store: JobStore, pipelined: bool) -> None:
     """Found by the failover scenario in CI: when Sentinel demotes the primary, Redis/Valkey unblock BLPOP
     with ``-UNBLOCKED ...`` (a ResponseError, not a connection error), which killed the idle worker. The
-    same reply comes from ``CLIENT UNBLOCK <id> ERROR``: the wait must end as "look for work" instead."""
+    same reply comes from ``CLIENT UNBLOCK <id> ERROR``: the wait must end as "look for work" instead
+    (the worker's wait_and_claim: its pipelined claim ran, and found nothing here)."""
     out: list[object] = []
 
     def wait() -> None:
         try:
-            out.append(store.wait_for_work(10))
+            out.append(bool(store.wait_and_claim("w", 1, 10) == []) if pipelined else store.wait_for_work(10))
         except Exception as e:  # the assertion below shows it
             out.append(e)
 
@@ -357,3 +359,33 @@ def test_an_idle_worker_blocked_on_its_wake_list_survives_a_demoted_primary(stor
     admin.execute_command("CLIENT", "UNBLOCK", client_id, "ERROR")
     blocked.join(5)
     assert out == [True], out
+
+
+def test_an_idle_wait_claims_the_moment_work_arrives_and_after_a_timeout_too(store: JobStore) -> None:
+    """wait_and_claim (issue 16, round trip): the claim is pipelined behind the blocking wait, so a job
+    submitted during the wait comes back from the one call; with no work the call returns empty once the
+    wait times out (the claim still ran: the idle loop's look for work, e.g. promoting due delayed jobs)."""
+    assert store.wait_and_claim("w", 2, 0.2) == []
+    out: list[object] = []
+    waiting = threading.Thread(target=lambda: out.append(store.wait_and_claim("w", 2, 10)))
+    waiting.start()
+    time.sleep(0.2)
+    job, _ = store.enqueue("echo", {})
+    waiting.join(10)
+    assert [[c.id for c in got] for got in out if isinstance(got, list)] == [[job.id]], out
+    assert store.get(job.id).status is JobStatus.RUNNING
+    delayed, _ = store.enqueue("echo", {}, delay=0.1)
+    time.sleep(0.15)
+    assert [c.id for c in store.wait_and_claim("w", 2, 0.1)] == [delayed.id]  # no token: found by the claim
+
+
+def test_an_idle_wait_whose_script_is_not_cached_still_claims(private_redis: object, settings: Settings) -> None:
+    """A Redis with an empty script cache (restarted, or a promoted replica) answers the pipelined claim
+    NOSCRIPT: the job must still be claimed, by the ordinary call that loads the script."""
+    from support.redis_server import RedisServer
+
+    assert isinstance(private_redis, RedisServer)
+    store = JobStore.from_settings(settings.replace(redis_url=private_redis.url))
+    job, _ = store.enqueue("echo", {})
+    store.redis.script_flush()
+    assert [c.id for c in store.wait_and_claim("w", 1, 1)] == [job.id]

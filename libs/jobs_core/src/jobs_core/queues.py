@@ -296,5 +296,6 @@ class QueueAdmin:
             name=name, waiting_by_priority=by_priority, waiting=sum(by_priority.values()), delayed=delayed,
             running=running, paused=paused_flag == b"1", cap=int(cap_raw) if cap_raw is not None else None,
             workers=workers, oldest_waiting_age_seconds=max(ages) if ages else None,
-            finished_last_minute=last_minute("finished"), failed_last_minute=last_minute("failed"), unrunnable=unrunnable,
+            finished_last_minute=last_minute("finished"), failed_last_minute=last_minute("failed"),
+            unrunnable=unrunnable,
         )

@@ -11,6 +11,19 @@ local function emit(events_prefix, id, status, tenant, queue)
   return redis.call('XADD', events_prefix .. 'stream', 'MAXLEN', '~', 10000, '*', 'job', id, 'status', status,
     'tenant', tenant or '', 'queue', queue or '')
 end
+-- emit_ended(events_prefix, id, status, tenant, queue, jk, result): emit() for a job a worker just ended,
+-- delivering the job to whoever waits on it: only when the channel has a subscriber (PUBSUB NUMSUB, one
+-- command like the PUBLISH it replaces otherwise), one PUBLISH of '<status>\n<record>\n<result>' (record:
+-- the hash as a JSON array of field, value; cjson writes no raw newline, so the result after the second
+-- one is binary-safe; '' when none), so the waiter reads neither (JobStore.wait, issue 16's round trip).
+local function emit_ended(events_prefix, id, status, tenant, queue, jk, result)
+  redis.call('XADD', events_prefix .. 'stream', 'MAXLEN', '~', 10000, '*', 'job', id, 'status', status,
+    'tenant', tenant or '', 'queue', queue or '')
+  local channel = events_prefix .. id
+  if redis.call('PUBSUB', 'NUMSUB', channel)[2] > 0 then
+    redis.call('PUBLISH', channel, status .. '\n' .. cjson.encode(redis.call('HGETALL', jk)) .. '\n' .. result)
+  end
+end
 -- The events prefix of a job's channel (channel = prefix .. id).
 local function events_prefix_of(channel, id)
   return string.sub(channel, 1, #channel - #id)

@@ -66,6 +66,11 @@ local function finish_one(c, queues, by_name, a, now)
     release_dependents(c.job, id, status, now, c.pending, events_prefix_of(a.channel, a.id), a.record_ttl,
                        {f[11], f[4], f[7], f[12]})
   end
-  emit(events_prefix_of(a.channel, a.id), a.id, status, f[4], q.name)
+  if status == 'queued' then
+    emit(events_prefix_of(a.channel, a.id), a.id, status, f[4], q.name)
+  else
+    emit_ended(events_prefix_of(a.channel, a.id), a.id, status, f[4], q.name, c.job,
+               status == 'succeeded' and a.data or '')
+  end
   return {'ok', status}
 end
