@@ -53,3 +53,4 @@ SUBMIT_FLOW = load("submit_flow")
 # webhooks (jobs_core.webhooks; the outbox write is in includes/release.lua)
 WEBHOOK_ATTEMPT = load("webhook_attempt")
 ROTATE_WEBHOOK_SECRET = load("rotate_webhook_secret")
+PUT_WEBHOOK_SUBSCRIPTION = load("put_webhook_subscription")  # jobs_core.subscriptions
