@@ -190,6 +190,17 @@ class Keys:
         return self.events_prefix + "webhooks"
 
     @property
+    def webhook_due(self) -> str:
+        """Zset outbox entry id -> ms of its next delivery attempt, for every event being worked on (a lease
+        while one is attempted, the backoff after a failure): the one retry schedule all dispatchers share."""
+        return namespace(self.prefix, "webhook_due")
+
+    @property
+    def webhook_attempts(self) -> str:
+        """Hash outbox entry id -> failed delivery attempts so far (the backoff's exponent)."""
+        return namespace(self.prefix, "webhook_attempts")
+
+    @property
     def webhook_secrets(self) -> str:
         """Hash tenant -> JSON ``{current, previous, previous_until}`` of webhook signing secrets."""
         return namespace(self.prefix, "webhook_secrets")
