@@ -7,7 +7,7 @@ from typing import Any
 from jobs_core.histogram import PERCENTILES, RELATIVE_ERROR
 from jobs_core.model import MAX_PRIORITY, MIN_PRIORITY
 
-from jobs_api.openapi_parts import FORBIDDEN, SECURITY, json_body, op, problem
+from jobs_api.openapi_parts import FORBIDDEN, json_body, json_errors, json_request, op, problem
 
 #: Highest concurrency cap ``PUT /queues/<name>/cap`` accepts.
 MAX_QUEUE_CAP = 100_000
@@ -146,7 +146,6 @@ def _change(
         {"200": json_body("Queue", done), **_NOT_FOUND, **FORBIDDEN, **(responses or {})},
         operationId=operation_id,
         tags=["queues"],
-        security=SECURITY,
         parameters=[_NAME],
         **more,
     )
@@ -159,8 +158,7 @@ PATHS: dict[str, Any] = {
             {"200": json_body("QueueList", "Every known queue, by name.")},
             operationId="listQueues",
             tags=["queues"],
-            security=SECURITY,
-        ),
+            ),
     },
     "/queues/{name}": {
         "get": op(
@@ -168,8 +166,7 @@ PATHS: dict[str, Any] = {
             {"200": json_body("Queue", "The queue."), **_NOT_FOUND},
             operationId="getQueue",
             tags=["queues"],
-            security=SECURITY,
-            parameters=[_NAME],
+                parameters=[_NAME],
         ),
     },
     "/queues/{name}/pause": {
@@ -192,17 +189,10 @@ PATHS: dict[str, Any] = {
             "setQueueCap",
             "The cap is set.",
             {
-                "400": problem("Malformed JSON."),
-                "413": problem("Body larger than JOBS_MAX_BODY_BYTES."),
-                "415": problem("Content-Type is not application/json."),
+                **json_errors(),
                 "422": problem(f"The body is not {{\"cap\": <1..{MAX_QUEUE_CAP} or null>}}."),
             },
-            requestBody={
-                "required": True,
-                "content": {
-                    "application/json": {"schema": {"$ref": "#/components/schemas/QueueCap"}, "example": {"cap": 2}}
-                },
-            },
+            requestBody=json_request("QueueCap", {"cap": 2}),
         ),
     },
 }
