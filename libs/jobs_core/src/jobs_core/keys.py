@@ -91,8 +91,9 @@ class Keys:
         return namespace(self.prefix, self.queue_name, "parked", "")
 
     def history(self, minute: int) -> str:
-        """Hash of per-minute counters (``finished``, ``failed``, ``finished:<task>``, ``failed:<task>``) for
-        minute ``minute`` (ms since epoch // 60000); TTL: JOBS_HISTORY_SECONDS."""
+        """Hash of per-minute counters (``finished``, ``failed``, ``finished:<task>``, ``failed:<task>``, and
+        the run-time histogram ``rt:<task>:<bucket>``, see ``jobs_core.histogram``) for minute ``minute``
+        (ms since epoch // 60000); TTL: JOBS_HISTORY_SECONDS."""
         return self.history_prefix + str(minute)
 
     @property
