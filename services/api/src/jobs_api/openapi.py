@@ -236,6 +236,7 @@ SCHEMAS: dict[str, Any] = {
                 "type": "string",
                 "description": "Present when the published definition cannot be used (POST /jobs answers 503).",
             },
+            "run_time": {"$ref": "#/components/schemas/RunTime"},
         },
     },
     "TaskList": {
