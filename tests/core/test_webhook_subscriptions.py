@@ -6,13 +6,10 @@ transitions after it, and an Idempotency-Key repeat with another callback_url is
 
 from __future__ import annotations
 
-import dataclasses
-import time
-from collections.abc import Iterator
-
-import orjson
 import pytest
-from jobs_core.config import Settings
+from core.test_webhooks import WORKER as W
+from core.test_webhooks import drain, hook_settings, hstore, receiver  # noqa: F401 - shared fixtures
+from core.test_webhooks import run_to as run
 from jobs_core.errors import IdempotencyConflict
 from jobs_core.model import JobError, Result, Submission
 from jobs_core.store import JobStore
@@ -22,40 +19,7 @@ from jobs_core.workflows import Dependency, FlowNode, OnFailure
 from standardwebhooks.webhooks import Webhook
 from support.webhook_receiver import Receiver
 
-W = "w1"
 T = "acme"
-
-
-@pytest.fixture
-def hstore(settings: Settings) -> JobStore:
-    return JobStore.from_settings(dataclasses.replace(settings, webhook_allow_http=True, webhook_allow_private=True,
-                                                      webhook_timeout_seconds=2.0, webhook_retry_seconds=0.1))
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    r = Receiver().start()
-    yield r
-    r.stop()
-
-
-def run(store: JobStore, job_id: str, outcome: str = "succeeded") -> int:
-    """Claim jobs until ``job_id`` is taken (others handed back) and end it with ``outcome``."""
-    others = []
-    try:
-        while True:
-            claimed = store.claim(W, 1)
-            assert claimed, f"{job_id} not claimable: {store.get(job_id).status}"
-            if claimed[0].id == job_id:
-                break
-            others.append(claimed[0])
-    finally:
-        for o in others:
-            store.finish(W, o.id, o.attempt, "handback")
-    attempt = claimed[0].attempt
-    store.finish(W, job_id, attempt, outcome, result=Result(orjson.dumps(1), "application/json"),
-                 error=JobError("RuntimeError", "boom") if outcome == "failed" else None)
-    return attempt
 
 
 def outbox(store: JobStore) -> list[dict[str, str]]:
@@ -69,17 +33,7 @@ def events(store: JobStore) -> list[tuple[str, str, str]]:
     return [(e["event"], e["status"], e["url"]) for e in outbox(store)]
 
 
-def drain(d: Dispatcher, until: object, timeout: float = 15.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        d.pass_once()
-        if until():  # type: ignore[operator]
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out: {what}")
-
-
-def test_a_job_with_a_callback_and_a_subscription_gets_both_signed(hstore: JobStore, receiver: Receiver) -> None:
+def test_a_job_with_a_callback_and_a_subscription_gets_both_signed(hstore: JobStore, receiver: Receiver) -> None:  # noqa: F811
     secret = WebhookSecrets(hstore).rotate(T)
     sub_url = receiver.url.replace("/hook", "/tenant")
     subs = WebhookSubscriptions(hstore)
@@ -114,7 +68,7 @@ def test_a_job_with_a_callback_and_a_subscription_gets_both_signed(hstore: JobSt
     assert "webhook" not in hstore.get(other_tenant.id).to_dict()
 
 
-def test_filters_and_changes_apply_to_later_transitions_only(hstore: JobStore) -> None:
+def test_filters_and_changes_apply_to_later_transitions_only(hstore: JobStore) -> None:  # noqa: F811
     subs = WebhookSubscriptions(hstore)
     subs.put(T, "https://hooks.example.com/a", statuses=["failed", "cancelled"], tasks=["echo"])
     ok, _ = hstore.enqueue("echo", {}, owner=T)
@@ -141,7 +95,7 @@ def test_filters_and_changes_apply_to_later_transitions_only(hstore: JobStore) -
     assert len(events(hstore)) == 3  # deleted: nothing more
 
 
-def test_duplicate_and_stale_finishes_emit_nothing_for_the_subscription(hstore: JobStore) -> None:
+def test_duplicate_and_stale_finishes_emit_nothing_for_the_subscription(hstore: JobStore) -> None:  # noqa: F811
     WebhookSubscriptions(hstore).put(T, "https://hooks.example.com/a")
     job, _ = hstore.enqueue("echo", {}, owner=T)
     attempt = run(hstore, job.id)
@@ -150,7 +104,7 @@ def test_duplicate_and_stale_finishes_emit_nothing_for_the_subscription(hstore: 
     assert [e[0] for e in events(hstore)] == [f"{job.id}:1:subscription"]
 
 
-def test_workflow_nodes_and_cascade_cancelled_dependents_get_their_webhooks(hstore: JobStore) -> None:
+def test_workflow_nodes_and_cascade_cancelled_dependents_get_their_webhooks(hstore: JobStore) -> None:  # noqa: F811
     WebhookSubscriptions(hstore).put(T, "https://hooks.example.com/all", statuses=["cancelled"])
     cb = "https://hooks.example.com/node"
     nodes = [FlowNode("a", "echo", callback_url=cb), FlowNode("b", "echo", depends_on=(Dependency("a"),),
@@ -179,7 +133,7 @@ def test_workflow_nodes_and_cascade_cancelled_dependents_get_their_webhooks(hsto
     assert (f"{late.id}:1:subscription", "cancelled", "https://hooks.example.com/all") in events(hstore)
 
 
-def test_idempotency_key_repeat_with_another_callback_url_is_a_conflict(hstore: JobStore) -> None:
+def test_idempotency_key_repeat_with_another_callback_url_is_a_conflict(hstore: JobStore) -> None:  # noqa: F811
     job, created = hstore.enqueue("echo", {}, owner=T, idempotency_key="k1", callback_url="https://a.example/")
     again, replayed = hstore.enqueue("echo", {}, owner=T, idempotency_key="k1", callback_url="https://a.example/")
     assert created and not replayed and again.id == job.id
