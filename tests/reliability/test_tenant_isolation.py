@@ -1,8 +1,8 @@
 """Scenario 6, tenant isolation: tenant B can not see, list, read the result of, cancel or retry tenant A's
 jobs (404 on every endpoint, A's jobs unchanged), nor reuse A's idempotency keys (single or batch), nor see,
-replace or delete A's webhook subscription; queue
-statistics name no job or tenant; roles hold (a viewer changes nothing, only the admin pauses, caps or reads
-across tenants); and no API key or Redis password appears in any log.
+replace or delete A's webhook subscription; queue statistics name no job or tenant; roles hold (a viewer
+changes nothing, only the admin pauses, caps or reads across tenants); and no API key or Redis password
+appears in any log.
 """
 
 from __future__ import annotations
