@@ -287,9 +287,9 @@ def test_history_counters_and_queue_stats(settings: Settings) -> None:
     assert (stats.finished_last_minute, stats.failed_last_minute, stats.running) == (2, 1, 1)
     minute = int(store.redis.time()[0]) // 60
     # stored as one composite field per status and task (one HINCRBY per finish), summed on read
-    hist = store.redis.hgetall(store.keys.history(minute))
+    hist = {f: v for f, v in store.redis.hgetall(store.keys.history(minute)).items() if not f.startswith(b"rt:")}
     assert hist == {b"t:succeeded:echo": b"1", b"t:failed:echo": b"1"}
-    totals = store.history(settings.queue, 1)[-1]
+    totals = {f: v for f, v in store.history(settings.queue, 1)[-1].items() if not f.startswith("rt:")}
     assert totals == {"finished": 2, "failed": 1, "finished:echo": 2, "failed:echo": 1}
     assert 0 < store.redis.ttl(store.keys.history(minute)) <= settings.history_seconds
     store.enqueue("echo", {}, priority=8)
@@ -308,7 +308,7 @@ def test_history_of_a_rolling_upgrade_sums_both_layouts(settings: Settings) -> N
     store.redis.hset(store.keys.history(minute), mapping={"finished": 3, "failed": 1, "finished:echo": 2,
                                                            "failed:echo": 1, "finished:mail": 1})
     store.finish("w", job.id, job.attempt, "cancelled")
-    totals = store.history(settings.queue, 1)[-1]
+    totals = {f: v for f, v in store.history(settings.queue, 1)[-1].items() if not f.startswith("rt:")}
     assert totals == {"finished": 4, "failed": 1, "finished:echo": 3, "failed:echo": 1, "finished:mail": 1}
     stats = store.queue_stats(settings.queue)
     assert (stats.finished_last_minute, stats.failed_last_minute) == (4, 1)
@@ -389,3 +389,56 @@ def test_an_idle_wait_whose_script_is_not_cached_still_claims(private_redis: obj
     job, _ = store.enqueue("echo", {})
     store.redis.script_flush()
     assert [c.id for c in store.wait_and_claim("w", 1, 1)] == [job.id]
+
+
+def test_run_time_histogram_lands_in_the_attempts_bucket_with_the_history_ttl(settings: Settings) -> None:
+    """Each job that ends adds one to ``rt:<task>:<bucket>`` of its minute's history hash: the bucket of
+    its attempt's run time (claim to outcome, as the attempt log records it); the hash keeps its TTL."""
+    from jobs_core import histogram
+
+    store = JobStore.from_settings(settings)
+    for _ in range(3):
+        store.enqueue("echo", {})
+    a, b, c = store.claim("w", 3)
+    store.finish("w", a.id, a.attempt, "succeeded")
+    time.sleep(0.25)
+    store.finish("w", b.id, b.attempt, "failed")
+    store.finish("w", c.id, c.attempt, "retry")  # queued again: no outcome yet, nothing counted
+    expected: dict[str, int] = {}
+    for job_id in (a.id, b.id):
+        (attempt,) = store.attempt_log(job_id)
+        field = f"rt:echo:{histogram.bucket(attempt['end'] - attempt['start'])}"
+        expected[field] = expected.get(field, 0) + 1
+        minute = attempt["end"] // 60000
+        assert 0 < store.redis.ttl(store.keys.history(minute)) <= settings.history_seconds
+    found: dict[str, int] = {}
+    for minute in {store.attempt_log(j)[0]["end"] // 60000 for j in (a.id, b.id)}:
+        for f, v in store.redis.hgetall(store.keys.history(minute)).items():
+            if f.startswith(b"rt:"):
+                found[f.decode()] = found.get(f.decode(), 0) + int(v)
+    assert found == expected
+    slow = store.attempt_log(b.id)[0]
+    ran = slow["end"] - slow["start"]
+    assert ran >= 250 and histogram.bounds(histogram.bucket(ran))[1] > 250
+    rt = store.task_run_time("echo", [settings.queue])
+    assert rt["hour"]["count"] == rt["day"]["count"] == 2
+    assert rt["hour"]["p99_ms"] >= 250 / (1 + histogram.RELATIVE_ERROR)
+    assert store.queue_run_time(settings.queue)["tasks"]["echo"] == rt
+
+
+def test_histogram_buckets_and_percentiles_keep_the_documented_error_bound() -> None:
+    from jobs_core import histogram
+
+    for ms in [1, 1.5, 2, 3, 10, 99, 100, 101, 999, 1000, 60_000, 3_600_000, 86_400_000]:
+        b = histogram.bucket(ms)
+        low, high = histogram.bounds(b)
+        assert low <= ms < high, (ms, b, low, high)
+        assert abs(histogram.estimate(b) - ms) / ms <= histogram.RELATIVE_ERROR + 1e-12
+    assert histogram.bucket(0) == histogram.bucket(0.4) == 0
+    counts = {histogram.bucket(10): 90, histogram.bucket(500): 9, histogram.bucket(5000): 1}
+    got = histogram.percentiles(counts)
+    assert got["count"] == 100
+    assert abs(got["p50_ms"] - 10) / 10 <= histogram.RELATIVE_ERROR
+    assert abs(got["p95_ms"] - 500) / 500 <= histogram.RELATIVE_ERROR
+    assert abs(got["p99_ms"] - 500) / 500 <= histogram.RELATIVE_ERROR  # rank 99 of 100 is the 99th, a 500
+    assert histogram.percentiles({}) == {"count": 0, "p50_ms": None, "p95_ms": None, "p99_ms": None}

@@ -63,8 +63,16 @@ end
 -- per-minute history counters, read by GET /queues and the console: ONE composite field per (status,
 -- task), 't:<status>:<task>', which the reader sums into finished / failed / finished:<task> /
 -- failed:<task> (jobs_core.browse.history_totals); one HINCRBY per finish instead of 2-4. The EXPIRE runs
--- when a field is first counted in the minute (a few times a minute, not per job).
-local function count_finished(q, task, status, now, ttl)
+-- when a field is first counted in the minute (a few times a minute, not per job). run_ms (the attempt's
+-- run time, nil when unknown: a job the reaper failed) adds one to the task's run-time histogram field
+-- 'rt:<task>:<bucket>', bucket = floor(4 * log2(ms)) (4 per doubling; 0 for under 1 ms): one HINCRBY,
+-- in the same hash, so it expires with the minute (jobs_core.histogram)
+local LOG2 = math.log(2)
+local function count_finished(q, task, status, now, ttl, run_ms)
   local key = q.history_prefix .. math.floor(now / 60000)
   if redis.call('HINCRBY', key, 't:' .. status .. ':' .. task, 1) == 1 then redis.call('EXPIRE', key, ttl) end
+  if run_ms then
+    local b = run_ms >= 1 and math.floor(4 * math.log(run_ms) / LOG2 + 1e-9) or 0
+    redis.call('HINCRBY', key, 'rt:' .. task .. ':' .. b, 1)
+  end
 end
