@@ -60,19 +60,20 @@ local function pending_in(q)
   for p = 0, 9 do n = n + redis.call('LLEN', q.waiting[p]) + redis.call('LLEN', q.paused[p]) end
   return n
 end
--- per-minute history counters, read by GET /queues and the console: ONE composite field per (status,
--- task), 't:<status>:<task>', which the reader sums into finished / failed / finished:<task> /
--- failed:<task> (jobs_core.browse.history_totals); one HINCRBY per finish instead of 2-4. The EXPIRE runs
--- when a field is first counted in the minute (a few times a minute, not per job). run_ms (the attempt's
--- run time, nil when unknown: a job the reaper failed) adds one to the task's run-time histogram field
--- 'rt:<task>:<bucket>', bucket = floor(4 * log2(ms)) (4 per doubling; 0 for under 1 ms): one HINCRBY,
--- in the same hash, so it expires with the minute (jobs_core.histogram)
+-- per-minute history counters, read by GET /queues and the console: ONE field per finish, whose name
+-- carries the status, the attempt's run-time bucket and the task, 'j:<status>:<bucket>:<task>', so one
+-- HINCRBY counts the job for the finished / failed totals, per task, and the run-time histogram at once
+-- (2-5 before); jobs_core.browse.history_totals sums the fields into finished, failed, finished:<task>,
+-- failed:<task> and rt:<task>:<bucket> on read. run_ms: the attempt's run time, nil when unknown (a job
+-- the reaper failed: bucket '-', not in the histogram); bucket = floor(4 * log2(ms)), 4 per doubling, 0
+-- under 1 ms (jobs_core.histogram). The EXPIRE runs when a field is first counted in the minute (a few
+-- times a minute, not per job).
 local LOG2 = math.log(2)
 local function count_finished(q, task, status, now, ttl, run_ms)
   local key = q.history_prefix .. math.floor(now / 60000)
-  if redis.call('HINCRBY', key, 't:' .. status .. ':' .. task, 1) == 1 then redis.call('EXPIRE', key, ttl) end
-  if run_ms then
-    local b = run_ms >= 1 and math.floor(4 * math.log(run_ms) / LOG2 + 1e-9) or 0
-    redis.call('HINCRBY', key, 'rt:' .. task .. ':' .. b, 1)
+  local b = '-'
+  if run_ms then b = run_ms >= 1 and math.floor(4 * math.log(run_ms) / LOG2 + 1e-9) or 0 end
+  if redis.call('HINCRBY', key, 'j:' .. status .. ':' .. b .. ':' .. task, 1) == 1 then
+    redis.call('EXPIRE', key, ttl)
   end
 end
