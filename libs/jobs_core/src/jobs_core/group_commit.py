@@ -43,10 +43,10 @@ MAX_GROUP = 64
 class _Call:
     """One caller's script call, its outcome, and the lock it sleeps on until it is answered or leads."""
 
-    __slots__ = ("keys", "args", "reply", "error", "answered", "wake")
+    __slots__ = ("answered", "args", "error", "keys", "reply", "span", "wake")
 
-    def __init__(self, keys: list[Any], args: list[Any]) -> None:
-        self.keys, self.args = keys, args
+    def __init__(self, keys: list[Any], args: list[Any], span: Any) -> None:
+        self.keys, self.args, self.span = keys, args, span
         self.reply: Any = None
         self.error: BaseException | None = None
         self.answered = False
@@ -77,8 +77,13 @@ class GroupCommit:
         self.round_trips = 0
         self.calls = 0
 
-    def __call__(self, keys: list[Any], args: list[Any]) -> Any:
-        call = _Call(keys, args)
+    def __call__(self, keys: list[Any], args: list[Any], span: Any = None) -> Any:
+        """The script's reply to this call (or its error), once Redis ran it (and replicas confirmed it).
+
+        ``span`` (tracing on): the caller's span; it is told how many calls its round trip carried and, when
+        another request's thread sent it, whose span holds the Redis call (``sent_by``, a traceparent).
+        """
+        call = _Call(keys, args, span)
         with self._lock:
             self._queue.append(call)
             lead = not self._leading
@@ -95,9 +100,11 @@ class GroupCommit:
         """Send the queued calls (this caller's is the oldest) in one round trip, answer them, pass the lead."""
         with self._lock:
             group = [self._queue[i] for i in range(min(len(self._queue), self.max_group))]
+        if any(c.span is not None for c in group):
+            _annotate(group)
         try:
             self._commit(group)
-        except BaseException as e:  # noqa: BLE001 - every caller of the group gets it, none is left asleep
+        except BaseException as e:  # every caller of the group gets it: none is left asleep
             for c in group:
                 if not c.answered:
                     c.error, c.answered = e, True
@@ -137,7 +144,7 @@ class GroupCommit:
             if self.replicas:
                 try:
                     check_confirmation(replies[-1], self.replicas)
-                except Exception as e:  # noqa: BLE001 - answered to each call that ran
+                except Exception as e:  # answered to each call that ran
                     confirm_error = e
             missing = []
             for c, reply in zip(pending, replies, strict=False):
@@ -155,3 +162,17 @@ class GroupCommit:
                 return
             self.client.script_load(self.script.script)
             pending = missing
+
+
+def _annotate(group: list[_Call]) -> None:
+    """Tracing on: each caller's span learns the size of its round trip and which span sent it."""
+    from jobs_core import tracing
+
+    leader = group[0].span
+    sent_by = tracing.span_traceparent(leader) if leader is not None else ""
+    for n, c in enumerate(group):
+        if c.span is None:
+            continue
+        c.span.set_attribute("jobs.group_commit.calls", len(group))
+        if n:  # the Redis span of this round trip is in the leader's trace, not in this one
+            c.span.add_event("group commit", {"jobs.group_commit.sent_by": sent_by})

@@ -240,6 +240,7 @@ class JobStore(Delivery, Browse, QueueAdmin, ScheduleStore, FlowStore):
                 keys=[self.keys.index, self.keys.owner_index(owner), self.keys.pending, self.keys.seq, idem_key,
                       self.keys.queues, *(key for q in queue_names for key in self._queue_block(q)[0])],
                 args=args,
+                span=span,
             )
         kind = text(reply[0])
         if kind == "full":
