@@ -14,6 +14,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from jobs_core.config import Settings
+from jobs_core.store import JobStore
+
 ROOT = Path(__file__).resolve().parents[2]
 BIN = ROOT / ".venv" / "bin"
 
@@ -107,6 +110,22 @@ class ApiStack:
                 pass
             time.sleep(0.1)
         raise RuntimeError("the stack did not become ready in 30s")
+
+    def __enter__(self) -> ApiStack:
+        """Start the stack (stopped again when it does not become ready, so no process outlives the test)."""
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def store(self) -> JobStore:
+        """A JobStore on the stack's key namespace and queue (to publish tasks or look behind the API)."""
+        env = {k: self.env[k] for k in ("REDIS_URL", "JOBS_KEY_PREFIX", "JOBS_QUEUE")}
+        return JobStore.from_settings(Settings.from_env(env))
 
     def _tasks_published(self) -> bool:
         import redis

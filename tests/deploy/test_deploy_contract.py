@@ -604,3 +604,43 @@ def test_every_pool_reaches_redis_and_the_sentinels(rendered: dict[str, list[Obj
         assert len(workers) == 3
         for worker in workers:
             assert any(selector_matches(sel, pod_labels(worker)) for sel in peers), (extra, worker["metadata"]["name"])
+
+
+# --- the console's session secret (issue 13) --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("overlay", ["dev", "prod", "gpu"])
+def test_kustomize_gives_the_api_the_console_secret(overlay: str) -> None:
+    """Every overlay hands JOBS_UI_SECRET to the API (like the chart) from the API-keys Secret, optional so
+    a Secret made before the console still starts; the workers never get it, and it is not a file."""
+    import base64
+
+    objects = build_overlay(overlay)
+    api = _container(objects, "api")
+    keys_volume = next(v for v in pod_spec(one(objects, "Deployment", "api"))["volumes"]  # type: ignore[index]
+                       if v["name"] == "api-keys")["secret"]
+    ref = env_of(api, objects)["JOBS_UI_SECRET"]["secretKeyRef"]
+    assert ref["name"] == keys_volume["secretName"] and ref["key"] == "ui-secret" and ref["optional"] is True
+    assert keys_volume["items"] == [{"key": "api-keys", "path": "api-keys"}]
+    for worker in find(objects, "Deployment", "worker"):
+        for container in pod_spec(worker)["containers"]:  # type: ignore[index]
+            assert "JOBS_UI_SECRET" not in env_of(container, objects)
+    if overlay == "dev":  # generated in the overlay, long enough for the API to accept it
+        secret = by_name(objects, "Secret", ref["name"])
+        assert secret is not None
+        assert len(base64.b64decode(secret["data"]["ui-secret"])) >= 32
+    else:  # prod takes it from outside git: the overlay's own instructions create it
+        text = (REPO / "k8s/overlays/prod/kustomization.yaml").read_text()
+        assert '--from-literal=ui-secret="$(openssl rand -hex 32)"' in text
+
+
+def test_the_dev_console_secret_is_accepted_by_the_api() -> None:
+    """The dev overlay's literal passes the API's own check (at least 32 characters)."""
+    import base64
+
+    from jobs_api.console.session import ConsoleConfig
+
+    objects = build_overlay("dev")
+    ref = env_of(_container(objects, "api"), objects)["JOBS_UI_SECRET"]["secretKeyRef"]
+    value = base64.b64decode(by_name(objects, "Secret", ref["name"])["data"]["ui-secret"]).decode()  # type: ignore[index]
+    assert ConsoleConfig.from_env({"JOBS_UI_SECRET": value}).secret == value

@@ -114,11 +114,6 @@ class EventLog:
 
     def stop(self) -> None:
         self._stop.set()
-
-    def drain(self) -> None:
-        """Start no new submission; those under way go on until answered 202 (or a non-retried status)."""
-        with self._lock:
-            self._limit = self._next
         self._thread.join(5)
 
     def _run(self) -> None:
