@@ -51,6 +51,8 @@ class FlowNode:
     max_attempts: int | None = None
     timeout: float | None = None
     priority: int | None = None
+    #: Seconds after submission before it may run (its ``run_at``): released earlier, it waits in the delayed set.
+    delay: float = 0.0
 
 
 def order(nodes: Sequence[FlowNode], is_job_id: Any) -> list[FlowNode]:

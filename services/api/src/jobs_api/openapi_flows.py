@@ -22,7 +22,7 @@ from jobs_api.openapi import (
     MAX_TASK_NAME_LENGTH,
     MAX_TIMEOUT_SECONDS,
 )
-from jobs_api.openapi_parts import FORBIDDEN, SECURITY, json_body, op, problem
+from jobs_api.openapi_parts import FORBIDDEN, RETRY_AFTER, SECURITY, json_body, op, problem
 
 _SCHEDULE_FIELDS: dict[str, Any] = {
     "task": {"type": "string", "minLength": 1, "maxLength": MAX_TASK_NAME_LENGTH,
@@ -223,6 +223,9 @@ PATHS.update({
                 "415": problem("Content-Type is not application/json."),
                 "422": problem("Invalid body, unknown task, params failing a task's schema, a dependency cycle "
                                 "(the nodes named), an unknown node name or job id, duplicate node names."),
+                "429": problem("Backpressure: the workflow's nodes (all of them, waiting ones too) would take a "
+                               "queue past JOBS_MAX_PENDING or the tenant past JOBS_MAX_PENDING_PER_TENANT; "
+                               "nothing was created.", RETRY_AFTER),
             },
             requestBody={"required": True, "content": {"application/json": {
                 "schema": {"$ref": "#/components/schemas/WorkflowRequest"},
