@@ -121,7 +121,7 @@ class FlowStore:
             node_queues.append(queue)
             first_queue = first_queue or queue
             args += [ids[node.name], node.task, dumps(params), attempts, float(timeout), queue, priority, release,
-                     int(node.delay * 1000), len(deps)]
+                     node.callback_url or "", int(node.delay * 1000), len(deps)]
             for dep_id, policy in deps:
                 args += [dep_id, policy]
         for node in nodes:
@@ -218,7 +218,8 @@ def _digest(ordered: Sequence[FlowNode], workflow: bool) -> str:
     """A stable digest of a flow submission, to tell an idempotent repeat from a different request."""
     return hashlib.sha256(dumps({"workflow": workflow, "nodes": [
         {"name": n.name, "task": n.task, "params": n.params, "max_attempts": n.max_attempts, "timeout": n.timeout,
-         "priority": n.priority, "delay": n.delay, "depends_on": [[d.ref, d.on_failure.value] for d in n.depends_on]}
+         "priority": n.priority, "delay": n.delay, "callback_url": n.callback_url,
+         "depends_on": [[d.ref, d.on_failure.value] for d in n.depends_on]}
         for n in ordered]})).hexdigest()
 
 

@@ -206,6 +206,14 @@ class Keys:
         """Hash tenant -> JSON ``{current, previous, previous_until}`` of webhook signing secrets."""
         return namespace(self.prefix, "webhook_secrets")
 
+    @property
+    def webhook_subscriptions(self) -> str:
+        """Hash tenant -> JSON ``{url, statuses, tasks, created_at, updated_at}``: the tenant-level webhook
+        subscription (at most one per tenant). Read by the terminal scripts (``lua/includes/release.lua``)
+        at each terminal transition, so a change applies to the transitions after it. Scripts build it as
+        the events channel prefix + ``subscriptions`` (no job id is ``subscriptions``)."""
+        return self.events_prefix + "subscriptions"
+
     # --- indexes (no TTL; entries of expired records are pruned by the reaper and by listing) ---
     @property
     def index(self) -> str:

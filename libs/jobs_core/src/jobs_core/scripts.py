@@ -54,3 +54,4 @@ SUBMIT_FLOW = load("submit_flow")
 WEBHOOK_TAKE = load("webhook_take")
 WEBHOOK_ATTEMPT = load("webhook_attempt")
 ROTATE_WEBHOOK_SECRET = load("rotate_webhook_secret")
+PUT_WEBHOOK_SUBSCRIPTION = load("put_webhook_subscription")  # jobs_core.subscriptions

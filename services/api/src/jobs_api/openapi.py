@@ -92,8 +92,8 @@ SCHEMAS: dict[str, Any] = {
                 "maxLength": 2048,
                 "description": "Where a signed webhook (Standard Webhooks) is POSTed each time the job ends. "
                 "https:// only unless JOBS_WEBHOOK_ALLOW_HTTP; non-public addresses refused unless "
-                "JOBS_WEBHOOK_ALLOW_PRIVATE. In a batch, every job names the same one or none. Not with "
-                "depends_on.",
+                "JOBS_WEBHOOK_ALLOW_PRIVATE. In a batch, every job names the same one or none. Part of what "
+                "an Idempotency-Key's repeat must match.",
             },
             "priority": {
                 "type": "integer",
@@ -164,16 +164,24 @@ SCHEMAS: dict[str, Any] = {
             "tenant": {"type": "string", "description": "The tenant that owns the job (whose key submitted it)."},
             "webhook": {
                 "type": "object",
-                "description": "Only for a job with a callback_url: its webhook delivery attempts (the latest 20).",
-                "required": ["callback_url", "attempts", "delivered"],
+                "description": "For a job with a callback_url, or once an event of its tenant's subscription "
+                "(PUT /webhooks/subscription) was tried: its webhook delivery attempts (the latest 20).",
+                "required": ["callback_url", "attempts", "delivered", "delivered_to"],
                 "additionalProperties": False,
                 "properties": {
-                    "callback_url": {"type": "string"},
-                    "delivered": {"type": "boolean", "description": "A delivery was answered 2xx."},
+                    "callback_url": _NULLABLE_STRING,
+                    "delivered": {"type": "boolean", "description": "A delivery was answered 2xx, for every "
+                                  "destination tried (callback, subscription)."},
+                    "delivered_to": {"type": "array", "items": {"type": "string",
+                                                                "enum": ["callback", "subscription"]},
+                                     "description": "The destinations a delivery of this job was answered 2xx by."},
                     "attempts": {"type": "array", "items": {
-                        "type": "object", "required": ["event", "status_code", "error", "at"],
+                        "type": "object", "required": ["event", "destination", "status_code", "error", "at"],
                         "additionalProperties": False,
-                        "properties": {"event": {"type": "string", "description": "The webhook-id."},
+                        "properties": {"event": {"type": "string", "description": "The webhook-id: <job id>:<n> "
+                                                 "to the callback_url, <job id>:<n>:subscription to the tenant's "
+                                                 "subscription."},
+                                       "destination": {"type": "string", "enum": ["callback", "subscription"]},
                                        "status_code": {"type": ["integer", "null"]},
                                        "error": _NULLABLE_STRING, "at": _TIMESTAMP}}},
                 },
