@@ -173,14 +173,9 @@ def create_job(body: Any, idempotency_key: str | None, owner: str) -> tuple[Job,
         raise validation_problem(e.errors) from None
     callback = _callback_url(body)
     if body.get("depends_on"):  # waits for other jobs: created by the workflow script (see workflows.py)
-        if idempotency_key is not None:
-            raise validation_problem([{"path": "/headers/Idempotency-Key",
-                                       "message": "cannot be combined with depends_on"}])
         from jobs_api.workflows import submit_dependent
 
-        job = submit_dependent(body, owner, callback)
-        SUBMISSIONS.labels(sub.task, "accepted").inc()
-        return job, True
+        return _enqueued(Counter({sub.task: 1}), lambda: submit_dependent(body, owner, callback, idempotency_key))
     st = state()
     job, created = _enqueued(
         Counter({sub.task: 1}),
