@@ -20,10 +20,12 @@ DIAMOND = {"nodes": [
 ]}
 
 
-def snapshot(store: JobStore) -> dict[bytes, bytes]:
-    """Every key of the test's namespace with its DUMP (the Redis is shared: never count the whole db)."""
+def snapshot(store: JobStore) -> dict[bytes, Any]:
+    """Every key of the test's namespace with its content (the Redis is shared: never count the whole db):
+    a hash's fields (a large hash's DUMP follows its dict order, which rehashing may change), else DUMP."""
     keys = sorted(store.redis.scan_iter(f"{store.keys.prefix}:*", count=1000))
-    return {k: store.redis.dump(k) or b"" for k in keys}
+    return {k: store.redis.hgetall(k) if store.redis.type(k) == b"hash" else store.redis.dump(k) or b""
+            for k in keys}
 
 
 def statuses(body: dict[str, Any]) -> dict[str, str]:
@@ -169,3 +171,19 @@ def test_pending_caps_apply_to_workflows_and_depends_on(client: FlaskClient, set
     queue_cap = make_app(settings.replace(max_pending=1), store).test_client()
     assert queue_cap.post("/workflows", json=chain).status_code == 429  # 1 queued in the queue + 3 > 1
     assert queue_cap.post("/jobs", json={"task": "echo", "depends_on": [a]}).status_code == 429  # 1 + 1 > 1
+
+
+def test_workflow_with_an_idempotency_key(client: FlaskClient, store: JobStore) -> None:
+    """POST /workflows repeated with the same Idempotency-Key (a retry after a lost answer) returns the first
+    workflow, nothing created twice; another body under that key is 422."""
+    one = client.post("/workflows", json=DIAMOND, headers={"Idempotency-Key": "wf-1"})
+    assert one.status_code == 201 and "Idempotent-Replayed" not in one.headers
+    before = snapshot(store)
+    again = client.post("/workflows", json=DIAMOND, headers={"Idempotency-Key": "wf-1"})
+    assert again.status_code == 201 and again.headers["Idempotent-Replayed"] == "true"
+    assert again.get_json()["id"] == one.get_json()["id"] and again.headers["Location"] == one.headers["Location"]
+    assert [n["job_id"] for n in again.get_json()["nodes"]] == [n["job_id"] for n in one.get_json()["nodes"]]
+    other = client.post("/workflows", json={"nodes": DIAMOND["nodes"][:1]}, headers={"Idempotency-Key": "wf-1"})
+    assert other.status_code == 422
+    assert snapshot(store) == before  # neither the repeat nor the conflict changed anything
+    assert client.post("/jobs", json={"task": "echo"}, headers={"Idempotency-Key": "wf-1"}).status_code == 202

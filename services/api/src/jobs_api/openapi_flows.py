@@ -22,7 +22,16 @@ from jobs_api.openapi import (
     MAX_TASK_NAME_LENGTH,
     MAX_TIMEOUT_SECONDS,
 )
-from jobs_api.openapi_parts import FORBIDDEN, RETRY_AFTER, SECURITY, json_body, op, problem
+from jobs_api.openapi_parts import (
+    FORBIDDEN,
+    IDEMPOTENT_REPLAYED,
+    RETRY_AFTER,
+    SECURITY,
+    idempotency_key,
+    json_body,
+    op,
+    problem,
+)
 
 _SCHEDULE_FIELDS: dict[str, Any] = {
     "task": {"type": "string", "minLength": 1, "maxLength": MAX_TASK_NAME_LENGTH,
@@ -223,8 +232,10 @@ PATHS.update({
         "post": _workflow_op(
             "Submit a workflow (a DAG of jobs) atomically", "submitWorkflow",
             {
-                "201": json_body("Workflow", "Created: nodes without dependencies are queued, the others waiting.",
-                             {"Location": {"schema": {"type": "string"}}}),
+                "201": json_body("Workflow", "Created: nodes without dependencies are queued, the others waiting. "
+                                 "A repeat with the same Idempotency-Key answers with the first workflow (with "
+                                 "Idempotent-Replayed: true).",
+                                 {"Location": {"schema": {"type": "string"}}, **IDEMPOTENT_REPLAYED}),
                 "400": problem("Malformed JSON."),
                 "413": problem("Body larger than JOBS_MAX_BODY_BYTES."),
                 "415": problem("Content-Type is not application/json."),
@@ -234,6 +245,9 @@ PATHS.update({
                                "queue past JOBS_MAX_PENDING or the tenant past JOBS_MAX_PENDING_PER_TENANT; "
                                "nothing was created.", RETRY_AFTER),
             },
+            parameters=[idempotency_key("Makes the submission safe to repeat: the same body under the same key "
+                                        "within JOBS_IDEMPOTENCY_TTL_SECONDS returns the first workflow; another "
+                                        "body is 422.")],
             requestBody={"required": True, "content": {"application/json": {
                 "schema": {"$ref": "#/components/schemas/WorkflowRequest"},
                 "example": {"nodes": [{"name": "fetch", "task": "echo"},

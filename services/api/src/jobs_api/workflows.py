@@ -14,6 +14,7 @@ from jobs_core.workflows import Dependency, FlowNode, OnFailure
 
 from jobs_api import openapi_flows
 from jobs_api.auth import current_tenant, protect, requires
+from jobs_api.jobs import idempotency_key
 from jobs_api.problems import Problem, validation_problem
 from jobs_api.state import json_response, state
 from jobs_api.validation import read_json_body, schema_errors
@@ -110,10 +111,11 @@ def submit_workflow() -> Response:
                               raw.get("timeout"), raw.get("priority"),
                               None if callback is None else safe_url(callback, f"/nodes/{i}/callback_url")))
     owner = current_tenant()
-    workflow_id, _, _ = _submit(nodes, True, owner)
+    workflow_id, _, created = _submit(nodes, True, owner, idempotency_key())
     assert workflow_id is not None
     wf = state().store.get_workflow(workflow_id, owner)
-    return json_response(workflow_body(wf), 201, {"Location": f"/workflows/{workflow_id}"})
+    headers = {"Location": f"/workflows/{workflow_id}", **({} if created else {"Idempotent-Replayed": "true"})}
+    return json_response(workflow_body(wf), 201, headers)
 
 
 @bp.get("/workflows/<workflow_id>")
