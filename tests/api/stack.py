@@ -3,7 +3,6 @@ processes on their own key namespace of the test Redis."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
@@ -16,6 +15,7 @@ from typing import Any
 
 from jobs_core.config import Settings
 from jobs_core.store import JobStore
+from support.http_response import encode_request
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = ROOT / ".venv" / "bin"
@@ -30,9 +30,7 @@ def free_port() -> int:
 def http(method: str, url: str, body: Any = None, headers: dict[str, str] | None = None,
          timeout: float = 30) -> tuple[int, dict[str, str], bytes]:
     """One HTTP request; any status is returned, not raised."""
-    data = json.dumps(body).encode() if body is not None else None
-    hdrs = {"Content-Type": "application/json"} if body is not None else {}
-    hdrs.update(headers or {})
+    data, hdrs = encode_request(body, None, headers)
     req = urllib.request.Request(url, data=data, method=method, headers=hdrs)
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
