@@ -5,12 +5,15 @@ verified with ``standardwebhooks`` against the tenant's secret) are submitted th
 jobs-workers are SIGKILLed, gunicorn workers (whose dispatcher threads deliver the events) are SIGKILLed,
 the receiver answers 500 for a while and is then down (port closed), and redis-server is SIGKILLed and
 restarted on its AOF (``appendfsync always``). The mix: jobs that succeed, fail, are cancelled, fail and
-are retried by the client (two terminal transitions, two events), and jobs without a callback.
+are retried by the client (two terminal transitions, two events), and jobs without a callback. The
+tenant has a webhook subscription taking failures and cancellations, set before the first submission.
 
 The ledger, built from what the client did (not from the outbox): each terminal transition is one event
-id ``<job>:<n>``, delivered with a 2xx at least once, signed, with the status of that transition; the
-job's ``terminal_seq`` equals the transitions (exactly one event id each); no request for an event that
-is not in the ledger (a job without a callback, a transition that did not happen); duplicate deliveries
+id ``<job>:<n>`` (and one more, ``<job>:<n>:subscription``, when the subscription takes its status),
+delivered with a 2xx at least once, signed, with the status of that transition; the job's
+``terminal_seq`` equals the transitions (exactly one number each); no request for an event that is not
+in the ledger (a job without a callback and a status the subscription does not take, a transition that
+did not happen); duplicate deliveries
 are counted and reported (at-least-once allows them); the outbox is empty at the end.
 """
 
@@ -44,6 +47,9 @@ HOOK_ENV = {"JOBS_WEBHOOK_ALLOW_HTTP": "1", "JOBS_WEBHOOK_ALLOW_PRIVATE": "1", "
 #: kind -> the statuses of its terminal transitions, in order (one webhook event each)
 EXPECT = {"ok": ["succeeded"], "fail": ["failed"], "retried": ["failed", "failed"], "cancel": ["cancelled"],
           "plain": []}
+#: The tenant's subscription (set before the first submission) takes these: each such transition is one
+#: more event, ``<job>:<n>:subscription``, besides the callback's ``<job>:<n>``.
+SUBSCRIBED = ("failed", "cancelled")
 
 
 def _kind(n: int) -> str:
@@ -141,6 +147,8 @@ def test_webhook_events_delivered_at_least_once_through_crashes(workdir: Path) -
         admin = stack.http("alpha-admin")
         secret = admin.request("POST", "/webhooks/secret/rotate").json()["secret"]
         client = _Client(stack, receiver.url)
+        client.call("PUT", "/webhooks/subscription", {"url": receiver.url.replace("/hook", "/tenant"),
+                                                      "statuses": list(SUBSCRIBED)}, ok=(201,))
         client.thread.start()
         chaos: Counter[str] = Counter()
 
@@ -149,11 +157,10 @@ def test_webhook_events_delivered_at_least_once_through_crashes(workdir: Path) -
 
         for _ in range(WORKER_KILLS):  # jobs-workers SIGKILLed mid-job: their jobs re-run, end once
             step()
-            victim = stack.random_worker()
-            if victim is not None:
-                stack.kill_worker(victim)
-                stack.start_worker(like=victim)
-                chaos["jobs-workers SIGKILLed"] += 1
+            victim = _wait(stack.random_worker, 60, "a ready jobs-worker")  # the last one replaced is up
+            stack.kill_worker(victim)
+            stack.start_worker(like=victim)
+            chaos["jobs-workers SIGKILLed"] += 1
         receiver.answer = 500  # receiver failing: every attempt meanwhile is retried later
         step()
         for _ in range(API_KILLS):  # a dispatcher dies with its gunicorn worker: its events claimed by another
@@ -181,6 +188,8 @@ def test_webhook_events_delivered_at_least_once_through_crashes(workdir: Path) -
         for job_id, kind in client.jobs.items():
             for n, status in enumerate(EXPECT[kind], 1):
                 expected[f"{job_id}:{n}"] = status
+                if status in SUBSCRIBED:
+                    expected[f"{job_id}:{n}:subscription"] = status
         outbox = f"{stack.namespace}:events:webhooks"
 
         def delivered() -> set[str]:
@@ -223,7 +232,9 @@ def test_webhook_events_delivered_at_least_once_through_crashes(workdir: Path) -
             len(missing), len(phantom), duplicates, recovery,
             ", ".join(f"{k}x{v}" for k, v in sorted(client.answers.items())) or "none",
             figures={"jobs": len(ids), "with callback": sum(1 for k in client.jobs.values() if k != "plain"),
-                     "events (terminal transitions)": len(expected), "delivered": got,
+                     "events (transition x destination)": len(expected),
+                     "to the subscription": sum(1 for e in expected if e.endswith(":subscription")),
+                     "delivered": got,
                      "requests received": len(receiver.received),
                      "answered 500": sum(1 for _, c in receiver.answers if c == 500),
                      **dict(chaos), "receiver down s": DOWNTIME, "redis down s": DOWNTIME,
@@ -246,6 +257,7 @@ def test_webhook_events_delivered_at_least_once_through_crashes(workdir: Path) -
         assert left.zcard(f"{stack.namespace}:webhook_due") == 0
         assert left.hlen(f"{stack.namespace}:webhook_attempts") == 0
         assert chaos["redis crashes"] == 1 and chaos["gunicorn workers SIGKILLed"] == API_KILLS
+        assert chaos["jobs-workers SIGKILLed"] == WORKER_KILLS
     finally:
         stack.stop()
         receiver.stop()
