@@ -65,6 +65,29 @@ def test_a_claim_across_queues_fills_every_free_slot(settings: Settings, namespa
     assert [c.id for c in w.claim("w", 8)] == [*ja, jb[0]]
 
 
+def test_wake_tokens_come_with_work_in_an_empty_list_and_a_full_claim_passes_them_on(
+    settings: Settings, namespace: str
+) -> None:
+    """A submission wakes an idle worker only when it put work into an empty list (one LLEN less per job
+    while a queue is backed up, issue 16); a claim that fills up before reaching its later queues wakes
+    them, since it may have taken the token their work came with."""
+    a, b = f"{namespace}-a", f"{namespace}-b"
+    producer = JobStore.from_settings(settings)
+    ka, kb = producer.keys.for_queue(a), producer.keys.for_queue(b)
+    producer.enqueue("echo", {}, queue=b)
+    assert producer.redis.llen(kb.wake) == 1
+    assert producer.redis.blpop([ka.wake, kb.wake], 1) is not None  # an idle worker takes b's token ...
+    producer.enqueue("echo", {}, queue=b)  # b's list was not empty: no new token
+    assert producer.redis.llen(kb.wake) == 0
+    producer.enqueue("echo", {}, queue=a)
+    producer.redis.delete(ka.wake)
+    w = worker_store(settings, a, b)
+    assert [c.queue for c in w.claim("w", 1)] == [a]  # ... and its claim fills up on a
+    assert producer.redis.llen(kb.wake) == 1  # so b's work gets a token again
+    other = worker_store(settings, b)
+    assert other.redis.blpop([kb.wake], 1) is not None and len(other.claim("v", 5)) == 2
+
+
 def test_priorities_in_order_fifo_within_also_after_hand_back_and_reap(settings: Settings) -> None:
     store = JobStore.from_settings(settings.replace(lease_seconds=0.2, reaper_interval_seconds=0.01))
     order = [5, 9, 0, 5, 9, 0, 5]
