@@ -109,7 +109,7 @@ class _Client:
             except (OSError, HTTPException):
                 self.answers["conn-errors"] += 1
             else:
-                if resp.status != 200:
+                if not 200 <= resp.status < 300:
                     self.answers[str(resp.status)] += 1
                     assert resp.status in (409, 429, 503), (method, path, resp)
             time.sleep(0.05)
