@@ -26,8 +26,6 @@ from jobs_core.serialization import dumps, loads
 SCAN_BUDGET = 5000
 #: Audit entries kept (oldest dropped first).
 AUDIT_KEEP = 1000
-#: How long a bulk action's plan and progress are kept.
-BULK_TTL_SECONDS = 24 * 3600
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,50 +225,7 @@ class Browse:
         assert value is not None
         return cast(bytes, value)
 
-    # ------------------------------------------------------------------ bulk actions and audit
-    def create_bulk(self, action: str, who: str, flt: Mapping[str, str], ids: Sequence[str], complete: bool) -> str:
-        """Record a bulk action's plan (exactly these ids) and return its id; nothing is changed yet."""
-        op_id = secrets.token_hex(8)
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.hset(self.keys.bulk(op_id), mapping={
-            "id": op_id, "action": action, "who": who, "filter": dumps(dict(flt)), "planned": len(ids),
-            "complete": "1" if complete else "0", "state": "planned", "done": 0, "changed": 0,
-            "created_ms": int(time.time() * 1000),
-        })
-        if ids:
-            pipe.rpush(self.keys.bulk_ids(op_id), *ids)
-        pipe.expire(self.keys.bulk(op_id), BULK_TTL_SECONDS)
-        pipe.expire(self.keys.bulk_ids(op_id), BULK_TTL_SECONDS)
-        pipe.execute()
-        return op_id
-
-    def bulk(self, op_id: str) -> dict[str, str] | None:
-        """A bulk action's record (all values as text), or None when unknown or expired."""
-        if not (len(op_id) == 16 and all(c in "0123456789abcdef" for c in op_id)):
-            return None
-        raw = cast(dict[bytes, bytes], self.redis.hgetall(self.keys.bulk(op_id)))
-        return {_text(k): _text(v) for k, v in raw.items()} or None
-
-    def bulk_ids(self, op_id: str) -> list[str]:
-        """The job ids a bulk action's plan selected."""
-        return [_text(x) for x in cast(list[bytes], self.redis.lrange(self.keys.bulk_ids(op_id), 0, -1))]
-
-    def start_bulk(self, op_id: str) -> bool:
-        """Mark a planned bulk action running; False when it was already started (a double submit)."""
-        key = self.keys.bulk(op_id)
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.hsetnx(key, "started_ms", int(time.time() * 1000))
-        pipe.hset(key, "state", "running")
-        first, _ = pipe.execute()
-        return bool(first)
-
-    def bulk_progress(self, op_id: str, done: int, changed: int, state: str | None = None) -> None:
-        """Record how far a bulk action got."""
-        mapping: dict[str, Any] = {"done": done, "changed": changed, "updated_ms": int(time.time() * 1000)}
-        if state is not None:
-            mapping["state"] = state
-        self.redis.hset(self.keys.bulk(op_id), mapping=mapping)  # type: ignore[arg-type]
-
+    # ------------------------------------------------------------------ audit (bulk actions: jobs_core.bulk_store)
     def audit(self, entry: Mapping[str, Any]) -> None:
         """Append an entry to the console audit log (newest first, the last :data:`AUDIT_KEEP` kept)."""
         pipe = self.redis.pipeline(transaction=True)
