@@ -62,6 +62,7 @@ ENDPOINTS = [
     Endpoint("GET", "/workflows/<workflow_id>", Role.VIEWER, "/workflows/00000000-0000-4000-8000-000000000000"),
     Endpoint("DELETE", "/workflows/<workflow_id>", Role.OPERATOR, "/workflows/00000000-0000-4000-8000-000000000000"),
     Endpoint("POST", "/webhooks/secret/rotate", Role.ADMIN, "/webhooks/secret/rotate"),
+    Endpoint("GET", "/audit", Role.VIEWER, "/audit"),
 ]
 
 

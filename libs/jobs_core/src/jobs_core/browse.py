@@ -24,7 +24,6 @@ from jobs_core.serialization import dumps, loads
 #: Index entries one search request examines at most (the page may come back short, with a cursor).
 SCAN_BUDGET = 5000
 #: Audit entries kept (oldest dropped first).
-AUDIT_KEEP = 1000
 #: How long a bulk action's plan and progress are kept.
 BULK_TTL_SECONDS = 24 * 3600
 
@@ -250,17 +249,6 @@ class Browse:
         if state is not None:
             mapping["state"] = state
         self.redis.hset(self.keys.bulk(op_id), mapping=mapping)  # type: ignore[arg-type]
-
-    def audit(self, entry: Mapping[str, Any]) -> None:
-        """Append an entry to the console audit log (newest first, the last :data:`AUDIT_KEEP` kept)."""
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.lpush(self.keys.audit, dumps({**entry, "at_ms": int(time.time() * 1000)}))
-        pipe.ltrim(self.keys.audit, 0, AUDIT_KEEP - 1)
-        pipe.execute()
-
-    def audit_log(self, limit: int = 200) -> list[dict[str, Any]]:
-        """The newest audit entries first."""
-        return [loads(x) for x in cast(list[bytes], self.redis.lrange(self.keys.audit, 0, limit - 1))]
 
 
 def _text(value: Any) -> str:

@@ -108,7 +108,7 @@ def _auth_enabled() -> bool:
 def init_app(app: Flask) -> None:
     """Register the console (its settings come from the environment unless the app config has them)."""
     app.extensions[session.CONFIG] = app.config.get("JOBS_CONSOLE") or session.ConsoleConfig.from_env()
-    from jobs_api.console import bulk, jobs_pages, pages, queues_page  # noqa: F401  (routes register on import)
+    from jobs_api.console import audit_page, bulk, jobs_pages, pages, queues_page  # noqa: F401  (routes register on import)
 
     app.register_blueprint(bp)
 
