@@ -121,9 +121,23 @@ def part_drain(url: str, jobs: int, procs: int, concurrency: int, round_trips: i
         }
         out["ttl_seconds"] = {"job_hash": client.ttl(store.keys.job(sample)),
                               "result": client.ttl(store.keys.result(sample))}
+        out["history_cost"] = history_cost(store, jobs)
         if round_trips:
             out["round_trip_ms"] = lib_round_trips(store, round_trips)
     return out
+
+
+def history_cost(store: JobStore, jobs: int) -> dict[str, float]:
+    """Commands per job the per-minute history counters cost (included in ``worker_cost``), counted from
+    the hashes themselves: every field's count is one ``HINCRBY``, plus one ``EXPIRE`` per minute's hash;
+    ``run_time`` is the run-time histogram's share (one ``HINCRBY`` per job, ``rt:<task>:<bucket>``)."""
+    total = expires = run_time = 0
+    for key in store.redis.scan_iter(store.keys.history_prefix + "*", count=1000):
+        expires += 1
+        for field, n in store.redis.hgetall(key).items():
+            total += int(n)
+            run_time += int(n) if field.startswith(b"rt:") else 0
+    return {"commands": (total + expires) / jobs, "run_time": run_time / jobs, "hashes": expires}
 
 
 def lib_round_trips(store: JobStore, count: int) -> dict[str, float]:

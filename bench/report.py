@@ -32,6 +32,15 @@ def _rt(d: dict[str, float] | None) -> str:
     return f"{d['p50']:.2f} / {d['p90']:.2f} / {d['p99']:.2f}"
 
 
+def _history_line(h: dict[str, Any] | None) -> str:
+    """The history counters' share of the worker side's commands (issue 13: the extra cost per job)."""
+    if not h:
+        return "History counters: not measured in this run."
+    return (f"History counters (per-minute hashes, written inside the finish script, no extra round trip): "
+            f"{_f(h['commands'], 2)} commands per job of the worker side's, of which the run-time histogram "
+            f"is {_f(h['run_time'], 2)} (one `HINCRBY` per job); {_f(h['hashes'])} minute hashes.")
+
+
 def _md_table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
@@ -255,6 +264,8 @@ def render_markdown(res: dict[str, Any]) -> str:
         "",
         "Commands per job, worker side: "
         + ", ".join(f"{k} {v}" for k, v in list(wk["by_command"].items())[:20]) + ".",
+        "",
+        _history_line(ours.get("history_cost")),
         "",
         "Peers, life cycle (enqueue + drain with their recommended setups, the harness's own polling taken "
         "off; commands include those inside their Lua scripts):",

@@ -3,7 +3,6 @@ processes on their own key namespace of the test Redis."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
@@ -13,6 +12,10 @@ import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
+
+from jobs_core.config import Settings
+from jobs_core.store import JobStore
+from support.http_response import encode_request
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = ROOT / ".venv" / "bin"
@@ -27,9 +30,7 @@ def free_port() -> int:
 def http(method: str, url: str, body: Any = None, headers: dict[str, str] | None = None,
          timeout: float = 30) -> tuple[int, dict[str, str], bytes]:
     """One HTTP request; any status is returned, not raised."""
-    data = json.dumps(body).encode() if body is not None else None
-    hdrs = {"Content-Type": "application/json"} if body is not None else {}
-    hdrs.update(headers or {})
+    data, hdrs = encode_request(body, None, headers)
     req = urllib.request.Request(url, data=data, method=method, headers=hdrs)
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
@@ -107,6 +108,22 @@ class ApiStack:
                 pass
             time.sleep(0.1)
         raise RuntimeError("the stack did not become ready in 30s")
+
+    def __enter__(self) -> ApiStack:
+        """Start the stack (stopped again when it does not become ready, so no process outlives the test)."""
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def store(self) -> JobStore:
+        """A JobStore on the stack's key namespace and queue (to publish tasks or look behind the API)."""
+        env = {k: self.env[k] for k in ("REDIS_URL", "JOBS_KEY_PREFIX", "JOBS_QUEUE")}
+        return JobStore.from_settings(Settings.from_env(env))
 
     def _tasks_published(self) -> bool:
         import redis

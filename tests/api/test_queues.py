@@ -139,3 +139,20 @@ def test_queue_stats_reveal_no_job_or_tenant(client: FlaskClient, submit: Any, g
     job = submit("render", params={"secret": "s3cr3t"})
     text = client.get(f"/queues/{gpu}").get_data(as_text=True) + client.get("/queues").get_data(as_text=True)
     assert job["id"] not in text and "s3cr3t" not in text and "default" not in text
+
+
+def test_queue_and_task_show_run_time_percentiles(client: FlaskClient, store: JobStore, gpu: str) -> None:
+    """GET /queues/{name} (every task, and each) and GET /tasks/{name} carry p50/p95/p99 of the last hour
+    and day from the workers' histograms (the response schema is checked by the contract)."""
+    empty = _stats(client, gpu)["run_time"]
+    assert empty["hour"] == {"count": 0, "p50_ms": None, "p95_ms": None, "p99_ms": None} and empty["tasks"] == {}
+    worker = JobStore.from_settings(store.settings.replace(queues=(gpu,)))
+    for _ in range(4):
+        store.enqueue("render", {}, queue=gpu)
+    for claimed in worker.claim("w", 4):
+        worker.finish("w", claimed.id, claimed.attempt, "succeeded")
+    run_time = _stats(client, gpu)["run_time"]
+    assert run_time["hour"]["count"] == run_time["day"]["count"] == 4 and run_time["hour"]["p50_ms"] is not None
+    assert run_time["tasks"]["render"]["hour"] == run_time["hour"]
+    task = client.get("/tasks/render")
+    assert task.status_code == 200 and task.get_json()["run_time"] == {"hour": run_time["hour"], "day": run_time["day"]}

@@ -62,6 +62,10 @@ ENDPOINTS = [
     Endpoint("GET", "/workflows/<workflow_id>", Role.VIEWER, "/workflows/00000000-0000-4000-8000-000000000000"),
     Endpoint("DELETE", "/workflows/<workflow_id>", Role.OPERATOR, "/workflows/00000000-0000-4000-8000-000000000000"),
     Endpoint("POST", "/webhooks/secret/rotate", Role.ADMIN, "/webhooks/secret/rotate"),
+    Endpoint("PUT", "/webhooks/subscription", Role.OPERATOR, "/webhooks/subscription",
+             {"url": "https://hooks.example.com/jobs"}),
+    Endpoint("GET", "/webhooks/subscription", Role.VIEWER, "/webhooks/subscription"),
+    Endpoint("DELETE", "/webhooks/subscription", Role.OPERATOR, "/webhooks/subscription"),
     Endpoint("GET", "/audit", Role.VIEWER, "/audit"),
 ]
 

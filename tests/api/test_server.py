@@ -13,8 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from jobs_core.config import Settings
-from jobs_core.store import JobStore
 
 from api.conftest import TASKS
 from api.contract import Contract
@@ -25,11 +23,8 @@ KEY = "e2e-secret-key"
 
 @pytest.fixture(scope="module")
 def stack(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiStack]:
-    s = ApiStack(tmp_path_factory.mktemp("api-stack"), redis_url, api_keys=f"acme:{KEY}").start()
-    try:
+    with ApiStack(tmp_path_factory.mktemp("api-stack"), redis_url, api_keys=f"acme:{KEY}") as s:
         yield s
-    finally:
-        s.stop()
 
 
 class Http:
@@ -151,28 +146,34 @@ def test_long_poll_holds_a_thread_not_the_server(api: Http, stack: ApiStack) -> 
     api("DELETE", f"/jobs/{job['id']}")
 
 
-def test_sigterm_finishes_requests_in_flight_and_cleans_up(redis_url: str, tmp_path: Path) -> None:
+def _long_poll_then_sigterm(redis_url: str, tmp_path: Path, wait: float, after: float) -> tuple[Any, float]:
+    """Long-poll a queued job (no worker runs) with ``?wait=``, SIGTERM the API ``after`` seconds into it and
+    check it exits 0; (the poll's answer, seconds from the SIGTERM to that answer)."""
     s = ApiStack(tmp_path, redis_url, workers=0)
-    settings = Settings.from_env({"REDIS_URL": redis_url, "JOBS_KEY_PREFIX": s.namespace, "JOBS_QUEUE": s.namespace})
-    JobStore.from_settings(settings).publish_tasks(TASKS)
-    s.start()
-    _, _, job = http("POST", s.url + "/jobs", {"task": "sleep", "params": {"seconds": 1}})
-    job_id = json.loads(job)["id"]
-    answer: dict[str, Any] = {}
+    s.store().publish_tasks(TASKS)
+    with s:
+        job_id = json.loads(http("POST", s.url + "/jobs", {"task": "sleep", "params": {"seconds": 1}})[2])["id"]
+        answer: dict[str, Any] = {}
 
-    def poll() -> None:
-        answer["r"] = http("GET", s.url + f"/jobs/{job_id}?wait=1.5")
+        def poll() -> None:
+            answer["r"] = http("GET", s.url + f"/jobs/{job_id}?wait={wait:g}", timeout=wait + 10)
+            answer["t"] = time.monotonic()
 
-    t = threading.Thread(target=poll)
-    t.start()
-    time.sleep(0.4)
-    assert s.api is not None
-    s.api.send_signal(signal.SIGTERM)
-    t.join()
-    assert answer["r"][0] == 200  # the long-poll in flight was answered, not cut
-    assert s.api.wait(20) == 0
+        t = threading.Thread(target=poll)
+        t.start()
+        time.sleep(after)
+        assert s.api is not None
+        stopped_at = time.monotonic()
+        s.api.send_signal(signal.SIGTERM)
+        t.join(30)
+        assert s.api.wait(20) == 0
+    return answer["r"], answer["t"] - stopped_at
+
+
+def test_sigterm_finishes_requests_in_flight_and_cleans_up(redis_url: str, tmp_path: Path) -> None:
+    answer, _ = _long_poll_then_sigterm(redis_url, tmp_path, wait=1.5, after=0.4)
+    assert answer[0] == 200  # the long-poll in flight was answered, not cut
     assert not list(tmp_path.glob("jobs-api-metrics-*")), "metrics directory left behind"
-    s.stop()
 
 
 def test_config_error_is_one_clear_line_and_exit_2(tmp_path: Path) -> None:
@@ -186,8 +187,7 @@ def test_config_error_is_one_clear_line_and_exit_2(tmp_path: Path) -> None:
 def test_chunked_body_over_the_limit_is_413(redis_url: str, tmp_path: Path) -> None:
     import http.client
 
-    s = ApiStack(tmp_path, redis_url, workers=0, extra_env={"JOBS_MAX_BODY_BYTES": "1000"}).start()
-    try:
+    with ApiStack(tmp_path, redis_url, workers=0, extra_env={"JOBS_MAX_BODY_BYTES": "1000"}) as s:
 
         def post_chunked(size: int) -> int:
             conn = http.client.HTTPConnection("127.0.0.1", s.port, timeout=10)
@@ -201,8 +201,6 @@ def test_chunked_body_over_the_limit_is_413(redis_url: str, tmp_path: Path) -> N
 
         assert post_chunked(5000) == 413
         assert post_chunked(900) == 422  # under the limit: read whole, then refused for the unknown task
-    finally:
-        s.stop()
 
 
 def test_given_metrics_dir_is_cleared_of_stale_samples_and_kept(redis_url: str, tmp_path: Path) -> None:
@@ -210,43 +208,20 @@ def test_given_metrics_dir_is_cleared_of_stale_samples_and_kept(redis_url: str, 
     metrics_dir.mkdir()
     stale = metrics_dir / "counter_999999.db"
     stale.write_bytes(b"\0" * 16)  # a previous pod's samples would be added to ours
-    s = ApiStack(tmp_path / "stack", redis_url, workers=0,
-                 extra_env={"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)})
-    s.start()
-    try:
+    with ApiStack(tmp_path / "stack", redis_url, workers=0,
+                  extra_env={"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}) as s:
         assert not stale.exists()
         http("GET", s.url + "/healthz")
         status, _, raw = http("GET", s.url + "/metrics")
         assert status == 200 and b"jobs_api_request_duration_seconds" in raw
         assert any(metrics_dir.glob("*.db"))  # samples are written where we were told
-    finally:
-        s.stop()
     assert metrics_dir.is_dir()  # not ours to remove
 
 
 def test_sigterm_ends_long_polls_early_with_the_current_job(redis_url: str, tmp_path: Path) -> None:
-    s = ApiStack(tmp_path, redis_url, workers=0)
-    settings = Settings.from_env({"REDIS_URL": redis_url, "JOBS_KEY_PREFIX": s.namespace, "JOBS_QUEUE": s.namespace})
-    JobStore.from_settings(settings).publish_tasks(TASKS)
-    s.start()
-    job_id = json.loads(http("POST", s.url + "/jobs", {"task": "sleep"})[2])["id"]
-    answer: dict[str, Any] = {}
-
-    def poll() -> None:
-        answer["r"] = http("GET", s.url + f"/jobs/{job_id}?wait=60", timeout=70)
-        answer["t"] = time.monotonic()
-
-    t = threading.Thread(target=poll)
-    t.start()
-    time.sleep(0.5)
-    assert s.api is not None
-    stopped_at = time.monotonic()
-    s.api.send_signal(signal.SIGTERM)
-    t.join(30)
-    assert answer["r"][0] == 200 and json.loads(answer["r"][2])["status"] == "queued"
-    assert answer["t"] - stopped_at < 5  # one wait slice, not the 60 s asked for
-    assert s.api.wait(20) == 0
-    s.stop()
+    answer, answered_after = _long_poll_then_sigterm(redis_url, tmp_path, wait=60, after=0.5)
+    assert answer[0] == 200 and json.loads(answer[2])["status"] == "queued"
+    assert answered_after < 5  # one wait slice, not the 60 s asked for
 
 
 @pytest.mark.parametrize("name,raw,status", [

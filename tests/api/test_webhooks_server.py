@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +21,7 @@ from support.procs import wait_for
 from support.webhook_receiver import Receiver
 
 from api.stack import ApiStack, http
+from api.test_readme import README, _section
 from api.test_readme_flows import run_blocks
 
 HOOK_ENV = {"JOBS_WEBHOOK_ALLOW_HTTP": "1", "JOBS_WEBHOOK_ALLOW_PRIVATE": "1", "JOBS_WEBHOOK_RETRY_SECONDS": "0.2",
@@ -96,10 +100,26 @@ def test_readme_webhook_examples_run_as_written(redis_url: str, tmp_path: Path) 
     stack = ApiStack(tmp_path / "stack", redis_url, workers=1, extra_env=HOOK_ENV).start()
     try:
         out = run_blocks(stack, "## Webhooks", "## Worker")
+        section = _section(README.read_text(), "## Webhooks", "## Worker")
+        (code,) = re.findall(r"```python\n(.*?)```", section, flags=re.S)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("JOBS_")} | {"JOBS_URL": stack.url}
+        py = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
     finally:
         stack.stop()
+    assert py.returncode == 0, py.stderr
     lines = out.splitlines()
     job = next(json.loads(line) for line in lines if line.startswith('{"') and '"webhook"' in line)
     assert job["webhook"]["delivered"] is True and job["webhook"]["attempts"][-1]["status_code"] == 204
     assert any(line.startswith(f"verified job.succeeded {job['id']}:1") for line in lines)
+    assert not any(f"{job['id']}:1:subscription" in line for line in lines)  # succeeded: not in the filter
+    sub = next(json.loads(line) for line in lines if line.startswith('{"url"'))
+    assert sub["statuses"] == ["cancelled", "failed"]
+    wf = next(json.loads(line) for line in lines if line.startswith('{"') and '"nodes"' in line)
+    load, publish = (n["job_id"] for n in wf["nodes"])
+    verified = {line.split()[2]: line.split()[1] for line in lines if line.startswith("verified ")}
+    assert {k: v for k, v in verified.items() if k != f"{job['id']}:1"} == {
+        f"{load}:1": "job.failed", f"{load}:1:subscription": "job.failed",
+        f"{publish}:1": "job.cancelled", f"{publish}:1:subscription": "job.cancelled"}
+    assert any(line.endswith(f"callback     204  {job['id']}:1") for line in lines)  # jobs webhook deliveries
+    assert "webhook subscription deleted" in lines
     assert any('"/callback_url"' in line for line in lines)

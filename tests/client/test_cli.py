@@ -22,19 +22,41 @@ KEY = "cli-secret-key"
 
 @pytest.fixture(scope="module")
 def stack(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiStack]:
-    s = ApiStack(tmp_path_factory.mktemp("cli-stack"), redis_url, api_keys=f"cli:{KEY}").start()
-    try:
+    with ApiStack(tmp_path_factory.mktemp("cli-stack"), redis_url, api_keys=f"cli:{KEY}") as s:
         yield s
-    finally:
-        s.stop()
+
+
+def cli_env(url: str | None = None, key: str | None = None) -> dict[str, str]:
+    """This process's environment without its JOBS_* settings, plus JOBS_URL and JOBS_API_KEY when given."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JOBS_")}
+    env.update({name: value for name, value in (("JOBS_URL", url), ("JOBS_API_KEY", key)) if value is not None})
+    return env
 
 
 def jobs(stack: ApiStack, *args: str, key: str | None = KEY, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("JOBS_")}
-    env["JOBS_URL"] = stack.url
-    if key is not None:
-        env["JOBS_API_KEY"] = key
-    return subprocess.run([str(BIN / "jobs"), *args], env=env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run([str(BIN / "jobs"), *args], env=cli_env(stack.url, key), capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def jobs_on_a_terminal(stack: ApiStack, *args: str, timeout: float = 120) -> tuple[int, str, str]:
+    """``jobs *args`` with stderr on a pseudo-terminal, where progress is drawn: (exit code, stdout, what the
+    terminal showed)."""
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([str(BIN / "jobs"), *args], env=cli_env(stack.url, KEY), stdout=subprocess.PIPE,
+                            stderr=slave)
+    os.close(slave)
+    chunks = []
+    while True:  # until the process (the only other holder of the terminal) has exited
+        try:
+            data = os.read(master, 4096)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    out = proc.communicate(timeout=timeout)[0]
+    os.close(master)
+    return proc.returncode, out.decode(), b"".join(chunks).decode(errors="replace")
 
 
 class ValidatingJobsClient(JobsClient):
@@ -141,23 +163,8 @@ def test_list(stack: ApiStack) -> None:
 
 def test_live_progress_bar_on_a_terminal(stack: ApiStack) -> None:
     job_id = jobs(stack, "submit", "sleep", "seconds=1.5").stdout.strip()
-    master, slave = pty.openpty()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("JOBS_")}
-    env.update({"JOBS_URL": stack.url, "JOBS_API_KEY": KEY})
-    proc = subprocess.Popen([str(BIN / "jobs"), "wait", job_id], env=env, stdout=subprocess.PIPE, stderr=slave)
-    os.close(slave)
-    chunks = []
-    while True:
-        try:
-            data = os.read(master, 4096)
-        except OSError:
-            break
-        if not data:
-            break
-        chunks.append(data)
-    assert proc.wait(30) == 0
-    os.close(master)
-    screen = b"".join(chunks).decode(errors="replace")
+    code, _, screen = jobs_on_a_terminal(stack, "wait", job_id, timeout=30)
+    assert code == 0
     assert "\r[" in screen and "#" in screen and "100.0%" in screen and "succeeded" in screen
     frames = screen.count("\r[")
     assert frames >= 3, screen  # redrawn while it ran, not just once at the end
@@ -171,8 +178,7 @@ def test_errors_exit_codes(stack: ApiStack) -> None:
     assert unknown.returncode == 4 and "/params/limit" in unknown.stderr
     assert jobs(stack, "submit", "echo", "novalue").returncode == 2
     assert jobs(stack, "frobnicate").returncode == 2
-    env = {k: v for k, v in os.environ.items() if not k.startswith("JOBS_")}
-    down = subprocess.run([str(BIN / "jobs"), "--url", f"http://127.0.0.1:{free_port()}", "tasks"], env=env,
+    down = subprocess.run([str(BIN / "jobs"), "--url", f"http://127.0.0.1:{free_port()}", "tasks"], env=cli_env(),
                           capture_output=True, text=True, timeout=30)
     assert down.returncode == 5 and "cannot reach" in down.stderr
 
@@ -237,8 +243,7 @@ def test_parse_params() -> None:
 def test_wait_rides_out_an_api_restart(redis_url: str, tmp_path: Path) -> None:
     import threading
 
-    s = ApiStack(tmp_path, redis_url, workers=1).start()
-    try:
+    with ApiStack(tmp_path, redis_url, workers=1) as s:
         client = JobsClient(s.url, outage_tolerance=30)
         job = client.submit("sleep", {"seconds": 3})
         result: dict[str, object] = {}
@@ -252,22 +257,16 @@ def test_wait_rides_out_an_api_restart(redis_url: str, tmp_path: Path) -> None:
         assert result["job"]["status"] == "succeeded"  # type: ignore[index]
         with pytest.raises(JobsConnectionError):
             JobsClient(f"http://127.0.0.1:{free_port()}", outage_tolerance=0.5).wait(job["id"])
-    finally:
-        s.stop()
 
 
 def test_queue_full_is_retried_after_retry_after(redis_url: str, tmp_path: Path) -> None:
     import threading
 
     from api.conftest import TASKS
-    from jobs_core.config import Settings
-    from jobs_core.store import JobStore
 
     s = ApiStack(tmp_path, redis_url, workers=0, extra_env={"JOBS_MAX_PENDING_PER_TENANT": "1"})
-    settings = Settings.from_env({"REDIS_URL": redis_url, "JOBS_KEY_PREFIX": s.namespace, "JOBS_QUEUE": s.namespace})
-    JobStore.from_settings(settings).publish_tasks(TASKS)
-    s.start()
-    try:
+    s.store().publish_tasks(TASKS)
+    with s:
         first = JobsClient(s.url).submit("echo")
         with pytest.raises(JobsAPIError) as e:
             JobsClient(s.url, retries=0).submit("echo")
@@ -276,13 +275,10 @@ def test_queue_full_is_retried_after_retry_after(redis_url: str, tmp_path: Path)
         second = JobsClient(s.url, retries=4, max_retry_delay=0.5).submit("echo", idempotency_key="once")
         assert second["status"] == "queued"
         assert [j["id"] for j in JobsClient(s.url).list(status="queued")["jobs"]] == [second["id"]]
-    finally:
-        s.stop()
 
 
 def test_global_options_work_before_and_after_the_command(stack: ApiStack) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("JOBS_")}
-    env["JOBS_URL"] = f"http://127.0.0.1:{free_port()}"  # wrong on purpose: --url must win
+    env = cli_env(f"http://127.0.0.1:{free_port()}")  # wrong on purpose: --url must win
     for args in (["--url", stack.url, "--api-key", KEY, "--json", "tasks"],
                  ["tasks", "--url", stack.url, "--api-key", KEY, "--json"]):
         out = subprocess.run([str(BIN / "jobs"), *args], env=env, capture_output=True, text=True, timeout=30)
@@ -300,9 +296,8 @@ def test_readme_python_client_example_runs_as_written(stack: ApiStack) -> None:
     import re
 
     code = re.findall(r"```python\n(.*?)```", _python_client_section(), flags=re.S)[0]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("JOBS_")}
-    env.update({"JOBS_URL": stack.url, "JOBS_API_KEY": KEY})
-    out = subprocess.run([str(BIN / "python"), "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    out = subprocess.run([str(BIN / "python"), "-c", code], env=cli_env(stack.url, KEY), capture_output=True,
+                         text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines() == ["{'limit': 1000000, 'count': 78498}", "3 RuntimeError boom"], out.stdout
 
@@ -355,25 +350,9 @@ def test_readme_cli_wait_example_shows_progress(stack: ApiStack) -> None:
     section = text[text.index("### Command-line client") : text.index("### Python client")]
     line = next(ln for ln in section.splitlines() if "submit primes" in ln and "--wait" in ln)
     args = shlex.split(line.split("#")[0])[1:]  # drop `.venv/bin/jobs`
-    master, slave = pty.openpty()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("JOBS_")}
-    env.update({"JOBS_URL": stack.url, "JOBS_API_KEY": KEY})
-    proc = subprocess.Popen([str(BIN / "jobs"), *args], env=env, stdout=subprocess.PIPE, stderr=slave)
-    os.close(slave)
-    chunks = []
-    while True:
-        try:
-            data = os.read(master, 4096)
-        except OSError:
-            break
-        if not data:
-            break
-        chunks.append(data)
-    out = proc.communicate(timeout=120)[0]
-    os.close(master)
-    assert proc.returncode == 0
+    code, out, screen = jobs_on_a_terminal(stack, *args)
+    assert code == 0
     assert json.loads(out) == {"limit": 100000000, "count": 5761455}
-    screen = b"".join(chunks).decode(errors="replace")
     shown = set(re.findall(r"\] +(\d+\.\d)% running", screen))
     # the bar moved while it ran: a value between 0 and 100 was shown, then the end (one value on an idle
     # machine, where the job takes ~1 s and the bar refreshes twice a second; more under load)

@@ -4,7 +4,6 @@ methods against a real API (no worker runs, so what is queued stays queued and i
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from collections.abc import Iterator
 from dataclasses import replace
@@ -14,10 +13,9 @@ import pytest
 from api.conftest import TASKS
 from api.stack import BIN, ApiStack
 from jobs_client import MAX_BATCH_JOBS, JobsAPIError, JobsClient
-from jobs_core.config import Settings
 from jobs_core.store import JobStore
 
-from client.test_cli import ValidatingJobsClient
+from client.test_cli import ValidatingJobsClient, cli_env
 
 OPERATOR = "cliq-operator-key"
 ADMIN = "cliq-admin-key"
@@ -28,20 +26,14 @@ VIEWER = "cliq-viewer-key"
 def stack(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiStack]:
     s = ApiStack(tmp_path_factory.mktemp("cliq-stack"), redis_url, workers=0,
                  api_keys=f"cliq:{OPERATOR},cliq:{ADMIN}:admin,cliq:{VIEWER}:viewer")
-    settings = Settings.from_env({"REDIS_URL": redis_url, "JOBS_KEY_PREFIX": s.namespace, "JOBS_QUEUE": s.namespace})
-    JobStore.from_settings(settings).publish_tasks([replace(t, queue=s.namespace) for t in TASKS])
-    s.start()
-    try:
+    s.store().publish_tasks([replace(t, queue=s.namespace) for t in TASKS])
+    with s:
         yield s
-    finally:
-        s.stop()
 
 
 @pytest.fixture
-def store(stack: ApiStack, redis_url: str) -> JobStore:
-    settings = Settings.from_env({"REDIS_URL": redis_url, "JOBS_KEY_PREFIX": stack.namespace,
-                                  "JOBS_QUEUE": stack.namespace})
-    return JobStore.from_settings(settings)
+def store(stack: ApiStack) -> JobStore:
+    return stack.store()
 
 
 @pytest.fixture
@@ -54,10 +46,8 @@ def admin(stack: ApiStack) -> Iterator[JobsClient]:
 
 def jobs(stack: ApiStack, *args: str, key: str = OPERATOR,
          stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("JOBS_")}
-    env.update(JOBS_URL=stack.url, JOBS_API_KEY=key)
-    return subprocess.run([str(BIN / "jobs"), *args], env=env, capture_output=True, text=True, timeout=60,
-                          input=stdin)
+    return subprocess.run([str(BIN / "jobs"), *args], env=cli_env(stack.url, key), capture_output=True, text=True,
+                          timeout=60, input=stdin)
 
 
 def _waiting(store: JobStore, queue: str) -> int:

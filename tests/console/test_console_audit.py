@@ -32,7 +32,8 @@ def test_logins_logouts_and_console_actions_are_recorded(app: Flask, store: JobS
     entries = store.audit_log()
     got = [(e["action"], e["target"], e["tenant"], e["outcome"], e["via"]) for e in reversed(entries)]
     assert got == [("login", "console", "", "failed", "console"), ("login", "console", "alpha", "ok", "console"),
-                   ("job.cancel", f"job:{job}", "alpha", "ok", "console"), ("logout", "console", "alpha", "ok", "console")]
+                   ("job.cancel", f"job:{job}", "alpha", "ok", "console"),
+                   ("logout", "console", "alpha", "ok", "console")]
     failed = entries[-1]
     assert failed["key"] == hashlib.sha256(b"not-a-key-at-all").hexdigest()[:12] and failed["detail"].startswith("ip=")
     assert entries[0]["key"] == hashlib.sha256(KEY_ALPHA.encode()).hexdigest()[:12]

@@ -310,6 +310,12 @@ def test_overview_counts_queues_and_charts_tasks_by_failure_rate(alpha: Browser,
     assert re.findall(r'<tr data-task="([^"]+)">', worst_first) == ["primes", "echo"]
     assert "100.0%" in worst_first and "0.0%" in worst_first
     assert _problem(alpha.client.get("/ui/?sort=bogus"), 400)["errors"][0]["path"] == "/query/sort"
+    # run-time percentiles: one cell per task row on the overview, an hour and a day row per task on /ui/tasks
+    cells = re.findall(r'<td class="num run-time">([^<]+)</td>', html)
+    assert len(cells) == 2 and all(re.fullmatch(r"(\S+ (ms|s|min) / ){2}\S+ (ms|s|min)", c) for c in cells), cells
+    tasks_page = alpha.get("/ui/tasks").get_data(as_text=True)
+    echo = tasks_page[tasks_page.index('id="task-echo"'):]
+    assert re.search(r'<th scope="row">last hour</th><td class="num">3</td><td class="num">[0-9.]+ (ms|s)</td>', echo)
 
 
 def test_queues_page_admin_pauses_resumes_and_caps(settings: Settings, store: JobStore) -> None:

@@ -95,12 +95,8 @@ def test_runs_non_root_on_read_only_root_fs(images: dict[str, str], svc: str) ->
 
 @pytest.fixture(scope="module")
 def stack(images: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[DockerStack]:
-    s = DockerStack(Path(tmp_path_factory.mktemp("container-stack")), images["api"], images["worker"])
-    try:
-        s.start()
+    with DockerStack(Path(tmp_path_factory.mktemp("container-stack")), images["api"], images["worker"]) as s:
         yield s
-    finally:
-        s.stop()
 
 
 @pytest.mark.timeout(180)

@@ -311,3 +311,56 @@ def test_an_idle_worker_blocked_on_its_wake_list_survives_a_demoted_primary(stor
     admin.execute_command("CLIENT", "UNBLOCK", client_id, "ERROR")
     blocked.join(5)
     assert out == [True], out
+
+
+def test_run_time_histogram_lands_in_the_attempts_bucket_with_the_history_ttl(settings: Settings) -> None:
+    """Each job that ends adds one to ``rt:<task>:<bucket>`` of its minute's history hash: the bucket of
+    its attempt's run time (claim to outcome, as the attempt log records it); the hash keeps its TTL."""
+    from jobs_core import histogram
+
+    store = JobStore.from_settings(settings)
+    for _ in range(3):
+        store.enqueue("echo", {})
+    a, b, c = store.claim("w", 3)
+    store.finish("w", a.id, a.attempt, "succeeded")
+    time.sleep(0.25)
+    store.finish("w", b.id, b.attempt, "failed")
+    store.finish("w", c.id, c.attempt, "retry")  # queued again: no outcome yet, nothing counted
+    expected: dict[str, int] = {}
+    for job_id in (a.id, b.id):
+        (attempt,) = store.attempt_log(job_id)
+        field = f"rt:echo:{histogram.bucket(attempt['end'] - attempt['start'])}"
+        expected[field] = expected.get(field, 0) + 1
+        minute = attempt["end"] // 60000
+        assert 0 < store.redis.ttl(store.keys.history(minute)) <= settings.history_seconds
+    found: dict[str, int] = {}
+    for minute in {store.attempt_log(j)[0]["end"] // 60000 for j in (a.id, b.id)}:
+        for f, v in store.redis.hgetall(store.keys.history(minute)).items():
+            if f.startswith(b"rt:"):
+                found[f.decode()] = found.get(f.decode(), 0) + int(v)
+    assert found == expected
+    slow = store.attempt_log(b.id)[0]
+    ran = slow["end"] - slow["start"]
+    assert ran >= 250 and histogram.bounds(histogram.bucket(ran))[1] > 250
+    rt = store.task_run_time("echo", [settings.queue])
+    assert rt["hour"]["count"] == rt["day"]["count"] == 2
+    assert rt["hour"]["p99_ms"] >= 250 / (1 + histogram.RELATIVE_ERROR)
+    assert store.queue_run_time(settings.queue)["tasks"]["echo"] == rt
+
+
+def test_histogram_buckets_and_percentiles_keep_the_documented_error_bound() -> None:
+    from jobs_core import histogram
+
+    for ms in [1, 1.5, 2, 3, 10, 99, 100, 101, 999, 1000, 60_000, 3_600_000, 86_400_000]:
+        b = histogram.bucket(ms)
+        low, high = histogram.bounds(b)
+        assert low <= ms < high, (ms, b, low, high)
+        assert abs(histogram.estimate(b) - ms) / ms <= histogram.RELATIVE_ERROR + 1e-12
+    assert histogram.bucket(0) == histogram.bucket(0.4) == 0
+    counts = {histogram.bucket(10): 90, histogram.bucket(500): 9, histogram.bucket(5000): 1}
+    got = histogram.percentiles(counts)
+    assert got["count"] == 100
+    assert abs(got["p50_ms"] - 10) / 10 <= histogram.RELATIVE_ERROR
+    assert abs(got["p95_ms"] - 500) / 500 <= histogram.RELATIVE_ERROR
+    assert abs(got["p99_ms"] - 500) / 500 <= histogram.RELATIVE_ERROR  # rank 99 of 100 is the 99th, a 500
+    assert histogram.percentiles({}) == {"count": 0, "p50_ms": None, "p95_ms": None, "p99_ms": None}

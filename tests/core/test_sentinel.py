@@ -74,18 +74,11 @@ def test_store_through_sentinel_with_replicated_ack(cluster: SentinelCluster) ->
 def test_unconfirmed_write_raises_and_the_same_key_never_makes_a_second_job(cluster: SentinelCluster) -> None:
     settings = _settings(cluster, JOBS_ACK_REPLICAS="1", JOBS_ACK_TIMEOUT_SECONDS="0.3")
     store = JobStore.from_settings(settings)
-    cluster.wait_stable()
-    replicas = cluster.replicas()
-    for r in replicas:
-        r.freeze()
-    try:
+    with cluster.replicas_frozen():
         with pytest.raises(NotReplicated):
             store.enqueue("echo", {"n": 1}, idempotency_key="order-7")
         with pytest.raises(NotReplicated):  # a replay of the stored job is not confirmed either
             store.enqueue("echo", {"n": 1}, idempotency_key="order-7")
-    finally:
-        for r in replicas:
-            r.thaw()
     _, created = _until_confirmed(lambda: store.enqueue("echo", {"n": 1}, idempotency_key="order-7"))
     assert not created  # the same job: the first call had stored it on the primary
     assert cluster.client().zcard(settings.keys.index) == 1
@@ -96,16 +89,8 @@ def test_worker_finish_unconfirmed_raises(cluster: SentinelCluster) -> None:
     store = JobStore.from_settings(settings)
     _until_confirmed(lambda: store.enqueue("echo", {}))  # replicas frozen by the test before may still catch up
     [claimed] = store.claim("w1", 1)
-    cluster.wait_stable()
-    replicas = cluster.replicas()
-    for r in replicas:
-        r.freeze()
-    try:
-        with pytest.raises(NotReplicated):
-            store.finish_and_claim("w1", [_finish(claimed.id, claimed.attempt)], 0)
-    finally:
-        for r in replicas:
-            r.thaw()
+    with cluster.replicas_frozen(), pytest.raises(NotReplicated):
+        store.finish_and_claim("w1", [_finish(claimed.id, claimed.attempt)], 0)
 
 
 def _until_confirmed(call: Callable[[], T]) -> T:

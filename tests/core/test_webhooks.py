@@ -205,3 +205,61 @@ def test_public_address_passes_and_is_the_one_connected_to() -> None:
     target = check_url("https://93.184.215.14:8443/x?y=1", allow_http=False)
     assert (target.host, target.port, target.path) == ("93.184.215.14", 8443, "/x?y=1")
     assert resolve(target, allow_private=False) == "93.184.215.14"  # a literal: no DNS, the checked address
+
+
+def _due(store: JobStore) -> dict[str, float]:
+    """Outbox entry id -> ms until its next attempt (the shared schedule in Redis)."""
+    now = store.redis_now_ms()
+    return {e.decode(): score - now for e, score in store.redis.zrange(store.keys.webhook_due, 0, -1, withscores=True)}
+
+
+def test_the_retry_schedule_lives_in_redis_and_survives_the_dispatcher(hook_settings: Settings,
+                                                                        receiver: Receiver) -> None:
+    """Backoff and attempt count are stored with the event in the step that records the attempt: a dispatcher
+    that takes over (the first one died) keeps the schedule, and no dispatcher retries on its own clock."""
+    store = JobStore.from_settings(dataclasses.replace(hook_settings, webhook_retry_seconds=30.0))
+    receiver.answer = 500
+    job, _ = store.enqueue("echo", {}, callback_url=receiver.url)
+    run_to(store, job.id)
+    first = Dispatcher(store, "first")
+    first._ensure_group()
+    assert first.pass_once() == 1 and len(receiver.received) == 1
+    (eid, wait_ms), = _due(store).items()
+    assert 28_000 < wait_ms <= 30_000  # next attempt 30 s (the base) after the first failure
+    assert store.redis.hget(store.keys.webhook_attempts, eid) == b"1"
+    # 'first' is gone; its successor and any other dispatcher see the same schedule: nothing is due
+    successor, other = Dispatcher(store, "successor"), Dispatcher(store, "other")
+    assert successor.pass_once() == 0 and other.pass_once() == 0 and first.pass_once() == 0
+    assert len(receiver.received) == 1
+    store.redis.zadd(store.keys.webhook_due, {eid: 0})  # the 30 s are over
+    assert successor.pass_once() == 1 and other.pass_once() == 0
+    assert len(receiver.received) == 2
+    assert 58_000 < _due(store)[eid] <= 60_000  # doubled, counted from the second attempt
+    assert store.redis.hget(store.keys.webhook_attempts, eid) == b"2"
+    receiver.answer = 204
+    store.redis.zadd(store.keys.webhook_due, {eid: 0})
+    assert other.pass_once() == 1
+    assert receiver.events() == [f"{job.id}:1"] * 3
+    assert _due(store) == {} and store.redis.hlen(store.keys.webhook_attempts) == 0 and outbox_len(store) == 0
+    assert store.get(job.id).to_dict()["webhook"]["delivered"] is True
+
+
+def test_an_event_past_its_deadline_is_given_up(hook_settings: Settings, receiver: Receiver) -> None:
+    """Deadline semantics: an event not delivered within JOBS_WEBHOOK_DEADLINE_SECONDS of its transition is
+    given up at its next attempt (recorded on the job, removed from the outbox and the schedule)."""
+    store = JobStore.from_settings(dataclasses.replace(hook_settings, webhook_deadline_seconds=1.0,
+                                                       webhook_retry_seconds=30.0))
+    receiver.answer = 500
+    job, _ = store.enqueue("echo", {}, callback_url=receiver.url)
+    run_to(store, job.id)
+    d = Dispatcher(store, "d1")
+    d._ensure_group()
+    assert d.pass_once() == 1
+    time.sleep(1.1)  # the deadline passes
+    (eid, _), = _due(store).items()
+    store.redis.zadd(store.keys.webhook_due, {eid: 0})
+    assert d.pass_once() == 1
+    assert len(receiver.received) == 1  # not attempted again
+    attempts = store.get(job.id).to_dict()["webhook"]["attempts"]
+    assert attempts[-1]["error"] == "deadline passed: given up"
+    assert _due(store) == {} and outbox_len(store) == 0

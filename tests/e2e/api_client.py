@@ -6,13 +6,12 @@ The scenarios test the HTTP contract itself, so they speak plain HTTP: every cal
 
 from __future__ import annotations
 
-import json
 import time
 import urllib.error
 import urllib.request
 from typing import Any
 
-from support.http_response import TERMINAL, Response
+from support.http_response import TERMINAL, Response, encode_request
 
 __all__ = ["TERMINAL", "Api", "Response"]
 
@@ -36,14 +35,8 @@ class Api:
         timeout: float | None = None,
     ) -> Response:
         """Send one request; JSON-encode ``body`` when given. Returns any status, raises on I/O errors."""
-        data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(self.base_url + path, data=data, method=method)
-        if data is not None:
-            req.add_header("Content-Type", "application/json")
-        if auth and self.api_key:
-            req.add_header("Authorization", f"Bearer {self.api_key}")
-        for name, value in (headers or {}).items():
-            req.add_header(name, value)
+        data, hdrs = encode_request(body, self.api_key if auth else None, headers)
+        req = urllib.request.Request(self.base_url + path, data=data, method=method, headers=hdrs)
         try:
             with urllib.request.urlopen(req, timeout=timeout or self.timeout) as resp:
                 return Response(resp.status, {k.lower(): v for k, v in resp.headers.items()}, resp.read())

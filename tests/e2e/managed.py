@@ -14,7 +14,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from e2e.api_client import Api
 from e2e.redis_server import RedisServer, free_port
@@ -91,6 +91,18 @@ class ManagedStack(Stack):
         for _ in range(self.n_workers):
             self.start_worker()
         self.wait_ready()
+
+    def __enter__(self) -> Self:
+        """Start the stack; what did start is stopped again when it does not become ready."""
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
     def wait_ready(self, timeout: float = 60.0) -> None:
         """Until /readyz is 200 and every worker has published its tasks (GET /tasks lists sleep)."""

@@ -13,12 +13,8 @@ from e2e.managed import LocalStack
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    s = LocalStack(Path(tmp_path_factory.mktemp("local-stack")), workers=2)
-    try:
-        s.start()
+    with LocalStack(Path(tmp_path_factory.mktemp("local-stack")), workers=2) as s:
         yield s
-    finally:
-        s.stop()
 
 
 @pytest.mark.timeout(180)

@@ -24,6 +24,7 @@ from schemathesis.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
+from support.http_response import server_errors
 from support.streams import short_stream
 
 CHECKS = [not_a_server_error, response_schema_conformance, content_type_conformance, status_code_conformance]
@@ -38,7 +39,7 @@ class FuzzReport:
 
     @property
     def server_errors(self) -> int:
-        return sum(n for s, n in self.statuses.items() if s >= 500 and s != 503)
+        return server_errors(self.statuses)
 
 
 def run(base_url: str, api_key: str, total_cases: int) -> FuzzReport:

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import http.client
-import json
 from typing import Any
 
-from support.http_response import TERMINAL, Response
+from support.http_response import TERMINAL, Response, encode_request
 
 __all__ = ["TERMINAL", "Http", "Response"]
 
@@ -34,14 +33,9 @@ class Http:
         auth: bool = True,
     ) -> Response:
         """Send one request (``body`` JSON-encoded, or ``raw`` bytes as they are)."""
-        hdrs: dict[str, str] = {}
-        data = raw
-        if body is not None:
-            data = json.dumps(body).encode()
-            hdrs["Content-Type"] = "application/json"
-        if auth and self.api_key:
-            hdrs["Authorization"] = f"Bearer {self.api_key}"
-        hdrs.update(headers or {})
+        data, hdrs = encode_request(body, self.api_key if auth else None, headers)
+        if data is None:
+            data = raw
         if self._conn is None:
             self._conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
         try:

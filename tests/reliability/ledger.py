@@ -17,6 +17,7 @@ from http.client import HTTPException
 from typing import Any
 
 import redis
+from support.http_response import server_errors
 
 from reliability.http import TERMINAL, Http
 
@@ -167,7 +168,7 @@ class SubmitStats:
     @property
     def server_errors(self) -> int:
         """5xx answers other than 503 (503 is the promised answer while Redis is down)."""
-        return sum(n for s, n in self.statuses.items() if s >= 500 and s != 503)
+        return server_errors(self.statuses)
 
     def describe(self) -> str:
         parts = [f"{s}x{n}" for s, n in sorted(self.statuses.items()) if s != 202]

@@ -15,8 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
-
-TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
+from support.http_response import TERMINAL
 
 
 @dataclass

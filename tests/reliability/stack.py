@@ -55,10 +55,12 @@ class Stack:
         self.with_api = api
         self.web_concurrency = web_concurrency
         self.api_port = free_port()
-        #: API keys by name: tenants alpha and beta (operators), alpha's viewer, and the admin of tenant ops
+        #: API keys by name: tenants alpha and beta (operators), alpha's viewer and admin, and the admin of tenant ops
         self.keys = {"alpha": "ka-" + secrets.token_urlsafe(18), "beta": "kb-" + secrets.token_urlsafe(18),
-                     "alpha-viewer": "kv-" + secrets.token_urlsafe(18), "admin": "kx-" + secrets.token_urlsafe(18)}
-        entries = {"alpha": "alpha:{}", "beta": "beta:{}", "alpha-viewer": "alpha:{}:viewer", "admin": "ops:{}:admin"}
+                     "alpha-viewer": "kv-" + secrets.token_urlsafe(18), "admin": "kx-" + secrets.token_urlsafe(18),
+                     "alpha-admin": "kaa-" + secrets.token_urlsafe(18)}
+        entries = {"alpha": "alpha:{}", "beta": "beta:{}", "alpha-viewer": "alpha:{}:viewer", "admin": "ops:{}:admin",
+                   "alpha-admin": "alpha:{}:admin"}
         self.extra_env = {
             "JOBS_LEASE_SECONDS": str(LEASE_SECONDS),
             "JOBS_REAPER_INTERVAL_SECONDS": str(REAPER_INTERVAL_SECONDS),

@@ -249,7 +249,8 @@ def _workflow_cases(job: str) -> list[tuple[str, str, str, Any, dict[str, str], 
 
 
 def _webhook_cases(job: str) -> list[tuple[str, str, str, Any, dict[str, str], set[int]]]:
-    """Rejected callback URLs (shape, scheme, non-public addresses: SSRF) and secret rotation by an operator."""
+    """Rejected callback URLs (shape, scheme, non-public addresses: SSRF; also on workflow nodes and the tenant
+    subscription), bad subscriptions, and secret rotation by an operator."""
     j = {"Content-Type": "application/json"}
     cases: list[tuple[str, str, str, Any, dict[str, str], set[int]]] = []
     for url in ("", "ftp://example.com/", "http://example.com/", "https://10.0.0.1/", "https://169.254.169.254/x",
@@ -259,8 +260,29 @@ def _webhook_cases(job: str) -> list[tuple[str, str, str, Any, dict[str, str], s
         cases.append((f"callback_url {json.dumps(url)[:25]}", "POST", "/jobs", body, j, {422}))
     batch = {"jobs": [{"task": "echo", "callback_url": "https://a.example/"}, {"task": "echo"}]}
     cases.append(("batch with two callbacks", "POST", "/jobs/batch", json.dumps(batch).encode(), j, {422}))
-    body = json.dumps({"task": "echo", "depends_on": [job], "callback_url": "https://a.example/"}).encode()
-    cases.append(("callback_url with depends_on", "POST", "/jobs", body, j, {422}))
+    body = json.dumps({"task": "echo", "depends_on": [job], "callback_url": "https://10.0.0.1/"}).encode()
+    cases.append(("private callback_url with depends_on", "POST", "/jobs", body, j, {422}))
+    for url in ("ftp://example.com/", "https://169.254.169.254/x", 5):
+        node = {"name": "a", "task": "echo", "callback_url": url}
+        cases.append((f"workflow node callback_url {json.dumps(url)[:20]}", "POST", "/workflows",
+                      json.dumps({"nodes": [node]}).encode(), j, {422}))
+    # the tenant subscription: its url passes the same SSRF guard; bad filters; none yet: 404
+    subs: list[Any] = [{"url": u} for u in ("", "ftp://example.com/", "https://10.0.0.1/", "https://[::1]/",
+                                            "https://u:p@example.com/", "https://e.com/" + "x" * 3000, 5, None)]
+    subs += [{}, [], "x", {"url": "https://a.example/", "statuses": ["queued"]},
+             {"url": "https://a.example/", "statuses": []}, {"url": "https://a.example/", "statuses": "failed"},
+             {"url": "https://a.example/", "tasks": ["x"] * 2}, {"url": "https://a.example/", "tasks": [""]},
+             {"url": "https://a.example/", "tasks": [f"t{i}" for i in range(101)]},
+             {"url": "https://a.example/", "tenant": "beta"}]
+    for sub in subs:
+        cases.append((f"subscription {json.dumps(sub)[:30]}", "PUT", "/webhooks/subscription",
+                      json.dumps(sub).encode(), j, {422}))
+    cases.append(("subscription not JSON", "PUT", "/webhooks/subscription", b"{url", j, {400}))
+    cases.append(("subscription as form", "PUT", "/webhooks/subscription", b"url=https://a.example/",
+                  {"Content-Type": "application/x-www-form-urlencoded"}, {415}))
+    cases.append(("no subscription GET", "GET", "/webhooks/subscription", None, {}, {404}))
+    cases.append(("no subscription DELETE", "DELETE", "/webhooks/subscription", None, {}, {404}))
+    cases.append(("POST subscription", "POST", "/webhooks/subscription", None, {}, {405}))
     cases.append(("rotate secret as operator", "POST", "/webhooks/secret/rotate", None, {}, {403}))
     for method in ("GET", "PUT", "DELETE"):
         cases.append((f"{method} secret/rotate", method, "/webhooks/secret/rotate", None, {}, {405}))

@@ -1,7 +1,8 @@
 """Scenario 6, tenant isolation: tenant B can not see, list, read the result of, cancel or retry tenant A's
-jobs (404 on every endpoint, A's jobs unchanged), nor reuse A's idempotency keys (single or batch); queue
-statistics name no job or tenant; roles hold (a viewer changes nothing, only the admin pauses, caps or reads
-across tenants); and no API key or Redis password appears in any log.
+jobs (404 on every endpoint, A's jobs unchanged), nor reuse A's idempotency keys (single or batch), nor see,
+replace or delete A's webhook subscription; queue statistics name no job or tenant; roles hold (a viewer
+changes nothing, only the admin pauses, caps or reads across tenants); and no API key or Redis password
+appears in any log.
 """
 
 from __future__ import annotations
@@ -38,6 +39,30 @@ def _listed(h: Http, status: str, task: str = "") -> set[str]:
         cursor = page["next_cursor"]
         if not cursor:
             return ids
+
+
+def _subscription_probes(stack: Stack, leaks: list[str]) -> int:
+    """Webhook subscriptions are per tenant: B neither sees, replaces nor deletes A's (its own instead), A's
+    viewer reads A's but changes nothing; appends to ``leaks``; returns the probes."""
+    a, b, viewer = stack.http("alpha"), stack.http("beta"), stack.http("alpha-viewer")
+    path = "/webhooks/subscription"
+    assert a.request("PUT", path, {"url": "https://alpha.example/hooks", "statuses": ["failed"]}).status == 201
+    mine = a.request("GET", path).json()
+    probes = 0
+    for who, h, method, body, want in (("B", b, "GET", None, 404), ("B", b, "DELETE", None, 404),
+                                       ("B", b, "PUT", {"url": "https://beta.example/hooks"}, 201),
+                                       ("B", b, "GET", None, 200), ("B", b, "DELETE", None, 204),
+                                       ("A's viewer", viewer, "GET", None, 200),
+                                       ("A's viewer", viewer, "PUT", {"url": "https://x.example/"}, 403),
+                                       ("A's viewer", viewer, "DELETE", None, 403)):
+        probes += 1
+        resp = h.request(method, path, body)
+        if resp.status != want or (who == "B" and b"alpha" in resp.body):
+            leaks.append(f"{who} {method} {path} -> {resp} (expected {want})")
+    if a.request("GET", path).json() != mine:
+        leaks.append("A's webhook subscription changed by B or A's viewer")
+    a.request("DELETE", path)
+    return probes
 
 
 def _role_and_queue_probes(stack: Stack, jobs: dict[str, str], leaks: list[str]) -> int:
@@ -253,6 +278,7 @@ def test_tenant_isolation(workdir: Path) -> None:
         if a.request("GET", f"/workflows/{wf_id}").json()["status"] != "running":
             leaks.append("A's workflow changed by B")
         a.request("DELETE", f"/workflows/{wf_id}")
+        probes += _subscription_probes(stack, leaks)
         # the same Idempotency-Key from B is B's own key space: a new job, not A's (and no 422 telling B it exists)
         theirs = b.request("POST", "/jobs", {"task": "echo", "params": {"b": 2}}, headers={"Idempotency-Key": "shared"})
         probes += 1
@@ -273,7 +299,9 @@ def test_tenant_isolation(workdir: Path) -> None:
                                  ("POST", f"/queues/{queue}/pause"), ("POST", f"/queues/{queue}/resume"),
                                  ("PUT", f"/queues/{queue}/cap"),
                                  ("GET", "/schedules"), ("GET", "/schedules/nightly"), ("PUT", "/schedules/nightly"),
-                                 ("DELETE", "/schedules/nightly"), ("POST", "/schedules/nightly/pause")):
+                                 ("DELETE", "/schedules/nightly"), ("POST", "/schedules/nightly/pause"),
+                                 ("GET", "/webhooks/subscription"), ("PUT", "/webhooks/subscription"),
+                                 ("DELETE", "/webhooks/subscription")):
                 probes += 1
                 resp = h.request(method, path)
                 if resp.status != 401:

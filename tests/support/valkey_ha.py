@@ -9,9 +9,11 @@ the machine's redis-server 7.0 lacks WAITAOF.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -205,6 +207,20 @@ class SentinelCluster:
             if node.address == addr:
                 return node
         raise AssertionError(f"no node at the primary address {addr}")
+
+    @contextlib.contextmanager
+    def replicas_frozen(self) -> Iterator[list[Node]]:
+        """Once the cluster is stable, every replica frozen (SIGSTOP) for the ``with`` block; thawed after it
+        whatever happens in it."""
+        self.wait_stable()
+        replicas = self.replicas()
+        for r in replicas:
+            r.freeze()
+        try:
+            yield replicas
+        finally:
+            for r in replicas:
+                r.thaw()
 
     def replicas(self) -> list[Node]:
         """Running nodes that say they are replicas (asked directly: a sentinel's view may trail a switch)."""

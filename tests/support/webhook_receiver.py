@@ -1,9 +1,11 @@
 """A real loopback HTTP receiver for webhook tests: records every POST (headers, body) and answers with
-the status the test sets (``answer``), on its own thread; ``stop()`` closes the port (receiver down)."""
+the status the test sets (``answer``), on its own thread; ``stop()`` closes the port (receiver down),
+``start()`` again opens the same port (receiver back)."""
 
 from __future__ import annotations
 
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -13,6 +15,8 @@ class Receiver:
 
     def __init__(self, port: int = 0) -> None:
         self.received: list[tuple[dict[str, str], bytes]] = []
+        #: (monotonic time, status answered) of each request, in the order of ``received``
+        self.answers: list[tuple[float, int]] = []
         self.answer = 200
         self.port = port
         self._server: ThreadingHTTPServer | None = None
@@ -31,6 +35,7 @@ class Receiver:
                 with receiver._lock:
                     receiver.received.append(({k.lower(): v for k, v in self.headers.items()}, body))
                     status = receiver.answer
+                    receiver.answers.append((time.monotonic(), status))
                 self.send_response(status)
                 self.send_header("content-length", "2")
                 self.end_headers()

@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any, TextIO
 
-from jobs_client import cli_flows
+from jobs_client import cli_flows, cli_webhooks
 from jobs_client.client import (
     MAX_BATCH_JOBS,
     TERMINAL_STATUSES,
@@ -190,11 +190,12 @@ _ITEM_PATH = re.compile(r"^/jobs/(\d+)(/.*)?$")
 
 def _submit_file(client: JobsClient, args: argparse.Namespace) -> int:
     """``jobs submit --file``: batches of up to MAX_BATCH_JOBS jobs, each queued all or none; --priority,
-    --max-attempts, --timeout and --delay apply to the jobs that do not say."""
+    --max-attempts, --timeout, --delay and --callback-url apply to the jobs that do not say."""
     if args.task or args.params or args.params_json or args.wait:
         raise UsageError("--file takes the jobs from the file: give no TASK, params or --wait with it")
     defaults = {name: value for name, value in (("priority", args.priority), ("max_attempts", args.max_attempts),
-                                                 ("timeout", args.timeout), ("delay", args.delay)) if value is not None}
+                                                 ("timeout", args.timeout), ("delay", args.delay),
+                                                 ("callback_url", args.callback_url)) if value is not None}
     numbered = [(line, {**defaults, **job}) for line, job in read_jobs_file(args.file)]
     key = args.idempotency_key or f"jobs-cli-{uuid.uuid4()}"  # retries stay the same jobs
     batches = [numbered[i : i + MAX_BATCH_JOBS] for i in range(0, len(numbered), MAX_BATCH_JOBS)]
@@ -239,6 +240,7 @@ def cmd_submit(client: JobsClient, args: argparse.Namespace) -> int:
         delay=args.delay,
         priority=args.priority,
         idempotency_key=args.idempotency_key or f"jobs-cli-{uuid.uuid4()}",  # retries stay one job
+        callback_url=args.callback_url,
     )
     if not args.wait:
         if args.json:
@@ -414,6 +416,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, help="seconds per attempt")
     p.add_argument("--delay", type=float, help="seconds before the job may start")
     p.add_argument("--priority", type=int, metavar="0-9", help="higher runs first (default 5)")
+    p.add_argument("--callback-url", metavar="URL", help="POST a signed webhook there each time the job ends")
     p.add_argument("--file", metavar="JOBS.jsonl",
                    help="submit every job of this JSON Lines file ('-': stdin), 1000 per request, each request "
                    "all or none; prints the ids")
@@ -469,6 +472,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("value", nargs="?", help="for cap: the most jobs running at once, or none")
     p.set_defaults(func=cmd_queue)
     cli_flows.add_commands(sub, common)
+    cli_webhooks.add_commands(sub, common)
     return parser
 
 

@@ -203,11 +203,13 @@ class JobsClient:
         delay: float | None = None,
         priority: int | None = None,
         idempotency_key: str | None = None,
+        callback_url: str | None = None,
     ) -> dict[str, Any]:
-        """Submit a job; returns it (status ``queued``). ``priority`` 0..9 (default 5): higher runs first."""
+        """Submit a job; returns it (status ``queued``). ``priority`` 0..9 (default 5): higher runs first.
+        ``callback_url``: where a signed webhook is POSTed each time the job ends (see the README's Webhooks)."""
         body: dict[str, Any] = {"task": task, "params": dict(params or {})}
         for name, value in (("max_attempts", max_attempts), ("timeout", timeout), ("delay", delay),
-                            ("priority", priority)):
+                            ("priority", priority), ("callback_url", callback_url)):
             if value is not None:
                 body[name] = value
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
@@ -406,8 +408,8 @@ class JobsClient:
 
     # ------------------------------------------------------------------ workflows
     def submit_workflow(self, nodes: builtins.list[Mapping[str, Any]]) -> dict[str, Any]:
-        """Submit a DAG atomically: ``nodes`` of ``{name, task, params?, depends_on?: [name | job id |
-        {node|job, on_failure}]}``; returns the workflow with every node's job id and status."""
+        """Submit a DAG atomically: ``nodes`` of ``{name, task, params?, callback_url?, depends_on?: [name |
+        job id | {node|job, on_failure}]}``; returns the workflow with every node's job id and status."""
         wf: dict[str, Any] = self._json("POST", "/workflows", body={"nodes": list(nodes)})
         return wf
 
@@ -420,6 +422,51 @@ class JobsClient:
         """Cancel every unfinished node of a workflow."""
         wf: dict[str, Any] = self._json("DELETE", f"/workflows/{_q(workflow_id)}")
         return wf
+
+    # ------------------------------------------------------------------ webhooks
+    def put_webhook_subscription(
+        self, url: str, *, statuses: Sequence[str] | None = None, tasks: Sequence[str] | None = None
+    ) -> dict[str, Any]:
+        """Create or replace the tenant's webhook subscription (operator key): every terminal transition of
+        its jobs that the filters take is POSTed, signed, to ``url`` (``statuses``: some of succeeded,
+        failed, cancelled; ``tasks``: task names; None = all). It applies to transitions after this call."""
+        body: dict[str, Any] = {"url": url}
+        if statuses is not None:
+            body["statuses"] = list(statuses)
+        if tasks is not None:
+            body["tasks"] = list(tasks)
+        sub: dict[str, Any] = self._json("PUT", "/webhooks/subscription", body=body)
+        return sub
+
+    def webhook_subscription(self) -> dict[str, Any] | None:
+        """The tenant's webhook subscription, or None when it has none."""
+        try:
+            sub: dict[str, Any] = self._json("GET", "/webhooks/subscription")
+        except JobsAPIError as e:
+            if e.status == 404:
+                return None
+            raise
+        return sub
+
+    def delete_webhook_subscription(self) -> None:
+        """Remove the tenant's subscription (operator key); :class:`JobsAPIError` 404 when there is none.
+        Events already recorded for it are still delivered."""
+        self.request("DELETE", "/webhooks/subscription")
+
+    def rotate_webhook_secret(self) -> dict[str, Any]:
+        """A new signing secret for the tenant (admin key): ``{"secret": "whsec_...",
+        "previous_valid_for_seconds"}``; the replaced one keeps signing (a second signature) that long."""
+        out: dict[str, Any] = self._json("POST", "/webhooks/secret/rotate")
+        return out
+
+    def webhook_deliveries(self, job_id: str) -> dict[str, Any]:
+        """A job's webhook deliveries: ``{"callback_url", "attempts": [{"event", "destination", "status_code",
+        "error", "at"}], "delivered", "delivered_to"}`` (the latest 20 attempts; empty when the job has no
+        callback_url and no subscription event of it was tried yet)."""
+        job = self.get(job_id)
+        hook: dict[str, Any] = job.get("webhook") or {"callback_url": None, "attempts": [], "delivered": False,
+                                                      "delivered_to": []}
+        return hook
 
     # ------------------------------------------------------------------ tasks and ops
     def tasks(self) -> builtins.list[dict[str, Any]]:

@@ -118,6 +118,8 @@ class AuditLog:
         """Entries matching ``query``, newest first, and the cursor to pass as ``before`` for the next page
         (None at the end of the log). Examines at most :data:`SCAN_LIMIT` entries per call."""
         out: list[dict[str, Any]] = []
+        if query.before is not None and all(int(part) == 0 for part in query.before.split("-")):
+            return out, None  # nothing is older than 0-0 (and Redis refuses the interval "(0-0")
         high = f"({query.before}" if query.before else "+"
         if query.until_ms is not None and not query.before:
             high = str(query.until_ms)

@@ -16,6 +16,7 @@ from typing import Any, cast
 import redis
 from redis.commands.core import Script
 
+from jobs_core import histogram
 from jobs_core.config import Settings
 from jobs_core.keys import Keys
 from jobs_core.model import Job, JobStatus
@@ -166,17 +167,36 @@ class Browse:
         now_minute = int(self.redis.time()[0]) // 60
         wanted = range(now_minute - minutes + 1, now_minute + 1)
         cache: dict[tuple[str, int], dict[str, int]] = self.__dict__.setdefault("_history_cache", {})
+        # the current minute is read every time and never kept: a minute cached while it was still being
+        # written to would stay short for good
         missing = [m for m in wanted if (queue, m) not in cache or m == now_minute]
+        read: dict[int, dict[str, int]] = {}
         if missing:
             k = self.keys.for_queue(queue)
             pipe = self.redis.pipeline(transaction=False)
             for m in missing:
                 pipe.hgetall(k.history(m))
             for m, raw in zip(missing, pipe.execute(), strict=True):
-                cache[(queue, m)] = {_text(f): int(v) for f, v in raw.items()}
+                read[m] = {_text(f): int(v) for f, v in raw.items()}
+                if m < now_minute:
+                    cache[(queue, m)] = read[m]
             for key in [key for key in list(cache) if key[1] < now_minute - 1440]:  # keep a day
                 cache.pop(key, None)
-        return [cache[(queue, m)] for m in wanted]
+        return [read[m] if m in read else cache[(queue, m)] for m in wanted]
+
+    def queue_run_time(self, queue: str) -> dict[str, Any]:
+        """Run-time percentiles of a queue's jobs over the last hour and day (``hour``, ``day``) and of each
+        task in it (``tasks``), from the history hashes' histograms (:mod:`jobs_core.histogram`)."""
+        day = self.history(queue, 1440)
+        tasks = sorted({f[len(histogram.PREFIX):].rpartition(":")[0] for m in day for f in m
+                        if f.startswith(histogram.PREFIX)})
+        return {**histogram.run_time(day), "tasks": {t: histogram.run_time(day, t) for t in tasks}}
+
+    def task_run_time(self, task: str, queues: Sequence[str]) -> dict[str, Any]:
+        """Run-time percentiles of a task's jobs over the last hour and day, in all of ``queues``."""
+        days = [self.history(q, 1440) for q in queues]
+        return {"hour": histogram.percentiles(histogram.buckets((m for d in days for m in d[-60:]), task)),
+                "day": histogram.percentiles(histogram.buckets((m for d in days for m in d), task))}
 
     # ------------------------------------------------------------------ job event stream (GET /events)
     def read_events(self, after: str, block_ms: int, count: int = 200) -> list[tuple[str, dict[str, str]]]:

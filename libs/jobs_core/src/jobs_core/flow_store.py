@@ -90,7 +90,7 @@ class FlowStore:
             queue, release = self._release_to(info, priority)
             first_queue = first_queue or queue
             args += [ids[node.name], node.task, dumps(params), attempts, float(timeout), queue, priority, release,
-                     len(deps)]
+                     node.callback_url or "", len(deps)]
             for dep_id, policy in deps:
                 args += [dep_id, policy]
         for node in nodes:

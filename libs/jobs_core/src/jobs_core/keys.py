@@ -93,8 +93,9 @@ class Keys:
         return namespace(self.prefix, self.queue_name, "parked", "")
 
     def history(self, minute: int) -> str:
-        """Hash of per-minute counters (``finished``, ``failed``, ``finished:<task>``, ``failed:<task>``) for
-        minute ``minute`` (ms since epoch // 60000); TTL: JOBS_HISTORY_SECONDS."""
+        """Hash of per-minute counters (``finished``, ``failed``, ``finished:<task>``, ``failed:<task>``, and
+        the run-time histogram ``rt:<task>:<bucket>``, see ``jobs_core.histogram``) for minute ``minute``
+        (ms since epoch // 60000); TTL: JOBS_HISTORY_SECONDS."""
         return self.history_prefix + str(minute)
 
     @property
@@ -192,9 +193,28 @@ class Keys:
         return self.events_prefix + "webhooks"
 
     @property
+    def webhook_due(self) -> str:
+        """Zset outbox entry id -> ms of its next delivery attempt, for every event being worked on (a lease
+        while one is attempted, the backoff after a failure): the one retry schedule all dispatchers share."""
+        return namespace(self.prefix, "webhook_due")
+
+    @property
+    def webhook_attempts(self) -> str:
+        """Hash outbox entry id -> failed delivery attempts so far (the backoff's exponent)."""
+        return namespace(self.prefix, "webhook_attempts")
+
+    @property
     def webhook_secrets(self) -> str:
         """Hash tenant -> JSON ``{current, previous, previous_until}`` of webhook signing secrets."""
         return namespace(self.prefix, "webhook_secrets")
+
+    @property
+    def webhook_subscriptions(self) -> str:
+        """Hash tenant -> JSON ``{url, statuses, tasks, created_at, updated_at}``: the tenant-level webhook
+        subscription (at most one per tenant). Read by the terminal scripts (``lua/includes/release.lua``)
+        at each terminal transition, so a change applies to the transitions after it. Scripts build it as
+        the events channel prefix + ``subscriptions`` (no job id is ``subscriptions``)."""
+        return self.events_prefix + "subscriptions"
 
     # --- indexes (no TTL; entries of expired records are pruned by the reaper and by listing) ---
     @property

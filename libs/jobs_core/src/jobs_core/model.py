@@ -252,7 +252,8 @@ class Job:
     queue: str = "jobs"
     priority: int = DEFAULT_PRIORITY
     callback_url: str | None = None
-    #: Webhook deliveries so far: ``{"attempts": [{event, status_code, error, at}...], "delivered": bool}``.
+    #: Webhook deliveries so far (to the callback and the tenant subscription): ``{"attempts": [{event,
+    #: status_code, error, at}...], "delivered": bool}``.
     webhook: Mapping[str, Any] | None = None
 
     @property
@@ -327,8 +328,19 @@ class Job:
             "worker": self.worker,
             "cancel_requested": self.cancel_requested,
         }
-        if self.callback_url:
-            hook = self.webhook or {}
-            body["webhook"] = {"callback_url": self.callback_url, "attempts": list(hook.get("attempts") or []),
-                               "delivered": bool(hook.get("delivered"))}
+        hook = self.webhook or {}
+        if self.callback_url or hook:  # a job without a callback shows its tenant subscription's attempts
+            attempts = [{**a, "destination": webhook_destination(str(a.get("event") or ""))}
+                        for a in hook.get("attempts") or []]
+            delivered_to = sorted({a["destination"] for a in attempts
+                                   if isinstance(a.get("status_code"), int) and 200 <= a["status_code"] < 300})
+            tried = {a["destination"] for a in attempts}
+            body["webhook"] = {"callback_url": self.callback_url, "attempts": attempts,
+                               "delivered": bool(hook.get("delivered")) and tried <= set(delivered_to),
+                               "delivered_to": delivered_to}
         return body
+
+
+def webhook_destination(event_id: str) -> str:
+    """Where a webhook event went: ``subscription`` (ids ``<job>:<n>:subscription``) or ``callback``."""
+    return "subscription" if event_id.endswith(":subscription") else "callback"

@@ -51,5 +51,7 @@ FIRE_SCHEDULE = load("fire_schedule")
 # workflows (jobs_core.flow_store; the release is in includes/release.lua)
 SUBMIT_FLOW = load("submit_flow")
 # webhooks (jobs_core.webhooks; the outbox write is in includes/release.lua)
+WEBHOOK_TAKE = load("webhook_take")
 WEBHOOK_ATTEMPT = load("webhook_attempt")
 ROTATE_WEBHOOK_SECRET = load("rotate_webhook_secret")
+PUT_WEBHOOK_SUBSCRIPTION = load("put_webhook_subscription")  # jobs_core.subscriptions

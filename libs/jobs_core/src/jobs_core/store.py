@@ -139,15 +139,18 @@ class JobStore(Delivery, Browse, QueueAdmin, ScheduleStore, FlowStore, AuditLog)
 
         ``queue`` defaults to ``settings.queue``; ``priority`` is 0..9, higher runs first. ``created`` is
         False when ``idempotency_key`` was already used for the same request, in which case the earlier job
-        is returned. ``callback_url`` (checked by the caller, :func:`jobs_core.webhooks.check_url`) gets a
-        signed webhook when the job ends. Raises :class:`QueueFull` or :class:`IdempotencyConflict`.
+        is returned (the same key with a different request, ``callback_url`` included, is a conflict).
+        ``callback_url`` (checked by the caller, :func:`jobs_core.webhooks.check_url`) gets a signed webhook
+        when the job ends. Raises :class:`QueueFull` or :class:`IdempotencyConflict`.
         """
         item = Submission(task, params, queue, priority, max_attempts, timeout, delay)
         jobs, created = self._enqueue_items(
             [item], owner=owner, idempotency_key=idempotency_key, max_pending=max_pending,
             max_pending_per_tenant=max_pending_per_tenant,
+            # optional fields join the digest only when set: keys stored before they existed still match
             digest_of=lambda: request_digest(task, params, max_attempts=max_attempts, timeout=timeout, delay=delay,
-                                             **({"priority": priority} if priority != DEFAULT_PRIORITY else {})),
+                                             **({"priority": priority} if priority != DEFAULT_PRIORITY else {}),
+                                             **({"callback_url": callback_url} if callback_url else {})),
             idem_scope="",
             callback_url=callback_url,
         )
@@ -168,7 +171,7 @@ class JobStore(Delivery, Browse, QueueAdmin, ScheduleStore, FlowStore, AuditLog)
         Caps count the whole batch (``max_pending`` per queue, ``max_pending_per_tenant`` for ``owner``):
         when it does not fit, :class:`QueueFull` and nothing is queued. With ``idempotency_key`` a repeat
         of the same batch returns the first one's jobs (``created`` False); a different batch under the
-        same key raises :class:`IdempotencyConflict`.
+        same key (``callback_url`` included) raises :class:`IdempotencyConflict`.
         """
         if not items:
             return [], True
@@ -178,7 +181,7 @@ class JobStore(Delivery, Browse, QueueAdmin, ScheduleStore, FlowStore, AuditLog)
             digest_of=lambda: hashlib.sha256(dumps([
                 {"task": i.task, "params": i.params, "queue": i.queue, "priority": i.priority,
                  "max_attempts": i.max_attempts, "timeout": i.timeout, "delay": i.delay} for i in items
-            ])).hexdigest(),
+            ] + ([{"callback_url": callback_url}] if callback_url else []))).hexdigest(),
             idem_scope="batch:",
             callback_url=callback_url,
         )

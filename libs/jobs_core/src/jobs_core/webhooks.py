@@ -3,10 +3,13 @@
 The event is written to the outbox stream (:attr:`Keys.webhook_outbox`) by the very script that makes the
 job terminal (``lua/includes/release.lua``), so a crash can neither lose it nor emit one for a transition
 that did not happen. A :class:`Dispatcher` thread in each API process reads the outbox through a consumer
-group: several processes share the work, and an event a dead dispatcher had read but not acknowledged is
-claimed by another once its lease (``XAUTOCLAIM`` idle time) is over. Delivery is at-least-once: an event
-is acknowledged (and deleted) only after a 2xx answer or once its deadline has passed; receivers dedupe on
-``webhook-id`` (``<job id>:<n>``, n counting the job's terminal transitions).
+group, and every event being worked on has its next attempt time in one zset (:attr:`Keys.webhook_due`)
+and its failed attempts in a hash, both in Redis and updated in the step that records an attempt
+(``webhook_attempt.lua``): several processes share the work on one clock, an event being attempted is
+leased (a dead dispatcher's is taken by another after the lease), and a retry keeps its backoff through a
+dispatcher's death. Delivery is at-least-once: an event is acknowledged (and deleted) only after a 2xx
+answer, a refusal, or once its deadline has passed; receivers dedupe on ``webhook-id`` (``<job id>:<n>``,
+n counting the job's terminal transitions).
 
 Requests follow Standard Webhooks (``webhook-id``, ``webhook-timestamp``, ``webhook-signature``), signed
 with the tenant's secret (``whsec_...``) and, during the grace period after a rotation, also with the
@@ -201,11 +204,6 @@ def sign(secret_list: list[str], event_id: str, when: datetime, body: str) -> st
     return " ".join(Webhook(s).sign(event_id, when, body) for s in secret_list)
 
 
-def backoff(attempt: int, base: float) -> float:
-    """Seconds to wait before attempt ``attempt + 1`` (doubling from ``base``, capped)."""
-    return float(min(base * 2 ** max(attempt - 1, 0), MAX_BACKOFF_SECONDS))
-
-
 class Dispatcher(threading.Thread):
     """A daemon thread delivering the outbox's events (one consumer of the group; any number may run)."""
 
@@ -221,15 +219,12 @@ class Dispatcher(threading.Thread):
         self._batch = batch
         self._record = store.redis.register_script(scripts.WEBHOOK_ATTEMPT)
         self._stop_event = threading.Event()
-        #: event entry id -> monotonic time before which it is not tried again (this consumer's backoff)
-        self._not_before: dict[str, float] = {}
-        #: event entry id -> attempts made by this consumer
-        self._tries: dict[str, int] = {}
+        self._take = store.redis.register_script(scripts.WEBHOOK_TAKE)
+        self._adopt_at = 0.0  # monotonic time of the next look for events held without a due time
 
-    # a claimed event is held for this long; then another dispatcher may take it (a dead one's events)
     @property
     def lease_ms(self) -> int:
-        """Idle time after which an unacknowledged event is claimed by another dispatcher."""
+        """How long an event being attempted is held: then another dispatcher may take it (a dead one's)."""
         return int((self.settings.webhook_timeout_seconds * 2 + self.settings.webhook_retry_seconds) * 1000)
 
     def _ensure_group(self) -> None:
@@ -244,8 +239,7 @@ class Dispatcher(threading.Thread):
         while not self._stop_event.is_set():
             try:
                 self._ensure_group()
-                if not self.pass_once(block_ms=500):
-                    self._stop_event.wait(0.2)
+                self.pass_once(block_ms=500)
             except redis.RedisError as e:
                 log.warning("webhooks: redis unavailable (%s); retrying", type(e).__name__)
                 self._stop_event.wait(1.0)
@@ -254,43 +248,23 @@ class Dispatcher(threading.Thread):
                 self._stop_event.wait(1.0)
 
     def pass_once(self, block_ms: int = 0) -> int:
-        """Read new events and events due again (own, or a dead dispatcher's), try each; returns tries."""
-        r: Any = self.store.redis  # redis-py's stream replies are loosely typed
-        key = self.store.keys.webhook_outbox
-        entries: list[Any] = []
-        # own pending events whose backoff is over, then others' whose lease expired
-        own = r.xpending_range(key, WEBHOOK_GROUP, min="-", max="+", count=100, consumername=self.consumer)
-        now = time.monotonic()
-        due = [p["message_id"] for p in own if self._not_before.get(_text(p["message_id"]), 0) <= now]
-        if due:
-            entries += [e for e in r.xclaim(key, WEBHOOK_GROUP, self.consumer, 0, due[: self._batch]) if e[1]]
-        claimed = r.xautoclaim(key, WEBHOOK_GROUP, self.consumer, self.lease_ms, "0-0", count=self._batch)
-        # (XAUTOCLAIM also returns this consumer's own idle events: those still backing off wait)
-        entries += [e for e in claimed[1] if e[1] and self._not_before.get(_text(e[0]), 0) <= now]
-        if not entries:
-            read = r.xreadgroup(WEBHOOK_GROUP, self.consumer, {key: ">"}, count=self._batch,
-                                block=block_ms or None)
-            for _stream, items in read or []:
-                entries += items
-        seen: set[str] = set()
-        tries = 0
-        for entry_id, fields in entries:
-            eid = _text(entry_id)
-            if eid in seen:
-                continue
-            seen.add(eid)
-            self._try(eid, {_text(k): _text(v) for k, v in fields.items()})
-            tries += 1
-        return tries
-
-    def _done(self, eid: str) -> None:
-        r, key = self.store.redis, self.store.keys.webhook_outbox
-        pipe = r.pipeline(transaction=True)
-        pipe.xack(key, WEBHOOK_GROUP, eid)
-        pipe.xdel(key, eid)
-        pipe.execute()
-        self._not_before.pop(eid, None)
-        self._tries.pop(eid, None)
+        """Take the events due now (new ones, retries whose backoff is over, a dead dispatcher's once its
+        lease is over: one shared schedule in Redis, see ``webhook_take.lua``) and try each; returns tries.
+        With ``block_ms``, when none was due, wait up to that long for a new event or the next due time."""
+        k = self.store.keys
+        adopt = time.monotonic() >= self._adopt_at
+        if adopt:  # events a dispatcher of an older version read and died with: rarely looked for
+            self._adopt_at = time.monotonic() + self.lease_ms / 2000
+        reply = self._take(keys=[k.webhook_outbox, k.webhook_due, k.webhook_attempts],
+                           args=[WEBHOOK_GROUP, self.consumer, self.lease_ms, self._batch, "1" if adopt else "0"])
+        next_due_ms, last_id, entries = int(reply[0]), _text(reply[1]), reply[2:]
+        for entry_id, flat in entries:
+            self._try(_text(entry_id), {_text(flat[i]): _text(flat[i + 1]) for i in range(0, len(flat), 2)})
+        if not entries and block_ms:
+            wait = block_ms if next_due_ms < 0 else max(1, min(block_ms, next_due_ms))
+            r: Any = self.store.redis  # a new entry after the last one wakes this at once
+            r.xread({k.webhook_outbox: last_id}, count=1, block=wait)
+        return len(entries)
 
     def _try(self, eid: str, f: dict[str, str]) -> None:
         s = self.settings
@@ -298,8 +272,7 @@ class Dispatcher(threading.Thread):
         at_ms = int(f.get("at") or now_ms)
         job_key = self.store.keys.job(f.get("job", ""))
         if now_ms - at_ms > s.webhook_deadline_seconds * 1000:
-            self._note(job_key, f, now_ms, None, "deadline passed: given up", False, "expired")
-            self._done(eid)
+            self._note(eid, job_key, f, now_ms, None, "deadline passed: given up", "expired")
             return
         when = datetime.fromtimestamp(now_ms / 1000, tz=UTC)
         body = dumps({
@@ -313,8 +286,7 @@ class Dispatcher(threading.Thread):
             target = check_url(f.get("url", ""), allow_http=s.webhook_allow_http)
             ip = resolve(target, allow_private=s.webhook_allow_private)
         except UnsafeWebhookUrl as e:
-            self._note(job_key, f, now_ms, None, f"refused: {e}", False, "refused")
-            self._done(eid)  # not retried: the destination is not allowed
+            self._note(eid, job_key, f, now_ms, None, f"refused: {e}", "refused")  # not retried: not allowed
             return
         headers = {
             "content-type": "application/json",
@@ -330,21 +302,21 @@ class Dispatcher(threading.Thread):
         except (OSError, http.client.HTTPException) as e:
             error = f"{type(e).__name__}: {e}"[:200]
         ok = code is not None and 200 <= code < 300
-        self._note(job_key, f, now_ms, code, error, ok, "delivered" if ok else "failed")
-        if ok:
-            self._done(eid)
-        else:
-            n = self._tries[eid] = self._tries.get(eid, 0) + 1
-            self._not_before[eid] = time.monotonic() + backoff(n, s.webhook_retry_seconds)
+        self._note(eid, job_key, f, now_ms, code, error, "delivered" if ok else "failed")
 
-    def _note(self, job_key: str, f: dict[str, str], now_ms: int, code: int | None, error: str | None,
-              ok: bool, outcome: str) -> None:
+    def _note(self, eid: str, job_key: str, f: dict[str, str], now_ms: int, code: int | None, error: str | None,
+              outcome: str) -> None:
+        """Record the attempt on the job and, in the same step, end the event or set its next attempt."""
+        s, k = self.settings, self.store.keys
         attempt = {"event": f.get("event"), "status_code": code, "error": error,
                    "at": datetime.fromtimestamp(now_ms / 1000, tz=UTC).isoformat().replace("+00:00", "Z")}
-        self._record(keys=[job_key], args=[dumps(attempt), "1" if ok else "0", ATTEMPTS_KEPT])
+        self._record(keys=[job_key, k.webhook_outbox, k.webhook_due, k.webhook_attempts],
+                     args=[dumps(attempt), outcome, ATTEMPTS_KEPT, WEBHOOK_GROUP, eid,
+                           int(s.webhook_retry_seconds * 1000), int(MAX_BACKOFF_SECONDS * 1000)])
         if self._observe is not None:
             self._observe(outcome)
-        log.info("webhook %s for job %s: %s", f.get("event"), f.get("job"), outcome if ok else error or code)
+        log.info("webhook %s for job %s: %s", f.get("event"), f.get("job"),
+                 outcome if outcome != "failed" else error or code)
 
     def request_stop(self) -> None:
         """Ask the loop to end after the current pass."""

@@ -51,6 +51,8 @@ class FlowNode:
     max_attempts: int | None = None
     timeout: float | None = None
     priority: int | None = None
+    #: Where a signed webhook is POSTed each time this node's job ends (checked by the caller).
+    callback_url: str | None = None
 
 
 def order(nodes: Sequence[FlowNode], is_job_id: Any) -> list[FlowNode]:

@@ -4,9 +4,9 @@ What is recorded (``jobs_core.audit`` describes an entry): queue pause / resume 
 ``queue_control.lua``, in the same step as the change), and, right after the request succeeded (one
 ``XADD``; a Redis error there is logged, never turned into an error for an action that already happened):
 job cancel (``DELETE /jobs/<id>``) and retry, workflow cancel, schedule put / delete / pause / resume,
-webhook secret rotation, the console's cancel / retry buttons, console login (success and failure, with
-the client address) and logout; console bulk actions record their start and end themselves
-(``console/bulk.py``). A request refused for its role (403) is recorded with outcome ``denied``.
+webhook secret rotation and subscription put / delete, the console's cancel / retry buttons, console
+login (success and failure, with the client address) and logout; console bulk actions record their start
+and end themselves (``console/bulk.py``). A request refused for its role (403) is recorded with outcome ``denied``.
 Submissions (``POST /jobs``, batches, workflows, the console's run form) are not: the job record already
 says who created it and when, and an extra write per job would tax the hot path.
 
@@ -45,6 +45,8 @@ RECORDED: dict[str, tuple[str, str | None, str]] = {
     "schedules.pause_schedule": ("schedule.pause", "name", "schedule"),
     "schedules.resume_schedule": ("schedule.resume", "name", "schedule"),
     "webhooks.rotate_secret": ("webhook.secret.rotate", None, "webhooks"),
+    "webhooks.put_subscription": ("webhook.subscription.put", None, "webhooks"),
+    "webhooks.delete_subscription": ("webhook.subscription.delete", None, "webhooks"),
     "ui.job_action": ("job.{action}", "job_id", "job"),
     "ui.login": ("login", None, "console"),
     "ui.logout": ("logout", None, "console"),
@@ -54,6 +56,7 @@ DENIABLE = {*RECORDED, "queues.pause", "queues.resume", "queues.set_cap", "ui.qu
 OUTCOMES = ("ok", "denied", "failed", "started", "limited")
 _ACTION = re.compile(r"^[a-z]+(\.[a-z]+)*\.?$")
 _CURSOR = re.compile(r"^[0-9]{1,20}-[0-9]{1,20}$")
+_U64_MAX = 2**64 - 1  # stream id parts are unsigned 64-bit: a larger one is a Redis error, not a 400
 _TENANT = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 _TARGET = re.compile(r"^[a-z]+:[A-Za-z0-9_.:\-]{1,200}$|^[a-z]+$")
 
@@ -144,8 +147,12 @@ def query_from_request(tenant: str | None) -> AuditQuery:
     via = request.args.get("via") or None
     if via is not None and via not in ("api", "console"):
         raise validation_problem([{"path": "/query/via", "message": "api or console"}], status=400)
+    before = _arg("before", _CURSOR, "the `next` cursor of a previous page")
+    if before is not None and any(int(part) > _U64_MAX for part in before.split("-")):
+        raise validation_problem([{"path": "/query/before", "message": "the `next` cursor of a previous page"}],
+                                 status=400)
     return AuditQuery(
-        before=_arg("before", _CURSOR, "the `next` cursor of a previous page"),
+        before=before,
         limit=query_int("limit", 100, 1, 500),
         tenant=tenant,
         action=_arg("action", _ACTION, "an action such as job.cancel, or a prefix ending in '.' (queue.)"),

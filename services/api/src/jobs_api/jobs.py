@@ -10,9 +10,8 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from flask import Blueprint, Response, request
-from jobs_core import webhooks
 from jobs_core.config import Role
-from jobs_core.errors import IdempotencyConflict, QueueFull, UnsafeWebhookUrl
+from jobs_core.errors import IdempotencyConflict, QueueFull
 from jobs_core.model import DEFAULT_PRIORITY, Job, JobStatus, Submission, is_job_id
 from jobs_core.serialization import EncodingError, dumps
 
@@ -31,6 +30,7 @@ from jobs_api.validation import (
     schema_errors,
     task_params_errors,
 )
+from jobs_api.webhooks import safe_url
 
 log = logging.getLogger("jobs_api.jobs")
 bp = Blueprint("jobs", __name__)
@@ -157,15 +157,7 @@ def submit() -> Response:
 def _callback_url(body: Any, path: str = "/callback_url") -> str | None:
     """The submission's ``callback_url`` (already a string by the schema) once judged safe, else 422."""
     url = body.get("callback_url") if isinstance(body, dict) else None
-    if url is None:
-        return None
-    s = state().settings
-    try:
-        webhooks.check_literal(webhooks.check_url(url, allow_http=s.webhook_allow_http),
-                               allow_private=s.webhook_allow_private)
-    except UnsafeWebhookUrl as e:
-        raise validation_problem([{"path": path, "message": str(e)}]) from None
-    return str(url)
+    return None if url is None else safe_url(url, path)
 
 
 def create_job(body: Any, idempotency_key: str | None, owner: str) -> tuple[Job, bool]:
@@ -181,14 +173,12 @@ def create_job(body: Any, idempotency_key: str | None, owner: str) -> tuple[Job,
         raise validation_problem(e.errors) from None
     callback = _callback_url(body)
     if body.get("depends_on"):  # waits for other jobs: created by the workflow script (see workflows.py)
-        if callback is not None:
-            raise validation_problem([{"path": "/callback_url", "message": "cannot be combined with depends_on"}])
         if idempotency_key is not None:
             raise validation_problem([{"path": "/headers/Idempotency-Key",
                                        "message": "cannot be combined with depends_on"}])
         from jobs_api.workflows import submit_dependent
 
-        job = submit_dependent(body, owner)
+        job = submit_dependent(body, owner, callback)
         SUBMISSIONS.labels(sub.task, "accepted").inc()
         return job, True
     st = state()

@@ -18,7 +18,7 @@ from jobs_core.config import MAX_TIMEOUT_SECONDS as MAX_TIMEOUT_SECONDS
 from jobs_core.model import DEFAULT_PRIORITY, MAX_PRIORITY, MIN_PRIORITY, JobStatus
 
 from jobs_api import __version__, openapi_audit, openapi_batch, openapi_events, openapi_queues
-from jobs_api.openapi_parts import FORBIDDEN, RETRY_AFTER, SECURITY, idempotency_key, json_body, op, problem
+from jobs_api.openapi_parts import FORBIDDEN, RETRY_AFTER, json_body, op, problem, submission
 from jobs_api.openapi_parts import MAX_IDEMPOTENCY_KEY_LENGTH as MAX_IDEMPOTENCY_KEY_LENGTH
 
 MAX_DELAY_SECONDS = 7 * 24 * 3600
@@ -89,8 +89,8 @@ SCHEMAS: dict[str, Any] = {
                 "maxLength": 2048,
                 "description": "Where a signed webhook (Standard Webhooks) is POSTed each time the job ends. "
                 "https:// only unless JOBS_WEBHOOK_ALLOW_HTTP; non-public addresses refused unless "
-                "JOBS_WEBHOOK_ALLOW_PRIVATE. In a batch, every job names the same one or none. Not with "
-                "depends_on.",
+                "JOBS_WEBHOOK_ALLOW_PRIVATE. In a batch, every job names the same one or none. Part of what "
+                "an Idempotency-Key's repeat must match.",
             },
             "priority": {
                 "type": "integer",
@@ -161,16 +161,24 @@ SCHEMAS: dict[str, Any] = {
             "tenant": {"type": "string", "description": "The tenant that owns the job (whose key submitted it)."},
             "webhook": {
                 "type": "object",
-                "description": "Only for a job with a callback_url: its webhook delivery attempts (the latest 20).",
-                "required": ["callback_url", "attempts", "delivered"],
+                "description": "For a job with a callback_url, or once an event of its tenant's subscription "
+                "(PUT /webhooks/subscription) was tried: its webhook delivery attempts (the latest 20).",
+                "required": ["callback_url", "attempts", "delivered", "delivered_to"],
                 "additionalProperties": False,
                 "properties": {
-                    "callback_url": {"type": "string"},
-                    "delivered": {"type": "boolean", "description": "A delivery was answered 2xx."},
+                    "callback_url": _NULLABLE_STRING,
+                    "delivered": {"type": "boolean", "description": "A delivery was answered 2xx, for every "
+                                  "destination tried (callback, subscription)."},
+                    "delivered_to": {"type": "array", "items": {"type": "string",
+                                                                "enum": ["callback", "subscription"]},
+                                     "description": "The destinations a delivery of this job was answered 2xx by."},
                     "attempts": {"type": "array", "items": {
-                        "type": "object", "required": ["event", "status_code", "error", "at"],
+                        "type": "object", "required": ["event", "destination", "status_code", "error", "at"],
                         "additionalProperties": False,
-                        "properties": {"event": {"type": "string", "description": "The webhook-id."},
+                        "properties": {"event": {"type": "string", "description": "The webhook-id: <job id>:<n> "
+                                                 "to the callback_url, <job id>:<n>:subscription to the tenant's "
+                                                 "subscription."},
+                                       "destination": {"type": "string", "enum": ["callback", "subscription"]},
                                        "status_code": {"type": ["integer", "null"]},
                                        "error": _NULLABLE_STRING, "at": _TIMESTAMP}}},
                 },
@@ -228,6 +236,7 @@ SCHEMAS: dict[str, Any] = {
                 "type": "string",
                 "description": "Present when the published definition cannot be used (POST /jobs answers 503).",
             },
+            "run_time": {"$ref": "#/components/schemas/RunTime"},
         },
     },
     "TaskList": {
@@ -288,50 +297,41 @@ _JOB_ID = {
     "schema": {"type": "string"},
     "description": "Job id (uuid4). Unknown, malformed or another tenant's (unless the caller is an admin): 404.",
 }
+
+
+def _on_job(summary: str, operation_id: str, responses: dict[str, Any], *query: dict[str, Any]) -> dict[str, Any]:
+    """An operation on the job of the path (404 for an unknown one), with more ``query`` parameters."""
+    return op(
+        summary,
+        {**responses, "404": problem("No such job.")},
+        operationId=operation_id,
+        tags=["jobs"],
+        parameters=[_JOB_ID, *query],
+    )
+
+
 PATHS: dict[str, Any] = {
     "/jobs": {
-        "post": op(
+        "post": submission(
             "Submit a job",
-            {
-                "202": json_body(
-                    "Job",
-                    "Accepted: the job is recorded and queued (also for an Idempotency-Key repeat, which "
-                    "returns the original job with Idempotent-Replayed: true).",
-                    {
-                        "Location": {"schema": {"type": "string"}},
-                        "Idempotent-Replayed": {"schema": {"type": "string", "enum": ["true"]}},
-                    },
-                ),
-                "400": problem("Malformed JSON or bad Idempotency-Key header."),
-                "413": problem("Body larger than JOBS_MAX_BODY_BYTES."),
-                "415": problem("Content-Type is not application/json."),
-                "422": problem(
-                    "Invalid body, unknown task, params failing the task's schema, or an Idempotency-Key "
-                    "reused with a different body."
-                ),
-                "429": problem("Too many pending jobs (JOBS_MAX_PENDING[_PER_TENANT]).", RETRY_AFTER),
-                **FORBIDDEN,
-            },
-            operationId="submitJob",
-            tags=["jobs"],
-            security=SECURITY,
-            parameters=[idempotency_key("A repeat with the same key and body returns the same job.")],
-            requestBody={
-                "required": True,
-                "content": {
-                    "application/json": {
-                        "schema": {"$ref": "#/components/schemas/SubmitRequest"},
-                        "example": {"task": "sleep", "params": {"seconds": 3}},
-                    }
-                },
-            },
+            "submitJob",
+            request=("SubmitRequest", {"task": "sleep", "params": {"seconds": 3}}),
+            accepted=(
+                "Job",
+                "Accepted: the job is recorded and queued (also for an Idempotency-Key repeat, which "
+                "returns the original job with Idempotent-Replayed: true).",
+            ),
+            headers={"Location": {"schema": {"type": "string"}}},
+            invalid="Invalid body, unknown task, params failing the task's schema, or an Idempotency-Key "
+            "reused with a different body.",
+            over_cap="Too many pending jobs (JOBS_MAX_PENDING[_PER_TENANT]).",
+            repeat="A repeat with the same key and body returns the same job.",
         ),
         "get": op(
             "List jobs, newest first",
             {"200": json_body("JobList", "A page of jobs."), "400": problem("Bad query parameter."), **FORBIDDEN},
             operationId="listJobs",
             tags=["jobs"],
-            security=SECURITY,
             parameters=[
                 {"name": "status", "in": "query", "schema": {"type": "string", "enum": STATUSES}},
                 {"name": "task", "in": "query", "schema": {"type": "string"}},
@@ -362,46 +362,34 @@ PATHS: dict[str, Any] = {
         ),
     },
     "/jobs/{job_id}": {
-        "get": op(
+        "get": _on_job(
             "Get a job (optionally long-polling until it is terminal)",
+            "getJob",
+            {"200": json_body("Job", "The job."), "400": problem("Bad wait parameter.")},
             {
-                "200": json_body("Job", "The job."),
-                "400": problem("Bad wait parameter."),
-                "404": problem("No such job."),
+                "name": "wait",
+                "in": "query",
+                "schema": {"type": "number", "minimum": 0, "maximum": MAX_WAIT_SECONDS},
+                "description": "Seconds to wait for the job to become terminal before answering.",
             },
-            operationId="getJob",
-            tags=["jobs"],
-            security=SECURITY,
-            parameters=[
-                _JOB_ID,
-                {
-                    "name": "wait",
-                    "in": "query",
-                    "schema": {"type": "number", "minimum": 0, "maximum": MAX_WAIT_SECONDS},
-                    "description": "Seconds to wait for the job to become terminal before answering.",
-                },
-            ],
         ),
-        "delete": op(
+        "delete": _on_job(
             "Cancel a job",
+            "cancelJob",
             {
                 "200": json_body("Job", "The job was queued and is now cancelled."),
                 "202": json_body(
                     "Job", "The job is running: cancel requested; it becomes cancelled within a heartbeat."
                 ),
-                "404": problem("No such job."),
                 "409": problem("The job is already terminal (job_status says which)."),
                 **FORBIDDEN,
             },
-            operationId="cancelJob",
-            tags=["jobs"],
-            security=SECURITY,
-            parameters=[_JOB_ID],
         ),
     },
     "/jobs/{job_id}/result": {
-        "get": op(
+        "get": _on_job(
             "Get a succeeded job's result",
+            "getJobResult",
             {
                 "200": {
                     "description": "The result, in its media type (JSON results as application/json).",
@@ -410,29 +398,20 @@ PATHS: dict[str, Any] = {
                         "*/*": {"schema": {"type": "string", "format": "binary"}},
                     },
                 },
-                "404": problem("No such job."),
                 "409": problem("The job has not succeeded (job_status says its status)."),
                 "410": problem("The result has expired (JOBS_RESULT_TTL_SECONDS)."),
             },
-            operationId="getJobResult",
-            tags=["jobs"],
-            security=SECURITY,
-            parameters=[_JOB_ID],
         ),
     },
     "/jobs/{job_id}/retry": {
-        "post": op(
+        "post": _on_job(
             "Queue a failed or cancelled job again",
+            "retryJob",
             {
                 "202": json_body("Job", "Queued again.", {"Location": {"schema": {"type": "string"}}}),
-                "404": problem("No such job."),
                 "409": problem("The job is not failed or cancelled (job_status says its status)."),
                 **FORBIDDEN,
             },
-            operationId="retryJob",
-            tags=["jobs"],
-            security=SECURITY,
-            parameters=[_JOB_ID],
         ),
     },
     "/tasks": {
@@ -441,7 +420,6 @@ PATHS: dict[str, Any] = {
             {"200": json_body("TaskList", "Every known task, by name.")},
             operationId="listTasks",
             tags=["tasks"],
-            security=SECURITY,
         ),
     },
     "/tasks/{name}": {
@@ -450,7 +428,6 @@ PATHS: dict[str, Any] = {
             {"200": json_body("Task", "The task."), "404": problem("No such task.")},
             operationId="getTask",
             tags=["tasks"],
-            security=SECURITY,
             parameters=[{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
         ),
     },

@@ -7,7 +7,7 @@ import copy
 import functools
 from typing import Any
 
-from jobs_api.openapi_parts import FORBIDDEN, RETRY_AFTER, SECURITY, idempotency_key, json_body, op, problem
+from jobs_api.openapi_parts import submission
 
 #: Most jobs one ``POST /jobs/batch`` may hold (the body must also fit JOBS_MAX_BODY_BYTES).
 MAX_BATCH_JOBS = 1000
@@ -43,39 +43,23 @@ SCHEMAS: dict[str, Any] = {
 
 PATHS: dict[str, Any] = {
     "/jobs/batch": {
-        "post": op(
+        "post": submission(
             f"Submit up to {MAX_BATCH_JOBS} jobs at once, all or none",
-            {
-                "202": json_body(
-                    "JobBatch",
-                    "Accepted: every job is recorded and queued (also for an Idempotency-Key repeat, which returns "
-                    "the original jobs with Idempotent-Replayed: true).",
-                    {"Idempotent-Replayed": {"schema": {"type": "string", "enum": ["true"]}}},
-                ),
-                "400": problem("Malformed JSON or bad Idempotency-Key header."),
-                "413": problem("Body larger than JOBS_MAX_BODY_BYTES."),
-                "415": problem("Content-Type is not application/json."),
-                "422": problem(
-                    "Nothing was queued: the body is not {\"jobs\": [...]}, or some jobs are invalid (each error's "
-                    "path names the job by index, e.g. /jobs/3/params/limit; invalid_items lists them), or the "
-                    "Idempotency-Key was used with a different batch."
-                ),
-                "429": problem("The batch does not fit the pending caps; nothing was queued.", RETRY_AFTER),
-                **FORBIDDEN,
-            },
-            operationId="submitJobs",
-            tags=["jobs"],
-            security=SECURITY,
-            parameters=[idempotency_key("A repeat with the same key and batch returns the same jobs.")],
-            requestBody={
-                "required": True,
-                "content": {
-                    "application/json": {
-                        "schema": {"$ref": "#/components/schemas/BatchRequest"},
-                        "example": {"jobs": [{"task": "echo", "params": {"n": 1}}, {"task": "sleep", "priority": 9}]},
-                    }
-                },
-            },
+            "submitJobs",
+            request=(
+                "BatchRequest",
+                {"jobs": [{"task": "echo", "params": {"n": 1}}, {"task": "sleep", "priority": 9}]},
+            ),
+            accepted=(
+                "JobBatch",
+                "Accepted: every job is recorded and queued (also for an Idempotency-Key repeat, which returns "
+                "the original jobs with Idempotent-Replayed: true).",
+            ),
+            invalid="Nothing was queued: the body is not {\"jobs\": [...]}, or some jobs are invalid (each error's "
+            "path names the job by index, e.g. /jobs/3/params/limit; invalid_items lists them), or the "
+            "Idempotency-Key was used with a different batch.",
+            over_cap="The batch does not fit the pending caps; nothing was queued.",
+            repeat="A repeat with the same key and batch returns the same jobs.",
         ),
     },
 }

@@ -110,6 +110,9 @@ SCHEMAS.update({
                 "max_attempts": _SCHEDULE_FIELDS["max_attempts"],
                 "timeout": _SCHEDULE_FIELDS["timeout"],
                 "priority": _SCHEDULE_FIELDS["priority"],
+                "callback_url": {"type": "string", "minLength": 1, "maxLength": 2048,
+                                 "description": "Where a signed webhook is POSTed each time this node's job ends "
+                                 "(also when a failed dependency cancels it); checked as on POST /jobs."},
                 "depends_on": {"type": "array", "maxItems": 1000, "description": "Node names or existing job ids "
                                "(of the caller's tenant), or {node|job, on_failure}.", "items": {"oneOf": [
                                    _REF,

@@ -49,11 +49,63 @@ FORBIDDEN = {
 SECURITY: list[dict[str, list[str]]] = [{"bearerAuth": []}]
 
 
+#: Header of an answer that repeats the first one for the same Idempotency-Key.
+IDEMPOTENT_REPLAYED = {"Idempotent-Replayed": {"schema": {"type": "string", "enum": ["true"]}}}
+
+
 def op(summary: str, responses: dict[str, Any], **more: Any) -> dict[str, Any]:
-    """An operation of a protected endpoint (401 and 503 added to ``responses``)."""
-    out = {"summary": summary, "responses": {**responses, **AUTH_ERRORS}}
+    """An operation of a protected endpoint (401 and 503 added to ``responses``, bearer ``security`` unless
+    ``more`` says otherwise)."""
+    out = {"summary": summary, "responses": {**responses, **AUTH_ERRORS}, "security": SECURITY}
     out.update(more)
     return out
+
+
+def json_errors(bad_json: str = "Malformed JSON.") -> dict[str, Any]:
+    """The 400, 413 and 415 answers of every endpoint that reads a JSON body (``bad_json``: what 400 covers)."""
+    return {
+        "400": problem(bad_json),
+        "413": problem("Body larger than JOBS_MAX_BODY_BYTES."),
+        "415": problem("Content-Type is not application/json."),
+    }
+
+
+def json_request(ref: str, example: Any) -> dict[str, Any]:
+    """A required JSON request body: the component schema ``ref``, with an ``example``."""
+    return {
+        "required": True,
+        "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{ref}"}, "example": example}},
+    }
+
+
+def submission(
+    summary: str,
+    operation_id: str,
+    *,
+    request: tuple[str, Any],
+    accepted: tuple[str, str],
+    invalid: str,
+    over_cap: str,
+    repeat: str,
+    headers: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """An idempotent JSON submission of jobs (``POST /jobs``, ``POST /jobs/batch``): the ``request`` body (schema,
+    example) is answered 202 ``accepted`` (schema, description; ``headers`` and Idempotent-Replayed), 422 when
+    ``invalid``, 429 when ``over_cap``; ``repeat`` says what a repeat with the same Idempotency-Key returns."""
+    return op(
+        summary,
+        {
+            "202": json_body(*accepted, {**(headers or {}), **IDEMPOTENT_REPLAYED}),
+            **json_errors("Malformed JSON or bad Idempotency-Key header."),
+            "422": problem(invalid),
+            "429": problem(over_cap, RETRY_AFTER),
+            **FORBIDDEN,
+        },
+        operationId=operation_id,
+        tags=["jobs"],
+        parameters=[idempotency_key(repeat)],
+        requestBody=json_request(*request),
+    )
 
 
 def idempotency_key(description: str) -> dict[str, Any]:

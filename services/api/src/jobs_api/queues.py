@@ -44,8 +44,10 @@ def list_queues() -> Response:
 @bp.get("/queues/<name>")
 @requires(Role.VIEWER)
 def get_queue(name: str) -> Response:
-    """One queue's statistics, or 404."""
-    return _stats(_known(name))
+    """One queue's statistics with its run-time percentiles (``run_time``), or 404."""
+    store = state().store
+    stats = store.queue_stats(_known(name)).to_dict()
+    return json_response({**stats, "run_time": store.queue_run_time(name)})
 
 
 @bp.post("/queues/<name>/pause")

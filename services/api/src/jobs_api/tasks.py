@@ -35,8 +35,9 @@ def list_tasks() -> Response:
 @bp.get("/tasks/<name>")
 @requires(Role.VIEWER)
 def get_task(name: str) -> Response:
-    """One task with its live workers, or 404."""
-    info = state().store.task_statuses().get(name)
+    """One task with its live workers and its run-time percentiles over every queue, or 404."""
+    store = state().store
+    info = store.task_statuses().get(name)
     if info is None:
         raise Problem(404, "Not Found", f"no task named {name!r}", slug="task-not-found")
-    return json_response(_task_body(info))
+    return json_response({**_task_body(info), "run_time": store.task_run_time(name, store.queue_names())})

@@ -17,6 +17,7 @@ from jobs_api.auth import current_tenant, protect, requires
 from jobs_api.problems import Problem, validation_problem
 from jobs_api.state import json_response, state
 from jobs_api.validation import read_json_body, schema_errors
+from jobs_api.webhooks import safe_url
 
 bp = Blueprint("workflows", __name__)
 protect(bp)
@@ -55,12 +56,13 @@ def _submit(nodes: list[FlowNode], workflow: bool, owner: str) -> tuple[str | No
         raise validation_problem([{"path": p, "message": m} for p, m in e.errors]) from e
 
 
-def submit_dependent(body: dict[str, Any], owner: str) -> Job:
-    """``POST /jobs`` with ``depends_on`` (already validated against SubmitRequest and the task's schema)."""
+def submit_dependent(body: dict[str, Any], owner: str, callback_url: str | None = None) -> Job:
+    """``POST /jobs`` with ``depends_on`` (already validated against SubmitRequest and the task's schema,
+    ``callback_url`` already judged safe)."""
     if "delay" in body:
         raise validation_problem([{"path": "/delay", "message": "cannot be combined with depends_on"}])
     node = FlowNode("job", body["task"], body.get("params", {}), _dependencies(body["depends_on"], False),
-                    body.get("max_attempts"), body.get("timeout"), body.get("priority"))
+                    body.get("max_attempts"), body.get("timeout"), body.get("priority"), callback_url)
     try:
         _, (job,) = _submit([node], False, owner)
     except Problem as e:  # node paths of a one-node submission are the body's own
@@ -95,9 +97,11 @@ def submit_workflow() -> Response:
     nodes = []
     for i, raw in enumerate(body["nodes"]):
         _task(raw["task"], raw.get("params", {}), f"/nodes/{i}")
+        callback = raw.get("callback_url")
         nodes.append(FlowNode(raw["name"], raw["task"], raw.get("params", {}),
                               _dependencies(raw.get("depends_on", []), True), raw.get("max_attempts"),
-                              raw.get("timeout"), raw.get("priority")))
+                              raw.get("timeout"), raw.get("priority"),
+                              None if callback is None else safe_url(callback, f"/nodes/{i}/callback_url")))
     owner = current_tenant()
     workflow_id, _ = _submit(nodes, True, owner)
     assert workflow_id is not None

@@ -2,18 +2,20 @@
 --- @include "create_job"
 --- @include "queues"
 --- @include "emit"
+--- @include "release"
 -- Submit jobs with dependencies (one job with depends_on, or a whole workflow DAG) in one atomic step:
 -- every node is created or none is. Nodes come in dependency order (the caller sorted them and refused
 -- cycles). A node whose dependencies are all done is queued at once; one waiting on others is 'waiting'
 -- (in no waiting list: KEDA does not count it) with deps_left = unfinished dependencies, and an edge
 -- {node: policy} in each unfinished dependency's 'dependents' field, consumed by release_dependents when
 -- that dependency ends. A dependency that already failed or was cancelled cancels the node (policy
--- 'fail') or counts as done ('ignore'). Dependencies outside the batch must be the same tenant's jobs.
+-- 'fail') or counts as done ('ignore'); a node cancelled so gets its webhook events (includes/release.lua)
+-- like any terminal transition. Dependencies outside the batch must be the same tenant's jobs.
 -- KEYS: 1 index zset, 2 owner index zset, 3 seq counter, 4 pending hash, 5 workflow hash, 6 known queues set
 -- ARGV: 1 job key prefix, 2 owner, 3 workflow id ('' = none), 4 workflow JSON, 5 record TTL s,
 --       6 number of nodes N, then per node: id, task, params JSON, max_attempts, timeout, queue name,
 --       priority, release keys JSON ({waiting, paused, control, wake} of that queue and priority),
---       number of dependencies D, then D pairs: dependency id, policy ('fail'|'ignore'); then, optional, the
+--       webhook callback URL ('' = none), number of dependencies D, then D pairs: dependency id, policy ('fail'|'ignore'); then, optional, the
 --       submission's W3C traceparent (tracing on: each node's 'trace', so dependents released later run in
 --       the submission's trace)
 -- Returns {'ok', status of each node...} | {'unknown', dependency id}
@@ -25,9 +27,9 @@ local i = 7
 for _ = 1, n do
   local node = {id = ARGV[i], task = ARGV[i + 1], params = ARGV[i + 2], max_attempts = ARGV[i + 3],
                 timeout = ARGV[i + 4], queue = ARGV[i + 5], priority = ARGV[i + 6], release = ARGV[i + 7],
-                deps = {}}
-  local d = tonumber(ARGV[i + 8])
-  i = i + 9
+                callback = ARGV[i + 8], deps = {}}
+  local d = tonumber(ARGV[i + 9])
+  i = i + 10
   for _ = 1, d do
     node.deps[#node.deps + 1] = {ARGV[i], ARGV[i + 1]}
     i = i + 2
@@ -75,6 +77,7 @@ for _, node in ipairs(nodes) do
                  extra = {'deps', cjson.encode(deps), 'deps_left', left, 'release', node.release,
                           'queue', node.queue, 'priority', node.priority, 'workflow', ARGV[3]}}, now)
   if traceparent and traceparent ~= '' then redis.call('HSET', k.job, 'trace', traceparent) end
+  if node.callback ~= '' then redis.call('HSET', k.job, 'callback', node.callback) end
   if status == 'queued' then
     local r = cjson.decode(node.release)
     local p = priority_of(node.priority)
@@ -86,6 +89,7 @@ for _, node in ipairs(nodes) do
                               traceback = cjson.null})
     redis.call('HSET', k.job, 'finished_at', now, 'error', why)
     redis.call('EXPIRE', k.job, ARGV[5])
+    outbox(k.job, node.id, 'cancelled', now, events_prefix_from_jobs(prefix))
   elseif status == 'waiting' then
     for _, dep in ipairs(edges) do
       local dk = prefix .. dep[1]

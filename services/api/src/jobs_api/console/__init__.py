@@ -90,6 +90,16 @@ def _utc(value: datetime | int | float | None) -> Markup:
     return Markup('<time datetime="{}" title="{}">{}</time>').format(iso, text, text)
 
 
+@bp.app_template_filter("duration")
+def _duration(ms: float | None) -> str:
+    """A run time in ms as short text (``850 ms``, ``1.2 s``, ``3.5 min``); a dash for none."""
+    if ms is None:
+        return "\u2013"
+    if ms < 1000:
+        return f"{ms:.3g} ms"
+    return f"{ms / 1000:.3g} s" if ms < 60_000 else f"{ms / 60_000:.3g} min"
+
+
 @bp.app_context_processor
 def _globals() -> dict[str, Any]:
     return {

@@ -8,6 +8,7 @@ from typing import Any
 
 import orjson
 from flask import Response, redirect, render_template, request, url_for
+from jobs_core import histogram
 from jobs_core.config import Role
 from werkzeug.wrappers import Response as BaseResponse
 
@@ -80,6 +81,7 @@ def task_stats(queues: list[str]) -> list[dict[str, Any]]:
             finished, failed = sum(done_h), sum(failed_h)
             rows.append({
                 "task": task, "queue": queue, "finished_hour": finished, "failed_hour": failed,
+                "run_time": histogram.run_time(day, task),
                 "finished_day": sum(done_d), "failed_day": sum(failed_d),
                 "failure_rate": failed / finished if finished else 0.0,
                 "spark_done_hour": sparkline(done_h, f"{task}: finished per 5 minutes, last hour"),
@@ -150,9 +152,11 @@ def workers() -> str:
 @requires(Role.VIEWER)
 def tasks() -> str:
     """The task catalogue, each with a "run" form generated from its params schema."""
-    catalogue = state().store.tasks()
-    return render_template("tasks.html", tasks=[_task_view(t.to_dict()) for t in catalogue.values()],
-                           errors={}, values={})
+    store = state().store
+    catalogue = store.tasks()
+    queues = store.queue_names()
+    views = [{**_task_view(t.to_dict()), "run_time": store.task_run_time(t.name, queues)} for t in catalogue.values()]
+    return render_template("tasks.html", tasks=views, errors={}, values={})
 
 
 def _task_view(info: Mapping[str, Any]) -> dict[str, Any]:

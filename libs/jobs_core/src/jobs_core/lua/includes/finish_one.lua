@@ -8,7 +8,7 @@
 local OUTCOMES = {succeeded = true, failed = true, cancelled = true, retry = true, handback = true}
 local function finish_one(c, queues, by_name, a, now)
   local f = redis.call('HMGET', c.job, 'status', 'worker', 'attempts', 'owner', 'queue', 'priority', 'task',
-    'error', 'cancel_requested', 'attempt_log')
+    'error', 'cancel_requested', 'attempt_log', 'started_at')
   if f[1] ~= 'running' or f[2] ~= a.worker or f[3] ~= a.attempt then return {'stale', f[1] or ''} end
   local q = by_name[f[5]] or queues[1]
   local id = a.id
@@ -53,7 +53,7 @@ local function finish_one(c, queues, by_name, a, now)
     end
   end
   if status ~= 'queued' then  -- terminal: this transition happens once, so dependents are released once
-    count_finished(q, f[7], status, now, c.history_ttl)
+    count_finished(q, f[7], status, now, c.history_ttl, f[11] and math.max(0, now - tonumber(f[11])) or nil)
     release_dependents(c.job, id, status, now, c.pending, events_prefix_of(a.channel, a.id), a.record_ttl)
   end
   emit(events_prefix_of(a.channel, a.id), a.id, status, f[4], q.name)

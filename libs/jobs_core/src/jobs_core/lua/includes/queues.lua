@@ -52,11 +52,19 @@ local function pending_in(q)
   for p = 0, 9 do n = n + redis.call('LLEN', q.waiting[p]) + redis.call('LLEN', q.paused[p]) end
   return n
 end
--- per-minute history counters, read by GET /queues and the console
-local function count_finished(q, task, status, now, ttl)
+-- per-minute history counters, read by GET /queues and the console; run_ms (the attempt's run time, nil
+-- when unknown: a job the reaper failed) adds one to the task's run-time histogram field
+-- 'rt:<task>:<bucket>', bucket = floor(4 * log2(ms)) (4 per doubling; 0 for under 1 ms): one HINCRBY,
+-- in the same hash, so it costs one command per job and expires with the minute (jobs_core.histogram)
+local LOG2 = math.log(2)
+local function count_finished(q, task, status, now, ttl, run_ms)
   local key = q.history_prefix .. math.floor(now / 60000)
   if redis.call('HINCRBY', key, 'finished', 1) == 1 then redis.call('EXPIRE', key, ttl) end -- minute's first
   redis.call('HINCRBY', key, 'finished:' .. task, 1)
+  if run_ms then
+    local b = run_ms >= 1 and math.floor(4 * math.log(run_ms) / LOG2 + 1e-9) or 0
+    redis.call('HINCRBY', key, 'rt:' .. task .. ':' .. b, 1)
+  end
   if status == 'failed' then
     redis.call('HINCRBY', key, 'failed', 1)
     redis.call('HINCRBY', key, 'failed:' .. task, 1)

@@ -1,16 +1,40 @@
 --- @include "queues"
 --- @include "emit"
--- outbox(jk, id, status, now, events_prefix): the job at jk has just become terminal; when it names a
--- callback, record its webhook event in the outbox stream (Keys.webhook_outbox = events prefix ..
--- 'webhooks', uncapped: an event is deleted only once delivered or given up) in this same atomic step, so
--- no crash loses it and no transition that did not happen emits one. The event id '<id>:<n>' (n counts
--- the job's terminal transitions: a retried job that ends again is a new event) is stable for receivers.
+-- subscribed(raw, status, task): the URL of the tenant's subscription (raw: its JSON from
+-- Keys.webhook_subscriptions, false when none) when its filters take this transition, else nil. A filter
+-- that is null takes every status / task.
+local function subscribed(raw, status, task)
+  if not raw then return nil end
+  local sub = cjson.decode(raw)
+  local function takes(list, value)
+    if type(list) ~= 'table' then return true end
+    for _, v in ipairs(list) do if v == value then return true end end
+    return false
+  end
+  if takes(sub.statuses, status) and takes(sub.tasks, task) then return sub.url end
+  return nil
+end
+-- outbox(jk, id, status, now, events_prefix): the job at jk has just become terminal; record its webhook
+-- events in the outbox stream (Keys.webhook_outbox = events prefix .. 'webhooks', uncapped: an event is
+-- deleted only once delivered or given up) in this same atomic step, so no crash loses one and no
+-- transition that did not happen emits one: one for the job's own callback, one for its tenant's
+-- subscription (Keys.webhook_subscriptions = events prefix .. 'subscriptions', read now: a subscription
+-- changed later does not alter events already written) when its filters take this transition. Event ids
+-- are stable for receivers, one per (job, transition, destination): '<id>:<n>' to the callback,
+-- '<id>:<n>:subscription' to the subscription (n counts the job's terminal transitions that had a
+-- destination: a retried job that ends again is a new event).
 local function outbox(jk, id, status, now, events_prefix)
   local f = redis.call('HMGET', jk, 'callback', 'owner', 'task')
-  if not f[1] or f[1] == '' then return end
+  local callback = f[1] and f[1] ~= '' and f[1] or nil
+  local sub = subscribed(redis.call('HGET', events_prefix .. 'subscriptions', f[2] or 'default'), status, f[3])
+  if not callback and not sub then return end
   local n = redis.call('HINCRBY', jk, 'terminal_seq', 1)
-  redis.call('XADD', events_prefix .. 'webhooks', '*', 'event', id .. ':' .. n, 'job', id, 'status', status,
-    'tenant', f[2] or '', 'task', f[3] or '', 'url', f[1], 'at', now)
+  local function add(event, url, dest)
+    redis.call('XADD', events_prefix .. 'webhooks', '*', 'event', event, 'job', id, 'status', status,
+      'tenant', f[2] or '', 'task', f[3] or '', 'url', url, 'at', now, 'dest', dest)
+  end
+  if callback then add(id .. ':' .. n, callback, 'callback') end
+  if sub then add(id .. ':' .. n .. ':subscription', sub, 'subscription') end
 end
 -- release_dependents(jk, id, status, now, pending, events_prefix, record_ttl): the job at key jk (id) has
 -- just become terminal with `status`, inside a script that made that transition (guarded by the job's
