@@ -161,6 +161,6 @@ def test_an_audit_write_failure_does_not_fail_the_action(settings: Settings, sto
     client = app.test_client()
     store.publish_tasks(TASKS)
     job = client.post("/jobs", json={"task": "echo"}, headers=_h(OPERATOR)).get_json()["id"]
-    store.redis.set(store.keys.audit_stream, "not a stream")
+    store.redis.set(store.keys.audit, "not a stream")
     assert client.delete(f"/jobs/{job}", headers=_h(OPERATOR)).get_json()["status"] == "cancelled"
-    store.redis.delete(store.keys.audit_stream)
+    store.redis.delete(store.keys.audit)

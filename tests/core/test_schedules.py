@@ -159,6 +159,32 @@ def test_overlap_skip_waits_for_the_previous_run(store: JobStore) -> None:
     wait_for(lambda: tick_once(store, 1000), timeout=5, what="a tick after the previous run ended")
 
 
+@pytest.mark.parametrize("cap", ["max_pending_per_tenant", "max_pending"])
+def test_a_tick_over_a_pending_cap_is_skipped_and_recorded(settings: Settings, cap: str) -> None:
+    """Backpressure as on POST /jobs: while the tenant (or the task's queue) is at its pending cap, a tick is
+    skipped, never queued later, and the schedule shows it (skipped, skipped_full, last_skipped_full)."""
+    store = JobStore.from_settings(settings.replace(**{cap: 1}))
+    blocker, _ = store.enqueue("echo", {}, owner="default")  # 1 pending: the cap is reached
+    store.put_schedule("default", "s", ScheduleSpec(task="echo", cron=EVERY_SECOND, catchup=CatchUp.ALL))
+
+    def skipped_at_cap() -> bool:
+        tick_once(store, 1000)
+        return store.get_schedule("default", "s").skipped_full >= 1
+
+    wait_for(skipped_at_cap, timeout=10, what="a tick skipped at the cap")
+    sched = store.get_schedule("default", "s")
+    assert sched.fired == 0 and scheduled_jobs(store) == [] and sched.skipped >= sched.skipped_full >= 1
+    body = sched.to_dict(store.redis_now_ms())
+    assert body["skipped_full"] == sched.skipped_full and body["last_skipped_full"]
+    assert sched.last_skipped_full is not None
+    marker = store.redis.get(store.keys.tick_marker_prefix("default", "s") + str(sched.last_skipped_full))
+    assert marker == b"full"
+    store.cancel(blocker.id)  # room again: the next tick is queued
+    wait_for(lambda: tick_once(store, 1000), timeout=10, what="a tick once below the cap")
+    after = store.get_schedule("default", "s")
+    assert after.fired == 1 and after.last_tick is not None and after.last_tick > sched.last_skipped_full
+
+
 def test_a_stale_plan_changes_nothing(store: JobStore) -> None:
     store.put_schedule("default", "s", ScheduleSpec(task="echo", cron=EVERY_SECOND, catchup=CatchUp.ALL))
     time.sleep(1.2)
@@ -169,9 +195,9 @@ def test_a_stale_plan_changes_nothing(store: JobStore) -> None:
     k = store.keys
     reply = store._fire_schedule(
         keys=[k.schedule("default", "s"), k.schedules_due, k.queue, k.index, k.owner_index("default"), k.pending,
-              k.seq, k.paused(), k.control, k.wake],
+              k.seq, k.paused(), k.control, k.wake, *k.block],
         args=["default/s", sched.version, k.job_prefix, k.tick_marker_prefix("default", "s"), 60, plan.cursor,
-              plan.next_due, 0, "allow", "echo", "{}", 1, 1.0, "default", "s", k.queue_name, 5,
+              plan.next_due, 0, "allow", "echo", "{}", 1, 1.0, "default", "s", k.queue_name, 5, 0, 0,
               plan.fire[0], tick_job_id(k.prefix, "default", "s", plan.fire[0])],
     )
     assert reply == [b"stale"] and scheduled_jobs(store) == []

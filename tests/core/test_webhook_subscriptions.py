@@ -1,10 +1,13 @@
 """Tenant webhook subscriptions and callbacks on workflow nodes, on the real Redis with a real loopback
 receiver: the terminal scripts write one outbox event per (job, transition, destination) in the same step
 as the transition — for a job's callback and for its tenant's subscription when the filters take it, also
-for dependents cancelled by a cascade and nodes cancelled at submission — a subscription change applies to
-transitions after it, and an Idempotency-Key repeat with another callback_url is a conflict."""
+for dependents cancelled by a cascade, nodes cancelled at submission and scheduled jobs — a subscription
+change applies to transitions after it, and an Idempotency-Key repeat with another callback_url is a
+conflict."""
 
 from __future__ import annotations
+
+import time
 
 import pytest
 from core.test_webhooks import WORKER as W
@@ -12,8 +15,10 @@ from core.test_webhooks import drain, hook_settings, hstore, receiver  # noqa: F
 from core.test_webhooks import run_to as run
 from jobs_core.errors import IdempotencyConflict
 from jobs_core.model import JobError, Result, Submission
+from jobs_core.schedules import CatchUp, ScheduleSpec
 from jobs_core.store import JobStore
 from jobs_core.subscriptions import WebhookSubscriptions
+from jobs_core.ticker import tick_once
 from jobs_core.webhooks import Dispatcher, WebhookSecrets
 from jobs_core.workflows import Dependency, FlowNode, OnFailure
 from standardwebhooks.webhooks import Webhook
@@ -149,3 +154,16 @@ def test_idempotency_key_repeat_with_another_callback_url_is_a_conflict(hstore: 
     # without a callback the digest is what it was before callback_url existed
     plain, _ = hstore.enqueue("echo", {}, owner=T, idempotency_key="k3")
     assert hstore.enqueue("echo", {}, owner=T, idempotency_key="k3")[0].id == plain.id
+
+
+def test_scheduled_jobs_are_the_tenants_too(hstore: JobStore) -> None:  # noqa: F811
+    WebhookSubscriptions(hstore).put(T, "https://hooks.example.com/all", tasks=["echo"])
+    hstore.put_schedule(T, "every-second", ScheduleSpec(task="echo", cron="* * * * * *", catchup=CatchUp.ONE))
+    deadline = time.monotonic() + 10
+    fired: list[str] = []
+    while not fired and time.monotonic() < deadline:
+        fired = tick_once(hstore, grace_ms=1000)
+        time.sleep(0.05)
+    assert fired, "no tick fired"
+    run(hstore, fired[0])
+    assert events(hstore) == [(f"{fired[0]}:1:subscription", "succeeded", "https://hooks.example.com/all")]

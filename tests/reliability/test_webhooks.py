@@ -157,11 +157,10 @@ def test_webhook_events_delivered_at_least_once_through_crashes(workdir: Path) -
 
         for _ in range(WORKER_KILLS):  # jobs-workers SIGKILLed mid-job: their jobs re-run, end once
             step()
-            victim = stack.random_worker()
-            if victim is not None:
-                stack.kill_worker(victim)
-                stack.start_worker(like=victim)
-                chaos["jobs-workers SIGKILLed"] += 1
+            victim = _wait(stack.random_worker, 60, "a ready jobs-worker")  # the last one replaced is up
+            stack.kill_worker(victim)
+            stack.start_worker(like=victim)
+            chaos["jobs-workers SIGKILLed"] += 1
         receiver.answer = 500  # receiver failing: every attempt meanwhile is retried later
         step()
         for _ in range(API_KILLS):  # a dispatcher dies with its gunicorn worker: its events claimed by another
@@ -258,6 +257,7 @@ def test_webhook_events_delivered_at_least_once_through_crashes(workdir: Path) -
         assert left.zcard(f"{stack.namespace}:webhook_due") == 0
         assert left.hlen(f"{stack.namespace}:webhook_attempts") == 0
         assert chaos["redis crashes"] == 1 and chaos["gunicorn workers SIGKILLed"] == API_KILLS
+        assert chaos["jobs-workers SIGKILLed"] == WORKER_KILLS
     finally:
         stack.stop()
         receiver.stop()

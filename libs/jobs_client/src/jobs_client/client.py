@@ -223,8 +223,9 @@ class JobsClient:
         in order.
 
         Each job is what :meth:`submit` sends: ``{"task", "params"?, "priority"?, "max_attempts"?,
-        "timeout"?, "delay"?}``. When one is invalid nothing is queued and :class:`JobsAPIError` lists every
-        bad one (``errors`` paths such as ``/jobs/3/params/limit``; ``problem["invalid_items"]``).
+        "timeout"?, "delay"?, "callback_url"?}`` (every job the same ``callback_url``, or none). When one is
+        invalid nothing is queued and :class:`JobsAPIError` lists every bad one (``errors`` paths such as
+        ``/jobs/3/params/limit``; ``problem["invalid_items"]``).
         """
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
         reply = self._json("POST", "/jobs/batch", body={"jobs": [dict(j) for j in jobs]}, headers=headers)

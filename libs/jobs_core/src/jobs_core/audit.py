@@ -1,4 +1,4 @@
-"""The audit log: one entry per state-changing action, kept in a capped Redis stream (``Keys.audit_stream``).
+"""The audit log: one entry per state-changing action, kept in a capped Redis stream (``Keys.audit``).
 
 An entry says who (tenant, a short id of the API key — never the key —, role), what (``action``, e.g.
 ``queue.pause``, ``job.cancel``, ``login``), on what (``target``, e.g. ``queue:jobs``, ``job:<id>``), how
@@ -6,7 +6,8 @@ many (``count``: jobs or objects changed, 0 for a request that changed nothing),
 ``ok``, ``denied``, ``failed``, or ``started`` for a bulk action under way), through what (``via``: ``api``
 or ``console``) and when (the stream entry id is the Redis server time in ms). Queue pause / resume / cap
 write their entry in the same Lua script as the change (``lua/includes/audit.lua``); other actions are
-recorded by the API right after the action succeeded (:meth:`AuditLog.record`).
+recorded by the API right after the action succeeded (:meth:`AuditLog.record`). Console bulk actions
+record their start and end in their own scripts (``lua/includes/bulk_audit.lua``).
 
 The stream keeps about :data:`jobs_core.keys.AUDIT_STREAM_MAXLEN` entries (trimmed on write, oldest first);
 at ~300 bytes an entry that is ~30 MB of Redis memory at most.
@@ -14,7 +15,6 @@ at ~300 bytes an entry that is ~30 MB of Redis memory at most.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -23,12 +23,10 @@ from typing import Any, cast
 import redis
 
 from jobs_core.keys import AUDIT_STREAM_MAXLEN, Keys
-from jobs_core.serialization import dumps
 
 #: Entries one read examines at most (filters are applied while reading: a page stays cheap however large
 #: the log and however selective the filter; the caller continues from the returned cursor).
 SCAN_LIMIT = 5_000
-_WHO = re.compile(r"^(?P<tenant>[^/]*)/(?P<role>[a-z]*) \(key (?P<key>[^)]*)\)$")
 _FIELDS = ("action", "target", "count", "outcome", "tenant", "key", "role", "via", "detail")
 
 
@@ -100,19 +98,8 @@ class AuditLog:
         fields = {"action": action, "target": target, "count": str(count), "outcome": outcome,
                   "tenant": actor.tenant, "key": actor.key_id, "role": actor.role, "via": actor.via,
                   "detail": detail[:2000]}
-        return _text(self.redis.xadd(self.keys.audit_stream, fields,  # type: ignore[arg-type]
+        return _text(self.redis.xadd(self.keys.audit, fields,  # type: ignore[arg-type]
                                      maxlen=AUDIT_STREAM_MAXLEN, approximate=True))
-
-    def audit(self, entry: Mapping[str, Any]) -> None:
-        """Record a console bulk action's start or end, given as the bulk module builds it (``who`` is
-        ``tenant/role (key id)``, ``event`` ``started`` or ``finished``, ``bulk`` its id)."""
-        who = _WHO.match(str(entry.get("who", "")))
-        actor = Actor(str(entry.get("tenant", "")), who["key"] if who else "", who["role"] if who else "", "console")
-        rest = {k: v for k, v in entry.items() if k not in ("who", "tenant", "event", "action", "bulk")}
-        started = entry.get("event") == "started"
-        count = int(entry.get("planned" if started else "changed") or 0)
-        self.record(actor, f"bulk.{entry.get('action', '')}", f"bulk:{entry.get('bulk', '')}", count=count,
-                    outcome="started" if started else "ok", detail=dumps(rest).decode() if rest else "")
 
     def audit_entries(self, query: AuditQuery) -> tuple[list[dict[str, Any]], str | None]:
         """Entries matching ``query``, newest first, and the cursor to pass as ``before`` for the next page
@@ -128,7 +115,7 @@ class AuditLog:
         cursor: str | None = None
         while examined < SCAN_LIMIT and len(out) < query.limit:
             chunk = cast(list[tuple[bytes, dict[bytes, bytes]]],
-                         self.redis.xrevrange(self.keys.audit_stream, high, low, count=min(500, SCAN_LIMIT)))
+                         self.redis.xrevrange(self.keys.audit, high, low, count=min(500, SCAN_LIMIT)))
             if not chunk:
                 return out, None
             for raw_id, raw in chunk:

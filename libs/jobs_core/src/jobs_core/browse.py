@@ -7,7 +7,6 @@ client. Searching is a bounded scan of an index (:data:`jobs_core.scripts.BROWSE
 from __future__ import annotations
 
 import secrets
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -18,15 +17,14 @@ from redis.commands.core import Script
 
 from jobs_core import histogram
 from jobs_core.config import Settings
-from jobs_core.keys import Keys
+from jobs_core.keys import AUDIT_STREAM_MAXLEN, Keys
 from jobs_core.model import Job, JobStatus
-from jobs_core.serialization import dumps, loads
+from jobs_core.serialization import loads
 
 #: Index entries one search request examines at most (the page may come back short, with a cursor).
 SCAN_BUDGET = 5000
-#: Audit entries kept (oldest dropped first).
-#: How long a bulk action's plan and progress are kept.
-BULK_TTL_SECONDS = 24 * 3600
+#: Audit entries kept (about; oldest dropped first): the stream's cap, passed to the bulk scripts.
+AUDIT_KEEP = AUDIT_STREAM_MAXLEN
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,50 +223,6 @@ class Browse:
         value = self.redis.get(key)
         assert value is not None
         return cast(bytes, value)
-
-    # ------------------------------------------------------------------ bulk actions and audit
-    def create_bulk(self, action: str, who: str, flt: Mapping[str, str], ids: Sequence[str], complete: bool) -> str:
-        """Record a bulk action's plan (exactly these ids) and return its id; nothing is changed yet."""
-        op_id = secrets.token_hex(8)
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.hset(self.keys.bulk(op_id), mapping={
-            "id": op_id, "action": action, "who": who, "filter": dumps(dict(flt)), "planned": len(ids),
-            "complete": "1" if complete else "0", "state": "planned", "done": 0, "changed": 0,
-            "created_ms": int(time.time() * 1000),
-        })
-        if ids:
-            pipe.rpush(self.keys.bulk_ids(op_id), *ids)
-        pipe.expire(self.keys.bulk(op_id), BULK_TTL_SECONDS)
-        pipe.expire(self.keys.bulk_ids(op_id), BULK_TTL_SECONDS)
-        pipe.execute()
-        return op_id
-
-    def bulk(self, op_id: str) -> dict[str, str] | None:
-        """A bulk action's record (all values as text), or None when unknown or expired."""
-        if not (len(op_id) == 16 and all(c in "0123456789abcdef" for c in op_id)):
-            return None
-        raw = cast(dict[bytes, bytes], self.redis.hgetall(self.keys.bulk(op_id)))
-        return {_text(k): _text(v) for k, v in raw.items()} or None
-
-    def bulk_ids(self, op_id: str) -> list[str]:
-        """The job ids a bulk action's plan selected."""
-        return [_text(x) for x in cast(list[bytes], self.redis.lrange(self.keys.bulk_ids(op_id), 0, -1))]
-
-    def start_bulk(self, op_id: str) -> bool:
-        """Mark a planned bulk action running; False when it was already started (a double submit)."""
-        key = self.keys.bulk(op_id)
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.hsetnx(key, "started_ms", int(time.time() * 1000))
-        pipe.hset(key, "state", "running")
-        first, _ = pipe.execute()
-        return bool(first)
-
-    def bulk_progress(self, op_id: str, done: int, changed: int, state: str | None = None) -> None:
-        """Record how far a bulk action got."""
-        mapping: dict[str, Any] = {"done": done, "changed": changed, "updated_ms": int(time.time() * 1000)}
-        if state is not None:
-            mapping["state"] = state
-        self.redis.hset(self.keys.bulk(op_id), mapping=mapping)  # type: ignore[arg-type]
 
 
 def _text(value: Any) -> str:

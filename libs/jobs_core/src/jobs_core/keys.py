@@ -316,7 +316,7 @@ class Keys:
         return namespace(self.prefix, "ui", "secret")
 
     @property
-    def audit_stream(self) -> str:
+    def audit(self) -> str:
         """Stream of audit entries, one per state-changing action (fields action, target, count, outcome,
         tenant, key id, role, via, detail; the entry id is the time), capped at about
         :data:`AUDIT_STREAM_MAXLEN` entries (no TTL). Written by Lua scripts (queue control) or by the API
@@ -324,8 +324,22 @@ class Keys:
         return namespace(self.prefix, "audit")
 
     def bulk(self, op_id: str) -> str:
-        """Hash describing one console bulk action (filter, action, count, progress); TTL 1 day."""
-        return namespace(self.prefix, "ui", "bulk", op_id)
+        """Hash describing one console bulk action: action, filter, owner ('' = any tenant), who, planned,
+        state (planned, running, done, failed), cursor (position in :meth:`bulk_ids`), done / changed /
+        skipped, holder (lease token of the API process running it), claims (takeovers), the audit entry
+        template; TTL 1 day."""
+        return self.bulk_prefix + op_id
+
+    @property
+    def bulk_prefix(self) -> str:
+        """Prefix of bulk action hashes, for Lua scripts."""
+        return namespace(self.prefix, "ui", "bulk", "")
+
+    @property
+    def bulk_running(self) -> str:
+        """Zset of running bulk actions: op id -> lease deadline (ms, Redis clock), renewed by every chunk;
+        an expired one is taken over by another API process (no TTL; ended ones are removed)."""
+        return namespace(self.prefix, "ui", "bulk-running")
 
     def bulk_ids(self, op_id: str) -> str:
         """List of the job ids a bulk action's preview selected (exactly those are changed); TTL 1 day."""

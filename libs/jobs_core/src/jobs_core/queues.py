@@ -159,7 +159,7 @@ class QueueAdmin:
             raise ValueError(f"not a queue name: {name!r}")
         k = self.keys.for_queue(name)
         who = (actor or SYSTEM).args()
-        return bool(self._queue_control(keys=[self.keys.queues, self.keys.event_stream, self.keys.audit_stream,
+        return bool(self._queue_control(keys=[self.keys.queues, self.keys.event_stream, self.keys.audit,
                                               *k.block], args=[action, cap, *who, *k.block_args]))
 
     def pause_queue(self, name: str, actor: Actor | None = None) -> bool:

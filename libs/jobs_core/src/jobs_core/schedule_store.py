@@ -134,12 +134,13 @@ class ScheduleStore:
             _member(owner, name), sched.version, k.job_prefix, k.tick_marker_prefix(owner, name),
             spec.catchup_window + 86400, plan.cursor, plan.next_due, plan.passed, spec.overlap.value,
             spec.task, dumps(params), attempts, float(timeout), owner, name, queue.queue_name, priority,
+            s.max_pending or 0, s.max_pending_per_tenant or 0,
         ]
         for tick in plan.fire:
             args += [tick, tick_job_id(k.prefix, owner, name, tick)]
         reply = self._fire_schedule(
             keys=[k.schedule(owner, name), k.schedules_due, queue.waiting(priority), k.index, k.owner_index(owner),
-                  k.pending, k.seq, queue.paused(priority), queue.control, queue.wake],
+                  k.pending, k.seq, queue.paused(priority), queue.control, queue.wake, *queue.block],
             args=args,
         )
         return [_text(x) for x in reply[1:]]

@@ -225,6 +225,9 @@ class Schedule:
     next_due: int | None
     fired: int = 0
     skipped: int = 0
+    #: ticks skipped because the queue or the tenant was at its pending cap (counted in ``skipped`` too)
+    skipped_full: int = 0
+    last_skipped_full: int | None = None
 
     @classmethod
     def from_hash(cls, name: str, owner: str, raw: Mapping[bytes, bytes]) -> Schedule:
@@ -245,6 +248,8 @@ class Schedule:
             next_due=int(h["next_due"]) if h.get("next_due") else None,
             fired=int(h.get("fired") or 0),
             skipped=int(h.get("skipped") or 0),
+            skipped_full=int(h.get("skipped_full") or 0),
+            last_skipped_full=int(h["last_skipped_full"]) if h.get("last_skipped_full") else None,
         )
 
     def to_dict(self, now_ms: int, upcoming: int = 5) -> dict[str, Any]:
@@ -261,6 +266,8 @@ class Schedule:
             "last_job": self.last_job,
             "fired": self.fired,
             "skipped": self.skipped,
+            "skipped_full": self.skipped_full,
+            "last_skipped_full": iso(self.last_skipped_full) if self.last_skipped_full else None,
         }
 
 

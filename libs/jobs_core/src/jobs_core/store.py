@@ -22,6 +22,7 @@ from redis.commands.core import Script
 from jobs_core import scripts, tracing
 from jobs_core.audit import AuditLog
 from jobs_core.browse import Browse, JobFilter
+from jobs_core.bulk_store import BulkStore
 from jobs_core.config import Settings
 from jobs_core.connection import acknowledged_script, connect
 from jobs_core.delivery import ClaimedJob, Delivery, Finish, ReapReport, text
@@ -76,7 +77,7 @@ def request_digest(task: str, params: Mapping[str, Any], **options: Any) -> str:
     return hashlib.sha256(body).hexdigest()
 
 
-class JobStore(Delivery, Browse, QueueAdmin, ScheduleStore, FlowStore, AuditLog):
+class JobStore(Delivery, Browse, BulkStore, QueueAdmin, ScheduleStore, FlowStore, AuditLog):
     """Job storage and queue operations on one Redis, for one namespace.
 
     Submissions go to the queue they name (default: ``settings.queue``); a worker's store claims from
@@ -105,6 +106,7 @@ class JobStore(Delivery, Browse, QueueAdmin, ScheduleStore, FlowStore, AuditLog)
         self._browse = client.register_script(scripts.BROWSE)
         self._schedule_scripts(acked)
         self._flow_scripts(acked)
+        self._bulk_scripts()
         # one pub/sub connection per thread, reused by every wait(): no connect + handshake per job
         self._local = threading.local()
         self._task_cache: tuple[float, dict[str, TaskInfo]] = (float("-inf"), {})

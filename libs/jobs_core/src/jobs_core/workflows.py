@@ -53,6 +53,8 @@ class FlowNode:
     priority: int | None = None
     #: Where a signed webhook is POSTed each time this node's job ends (checked by the caller).
     callback_url: str | None = None
+    #: Seconds after submission before it may run (its ``run_at``): released earlier, it waits in the delayed set.
+    delay: float = 0.0
 
 
 def order(nodes: Sequence[FlowNode], is_job_id: Any) -> list[FlowNode]:

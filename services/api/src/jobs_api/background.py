@@ -1,5 +1,6 @@
-"""Background threads of an API process: the schedule ticker (and the declared schedules it applies) and
-the webhook dispatcher (``jobs_core.webhooks``: several share the outbox through a consumer group).
+"""Background threads of an API process: the schedule ticker (and the declared schedules it applies), the
+webhook dispatcher (``jobs_core.webhooks``: several share the outbox through a consumer group) and the
+console's bulk runner (``jobs_core.bulk_store``: takes over bulk actions whose API process died).
 
 Started by gunicorn's ``post_worker_init`` in every API process. Several tickers are harmless: every
 tick is enqueued exactly once whichever gets there first (``jobs_core.ticker``).
@@ -95,12 +96,16 @@ def start_dispatcher(st: State) -> Dispatcher | None:
 
 
 def start(app: Flask) -> Ticker | None:
-    """Start this process's ticker (unless ``JOBS_SCHEDULER=off``) and webhook dispatcher; returns the ticker."""
+    """Start this process's ticker (unless ``JOBS_SCHEDULER=off``), webhook dispatcher and bulk runner;
+    returns the ticker."""
     if EXTENSION not in app.extensions:  # another app under the same gunicorn settings (bench's hello app)
         return None
     st: State = app.extensions[EXTENSION]
     s = st.settings
     start_dispatcher(st)
+    from jobs_api import console
+
+    console.start_bulk_runner(app)
     declared: list[Declared] = app.extensions.get(DECLARED, [])
     if not s.scheduler_enabled:
         if declared:

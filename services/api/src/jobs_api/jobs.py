@@ -63,7 +63,8 @@ def _check_id(job_id: str) -> str:
     return job_id
 
 
-def _idempotency_key() -> str | None:
+def idempotency_key() -> str | None:
+    """The request's ``Idempotency-Key`` header (None when absent); a malformed one is 400."""
     raw = request.headers.get("Idempotency-Key")
     if raw is None:
         return None
@@ -147,7 +148,7 @@ def _enqueued(tasks: Counter[str], call: Callable[[], tuple[_T, bool]]) -> tuple
 def submit() -> Response:
     """Validate, record and queue a job on its task's queue; ``202`` with ``Location``."""
     body = read_json_body()
-    job, created = create_job(body, _idempotency_key(), current_tenant())
+    job, created = create_job(body, idempotency_key(), current_tenant())
     headers = {"Location": f"/jobs/{job.id}"}
     if not created:
         headers["Idempotent-Replayed"] = "true"
@@ -173,14 +174,9 @@ def create_job(body: Any, idempotency_key: str | None, owner: str) -> tuple[Job,
         raise validation_problem(e.errors) from None
     callback = _callback_url(body)
     if body.get("depends_on"):  # waits for other jobs: created by the workflow script (see workflows.py)
-        if idempotency_key is not None:
-            raise validation_problem([{"path": "/headers/Idempotency-Key",
-                                       "message": "cannot be combined with depends_on"}])
         from jobs_api.workflows import submit_dependent
 
-        job = submit_dependent(body, owner, callback)
-        SUBMISSIONS.labels(sub.task, "accepted").inc()
-        return job, True
+        return _enqueued(Counter({sub.task: 1}), lambda: submit_dependent(body, owner, callback, idempotency_key))
     st = state()
     job, created = _enqueued(
         Counter({sub.task: 1}),
@@ -208,7 +204,7 @@ def create_job(body: Any, idempotency_key: str | None, owner: str) -> tuple[Job,
 def submit_batch() -> Response:
     """Validate every job of ``{"jobs": [...]}`` first, then queue all of them atomically, or none; ``202``."""
     body = read_json_body()
-    key = _idempotency_key()
+    key = idempotency_key()
     errors = schema_errors(openapi_batch.batch_request_schema(), body)
     if errors:
         SUBMISSIONS.labels(UNKNOWN_TASK_LABEL, "invalid").inc()

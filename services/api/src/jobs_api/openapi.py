@@ -68,14 +68,17 @@ SCHEMAS: dict[str, Any] = {
                 "type": "number",
                 "minimum": 0,
                 "maximum": MAX_DELAY_SECONDS,
-                "description": "Seconds to wait before the job becomes runnable. Default 0.",
+                "description": "Seconds to wait before the job becomes runnable (with depends_on: no earlier "
+                "than this after the submission, and not before its dependencies are done). Default 0.",
             },
             "depends_on": {
                 "type": "array",
                 "maxItems": 1000,
                 "description": "Jobs (of the caller's tenant) this one waits for: it is 'waiting' until the last "
                 "one ends, then queued; a failed or cancelled one cancels it unless on_failure is ignore. An "
-                "id, or {job, on_failure}. Not with delay or an Idempotency-Key.",
+                "id, or {job, on_failure}. With delay, it runs no earlier than delay seconds after the "
+                "submission (released before that, it waits in the delayed set). With an Idempotency-Key, a "
+                "repeat returns the same job.",
                 "items": {"oneOf": [
                     {"type": "string", "minLength": 1, "maxLength": 64},
                     {"type": "object", "required": ["job"], "additionalProperties": False,

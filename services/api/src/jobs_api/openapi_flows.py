@@ -22,7 +22,16 @@ from jobs_api.openapi import (
     MAX_TASK_NAME_LENGTH,
     MAX_TIMEOUT_SECONDS,
 )
-from jobs_api.openapi_parts import FORBIDDEN, SECURITY, json_body, op, problem
+from jobs_api.openapi_parts import (
+    FORBIDDEN,
+    IDEMPOTENT_REPLAYED,
+    RETRY_AFTER,
+    SECURITY,
+    idempotency_key,
+    json_body,
+    op,
+    problem,
+)
 
 _SCHEDULE_FIELDS: dict[str, Any] = {
     "task": {"type": "string", "minLength": 1, "maxLength": MAX_TASK_NAME_LENGTH,
@@ -61,7 +70,7 @@ SCHEMAS: dict[str, Any] = {
     "Schedule": {
         "type": "object",
         "required": [*_SCHEDULE_FIELDS, "name", "paused", "created_at", "updated_at", "next_runs", "last_tick",
-                     "last_job", "fired", "skipped", "links"],
+                     "last_job", "fired", "skipped", "skipped_full", "last_skipped_full", "links"],
         "additionalProperties": False,
         "properties": {
             **_SCHEDULE_FIELDS,
@@ -75,7 +84,11 @@ SCHEMAS: dict[str, Any] = {
             "last_job": {"type": ["string", "null"], "format": "uuid", "description": "That job's id."},
             "fired": {"type": "integer", "minimum": 0, "description": "Ticks that enqueued a job."},
             "skipped": {"type": "integer", "minimum": 0,
-                        "description": "Ticks passed over by the catch-up or overlap policy."},
+                        "description": "Ticks passed over by the catch-up or overlap policy, or backpressure."},
+            "skipped_full": {"type": "integer", "minimum": 0,
+                             "description": "Of those, ticks skipped because the task's queue was at "
+                             "JOBS_MAX_PENDING or the tenant at JOBS_MAX_PENDING_PER_TENANT (never queued later)."},
+            "last_skipped_full": {**_NULLABLE_TIMESTAMP, "description": "The last tick skipped so."},
             "links": {"type": "object", "required": ["self", "last_job"], "additionalProperties": False,
                       "properties": {"self": {"type": "string"}, "last_job": {"type": ["string", "null"]}}},
         },
@@ -219,14 +232,22 @@ PATHS.update({
         "post": _workflow_op(
             "Submit a workflow (a DAG of jobs) atomically", "submitWorkflow",
             {
-                "201": json_body("Workflow", "Created: nodes without dependencies are queued, the others waiting.",
-                             {"Location": {"schema": {"type": "string"}}}),
+                "201": json_body("Workflow", "Created: nodes without dependencies are queued, the others waiting. "
+                                 "A repeat with the same Idempotency-Key answers with the first workflow (with "
+                                 "Idempotent-Replayed: true).",
+                                 {"Location": {"schema": {"type": "string"}}, **IDEMPOTENT_REPLAYED}),
                 "400": problem("Malformed JSON."),
                 "413": problem("Body larger than JOBS_MAX_BODY_BYTES."),
                 "415": problem("Content-Type is not application/json."),
                 "422": problem("Invalid body, unknown task, params failing a task's schema, a dependency cycle "
                                 "(the nodes named), an unknown node name or job id, duplicate node names."),
+                "429": problem("Backpressure: the workflow's nodes (all of them, waiting ones too) would take a "
+                               "queue past JOBS_MAX_PENDING or the tenant past JOBS_MAX_PENDING_PER_TENANT; "
+                               "nothing was created.", RETRY_AFTER),
             },
+            parameters=[idempotency_key("Makes the submission safe to repeat: the same body under the same key "
+                                        "within JOBS_IDEMPOTENCY_TTL_SECONDS returns the first workflow; another "
+                                        "body is 422.")],
             requestBody={"required": True, "content": {"application/json": {
                 "schema": {"$ref": "#/components/schemas/WorkflowRequest"},
                 "example": {"nodes": [{"name": "fetch", "task": "echo"},

@@ -14,6 +14,7 @@ from jobs_core.workflows import Dependency, FlowNode, OnFailure
 
 from jobs_api import openapi_flows
 from jobs_api.auth import current_tenant, protect, requires
+from jobs_api.jobs import idempotency_key
 from jobs_api.problems import Problem, validation_problem
 from jobs_api.state import json_response, state
 from jobs_api.validation import read_json_body, schema_errors
@@ -49,28 +50,35 @@ def _task(name: str, params: dict[str, Any], base: str) -> TaskInfo:
     return info
 
 
-def _submit(nodes: list[FlowNode], workflow: bool, owner: str) -> tuple[str | None, list[Job]]:
+def _submit(nodes: list[FlowNode], workflow: bool, owner: str,
+            idempotency_key: str | None = None) -> tuple[str | None, list[Job], bool]:
+    """Create the nodes with the pending caps of ``POST /jobs`` (every node counts: 429 when they do not
+    fit) and, with an Idempotency-Key, the same jobs again for a repeat of the same request."""
+    st = state()
     try:
-        return state().store.submit_flow(owner, nodes, workflow=workflow)
+        return st.store.submit_nodes(owner, nodes, workflow=workflow, idempotency_key=idempotency_key,
+                                     max_pending=st.settings.max_pending,
+                                     max_pending_per_tenant=st.settings.max_pending_per_tenant)
     except InvalidWorkflow as e:
         raise validation_problem([{"path": p, "message": m} for p, m in e.errors]) from e
 
 
-def submit_dependent(body: dict[str, Any], owner: str, callback_url: str | None = None) -> Job:
+def submit_dependent(body: dict[str, Any], owner: str, callback_url: str | None = None,
+                     idempotency_key: str | None = None) -> tuple[Job, bool]:
     """``POST /jobs`` with ``depends_on`` (already validated against SubmitRequest and the task's schema,
-    ``callback_url`` already judged safe)."""
-    if "delay" in body:
-        raise validation_problem([{"path": "/delay", "message": "cannot be combined with depends_on"}])
+    ``callback_url`` already judged safe); ``(job, created)``. A ``delay`` counts from now: released
+    earlier, the job waits for its ``run_at``."""
     node = FlowNode("job", body["task"], body.get("params", {}), _dependencies(body["depends_on"], False),
-                    body.get("max_attempts"), body.get("timeout"), body.get("priority"), callback_url)
+                    body.get("max_attempts"), body.get("timeout"), body.get("priority"), callback_url,
+                    delay=float(body.get("delay", 0.0)))
     try:
-        _, (job,) = _submit([node], False, owner)
+        _, (job,), created = _submit([node], False, owner, idempotency_key)
     except Problem as e:  # node paths of a one-node submission are the body's own
         for err in e.errors or []:
             err["path"] = err["path"].replace("/nodes/0", "", 1)  # type: ignore[index]
         e.detail = "; ".join(f"{x['path']}: {x['message']}" for x in e.errors or [])
         raise
-    return job
+    return job, created
 
 
 def workflow_body(wf: Workflow) -> dict[str, Any]:
@@ -103,10 +111,11 @@ def submit_workflow() -> Response:
                               raw.get("timeout"), raw.get("priority"),
                               None if callback is None else safe_url(callback, f"/nodes/{i}/callback_url")))
     owner = current_tenant()
-    workflow_id, _ = _submit(nodes, True, owner)
+    workflow_id, _, created = _submit(nodes, True, owner, idempotency_key())
     assert workflow_id is not None
     wf = state().store.get_workflow(workflow_id, owner)
-    return json_response(workflow_body(wf), 201, {"Location": f"/workflows/{workflow_id}"})
+    headers = {"Location": f"/workflows/{workflow_id}", **({} if created else {"Idempotent-Replayed": "true"})}
+    return json_response(workflow_body(wf), 201, headers)
 
 
 @bp.get("/workflows/<workflow_id>")

@@ -11,25 +11,35 @@
 -- that dependency ends. A dependency that already failed or was cancelled cancels the node (policy
 -- 'fail') or counts as done ('ignore'); a node cancelled so gets its webhook events (includes/release.lua)
 -- like any terminal transition. Dependencies outside the batch must be the same tenant's jobs.
--- KEYS: 1 index zset, 2 owner index zset, 3 seq counter, 4 pending hash, 5 workflow hash, 6 known queues set
+-- A node with a delay gets run_at = now + delay: queued then, it goes to its queue's delayed set; waiting,
+-- release_dependents puts it there if it is released before run_at. Backpressure as on enqueue.lua: every
+-- node counts (waiting ones too) against the per-queue and the tenant's pending caps, all or none. An
+-- Idempotency-Key (ARGV[7] == '1') stores '<ids> <digest>' like enqueue.lua: a repeat of the same request
+-- answers with the first one's jobs, a different request under the key is a conflict.
+-- KEYS: 1 index zset, 2 owner index zset, 3 seq counter, 4 pending hash, 5 workflow hash, 6 known queues set,
+--       7 idempotency key, then Q queue blocks (includes/queues.lua), one per queue the nodes go to
 -- ARGV: 1 job key prefix, 2 owner, 3 workflow id ('' = none), 4 workflow JSON, 5 record TTL s,
---       6 number of nodes N, then per node: id, task, params JSON, max_attempts, timeout, queue name,
---       priority, release keys JSON ({waiting, paused, control, wake} of that queue and priority),
---       webhook callback URL ('' = none), number of dependencies D, then D pairs: dependency id, policy ('fail'|'ignore'); then, optional, the
---       submission's W3C traceparent (tracing on: each node's 'trace', so dependents released later run in
---       the submission's trace)
--- Returns {'ok', status of each node...} | {'unknown', dependency id}
+--       6 number of nodes N, 7 use the idempotency key '1'/'0', 8 request digest, 9 idempotency TTL s,
+--       10 pending cap per queue (0 = none), 11 per-tenant pending cap (0 = none), 12 Q, then Q queue
+--       blocks of ARGV, then per node: id, task, params JSON, max_attempts, timeout, queue name,
+--       priority, release keys JSON ({waiting, paused, control, wake, delayed} of that queue and priority),
+--       webhook callback URL ('' = none), delay ms, number of dependencies D, then D pairs: dependency id,
+--       policy ('fail'|'ignore'); then, optional, the submission's W3C traceparent (tracing on: each
+--       node's 'trace', so dependents released later run in the submission's trace)
+-- Returns {'ok', status of each node...} | {'unknown', dependency id} | {'exists', id of each node...}
+--         | {'conflict', first id} | {'full', 'global' | 'tenant', queue name}
 local prefix, owner = ARGV[1], ARGV[2]
-local n = tonumber(ARGV[6])
+local n, nq = tonumber(ARGV[6]), tonumber(ARGV[12])
+local _, queues = queue_blocks(8, 13, nq)
 local nodes = {}
 local batch = {}
-local i = 7
+local i = 13 + nq * QUEUE_ARGS
 for _ = 1, n do
   local node = {id = ARGV[i], task = ARGV[i + 1], params = ARGV[i + 2], max_attempts = ARGV[i + 3],
                 timeout = ARGV[i + 4], queue = ARGV[i + 5], priority = ARGV[i + 6], release = ARGV[i + 7],
-                callback = ARGV[i + 8], deps = {}}
-  local d = tonumber(ARGV[i + 9])
-  i = i + 10
+                callback = ARGV[i + 8], delay = tonumber(ARGV[i + 9]), deps = {}}
+  local d = tonumber(ARGV[i + 10])
+  i = i + 11
   for _ = 1, d do
     node.deps[#node.deps + 1] = {ARGV[i], ARGV[i + 1]}
     i = i + 2
@@ -43,6 +53,31 @@ if redis.call('EXISTS', prefix .. nodes[1].id) == 1 then
   local out = {'ok'}
   for _, node in ipairs(nodes) do out[#out + 1] = redis.call('HGET', prefix .. node.id, 'status') or '' end
   return out
+end
+if ARGV[7] == '1' then
+  local existing = redis.call('GET', KEYS[7])
+  if existing then
+    local sp = string.find(existing, ' ', 1, true)
+    local ids = string.sub(existing, 1, sp - 1)
+    local first = string.match(ids, '^[^,]+')
+    if string.sub(existing, sp + 1) ~= ARGV[8] then return {'conflict', first} end
+    if redis.call('EXISTS', prefix .. first) == 1 then
+      local out = {'exists'}
+      for id in string.gmatch(ids, '[^,]+') do out[#out + 1] = id end
+      return out
+    end
+  end
+end
+local cap, owner_cap = tonumber(ARGV[10]), tonumber(ARGV[11])
+if cap > 0 then
+  local per_queue = {}
+  for _, node in ipairs(nodes) do per_queue[node.queue] = (per_queue[node.queue] or 0) + 1 end
+  for name, count in pairs(per_queue) do
+    if pending_in(queues[name]) + count > cap then return {'full', 'global', name} end
+  end
+end
+if owner_cap > 0 and tonumber(redis.call('HGET', KEYS[4], owner) or '0') + n > owner_cap then
+  return {'full', 'tenant', ''}
 end
 for _, node in ipairs(nodes) do
   for _, dep in ipairs(node.deps) do
@@ -78,11 +113,16 @@ for _, node in ipairs(nodes) do
                           'queue', node.queue, 'priority', node.priority, 'workflow', ARGV[3]}}, now)
   if traceparent and traceparent ~= '' then redis.call('HSET', k.job, 'trace', traceparent) end
   if node.callback ~= '' then redis.call('HSET', k.job, 'callback', node.callback) end
+  if node.delay > 0 then redis.call('HSET', k.job, 'run_at', now + node.delay) end
   if status == 'queued' then
     local r = cjson.decode(node.release)
     local p = priority_of(node.priority)
-    push_waiting({waiting = {[p] = r.waiting}, paused = {[p] = r.paused}, control = r.control, wake = r.wake},
-                 p, '"' .. node.id .. '"', false)
+    if node.delay > 0 then
+      redis.call('ZADD', r.delayed, now + node.delay, node.id)
+    else
+      push_waiting({waiting = {[p] = r.waiting}, paused = {[p] = r.paused}, control = r.control, wake = r.wake},
+                   p, '"' .. node.id .. '"', false)
+    end
     redis.call('HINCRBY', KEYS[4], owner, 1)
   elseif status == 'cancelled' then
     local why = cjson.encode({type = 'DependencyFailed', message = 'dependency ' .. failed_dep,
@@ -105,5 +145,10 @@ end
 if ARGV[3] ~= '' then
   redis.call('HSET', KEYS[5], 'owner', owner, 'nodes', ARGV[4], 'created_at', now)
   redis.call('EXPIRE', KEYS[5], tonumber(ARGV[5]) * 2)
+end
+if ARGV[7] == '1' then
+  local ids = {}
+  for _, node in ipairs(nodes) do ids[#ids + 1] = node.id end
+  redis.call('SET', KEYS[7], table.concat(ids, ',') .. ' ' .. ARGV[8], 'EX', ARGV[9])
 end
 return out

@@ -115,12 +115,28 @@ def _auth_enabled() -> bool:
     return state().auth.enabled
 
 
+#: ``app.extensions`` key of the process's :class:`~jobs_core.bulk_store.BulkRunner`.
+BULK_RUNNER = "jobs_console_bulk_runner"
+
+
 def init_app(app: Flask) -> None:
-    """Register the console (its settings come from the environment unless the app config has them)."""
-    app.extensions[session.CONFIG] = app.config.get("JOBS_CONSOLE") or session.ConsoleConfig.from_env()
+    """Register the console (its settings come from the environment unless the app config has them) and
+    create this process's bulk runner (its takeover loop starts with :func:`start_bulk_runner`)."""
+    from jobs_core.bulk_store import BulkRunner
+
+    from jobs_api.state import EXTENSION
+
+    cfg = app.config.get("JOBS_CONSOLE") or session.ConsoleConfig.from_env()
+    app.extensions[session.CONFIG] = cfg
+    app.extensions[BULK_RUNNER] = BulkRunner(app.extensions[EXTENSION].store, cfg.bulk_rate)
     from jobs_api.console import audit_page, bulk, jobs_pages, pages, queues_page  # noqa: F401  (routes register on import)
 
     app.register_blueprint(bp)
 
 
-__all__ = ["CSP", "bp", "init_app", "wants_html"]
+def start_bulk_runner(app: Flask) -> None:
+    """Start the process's bulk runner loop: it takes over bulk actions whose API process died."""
+    app.extensions[BULK_RUNNER].start()
+
+
+__all__ = ["BULK_RUNNER", "CSP", "bp", "init_app", "start_bulk_runner", "wants_html"]

@@ -1,39 +1,35 @@
 """Console bulk actions (retry / cancel on selected rows or on everything matching a filter) and audit log.
 
 Two steps: the preview records a plan (the exact ids, at most ``JOBS_UI_BULK_MAX``) and states its count and
-filter; confirming runs that plan in a background thread of the API process, which records its progress in
-Redis. Both the start and the end are written to the audit log (who, what, when, how many).
+filter; confirming starts it. It runs in chunks, at most ``JOBS_UI_BULK_RATE`` jobs a second, with its
+whole state in Redis (``jobs_core.bulk_store``): when the API process running it dies, another process's
+runner takes it over from its last chunk, so the progress page keeps moving and every planned job is
+changed exactly once. The start and the end are written to the audit log (who, what, when, how many).
 """
 
 from __future__ import annotations
 
-import logging
-import threading
 from typing import Any
 
-from flask import Response, redirect, render_template, request, url_for
+from flask import Response, current_app, redirect, render_template, request, url_for
+from jobs_core.bulk_store import BulkRunner, holder_token
 from jobs_core.config import Role
-from jobs_core.errors import IllegalTransition, JobNotFound
 from jobs_core.model import TERMINAL_STATUSES, JobStatus, is_job_id
 from jobs_core.serialization import loads
-from jobs_core.store import JobStore
 from werkzeug.wrappers import Response as BaseResponse
 
 from jobs_api.auth import requires
-from jobs_api.console import bp
+from jobs_api.console import BULK_RUNNER, bp
 from jobs_api.console.jobs_pages import filter_query, parse_filter
 from jobs_api.console.session import Principal, config, current_principal
 from jobs_api.problems import Problem, validation_problem
 from jobs_api.state import json_response, state
-
-log = logging.getLogger("jobs_api")
 
 #: Which statuses each action applies to (the plan keeps only those jobs).
 APPLIES_TO: dict[str, frozenset[JobStatus]] = {
     "retry": frozenset({JobStatus.FAILED, JobStatus.CANCELLED}),
     "cancel": frozenset(set(JobStatus) - TERMINAL_STATUSES),
 }
-_PROGRESS_EVERY = 25
 
 
 def _plan_visible(plan: dict[str, str] | None, principal: Principal) -> dict[str, str]:
@@ -68,36 +64,18 @@ def bulk_preview() -> str:
         matched, complete = store.matching_ids(flt, cfg.bulk_max, cfg.bulk_scan)
     jobs = [j for j in store.get_many(matched) if owner is None or j.owner == owner]
     planned = [j.id for j in jobs if j.status in APPLIES_TO[action]]
-    op_id = store.create_bulk(action, principal.describe(), described, planned, complete)
+    op_id = store.create_bulk(action, principal.describe(), described, planned, complete, owner=owner,
+                              tenant=principal.tenant)
     return render_template("bulk_preview.html", op_id=op_id, action=action, scope=scope, filter=described,
                            matched=len(jobs), planned=len(planned), complete=complete, cap=cfg.bulk_max,
                            query=filter_query())
 
 
-def _run(store: JobStore, op_id: str, action: str, ids: list[str], owner: str | None, who: Principal) -> None:
-    done = changed = 0
-    try:
-        for job_id in ids:
-            try:
-                if action == "retry":
-                    store.retry(job_id, owner=owner)
-                else:
-                    store.cancel(job_id, owner=owner)
-                changed += 1
-            except (JobNotFound, IllegalTransition):
-                pass  # moved on since the preview: left as it is, counted as skipped
-            done += 1
-            if done % _PROGRESS_EVERY == 0:
-                store.bulk_progress(op_id, done, changed)
-        store.bulk_progress(op_id, done, changed, "done")
-        store.audit({"who": who.describe(), "tenant": who.tenant, "event": "finished", "action": action,
-                     "bulk": op_id, "planned": len(ids), "changed": changed, "skipped": done - changed})
-    except Exception:  # Redis gone mid-way: say so on the status page; nothing is half-changed per job
-        log.exception("bulk action failed", extra={"bulk": op_id})
-        try:
-            store.bulk_progress(op_id, done, changed, "failed")
-        except Exception:
-            log.warning("bulk action state not saved", extra={"bulk": op_id})
+def runner() -> BulkRunner:
+    """This process's bulk runner (created with the app; its takeover loop is started by
+    :func:`jobs_api.background.start` in every gunicorn worker)."""
+    found: BulkRunner = current_app.extensions[BULK_RUNNER]
+    return found
 
 
 @bp.post("/bulk/<op_id>/run")
@@ -107,13 +85,11 @@ def bulk_run(op_id: str) -> BaseResponse:
     principal = current_principal()
     store = state().store
     plan = _plan_visible(store.bulk(op_id), principal)
-    if store.start_bulk(op_id):
-        ids = store.bulk_ids(op_id)
-        store.audit({"who": principal.describe(), "tenant": principal.tenant, "event": "started",
-                     "action": plan["action"], "bulk": op_id, "filter": loads(plan["filter"]), "planned": len(ids)})
-        threading.Thread(target=_run, name=f"bulk-{op_id}", daemon=True,
-                         args=(store, op_id, plan["action"], ids, principal.owner_filter(None),
-                               principal)).start()
+    holder = holder_token()
+    started = {"who": principal.describe(), "tenant": principal.tenant, "event": "started", "action": plan["action"],
+               "bulk": op_id, "filter": loads(plan["filter"]), "planned": int(plan["planned"])}
+    if store.start_bulk(op_id, holder, started):  # False: a double submit, already running or done
+        runner().run_now(op_id, holder)
     return redirect(url_for("ui.bulk_status", op_id=op_id), 303)
 
 
@@ -121,7 +97,8 @@ def _plan_body(plan: dict[str, str]) -> dict[str, Any]:
     return {
         "id": plan["id"], "action": plan["action"], "state": plan["state"], "who": plan["who"],
         "filter": loads(plan["filter"]), "planned": int(plan["planned"]), "done": int(plan["done"]),
-        "changed": int(plan["changed"]), "complete": plan["complete"] == "1",
+        "changed": int(plan["changed"]), "skipped": int(plan.get("skipped") or 0),
+        "complete": plan["complete"] == "1", "resumed": int(plan.get("claims") or 0),
         "created_ms": int(plan["created_ms"]), "updated_ms": int(plan.get("updated_ms") or 0) or None,
     }
 

@@ -41,6 +41,7 @@ class ConsoleConfig:
     session_seconds: int = 8 * 3600  # JOBS_UI_SESSION_SECONDS
     bulk_max: int = 10_000  # JOBS_UI_BULK_MAX: jobs one bulk action changes at most
     bulk_scan: int = 200_000  # JOBS_UI_BULK_SCAN: index entries a bulk preview examines at most
+    bulk_rate: int = 1000  # JOBS_UI_BULK_RATE: jobs a bulk action changes per second at most
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ConsoleConfig:
@@ -63,6 +64,7 @@ class ConsoleConfig:
             session_seconds=number("JOBS_UI_SESSION_SECONDS", cls.session_seconds, 60),
             bulk_max=number("JOBS_UI_BULK_MAX", cls.bulk_max, 1),
             bulk_scan=number("JOBS_UI_BULK_SCAN", cls.bulk_scan, 100),
+            bulk_rate=number("JOBS_UI_BULK_RATE", cls.bulk_rate, 1),
         )
 
 

@@ -42,8 +42,9 @@ end
 -- the job's 'dependents' field ({dependent id: policy}) is read and deleted here, so a job that is
 -- retried and ends again releases nothing a second time.
 -- A waiting dependent whose last dependency ended is queued: pushed at its priority to its queue's
--- waiting list, or paused list while that queue is paused ('release': JSON of those key names, written
--- by submit_flow from jobs_core.keys), and counted as pending; a failed or cancelled dependency cancels its waiting dependents, transitively,
+-- waiting list, or paused list while that queue is paused, or to its delayed set when it was submitted
+-- with a delay whose run_at is still ahead ('release': JSON of those key names, written by submit_flow
+-- from jobs_core.keys), and counted as pending; a failed or cancelled dependency cancels its waiting dependents, transitively,
 -- unless the edge's policy is 'ignore' (then it counts as done). The job prefix is jk minus the id.
 -- Every job made terminal here (the first and each cascaded one) gets its webhook event (outbox above).
 -- Returns the number of dependents queued.
@@ -66,8 +67,13 @@ local function release_dependents(jk, id, status, now, pending, events_prefix, r
               redis.call('HSET', dk, 'status', 'queued')
               local r = cjson.decode(f[3])
               local p = priority_of(f[4])
-              push_waiting({waiting = {[p] = r.waiting}, paused = {[p] = r.paused}, control = r.control,
-                            wake = r.wake}, p, '"' .. did .. '"', false)
+              local run_at = tonumber(redis.call('HGET', dk, 'run_at') or '0')
+              if run_at > now and r.delayed then  -- submitted with a delay not over yet: due then
+                redis.call('ZADD', r.delayed, run_at, did)
+              else
+                push_waiting({waiting = {[p] = r.waiting}, paused = {[p] = r.paused}, control = r.control,
+                              wake = r.wake}, p, '"' .. did .. '"', false)
+              end
               redis.call('HINCRBY', pending, f[2], 1)
               emit(events_prefix, did, 'queued', f[2], f[5])
               queued = queued + 1

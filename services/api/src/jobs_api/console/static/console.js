@@ -181,13 +181,15 @@
 
   function bulkPage() {
     var box = document.getElementById("bulk-op");
-    if (!box || box.getAttribute("data-state") === "done") { return; }
+    if (!box || box.getAttribute("data-state") === "done" || box.getAttribute("data-state") === "failed") { return; }
     var timer = window.setInterval(function () {
       if (document.visibilityState !== "visible") { return; }
       fetchJSON(box.getAttribute("data-status-url")).then(function (op) {
         document.getElementById("bulk-state").textContent = op.state;
         document.getElementById("bulk-done").textContent = op.done;
         document.getElementById("bulk-changed").textContent = op.changed;
+        document.getElementById("bulk-skipped").textContent = op.skipped;
+        document.getElementById("bulk-resumed").textContent = op.resumed;
         document.getElementById("bulk-progress").value = op.done;
         box.setAttribute("data-state", op.state);
         if (op.state === "done" || op.state === "failed") { window.clearInterval(timer); }
