@@ -129,7 +129,7 @@ def init_app(app: Flask) -> None:
     cfg = app.config.get("JOBS_CONSOLE") or session.ConsoleConfig.from_env()
     app.extensions[session.CONFIG] = cfg
     app.extensions[BULK_RUNNER] = BulkRunner(app.extensions[EXTENSION].store, cfg.bulk_rate)
-    from jobs_api.console import bulk, jobs_pages, pages, queues_page  # noqa: F401  (routes register on import)
+    from jobs_api.console import audit_page, bulk, jobs_pages, pages, queues_page  # noqa: F401  (routes register on import)
 
     app.register_blueprint(bp)
 
