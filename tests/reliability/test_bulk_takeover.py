@@ -11,6 +11,7 @@ progress page keeps answering across the takeover, and the audit log has one sta
 from __future__ import annotations
 
 import collections
+import json
 import re
 import signal
 import time
@@ -115,10 +116,11 @@ def test_bulk_action_survives_the_death_of_its_api(workdir: Path) -> None:
         assert set(cancelled) == set(ids) and set(cancelled.values()) == {1}, "a job was cancelled twice"
         assert int(client.hget(store.keys.pending, "alpha") or 0) == 0
         assert client.llen(store.keys.queue) == 1 and client.zcard(store.keys.bulk_running) == 0
-        audit = [e for e in store.audit_log() if e.get("bulk") == op_id]
-        assert [e["event"] for e in audit] == ["finished", "started"]
-        assert (audit[0]["done"], audit[0]["changed"], audit[0]["skipped"]) == (JOBS, JOBS, 0)
-        assert audit[1]["planned"] == JOBS and audit[1]["who"].startswith("alpha/operator")
+        audit = [e for e in store.audit_log() if e["target"] == f"bulk:{op_id}"]
+        assert [e["outcome"] for e in audit] == ["ok", "started"]  # finished, started
+        done = json.loads(audit[0]["detail"])
+        assert (done["done"], done["changed"], done["skipped"]) == (JOBS, JOBS, 0)
+        assert audit[1]["count"] == JOBS and (audit[1]["tenant"], audit[1]["role"]) == ("alpha", "operator")
         assert not stack.server_errors_in_logs(), stack.server_errors_in_logs()
         assert not stack.leaked_secrets()
         report.record(report.Row(

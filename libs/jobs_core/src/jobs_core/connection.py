@@ -111,18 +111,25 @@ class ReplicatedScript(Script):
                 continue  # the script did not run: the pipeline loads it again and re-runs
             if isinstance(reply, Exception):
                 raise reply
-            if isinstance(confirmed, redis.ResponseError):
-                raise ConfigError(
-                    f"JOBS_ACK_REPLICAS={self.replicas} needs WAITAOF (Redis >= 7.2 or Valkey) and "
-                    f"appendonly yes on the primary and its replicas: {confirmed}"
-                )
-            if isinstance(confirmed, Exception):
-                raise confirmed
-            local, remote = (int(x) for x in confirmed)
-            if local < 1 or remote < self.replicas:
-                raise NotReplicated(self.replicas, remote, local)
+            check_confirmation(confirmed, self.replicas)
             return reply
         raise AssertionError("unreachable")  # pragma: no cover
+
+
+def check_confirmation(confirmed: Any, replicas: int) -> None:
+    """Raise unless ``confirmed`` (the reply of ``WAITAOF 1 replicas``) says the primary and ``replicas``
+    replicas have fsynced: :class:`ConfigError` when the server cannot ``WAITAOF``, else
+    :class:`NotReplicated`."""
+    if isinstance(confirmed, redis.ResponseError):
+        raise ConfigError(
+            f"JOBS_ACK_REPLICAS={replicas} needs WAITAOF (Redis >= 7.2 or Valkey) and "
+            f"appendonly yes on the primary and its replicas: {confirmed}"
+        )
+    if isinstance(confirmed, Exception):
+        raise confirmed
+    local, remote = (int(x) for x in confirmed)
+    if local < 1 or remote < replicas:
+        raise NotReplicated(replicas, remote, local)
 
 
 def acknowledged_script(client: redis.Redis, script: str, settings: Settings, fence_key: str) -> Script:
