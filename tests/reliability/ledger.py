@@ -137,7 +137,8 @@ class EventLog:
                         now = time.monotonic()
                         for eid, fields in entries:
                             last = eid.decode()
-                            self.events.append((now, fields[b"job"].decode(), fields[b"status"].decode()))
+                            if b"job" in fields:  # job events only (queue changes share the stream)
+                                self.events.append((now, fields[b"job"].decode(), fields[b"status"].decode()))
             except (redis.ConnectionError, redis.TimeoutError, OSError):
                 time.sleep(0.1)
 
