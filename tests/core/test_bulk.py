@@ -88,3 +88,21 @@ def test_an_empty_plan_ends_at_its_first_chunk(store: JobStore) -> None:
     op_id = _plan(store, "retry", [])
     assert store.run_bulk(op_id, "A", rate=5).outcome == "done"
     assert store.bulk(op_id)["state"] == "done"  # type: ignore[index]
+
+
+def test_a_stopping_runner_hands_its_action_back_for_an_immediate_takeover(store: JobStore) -> None:
+    import threading
+
+    ids = [store.enqueue("echo", {})[0].id for _ in range(30)]
+    op_id = _plan(store, "cancel", ids)
+    stop = threading.Event()
+    stop.set()  # the process got SIGTERM: stop after the current chunk
+    step = store.run_bulk(op_id, "A", rate=10, stop=stop)
+    assert (step.outcome, step.done) == ("stopped", 10)
+    assert not store.release_bulk(op_id, "someone-else")  # only the holder hands it back
+    assert store.claim_bulk("B") is None  # not handed back yet: A's lease still runs
+    assert store.release_bulk(op_id, "A")
+    assert store.claim_bulk("B") == op_id  # at once, no lease to wait out
+    assert store.bulk_chunk(op_id, "A", 10).outcome == "lost"
+    assert store.run_bulk(op_id, "B", rate=10_000).outcome == "done"
+    assert store.bulk(op_id)["changed"] == "30"  # type: ignore[index]
