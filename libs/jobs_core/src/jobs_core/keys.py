@@ -309,6 +309,11 @@ class Keys:
         JOBS_RECORD_TTL_SECONDS from submission."""
         return namespace(self.prefix, "workflow", workflow_id)
 
+    def auth_failures(self, kind: str, who: str) -> str:
+        """Counter of failed API-key authentications of one client address (``kind`` ``ip``) or key prefix
+        (``key``, ``who`` a hash of it); TTL: JOBS_AUTH_FAILURE_WINDOW_SECONDS from the first failure."""
+        return namespace(self.prefix, "authfail", kind, who)
+
     # --- web console (/ui) ---
     @property
     def ui_secret(self) -> str:
