@@ -48,9 +48,12 @@ bench: install .venv-bench/.installed ## us vs RQ/Celery/Dramatiq/Huey on a priv
 bench-smoke: install .venv-bench/.installed ## every bench part with tiny counts: proves `make bench` still works
 	$(PY) -m bench --smoke
 
-# `make test` runs the same scenarios small (RELIABILITY_PROFILE=short, the default, ~2-3 min).
-reliability: install ## chaos, Redis/API crashes, Sentinel failover, hostile input, tenants, load at full size (~8 min); prints the table
-	RELIABILITY_PROFILE=full .venv/bin/pytest tests/reliability -o timeout=900 $(PYTEST_ARGS)
+# `make test` runs the same scenarios small (RELIABILITY_PROFILE=short, the default, ~2-3 min). The full profile
+# also runs what `make test` samples or leaves to the images: every bad setting through `make run`, the
+# failover negative control, and the e2e scenarios against local processes (README "Testing").
+RELIABILITY_FULL_ONLY = tests/api/test_bad_settings.py tests/e2e/test_local_stack.py
+reliability: install ## chaos, Redis/API crashes, Sentinel failover, hostile input, tenants, load at full size (~12 min); prints the table
+	RELIABILITY_PROFILE=full .venv/bin/pytest tests/reliability $(RELIABILITY_FULL_ONLY) -o timeout=900 $(PYTEST_ARGS)
 
 clean:
 	rm -rf .venv .venv-bench .pytest_cache .mypy_cache .ruff_cache

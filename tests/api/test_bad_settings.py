@@ -4,6 +4,11 @@ line on stderr naming the setting: never a traceback, never a half-started stack
 
 The settings come from the README's table itself, so a setting documented later without a bad value here
 fails `test_every_documented_setting_has_a_bad_value`.
+
+`make run` checks the settings with the very function `jobs-api` calls (`check_settings` ->
+`jobs_api.cli.check_startup`), so `make test` runs its column only for what run_local reads or reports
+itself (`MAKE_RUN_SHORT`) plus a sample for each part of the shared check; `make reliability`
+(`RELIABILITY_PROFILE=full`) runs every setting through `make run` as well.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from reliability import report
 
 from api.stack import BIN, ROOT, free_port
 
@@ -106,6 +112,24 @@ ANY_VALUE = {"OTEL_SERVICE_NAME": "any string names the service in traces"}
 MANAGED_BY_MAKE_RUN = {"JOBS_WORKER_HEALTH_FILE": "each worker gets its own file under .run/"}
 
 
+#: The `make run` cases `make test` keeps (the rest run in the full profile): settings run_local reads
+#: itself, the two it learns of from a worker's exit (its forwarding path), and a sample of the shared check.
+MAKE_RUN_SHORT = {
+    "JOBS_RELOAD": "read only by run_local (reload_enabled)",
+    "JOBS_BIND": "run_local adds its own rule (HOST:PORT, no unix:) and its hint for a busy port",
+    "JOBS_WORKER_METRICS_PORT": "run_local hands each worker its own port from it",
+    "JOBS_DRAIN_SECONDS": "run_local sets its own default before the check",
+    "REDIS_URL": "run_local pings it itself, or starts its own Redis when unset",
+    "REDIS_PASSWORD": "run_local's own ping sends it (a secret: never echoed)",
+    "JOBS_TASK_MODULES": "passes the shared check; a worker refuses it and run_local forwards its line",
+    "PROMETHEUS_MULTIPROC_DIR": "passes the shared check; the API refuses it and run_local forwards its line",
+    "JOBS_LEASE_SECONDS": "sample of the shared check: Settings.from_env",
+    "JOBS_UI_SECRET": "sample of the shared check: ConsoleConfig.from_env (a secret: never echoed)",
+    "GUNICORN_CMD_ARGS": "sample of the shared check: gunicorn's options",
+    "JOBS_SCHEDULES_FILE": "sample of the shared check: the declared schedules file",
+}
+
+
 def documented_settings() -> dict[str, str]:
     """Setting name -> its 'used by' column, from the README's Settings table."""
     text = README.read_text()
@@ -137,6 +161,13 @@ def entry_points(used_by: str, name: str) -> list[str]:
 
 CASES = [(name, point) for name, used_by in documented_settings().items() if name not in ANY_VALUE
          for point in entry_points(used_by, name)]
+FULL_ONLY = pytest.mark.skipif(not report.FULL, reason="make run shares jobs-api's check: every setting runs through "
+                               "it in the full profile (make reliability), MAKE_RUN_SHORT in make test")
+
+
+def _case(name: str, point: str) -> object:
+    marks = [FULL_ONLY] if point == "make run" and name not in MAKE_RUN_SHORT else []
+    return pytest.param(name, point, marks=marks, id=f"{name}-{point.replace(' ', '_')}")
 
 
 def test_every_documented_setting_has_a_bad_value() -> None:
@@ -145,6 +176,16 @@ def test_every_documented_setting_has_a_bad_value() -> None:
     assert sorted(set(documented) - set(BAD) - set(ANY_VALUE)) == [], "add a bad value for each new setting to BAD"
     assert sorted(set(BAD) - set(documented)) == [], "BAD names settings the README does not document"
     assert all(entry_points(used_by, name) for name, used_by in documented.items())
+    make_run = {n for n, p in CASES if p == "make run"}
+    assert make_run >= set(MAKE_RUN_SHORT), "MAKE_RUN_SHORT names a setting make run does not read"
+
+
+def test_make_run_checks_settings_with_the_shared_check() -> None:
+    """What lets make test sample the `make run` column: run_local's check is jobs-api's check_startup."""
+    source = RUN_LOCAL.read_text()
+    assert "from jobs_api.cli import check_startup" in source and "check_startup([], env)" in source
+    main = source[source.index("def main(") :]
+    assert main.index("check_settings(env)") < main.index("stack.start_redis()")  # checked before anything starts
 
 
 @pytest.fixture
@@ -188,7 +229,7 @@ def assert_one_line_error(code: int, err: str, name: str) -> None:
 
 
 @pytest.mark.timeout(600)
-@pytest.mark.parametrize("name,point", CASES, ids=[f"{n}-{p.replace(' ', '_')}" for n, p in CASES])
+@pytest.mark.parametrize("name,point", [_case(n, p) for n, p in CASES])
 def test_bad_value_is_one_line_and_exit_2(name: str, point: str, base_env: dict[str, str], tmp_path: Path) -> None:
     env = dict(base_env, **BAD[name])
     code, _out, err = run_until_exit(command(point, tmp_path), env)

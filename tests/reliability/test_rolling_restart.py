@@ -16,7 +16,8 @@ from reliability import invariants, report
 from reliability.chaos import recovery_times, run_with_chaos
 from reliability.stack import Stack
 
-JOBS = 2000 if report.FULL else 300
+# short: ~100 jobs still see several restarts, hand-backs and re-runs (make test's budget; was 300)
+JOBS = 2000 if report.FULL else 100
 WORKERS = 4 if report.FULL else 3
 EVERY = 2.0 if report.FULL else 1.0
 DRAIN_SECONDS = 0.1  # shorter than most jobs: the drain ends in a hand-back as often as in a finish
