@@ -58,15 +58,17 @@ def run_with_chaos(
     *,
     submit_threads: int = 4,
     settle_timeout: float = 120.0,
+    job: Callable[[int], dict[str, object]] | None = None,
 ) -> tuple[Ledger, EventLog, Submitter, list[Disruption], float]:
-    """Submit ``jobs`` sleep jobs through the API while ``act`` hits a random worker every ``every`` s.
+    """Submit ``jobs`` sleep jobs (or ``job(n)``) through the API while ``act`` hits a random worker every
+    ``every`` s.
 
     Chaos stops once every accepted job is terminal (and the submission is over). Returns the ledger,
     the event log, the submitter (client-side stats), the disruptions and the wall time.
     """
     ledger = Ledger()
     events = EventLog(stack.client, stack.namespace).start()
-    job = two_queue_job if stack.second_queue else sleep_job
+    job = job or (two_queue_job if stack.second_queue else sleep_job)
     submitter = Submitter(lambda: stack.http("alpha"), ledger, job, threads=submit_threads).start(jobs)
     disruptions: list[Disruption] = []
     client = stack.client()
