@@ -66,6 +66,7 @@ ENDPOINTS = [
              {"url": "https://hooks.example.com/jobs"}),
     Endpoint("GET", "/webhooks/subscription", Role.VIEWER, "/webhooks/subscription"),
     Endpoint("DELETE", "/webhooks/subscription", Role.OPERATOR, "/webhooks/subscription"),
+    Endpoint("GET", "/audit", Role.VIEWER, "/audit"),
 ]
 
 

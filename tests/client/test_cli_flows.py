@@ -65,8 +65,13 @@ def test_client_and_cli_workflows(stack: ApiStack, client: JobsClient, tmp_path)
     assert bad.returncode == 4 and "depends on itself" in bad.stderr
     assert jobs(stack, "workflow", "submit", str(tmp_path / "missing.json")).returncode == 2
     first = client.submit("sleep", {"seconds": 30})
-    waiting = client.request("POST", "/jobs", body={"task": "echo", "depends_on": [first["id"]]})
+    waiting = client.submit("echo", depends_on=[first["id"]], delay=1, idempotency_key="dep-once")
+    assert waiting["status"] == "waiting"
+    assert client.submit("echo", depends_on=[first["id"]], delay=1, idempotency_key="dep-once")["id"] == waiting["id"]
     listed = jobs(stack, "list", "--status", "waiting", "--json")
     assert listed.returncode == 0, listed.stderr
-    assert json.loads(waiting[2])["id"] in [j["id"] for j in json.loads(listed.stdout)["jobs"]]
+    assert waiting["id"] in [j["id"] for j in json.loads(listed.stdout)["jobs"]]
+    nodes = [{"name": "only", "task": "echo"}]
+    assert client.submit_workflow(nodes, idempotency_key="wf-once")["id"] == \
+        client.submit_workflow(nodes, idempotency_key="wf-once")["id"]
     client.cancel(first["id"])

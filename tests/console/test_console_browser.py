@@ -137,6 +137,52 @@ def test_updates_pause_while_the_tab_is_hidden(pages: Pages, stack: ApiStack) ->
     assert pages.errors == []
 
 
+def test_queue_changes_show_live_on_open_queues_and_overview_pages(pages: Pages, stack: ApiStack) -> None:
+    """Issue 13: `event: queue` updates an open Queues page (a viewer's) and Overview (an operator's) without
+    a reload, whether the change comes through the API or another console session."""
+    queue = api(stack, "admin", "GET", "/queues")["queues"][0]["name"]
+    row = f'#queues tr[data-queue="{queue}"]'
+    watchers = []
+    for user, path in (("viewer", "/ui/queues"), ("alpha", "/ui/")):
+        page = pages.new()
+        login(page, user)
+        page.goto(path)
+        expect(page.locator("#live-state")).to_contain_text("streaming events")
+        page.evaluate("window.__notReloaded = true")
+        expect(page.locator(f"{row} .badge.paused")).to_have_count(0)
+        watchers.append(page)
+    try:
+        api(stack, "admin", "POST", f"/queues/{queue}/pause")
+        for page in watchers:
+            expect(page.locator(f"{row} .badge.paused")).to_be_visible(timeout=10_000)
+        admin = pages.new()  # a second session resumes it from the console
+        login(admin, "admin")
+        admin.goto("/ui/queues")
+        admin.locator(f"#resume-{queue}").click()
+        expect(admin.locator(f"#pause-{queue}")).to_be_visible()  # the console answered with the resumed queue
+        assert api(stack, "admin", "GET", f"/queues/{queue}")["paused"] is False
+        for page in watchers:
+            expect(page.locator(f"{row} .badge.paused")).to_have_count(0, timeout=10_000)
+            assert page.evaluate("window.__notReloaded === true")
+    finally:
+        api(stack, "admin", "POST", f"/queues/{queue}/resume")
+    assert pages.errors == []
+    _release_streams(stack, [*watchers, admin])
+
+
+def _release_streams(stack: ApiStack, pages_: list[Page]) -> None:
+    """Leave the pages (their EventSource closes) and wait until the API has stream slots again, so the
+    next test's pages stream instead of meeting a 503 (a server frees a gone client's slot within 5 s)."""
+    for page in pages_:
+        page.goto("about:blank")
+    free, deadline = 0, time.monotonic() + 30
+    while free < 6 and time.monotonic() < deadline:
+        status, _, _ = http("GET", stack.url + "/events?max_seconds=0",
+                            None, {"Authorization": f"Bearer {KEYS['admin']}"})
+        free = free + 1 if status == 200 else 0
+        time.sleep(0.2)
+
+
 def test_filters_live_in_the_url_and_back_restores_them(pages: Pages, stack: ApiStack) -> None:
     page = pages.new()
     login(page, "alpha")
@@ -176,8 +222,12 @@ def test_bulk_cancel_previews_the_count_and_changes_exactly_those_jobs(pages: Pa
     assert api(stack, "alpha", "GET", f"/jobs/{unmarked}")["status"] == "queued"
     assert api(stack, "beta", "GET", f"/jobs/{other_tenant}")["status"] == "queued"
     page.goto("/ui/audit")
+    page.get_by_label("Action").fill("bulk.")  # the filter form: alpha's log also has its logins
+    page.get_by_role("button", name="Filter").click()
+    expect(page).to_have_url(re.compile(r"action=bulk\."))
     expect(page.locator("#audit tbody tr")).to_have_count(2)
     expect(page.locator("#audit")).to_contain_text("alpha/operator")
+    expect(page.locator("#audit tbody tr").first).to_contain_text("bulk.cancel")
     assert pages.errors == []
 
 

@@ -376,10 +376,12 @@ def test_bulk_retry_of_everything_matching_changes_exactly_the_previewed_jobs(
     again = alpha.post(f"/ui/bulk/{op_id.group(1)}/run")  # a double submit runs nothing twice
     assert again.status_code == 303
     audit = alpha.get("/ui/audit").get_data(as_text=True)
-    assert audit.count(op_id.group(1)) == 2 and "alpha/operator" in audit
+    assert audit.count(f">bulk:{op_id.group(1)}<") == 2 and "alpha/operator (key " in audit
     entries = store.audit_log()
-    assert [e["event"] for e in entries] == ["finished", "started"]
-    assert entries[0]["changed"] == 5 and entries[1]["filter"] == {"tenant": "alpha", "status": "failed"}
+    assert [(e["action"], e["outcome"], e["via"], e["tenant"]) for e in entries[:2]] == [
+        ("bulk.retry", "ok", "console", "alpha"), ("bulk.retry", "started", "console", "alpha")]
+    assert entries[0]["count"] == 5 and entries[1]["count"] == 5
+    assert orjson.loads(entries[1]["detail"])["filter"] == {"tenant": "alpha", "status": "failed"}
 
 
 def test_bulk_preview_caps_and_rejects_bad_input(settings: Settings, store: JobStore, alpha: Browser) -> None:

@@ -147,3 +147,46 @@ def test_streams_are_capped_per_process_with_503(app: Flask) -> None:
     # a finished stream gives its slots back
     for _ in range(slots.stream_limit() + 1):
         stream(app.test_client(), KEY_ALPHA, "max_seconds=0")
+
+
+def test_queue_changes_are_queue_events_for_every_tenant_resumable(app: Flask, store: JobStore,
+                                                                   settings: Settings) -> None:
+    """Pause / resume / cap through the API or the console are `event: queue` on every stream (queues are
+    cluster-wide, as GET /queues); who did it is shown to admins only; a no-op sends nothing."""
+    client = app.test_client()
+    queue = settings.queue
+    start = store.last_event_id()
+    assert client.post(f"/queues/{queue}/pause", headers=_h(ADMIN)).status_code == 200
+    assert client.post(f"/queues/{queue}/pause", headers=_h(ADMIN)).status_code == 200  # already paused
+    assert client.put(f"/queues/{queue}/cap", json={"cap": 3}, headers=_h(ADMIN)).status_code == 200
+    job = store.enqueue("echo", {}, owner="alpha")[0].id
+    admin_ui = Browser(app.test_client())
+    admin_ui.login(ADMIN)
+    admin_ui.get("/ui/queues")
+    assert admin_ui.post(f"/ui/queues/{queue}/resume").status_code == 303
+    for key in (KEY_ALPHA, VIEWER):  # a tenant's operator and viewer
+        events = stream(client, key, f"max_seconds=0.5&last_event_id={start}")
+        assert [(e["event"], e["data"].get("change") or e["data"].get("job")) for e in events] == [
+            ("queue", "pause"), ("queue", "cap"), ("job", job), ("queue", "resume")]
+        pause, cap, _, resume = (e["data"] for e in events)
+        assert pause == {"queue": queue, "change": "pause", "paused": True, "cap": None, "role": "admin",
+                         "via": "api", "at": pause["at"]} and pause["at"].endswith("Z")
+        assert cap["cap"] == 3 and cap["paused"] is True
+        assert resume["paused"] is False and resume["cap"] == 3 and resume["via"] == "console"
+    admin = stream(client, ADMIN, f"max_seconds=0.5&tenant=beta&last_event_id={start}")
+    assert [e["event"] for e in admin] == ["queue"] * 3  # the tenant filter narrows jobs, not queues
+    assert admin[0]["data"]["by"]["tenant"] == "ops" and len(admin[0]["data"]["by"]["key_id"]) == 12
+    assert ADMIN not in str(admin)
+    # resumable: after the cap event, exactly the job and the resume
+    after = stream(client, KEY_ALPHA, "max_seconds=0.5", **{"Last-Event-ID": admin[1]["id"]})
+    assert [e["event"] for e in after] == ["job", "queue"]
+
+
+def test_the_queue_forms_carry_the_session_csrf_token(app: Flask) -> None:
+    """The queue table's pause / cap forms (a macro of its own) post this session's CSRF token: found by
+    the browser test above, where every console pause answered 403 (the macro had no page context)."""
+    b = Browser(app.test_client())
+    b.login(ADMIN)
+    html = b.get("/ui/queues").get_data(as_text=True)
+    assert 'id="setcap-' in html
+    assert html.count(f'name="csrf_token" value="{b.csrf}"') == 1 + 2 * html.count('id="setcap-')  # + log out

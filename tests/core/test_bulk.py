@@ -4,6 +4,8 @@ the audit log has one start and one end. Processes dying for real: tests/reliabi
 
 from __future__ import annotations
 
+import json
+
 from jobs_core.bulk_store import BULK_MAX_CLAIMS, holder_token
 from jobs_core.model import JobStatus
 from jobs_core.store import JobStore
@@ -40,11 +42,11 @@ def test_a_takeover_resumes_from_the_checkpoint_and_fences_the_old_holder(store:
     assert store.redis.llen(store.keys.queue) == 0 and store.redis.zcard(store.keys.bulk_running) == 0
     plan = store.bulk(op_id)
     assert plan is not None and (plan["state"], plan["claims"], plan["cursor"]) == ("done", "1", "25")
-    events = [e for e in store.audit_log() if e.get("bulk") == op_id]
-    assert [e["event"] for e in events] == ["finished", "started"]
-    assert events[0] | {"at_ms": 0} == {"who": "alpha/operator/k1", "tenant": "alpha", "action": "cancel",
-                                        "bulk": op_id, "planned": 25, "event": "finished", "done": 25,
-                                        "changed": 25, "skipped": 0, "at_ms": 0}
+    events = [e for e in store.audit_log() if e["target"] == f"bulk:{op_id}"]
+    assert [e["outcome"] for e in events] == ["ok", "started"]  # finished, started (the audit stream's form)
+    assert (events[0]["action"], events[0]["tenant"], events[0]["count"], events[0]["via"]) == (
+        "bulk.cancel", "alpha", 25, "console")
+    assert json.loads(events[0]["detail"]) == {"planned": 25, "done": 25, "changed": 25, "skipped": 0}
     assert store.bulk_chunk(op_id, holder, 10).outcome == "lost"  # ended: nothing more to apply
 
 
@@ -78,7 +80,7 @@ def test_an_action_taken_over_too_often_is_given_up_and_audited(store: JobStore)
     _expire_lease(store, op_id)
     assert store.claim_bulk(holder_token()) is None
     assert store.bulk(op_id)["state"] == "failed"  # type: ignore[index]
-    assert [e["event"] for e in store.audit_log() if e.get("bulk") == op_id] == ["failed", "started"]
+    assert [e["outcome"] for e in store.audit_log() if e["target"] == f"bulk:{op_id}"] == ["failed", "started"]
     assert all(j.status is JobStatus.QUEUED for j in store.get_many(ids))
 
 
@@ -86,3 +88,21 @@ def test_an_empty_plan_ends_at_its_first_chunk(store: JobStore) -> None:
     op_id = _plan(store, "retry", [])
     assert store.run_bulk(op_id, "A", rate=5).outcome == "done"
     assert store.bulk(op_id)["state"] == "done"  # type: ignore[index]
+
+
+def test_a_stopping_runner_hands_its_action_back_for_an_immediate_takeover(store: JobStore) -> None:
+    import threading
+
+    ids = [store.enqueue("echo", {})[0].id for _ in range(30)]
+    op_id = _plan(store, "cancel", ids)
+    stop = threading.Event()
+    stop.set()  # the process got SIGTERM: stop after the current chunk
+    step = store.run_bulk(op_id, "A", rate=10, stop=stop)
+    assert (step.outcome, step.done) == ("stopped", 10)
+    assert not store.release_bulk(op_id, "someone-else")  # only the holder hands it back
+    assert store.claim_bulk("B") is None  # not handed back yet: A's lease still runs
+    assert store.release_bulk(op_id, "A")
+    assert store.claim_bulk("B") == op_id  # at once, no lease to wait out
+    assert store.bulk_chunk(op_id, "A", 10).outcome == "lost"
+    assert store.run_bulk(op_id, "B", rate=10_000).outcome == "done"
+    assert store.bulk(op_id)["changed"] == "30"  # type: ignore[index]

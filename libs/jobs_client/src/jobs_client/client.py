@@ -204,12 +204,17 @@ class JobsClient:
         priority: int | None = None,
         idempotency_key: str | None = None,
         callback_url: str | None = None,
+        depends_on: Sequence[str | Mapping[str, str]] | None = None,
     ) -> dict[str, Any]:
         """Submit a job; returns it (status ``queued``). ``priority`` 0..9 (default 5): higher runs first.
-        ``callback_url``: where a signed webhook is POSTed each time the job ends (see the README's Webhooks)."""
+        ``callback_url``: where a signed webhook is POSTed each time the job ends (see the README's Webhooks).
+        ``depends_on``: job ids (or ``{"job", "on_failure"}``) it waits for (status ``waiting`` until the last
+        one ends; with ``delay``, it also runs no earlier than ``delay`` seconds from now)."""
         body: dict[str, Any] = {"task": task, "params": dict(params or {})}
         for name, value in (("max_attempts", max_attempts), ("timeout", timeout), ("delay", delay),
-                            ("priority", priority), ("callback_url", callback_url)):
+                            ("priority", priority), ("callback_url", callback_url),
+                            ("depends_on", None if depends_on is None else [d if isinstance(d, str) else dict(d)
+                                                                          for d in depends_on])):
             if value is not None:
                 body[name] = value
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
@@ -408,10 +413,14 @@ class JobsClient:
         return sched
 
     # ------------------------------------------------------------------ workflows
-    def submit_workflow(self, nodes: builtins.list[Mapping[str, Any]]) -> dict[str, Any]:
+    def submit_workflow(
+        self, nodes: builtins.list[Mapping[str, Any]], *, idempotency_key: str | None = None
+    ) -> dict[str, Any]:
         """Submit a DAG atomically: ``nodes`` of ``{name, task, params?, callback_url?, depends_on?: [name |
-        job id | {node|job, on_failure}]}``; returns the workflow with every node's job id and status."""
-        wf: dict[str, Any] = self._json("POST", "/workflows", body={"nodes": list(nodes)})
+        job id | {node|job, on_failure}]}``; returns the workflow with every node's job id and status. With
+        ``idempotency_key``, a repeat (a retry after a lost answer) returns the first workflow."""
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
+        wf: dict[str, Any] = self._json("POST", "/workflows", body={"nodes": list(nodes)}, headers=headers)
         return wf
 
     def workflow(self, workflow_id: str) -> dict[str, Any]:

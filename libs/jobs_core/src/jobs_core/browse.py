@@ -7,7 +7,6 @@ client. Searching is a bounded scan of an index (:data:`jobs_core.scripts.BROWSE
 from __future__ import annotations
 
 import secrets
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -18,14 +17,14 @@ from redis.commands.core import Script
 
 from jobs_core import histogram
 from jobs_core.config import Settings
-from jobs_core.keys import Keys
+from jobs_core.keys import AUDIT_STREAM_MAXLEN, Keys
 from jobs_core.model import Job, JobStatus
-from jobs_core.serialization import dumps, loads
+from jobs_core.serialization import loads
 
 #: Index entries one search request examines at most (the page may come back short, with a cursor).
 SCAN_BUDGET = 5000
-#: Audit entries kept (oldest dropped first).
-AUDIT_KEEP = 1000
+#: Audit entries kept (about; oldest dropped first): the stream's cap, passed to the bulk scripts.
+AUDIT_KEEP = AUDIT_STREAM_MAXLEN
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,18 +223,6 @@ class Browse:
         value = self.redis.get(key)
         assert value is not None
         return cast(bytes, value)
-
-    # ------------------------------------------------------------------ audit (bulk actions: jobs_core.bulk_store)
-    def audit(self, entry: Mapping[str, Any]) -> None:
-        """Append an entry to the console audit log (newest first, the last :data:`AUDIT_KEEP` kept)."""
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.lpush(self.keys.audit, dumps({**entry, "at_ms": int(time.time() * 1000)}))
-        pipe.ltrim(self.keys.audit, 0, AUDIT_KEEP - 1)
-        pipe.execute()
-
-    def audit_log(self, limit: int = 200) -> list[dict[str, Any]]:
-        """The newest audit entries first."""
-        return [loads(x) for x in cast(list[bytes], self.redis.lrange(self.keys.audit, 0, limit - 1))]
 
 
 def _text(value: Any) -> str:

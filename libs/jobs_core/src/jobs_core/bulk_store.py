@@ -46,7 +46,8 @@ BULK_MAX_CLAIMS = 20
 @dataclass(frozen=True, slots=True)
 class BulkStep:
     """What one chunk did: ``more`` (not finished), ``done`` (finished now), ``lost`` (another process
-    holds the action, or it ended); and the action's counts after it."""
+    holds the action, or it ended), ``stopped`` (:meth:`BulkStore.run_bulk` was asked to stop); and the
+    action's counts after it."""
 
     outcome: str
     done: int = 0
@@ -70,6 +71,7 @@ class BulkStore:
         self._bulk_start: Script = self.redis.register_script(scripts.BULK_START)
         self._bulk_claim: Script = self.redis.register_script(scripts.BULK_CLAIM)
         self._bulk_chunk: Script = self.redis.register_script(scripts.BULK_CHUNK)
+        self._bulk_release: Script = self.redis.register_script(scripts.BULK_RELEASE)
 
     def create_bulk(self, action: str, who: str, flt: Mapping[str, str], ids: Sequence[str], complete: bool,
                     *, owner: str | None = None, tenant: str | None = None) -> str:
@@ -115,6 +117,11 @@ class BulkStore:
                                  args=[self.keys.bulk_prefix, holder, BULK_LEASE_MS, BULK_MAX_CLAIMS, AUDIT_KEEP])
         return _text(reply) if reply else None
 
+    def release_bulk(self, op_id: str, holder: str) -> bool:
+        """Hand an action ``holder`` holds back (its lease expires now: any runner takes it over at its next
+        pass); False when ``holder`` no longer holds it."""
+        return bool(self._bulk_release(keys=[self.keys.bulk(op_id), self.keys.bulk_running], args=[op_id, holder]))
+
     def bulk_chunk(self, op_id: str, holder: str, size: int = BULK_CHUNK) -> BulkStep:
         """Apply the next chunk of an action ``holder`` holds and checkpoint it (one Lua step)."""
         k = self.keys
@@ -143,7 +150,8 @@ class BulkStore:
 
     def run_bulk(self, op_id: str, holder: str, rate: float, stop: threading.Event | None = None) -> BulkStep:
         """Run an action ``holder`` holds to its end, at most ``rate`` jobs a second, chunk by chunk; returns
-        the last step (``done``, or ``lost`` when another process took it over or ``stop`` was set)."""
+        the last step: ``done``, ``lost`` (another process took it over) or ``stopped`` (``stop`` was set:
+        the caller hands it back with :meth:`release_bulk`)."""
         size = max(1, min(BULK_CHUNK, int(rate)))
         stop = stop or threading.Event()
         while True:
@@ -153,34 +161,42 @@ class BulkStore:
                 return step
             # pace: the jobs a bulk retry queues reach the workers at most `rate` a second
             if stop.wait(max(0.0, began + size / rate - time.monotonic())):
-                return BulkStep("lost", step.done, step.changed, step.skipped)
+                return BulkStep("stopped", step.done, step.changed, step.skipped)
 
 
 class BulkRunner(threading.Thread):
     """A daemon thread in every API process: every ``interval`` seconds it takes over a bulk action whose
     holder's lease expired and runs it (in its own thread) to the end. :meth:`run_now` runs an action this
-    process has just started."""
+    process has just started. Once ``shutdown`` is set (the process received a stop signal), the actions it
+    runs stop after their current chunk and are handed back, so another process resumes them at once."""
 
-    def __init__(self, store: BulkStore, rate: float, interval: float = 2.0) -> None:
+    def __init__(self, store: BulkStore, rate: float, interval: float = 2.0,
+                 shutdown: threading.Event | None = None) -> None:
         super().__init__(name="jobs-bulk", daemon=True)
         self.store = store
         self.rate = rate
         self.interval = interval
-        self._stop_event = threading.Event()
+        self._stop_event = shutdown or threading.Event()
+        self._active: dict[str, threading.Thread] = {}
 
     def run_now(self, op_id: str, holder: str) -> threading.Thread:
         """Run ``op_id`` (held by ``holder``) in a new daemon thread; returns it."""
         thread = threading.Thread(target=self._run, args=(op_id, holder), name=f"bulk-{op_id}", daemon=True)
+        self._active[op_id] = thread
         thread.start()
         return thread
 
     def _run(self, op_id: str, holder: str) -> None:
         try:
             step = self.store.run_bulk(op_id, holder, self.rate, self._stop_event)
+            if step.outcome == "stopped":
+                self.store.release_bulk(op_id, holder)
             log.info("bulk action %s: %s (%d done, %d changed, %d skipped)", op_id, step.outcome, step.done,
                      step.changed, step.skipped)
         except Exception:  # Redis gone, or a bug: the lease expires and a runner takes the action over
             log.exception("bulk action %s stopped; another runner resumes it when its lease expires", op_id)
+        finally:
+            self._active.pop(op_id, None)
 
     def run(self) -> None:
         """Take over orphaned actions until stopped; Redis errors are logged and the next pass tries again."""
@@ -195,6 +211,14 @@ class BulkRunner(threading.Thread):
                 log.warning("bulk runner: redis unavailable (%s); retrying", type(e).__name__)
             except Exception:
                 log.exception("bulk runner pass failed")
+
+    def hand_back(self, timeout: float = 2.0) -> None:
+        """Stop: the actions this process runs end after their current chunk and are handed back; waits up to
+        ``timeout`` s for that (called as the process exits: its daemon threads would die mid-way)."""
+        self._stop_event.set()
+        deadline = time.monotonic() + timeout
+        for thread in list(self._active.values()):
+            thread.join(max(0.0, deadline - time.monotonic()))
 
     def stop(self, timeout: float = 5.0) -> None:
         """Ask the loop (and the actions it runs, after their current chunk) to end, and wait for the loop."""

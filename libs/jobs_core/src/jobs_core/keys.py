@@ -19,6 +19,8 @@ MIN_PRIORITY, MAX_PRIORITY, DEFAULT_PRIORITY = 0, 9, 5  # re-exported by jobs_co
 PRIORITIES_HIGH_FIRST: tuple[int, ...] = tuple(range(MAX_PRIORITY, MIN_PRIORITY - 1, -1))
 #: Entries the job event stream keeps (about: trimmed with ``MAXLEN ~``); see ``lua/includes/emit.lua``.
 EVENT_STREAM_MAXLEN = 10_000
+#: Entries the audit log keeps (about: ``MAXLEN ~``); see ``lua/includes/audit.lua`` and ``jobs_core.audit``.
+AUDIT_STREAM_MAXLEN = 100_000
 #: Consumer group of the webhook dispatchers on :attr:`Keys.webhook_outbox`.
 WEBHOOK_GROUP = "dispatchers"
 
@@ -315,8 +317,11 @@ class Keys:
 
     @property
     def audit(self) -> str:
-        """List of JSON audit entries of console bulk actions, newest first, capped (no TTL)."""
-        return namespace(self.prefix, "ui", "audit")
+        """Stream of audit entries, one per state-changing action (fields action, target, count, outcome,
+        tenant, key id, role, via, detail; the entry id is the time), capped at about
+        :data:`AUDIT_STREAM_MAXLEN` entries (no TTL). Written by Lua scripts (queue control) or by the API
+        right after the action (``jobs_core.audit``)."""
+        return namespace(self.prefix, "audit")
 
     def bulk(self, op_id: str) -> str:
         """Hash describing one console bulk action: action, filter, owner ('' = any tenant), who, planned,

@@ -15,6 +15,7 @@ from typing import Any, cast
 import redis
 from redis.commands.core import Script
 
+from jobs_core.audit import SYSTEM, Actor
 from jobs_core.config import Settings, is_queue_name
 from jobs_core.keys import PRIORITIES_HIGH_FIRST, Keys
 from jobs_core.model import QueueStats, TaskInfo
@@ -153,26 +154,29 @@ class QueueAdmin:
         names.add(self.settings.queue)
         return sorted(n for n in names if is_queue_name(n))
 
-    def _control(self, name: str, action: str, cap: str = "") -> bool:
+    def _control(self, name: str, action: str, cap: str, actor: Actor | None) -> bool:
         if not is_queue_name(name):
             raise ValueError(f"not a queue name: {name!r}")
         k = self.keys.for_queue(name)
-        return bool(self._queue_control(keys=[self.keys.queues, *k.block], args=[action, cap, *k.block_args]))
+        who = (actor or SYSTEM).args()
+        return bool(self._queue_control(keys=[self.keys.queues, self.keys.event_stream, self.keys.audit,
+                                              *k.block], args=[action, cap, *who, *k.block_args]))
 
-    def pause_queue(self, name: str) -> bool:
+    def pause_queue(self, name: str, actor: Actor | None = None) -> bool:
         """Pause a queue: it accepts submissions, no worker starts its jobs, KEDA sees no waiting work.
-        False when it was already paused."""
-        return self._control(name, "pause")
+        False when it was already paused. The change goes to the event stream and the audit log (by
+        ``actor``), in the same script."""
+        return self._control(name, "pause", "", actor)
 
-    def resume_queue(self, name: str) -> bool:
+    def resume_queue(self, name: str, actor: Actor | None = None) -> bool:
         """Resume a paused queue (its jobs keep their order); False when it was not paused."""
-        return self._control(name, "resume")
+        return self._control(name, "resume", "", actor)
 
-    def set_queue_cap(self, name: str, cap: int | None) -> None:
+    def set_queue_cap(self, name: str, cap: int | None, actor: Actor | None = None) -> None:
         """At most ``cap`` jobs of the queue running at once, cluster-wide (None: no cap)."""
         if cap is not None and cap < 0:
             raise ValueError("cap must be >= 0")
-        self._control(name, "cap", "" if cap is None else str(int(cap)))
+        self._control(name, "cap", "" if cap is None else str(int(cap)), actor)
 
     def queue_counts(self, names: Iterable[str] | None = None) -> dict[str, dict[str, int]]:
         """Per queue: jobs ``queued`` (waiting lists), ``paused``, ``running``, ``delayed`` and ``unrunnable``

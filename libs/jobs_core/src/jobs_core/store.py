@@ -19,6 +19,7 @@ import redis
 from redis.commands.core import Script
 
 from jobs_core import scripts, tracing
+from jobs_core.audit import AuditLog
 from jobs_core.browse import Browse, JobFilter
 from jobs_core.bulk_store import BulkStore
 from jobs_core.config import Settings
@@ -76,7 +77,7 @@ def request_digest(task: str, params: Mapping[str, Any], **options: Any) -> str:
     return hashlib.sha256(body).hexdigest()
 
 
-class JobStore(Delivery, Browse, BulkStore, QueueAdmin, ScheduleStore, FlowStore):
+class JobStore(Delivery, Browse, BulkStore, QueueAdmin, ScheduleStore, FlowStore, AuditLog):
     """Job storage and queue operations on one Redis, for one namespace.
 
     Submissions go to the queue they name (default: ``settings.queue``); a worker's store claims from

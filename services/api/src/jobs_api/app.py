@@ -15,6 +15,7 @@ from jobs_core import tracing
 from jobs_core.config import Settings
 
 from jobs_api import (
+    audit,
     background,
     console,
     docs,
@@ -72,6 +73,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
                       events.bp):
         app.register_blueprint(blueprint)
     console.init_app(app)
+    audit.init_app(app)
     register_error_handlers(app)
     if tracing.setup("jobs-api"):  # off unless OTEL_* variables configure an exporter
         from opentelemetry.instrumentation.flask import FlaskInstrumentor

@@ -1,4 +1,4 @@
-"""``GET /events``: job changes as Server-Sent Events, tenant-scoped and resumable with ``Last-Event-ID``.
+"""``GET /events``: job and queue changes as Server-Sent Events, tenant-scoped, resumable with ``Last-Event-ID``.
 
 The Lua scripts append every job change to one capped Redis stream (``Keys.event_stream``) in the same
 step as the change itself. A stream request reads it with blocking ``XREAD`` in slices and forwards the
@@ -6,6 +6,11 @@ events its caller may see: its own tenant's, or for an admin every tenant's (``?
 Each event's SSE id is its stream id, so a client that reconnects with ``Last-Event-ID`` (EventSource does
 this by itself) gets exactly what it missed; when that part of the stream was already trimmed it gets a
 ``reset`` event first (reload your state).
+
+Queue pause / resume / cap changes (``event: queue``) come through the same stream, written by
+``lua/queue_control.lua`` in the same step as the change. Queues are cluster-wide and ``GET /queues`` shows
+every queue to every role, so every stream gets them; who made the change (tenant and key id) is shown to
+admins only, the role and whether it came through the API or the console to everyone.
 
 An open stream holds one gunicorn thread and one pooled Redis connection. Streams take slots from the
 budget in :mod:`jobs_api.slots` (``JOBS_API_STREAMS`` per process, and never the last two threads); with
@@ -18,6 +23,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import orjson
 from flask import Blueprint, Response, g, request
@@ -81,6 +87,19 @@ def _start_id(store: JobStore) -> tuple[str, bool]:
     return store.last_event_id(), True
 
 
+def _queue_event(event_id: str, fields: dict[str, str], admin: bool) -> dict[str, object]:
+    at_ms = int(event_id.split("-", 1)[0])
+    data: dict[str, object] = {
+        "queue": fields.get("queue", ""), "change": fields.get("change", ""), "paused": fields.get("paused") == "1",
+        "cap": int(fields["cap"]) if fields.get("cap", "").isdigit() else None,
+        "role": fields.get("role") or None, "via": fields.get("via") or None,
+        "at": datetime.fromtimestamp(at_ms / 1000, UTC).isoformat().replace("+00:00", "Z"),
+    }
+    if admin:  # another tenant's admin key is none of a tenant's business
+        data["by"] = {"tenant": fields.get("by") or None, "key_id": fields.get("key") or None}
+    return data
+
+
 def _frame(event_id: str | None, kind: str, data: object) -> bytes:
     head = f"id: {event_id}\n" if event_id else ""
     return f"{head}event: {kind}\ndata: ".encode() + orjson.dumps(data) + b"\n\n"
@@ -89,7 +108,7 @@ def _frame(event_id: str | None, kind: str, data: object) -> bytes:
 @bp.get("/events")
 @requires(Role.VIEWER)
 def events() -> Response:
-    """Stream job changes as Server-Sent Events (``event: job``), resumable with ``Last-Event-ID``."""
+    """Stream job and queue changes as Server-Sent Events (``event: job`` / ``queue``), resumable."""
     principal: Principal = g.principal
     tenant = request.args.get("tenant") or None
     if tenant is not None and not _TENANT.match(tenant):
@@ -131,7 +150,10 @@ def events() -> Response:
                     break
                 for event_id, fields in store.read_events(last, max(1, int(min(remaining, SLICE_SECONDS) * 1000))):
                     last = event_id
-                    if tenant is None or fields.get("tenant") == tenant:
+                    if fields.get("kind") == "queue":  # cluster-wide, as GET /queues: every stream
+                        yield _frame(event_id, "queue", _queue_event(event_id, fields, principal.is_admin))
+                        quiet_since = time.monotonic()
+                    elif tenant is None or fields.get("tenant") == tenant:
                         yield _frame(event_id, "job", fields)
                         quiet_since = time.monotonic()
                 if time.monotonic() - quiet_since >= KEEPALIVE_SECONDS:

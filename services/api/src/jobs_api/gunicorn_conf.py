@@ -114,6 +114,16 @@ def post_worker_init(worker: Any) -> None:
     background.start(worker.wsgi)
 
 
+def worker_exit(server: Any, worker: Any) -> None:
+    """In the exiting worker: hand back the console bulk actions it runs (their threads are daemons that
+    would die mid-way; another process would then wait out their lease)."""
+    from jobs_api import console
+
+    app = getattr(worker, "wsgi", None)
+    if app is not None and hasattr(app, "extensions"):
+        console.hand_back_bulk_actions(app)
+
+
 def child_exit(server: Any, worker: Any) -> None:
     """A worker is gone: tell prometheus_client so its live gauges stop counting."""
     # imported here, in the master, only now: PROMETHEUS_MULTIPROC_DIR is set by then

@@ -17,7 +17,7 @@ from jobs_core.config import MAX_ATTEMPTS_LIMIT as MAX_ATTEMPTS_LIMIT
 from jobs_core.config import MAX_TIMEOUT_SECONDS as MAX_TIMEOUT_SECONDS
 from jobs_core.model import DEFAULT_PRIORITY, MAX_PRIORITY, MIN_PRIORITY, JobStatus
 
-from jobs_api import __version__, openapi_batch, openapi_events, openapi_queues
+from jobs_api import __version__, openapi_audit, openapi_batch, openapi_events, openapi_queues
 from jobs_api.openapi_parts import FORBIDDEN, RETRY_AFTER, json_body, op, problem, submission
 from jobs_api.openapi_parts import MAX_IDEMPOTENCY_KEY_LENGTH as MAX_IDEMPOTENCY_KEY_LENGTH
 
@@ -511,13 +511,14 @@ def build_spec() -> dict[str, Any]:
                 {"name": "queues", "description": "Queues: statistics (any role); pause, resume, cap (admin)."},
                 *openapi_flows.TAGS,
                 *openapi_webhooks.TAGS,
+                {"name": "audit", "description": "The audit log of state-changing actions (own tenant; admin: all)."},
                 {"name": "ops", "description": "Health, metrics and documentation (no auth)."},
             ],
             "paths": {**PATHS, **openapi_batch.PATHS, **openapi_queues.PATHS, **openapi_flows.PATHS,
-                      **openapi_webhooks.PATHS, **openapi_events.PATHS},
+                      **openapi_webhooks.PATHS, **openapi_events.PATHS, **openapi_audit.PATHS},
             "components": {
                 "schemas": {**SCHEMAS, **openapi_batch.SCHEMAS, **openapi_queues.SCHEMAS, **openapi_flows.SCHEMAS,
-                            **openapi_webhooks.SCHEMAS},
+                            **openapi_webhooks.SCHEMAS, **openapi_audit.SCHEMAS},
                 "securitySchemes": {
                     "bearerAuth": {
                         "type": "http",

@@ -9,12 +9,16 @@ from jobs_api.openapi_parts import FORBIDDEN, SECURITY, op, problem
 PATHS: dict[str, Any] = {
     "/events": {
         "get": op(
-            "Stream job changes (Server-Sent Events), resumable with Last-Event-ID",
+            "Stream job and queue changes (Server-Sent Events), resumable with Last-Event-ID",
             {
                 "200": {
                     "description": "text/event-stream. First `retry: 2000`; then one `event: job` per status change "
                     "of a job the caller may see (its tenant's; an admin's: every tenant's, or ?tenant=), "
-                    "`id:` = its stream id, `data:` = JSON {job, status, tenant, queue}; `: keepalive` comments every "
+                    "`id:` = its stream id, `data:` = JSON {job, status, tenant, queue}. One `event: queue` per queue "
+                    "pause / resume / cap change (queues are cluster-wide: every stream gets them, as GET /queues "
+                    "shows every queue), `data:` = JSON {queue, change (pause|resume|cap), paused, cap (null: none), "
+                    "role, via (api|console), at (UTC), and for admins only by {tenant, key_id}}; written in "
+                    "the same step as the change, resumable the same way. `: keepalive` comments every "
                     "5 s. `event: reset` means events after Last-Event-ID were trimmed: reload state. The stream "
                     "ends after max_seconds; EventSource reconnects with Last-Event-ID by itself. A 503 also means "
                     "this API process already serves its JOBS_API_STREAMS streams: poll, or retry after Retry-After.",
@@ -23,7 +27,7 @@ PATHS: dict[str, Any] = {
                         "required": ["event", "data"],
                         "properties": {
                             "id": {"type": "string", "pattern": "^[0-9]+-[0-9]+$"},
-                            "event": {"type": "string", "enum": ["job", "reset"]},
+                            "event": {"type": "string", "enum": ["job", "queue", "reset"]},
                             "data": {"type": "string", "contentMediaType": "application/json"},
                             "retry": {"type": "integer"},
                         },

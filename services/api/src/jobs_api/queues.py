@@ -9,6 +9,7 @@ from jobs_core.config import Role
 from jobs_core.model import QueueStats
 
 from jobs_api import openapi_queues
+from jobs_api.audit import current_actor
 from jobs_api.auth import protect, requires
 from jobs_api.problems import Problem, validation_problem
 from jobs_api.state import json_response, state
@@ -53,7 +54,7 @@ def get_queue(name: str) -> Response:
 @requires(Role.ADMIN)
 def pause(name: str) -> Response:
     """Pause the queue (idempotent): submissions are accepted, no worker starts its jobs."""
-    state().store.pause_queue(_known(name))
+    state().store.pause_queue(_known(name), current_actor())
     return _stats(name)
 
 
@@ -61,7 +62,7 @@ def pause(name: str) -> Response:
 @requires(Role.ADMIN)
 def resume(name: str) -> Response:
     """Resume the queue (idempotent); its jobs keep their order."""
-    state().store.resume_queue(_known(name))
+    state().store.resume_queue(_known(name), current_actor())
     return _stats(name)
 
 
@@ -73,5 +74,5 @@ def set_cap(name: str) -> Response:
     errors = schema_errors(openapi_queues.SCHEMAS["QueueCap"], body)
     if errors:
         raise validation_problem(errors)
-    state().store.set_queue_cap(_known(name), body["cap"])
+    state().store.set_queue_cap(_known(name), body["cap"], current_actor())
     return _stats(name)

@@ -6,7 +6,7 @@
 -- chunk is never applied twice nor skipped, whichever process resumes the action. Only the holder whose
 -- token and cursor match may apply it (a process that lost its lease is refused). The last chunk ends the
 -- action (state 'done') and writes its 'finished' audit entry.
--- KEYS: 1 bulk hash, 2 plan id list, 3 running zset, 4 audit list, 5 pending hash, 6 failed zset, then NQ
+-- KEYS: 1 bulk hash, 2 plan id list, 3 running zset, 4 audit stream, 5 pending hash, 6 failed zset, then NQ
 --       queue blocks (includes/queues.lua): the queues of the chunk's jobs
 -- ARGV: 1 op id, 2 holder token, 3 cursor the caller read, 4 chunk size, 5 job key prefix, 6 events channel
 --       prefix, 7 record TTL s, 8 lease ms, 9 audit entries kept, 10 default queue (jobs from before

@@ -3,7 +3,7 @@
 -- Take over a console bulk action whose holder's lease expired (its API process died): the caller becomes
 -- the holder (a new token: the old holder's next chunk is refused) with a fresh lease. An action taken
 -- over more than ARGV[4] times is given up (state 'failed', audited): something fails it every time.
--- KEYS: 1 running zset (op id -> lease deadline ms), 2 audit list
+-- KEYS: 1 running zset (op id -> lease deadline ms), 2 audit stream
 -- ARGV: 1 bulk hash key prefix (Keys.bulk_prefix), 2 holder token, 3 lease ms, 4 most takeovers,
 --       5 audit entries kept
 -- Returns the op id taken, or false when no lease has expired

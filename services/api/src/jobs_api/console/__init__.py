@@ -128,8 +128,12 @@ def init_app(app: Flask) -> None:
 
     cfg = app.config.get("JOBS_CONSOLE") or session.ConsoleConfig.from_env()
     app.extensions[session.CONFIG] = cfg
-    app.extensions[BULK_RUNNER] = BulkRunner(app.extensions[EXTENSION].store, cfg.bulk_rate)
-    from jobs_api.console import bulk, jobs_pages, pages, queues_page  # noqa: F401  (routes register on import)
+    from jobs_api.lifecycle import SHUTTING_DOWN
+
+    # a stopping process hands its running bulk actions back after their current chunk
+    app.extensions[BULK_RUNNER] = BulkRunner(app.extensions[EXTENSION].store, cfg.bulk_rate,
+                                             shutdown=SHUTTING_DOWN)
+    from jobs_api.console import audit_page, bulk, jobs_pages, pages, queues_page  # noqa: F401  (routes register on import)
 
     app.register_blueprint(bp)
 
@@ -139,4 +143,11 @@ def start_bulk_runner(app: Flask) -> None:
     app.extensions[BULK_RUNNER].start()
 
 
-__all__ = ["BULK_RUNNER", "CSP", "bp", "init_app", "start_bulk_runner", "wants_html"]
+def hand_back_bulk_actions(app: Flask) -> None:
+    """The process is exiting: hand the bulk actions it runs back, so another process resumes them at once."""
+    runner = app.extensions.get(BULK_RUNNER)
+    if runner is not None:
+        runner.hand_back()
+
+
+__all__ = ["BULK_RUNNER", "CSP", "bp", "hand_back_bulk_actions", "init_app", "start_bulk_runner", "wants_html"]

@@ -117,14 +117,3 @@ def bulk_status_json(op_id: str) -> Response:
     """A bulk action's progress as JSON."""
     plan = _plan_visible(state().store.bulk(op_id), current_principal())
     return json_response(_plan_body(plan))
-
-
-@bp.get("/audit")
-@requires(Role.VIEWER)
-def audit() -> str:
-    """The audit log of bulk actions, newest first (admins see every tenant's, others their tenant's)."""
-    principal = current_principal()
-    entries = state().store.audit_log()
-    if not principal.is_admin:
-        entries = [e for e in entries if e.get("tenant") == principal.tenant]
-    return render_template("audit.html", entries=entries)

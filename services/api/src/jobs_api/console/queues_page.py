@@ -7,6 +7,7 @@ from flask import redirect, render_template, request, url_for
 from jobs_core.config import Role, is_queue_name
 from werkzeug.wrappers import Response as BaseResponse
 
+from jobs_api.audit import current_actor
 from jobs_api.auth import requires
 from jobs_api.console import bp
 from jobs_api.problems import Problem, validation_problem
@@ -32,13 +33,13 @@ def queue_action(name: str, action: str) -> BaseResponse:
     if not is_queue_name(name) or name not in store.queue_names():
         raise Problem(404, "Not Found", f"no queue named {name!r}", slug="queue-not-found")
     if action == "pause":
-        store.pause_queue(name)
+        store.pause_queue(name, current_actor())
     elif action == "resume":
-        store.resume_queue(name)
+        store.resume_queue(name, current_actor())
     else:
         raw = request.form.get("cap", "").strip()
         if raw and not (raw.isascii() and raw.isdigit() and int(raw) <= MAX_CAP):
             raise validation_problem([{"path": "/form/cap", "message": f"an integer from 0 to {MAX_CAP}, or empty "
                                        "for no cap"}], status=400)
-        store.set_queue_cap(name, int(raw) if raw else None)
+        store.set_queue_cap(name, int(raw) if raw else None, current_actor())
     return redirect(url_for("ui.queues"), 303)

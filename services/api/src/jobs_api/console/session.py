@@ -177,6 +177,7 @@ def login(key: str) -> Principal | None:
 
 def logout() -> None:
     """Forget the session (a new anonymous one with a fresh CSRF token is written)."""
+    g.logged_out = g.principal  # who it was, for the audit entry written after the response
     g.principal = None
     g.session_key_ref = ""
     g.csrf = secrets.token_urlsafe(32)

@@ -91,6 +91,7 @@
       source.onopen = function () { stopPolling(); setLive("Live: streaming events."); };
       source.onmessage = tick;
       source.addEventListener("job", tick);
+      source.addEventListener("queue", tick);  // pause / resume / cap, from any session or the API
       source.addEventListener("reset", tick);
       // EventSource reconnects by itself (with Last-Event-ID) after a dropped stream; when the server
       // refuses (503: its streams are taken) it gives up: poll instead
@@ -164,9 +165,13 @@
     });
   }
 
+  // the overview and the queues page (both have the #queues table)
   function overviewPage() {
-    if (!document.getElementById("queues")) { return; }
+    var table = document.getElementById("queues");
+    if (!table) { return; }
     live(function () {
+      // never fight the user: not while they type a cap or sit on a button of the table
+      if (table.contains(document.activeElement)) { return; }
       fetchPage(window.location.href).then(function (doc) {
         swapFrom(doc, "queues");
         swapFrom(doc, "task-stats");
