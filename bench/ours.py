@@ -141,16 +141,16 @@ def history_cost(store: JobStore, jobs: int) -> dict[str, float]:
 
 
 def lib_round_trips(store: JobStore, count: int) -> dict[str, float]:
-    """Submit -> wait (pub/sub long-poll) -> result, sequentially, on idle workers."""
+    """Submit -> result (``wait_result``: pub/sub long-poll, the finish delivers record and result with the
+    notification), sequentially, on idle workers."""
     samples = []
     for i in range(count + 5):
         t = time.perf_counter()
         job, _ = store.enqueue("echo", {"i": i})
-        done = store.wait(job.id, 10)
-        result = store.get_result(job.id)
+        done, result = store.wait_result(job.id, 10)  # the result comes with the end notification
         if i >= 5:  # the first few warm connections and code paths
             samples.append((time.perf_counter() - t) * 1000)
-        assert done.status.value == "succeeded" and json.loads(result.data) == {"i": i}, done
+        assert done.status.value == "succeeded" and result is not None and json.loads(result.data) == {"i": i}, done
     return percentiles(samples)
 
 

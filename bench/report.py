@@ -195,7 +195,8 @@ def render_markdown(res: dict[str, Any]) -> str:
         "API), then the workers start. The clock starts when the queue has shrunk by a 2% warm-up (start-up "
         "is not counted) and stops when every result is stored: rate = jobs left at start / elapsed.",
         f"- Round trip: {res['round_trips']} sequential submit -> result on idle workers, each system's own "
-        "blocking wait (ours: `JobStore.enqueue` + `wait` (pub/sub long-poll) + `get_result`; over HTTP: "
+        "blocking wait (ours: `JobStore.enqueue` + `wait_result` (pub/sub long-poll; the finish delivers record "
+        "and result with the notification); over HTTP: "
         "`POST /jobs`, `GET /jobs/<id>?wait=10`, `GET /jobs/<id>/result` on one keep-alive connection).",
         "- HTTP: `jobs-api` with its shipped gunicorn settings (2 gthread workers x 8 threads, JSON access "
         "log, API keys on); the bare app is `bench/hello_app.py` under the very same settings file. Load "

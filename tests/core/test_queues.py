@@ -9,6 +9,7 @@ import time
 
 import pytest
 import redis
+from jobs_core.browse import history_totals
 from jobs_core.config import Settings
 from jobs_core.errors import IdempotencyConflict, QueueFull
 from jobs_core.keys import Keys
@@ -64,6 +65,29 @@ def test_a_claim_across_queues_fills_every_free_slot(settings: Settings, namespa
     assert [c.id for c in w.claim("w", 8)] == [*ja, jb[0]]
 
 
+def test_wake_tokens_come_with_work_in_an_empty_list_and_a_full_claim_passes_them_on(
+    settings: Settings, namespace: str
+) -> None:
+    """A submission wakes an idle worker only when it put work into an empty list (one LLEN less per job
+    while a queue is backed up, issue 16); a claim that fills up before reaching its later queues wakes
+    them, since it may have taken the token their work came with."""
+    a, b = f"{namespace}-a", f"{namespace}-b"
+    producer = JobStore.from_settings(settings)
+    ka, kb = producer.keys.for_queue(a), producer.keys.for_queue(b)
+    producer.enqueue("echo", {}, queue=b)
+    assert producer.redis.llen(kb.wake) == 1
+    assert producer.redis.blpop([ka.wake, kb.wake], 1) is not None  # an idle worker takes b's token ...
+    producer.enqueue("echo", {}, queue=b)  # b's list was not empty: no new token
+    assert producer.redis.llen(kb.wake) == 0
+    producer.enqueue("echo", {}, queue=a)
+    producer.redis.delete(ka.wake)
+    w = worker_store(settings, a, b)
+    assert [c.queue for c in w.claim("w", 1)] == [a]  # ... and its claim fills up on a
+    assert producer.redis.llen(kb.wake) == 1  # so b's work gets a token again
+    other = worker_store(settings, b)
+    assert other.redis.blpop([kb.wake], 1) is not None and len(other.claim("v", 5)) == 2
+
+
 def test_priorities_in_order_fifo_within_also_after_hand_back_and_reap(settings: Settings) -> None:
     store = JobStore.from_settings(settings.replace(lease_seconds=0.2, reaper_interval_seconds=0.01))
     order = [5, 9, 0, 5, 9, 0, 5]
@@ -95,6 +119,33 @@ def test_parked_jobs_are_never_run_by_a_worker_lacking_their_task(settings: Sett
     got = [c.id for c in new_worker.claim("new", 10)]
     assert got == [*new, later.id]  # parked jobs first: they were at the head of the line
     assert producer.counts()["unrunnable"] == 0
+
+
+def test_the_control_flags_claims_read_follow_the_parked_set_and_the_reaper_corrects_them(settings: Settings) -> None:
+    """Claims look at the parked set and the orphans zset only while the queue's control hash flags them
+    (an EXISTS each per claim saved, issue 16): parking sets the flag, emptying the set clears it, and the
+    reaper's pass sets it for a set filled without one (a worker of before the flags, mid rolling upgrade)."""
+    producer = JobStore.from_settings(settings)
+    k = producer.keys
+    job, _ = producer.enqueue("newtask", {})
+    assert worker_store(settings, offers=("echo",)).claim("old", 1) == []  # parked
+    assert producer.redis.hget(k.control, "parked") == b"1"
+    assert [c.id for c in worker_store(settings).claim("new", 5)] == [job.id]
+    assert producer.redis.hget(k.control, "parked") is None  # the set emptied with that claim
+    # parked the way a worker of before the flags did it: no flag; the next reaper pass sets it
+    other, _ = producer.enqueue("newtask", {})
+    producer.redis.lrem(k.queue, 1, f'"{other.id}"')
+    producer.redis.rpush(k.parked_list("newtask"), f'"{other.id}"')
+    producer.redis.sadd(k.parked, "newtask")
+    assert worker_store(settings).claim("new", 5) == []  # not flagged: not looked at yet
+    assert producer.reap(token="t1").ran
+    assert producer.redis.hget(k.control, "parked") == b"1"
+    assert [c.id for c in worker_store(settings).claim("new", 5)] == [other.id]
+    # a stale flag (nothing left to look at) is cleared by the next pass
+    producer.redis.hset(k.control, mapping={"parked": "1", "orphans": "1"})
+    producer.redis.delete(k.reaper_lock)
+    assert producer.reap(token="t2").ran
+    assert producer.redis.hmget(k.control, "parked", "orphans") == [None, None]
 
 
 def test_cancel_reaches_a_parked_or_paused_job(settings: Settings) -> None:
@@ -259,13 +310,32 @@ def test_history_counters_and_queue_stats(settings: Settings) -> None:
     stats = store.queue_stats(settings.queue)
     assert (stats.finished_last_minute, stats.failed_last_minute, stats.running) == (2, 1, 1)
     minute = int(store.redis.time()[0]) // 60
-    hist = store.redis.hgetall(store.keys.history(minute))
-    assert hist[b"finished:echo"] == b"2" and hist[b"failed:echo"] == b"1"
+    # stored as one field per status, run-time bucket and task (one HINCRBY per finish), summed on read
+    hist = {f.decode().rsplit(":", 2)[0]: v for f, v in store.redis.hgetall(store.keys.history(minute)).items()}
+    assert hist == {"j:succeeded": b"1", "j:failed": b"1"}  # (the bucket of a no-op run: 0)
+    totals = {f: v for f, v in store.history(settings.queue, 1)[-1].items() if not f.startswith("rt:")}
+    assert totals == {"finished": 2, "failed": 1, "finished:echo": 2, "failed:echo": 1}
     assert 0 < store.redis.ttl(store.keys.history(minute)) <= settings.history_seconds
     store.enqueue("echo", {}, priority=8)
     stats = store.queue_stats(settings.queue)
     assert stats.waiting_by_priority[8] == 1 and stats.oldest_waiting_age_seconds is not None
     assert settings.queue in store.queue_names()
+
+
+def test_history_of_a_rolling_upgrade_sums_both_layouts(settings: Settings) -> None:
+    """A minute written partly by workers of before issue 16 (four counters per finish) and partly by
+    today's (one composite field) reads as the sum of both, in the queue stats and the console's history."""
+    store = JobStore.from_settings(settings)
+    store.enqueue("echo", {})
+    (job,) = store.claim("w", 1)
+    minute = int(store.redis.time()[0]) // 60
+    store.redis.hset(store.keys.history(minute), mapping={"finished": 3, "failed": 1, "finished:echo": 2,
+                                                           "failed:echo": 1, "finished:mail": 1})
+    store.finish("w", job.id, job.attempt, "cancelled")
+    totals = {f: v for f, v in store.history(settings.queue, 1)[-1].items() if not f.startswith("rt:")}
+    assert totals == {"finished": 4, "failed": 1, "finished:echo": 3, "failed:echo": 1, "finished:mail": 1}
+    stats = store.queue_stats(settings.queue)
+    assert (stats.finished_last_minute, stats.failed_last_minute) == (4, 1)
 
 
 def test_catalogue_shows_live_workers_conflicts_and_retires_stale_tasks(settings: Settings, namespace: str) -> None:
@@ -285,15 +355,17 @@ def test_catalogue_shows_live_workers_conflicts_and_retires_stale_tasks(settings
     assert store.retire_task("render") and not store.retire_task("render")
 
 
-def test_an_idle_worker_blocked_on_its_wake_list_survives_a_demoted_primary(store: JobStore) -> None:
+@pytest.mark.parametrize("pipelined", [False, True])
+def test_an_idle_worker_blocked_on_its_wake_list_survives_a_demoted_primary(store: JobStore, pipelined: bool) -> None:
     """Found by the failover scenario in CI: when Sentinel demotes the primary, Redis/Valkey unblock BLPOP
     with ``-UNBLOCKED ...`` (a ResponseError, not a connection error), which killed the idle worker. The
-    same reply comes from ``CLIENT UNBLOCK <id> ERROR``: the wait must end as "look for work" instead."""
+    same reply comes from ``CLIENT UNBLOCK <id> ERROR``: the wait must end as "look for work" instead
+    (the worker's wait_and_claim: its pipelined claim ran, and found nothing here)."""
     out: list[object] = []
 
     def wait() -> None:
         try:
-            out.append(store.wait_for_work(10))
+            out.append(bool(store.wait_and_claim("w", 1, 10) == []) if pipelined else store.wait_for_work(10))
         except Exception as e:  # the assertion below shows it
             out.append(e)
 
@@ -311,6 +383,36 @@ def test_an_idle_worker_blocked_on_its_wake_list_survives_a_demoted_primary(stor
     admin.execute_command("CLIENT", "UNBLOCK", client_id, "ERROR")
     blocked.join(5)
     assert out == [True], out
+
+
+def test_an_idle_wait_claims_the_moment_work_arrives_and_after_a_timeout_too(store: JobStore) -> None:
+    """wait_and_claim (issue 16, round trip): the claim is pipelined behind the blocking wait, so a job
+    submitted during the wait comes back from the one call; with no work the call returns empty once the
+    wait times out (the claim still ran: the idle loop's look for work, e.g. promoting due delayed jobs)."""
+    assert store.wait_and_claim("w", 2, 0.2) == []
+    out: list[object] = []
+    waiting = threading.Thread(target=lambda: out.append(store.wait_and_claim("w", 2, 10)))
+    waiting.start()
+    time.sleep(0.2)
+    job, _ = store.enqueue("echo", {})
+    waiting.join(10)
+    assert [[c.id for c in got] for got in out if isinstance(got, list)] == [[job.id]], out
+    assert store.get(job.id).status is JobStatus.RUNNING
+    delayed, _ = store.enqueue("echo", {}, delay=0.1)
+    time.sleep(0.15)
+    assert [c.id for c in store.wait_and_claim("w", 2, 0.1)] == [delayed.id]  # no token: found by the claim
+
+
+def test_an_idle_wait_whose_script_is_not_cached_still_claims(private_redis: object, settings: Settings) -> None:
+    """A Redis with an empty script cache (restarted, or a promoted replica) answers the pipelined claim
+    NOSCRIPT: the job must still be claimed, by the ordinary call that loads the script."""
+    from support.redis_server import RedisServer
+
+    assert isinstance(private_redis, RedisServer)
+    store = JobStore.from_settings(settings.replace(redis_url=private_redis.url))
+    job, _ = store.enqueue("echo", {})
+    store.redis.script_flush()
+    assert [c.id for c in store.wait_and_claim("w", 1, 1)] == [job.id]
 
 
 def test_run_time_histogram_lands_in_the_attempts_bucket_with_the_history_ttl(settings: Settings) -> None:
@@ -335,9 +437,11 @@ def test_run_time_histogram_lands_in_the_attempts_bucket_with_the_history_ttl(se
         assert 0 < store.redis.ttl(store.keys.history(minute)) <= settings.history_seconds
     found: dict[str, int] = {}
     for minute in {store.attempt_log(j)[0]["end"] // 60000 for j in (a.id, b.id)}:
-        for f, v in store.redis.hgetall(store.keys.history(minute)).items():
-            if f.startswith(b"rt:"):
-                found[f.decode()] = found.get(f.decode(), 0) + int(v)
+        # stored with the status in one field per finish (one HINCRBY), read as rt:<task>:<bucket>
+        raw = {f.decode(): int(v) for f, v in store.redis.hgetall(store.keys.history(minute)).items()}
+        for f, v in history_totals(raw).items():
+            if f.startswith("rt:"):
+                found[f] = found.get(f, 0) + v
     assert found == expected
     slow = store.attempt_log(b.id)[0]
     ran = slow["end"] - slow["start"]

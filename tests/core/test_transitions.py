@@ -165,6 +165,7 @@ def test_a_second_attempt_starts_clean_and_its_success_clears_the_first_error(st
     assert store.redis.hget(store.keys.job(job_id), "cancel_requested") is not None
     assert store.finish(W, job_id, 1, "retry", error=JobError("E", "first")) == "queued"
     store.redis.zadd(store.keys.orphans, {job_id: 1})  # as the reaper leaves a job it found without a lease
+    store.redis.hset(store.keys.control, "orphans", "1")  # and the flag it sets with it (read by claims)
     (claimed,) = store.claim(W, 1)
     assert claimed.id == job_id and claimed.attempt == 2
     fields = store.redis.hgetall(store.keys.job(job_id))

@@ -644,3 +644,15 @@ def test_the_dev_console_secret_is_accepted_by_the_api() -> None:
     ref = env_of(_container(objects, "api"), objects)["JOBS_UI_SECRET"]["secretKeyRef"]
     value = base64.b64decode(by_name(objects, "Secret", ref["name"])["data"]["ui-secret"]).decode()  # type: ignore[index]
     assert ConsoleConfig.from_env({"JOBS_UI_SECRET": value}).secret == value
+
+
+def test_the_api_behind_the_ingress_counts_the_real_client(rendered: dict[str, list[Obj]]) -> None:
+    """The login rate limit is per client address: behind ingress-nginx the API reads it from the one
+    X-Forwarded-For entry the ingress appends (JOBS_TRUSTED_PROXY_HOPS=1), and only when an Ingress exists."""
+    for objects in (build_overlay("dev"), build_overlay("prod"), rendered["defaults"]):
+        assert find(objects, "Ingress")
+        assert env_of(_container(objects, "api"), objects)["JOBS_TRUSTED_PROXY_HOPS"] == "1"
+        for worker in find(objects, "Deployment", "worker"):
+            assert "JOBS_TRUSTED_PROXY_HOPS" not in env_of(pod_spec(worker)["containers"][0], objects)  # type: ignore[index]
+    no_ingress = render_chart({"ingress": {"enabled": False}})
+    assert "JOBS_TRUSTED_PROXY_HOPS" not in env_of(_container(no_ingress, "api"), no_ingress)

@@ -2,8 +2,8 @@
 
 The ledger is the client's view: a job is in it only once the API answered ``202`` with its id. At the
 end every entry is looked up in Redis directly (not through the API): it must exist, be terminal, and
-have the expected outcome. Executions are counted from the jobs' event channels (each claim publishes
-``running``), so duplicate runs are seen without trusting the job's own ``attempts`` counter.
+have the expected outcome. Executions are counted from the job event stream (each claim adds a
+``running`` event), so duplicate runs are seen without trusting the job's own ``attempts`` counter.
 """
 
 from __future__ import annotations
@@ -92,16 +92,19 @@ class Ledger:
 
 
 class EventLog:
-    """Listens to every job event channel of a namespace: (time, job id, event) in arrival order.
+    """Follows the namespace's job event stream (what ``GET /events`` serves): (time, job id, event) in
+    arrival order, timed on arrival (the reader blocks on the stream, so that is when the event happened).
 
-    Reconnects by itself when Redis goes away (events published while it is down are not seen, which is
+    The stream, not the per-job pub/sub channels: those carry only the end of a job since issue 16 (their
+    one listener, the long-poll, needs no more). Reconnects by itself when Redis goes away and carries on
+    after the last entry it read; a Redis that came back without the stream (a crash without persistence)
+    is read again from its start (events written while it was down, or lost with it, are not seen, which is
     why the Redis crash scenario does not count duplicates from it).
     """
 
     def __init__(self, client_factory: Callable[[], redis.Redis], prefix: str) -> None:
         self._factory = client_factory
-        self.pattern = f"{prefix}:events:*"
-        self.cut = len(prefix) + len(":events:")
+        self.stream = f"{prefix}:events:stream"  # jobs_core.keys.Keys.event_stream
         self.events: list[tuple[float, str, str]] = []
         self._stop = threading.Event()
         self._ready = threading.Event()
@@ -110,7 +113,7 @@ class EventLog:
     def start(self) -> EventLog:
         self._thread.start()
         if not self._ready.wait(10):
-            raise AssertionError("event listener did not subscribe")
+            raise AssertionError("event listener did not start")
         return self
 
     def stop(self) -> None:
@@ -118,17 +121,24 @@ class EventLog:
         self._thread.join(5)
 
     def _run(self) -> None:
+        last: str | None = None
         while not self._stop.is_set():
             try:
-                pubsub = self._factory().pubsub(ignore_subscribe_messages=True)
-                pubsub.psubscribe(self.pattern)
+                client = self._factory()
+                newest = client.xrevrange(self.stream, count=1)
+                newest_id = newest[0][0].decode() if newest else "0-0"
+                if last is None:
+                    last = newest_id  # events from now on
+                elif _stream_id(newest_id) < _stream_id(last):
+                    last = "0-0"  # the stream came back shorter (Redis lost it): read what there is
                 self._ready.set()
                 while not self._stop.is_set():
-                    msg = pubsub.get_message(timeout=0.2)
-                    if msg is not None:
-                        channel = msg["channel"].decode()[self.cut :]
-                        self.events.append((time.monotonic(), channel, msg["data"].decode()))
-                pubsub.close()
+                    for _stream, entries in client.xread({self.stream: last}, count=1000, block=200) or []:
+                        now = time.monotonic()
+                        for eid, fields in entries:
+                            last = eid.decode()
+                            if b"job" in fields:  # job events only (queue changes share the stream)
+                                self.events.append((now, fields[b"job"].decode(), fields[b"status"].decode()))
             except (redis.ConnectionError, redis.TimeoutError, OSError):
                 time.sleep(0.1)
 
@@ -154,6 +164,11 @@ class EventLog:
                 count += 1
             last[job_id] = event
         return count
+
+
+def _stream_id(eid: str) -> tuple[int, int]:
+    ms, _, seq = eid.partition("-")
+    return int(ms), int(seq or 0)
 
 
 @dataclass

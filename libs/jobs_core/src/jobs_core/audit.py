@@ -15,6 +15,7 @@ at ~300 bytes an entry that is ~30 MB of Redis memory at most.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,6 +23,7 @@ from typing import Any, cast
 
 import redis
 
+from jobs_core import scripts
 from jobs_core.keys import AUDIT_STREAM_MAXLEN, Keys
 
 #: Entries one read examines at most (filters are applied while reading: a page stays cheap however large
@@ -128,6 +130,17 @@ class AuditLog:
                         return out, cursor
             high = f"({cursor}"
         return out, cursor
+
+    def count_auth_failure(self, address: str, key_prefix: str, window_seconds: int) -> tuple[int, int, int, int]:
+        """Count a failed API-key authentication of ``address`` with a key starting ``key_prefix`` (both kept
+        only as hashes); (address count, its seconds left, prefix count, its seconds left) in this window."""
+        script = self.__dict__.get("_auth_failure")
+        if script is None:
+            script = self.__dict__["_auth_failure"] = self.redis.register_script(scripts.AUTH_FAILURE)
+        keys = [self.keys.auth_failures(kind, hashlib.sha256(who.encode("utf-8", "surrogatepass")).hexdigest()[:32])
+                for kind, who in (("ip", address), ("key", key_prefix))]
+        n_ip, ms_ip, n_key, ms_key = (int(x) for x in script(keys=keys, args=[window_seconds * 1000]))
+        return n_ip, -(-ms_ip // 1000), n_key, -(-ms_key // 1000)
 
     def audit_log(self, limit: int = 200) -> list[dict[str, Any]]:
         """The newest ``limit`` entries of every tenant."""

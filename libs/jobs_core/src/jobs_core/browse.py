@@ -27,6 +27,34 @@ SCAN_BUDGET = 5000
 AUDIT_KEEP = AUDIT_STREAM_MAXLEN
 
 
+def history_totals(raw: Mapping[str, int]) -> dict[str, int]:
+    """One minute's history counters as readers use them: ``finished``, ``failed``, ``finished:<task>``,
+    ``failed:<task>`` (finished counts every terminal status) and the run-time histogram
+    ``rt:<task>:<bucket>`` (:mod:`jobs_core.histogram`), from what the finish scripts store: one field
+    ``j:<status>:<bucket>:<task>`` per status, run-time bucket (``-``: none) and task, one ``HINCRBY`` per
+    finish (``lua/includes/queues.lua``). Fields of the earlier layout (the names above, written by
+    workers of before issue 16 during a rolling upgrade) are added in as they are."""
+    out: dict[str, int] = {}
+
+    def add(name: str, n: int) -> None:
+        out[name] = out.get(name, 0) + n
+
+    for name, n in raw.items():
+        status, bucket, task = name[2:].split(":", 2) if name.startswith("j:") and name.count(":") >= 3 \
+            else ("", "", "")
+        if not task:
+            add(name, n)
+            continue
+        add("finished", n)
+        add(f"finished:{task}", n)
+        if status == "failed":
+            add("failed", n)
+            add(f"failed:{task}", n)
+        if bucket.isdigit():
+            add(f"rt:{task}:{bucket}", n)
+    return out
+
+
 @dataclass(frozen=True, slots=True)
 class JobFilter:
     """What the console's job search matches; every field is optional (empty = any)."""
@@ -155,8 +183,9 @@ class Browse:
         ]
 
     def history(self, queue: str, minutes: int) -> list[dict[str, int]]:
-        """The per-minute counters (``finished``, ``failed``, ``finished:<task>``, ``failed:<task>``) of a
-        queue for the last ``minutes`` minutes, oldest first (written by the finish scripts).
+        """The per-minute counters (``finished``, ``failed``, ``finished:<task>``, ``failed:<task>``, the
+        histogram's ``rt:<task>:<bucket>``: :func:`history_totals`) of a queue for the last ``minutes``
+        minutes, oldest first (written by the finish scripts).
 
         Past minutes no longer change, so each process keeps those it read (the last day's) and asks Redis
         only for the minutes it has not seen yet and for the current one: an overview reads one or two
@@ -175,7 +204,7 @@ class Browse:
             for m in missing:
                 pipe.hgetall(k.history(m))
             for m, raw in zip(missing, pipe.execute(), strict=True):
-                read[m] = {_text(f): int(v) for f, v in raw.items()}
+                read[m] = history_totals({_text(f): int(v) for f, v in raw.items()})
                 if m < now_minute:
                     cache[(queue, m)] = read[m]
             for key in [key for key in list(cache) if key[1] < now_minute - 1440]:  # keep a day

@@ -192,6 +192,10 @@ class Settings:
     max_body_bytes: int = 1024 * 1024
     max_pending: int = 100_000
     max_pending_per_tenant: int = 10_000
+    # failed API-key authentication (console login and bearer keys), see jobs_api.ratelimit
+    auth_failure_limit: int = 20  # failures per client address and per key prefix per window; 0 = no limit
+    auth_failure_window_seconds: int = 300
+    trusted_proxy_hops: int = 0  # proxies in front that append to X-Forwarded-For (ingress-nginx: 1)
     # schedules (tickers run in the API processes, see jobs_core.ticker)
     scheduler_enabled: bool = True
     schedule_tick_seconds: float = 1.0
@@ -297,6 +301,10 @@ class Settings:
             max_body_bytes=_int(env, "JOBS_MAX_BODY_BYTES", cls.max_body_bytes, 1),
             max_pending=_int(env, "JOBS_MAX_PENDING", cls.max_pending, 1),
             max_pending_per_tenant=_int(env, "JOBS_MAX_PENDING_PER_TENANT", cls.max_pending_per_tenant, 1),
+            auth_failure_limit=_int(env, "JOBS_AUTH_FAILURE_LIMIT", cls.auth_failure_limit, 0, 1_000_000),
+            auth_failure_window_seconds=_int(env, "JOBS_AUTH_FAILURE_WINDOW_SECONDS",
+                                             cls.auth_failure_window_seconds, 1, 86400),
+            trusted_proxy_hops=_int(env, "JOBS_TRUSTED_PROXY_HOPS", cls.trusted_proxy_hops, 0, 5),
             scheduler_enabled=_flag(env, "JOBS_SCHEDULER", cls.scheduler_enabled),
             schedule_tick_seconds=_float(env, "JOBS_SCHEDULE_TICK_SECONDS", cls.schedule_tick_seconds, 0.01),
             schedule_grace_seconds=_float(env, "JOBS_SCHEDULE_GRACE_SECONDS", cls.schedule_grace_seconds, 0.0),

@@ -1,11 +1,12 @@
 """Run-time percentiles from the per-minute history hashes.
 
-The finish scripts (``lua/includes/queues.lua``, ``count_finished``) add one to the field
-``rt:<task>:<bucket>`` of the minute's history hash for every job that ends (succeeded, failed or cancelled
-by its worker), where the run time is the attempt's, from its claim to its recorded outcome on the Redis
-clock (what the attempt log shows), and ``bucket = floor(4 * log2(ms))``: four buckets per doubling, bucket
-0 for anything under 1 ms. A percentile is the geometric middle of the bucket holding that rank, so it is
-within :data:`RELATIVE_ERROR` (2^(1/8) - 1, about 9 %) of the true value, or within 1 ms below 1 ms.
+The finish scripts (``lua/includes/queues.lua``, ``count_finished``) count every job that ends
+(succeeded, failed or cancelled by its worker) in the minute's history hash, one ``HINCRBY`` of the field
+``j:<status>:<bucket>:<task>``, which reads (:func:`jobs_core.browse.history_totals`) as one more in
+``rt:<task>:<bucket>``, where the run time is the attempt's, from its claim to its recorded outcome on the
+Redis clock (what the attempt log shows), and ``bucket = floor(4 * log2(ms))``: four buckets per doubling,
+bucket 0 for anything under 1 ms. A percentile is the geometric middle of the bucket holding that rank, so
+it is within :data:`RELATIVE_ERROR` (2^(1/8) - 1, about 9 %) of the true value, or within 1 ms below 1 ms.
 Jobs the reaper fails (their worker died) have no run time and are not in the histogram.
 """
 

@@ -69,7 +69,8 @@ class Keys:
 
     @property
     def control(self) -> str:
-        """Hash of the queue's controls: ``paused`` ('1' while paused), ``cap`` (max running jobs)."""
+        """Hash of the queue's controls: ``paused`` ('1' while paused), ``cap`` (max running jobs), ``known``
+        ('1' once the queue is in :attr:`queues`: a submission adds it there only when this is missing)."""
         return namespace(self.prefix, self.queue_name, "control")
 
     @property
@@ -307,6 +308,11 @@ class Keys:
         """Hash of one workflow: owner, nodes (JSON list of {name, id, depends_on}), created_at; TTL: 2 x
         JOBS_RECORD_TTL_SECONDS from submission."""
         return namespace(self.prefix, "workflow", workflow_id)
+
+    def auth_failures(self, kind: str, who: str) -> str:
+        """Counter of failed API-key authentications of one client address (``kind`` ``ip``) or key prefix
+        (``key``, ``who`` a hash of it); TTL: JOBS_AUTH_FAILURE_WINDOW_SECONDS from the first failure."""
+        return namespace(self.prefix, "authfail", kind, who)
 
     # --- web console (/ui) ---
     @property

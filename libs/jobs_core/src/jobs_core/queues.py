@@ -16,6 +16,7 @@ import redis
 from redis.commands.core import Script
 
 from jobs_core.audit import SYSTEM, Actor
+from jobs_core.browse import history_totals
 from jobs_core.config import Settings, is_queue_name
 from jobs_core.keys import PRIORITIES_HIGH_FIRST, Keys
 from jobs_core.model import QueueStats, TaskInfo
@@ -281,15 +282,17 @@ class QueueAdmin:
         for job_id in heads:
             pipe.hget(self.keys.job(str(job_id)), "created_at")
         minute = now_ms // 60000
-        pipe.hmget(k.history(minute), "finished", "failed")
-        pipe.hmget(k.history(minute - 1), "finished", "failed")
-        *created, current, previous = pipe.execute()
+        pipe.hgetall(k.history(minute))
+        pipe.hgetall(k.history(minute - 1))
+        *created, current_raw, previous_raw = pipe.execute()
+        current, previous = (history_totals({f.decode(): int(v) for f, v in raw.items()})
+                             for raw in (current_raw, previous_raw))
         ages = [(now_ms - int(c)) / 1000 for c in created if c is not None]
         # sliding minute: this minute's counts plus the share of the previous minute still within 60 s
         share = 1 - (now_ms % 60000) / 60000
 
-        def last_minute(i: int) -> int:
-            return int(current[i] or 0) + int(int(previous[i] or 0) * share + 0.5)
+        def last_minute(name: str) -> int:
+            return current.get(name, 0) + int(previous.get(name, 0) * share + 0.5)
 
         workers = sorted(s["id"] for s in self.live_workers() if name in (s.get("queues") or ()))
         unrunnable = self.queue_counts([name])[name]["unrunnable"]
@@ -297,5 +300,6 @@ class QueueAdmin:
             name=name, waiting_by_priority=by_priority, waiting=sum(by_priority.values()), delayed=delayed,
             running=running, paused=paused_flag == b"1", cap=int(cap_raw) if cap_raw is not None else None,
             workers=workers, oldest_waiting_age_seconds=max(ages) if ages else None,
-            finished_last_minute=last_minute(0), failed_last_minute=last_minute(1), unrunnable=unrunnable,
+            finished_last_minute=last_minute("finished"), failed_last_minute=last_minute("failed"),
+            unrunnable=unrunnable,
         )

@@ -60,3 +60,4 @@ WEBHOOK_TAKE = load("webhook_take")
 WEBHOOK_ATTEMPT = load("webhook_attempt")
 ROTATE_WEBHOOK_SECRET = load("rotate_webhook_secret")
 PUT_WEBHOOK_SUBSCRIPTION = load("put_webhook_subscription")  # jobs_core.subscriptions
+AUTH_FAILURE = load("auth_failure")

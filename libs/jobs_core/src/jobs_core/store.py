@@ -51,7 +51,7 @@ from jobs_core.model import (
 )
 from jobs_core.queues import QueueAdmin, TaskStatus
 from jobs_core.schedule_store import ScheduleStore
-from jobs_core.serialization import dumps
+from jobs_core.serialization import dumps, loads
 
 JSON_MEDIA_TYPE = "application/json"
 
@@ -68,7 +68,29 @@ _TERMINAL_EVENTS = frozenset(s.value.encode() for s in TERMINAL_STATUSES)
 def _may_be_terminal(data: object) -> bool:
     """Whether a message on a job's channel may announce its end (a waiter re-reads the record only
     then: a 'running' or 'queued' event would cost a round trip for nothing)."""
-    return not isinstance(data, bytes) or data in _TERMINAL_EVENTS
+    return not isinstance(data, bytes) or data in _TERMINAL_EVENTS or data.split(b"\n", 1)[0] in _TERMINAL_EVENTS
+
+
+def _delivered(data: object) -> tuple[Job, Result | None] | None:
+    """The job (and result, when it succeeded) a worker's finish delivered with the notification:
+    ``<status>\\n<record as a JSON array of field, value>\\n<result bytes>`` (lua/includes/emit.lua); None for
+    a bare status (a cancel, the reaper, workers of before issue 16) or what cannot be read (then the
+    waiter reads the record itself)."""
+    if not isinstance(data, bytes):
+        return None
+    parts = data.split(b"\n", 2)
+    if len(parts) != 3 or parts[0] not in _TERMINAL_EVENTS:
+        return None
+    try:
+        flat = loads(parts[1])
+        job = Job.from_hash({str(flat[i]).encode(): str(flat[i + 1]).encode() for i in range(0, len(flat), 2)})
+    except (ValueError, TypeError, IndexError, KeyError):
+        return None
+    if not job.is_terminal:
+        return None
+    if job.status is not JobStatus.SUCCEEDED:
+        return job, None
+    return job, Result(data=parts[2], media_type=job.result_type or JSON_MEDIA_TYPE)
 
 
 def request_digest(task: str, params: Mapping[str, Any], **options: Any) -> str:
@@ -379,11 +401,30 @@ class JobStore(Delivery, Browse, BulkStore, QueueAdmin, ScheduleStore, FlowStore
         Listens on the job's event channel (no polling loop on Redis). The record is read only once Redis
         has confirmed the subscription, so a change between the read and the wait cannot be missed (a
         SUBSCRIBE merely sent may be processed after the read); while nothing arrives the record is read
-        again every second anyway (a message can be lost when the connection drops). The pub/sub
-        connection is kept per thread and reused, so a wait costs no new connection.
+        again every second anyway (a message can be lost when the connection drops). A worker's finish
+        delivers the record (and result) with the notification when someone listens, so the end costs no
+        read here. The pub/sub connection is kept per thread and reused, so a wait costs no new connection.
         """
+        return self._wait(job_id, timeout, owner)[0]
+
+    def wait_result(self, job_id: str, timeout: float, owner: str | None = None) -> tuple[Job, Result | None]:
+        """:meth:`wait`, and the job's result once it succeeded (None for any other status).
+
+        The library's submit -> result call: a result delivered with the end notification is used as it
+        came (no read at all); otherwise record and result are read in one round trip. Raises
+        :class:`ResultExpired` for a succeeded job whose result is gone, like :meth:`get_result`.
+        """
+        job, delivered = self._wait(job_id, timeout, owner)
+        if job.status is not JobStatus.SUCCEEDED:
+            return job, None
+        if delivered is not None:
+            return job, delivered
+        return job, self.get_result(job_id, owner)
+
+    def _wait(self, job_id: str, timeout: float, owner: str | None) -> tuple[Job, Result | None]:
+        """:meth:`wait`, with the result when it came with the notification (else None: not read)."""
         if timeout <= 0:
-            return self.get(job_id, owner)
+            return self.get(job_id, owner), None
         if not is_job_id(job_id):
             raise JobNotFound(job_id)
         deadline = time.monotonic() + timeout
@@ -400,17 +441,24 @@ class JobStore(Delivery, Browse, BulkStore, QueueAdmin, ScheduleStore, FlowStore
                     break
                 if remaining <= 0:
                     break
-            job = self.get(job_id, owner)
+            job, result = self.get(job_id, owner), None
             while not job.is_terminal:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
                 message = pubsub.get_message(timeout=min(remaining, 1.0))
+                if message is not None and message["type"] == "message" and message["channel"] == wanted:
+                    delivered = _delivered(message["data"])
+                    if delivered is not None:
+                        job, result = delivered
+                        if owner is not None and job.owner != owner:
+                            raise JobNotFound(job_id)
+                        continue
                 if message is None or (message["type"] == "message" and message["channel"] == wanted
                                        and _may_be_terminal(message["data"])):
                     job = self.get(job_id, owner)
             clean = True
-            return job
+            return job, result
         finally:
             if clean:
                 try:

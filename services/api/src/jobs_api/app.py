@@ -24,6 +24,7 @@ from jobs_api import (
     jobs,
     metrics,
     queues,
+    ratelimit,
     schedules,
     tasks,
     webhooks,
@@ -61,6 +62,13 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.config.update(config)
     authenticator = Authenticator(settings.api_keys)
     app.extensions[EXTENSION] = State(settings=settings, store=store, auth=authenticator)
+    if authenticator.enabled:
+        app.extensions[ratelimit.EXTENSION] = ratelimit.AuthLimiter(settings.auth_failure_limit,
+                                                                    settings.auth_failure_window_seconds)
+    if settings.trusted_proxy_hops:  # the client address the limit and the audit log see
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxy_hops)  # type: ignore[method-assign]
     if not authenticator.enabled:
         log.warning(
             "authentication is OFF: JOBS_API_KEYS and JOBS_API_KEYS_FILE are unset, so anyone who reaches "

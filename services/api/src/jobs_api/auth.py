@@ -88,8 +88,15 @@ class Authenticator:
                 slug="unauthorized",
                 headers={"WWW-Authenticate": 'Bearer realm="jobs"'},
             )
+        from jobs_api import ratelimit  # failed keys are counted per client address and key prefix
+
+        lim = ratelimit.limiter()
+        if lim is not None:
+            lim.check(ratelimit.client_address(), token)
         principal = self.principal_for(token)
         if principal is None:
+            if lim is not None:
+                lim.failed(ratelimit.client_address(), token)  # 429 instead of 401 once over the limit
             raise Problem(
                 401,
                 "Unauthorized",

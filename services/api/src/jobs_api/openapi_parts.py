@@ -36,6 +36,12 @@ AUTH_ERRORS = {
         "Missing or invalid API key (when JOBS_API_KEYS is set).",
         {"WWW-Authenticate": {"schema": {"type": "string"}}},
     ),
+    "429": problem(
+        "Too many failed API-key attempts from this client address or with this key prefix "
+        "(JOBS_AUTH_FAILURE_LIMIT per JOBS_AUTH_FAILURE_WINDOW_SECONDS); every attempt is refused until "
+        "Retry-After, a right key too.",
+        RETRY_AFTER,
+    ),
     "503": problem(
         "Redis unreachable, failing over or out of memory, or a write not confirmed on JOBS_ACK_REPLICAS "
         "replicas in time (it may or may not be kept: repeat it, a submission with the same Idempotency-Key); "
@@ -54,9 +60,13 @@ IDEMPOTENT_REPLAYED = {"Idempotent-Replayed": {"schema": {"type": "string", "enu
 
 
 def op(summary: str, responses: dict[str, Any], **more: Any) -> dict[str, Any]:
-    """An operation of a protected endpoint (401 and 503 added to ``responses``, bearer ``security`` unless
+    """An operation of a protected endpoint (401, 429 and 503 added to ``responses``, bearer ``security`` unless
     ``more`` says otherwise)."""
-    out = {"summary": summary, "responses": {**responses, **AUTH_ERRORS}, "security": SECURITY}
+    merged = {**responses, **AUTH_ERRORS}
+    if "429" in responses:  # the operation's own 429 (backpressure) stays, naming the auth limit too
+        own = responses["429"]
+        merged["429"] = {**own, "description": own["description"] + " Also: " + AUTH_ERRORS["429"]["description"]}
+    out = {"summary": summary, "responses": merged, "security": SECURITY}
     out.update(more)
     return out
 

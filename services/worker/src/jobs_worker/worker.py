@@ -85,6 +85,8 @@ class Worker:
         self.once = once
         self.concurrency = 1 if once else (concurrency or settings.concurrency)
         self.claimed_any = False
+        # the last wait for work ended with a claim that found nothing: the next look starts with the wait
+        self.waited_empty = False
         self.burst = burst
         self.store = store or JobStore.from_settings(settings)
         self.worker_id = new_worker_id()
@@ -206,11 +208,16 @@ class Worker:
         free = self._free()
         if not free or (self.once and self.claimed_any):
             return False
-        jobs = self.store.claim(self.worker_id, len(free))
-        if not jobs and len(free) == len(self.slots):
+        idle = len(free) == len(self.slots)
+        # an idle worker whose wait just ended with an empty claim goes straight back to waiting (a wake
+        # token pushed since is in its wake list, so the wait returns at once)
+        jobs = [] if idle and self.waited_empty else self.store.claim(self.worker_id, len(free))
+        self.waited_empty = False
+        if not jobs and idle:
             timeout = min(BLOCK_SECONDS, max(0.05, self.next_heartbeat - monotonic()))
-            if self.store.wait_for_work(timeout):
-                jobs = self.store.claim(self.worker_id, len(free))
+            # the claim is pipelined behind the blocking wait: Redis runs it as soon as a token arrives
+            jobs = self.store.wait_and_claim(self.worker_id, len(free), timeout)
+            self.waited_empty = not jobs
         if not jobs:
             return False
         self._dispatch(free, jobs)

@@ -1,4 +1,3 @@
---- @include "now"
 --- @include "queues"
 --- @include "emit"
 -- Create job records and queue them (or schedule them) in one step: all of them, or none.
@@ -56,21 +55,42 @@ end
 if owner_cap > 0 and tonumber(redis.call('HGET', KEYS[3], ARGV[1]) or '0') + n > owner_cap then
   return {'full', 'tenant', ''}
 end
-local now = now_ms()
-local out = {'ok', now}
+-- each queue's control hash once per call: its paused flag for every job pushed, and whether the queue is
+-- in the known-queues set already ('known', set once with the SADD; the set only grows), instead of an
+-- HGET per job and an SADD per call
+for _, q in ipairs(queues) do
+  local ctl = redis.call('HMGET', q.control, 'paused', 'known')
+  q.is_paused = ctl[1] == '1'
+  if not ctl[2] then
+    redis.call('SADD', KEYS[6], q.name)
+    redis.call('HSET', q.control, 'known', '1')
+  end
+end
+local events = events_prefix_from_jobs(prefix)
+local now
+local out = {'ok', 0}
 local ids = {}
 for i = 1, n do
   local id, q, priority = item(i, 0), queues[tonumber(item(i, 6))], tonumber(item(i, 7))
   local jk = prefix .. id
+  -- the 'queued' event first (no one sees the order inside a script): its stream entry id is the Redis
+  -- clock in ms, which then dates the jobs, instead of a TIME command per call
+  local eid = emit(events, id, 'queued', ARGV[1], q.name)
+  if not now then
+    now = tonumber(string.match(eid, '^%d+'))
+    out[2] = now
+  end
   local seq = redis.call('INCR', KEYS[4])
-  redis.call('HSET', jk, 'id', id, 'task', item(i, 1), 'params', item(i, 2), 'status', 'queued',
+  local fields = {'id', id, 'task', item(i, 1), 'params', item(i, 2), 'status', 'queued',
     'attempts', 0, 'max_attempts', item(i, 3), 'timeout', item(i, 4), 'owner', ARGV[1],
-    'created_at', now, 'seq', seq, 'queue', q.name, 'priority', priority)
-  if traceparent and traceparent ~= '' then redis.call('HSET', jk, 'trace', traceparent) end
-  if callback and callback ~= '' then redis.call('HSET', jk, 'callback', callback) end
+    'created_at', now, 'seq', seq, 'queue', q.name, 'priority', priority}
+  local function put(field, value) fields[#fields + 1] = field; fields[#fields + 1] = value end
+  if traceparent and traceparent ~= '' then put('trace', traceparent) end
+  if callback and callback ~= '' then put('callback', callback) end
   local delay = tonumber(item(i, 5))
+  if delay > 0 then put('run_at', now + delay) end
+  redis.call('HSET', jk, unpack(fields))
   if delay > 0 then
-    redis.call('HSET', jk, 'run_at', now + delay)
     redis.call('ZADD', q.delayed, now + delay, id)
   else
     push_waiting(q, priority, '"' .. id .. '"', false)
@@ -79,10 +99,8 @@ for i = 1, n do
   redis.call('ZADD', KEYS[2], seq, id)
   out[#out + 1] = seq
   ids[#ids + 1] = id
-  emit(events_prefix_from_jobs(prefix), id, 'queued', ARGV[1], q.name)
 end
 redis.call('HINCRBY', KEYS[3], ARGV[1], n)
-for _, q in ipairs(queues) do redis.call('SADD', KEYS[6], q.name) end
 if ARGV[6] == '1' then
   redis.call('SET', KEYS[5], table.concat(ids, ',') .. ' ' .. ARGV[7], 'EX', ARGV[8])
 end

@@ -52,6 +52,7 @@ for _, entry in ipairs(entries) do
     local first = redis.call('ZSCORE', q.orphans, id)
     if not first then
       redis.call('ZADD', q.orphans, now, id)
+      redis.call('HSET', q.control, 'orphans', '1') -- claims clear a claimed id from orphans only while set
     elseif now - tonumber(first) > tonumber(ARGV[6]) then
       redis.call('ZREM', q.orphans, id)
       redis.call('LREM', q.inflight, 1, entry)
@@ -68,6 +69,16 @@ for _, entry in ipairs(entries) do
   end
 end
 redis.call('ZREMRANGEBYSCORE', q.orphans, '-inf', now - 10 * tonumber(ARGV[6]))
+-- the control hash's flags of a non-empty orphans zset and parked set (read by every claim instead of an
+-- EXISTS each), made right once per pass: also for sets filled by workers of before these flags
+local ctl = redis.call('HMGET', q.control, 'orphans', 'parked')
+local has_orphans, has_parked = redis.call('EXISTS', q.orphans) == 1, redis.call('EXISTS', q.parked) == 1
+if has_orphans ~= (ctl[1] == '1') then
+  if has_orphans then redis.call('HSET', q.control, 'orphans', '1') else redis.call('HDEL', q.control, 'orphans') end
+end
+if has_parked ~= (ctl[2] == '1') then
+  if has_parked then redis.call('HSET', q.control, 'parked', '1') else redis.call('HDEL', q.control, 'parked') end
+end
 requeued[#requeued + 1] = '|'
 for _, id in ipairs(failed) do requeued[#requeued + 1] = id end
 return requeued

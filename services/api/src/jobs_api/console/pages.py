@@ -12,6 +12,7 @@ from jobs_core import histogram
 from jobs_core.config import Role
 from werkzeug.wrappers import Response as BaseResponse
 
+from jobs_api import ratelimit
 from jobs_api.auth import requires
 from jobs_api.console import bp, session, wants_html
 from jobs_api.console.charts import sparkline
@@ -40,9 +41,20 @@ def login() -> BaseResponse | str:
     if request.method == "GET":
         return render_template("login.html", next=target, error=None)
     key = request.form.get("api_key", "")
-    if not key or len(key) > 4096 or session.login(key) is None:
-        body = render_template("login.html", next=target, error="That API key is not valid.")
-        return Response(body, status=401, mimetype="text/html")
+    lim, address = ratelimit.limiter(), ratelimit.client_address()
+    try:
+        if lim is not None and key:
+            lim.check(address, key)
+        if not key or len(key) > 4096 or session.login(key) is None:
+            if lim is not None and key:
+                lim.failed(address, key)
+            body = render_template("login.html", next=target, error="That API key is not valid.")
+            return Response(body, status=401, mimetype="text/html")
+    except Problem as limited:  # too many failures: say so on the page, and when to try again
+        wait = limited.headers.get("Retry-After", "60")
+        body = render_template("login.html", next=target,
+                               error=f"Too many failed attempts. Please wait {wait} seconds, then try again.")
+        return Response(body, status=429, mimetype="text/html", headers={"Retry-After": wait})
     return redirect(target, 303)
 
 

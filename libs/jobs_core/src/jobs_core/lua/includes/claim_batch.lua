@@ -45,6 +45,7 @@ local function claim_batch(c, queues, wanted, now)
       redis.call('LREM', q.inflight, -1, entry)
       redis.call('RPUSH', q.parked_prefix .. f[2], entry)
       redis.call('SADD', q.parked, f[2])
+      redis.call('HSET', q.control, 'parked', '1') -- claims look at the parked set only while this is set
       wake(q) -- an idle worker that offers the task may be waiting
       return false
     end
@@ -57,7 +58,6 @@ local function claim_batch(c, queues, wanted, now)
       redis.call('HDEL', jk, 'progress', 'message', 'cancel_requested', 'finished_at')
     end
     redis.call('ZADD', q.leases, now + c.lease_ms, id)
-    if q.has_orphans == nil then q.has_orphans = redis.call('EXISTS', q.orphans) == 1 end
     if q.has_orphans then redis.call('ZREM', q.orphans, id) end
     redis.call('HINCRBY', c.pending, f[6], -1)
     emit(c.events, id, 'running', f[6], q.name)
@@ -92,23 +92,34 @@ local function claim_batch(c, queues, wanted, now)
     end
     return room
   end
-  for _, q in ipairs(queues) do
+  for i, q in ipairs(queues) do
     local left = wanted - #out / 8 -- 8 fields per claimed job (7 before 'owner' joined: it under-claimed)
-    if left <= 0 or budget <= 0 then break end
+    if left <= 0 or budget <= 0 then
+      -- full before reaching these queues: this claim may have taken the wake token meant for their work
+      -- (a submission wakes only when a list was empty: push_waiting), so pass it on
+      for j = i, #queues do wake(queues[j]) end
+      break
+    end
     promote_due(q, c.prefix, now)
-    local ctl = redis.call('HMGET', q.control, 'paused', 'cap')
+    -- the control hash also flags a non-empty parked set and orphans zset (set by whoever adds to them,
+    -- cleared when they empty; the reaper re-flags any it finds), which saves an EXISTS each per call
+    local ctl = redis.call('HMGET', q.control, 'paused', 'cap', 'parked', 'orphans')
+    q.has_orphans = ctl[4] == '1'
     if ctl[1] ~= '1' then
       local room, capped = left, false
       if ctl[2] then
         local cap_room = tonumber(ctl[2]) - redis.call('ZCARD', q.leases)
         if cap_room <= left then room, capped = cap_room, true end
       end
-      if room > 0 and redis.call('EXISTS', q.parked) == 1 then
+      if room > 0 and ctl[3] == '1' then
         for _, task in ipairs(redis.call('SMEMBERS', q.parked)) do
           if room > 0 and offered(task) then
             local empty
             room, empty = drain(q, q.parked_prefix .. task, room)
-            if empty then redis.call('SREM', q.parked, task) end
+            if empty then
+              redis.call('SREM', q.parked, task)
+              if redis.call('SCARD', q.parked) == 0 then redis.call('HDEL', q.control, 'parked') end
+            end
           end
         end
       end

@@ -1,11 +1,28 @@
--- emit(events_prefix, id, status, tenant, queue): a job changed status. PUBLISH on the job's channel
--- (long-polls wait on it) and XADD to the job event stream that GET /events reads (resumable by entry id).
+-- emit(events_prefix, id, status, tenant, queue): a job changed status. XADD to the job event stream that
+-- GET /events reads (resumable by entry id), every status; PUBLISH on the job's channel only when the job
+-- ended: its one listener, JobStore.wait (the long-poll), returns only then (a 'queued' or 'running' message
+-- was a command per change that nobody acted on; issue 16).
 -- The stream is named by the events channel prefix + 'stream' (Keys.event_stream; a channel name is never
 -- a key and no job id is 'stream') and capped at about 10,000 entries (keys.EVENT_STREAM_MAXLEN).
+local ENDED = {succeeded = true, failed = true, cancelled = true}
+-- Returns the stream entry's id ('<ms>-<n>': the Redis clock, never going back).
 local function emit(events_prefix, id, status, tenant, queue)
-  redis.call('PUBLISH', events_prefix .. id, status)
+  if ENDED[status] then redis.call('PUBLISH', events_prefix .. id, status) end
+  return redis.call('XADD', events_prefix .. 'stream', 'MAXLEN', '~', 10000, '*', 'job', id, 'status', status,
+    'tenant', tenant or '', 'queue', queue or '')
+end
+-- emit_ended(events_prefix, id, status, tenant, queue, jk, result): emit() for a job a worker just ended,
+-- delivering the job to whoever waits on it: only when the channel has a subscriber (PUBSUB NUMSUB, one
+-- command like the PUBLISH it replaces otherwise), one PUBLISH of '<status>\n<record>\n<result>' (record:
+-- the hash as a JSON array of field, value; cjson writes no raw newline, so the result after the second
+-- one is binary-safe; '' when none), so the waiter reads neither (JobStore.wait, issue 16's round trip).
+local function emit_ended(events_prefix, id, status, tenant, queue, jk, result)
   redis.call('XADD', events_prefix .. 'stream', 'MAXLEN', '~', 10000, '*', 'job', id, 'status', status,
     'tenant', tenant or '', 'queue', queue or '')
+  local channel = events_prefix .. id
+  if redis.call('PUBSUB', 'NUMSUB', channel)[2] > 0 then
+    redis.call('PUBLISH', channel, status .. '\n' .. cjson.encode(redis.call('HGETALL', jk)) .. '\n' .. result)
+  end
 end
 -- The events prefix of a job's channel (channel = prefix .. id).
 local function events_prefix_of(channel, id)

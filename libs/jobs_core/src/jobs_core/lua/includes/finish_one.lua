@@ -7,8 +7,9 @@
 -- channel}. Returns {'ok', status} | {'stale', current status or ''}.
 local OUTCOMES = {succeeded = true, failed = true, cancelled = true, retry = true, handback = true}
 local function finish_one(c, queues, by_name, a, now)
+  -- every field this finish needs, the webhook outbox's and the dependents' included, in one read
   local f = redis.call('HMGET', c.job, 'status', 'worker', 'attempts', 'owner', 'queue', 'priority', 'task',
-    'error', 'cancel_requested', 'attempt_log', 'started_at')
+    'error', 'cancel_requested', 'attempt_log', 'started_at', 'callback', 'dependents')
   if f[1] ~= 'running' or f[2] ~= a.worker or f[3] ~= a.attempt then return {'stale', f[1] or ''} end
   local q = by_name[f[5]] or queues[1]
   local id = a.id
@@ -17,35 +18,43 @@ local function finish_one(c, queues, by_name, a, now)
   -- O(running jobs), not O(queued): inflight holds only the ids workers are running
   redis.call('LREM', q.inflight, 1, entry)
   redis.call('ZREM', q.leases, id)
+  -- one HSET per finish: the attempt log's end goes with the status change
+  local set = {}
+  local function put(field, value) set[#set + 1] = field; set[#set + 1] = value end
   local log = log_ended(f[10], outcome, now)
-  if log then redis.call('HSET', c.job, 'attempt_log', log) end
+  if log then put('attempt_log', log) end
   local status
   if outcome == 'succeeded' then
     status = 'succeeded'
-    redis.call('HSET', c.job, 'status', status, 'finished_at', now, 'progress', 1, 'result_type', a.media)
+    put('status', status); put('finished_at', now); put('progress', 1); put('result_type', a.media)
+    redis.call('HSET', c.job, unpack(set))
     -- read above, so that the common case (neither set) costs no command
     if f[8] or f[9] then redis.call('HDEL', c.job, 'error', 'cancel_requested') end
     redis.call('SET', c.result, a.data, 'EX', a.result_ttl)
     redis.call('EXPIRE', c.job, a.record_ttl)
   elseif outcome == 'failed' or outcome == 'cancelled' then
     status = outcome
-    redis.call('HSET', c.job, 'status', status, 'finished_at', now)
-    if a.error ~= '' then redis.call('HSET', c.job, 'error', a.error) end
+    put('status', status); put('finished_at', now)
+    if a.error ~= '' then put('error', a.error) end
+    redis.call('HSET', c.job, unpack(set))
     if outcome == 'failed' then redis.call('ZADD', c.failed, now, id) end
     redis.call('EXPIRE', c.job, a.record_ttl)
   else -- retry | handback
     status = 'queued'
-    redis.call('HSET', c.job, 'status', status)
+    put('status', status)
+    if outcome == 'retry' then
+      if a.error ~= '' then put('error', a.error) end
+      if tonumber(a.delay_ms) > 0 then put('run_at', now + tonumber(a.delay_ms)) end
+    end
+    redis.call('HSET', c.job, unpack(set))
     redis.call('HDEL', c.job, 'worker', 'cancel_requested')
     redis.call('HINCRBY', c.pending, f[4], 1)
     if outcome == 'handback' then
       redis.call('HINCRBY', c.job, 'attempts', -1)
       push_waiting(q, priority_of(f[6]), entry, true)
     else
-      if a.error ~= '' then redis.call('HSET', c.job, 'error', a.error) end
       local delay = tonumber(a.delay_ms)
       if delay > 0 then
-        redis.call('HSET', c.job, 'run_at', now + delay)
         redis.call('ZADD', q.delayed, now + delay, id)
       else
         push_waiting(q, priority_of(f[6]), entry, false)
@@ -54,8 +63,14 @@ local function finish_one(c, queues, by_name, a, now)
   end
   if status ~= 'queued' then  -- terminal: this transition happens once, so dependents are released once
     count_finished(q, f[7], status, now, c.history_ttl, f[11] and math.max(0, now - tonumber(f[11])) or nil)
-    release_dependents(c.job, id, status, now, c.pending, events_prefix_of(a.channel, a.id), a.record_ttl)
+    release_dependents(c.job, id, status, now, c.pending, events_prefix_of(a.channel, a.id), a.record_ttl,
+                       {f[12], f[4], f[7], f[13]})
   end
-  emit(events_prefix_of(a.channel, a.id), a.id, status, f[4], q.name)
+  if status == 'queued' then
+    emit(events_prefix_of(a.channel, a.id), a.id, status, f[4], q.name)
+  else
+    emit_ended(events_prefix_of(a.channel, a.id), a.id, status, f[4], q.name, c.job,
+               status == 'succeeded' and a.data or '')
+  end
   return {'ok', status}
 end

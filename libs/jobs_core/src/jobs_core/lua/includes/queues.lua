@@ -39,12 +39,20 @@ local function wake(q)
   if redis.call('LLEN', q.wake) == 0 then redis.call('RPUSH', q.wake, '1') end
 end
 -- queue an entry at its priority: at the back (new work) or the front (a job handed back or reaped keeps
--- its place in line); into the paused list while the queue is paused (KEDA counts only waiting lists)
+-- its place in line); into the paused list while the queue is paused (KEDA counts only waiting lists).
+-- A wake token only when the list was empty: an idle worker went idle after a claim that found the lists
+-- empty, so a list that already held entries has a token out for them or a claim coming (a claim that
+-- runs out of room wakes the next worker: claim_batch). A token lost anyway (a worker stopping right
+-- after taking one) costs at most the idle worker's block timeout (it claims after every BLPOP timeout).
+-- Saves the LLEN per submission while a queue is backed up.
+-- q.is_paused, when the caller has read the control hash already (enqueue: once per queue per call), saves
+-- the HGET per entry.
 local function push_waiting(q, priority, entry, front)
-  local paused = redis.call('HGET', q.control, 'paused') == '1'
+  local paused = q.is_paused
+  if paused == nil then paused = redis.call('HGET', q.control, 'paused') == '1' end
   local list = paused and q.paused[priority] or q.waiting[priority]
-  redis.call(front and 'LPUSH' or 'RPUSH', list, entry)
-  if not paused then wake(q) end
+  local len = redis.call(front and 'LPUSH' or 'RPUSH', list, entry)
+  if not paused and len == 1 then wake(q) end
 end
 -- jobs waiting to run in a queue, paused or not, and scheduled (backpressure counts them all)
 local function pending_in(q)
@@ -52,21 +60,20 @@ local function pending_in(q)
   for p = 0, 9 do n = n + redis.call('LLEN', q.waiting[p]) + redis.call('LLEN', q.paused[p]) end
   return n
 end
--- per-minute history counters, read by GET /queues and the console; run_ms (the attempt's run time, nil
--- when unknown: a job the reaper failed) adds one to the task's run-time histogram field
--- 'rt:<task>:<bucket>', bucket = floor(4 * log2(ms)) (4 per doubling; 0 for under 1 ms): one HINCRBY,
--- in the same hash, so it costs one command per job and expires with the minute (jobs_core.histogram)
+-- per-minute history counters, read by GET /queues and the console: ONE field per finish, whose name
+-- carries the status, the attempt's run-time bucket and the task, 'j:<status>:<bucket>:<task>', so one
+-- HINCRBY counts the job for the finished / failed totals, per task, and the run-time histogram at once
+-- (2-5 before); jobs_core.browse.history_totals sums the fields into finished, failed, finished:<task>,
+-- failed:<task> and rt:<task>:<bucket> on read. run_ms: the attempt's run time, nil when unknown (a job
+-- the reaper failed: bucket '-', not in the histogram); bucket = floor(4 * log2(ms)), 4 per doubling, 0
+-- under 1 ms (jobs_core.histogram). The EXPIRE runs when a field is first counted in the minute (a few
+-- times a minute, not per job).
 local LOG2 = math.log(2)
 local function count_finished(q, task, status, now, ttl, run_ms)
   local key = q.history_prefix .. math.floor(now / 60000)
-  if redis.call('HINCRBY', key, 'finished', 1) == 1 then redis.call('EXPIRE', key, ttl) end -- minute's first
-  redis.call('HINCRBY', key, 'finished:' .. task, 1)
-  if run_ms then
-    local b = run_ms >= 1 and math.floor(4 * math.log(run_ms) / LOG2 + 1e-9) or 0
-    redis.call('HINCRBY', key, 'rt:' .. task .. ':' .. b, 1)
-  end
-  if status == 'failed' then
-    redis.call('HINCRBY', key, 'failed', 1)
-    redis.call('HINCRBY', key, 'failed:' .. task, 1)
+  local b = '-'
+  if run_ms then b = run_ms >= 1 and math.floor(4 * math.log(run_ms) / LOG2 + 1e-9) or 0 end
+  if redis.call('HINCRBY', key, 'j:' .. status .. ':' .. b .. ':' .. task, 1) == 1 then
+    redis.call('EXPIRE', key, ttl)
   end
 end

@@ -23,8 +23,9 @@ end
 -- are stable for receivers, one per (job, transition, destination): '<id>:<n>' to the callback,
 -- '<id>:<n>:subscription' to the subscription (n counts the job's terminal transitions that had a
 -- destination: a retried job that ends again is a new event).
-local function outbox(jk, id, status, now, events_prefix)
-  local f = redis.call('HMGET', jk, 'callback', 'owner', 'task')
+-- pre: {callback, owner, task} already read by the caller's own HMGET (the finish path), else nil.
+local function outbox(jk, id, status, now, events_prefix, pre)
+  local f = pre or redis.call('HMGET', jk, 'callback', 'owner', 'task')
   local callback = f[1] and f[1] ~= '' and f[1] or nil
   local sub = subscribed(redis.call('HGET', events_prefix .. 'subscriptions', f[2] or 'default'), status, f[3])
   if not callback and not sub then return end
@@ -47,15 +48,19 @@ end
 -- from jobs_core.keys), and counted as pending; a failed or cancelled dependency cancels its waiting dependents, transitively,
 -- unless the edge's policy is 'ignore' (then it counts as done). The job prefix is jk minus the id.
 -- Every job made terminal here (the first and each cascaded one) gets its webhook event (outbox above).
+-- pre (optional): the first job's {callback, owner, task, dependents} as the caller's HMGET read them, so
+-- the finish path pays no read of its own here (false = field absent).
 -- Returns the number of dependents queued.
-local function release_dependents(jk, id, status, now, pending, events_prefix, record_ttl)
+local function release_dependents(jk, id, status, now, pending, events_prefix, record_ttl, pre)
   local prefix = string.sub(jk, 1, #jk - #id)
   local queued = 0
   local stack = {{jk, id, status}}
   while #stack > 0 do
     local top = table.remove(stack)
-    outbox(top[1], top[2], top[3], now, events_prefix)
-    local raw = redis.call('HGET', top[1], 'dependents')
+    local first = pre and top[1] == jk
+    outbox(top[1], top[2], top[3], now, events_prefix, first and {pre[1], pre[2], pre[3]} or nil)
+    local raw
+    if first then raw = pre[4] else raw = redis.call('HGET', top[1], 'dependents') end
     if raw then
       redis.call('HDEL', top[1], 'dependents')
       for did, policy in pairs(cjson.decode(raw)) do
