@@ -100,6 +100,24 @@ def test_params_too_deep_to_store_name_their_item(client: FlaskClient, store: Jo
     _nothing_queued(client, store)
 
 
+def test_params_too_deep_and_other_invalid_jobs_are_all_named_in_item_order(client: FlaskClient,
+                                                                             store: JobStore) -> None:
+    deep: Any = 1
+    for _ in range(300):
+        deep = [deep]
+    jobs = [{"task": "echo", "params": {"a": deep}}, {"task": "echo"}, {"task": "nope"},
+            {"task": "echo", "params": {"b": deep}}]
+    for headers in ({}, {"Idempotency-Key": "deep-batch"}):  # the key's digest encodes the params too
+        resp = client.post("/jobs/batch", json={"jobs": jobs}, headers=headers)
+        body = resp.get_json()
+        assert resp.status_code == 422 and body["invalid_items"] == [0, 2, 3], body
+        assert [e["path"] for e in body["errors"]] == ["/jobs/0/params", "/jobs/2/task", "/jobs/3/params"]
+        assert "3 of 4 jobs are invalid (items 0, 2, 3)" in body["detail"]
+    resp = client.post("/jobs/batch", json={"jobs": [jobs[0], jobs[1]]}, headers={"Idempotency-Key": "deep-2"})
+    assert resp.status_code == 422 and resp.get_json()["invalid_items"] == [0]
+    _nothing_queued(client, store)
+
+
 def test_idempotency_key_covers_the_batch(client: FlaskClient, store: JobStore) -> None:
     body = {"jobs": [{"task": "echo", "params": {"n": 1}}, {"task": "echo", "params": {"n": 2}}]}
     headers = {"Idempotency-Key": "import-2026-11-29"}

@@ -12,7 +12,6 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -240,23 +239,21 @@ class JobStore(Delivery, Browse, BulkStore, QueueAdmin, ScheduleStore, FlowStore
             "1" if idempotency_key is not None else "0", digest, s.idempotency_ttl_seconds, len(items),
             *(a for q in queue_names for a in self._queue_block(q)[1]),
         ]
-        jobs: list[Job] = []
+        # (id, max_attempts, timeout) per item; the Job objects are built once, from the reply
+        made: list[tuple[str, int, float]] = []
         for item in items:
             if not MIN_PRIORITY <= item.priority <= MAX_PRIORITY:
                 raise ValueError(f"priority must be {MIN_PRIORITY}..{MAX_PRIORITY}, got {item.priority}")
             attempts = item.max_attempts if item.max_attempts is not None else s.default_max_attempts
             job_timeout = float(item.timeout if item.timeout is not None else s.default_timeout_seconds)
-            job = Job(id=new_job_id(), task=item.task, params=item.params, status=JobStatus.QUEUED, attempts=0,
-                      max_attempts=attempts, timeout=job_timeout, progress=None, message=None,
-                      created_at=datetime.now(UTC), started_at=None, finished_at=None, error=None, worker=None,
-                      owner=owner, queue=item.queue or s.queue, priority=item.priority)
-            jobs.append(job)
-            args += [job.id, item.task, dumps(item.params), attempts, job_timeout, int(item.delay * 1000),
-                     position[job.queue], item.priority]
+            job_id = new_job_id()
+            made.append((job_id, attempts, job_timeout))
+            args += [job_id, item.task, dumps(item.params), attempts, job_timeout, int(item.delay * 1000),
+                     position[item.queue or s.queue], item.priority]
         with tracing.enqueue_span(items[0].task, queue_names[0], len(items)) as span:
             if span is not None:  # tracing on: the records carry the submission's context (last ARGV)
                 span.set_attributes(tracing.job_attributes(
-                    jobs[0].id if len(jobs) == 1 else [j.id for j in jobs], items[0].task, queue_names[0]))
+                    made[0][0] if len(made) == 1 else [m[0] for m in made], items[0].task, queue_names[0]))
                 if tracing.record_params():  # JOBS_TRACE_PARAMS=1 only: params may hold personal data
                     span.set_attribute("jobs.params", tracing.clip(dumps([i.params for i in items])))
                 args.append(tracing.traceparent())
@@ -281,10 +278,13 @@ class JobStore(Delivery, Browse, BulkStore, QueueAdmin, ScheduleStore, FlowStore
         created_ms = int(reply[1])
         created = datetime.fromtimestamp(created_ms / 1000, tz=UTC)
         return [
-            replace(job, created_at=created, seq=int(seq),
-                    run_at=datetime.fromtimestamp((created_ms + int(item.delay * 1000)) / 1000, tz=UTC)
-                    if item.delay else None)
-            for job, item, seq in zip(jobs, items, reply[2:], strict=True)
+            Job(id=job_id, task=item.task, params=item.params, status=JobStatus.QUEUED, attempts=0,
+                max_attempts=attempts, timeout=job_timeout, progress=None, message=None, created_at=created,
+                started_at=None, finished_at=None, error=None, worker=None, owner=owner,
+                queue=item.queue or s.queue, priority=item.priority, seq=int(seq),
+                run_at=datetime.fromtimestamp((created_ms + int(item.delay * 1000)) / 1000, tz=UTC)
+                if item.delay else None)
+            for (job_id, attempts, job_timeout), item, seq in zip(made, items, reply[2:], strict=True)
         ], True
 
     def _queue_block(self, queue: str) -> tuple[tuple[str, ...], tuple[str, ...]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import time
@@ -19,15 +20,15 @@ from jobs_api import openapi, openapi_batch
 from jobs_api.auth import current_principal, current_tenant, forbidden, job_owner, protect, requires
 from jobs_api.lifecycle import SHUTTING_DOWN
 from jobs_api.metrics import SUBMISSIONS, UNKNOWN_TASK_LABEL
-from jobs_api.problems import REDIS_UNAVAILABLE, not_found, task_unavailable, validation_problem
+from jobs_api.problems import REDIS_UNAVAILABLE, Problem, not_found, task_unavailable, validation_problem
 from jobs_api.slots import held
 from jobs_api.state import json_response, state
 from jobs_api.validation import (
+    FixedSchema,
     TaskSchemaError,
     query_int,
     query_seconds,
     read_json_body,
-    schema_errors,
     task_params_errors,
 )
 from jobs_api.webhooks import safe_url
@@ -89,10 +90,15 @@ class _Invalid(Exception):
         self.errors, self.label, self.outcome = errors, label, outcome
 
 
+@functools.cache
+def _submit_schema() -> FixedSchema:
+    return FixedSchema(openapi.submit_request_schema())
+
+
 def _checked(body: Any, base: str = "") -> Submission:
     """``body`` (one SubmitRequest) as a :class:`Submission` routed to its task's queue, the task's defaults
     applied; raises :class:`_Invalid` with JSON pointers under ``base``."""
-    errors = schema_errors(openapi.submit_request_schema(), body, base)
+    errors = _submit_schema().errors(body, base)
     if errors:
         raise _Invalid(errors, UNKNOWN_TASK_LABEL)
     name: str = body["task"]
@@ -205,12 +211,12 @@ def submit_batch() -> Response:
     """Validate every job of ``{"jobs": [...]}`` first, then queue all of them atomically, or none; ``202``."""
     body = read_json_body()
     key = idempotency_key()
-    errors = schema_errors(openapi_batch.batch_request_schema(), body)
+    errors = _batch_schema().errors(body)
     if errors:
         SUBMISSIONS.labels(UNKNOWN_TASK_LABEL, "invalid").inc()
         raise validation_problem(errors)
     subs: list[Submission] = []
-    bad: list[int] = []
+    bad: dict[int, list[dict[str, str]]] = {}
     for i, item in enumerate(body["jobs"]):
         base = f"/jobs/{i}"
         try:
@@ -218,46 +224,62 @@ def submit_batch() -> Response:
             if item.get("depends_on"):
                 message = "not in a batch: submit jobs that wait for others with POST /workflows"
                 raise _Invalid([{"path": f"{base}/depends_on", "message": message}], sub.task)
-            dumps(sub.params)  # what the store cannot encode (nesting too deep) is this item's fault
         except _Invalid as e:
             SUBMISSIONS.labels(e.label, e.outcome).inc()
-            errors += e.errors[:_ERRORS_PER_ITEM]
-            bad.append(i)
-            continue
-        except EncodingError as e:
-            SUBMISSIONS.labels(item["task"], "invalid").inc()
-            errors.append({"path": f"{base}/params", "message": f"cannot be stored as JSON: {e}"})
-            bad.append(i)
+            bad[i] = e.errors[:_ERRORS_PER_ITEM]
             continue
         subs.append(sub)
     if bad:
-        shown = ", ".join(map(str, bad[:20])) + (", ..." if len(bad) > 20 else "")
-        problem = validation_problem(
-            errors, detail=f"{len(bad)} of {len(body['jobs'])} jobs are invalid (items {shown}); nothing was queued"
-        )
-        problem.extra["invalid_items"] = bad
-        raise problem
+        raise _invalid_batch(body["jobs"], bad)
     callbacks = {item.get("callback_url") for item in body["jobs"]}  # all items valid: strings or None
     if len(callbacks) > 1:
         raise validation_problem([{"path": "/jobs", "message": "every job of a batch names the same callback_url, "
                                    "or none"}])
     callback = _callback_url(body["jobs"][0], "/jobs/0/callback_url")
     st = state()
-    jobs, created = _enqueued(
-        Counter(sub.task for sub in subs),
-        lambda: st.store.enqueue_many(
-            subs,
-            owner=current_tenant(),
-            idempotency_key=key,
-            max_pending=st.settings.max_pending,
-            max_pending_per_tenant=st.settings.max_pending_per_tenant,
-            callback_url=callback,
-        ),
-    )
+    try:
+        jobs, created = _enqueued(
+            Counter(sub.task for sub in subs),
+            lambda: st.store.enqueue_many(
+                subs,
+                owner=current_tenant(),
+                idempotency_key=key,
+                max_pending=st.settings.max_pending,
+                max_pending_per_tenant=st.settings.max_pending_per_tenant,
+                callback_url=callback,
+            ),
+        )
+    except EncodingError:  # the store encodes each job's params once (not the API too): find which failed
+        raise _invalid_batch(body["jobs"], {}) from None
     for job in jobs:
         log.info("job submitted" if created else "job submission replayed", extra=job_fields(job))
     headers = {} if created else {"Idempotent-Replayed": "true"}
     return json_response({"jobs": [job_body(j) for j in jobs]}, 202, headers)
+
+
+@functools.cache
+def _batch_schema() -> FixedSchema:
+    return FixedSchema(openapi_batch.batch_request_schema())
+
+
+def _invalid_batch(items: list[Any], bad: dict[int, list[dict[str, str]]]) -> Problem:
+    """The 422 naming every invalid job of a batch: ``bad`` (index -> errors) plus the schema-valid jobs
+    whose params cannot be stored as JSON (nested too deep); only looked for here, off the happy path."""
+    for i, item in enumerate(items):
+        if i not in bad:
+            try:
+                dumps(item.get("params", {}))
+            except EncodingError as e:
+                SUBMISSIONS.labels(item["task"], "invalid").inc()
+                bad[i] = [{"path": f"/jobs/{i}/params", "message": f"cannot be stored as JSON: {e}"}]
+    order = sorted(bad)
+    shown = ", ".join(map(str, order[:20])) + (", ..." if len(order) > 20 else "")
+    problem = validation_problem(
+        [e for i in order for e in bad[i]],
+        detail=f"{len(order)} of {len(items)} jobs are invalid (items {shown}); nothing was queued",
+    )
+    problem.extra["invalid_items"] = order
+    return problem
 
 
 def job_fields(job: Job) -> dict[str, Any]:
