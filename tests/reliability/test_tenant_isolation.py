@@ -199,7 +199,9 @@ def _console_and_event_probes(stack: Stack, jobs: dict[str, str], leaks: list[st
 
 
 def test_tenant_isolation(workdir: Path) -> None:
-    stack = Stack(workdir, workers=1, concurrency=1).start()
+    # The failed-key rate limit (tested in tests/api/test_auth_limit.py) is raised here: every wrong-key probe
+    # below must reach the authentication itself and get its 401, not the limiter's 429.
+    stack = Stack(workdir, workers=1, concurrency=1, extra_env={"JOBS_AUTH_FAILURE_LIMIT": "100000"}).start()
     try:
         a, b = stack.http("alpha"), stack.http("beta")
         jobs = {
