@@ -11,9 +11,10 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page, sync_playwright
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
@@ -43,16 +44,30 @@ class Pages:
         self.contexts: list[BrowserContext] = []
         self.pages: list[Page] = []
         self.errors: list[str] = []
+        self.budget_503s = 0  # /events refused for want of a stream slot (see _console)
 
     def new(self, **context: Any) -> Page:
         ctx = self.browser.new_context(base_url=self.base_url, viewport={"width": 1280, "height": 900}, **context)
         ctx.set_default_timeout(15_000)
         self.contexts.append(ctx)
         page = ctx.new_page()
-        page.on("console", lambda m: self.errors.append(f"{m.type}: {m.text}") if m.type == "error" else None)
+        page.on("console", self._console)
         page.on("pageerror", lambda e: self.errors.append(f"uncaught: {e}"))
         self.pages.append(page)
         return page
+
+    def _console(self, message: ConsoleMessage) -> None:
+        """Every console error counts, but one: ``GET /events`` answered 503 because this process's stream
+        slots are still held by the streams of pages just left (a gone client is noticed at its next
+        keepalive). That answer is the documented budget (README, "what an open stream costs"), and the
+        page then falls back to polling, which the tests see working; a fast click-through meets it."""
+        if message.type != "error":
+            return
+        url = (message.location or {}).get("url", "")
+        if "status of 503" in message.text and urlsplit(url).path.endswith("/events"):
+            self.budget_503s += 1
+            return
+        self.errors.append(f"{message.type}: {message.text}")
 
     def close(self, failed: bool, name: str) -> None:
         if failed:
