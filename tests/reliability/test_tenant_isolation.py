@@ -191,7 +191,13 @@ def _console_and_event_probes(stack: Stack, jobs: dict[str, str], leaks: list[st
                                             auth=False)),
     ):
         check(what, resp, 200)
-    # the control: A's own stream does carry A's jobs
+    # GET /audit: a non-admin reads its own tenant's entries only, whatever ?tenant= says
+    for what, resp in (("GET /audit (key)", b.request("GET", "/audit?limit=500")),
+                       ("GET /audit?tenant=alpha (key)", b.request("GET", "/audit?tenant=alpha&limit=500"))):
+        check(what, resp, 200)
+    # the controls: A's own audit log names A's cancelled job, and A's own stream carries A's jobs
+    if jobs["cancelled"].encode() not in stack.http("alpha").request("GET", "/audit?limit=500").body:
+        leaks.append("A's own audit log lacks A's cancel: the /audit probes prove nothing")
     mine = stack.http("alpha").request("GET", "/events?last_event_id=0-0&max_seconds=1")
     if jobs["queued"].encode() not in mine.body:
         leaks.append("A's own event stream lacks A's job: the /events probes prove nothing")
