@@ -141,12 +141,13 @@ def history_cost(store: JobStore, jobs: int) -> dict[str, float]:
 
 
 def lib_round_trips(store: JobStore, count: int) -> dict[str, float]:
-    """Submit -> result (``wait_result``: pub/sub long-poll, the finish delivers record and result with the
-    notification), sequentially, on idle workers."""
+    """Submit -> result as a library user does it: ``enqueue(reply=True)`` + ``wait_result`` (the finish
+    publishes record and result to the thread's reply channel, subscribed once: no read after the submit),
+    sequentially, on idle workers."""
     samples = []
     for i in range(count + 5):
         t = time.perf_counter()
-        job, _ = store.enqueue("echo", {"i": i})
+        job, _ = store.enqueue("echo", {"i": i}, reply=True)
         done, result = store.wait_result(job.id, 10)  # the result comes with the end notification
         if i >= 5:  # the first few warm connections and code paths
             samples.append((time.perf_counter() - t) * 1000)

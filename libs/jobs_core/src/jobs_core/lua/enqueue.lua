@@ -10,7 +10,8 @@
 --       delay ms, queue number (1..Q), priority (0..9); then, optional, the submission's W3C traceparent
 --       (tracing on: stored as the records' 'trace' field, read by the worker for its run spans; '' = none),
 --       then, optional, the jobs' webhook callback URL (stored as 'callback'; includes/release.lua writes
---       the webhook event when the job ends)
+--       the webhook event when the job ends), then, optional, the submitter's reply channel (stored as
+--       'reply_to': the finish publishes the ended job there, includes/emit.lua; '' = none)
 -- Returns {'ok', created_ms, seq of each job...} | {'exists', id of each job...} | {'conflict', first id}
 --         | {'full', 'global' | 'tenant', queue name}
 -- The ids are new for every call, so a record under the first means this very call already ran: the
@@ -21,6 +22,7 @@ local jb = 10 + nq * QUEUE_ARGS
 local function item(i, f) return ARGV[jb + (i - 1) * 8 + f] end
 local traceparent = ARGV[jb + n * 8]
 local callback = ARGV[jb + n * 8 + 1]
+local reply_to = ARGV[jb + n * 8 + 2]
 local done = redis.call('HMGET', prefix .. item(1, 0), 'created_at', 'seq')
 if done[1] then
   local out = {'ok', tonumber(done[1]), tonumber(done[2])}
@@ -87,6 +89,7 @@ for i = 1, n do
   local function put(field, value) fields[#fields + 1] = field; fields[#fields + 1] = value end
   if traceparent and traceparent ~= '' then put('trace', traceparent) end
   if callback and callback ~= '' then put('callback', callback) end
+  if reply_to and reply_to ~= '' then put('reply_to', reply_to) end
   local delay = tonumber(item(i, 5))
   if delay > 0 then put('run_at', now + delay) end
   redis.call('HSET', jk, unpack(fields))
