@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 import redis
-
 from jobs_core.config import Settings
 from jobs_core.model import JobError, JobStatus, Result
 from jobs_core.store import JobStore
