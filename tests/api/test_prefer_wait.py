@@ -182,3 +182,22 @@ def test_an_idempotent_repeat_is_held_too(client: FlaskClient, worker: Worker) -
     assert first.status_code == again.status_code == 200
     assert again.headers["Idempotent-Replayed"] == "true" and again.get_json()["id"] == first.get_json()["id"]
     assert again.get_json()["result"] == first.get_json()["result"]
+
+
+def test_a_held_submission_that_timed_out_leaves_nothing_kept_for_its_thread(client: FlaskClient,
+                                                                            store: JobStore) -> None:
+    """The API thread serves other requests (other tenants) next: the job's later end message is dropped,
+    not kept in the thread's stash."""
+    resp = client.post("/jobs", json={"task": "echo"}, headers=prefer("wait=1"))
+    assert resp.status_code == 202
+    job_id = resp.get_json()["id"]
+    listener = store._local.listener  # the app's store (api/conftest.py), and the request ran on this thread
+    assert job_id not in listener.expected
+    (claimed,) = store.claim("w", 1)
+    store.finish("w", job_id, claimed.attempt, "succeeded", result=Result(b"1", "application/json"))
+    w = Worker(store)
+    try:  # the next held submission on the thread reads past the first job's message
+        assert client.post("/jobs", json={"task": "echo"}, headers=prefer("wait=10")).status_code == 200
+    finally:
+        w.close()
+    assert job_id not in listener.stash and not listener.stash and not listener.expected

@@ -155,6 +155,13 @@ class Waiting:
         if listener is not None and listener.reply is not None:
             listener.expect(job_id)
 
+    def forget_reply(self, job_id: str) -> None:
+        """Stop expecting ``job_id``'s end on this thread's reply channel (its message, should it come, is
+        dropped): for a server thread that stopped waiting, so nothing of a job no one waits for is kept."""
+        listener = getattr(self._local, "listener", None)
+        if listener is not None:
+            listener.forget(job_id)
+
     # ------------------------------------------------------------------ waits
     def wait(self, job_id: str, timeout: float, owner: str | None = None) -> Job:
         """Block until the job is terminal or ``timeout`` seconds pass; return it as it then is.

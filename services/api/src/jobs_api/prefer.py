@@ -63,14 +63,18 @@ def wait_for_end(store: JobStore, job: Job, seconds: float) -> tuple[Job, Result
     (and None). Waits in slices, so a stopping process answers within one (see lifecycle.py)."""
     deadline = time.monotonic() + seconds
     result: Result | None = None
-    while not job.is_terminal and not SHUTTING_DOWN.is_set():
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            break
-        try:
-            job, result = store.wait_result(job.id, min(remaining, SLICE_SECONDS), owner=job.owner)
-        except ResultExpired:  # succeeded, result already gone (a TTL shorter than the wait): link only
-            return store.get(job.id, owner=job.owner), None
+    try:
+        while not job.is_terminal and not SHUTTING_DOWN.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            try:
+                job, result = store.wait_result(job.id, min(remaining, SLICE_SECONDS), owner=job.owner)
+            except ResultExpired:  # succeeded, result already gone (a TTL shorter than the wait): link only
+                return store.get(job.id, owner=job.owner), None
+    finally:
+        # this thread serves other requests next: a job it no longer waits for is not kept for it
+        store.forget_reply(job.id)
     if result is None and job.status is JobStatus.SUCCEEDED:  # ended before the wait (an idempotent repeat)
         try:
             result = store.get_result(job.id, owner=job.owner)
