@@ -332,3 +332,37 @@ def test_redis_gone_mid_round_trip_every_call_of_the_group_fails_and_the_next_ca
         assert created and store.get(job.id).params == {"after": 1}
     finally:
         server.stop()
+
+
+def test_the_queue_cap_counts_every_priority_paused_and_delayed_job(private_redis: RedisServer) -> None:
+    """pending_in (lua/includes/queues.lua) counts the default list, the delayed set and, only when one of
+    the 19 other lists exists, each of those: exact either way."""
+    store = JobStore.from_settings(Settings(redis_url=private_redis.url, key_prefix="g", queue="g"))
+    admin = redis.Redis.from_url(private_redis.url)
+    store.enqueue("t", {"p5": 1})
+    store.enqueue("t", {"later": 1}, delay=60)
+    before = _calls(admin)
+    store.enqueue("t", {"p5": 2}, max_pending=3)  # 2 pending + 1 fits
+    ran = _calls(admin) - before
+    assert ran["llen"] == 1 and ran["zcard"] == 1 and ran["exists"] == 2  # the re-send check and the lists'
+    try:
+        store.enqueue("t", {"over": 1}, max_pending=3)
+        raise AssertionError("expected QueueFull")
+    except QueueFull as e:
+        assert e.scope == "global"
+    store.enqueue("t", {"p9": 1}, priority=9)  # another priority's list now exists: counted too
+    for cap, fits in ((4, False), (5, True), (5, False)):
+        try:
+            store.enqueue("t", {"cap": cap}, max_pending=cap)
+            assert fits, cap
+        except QueueFull:
+            assert not fits, cap
+    assert store.pause_queue("g")  # the waiting lists move to the paused ones: still counted
+    assert admin.llen(store.keys.paused(9)) == 1 and not admin.exists(store.keys.waiting(9))
+    for cap, fits in ((5, False), (6, True)):
+        try:
+            store.enqueue("t", {"paused": cap}, max_pending=cap)
+            assert fits, cap
+        except QueueFull:
+            assert not fits, cap
+    assert admin.zcard(store.keys.index) == 6
