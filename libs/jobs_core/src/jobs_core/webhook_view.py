@@ -107,7 +107,9 @@ def pending_page(store: JobStore, *, tenant: str | None, before: str | None = No
 def pending_for_job(store: JobStore, job_id: str, transitions_ms: Iterable[int]) -> list[PendingDelivery]:
     """The job's events still owed, oldest first. Each event is written in the same step as a terminal
     transition of the job, so it is looked for within a few seconds of each transition's time
-    (``transitions_ms``: its ``finished_at`` and its attempts' ends), a few hundred entries at most each."""
+    (``transitions_ms``: its ``finished_at`` and its attempts' ends), a few hundred entries at most each.
+    Not found here: an event of an earlier transition that left no attempt behind (a job cancelled while
+    queued, then retried) once a later one replaced ``finished_at``; the deliveries list still shows it."""
     seen: dict[str, dict[str, str]] = {}
     pipe = store.redis.pipeline(transaction=False)
     windows = sorted({int(t) for t in transitions_ms})
