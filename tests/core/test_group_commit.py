@@ -332,3 +332,95 @@ def test_redis_gone_mid_round_trip_every_call_of_the_group_fails_and_the_next_ca
         assert created and store.get(job.id).params == {"after": 1}
     finally:
         server.stop()
+
+
+def test_the_queue_cap_counts_every_priority_paused_and_delayed_job(private_redis: RedisServer) -> None:
+    """pending_in (lua/includes/queues.lua) counts the default list, the delayed set and, only when one of
+    the 19 other lists exists, each of those: exact either way."""
+    store = JobStore.from_settings(Settings(redis_url=private_redis.url, key_prefix="g", queue="g"))
+    admin = redis.Redis.from_url(private_redis.url)
+    store.enqueue("t", {"p5": 1})
+    store.enqueue("t", {"later": 1}, delay=60)
+    before = _calls(admin)
+    store.enqueue("t", {"p5": 2}, max_pending=3)  # 2 pending + 1 fits
+    ran = _calls(admin) - before
+    assert ran["llen"] == 1 and ran["zcard"] == 1 and ran["exists"] == 2  # the re-send check and the lists'
+    try:
+        store.enqueue("t", {"over": 1}, max_pending=3)
+        raise AssertionError("expected QueueFull")
+    except QueueFull as e:
+        assert e.scope == "global"
+    store.enqueue("t", {"p9": 1}, priority=9)  # another priority's list now exists: counted too
+    for cap, fits in ((4, False), (5, True), (5, False)):
+        try:
+            store.enqueue("t", {"cap": cap}, max_pending=cap)
+            assert fits, cap
+        except QueueFull:
+            assert not fits, cap
+    assert store.pause_queue("g")  # the waiting lists move to the paused ones: still counted
+    assert admin.llen(store.keys.paused(9)) == 1 and not admin.exists(store.keys.waiting(9))
+    for cap, fits in ((5, False), (6, True)):
+        try:
+            store.enqueue("t", {"paused": cap}, max_pending=cap)
+            assert fits, cap
+        except QueueFull:
+            assert not fits, cap
+    assert admin.zcard(store.keys.index) == 6
+
+
+def test_redis_killed_while_groups_are_in_flight_every_acknowledged_submission_is_stored_once(
+        tmp_path: Path) -> None:
+    """Threads of one process submit singles and small batches (grouped into shared script calls) while
+    Redis is SIGKILLed and restarted from its AOF (``always``: an answer means on disk)."""
+    server = RedisServer(tmp_path / "r", appendfsync="always").start()
+    try:
+        store = JobStore.from_settings(Settings(redis_url=server.url, key_prefix="g", queue="g"))
+        acked: list[str] = []  # ids of acknowledged jobs
+        failed = Counter[str]()
+        lock = threading.Lock()
+        progress = threading.Semaphore(0)
+
+        def producer(t: int) -> None:
+            for i in range(60):
+                try:
+                    if i % 3 == 0:
+                        jobs, _ = store.enqueue_many([Submission("t", {"t": t, "i": i, "k": k}) for k in range(3)],
+                                                     owner=f"o{t % 2}")
+                        ids = [j.id for j in jobs]
+                    else:
+                        ids = [store.enqueue("t", {"t": t, "i": i, "k": 0}, owner=f"o{t % 2}")[0].id]
+                    with lock:
+                        acked.extend(ids)
+                except redis.RedisError as e:
+                    with lock:
+                        failed[type(e).__name__] += 1
+                progress.release()
+
+        threads = [threading.Thread(target=producer, args=(t,)) for t in range(8)]
+        for t in threads:
+            t.start()
+        for _ in range(80):  # some submissions are through, more are in flight
+            progress.acquire(timeout=30)
+        server.kill()
+        time.sleep(1.5)  # longer than the client's retries: the calls in flight fail ...
+        server.start()  # ... and the later ones find it again, restarted from its AOF
+        for t in threads:
+            t.join(120)
+
+        admin = server.client()
+        assert len(acked) >= 80 and sum(failed.values()) > 0, failed  # the kill met submissions in flight
+        records = {}
+        for key in admin.scan_iter("g:job:*", count=1000):
+            params = admin.hget(key, "params")
+            if params is not None:
+                records[key.decode().rsplit(":", 1)[1]] = params
+        missing = set(acked) - set(records)
+        assert not missing, f"{len(missing)} acknowledged jobs are not stored"
+        # none stored twice: each (thread, submission, item) at most once, and each id queued once
+        assert max(Counter(records.values()).values()) == 1
+        queued = [x.decode().strip('"') for x in admin.lrange(store.keys.queue, 0, -1)]
+        assert len(queued) == len(set(queued)) == len(records)
+        assert sum(int(v) for v in admin.hvals(store.keys.pending)) == len(records)
+        assert admin.zcard(store.keys.index) == len(records)
+    finally:
+        server.stop()
