@@ -4,7 +4,7 @@ What is recorded (``jobs_core.audit`` describes an entry): queue pause / resume 
 ``queue_control.lua``, in the same step as the change), and, right after the request succeeded (one
 ``XADD``; a Redis error there is logged, never turned into an error for an action that already happened):
 job cancel (``DELETE /jobs/<id>``) and retry, workflow cancel, schedule put / delete / pause / resume,
-webhook secret rotation and subscription put / delete, the console's cancel / retry buttons, console
+webhook secret rotation (API or console) and subscription put / delete, the console's cancel / retry buttons, console
 login (success and failure, with the client address) and logout; console bulk actions record their start
 and end themselves (``console/bulk.py``). A request refused for its role (403) is recorded with outcome ``denied``.
 Submissions (``POST /jobs``, batches, workflows, the console's run form) are not: the job record already
@@ -45,6 +45,7 @@ RECORDED: dict[str, tuple[str, str | None, str]] = {
     "webhooks.put_subscription": ("webhook.subscription.put", None, "webhooks"),
     "webhooks.delete_subscription": ("webhook.subscription.delete", None, "webhooks"),
     "ui.job_action": ("job.{action}", "job_id", "job"),
+    "ui.rotate_webhook_secret": ("webhook.secret.rotate", None, "webhooks"),
     "ui.login": ("login", None, "console"),
     "ui.logout": ("logout", None, "console"),
 }

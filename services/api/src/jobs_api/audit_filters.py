@@ -69,15 +69,26 @@ def _choice(name: str, allowed: tuple[str, ...], message: str) -> str | None:
     return raw
 
 
+def stream_cursor(name: str = "before") -> str | None:
+    """A Redis stream id given back as a page cursor (``?before=``), checked: a 400 naming it, never a
+    Redis error. Also the cursor of the console's webhook deliveries list."""
+    before = _arg(name, _CURSOR, "the `next` cursor of a previous page")
+    if before is not None and any(int(part) > _U64_MAX for part in before.split("-")):
+        raise validation_problem([{"path": f"/query/{name}", "message": "the `next` cursor of a previous page"}],
+                                 status=400)
+    return before
+
+
+def tenant_arg() -> str | None:
+    """``?tenant=``, checked (a tenant name); whether the caller may use it is for the caller to decide."""
+    return _arg("tenant", _TENANT, "a tenant name")
+
+
 def query_from_request(tenant: str | None) -> AuditQuery:
     """The filters in the query string, checked (a bad value is a 400 naming it); ``tenant``: the one the
     caller may see, None for every tenant (see :func:`visible_tenant`)."""
-    before = _arg("before", _CURSOR, "the `next` cursor of a previous page")
-    if before is not None and any(int(part) > _U64_MAX for part in before.split("-")):
-        raise validation_problem([{"path": "/query/before", "message": "the `next` cursor of a previous page"}],
-                                 status=400)
     return AuditQuery(
-        before=before,
+        before=stream_cursor(),
         limit=query_int("limit", 100, 1, 500),
         tenant=tenant,
         action=_arg("action", _ACTION, "an action such as job.cancel, or a prefix ending in '.' (queue.)"),
@@ -93,7 +104,7 @@ def visible_tenant(is_admin: bool, own: str) -> str | None:
     """Whose entries the caller reads: an admin's ``?tenant=`` choice (None = all), else their own."""
     if not is_admin:
         return own
-    return _arg("tenant", _TENANT, "a tenant name")
+    return tenant_arg()
 
 
 def read_audit(is_admin: bool, own_tenant: str) -> AuditPage:
