@@ -76,10 +76,10 @@ def harness_commands(queue_len: Counted, all_done: Counted, per_poll: int = 1) -
 
 
 def drain(store: JobStore, jobs: int, workers: Procs) -> dict[str, Any]:
-    """Drain rate: our jobs leave ``inflight`` only in FINISH, when their result is stored."""
+    """Drain rate: our jobs leave the leases zset only in FINISH, when their result is stored."""
     r = store.redis
     queue_len = Counted(lambda: r.llen(store.keys.queue))
-    all_done = Counted(lambda: r.llen(store.keys.queue) == 0 and r.llen(store.keys.inflight) == 0)
+    all_done = Counted(lambda: r.llen(store.keys.queue) == 0 and r.zcard(store.keys.leases) == 0)
     result = measure_drain(queue_len, all_done, jobs)
     result["harness_round_trips"] = queue_len.calls + 2 * all_done.calls
     result["harness_commands"] = harness_commands(queue_len, all_done)
@@ -388,7 +388,7 @@ def part_multi(url: str, jobs: int, procs: int, concurrency: int) -> dict[str, A
     def running() -> int:
         pipe = client.pipeline(transaction=False)
         for k in keys:
-            pipe.llen(k.inflight)
+            pipe.zcard(k.leases)
         return int(sum(pipe.execute()))
 
     with start_workers(url, procs, concurrency, JOBS_QUEUES=",".join(MULTI_QUEUES)) as workers:
