@@ -93,8 +93,39 @@ def enqueue_lib(store: JobStore, jobs: int) -> tuple[list[str], float]:
     return ids, jobs / (time.perf_counter() - t)
 
 
-def part_drain(url: str, jobs: int, procs: int, concurrency: int, round_trips: int) -> dict[str, Any]:
-    """Library enqueue, drain, Redis cost per job, memory, TTLs, RSS, library round trips."""
+def enqueue_batched(store: JobStore, jobs: int, batch: int) -> tuple[list[str], float]:
+    """``enqueue_many`` of ``batch`` jobs per call (a mass producer, or what ``POST /jobs/batch`` sends)."""
+    t = time.perf_counter()
+    ids: list[str] = []
+    for start in range(0, jobs, batch):
+        made, _ = store.enqueue_many([Submission("echo", {"i": i}) for i in range(start, min(jobs, start + batch))],
+                                     owner="default")
+        ids += [j.id for j in made]
+    return ids, jobs / (time.perf_counter() - t)
+
+
+def batched_life(url: str, store: JobStore, jobs: int, procs: int, concurrency: int,
+                 batch: int) -> dict[str, Any]:
+    """The job life's Redis cost when submissions are batched (``enqueue_many`` of ``batch``), drained by
+    the same worker setup: the same measure as the single-submission figure, beside it."""
+    client = store.redis
+    cost = RedisCost(client)
+    ids, rate = enqueue_batched(store, jobs, batch)
+    out: dict[str, Any] = {"batch": batch, "jobs": jobs, "enqueue_rate": rate, "enqueue_cost": cost.per_job(jobs)}
+    with start_workers(url, procs, concurrency) as workers:
+        cost = RedisCost(client)
+        d = drain(store, jobs, workers)
+        out["worker_cost"] = cost.per_job(jobs, d["harness_round_trips"], d["harness_commands"])
+        out["drain_rate"] = d["rate"]
+        statuses = [j.status.value for j in store.get_many(ids[-1000:])]
+        out["all_succeeded"] = statuses.count("succeeded") == len(statuses)
+    return out
+
+
+def part_drain(url: str, jobs: int, procs: int, concurrency: int, round_trips: int,
+               batch: int = 100) -> dict[str, Any]:
+    """Library enqueue, drain, Redis cost per job, memory, TTLs, RSS, library round trips; then the same
+    job life with batched submissions (``batch`` per ``enqueue_many``; 0 = skip) under ``batched``."""
     client = redis.Redis.from_url(url)
     client.flushdb()
     store = JobStore(client, settings(url))
@@ -124,6 +155,8 @@ def part_drain(url: str, jobs: int, procs: int, concurrency: int, round_trips: i
         out["history_cost"] = history_cost(store, jobs)
         if round_trips:
             out["round_trip_ms"] = lib_round_trips(store, round_trips)
+    if batch:
+        out["batched"] = batched_life(url, store, jobs, procs, concurrency, batch)
     return out
 
 
@@ -433,12 +466,16 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--keep", action="store_true", help="scale: keep earlier runs' finished jobs")
     parser.add_argument("--job-ms", type=float, default=0.0, help="curve: length of each job")
-    parser.add_argument("--batch", type=int, default=500, help="http: jobs per POST /jobs/batch")
+    parser.add_argument("--batch", type=int, default=None,
+                        help="http: jobs per POST /jobs/batch (500); drain: jobs per enqueue_many of the "
+                             "batched job life (100; 0 = skip)")
     a = parser.parse_args()
     if a.part == "drain":
-        emit(part_drain(a.redis_url, a.jobs, a.procs, a.concurrency, a.round_trips))
+        emit(part_drain(a.redis_url, a.jobs, a.procs, a.concurrency, a.round_trips,
+                        100 if a.batch is None else a.batch))
     elif a.part == "http":
-        emit(part_http(a.redis_url, a.jobs, a.procs, a.concurrency, a.round_trips, a.duration, a.batch))
+        emit(part_http(a.redis_url, a.jobs, a.procs, a.concurrency, a.round_trips, a.duration,
+                       500 if a.batch is None else a.batch))
     elif a.part == "scale":
         emit(part_scale(a.redis_url, a.jobs, a.procs, a.concurrency, a.keep))
     elif a.part == "curve":

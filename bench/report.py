@@ -80,11 +80,40 @@ def drain_rows(res: dict[str, Any]) -> list[list[str]]:
     return rows
 
 
-def life_cycle(res: dict[str, Any]) -> dict[str, float]:
-    """Redis cost of one job's life cycle on the recommended setup: enqueue + worker side."""
-    enq, wk = res["ours"]["enqueue_cost"], res["ours"]["worker_cost"]
+def life_cycle(res: dict[str, Any], batched: bool = False) -> dict[str, float] | None:
+    """Redis cost of one job's life cycle on the recommended setup: enqueue + worker side, with single
+    submissions (one ``enqueue`` per job) or ``batched`` ones (``enqueue_many``; None when not measured)."""
+    side = res["ours"].get("batched") if batched else res["ours"]
+    if not side:
+        return None
+    enq, wk = side["enqueue_cost"], side["worker_cost"]
     return {"commands": enq["commands"] + wk["commands"], "redis_cpu_us": enq["redis_cpu_us"] + wk["redis_cpu_us"],
             "round_trips": enq["round_trips"] + wk["round_trips"]}
+
+
+def _batched_section(b: dict[str, Any] | None) -> list[str]:
+    """The same job life with batched submissions (``enqueue_many``), beside the single-submission table."""
+    if not b:
+        return []
+    enq, wk = b["enqueue_cost"], b["worker_cost"]
+    return [
+        f"The same job life with **batched submissions** (`enqueue_many` of {b['batch']} jobs per call, as a "
+        f"mass producer or `POST /jobs/batch` submits; {b['jobs']:,} jobs, the same workers; "
+        f"{_f(b['enqueue_rate'])} jobs/s enqueued from one thread):",
+        "",
+        _md_table(["batched submissions", "enqueue", "worker (claim, finish, heartbeats, reaper)", "life cycle"], [
+            ["round trips (client reads seen by Redis)", _f(enq["round_trips"], 3), _f(wk["round_trips"], 2),
+             _f(enq["round_trips"] + wk["round_trips"], 2)],
+            ["commands (incl. those inside Lua scripts)", _f(enq["commands"], 2), _f(wk["commands"], 1),
+             _f(enq["commands"] + wk["commands"], 1)],
+            ["Redis CPU per job (µs)", _f(enq["redis_cpu_us"], 1), _f(wk["redis_cpu_us"], 1),
+             _f(enq["redis_cpu_us"] + wk["redis_cpu_us"], 1)],
+        ]),
+        "",
+        "Commands per job, enqueue side, batched: "
+        + ", ".join(f"{k} {v}" for k, v in list(enq["by_command"].items())[:16]) + ".",
+        "",
+    ]
 
 
 def saturation(res: dict[str, Any]) -> list[dict[str, Any]]:
@@ -108,12 +137,18 @@ def targets(res: dict[str, Any]) -> list[tuple[str, str, bool]]:
     ours, http, peers = res["ours"], res["http"], res["peers"]
     out: list[tuple[str, str, bool]] = []
     lc = life_cycle(res)
+    assert lc is not None
+    bl = life_cycle(res, batched=True)
+    batch = ours.get("batched", {}).get("batch")
     beside = ", ".join(f"{n} {p['redis_cost']['commands']:.1f}" for n, p in peers.items() if p.get("redis_cost"))
+    # met/missed is judged on single submissions; the batched figure is stated beside it, in words
+    also = f"; batched submissions (enqueue_many of {batch}): {bl['commands']:.1f}" if bl else ""
     out.append(("1. Redis commands per job <= 12 (enqueue + claim + finish + heartbeats + reaper + counters)",
-                f"{lc['commands']:.1f} (peers: {beside or '-'})", lc["commands"] <= 12))
+                f"single submissions: {lc['commands']:.1f}{also} (peers: {beside or '-'})", lc["commands"] <= 12))
+    also = f"; batched submissions (enqueue_many of {batch}): {bl['redis_cpu_us']:.0f} µs" if bl else ""
     out.append(("1. Redis CPU per job <= 50 µs (ceiling >= 20,000 jobs/s per Redis core)",
-                f"{lc['redis_cpu_us']:.0f} µs (ceiling {1e6 / lc['redis_cpu_us']:,.0f} jobs/s)",
-                lc["redis_cpu_us"] <= 50))
+                f"single submissions: {lc['redis_cpu_us']:.0f} µs (ceiling {1e6 / lc['redis_cpu_us']:,.0f} "
+                f"jobs/s){also}", lc["redis_cpu_us"] <= 50))
     for c in (8, 32):
         a, h = http.get(f"api_c{c}"), http.get(f"hello_c{c}")
         if a and h:
@@ -266,6 +301,7 @@ def render_markdown(res: dict[str, Any]) -> str:
         "Commands per job, worker side: "
         + ", ".join(f"{k} {v}" for k, v in list(wk["by_command"].items())[:20]) + ".",
         "",
+        *_batched_section(ours.get("batched")),
         _history_line(ours.get("history_cost")),
         "",
         "Peers, life cycle (enqueue + drain with their recommended setups, the harness's own polling taken "

@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any, TextIO
 
-from jobs_client import cli_flows, cli_webhooks
+from jobs_client import cli_audit, cli_flows, cli_webhooks
 from jobs_client.client import (
     MAX_BATCH_JOBS,
     TERMINAL_STATUSES,
@@ -473,6 +473,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_queue)
     cli_flows.add_commands(sub, common)
     cli_webhooks.add_commands(sub, common)
+    cli_audit.add_commands(sub, common)
     return parser
 
 

@@ -11,6 +11,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 DEFAULT_URL = "http://127.0.0.1:8000"
@@ -478,6 +479,44 @@ class JobsClient:
                                                       "delivered_to": []}
         return hook
 
+    # ------------------------------------------------------------------ audit
+    def audit(
+        self,
+        *,
+        action: str | None = None,
+        target: str | None = None,
+        outcome: str | None = None,
+        via: str | None = None,
+        tenant: str | None = None,
+        since: str | datetime | None = None,
+        until: str | datetime | None = None,
+        limit: int | None = None,
+        before: str | None = None,
+    ) -> dict[str, Any]:
+        """One page of the audit log, newest first: ``{"entries": [...], "next": cursor | None}``.
+
+        Filters are those of ``GET /audit``: ``action`` exact or a prefix ending in ``.`` (``"queue."``),
+        ``target`` (``"job:<id>"``), ``outcome`` (ok, denied, failed, started, limited), ``via`` (api,
+        console), ``tenant`` (admin keys; others always read their own tenant), ``since``/``until`` (RFC 3339
+        text, or a datetime: a naive one is taken as UTC), ``limit`` 1-500; pass ``next`` as ``before`` for
+        the older page. A page examines at most 5,000 entries, so a selective filter may give a short page
+        that still has a ``next``."""
+        query = {"action": action, "target": target, "outcome": outcome, "via": via, "tenant": tenant,
+                 "since": _rfc3339(since), "until": _rfc3339(until), "limit": limit, "before": before}
+        page: dict[str, Any] = self._json("GET", "/audit", query=query)
+        return page
+
+    def iter_audit(self, *, page_size: int = 100, **filters: Any) -> Iterator[dict[str, Any]]:
+        """Every audit entry matching ``filters`` (the keywords of :meth:`audit`), newest first, following
+        ``next`` to the end of the log."""
+        before = filters.pop("before", None)
+        while True:
+            page = self.audit(limit=page_size, before=before, **filters)
+            yield from page["entries"]
+            before = page.get("next")
+            if not before:
+                return
+
     # ------------------------------------------------------------------ tasks and ops
     def tasks(self) -> builtins.list[dict[str, Any]]:
         """The tasks the workers published."""
@@ -526,3 +565,11 @@ def _q(segment: str) -> str:
 
 def _num(value: float | None) -> str | None:
     return None if value is None else f"{value:g}"
+
+
+def _rfc3339(when: str | datetime | None) -> str | None:
+    if when is None or isinstance(when, str):
+        return when
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when.isoformat().replace("+00:00", "Z")

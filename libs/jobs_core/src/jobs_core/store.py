@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 import redis
 from redis.commands.core import Script
@@ -93,6 +93,16 @@ def _delivered(data: object) -> tuple[Job, Result | None] | None:
     return job, Result(data=parts[2], media_type=job.result_type or JSON_MEDIA_TYPE)
 
 
+class _Part(NamedTuple):
+    """One submission's share of an ``ENQUEUE`` call (:meth:`JobStore._enqueue_call`)."""
+
+    queues: list[str]  # the queues its jobs go to; a job's queue number is 1-based into this list
+    header: list[Any]  # owner, caps, idempotency flag and digest, job count, traceparent, callback
+    jobs: list[Any]  # 8 arguments per job
+    owner_index: str
+    idem_key: str
+
+
 def request_digest(task: str, params: Mapping[str, Any], **options: Any) -> str:
     """A stable digest of a submission, to tell an idempotent repeat from a different request."""
     body = dumps({"task": task, "params": params, **options})
@@ -118,7 +128,7 @@ class JobStore(Delivery, Browse, BulkStore, QueueAdmin, ScheduleStore, FlowStore
             return acknowledged_script(client, script, settings, self.keys.ack_fence)
 
         # concurrent submissions of this process share one pipelined round trip (jobs_core.group_commit)
-        self._enqueue = GroupCommit(client, scripts.ENQUEUE, settings, self.keys.ack_fence)
+        self._enqueue = GroupCommit(client, scripts.ENQUEUE, settings, self.keys.ack_fence, self._enqueue_call)
         self._queue_control = acked(scripts.QUEUE_CONTROL)
         self._heartbeat = client.register_script(scripts.HEARTBEAT)
         self._progress = client.register_script(scripts.PROGRESS)
@@ -234,13 +244,9 @@ class JobStore(Delivery, Browse, BulkStore, QueueAdmin, ScheduleStore, FlowStore
             idem_key = self.keys.idempotency(
                 owner, idem_scope + hashlib.sha256(idempotency_key.encode()).hexdigest()
             )
-        args: list[Any] = [
-            owner, max_pending or 0, max_pending_per_tenant or 0, self.keys.job_prefix, len(queue_names),
-            "1" if idempotency_key is not None else "0", digest, s.idempotency_ttl_seconds, len(items),
-            *(a for q in queue_names for a in self._queue_block(q)[1]),
-        ]
         # (id, max_attempts, timeout) per item; the Job objects are built once, from the reply
         made: list[tuple[str, int, float]] = []
+        job_args: list[Any] = []
         for item in items:
             if not MIN_PRIORITY <= item.priority <= MAX_PRIORITY:
                 raise ValueError(f"priority must be {MIN_PRIORITY}..{MAX_PRIORITY}, got {item.priority}")
@@ -248,25 +254,21 @@ class JobStore(Delivery, Browse, BulkStore, QueueAdmin, ScheduleStore, FlowStore
             job_timeout = float(item.timeout if item.timeout is not None else s.default_timeout_seconds)
             job_id = new_job_id()
             made.append((job_id, attempts, job_timeout))
-            args += [job_id, item.task, dumps(item.params), attempts, job_timeout, int(item.delay * 1000),
-                     position[item.queue or s.queue], item.priority]
+            job_args += [job_id, item.task, dumps(item.params), attempts, job_timeout, int(item.delay * 1000),
+                         position[item.queue or s.queue], item.priority]
         with tracing.enqueue_span(items[0].task, queue_names[0], len(items)) as span:
-            if span is not None:  # tracing on: the records carry the submission's context (last ARGV)
+            traceparent = ""
+            if span is not None:  # tracing on: the records carry the submission's context
                 span.set_attributes(tracing.job_attributes(
                     made[0][0] if len(made) == 1 else [m[0] for m in made], items[0].task, queue_names[0]))
                 if tracing.record_params():  # JOBS_TRACE_PARAMS=1 only: params may hold personal data
                     span.set_attribute("jobs.params", tracing.clip(dumps([i.params for i in items])))
-                args.append(tracing.traceparent())
-            if callback_url:  # after the (optional) traceparent slot
-                if span is None:
-                    args.append("")
-                args.append(callback_url)
-            reply = self._enqueue(
-                keys=[self.keys.index, self.keys.owner_index(owner), self.keys.pending, self.keys.seq, idem_key,
-                      self.keys.queues, *(key for q in queue_names for key in self._queue_block(q)[0])],
-                args=args,
-                span=span,
-            )
+                traceparent = tracing.traceparent()
+            header = [owner, max_pending or 0, max_pending_per_tenant or 0,
+                      "1" if idempotency_key is not None else "0", digest, len(items), traceparent,
+                      callback_url or ""]
+            part = _Part(queue_names, header, job_args, self.keys.owner_index(owner), idem_key)
+            reply = self._enqueue(part, weight=len(items), span=span)
         kind = text(reply[0])
         if kind == "full":
             scope = text(reply[1])
@@ -275,6 +277,8 @@ class JobStore(Delivery, Browse, BulkStore, QueueAdmin, ScheduleStore, FlowStore
             raise IdempotencyConflict(idempotency_key or "", text(reply[1]))
         if kind == "exists":
             return self.get_many([text(x) for x in reply[1:]]), False
+        if kind == "invalid":
+            raise ValueError(text(reply[1]))
         created_ms = int(reply[1])
         created = datetime.fromtimestamp(created_ms / 1000, tz=UTC)
         return [
@@ -286,6 +290,40 @@ class JobStore(Delivery, Browse, BulkStore, QueueAdmin, ScheduleStore, FlowStore
                 if item.delay else None)
             for (job_id, attempts, job_timeout), item, seq in zip(made, items, reply[2:], strict=True)
         ], True
+
+    def _enqueue_call(self, parts: list[_Part]) -> tuple[list[Any], list[Any]]:
+        """KEYS and ARGV of one ``ENQUEUE`` call (``lua/enqueue.lua``) for the submissions ``parts``: the
+        queues they use once each, then each submission's keys, header and jobs (its queue numbers
+        renumbered into the call's queue list when the parts use different queues)."""
+        k = self.keys
+        if len(parts) == 1:
+            names = parts[0].queues
+            jobs = [parts[0].jobs]
+        else:
+            position: dict[str, int] = {}
+            for p in parts:
+                for q in p.queues:
+                    position.setdefault(q, len(position) + 1)
+            names = list(position)
+            jobs = []
+            for p in parts:
+                numbers = [position[q] for q in p.queues]
+                if numbers == list(range(1, len(numbers) + 1)):
+                    jobs.append(p.jobs)
+                else:
+                    renumbered = list(p.jobs)
+                    for i in range(6, len(renumbered), 8):
+                        renumbered[i] = numbers[renumbered[i] - 1]
+                    jobs.append(renumbered)
+        keys: list[Any] = [k.index, k.pending, k.seq, k.queues,
+                           *(key for q in names for key in self._queue_block(q)[0])]
+        args: list[Any] = [k.job_prefix, len(names), len(parts), self.settings.idempotency_ttl_seconds,
+                           *(a for q in names for a in self._queue_block(q)[1])]
+        for p, job_args in zip(parts, jobs, strict=True):
+            keys += (p.owner_index, p.idem_key)
+            args += p.header
+            args += job_args
+        return keys, args
 
     def _queue_block(self, queue: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
         """The queue's KEYS and ARGV blocks (``lua/includes/queues.lua``), built once per queue: a submission
