@@ -146,7 +146,7 @@ def test_an_invalid_submission_is_refused_alone_and_writes_nothing(private_redis
         return [job_id, "t", "{}", 3, 60.0, delay, queue_number, priority]
 
     def header(n: int) -> list[Any]:
-        return [0, 0, "0", "", n, "", ""]
+        return [0, 0, "0", "", n, "", "", ""]  # ... traceparent, callback, reply_to
 
     # ids must look like job ids only to the API; the script takes them as they come
     replies = _script_call(admin, store, [
@@ -184,7 +184,7 @@ def test_a_resent_group_is_answered_as_its_first_run_and_stores_nothing_twice(pr
 
     def part(owner: str, owner_cap: int, *ids: str) -> tuple[str, list[Any]]:
         jobs = [a for i in ids for a in (i, "t", "{}", 3, 60.0, 0, 1, 5)]
-        return owner, [0, owner_cap, "0", "", len(ids), "", "", *jobs]
+        return owner, [0, owner_cap, "0", "", len(ids), "", "", "", *jobs]
 
     call = [part("a", 0, "r-1", "r-2"), part("b", 1, "r-3", "r-4"), part("a", 0, "r-5")]
     first = _script_call(admin, store, call, ["g"])
@@ -366,3 +366,61 @@ def test_the_queue_cap_counts_every_priority_paused_and_delayed_job(private_redi
         except QueueFull:
             assert not fits, cap
     assert admin.zcard(store.keys.index) == 6
+
+
+def test_redis_killed_while_groups_are_in_flight_every_acknowledged_submission_is_stored_once(
+        tmp_path: Path) -> None:
+    """Threads of one process submit singles and small batches (grouped into shared script calls) while
+    Redis is SIGKILLed and restarted from its AOF (``always``: an answer means on disk)."""
+    server = RedisServer(tmp_path / "r", appendfsync="always").start()
+    try:
+        store = JobStore.from_settings(Settings(redis_url=server.url, key_prefix="g", queue="g"))
+        acked: list[str] = []  # ids of acknowledged jobs
+        failed = Counter[str]()
+        lock = threading.Lock()
+        progress = threading.Semaphore(0)
+
+        def producer(t: int) -> None:
+            for i in range(60):
+                try:
+                    if i % 3 == 0:
+                        jobs, _ = store.enqueue_many([Submission("t", {"t": t, "i": i, "k": k}) for k in range(3)],
+                                                     owner=f"o{t % 2}")
+                        ids = [j.id for j in jobs]
+                    else:
+                        ids = [store.enqueue("t", {"t": t, "i": i, "k": 0}, owner=f"o{t % 2}")[0].id]
+                    with lock:
+                        acked.extend(ids)
+                except redis.RedisError as e:
+                    with lock:
+                        failed[type(e).__name__] += 1
+                progress.release()
+
+        threads = [threading.Thread(target=producer, args=(t,)) for t in range(8)]
+        for t in threads:
+            t.start()
+        for _ in range(80):  # some submissions are through, more are in flight
+            progress.acquire(timeout=30)
+        server.kill()
+        time.sleep(1.5)  # longer than the client's retries: the calls in flight fail ...
+        server.start()  # ... and the later ones find it again, restarted from its AOF
+        for t in threads:
+            t.join(120)
+
+        admin = server.client()
+        assert len(acked) >= 80 and sum(failed.values()) > 0, failed  # the kill met submissions in flight
+        records = {}
+        for key in admin.scan_iter("g:job:*", count=1000):
+            params = admin.hget(key, "params")
+            if params is not None:
+                records[key.decode().rsplit(":", 1)[1]] = params
+        missing = set(acked) - set(records)
+        assert not missing, f"{len(missing)} acknowledged jobs are not stored"
+        # none stored twice: each (thread, submission, item) at most once, and each id queued once
+        assert max(Counter(records.values()).values()) == 1
+        queued = [x.decode().strip('"') for x in admin.lrange(store.keys.queue, 0, -1)]
+        assert len(queued) == len(set(queued)) == len(records)
+        assert sum(int(v) for v in admin.hvals(store.keys.pending)) == len(records)
+        assert admin.zcard(store.keys.index) == len(records)
+    finally:
+        server.stop()
