@@ -51,7 +51,8 @@ def test_sigkill_mid_job_runs_again_elsewhere(store: JobStore, workers: StartWor
     # both workers booted first: their start-up (seconds under load) is not the recovery's time
     pool = {p.pid: p for p in (workers(), workers())}
     wait_for(lambda: len(store.workers()) == 2, 60, what="both workers registered")
-    job, _ = store.enqueue("record", {"key": key, "seconds": 3}, max_attempts=3)
+    # long enough that a test process slowed by load still kills the worker mid-job
+    job, _ = store.enqueue("record", {"key": key, "seconds": 6}, max_attempts=3)
     wait_status(store, job.id, JobStatus.RUNNING)
     victim = pool.pop(int(store.attempt_log(job.id)[0]["worker"].split(":")[1]))
     (rescuer,) = pool.values()
@@ -59,7 +60,8 @@ def test_sigkill_mid_job_runs_again_elsewhere(store: JobStore, workers: StartWor
         killed_at = time.monotonic()
         os.kill(victim.pid, signal.SIGKILL)  # no chance to hand back
         victim.wait(5)
-        wait_for(lambda: store.redis.llen(key) == 2, 20, interval=0.02, what="attempt 2 started")
+        wait_for(lambda: store.redis.llen(key) == 2, 20, interval=0.02,
+                 what=f"attempt 2 started (at the kill: {store.get(job.id).status}, {store.attempt_log(job.id)})")
         rerun_at = time.monotonic()
     # run again within lease (2 s) + reaper period (0.5 s; an idle worker wakes every 0.67 s) + 1 s to
     # claim, plus the timer delays measured meanwhile (support.lateness): on an idle machine 3.7 s
