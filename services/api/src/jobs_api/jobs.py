@@ -66,7 +66,11 @@ def _check_id(job_id: str) -> str:
 
 def idempotency_key() -> str | None:
     """The request's ``Idempotency-Key`` header (None when absent); a malformed one is 400."""
-    raw = request.headers.get("Idempotency-Key")
+    return checked_idempotency_key(request.headers.get("Idempotency-Key"))
+
+
+def checked_idempotency_key(raw: str | None) -> str | None:
+    """An ``Idempotency-Key`` header value (None when absent) once checked; a malformed one is 400."""
     if raw is None:
         return None
     if not _IDEMPOTENCY_KEY.match(raw):
@@ -155,10 +159,16 @@ def submit() -> Response:
     """Validate, record and queue a job on its task's queue; ``202`` with ``Location``."""
     body = read_json_body()
     job, created = create_job(body, idempotency_key(), current_tenant())
+    return json_response(*submitted(job, created))
+
+
+def submitted(job: Job, created: bool) -> tuple[dict[str, Any], int, dict[str, str]]:
+    """The body, status and headers of the answer to an accepted submission (the view above and the WSGI
+    fast path, ``jobs_api.fast_submit``, both send these)."""
     headers = {"Location": f"/jobs/{job.id}"}
     if not created:
         headers["Idempotent-Replayed"] = "true"
-    return json_response(job_body(job), 202, headers)
+    return job_body(job), 202, headers
 
 
 def _callback_url(body: Any, path: str = "/callback_url") -> str | None:
