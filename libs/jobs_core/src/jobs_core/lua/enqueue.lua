@@ -66,20 +66,16 @@ for _, q in ipairs(queues) do
     redis.call('HSET', q.control, 'known', '1')
   end
 end
+-- the 'queued' events first, written now as one stream entry (no one sees the order inside a script): its
+-- id is the Redis clock in ms, which then dates the jobs, instead of a TIME command per call
 local events = events_prefix_from_jobs(prefix)
-local now
-local out = {'ok', 0}
+for i = 1, n do emit(events, item(i, 0), 'queued', ARGV[1], queues[tonumber(item(i, 6))].name) end
+local now = tonumber(string.match(emit_flush(), '^%d+'))
+local out = {'ok', now}
 local ids = {}
 for i = 1, n do
   local id, q, priority = item(i, 0), queues[tonumber(item(i, 6))], tonumber(item(i, 7))
   local jk = prefix .. id
-  -- the 'queued' event first (no one sees the order inside a script): its stream entry id is the Redis
-  -- clock in ms, which then dates the jobs, instead of a TIME command per call
-  local eid = emit(events, id, 'queued', ARGV[1], q.name)
-  if not now then
-    now = tonumber(string.match(eid, '^%d+'))
-    out[2] = now
-  end
   local seq = redis.call('INCR', KEYS[4])
   local fields = {'id', id, 'task', item(i, 1), 'params', item(i, 2), 'status', 'queued',
     'attempts', 0, 'max_attempts', item(i, 3), 'timeout', item(i, 4), 'owner', ARGV[1],

@@ -54,4 +54,5 @@ if wanted > 0 then
   claimed = claim_batch(c, queues, wanted, now)
 end
 memo_save(KEYS[3], token, claimed, statuses, tonumber(ARGV[2]))
+emit_flush() -- every finish's and claim's job event as one stream entry (includes/emit.lua)
 return {statuses, claimed}
