@@ -93,8 +93,39 @@ def enqueue_lib(store: JobStore, jobs: int) -> tuple[list[str], float]:
     return ids, jobs / (time.perf_counter() - t)
 
 
-def part_drain(url: str, jobs: int, procs: int, concurrency: int, round_trips: int) -> dict[str, Any]:
-    """Library enqueue, drain, Redis cost per job, memory, TTLs, RSS, library round trips."""
+def enqueue_batched(store: JobStore, jobs: int, batch: int) -> tuple[list[str], float]:
+    """``enqueue_many`` of ``batch`` jobs per call (a mass producer, or what ``POST /jobs/batch`` sends)."""
+    t = time.perf_counter()
+    ids: list[str] = []
+    for start in range(0, jobs, batch):
+        made, _ = store.enqueue_many([Submission("echo", {"i": i}) for i in range(start, min(jobs, start + batch))],
+                                     owner="default")
+        ids += [j.id for j in made]
+    return ids, jobs / (time.perf_counter() - t)
+
+
+def batched_life(url: str, store: JobStore, jobs: int, procs: int, concurrency: int,
+                 batch: int) -> dict[str, Any]:
+    """The job life's Redis cost when submissions are batched (``enqueue_many`` of ``batch``), drained by
+    the same worker setup: the same measure as the single-submission figure, beside it."""
+    client = store.redis
+    cost = RedisCost(client)
+    ids, rate = enqueue_batched(store, jobs, batch)
+    out: dict[str, Any] = {"batch": batch, "jobs": jobs, "enqueue_rate": rate, "enqueue_cost": cost.per_job(jobs)}
+    with start_workers(url, procs, concurrency) as workers:
+        cost = RedisCost(client)
+        d = drain(store, jobs, workers)
+        out["worker_cost"] = cost.per_job(jobs, d["harness_round_trips"], d["harness_commands"])
+        out["drain_rate"] = d["rate"]
+        statuses = [j.status.value for j in store.get_many(ids[-1000:])]
+        out["all_succeeded"] = statuses.count("succeeded") == len(statuses)
+    return out
+
+
+def part_drain(url: str, jobs: int, procs: int, concurrency: int, round_trips: int,
+               batch: int = 100) -> dict[str, Any]:
+    """Library enqueue, drain, Redis cost per job, memory, TTLs, RSS, library round trips; then the same
+    job life with batched submissions (``batch`` per ``enqueue_many``; 0 = skip) under ``batched``."""
     client = redis.Redis.from_url(url)
     client.flushdb()
     store = JobStore(client, settings(url))
@@ -124,6 +155,8 @@ def part_drain(url: str, jobs: int, procs: int, concurrency: int, round_trips: i
         out["history_cost"] = history_cost(store, jobs)
         if round_trips:
             out["round_trip_ms"] = lib_round_trips(store, round_trips)
+    if batch:
+        out["batched"] = batched_life(url, store, jobs, procs, concurrency, batch)
     return out
 
 
@@ -141,12 +174,13 @@ def history_cost(store: JobStore, jobs: int) -> dict[str, float]:
 
 
 def lib_round_trips(store: JobStore, count: int) -> dict[str, float]:
-    """Submit -> result (``wait_result``: pub/sub long-poll, the finish delivers record and result with the
-    notification), sequentially, on idle workers."""
+    """Submit -> result as a library user does it: ``enqueue(reply=True)`` + ``wait_result`` (the finish
+    publishes record and result to the thread's reply channel, subscribed once: no read after the submit),
+    sequentially, on idle workers."""
     samples = []
     for i in range(count + 5):
         t = time.perf_counter()
-        job, _ = store.enqueue("echo", {"i": i})
+        job, _ = store.enqueue("echo", {"i": i}, reply=True)
         done, result = store.wait_result(job.id, 10)  # the result comes with the end notification
         if i >= 5:  # the first few warm connections and code paths
             samples.append((time.perf_counter() - t) * 1000)
@@ -195,24 +229,30 @@ class Gunicorn:
         self.procs.stop()
 
 
-def http_round_trips(port: int, count: int) -> dict[str, float]:
-    """POST /jobs -> GET /jobs/<id>?wait=10 (long-poll) -> GET /jobs/<id>/result, one keep-alive connection."""
+def http_round_trips(port: int, count: int, prefer: bool = False) -> dict[str, float]:
+    """Submit -> result over HTTP on one keep-alive connection: the 3-request path (``POST /jobs`` ->
+    ``GET /jobs/<id>?wait=10`` long-poll -> ``GET /jobs/<id>/result``), or with ``prefer`` the one request
+    ``POST /jobs`` + ``Prefer: wait=10`` (answered 200 with the finished job and its JSON result inline)."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=15)
     auth = {"Authorization": f"Bearer {API_KEY}"}
     samples = []
     for i in range(count + 5):
         t = time.perf_counter()
         conn.request("POST", "/jobs", body=json.dumps({"task": "echo", "params": {"i": i}}),
-                     headers={**auth, "Content-Type": "application/json"})
+                     headers={**auth, "Content-Type": "application/json", **({"Prefer": "wait=10"} if prefer else {})})
         resp = conn.getresponse()
         job = json.loads(resp.read())
-        assert resp.status == 202, job
-        conn.request("GET", f"/jobs/{job['id']}?wait=10", headers=auth)
-        resp = conn.getresponse()
-        assert json.loads(resp.read())["status"] == "succeeded"
-        conn.request("GET", f"/jobs/{job['id']}/result", headers=auth)
-        resp = conn.getresponse()
-        assert json.loads(resp.read()) == {"i": i}
+        if prefer:
+            assert resp.status == 200 and resp.headers["Preference-Applied"] == "wait", job
+            assert job["status"] == "succeeded" and job["result"] == {"i": i}, job
+        else:
+            assert resp.status == 202, job
+            conn.request("GET", f"/jobs/{job['id']}?wait=10", headers=auth)
+            resp = conn.getresponse()
+            assert json.loads(resp.read())["status"] == "succeeded"
+            conn.request("GET", f"/jobs/{job['id']}/result", headers=auth)
+            resp = conn.getresponse()
+            assert json.loads(resp.read()) == {"i": i}
         if i >= 5:
             samples.append((time.perf_counter() - t) * 1000)
     conn.close()
@@ -252,7 +292,8 @@ def part_http(url: str, jobs: int, procs: int, concurrency: int, round_trips: in
             d = drain(store, jobs, workers)
             out["http_drain_rate"] = d["rate"]
             if round_trips:
-                out["http_round_trip_ms"] = http_round_trips(api.port, round_trips)
+                out["http_round_trip_ms"] = http_round_trips(api.port, round_trips)  # 3 requests
+                out["http_prefer_round_trip_ms"] = http_round_trips(api.port, round_trips, prefer=True)
         # Both servers up at once (the idle one costs nothing) and measured alternately, three times
         # each, so that a burst of other load on the machine hits both sides alike; medians reported.
         hello = Gunicorn(url, app="bench.hello_app:app")
@@ -433,12 +474,16 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--keep", action="store_true", help="scale: keep earlier runs' finished jobs")
     parser.add_argument("--job-ms", type=float, default=0.0, help="curve: length of each job")
-    parser.add_argument("--batch", type=int, default=500, help="http: jobs per POST /jobs/batch")
+    parser.add_argument("--batch", type=int, default=None,
+                        help="http: jobs per POST /jobs/batch (500); drain: jobs per enqueue_many of the "
+                             "batched job life (100; 0 = skip)")
     a = parser.parse_args()
     if a.part == "drain":
-        emit(part_drain(a.redis_url, a.jobs, a.procs, a.concurrency, a.round_trips))
+        emit(part_drain(a.redis_url, a.jobs, a.procs, a.concurrency, a.round_trips,
+                        100 if a.batch is None else a.batch))
     elif a.part == "http":
-        emit(part_http(a.redis_url, a.jobs, a.procs, a.concurrency, a.round_trips, a.duration, a.batch))
+        emit(part_http(a.redis_url, a.jobs, a.procs, a.concurrency, a.round_trips, a.duration,
+                       500 if a.batch is None else a.batch))
     elif a.part == "scale":
         emit(part_scale(a.redis_url, a.jobs, a.procs, a.concurrency, a.keep))
     elif a.part == "curve":

@@ -68,7 +68,9 @@ def drain_rows(res: dict[str, Any]) -> list[list[str]]:
         "**Jobs API**, enqueue through `POST /jobs` (32 clients)",
         _f(http["http_enqueue"]["rps"]), _f(http.get("http_drain_rate")),
         _f(http["http_drain_rate"] / bare * 100) + "%" if bare and http.get("http_drain_rate") else "-",
-        _rt(http.get("http_round_trip_ms")) + " (HTTP)", "-",
+        _rt(http.get("http_round_trip_ms")) + " (HTTP: POST, GET ?wait, GET result)"
+        + (f"; {_rt(http['http_prefer_round_trip_ms'])} (HTTP: one POST with Prefer: wait)"
+           if http.get("http_prefer_round_trip_ms") else ""), "-",
     ]]
     for name, p in peers.items():
         rows.append([
@@ -80,11 +82,40 @@ def drain_rows(res: dict[str, Any]) -> list[list[str]]:
     return rows
 
 
-def life_cycle(res: dict[str, Any]) -> dict[str, float]:
-    """Redis cost of one job's life cycle on the recommended setup: enqueue + worker side."""
-    enq, wk = res["ours"]["enqueue_cost"], res["ours"]["worker_cost"]
+def life_cycle(res: dict[str, Any], batched: bool = False) -> dict[str, float] | None:
+    """Redis cost of one job's life cycle on the recommended setup: enqueue + worker side, with single
+    submissions (one ``enqueue`` per job) or ``batched`` ones (``enqueue_many``; None when not measured)."""
+    side = res["ours"].get("batched") if batched else res["ours"]
+    if not side:
+        return None
+    enq, wk = side["enqueue_cost"], side["worker_cost"]
     return {"commands": enq["commands"] + wk["commands"], "redis_cpu_us": enq["redis_cpu_us"] + wk["redis_cpu_us"],
             "round_trips": enq["round_trips"] + wk["round_trips"]}
+
+
+def _batched_section(b: dict[str, Any] | None) -> list[str]:
+    """The same job life with batched submissions (``enqueue_many``), beside the single-submission table."""
+    if not b:
+        return []
+    enq, wk = b["enqueue_cost"], b["worker_cost"]
+    return [
+        f"The same job life with **batched submissions** (`enqueue_many` of {b['batch']} jobs per call, as a "
+        f"mass producer or `POST /jobs/batch` submits; {b['jobs']:,} jobs, the same workers; "
+        f"{_f(b['enqueue_rate'])} jobs/s enqueued from one thread):",
+        "",
+        _md_table(["batched submissions", "enqueue", "worker (claim, finish, heartbeats, reaper)", "life cycle"], [
+            ["round trips (client reads seen by Redis)", _f(enq["round_trips"], 3), _f(wk["round_trips"], 2),
+             _f(enq["round_trips"] + wk["round_trips"], 2)],
+            ["commands (incl. those inside Lua scripts)", _f(enq["commands"], 2), _f(wk["commands"], 1),
+             _f(enq["commands"] + wk["commands"], 1)],
+            ["Redis CPU per job (µs)", _f(enq["redis_cpu_us"], 1), _f(wk["redis_cpu_us"], 1),
+             _f(enq["redis_cpu_us"] + wk["redis_cpu_us"], 1)],
+        ]),
+        "",
+        "Commands per job, enqueue side, batched: "
+        + ", ".join(f"{k} {v}" for k, v in list(enq["by_command"].items())[:16]) + ".",
+        "",
+    ]
 
 
 def saturation(res: dict[str, Any]) -> list[dict[str, Any]]:
@@ -108,12 +139,18 @@ def targets(res: dict[str, Any]) -> list[tuple[str, str, bool]]:
     ours, http, peers = res["ours"], res["http"], res["peers"]
     out: list[tuple[str, str, bool]] = []
     lc = life_cycle(res)
+    assert lc is not None
+    bl = life_cycle(res, batched=True)
+    batch = ours.get("batched", {}).get("batch")
     beside = ", ".join(f"{n} {p['redis_cost']['commands']:.1f}" for n, p in peers.items() if p.get("redis_cost"))
+    # met/missed is judged on single submissions; the batched figure is stated beside it, in words
+    also = f"; batched submissions (enqueue_many of {batch}): {bl['commands']:.1f}" if bl else ""
     out.append(("1. Redis commands per job <= 12 (enqueue + claim + finish + heartbeats + reaper + counters)",
-                f"{lc['commands']:.1f} (peers: {beside or '-'})", lc["commands"] <= 12))
+                f"single submissions: {lc['commands']:.1f}{also} (peers: {beside or '-'})", lc["commands"] <= 12))
+    also = f"; batched submissions (enqueue_many of {batch}): {bl['redis_cpu_us']:.0f} µs" if bl else ""
     out.append(("1. Redis CPU per job <= 50 µs (ceiling >= 20,000 jobs/s per Redis core)",
-                f"{lc['redis_cpu_us']:.0f} µs (ceiling {1e6 / lc['redis_cpu_us']:,.0f} jobs/s)",
-                lc["redis_cpu_us"] <= 50))
+                f"single submissions: {lc['redis_cpu_us']:.0f} µs (ceiling {1e6 / lc['redis_cpu_us']:,.0f} "
+                f"jobs/s){also}", lc["redis_cpu_us"] <= 50))
     for c in (8, 32):
         a, h = http.get(f"api_c{c}"), http.get(f"hello_c{c}")
         if a and h:
@@ -125,8 +162,13 @@ def targets(res: dict[str, Any]) -> list[tuple[str, str, bool]]:
         out.append(("2. POST /jobs/batch >= 20,000 jobs/s accepted",
                     f"{b['jobs_per_s']:,.0f} jobs/s ({b['batch']} jobs per request, {b['clients']} clients)",
                     b["jobs_per_s"] >= 20_000))
-    for label, rt, p50, p99 in (("library", ours.get("round_trip_ms"), 1.0, 5.0),
-                                ("HTTP", http.get("http_round_trip_ms"), 2.0, 10.0)):
+    # HTTP: the best documented path, named (POST /jobs with Prefer: wait, else the 3-request long-poll path)
+    http_rt, http_label = http.get("http_round_trip_ms"), "HTTP: POST, GET ?wait, GET result"
+    prefer_rt = http.get("http_prefer_round_trip_ms")
+    if prefer_rt and (not http_rt or prefer_rt["p50"] <= http_rt["p50"]):
+        http_rt, http_label = prefer_rt, "HTTP: one POST /jobs with Prefer: wait"
+    for label, rt, p50, p99 in (("library: enqueue(reply=True) + wait_result", ours.get("round_trip_ms"), 1.0, 5.0),
+                                (http_label, http_rt, 2.0, 10.0)):
         if rt:
             out.append((f"3. round trip p50 <= {p50:g} ms ({label})", f"{rt['p50']:.2f} ms", rt["p50"] <= p50))
             out.append((f"3. round trip p99 <= {p99:g} ms ({label})", f"{rt['p99']:.2f} ms", rt["p99"] <= p99))
@@ -266,6 +308,7 @@ def render_markdown(res: dict[str, Any]) -> str:
         "Commands per job, worker side: "
         + ", ".join(f"{k} {v}" for k, v in list(wk["by_command"].items())[:20]) + ".",
         "",
+        *_batched_section(ours.get("batched")),
         _history_line(ours.get("history_cost")),
         "",
         "Peers, life cycle (enqueue + drain with their recommended setups, the harness's own polling taken "

@@ -62,3 +62,16 @@ def test_workflow_examples_run_as_written(stack: ApiStack) -> None:
 
     wait_for(dependent_status, timeout=30, what="the dependent cancelled with its dependency")
     assert "succeeded" in out.splitlines()[-3]  # `jobs workflow submit --wait`: the workflow line
+
+
+def test_audit_examples_run_as_written(stack: ApiStack) -> None:
+    """The `jobs audit` examples (README "Console"), auth off as with `make run`: you are default's admin."""
+    out = run_blocks(stack, "**Audit log: `GET /audit`.**", "**Bulk actions**")
+    lines = out.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("AT "))
+    row = lines[header + 1].split()
+    assert row[1] == "default/admin" and row[3] == "api" and row[4] == "job.cancel" and row[5].startswith("job:")
+    start = lines.index("{")
+    page = json.loads("\n".join(lines[start : lines.index("}", start) + 1]))
+    assert [e["action"] for e in page["entries"]] == ["job.cancel"] and "next" in page  # a full page: a cursor
+    assert lines[-1].split()[:2] == ["AT", "WHO"]  # no refused action: the header alone

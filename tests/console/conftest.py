@@ -4,6 +4,7 @@ Redis, and a browser-like client that logs in through the form and sends the CSR
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -15,6 +16,8 @@ from jobs_api.console.session import ConsoleConfig
 from jobs_core.config import Settings, load_api_keys
 from jobs_core.store import JobStore
 from werkzeug.test import TestResponse
+
+from console.browser import Pages
 
 KEY_ALPHA = "key-alpha-0123456789abcdef"
 KEY_BETA = "key-beta-fedcba9876543210"
@@ -79,6 +82,16 @@ def beta(app: Flask) -> Browser:
     b = Browser(app.test_client())
     assert b.login(KEY_BETA).status_code == 303
     return b
+
+
+@pytest.fixture
+def pages(chromium: Any, stack: Any, request: pytest.FixtureRequest) -> Iterator[Pages]:
+    """Watched Chromium pages on the browser module's ``stack`` (its ``chromium`` and ``stack`` fixtures);
+    a screenshot of every page when the test failed."""
+    p = Pages(chromium, stack.url)
+    yield p
+    rep = getattr(request.node, "rep_call", None)
+    p.close(failed=rep is None or rep.failed, name=request.node.name)
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from api.stack import ApiStack, http
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Page, expect
 
 from console.browser import ROOT, Pages, chromium  # noqa: F401  (fixture)
 
@@ -34,14 +34,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[
         yield s
     finally:
         s.stop()
-
-
-@pytest.fixture
-def pages(chromium: Browser, stack: ApiStack, request: pytest.FixtureRequest) -> Iterator[Pages]:  # noqa: F811
-    p = Pages(chromium, stack.url)
-    yield p
-    rep = getattr(request.node, "rep_call", None)
-    p.close(failed=rep is None or rep.failed, name=request.node.name)
 
 
 def api(stack: ApiStack, tenant: str, method: str, path: str, body: Any = None) -> Any:
@@ -75,7 +67,8 @@ def test_every_page_loads_without_console_errors(pages: Pages, stack: ApiStack) 
     page = pages.new()
     login(page, "alpha")
     for path, heading in (("/ui/", "Overview"), ("/ui/jobs", "Jobs"), ("/ui/workers", "Workers"),
-                          ("/ui/tasks", "Tasks"), ("/ui/audit", "Audit log"), (f"/ui/jobs/{job_id}", "Job")):
+                          ("/ui/tasks", "Tasks"), ("/ui/audit", "Audit log"), ("/ui/schedules", "Schedules"),
+                          ("/ui/webhooks", "Webhooks"), (f"/ui/jobs/{job_id}", "Job")):
         page.goto(path)
         expect(page.get_by_role("heading", level=1)).to_contain_text(heading)
     # keyboard: the skip link is the first stop and every control has a label

@@ -15,7 +15,7 @@ from jobs_core.store import JobStore
 
 from console.conftest import HTML, KEY_ALPHA, KEY_BETA, Browser, console_app
 
-PAGES = ["/ui/", "/ui/jobs", "/ui/workers", "/ui/tasks", "/ui/audit"]
+PAGES = ["/ui/", "/ui/jobs", "/ui/workers", "/ui/tasks", "/ui/audit", "/ui/schedules", "/ui/webhooks"]
 
 
 def _problem(resp: Any, status: int) -> dict[str, Any]:
@@ -429,7 +429,8 @@ def test_every_console_route_declares_a_role(app: Flask) -> None:
             if rule.rule.startswith("/ui") and rule.endpoint not in ("ui.login", "ui.static"):
                 needed = required_role(rule.endpoint)
                 posts = "POST" in (rule.methods or ()) and rule.endpoint != "ui.logout"
-                expected = Role.ADMIN if rule.endpoint == "ui.queue_action" else (
+                # the API's own roles: queue controls and the webhook secret's rotation are admin-only
+                expected = Role.ADMIN if rule.endpoint in ("ui.queue_action", "ui.rotate_webhook_secret") else (
                     Role.OPERATOR if posts else Role.VIEWER)
                 assert needed is expected, rule.rule
 
@@ -442,7 +443,8 @@ def test_a_viewer_sees_no_buttons_and_a_direct_post_is_403(settings: Settings, s
     queued = _submit(store, "alpha")
     failed = _submit(store, "alpha", "primes", limit=10)
     runner.fail(failed)
-    for path in ("/ui/jobs", f"/ui/jobs/{queued}", f"/ui/jobs/{failed}", "/ui/tasks"):
+    for path in ("/ui/jobs", f"/ui/jobs/{queued}", f"/ui/jobs/{failed}", "/ui/tasks", "/ui/webhooks",
+                 "/ui/schedules"):
         html = viewer.get(path).get_data(as_text=True)
         assert set(re.findall(r'<form method="post" action="([^"]+)"', html)) == {"/ui/logout"}, path
         assert 'form="bulk"' not in html and "Run echo" not in html and "cancel-job" not in html

@@ -16,7 +16,7 @@ import pytest
 import redis
 from jobs_core.config import Settings, parse_sentinels
 from jobs_core.errors import ConfigError, NotReplicated
-from jobs_core.model import JobStatus
+from jobs_core.model import JobStatus, Submission
 from jobs_core.store import Finish, JobStore
 from support.chart_ha import render_sentinel_config
 from support.redis_server import RedisServer
@@ -69,6 +69,23 @@ def test_store_through_sentinel_with_replicated_ack(cluster: SentinelCluster) ->
     assert store.finish("w1", claimed.id, claimed.attempt, "failed") == "failed"
     assert store.retry(job.id).status is JobStatus.QUEUED
     assert store.cancel(job.id).status is JobStatus.CANCELLED
+
+
+def test_replicated_enqueue_reloads_a_flushed_script_and_stores_each_submission_once(
+        cluster: SentinelCluster) -> None:
+    """The acknowledged enqueue (one script call + fence + WAIT + WAITAOF in one pipeline) meeting NOSCRIPT,
+    as after a failover to a replica that never loaded it: loaded, sent again, each job stored once."""
+    settings = _settings(cluster, JOBS_ACK_REPLICAS="2")
+    store = JobStore.from_settings(settings)
+    store.enqueue("echo", {"warm": 1})
+    cluster.primary().client().script_flush()
+    jobs, created = store.enqueue_many([Submission("echo", {"n": i}) for i in range(3)], owner="default")
+    job, _ = store.enqueue("echo", {"n": 3})
+    assert created and [j.params["n"] for j in jobs] == [0, 1, 2]
+    ids = [j.id for j in jobs] + [job.id]
+    for replica in cluster.replicas():  # confirmed on both before the answer
+        assert replica.client().llen(settings.keys.queue) == 1 + 4
+    assert [x.decode().strip('"') for x in store.redis.lrange(settings.keys.queue, 1, -1)] == ids
 
 
 def test_unconfirmed_write_raises_and_the_same_key_never_makes_a_second_job(cluster: SentinelCluster) -> None:

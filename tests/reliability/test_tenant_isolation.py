@@ -173,8 +173,15 @@ def _console_and_event_probes(stack: Stack, jobs: dict[str, str], leaks: list[st
 
     for query in ("", "?tenant=alpha", "?status=failed", "?param=secret&value=a-batch", "?limit=200"):
         check(f"GET /ui/jobs{query}", b.request("GET", f"/ui/jobs{query}", headers=html, auth=False), 200)
-    for path in ("/ui/", "/ui/queues", "/ui/workers", "/ui/audit"):
-        check(f"GET {path}", b.request("GET", path, headers=html, auth=False), 200)
+    for path in ("/ui/", "/ui/queues", "/ui/workers", "/ui/audit", "/ui/webhooks", "/ui/webhooks?tenant=alpha",
+                 "/ui/schedules", "/ui/schedules?tenant=alpha"):
+        resp = b.request("GET", path, headers=html, auth=False)
+        check(f"GET {path}", resp, 200)
+        if b"alpha.example" in resp.body or b"tenant alpha" in resp.body:  # A's subscription, deliveries, schedules
+            leaks.append(f"B GET {path} shows A's webhooks or schedules: {resp}")
+    check("POST /ui/webhooks/secret/rotate", b.request(
+        "POST", "/ui/webhooks/secret/rotate", raw=urlencode({"csrf_token": csrf}).encode(), auth=False,
+        headers={**html, "Content-Type": "application/x-www-form-urlencoded"}), 403)  # operator: admin only
     for state, job_id in jobs.items():
         for suffix in ("", "/state", "/params", "/result"):
             check(f"GET /ui/jobs/{job_id}{suffix} ({state})",
@@ -206,6 +213,11 @@ def _console_and_event_probes(stack: Stack, jobs: dict[str, str], leaks: list[st
     mine = stack.http("alpha").request("GET", "/events?last_event_id=0-0&max_seconds=1")
     if jobs["queued"].encode() not in mine.body:
         leaks.append("A's own event stream lacks A's job: the /events probes prove nothing")
+    a_cookie, _ = _console_session(stack.http("alpha"))
+    a_hooks = stack.http("alpha").request("GET", "/ui/webhooks", headers={**a_cookie, "Accept": "text/html"},
+                                          auth=False)
+    if jobs["hooked"].encode() not in a_hooks.body or b"alpha.example/subscribed" not in a_hooks.body:
+        leaks.append("A's own webhooks page lacks A's owed delivery or subscription: the probes prove nothing")
     return probes
 
 
@@ -253,7 +265,9 @@ def _sse_frames(body: bytes) -> list[tuple[str, dict[str, Any]]]:
 def test_tenant_isolation(workdir: Path) -> None:
     # The failed-key rate limit (tested in tests/api/test_auth_limit.py) is raised here: every wrong-key probe
     # below must reach the authentication itself and get its 401, not the limiter's 429.
-    stack = Stack(workdir, workers=1, concurrency=1, extra_env={"JOBS_AUTH_FAILURE_LIMIT": "100000"}).start()
+    # JOBS_WEBHOOKS=off: no dispatcher, so A's webhook event below stays owed (listed on A's console page)
+    stack = Stack(workdir, workers=1, concurrency=1,
+                  extra_env={"JOBS_AUTH_FAILURE_LIMIT": "100000", "JOBS_WEBHOOKS": "off"}).start()
     try:
         a, b = stack.http("alpha"), stack.http("beta")
         jobs = {
@@ -274,6 +288,9 @@ def test_tenant_isolation(workdir: Path) -> None:
                           headers={"Idempotency-Key": "shared-batch"})
         assert batch.status == 202
         jobs["batched"] = batch.json()["jobs"][0]["id"]
+        # a webhook event still owed to A's callback (cancelled while delayed: its event is in the outbox)
+        jobs["hooked"] = a.submit("echo", {}, delay=600, callback_url="https://alpha.example/hooks").json()["id"]
+        assert a.request("DELETE", f"/jobs/{jobs['hooked']}").status == 200
         before = {state: a.request("GET", f"/jobs/{job_id}").json() for state, job_id in jobs.items()}
 
         probes = 0
@@ -338,7 +355,16 @@ def test_tenant_isolation(workdir: Path) -> None:
         probes += 1
         if theirs.status != 202 or theirs.json()["id"] == jobs["idempotent"]:
             leaks.append(f"B's Idempotency-Key collided with A's: {theirs}")
+        # a held submission (Prefer: wait, answered from the API thread's reply channel) with A's batch key:
+        # B's own job comes back (finished or not), never A's job nor its result
+        held = b.request("POST", "/jobs", {"task": "echo", "params": {"b": 3}},
+                         headers={"Idempotency-Key": "shared-batch", "Prefer": "wait=5"})
+        probes += 1
+        if held.status not in (200, 202) or held.json()["id"] in jobs.values() or b"a-batch" in held.body \
+                or held.json().get("tenant") != "beta":
+            leaks.append(f"B's held submission saw A's job: {held}")
         probes += _role_and_queue_probes(stack, jobs, leaks)
+        assert a.request("PUT", "/webhooks/subscription", {"url": "https://alpha.example/subscribed"}).status == 201
         probes += _console_and_event_probes(stack, jobs, leaks)
         probes += _mixed_entry_probes(stack, leaks)
         a.close()  # idle for the streams' seconds: gunicorn closed its keep-alive connection; reconnect

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import builtins
 import json
+import math
 import os
 import re
 import time
@@ -11,6 +12,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 DEFAULT_URL = "http://127.0.0.1:8000"
@@ -205,11 +207,17 @@ class JobsClient:
         idempotency_key: str | None = None,
         callback_url: str | None = None,
         depends_on: Sequence[str | Mapping[str, str]] | None = None,
+        wait: float | None = None,
     ) -> dict[str, Any]:
         """Submit a job; returns it (status ``queued``). ``priority`` 0..9 (default 5): higher runs first.
         ``callback_url``: where a signed webhook is POSTed each time the job ends (see the README's Webhooks).
         ``depends_on``: job ids (or ``{"job", "on_failure"}``) it waits for (status ``waiting`` until the last
-        one ends; with ``delay``, it also runs no earlier than ``delay`` seconds from now)."""
+        one ends; with ``delay``, it also runs no earlier than ``delay`` seconds from now).
+
+        ``wait``: ask the server to hold the request up to that many seconds (whole seconds, rounded up;
+        ``Prefer: wait``) until the job ends: the job is then returned finished, with its result inline as
+        ``"result"`` when it succeeded with a JSON result — submit -> result in one request. When the wait
+        passes first (or the server cannot hold it) the job comes back as it is, as without ``wait``."""
         body: dict[str, Any] = {"task": task, "params": dict(params or {})}
         for name, value in (("max_attempts", max_attempts), ("timeout", timeout), ("delay", delay),
                             ("priority", priority), ("callback_url", callback_url),
@@ -217,8 +225,12 @@ class JobsClient:
                                                                           for d in depends_on])):
             if value is not None:
                 body[name] = value
-        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
-        job: dict[str, Any] = self._json("POST", "/jobs", body=body, headers=headers)
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        held = max(1, math.ceil(wait)) if wait else 0
+        if held:
+            headers["Prefer"] = f"wait={held}"
+        job: dict[str, Any] = self._json("POST", "/jobs", body=body, headers=headers or None,
+                                         timeout=self.timeout + held)
         return job
 
     def submit_many(
@@ -478,6 +490,44 @@ class JobsClient:
                                                       "delivered_to": []}
         return hook
 
+    # ------------------------------------------------------------------ audit
+    def audit(
+        self,
+        *,
+        action: str | None = None,
+        target: str | None = None,
+        outcome: str | None = None,
+        via: str | None = None,
+        tenant: str | None = None,
+        since: str | datetime | None = None,
+        until: str | datetime | None = None,
+        limit: int | None = None,
+        before: str | None = None,
+    ) -> dict[str, Any]:
+        """One page of the audit log, newest first: ``{"entries": [...], "next": cursor | None}``.
+
+        Filters are those of ``GET /audit``: ``action`` exact or a prefix ending in ``.`` (``"queue."``),
+        ``target`` (``"job:<id>"``), ``outcome`` (ok, denied, failed, started, limited), ``via`` (api,
+        console), ``tenant`` (admin keys; others always read their own tenant), ``since``/``until`` (RFC 3339
+        text, or a datetime: a naive one is taken as UTC), ``limit`` 1-500; pass ``next`` as ``before`` for
+        the older page. A page examines at most 5,000 entries, so a selective filter may give a short page
+        that still has a ``next``."""
+        query = {"action": action, "target": target, "outcome": outcome, "via": via, "tenant": tenant,
+                 "since": _rfc3339(since), "until": _rfc3339(until), "limit": limit, "before": before}
+        page: dict[str, Any] = self._json("GET", "/audit", query=query)
+        return page
+
+    def iter_audit(self, *, page_size: int = 100, **filters: Any) -> Iterator[dict[str, Any]]:
+        """Every audit entry matching ``filters`` (the keywords of :meth:`audit`), newest first, following
+        ``next`` to the end of the log."""
+        before = filters.pop("before", None)
+        while True:
+            page = self.audit(limit=page_size, before=before, **filters)
+            yield from page["entries"]
+            before = page.get("next")
+            if not before:
+                return
+
     # ------------------------------------------------------------------ tasks and ops
     def tasks(self) -> builtins.list[dict[str, Any]]:
         """The tasks the workers published."""
@@ -526,3 +576,11 @@ def _q(segment: str) -> str:
 
 def _num(value: float | None) -> str | None:
     return None if value is None else f"{value:g}"
+
+
+def _rfc3339(when: str | datetime | None) -> str | None:
+    if when is None or isinstance(when, str):
+        return when
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when.isoformat().replace("+00:00", "Z")

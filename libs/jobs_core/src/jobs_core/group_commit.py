@@ -1,33 +1,38 @@
-"""Group commit: concurrent calls of one script in one process share one pipelined round trip.
+"""Group commit: concurrent submissions of one process share one script call and one round trip.
 
 An API process answers many submissions at once (gunicorn threads); each used to pay its own Redis round
-trip (a send, a wake-up of Redis, a receive) for one ``ENQUEUE`` script call. :class:`GroupCommit` sends
-the calls that are waiting together: the first caller to arrive while nothing is in flight becomes the
-*leader* and sends its call at once (a lone call never waits for a timer or another thread); callers
-arriving while that round trip is in flight queue up, and when it returns the oldest of them leads the
-next round trip with everything queued by then (up to ``max_group`` calls). Followers sleep on a lock of
-their own until the leader hands them their reply.
+trip (a send, a wake-up of Redis, a receive) and its own ``ENQUEUE`` script run. :class:`GroupCommit`
+sends the submissions that are waiting together, as ONE call of a script that takes many of them: the
+first caller to arrive while nothing is in flight becomes the *leader* and sends its part at once (a lone
+call never waits for a timer or another thread); callers arriving while that round trip is in flight queue
+up, and when it returns the oldest of them leads the next round trip with everything queued by then (up to
+``max_group`` parts and ``max_weight`` jobs; a part heavier than that goes alone). Followers sleep on a
+lock of their own until the leader hands them their reply.
 
-Nothing is weaker than one call per round trip:
+The script shares per call what the submissions have in common (the queue's control hash, one variadic
+push per waiting list, one index write, one counter increment per tenant) and answers each part on its
+own. Nothing is weaker than one call per submission:
 
-- every call is its own ``EVALSHA`` (its own atomic script run, its own reply), so an error of one call
-  (a cap, an idempotency conflict, a script error) is that call's alone;
-- a caller gets its reply only after the pipeline's reply has been read, i.e. after Redis ran its script;
-  with ``JOBS_ACK_REPLICAS`` the pipeline ends with the fence write, ``WAIT`` and ``WAITAOF`` of
-  :class:`~jobs_core.connection.ReplicatedScript`, once for the whole group, and no call of the group is
-  answered before that confirmation (or answered with :class:`~jobs_core.errors.NotReplicated`);
-- a connection error while the pipeline is in flight makes redis-py re-send the whole pipeline (the
-  client's retry policy); the scripts sent are safe to re-send with the same arguments (they answer as
-  the first run did), so a job is never stored twice; when the retries give up, every call of the group
-  gets the error, and none of them is answered as stored;
-- ``NOSCRIPT`` (a restarted Redis, a promoted replica) is answered by loading the script and re-sending
-  only the calls that met it (they did not run).
+- each part is admitted or refused on its own inside the script (``lua/enqueue.lua``: a cap, an
+  idempotency conflict or replay, an invalid item are that part's reply, never a script error), every
+  part checked before anything is written, so one part's refusal leaves the others as if it were alone;
+- a caller gets its reply only after the script's reply has been read, i.e. after Redis ran it; with
+  ``JOBS_ACK_REPLICAS`` the call is followed by the fence write, ``WAIT`` and ``WAITAOF`` of
+  :class:`~jobs_core.connection.ReplicatedScript` in the same pipeline, and no part is answered before
+  that confirmation (or answered with :class:`~jobs_core.errors.NotReplicated`);
+- a connection error while the call is in flight makes redis-py send it again (the client's retry
+  policy); the script answers a re-sent part as its first run did (its job ids are new per call: a record
+  under the first one means it ran), so a job is never stored twice; when the retries give up, every
+  part of the group gets the error, and none of them is answered as stored;
+- ``NOSCRIPT`` (a restarted Redis, a promoted replica) is answered by loading the script and sending the
+  call again (it did not run).
 """
 
 from __future__ import annotations
 
 import threading
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import redis
@@ -36,17 +41,24 @@ from redis.exceptions import NoScriptError
 from jobs_core.config import Settings
 from jobs_core.connection import NOSCRIPT_RERUNS, check_confirmation
 
-#: Most calls in one round trip: bounds the pipeline's size and the last call's wait.
+#: Most parts in one round trip: bounds the script call's size and the last caller's wait.
 MAX_GROUP = 64
+#: Most jobs in one script call (a part heavier than this, a big batch, goes alone): bounds how long
+#: one script run holds Redis.
+MAX_WEIGHT = 1000
+
+#: Builds the script's (keys, args) from the parts of a group, in order.
+Build = Callable[[list[Any]], tuple[list[Any], list[Any]]]
 
 
 class _Call:
-    """One caller's script call, its outcome, and the lock it sleeps on until it is answered or leads."""
+    """One caller's part of a script call, its outcome, and the lock it sleeps on until it is answered or
+    leads."""
 
-    __slots__ = ("answered", "args", "error", "keys", "reply", "span", "wake")
+    __slots__ = ("answered", "error", "part", "reply", "span", "wake", "weight")
 
-    def __init__(self, keys: list[Any], args: list[Any], span: Any) -> None:
-        self.keys, self.args, self.span = keys, args, span
+    def __init__(self, part: Any, weight: int, span: Any) -> None:
+        self.part, self.weight, self.span = part, weight, span
         self.reply: Any = None
         self.error: BaseException | None = None
         self.answered = False
@@ -55,17 +67,20 @@ class _Call:
 
 
 class GroupCommit:
-    """``script(keys=..., args=...)`` with the concurrent calls of this process sent in one pipeline.
+    """``group(part)``: the concurrent parts of this process sent as one call of ``script``.
 
-    Called like a registered :class:`redis.commands.core.Script`; returns that call's reply or raises its
-    error. ``settings.ack_replicas`` > 0 adds the replicated acknowledgement of
+    ``build(parts)`` makes the call's keys and arguments; the script answers a list with one reply per
+    part, in order; a caller gets its part's reply (or the error of the whole call: a connection error, a
+    refused confirmation). ``settings.ack_replicas`` > 0 adds the replicated acknowledgement of
     :mod:`jobs_core.connection` to every round trip.
     """
 
-    def __init__(self, client: redis.Redis, script: str, settings: Settings, fence_key: str,
-                 max_group: int = MAX_GROUP) -> None:
+    def __init__(self, client: redis.Redis, script: str, settings: Settings, fence_key: str, build: Build,
+                 max_group: int = MAX_GROUP, max_weight: int = MAX_WEIGHT) -> None:
         self.client = client
         self.script = client.register_script(script)
+        self.build = build
+        self.max_weight = max_weight
         self.replicas = settings.ack_replicas
         self.timeout_ms = max(1, round(settings.ack_timeout_seconds * 1000))
         self.fence_key = fence_key
@@ -73,17 +88,18 @@ class GroupCommit:
         self._lock = threading.Lock()
         self._queue: deque[_Call] = deque()
         self._leading = False  # invariant: False only while the queue is empty
-        #: Round trips sent and calls answered by them (for the bench and tests: calls / round trips).
+        #: Round trips (script calls) sent and parts answered by them (for the bench and tests).
         self.round_trips = 0
         self.calls = 0
 
-    def __call__(self, keys: list[Any], args: list[Any], span: Any = None) -> Any:
-        """The script's reply to this call (or its error), once Redis ran it (and replicas confirmed it).
+    def __call__(self, part: Any, weight: int = 1, span: Any = None) -> Any:
+        """The script's reply to this part (or the call's error), once Redis ran it (and replicas confirmed).
 
-        ``span`` (tracing on): the caller's span; it is told how many calls its round trip carried and, when
-        another request's thread sent it, whose span holds the Redis call (``sent_by``, a traceparent).
+        ``weight``: the part's jobs (bounds a call's size). ``span`` (tracing on): the caller's span; it is
+        told how many parts its round trip carried and, when another request's thread sent it, whose span
+        holds the Redis call (``sent_by``, a traceparent).
         """
-        call = _Call(keys, args, span)
+        call = _Call(part, weight, span)
         with self._lock:
             self._queue.append(call)
             lead = not self._leading
@@ -99,7 +115,13 @@ class GroupCommit:
     def _lead(self) -> None:
         """Send the queued calls (this caller's is the oldest) in one round trip, answer them, pass the lead."""
         with self._lock:
-            group = [self._queue[i] for i in range(min(len(self._queue), self.max_group))]
+            group: list[_Call] = []
+            weight = 0
+            for c in self._queue:
+                if group and (len(group) >= self.max_group or weight + c.weight > self.max_weight):
+                    break
+                group.append(c)
+                weight += c.weight
         if any(c.span is not None for c in group):
             _annotate(group)
         try:
@@ -122,46 +144,29 @@ class GroupCommit:
                 nxt.wake.release()  # not answered: it leads the next round trip
 
     def _commit(self, group: list[_Call]) -> None:
-        if len(group) == 1 and not self.replicas:  # alone: a plain call costs less CPU than a pipeline
-            c = group[0]
-            try:
-                c.reply = self.script(keys=c.keys, args=c.args)  # loads the script itself on NOSCRIPT
-            except redis.ResponseError as e:
-                c.error = e  # the script's own error; a connection error is the whole group's (raised)
-            c.answered = True
-            return
-        pending = group
-        for rerun in range(NOSCRIPT_RERUNS + 1):
-            pipe = self.client.pipeline(transaction=False)
-            for c in pending:
-                pipe.evalsha(self.script.sha, len(c.keys), *c.keys, *c.args)
-            if self.replicas:
+        keys, args = self.build([c.part for c in group])
+        if not self.replicas:
+            replies = self.script(keys=keys, args=args)  # loads the script itself on NOSCRIPT
+        else:
+            for rerun in range(NOSCRIPT_RERUNS + 1):
+                pipe = self.client.pipeline(transaction=False)
+                pipe.evalsha(self.script.sha, len(keys), *keys, *args)
                 pipe.set(self.fence_key, b"1")
                 pipe.execute_command("WAIT", self.replicas, self.timeout_ms)  # type: ignore[no-untyped-call]
                 pipe.execute_command("WAITAOF", 1, self.replicas, self.timeout_ms)  # type: ignore[no-untyped-call]
-            replies = pipe.execute(raise_on_error=False)
-            confirm_error: Exception | None = None
-            if self.replicas:
-                try:
-                    check_confirmation(replies[-1], self.replicas)
-                except Exception as e:  # answered to each call that ran
-                    confirm_error = e
-            missing = []
-            for c, reply in zip(pending, replies, strict=False):
-                if isinstance(reply, NoScriptError) and rerun < NOSCRIPT_RERUNS:
-                    missing.append(c)  # did not run: sent again once the script is loaded
+                out = pipe.execute(raise_on_error=False)
+                if isinstance(out[0], NoScriptError) and rerun < NOSCRIPT_RERUNS:
+                    self.client.script_load(self.script.script)  # it did not run: send it again
                     continue
-                if isinstance(reply, Exception):
-                    c.error = reply
-                elif confirm_error is not None:
-                    c.error = confirm_error
-                else:
-                    c.reply = reply
-                c.answered = True
-            if not missing:
-                return
-            self.client.script_load(self.script.script)
-            pending = missing
+                if isinstance(out[0], Exception):
+                    raise out[0]
+                check_confirmation(out[-1], self.replicas)  # raises: every part of the group gets it
+                replies = out[0]
+                break
+        if not isinstance(replies, list) or len(replies) != len(group):
+            raise redis.ResponseError(f"enqueue answered {replies!r} for {len(group)} parts")
+        for c, reply in zip(group, replies, strict=True):
+            c.reply, c.answered = reply, True
 
 
 def _annotate(group: list[_Call]) -> None:

@@ -174,6 +174,12 @@ class Keys:
         """Pub/sub channel told when a job changes state (long-poll waiters listen on it)."""
         return namespace(self.prefix, "events", job_id)
 
+    def reply_channel(self, token: str) -> str:
+        """A waiting thread's reply channel (``JobStore.reply_channel``): finishes of the jobs it submitted with
+        ``reply_to`` publish there. Under the events prefix (the finish checks it), and ``reply:<token>`` is
+        never a job id."""
+        return namespace(self.prefix, "events", "reply:" + token)
+
     @property
     def events_prefix(self) -> str:
         """Prefix of event channels, for Lua scripts."""

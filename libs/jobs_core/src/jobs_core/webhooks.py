@@ -27,7 +27,6 @@ import logging
 import secrets
 import socket
 import ssl
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -42,6 +41,7 @@ from jobs_core import scripts
 from jobs_core.config import Settings
 from jobs_core.errors import UnsafeWebhookUrl
 from jobs_core.keys import WEBHOOK_GROUP
+from jobs_core.loop import PassLoop
 from jobs_core.serialization import dumps, loads
 from jobs_core.store import JobStore
 
@@ -204,13 +204,14 @@ def sign(secret_list: list[str], event_id: str, when: datetime, body: str) -> st
     return " ".join(Webhook(s).sign(event_id, when, body) for s in secret_list)
 
 
-class Dispatcher(threading.Thread):
+class Dispatcher(PassLoop):
     """A daemon thread delivering the outbox's events (one consumer of the group; any number may run)."""
 
     def __init__(
         self, store: JobStore, name: str, observe: Callable[[str], None] | None = None, batch: int = 10
     ) -> None:
-        super().__init__(name="jobs-webhooks", daemon=True)
+        # no pause between passes (a pass with nothing due blocks on the outbox itself); 1 s after an error
+        super().__init__("jobs-webhooks", "webhooks", log, interval=0.0, retry_seconds=1.0)
         self.store = store
         self.consumer = name
         self.settings: Settings = store.settings
@@ -218,7 +219,6 @@ class Dispatcher(threading.Thread):
         self._observe = observe
         self._batch = batch
         self._record = store.redis.register_script(scripts.WEBHOOK_ATTEMPT)
-        self._stop_event = threading.Event()
         self._take = store.redis.register_script(scripts.WEBHOOK_TAKE)
         self._adopt_at = 0.0  # monotonic time of the next look for events held without a due time
 
@@ -234,18 +234,11 @@ class Dispatcher(threading.Thread):
             if "BUSYGROUP" not in str(e):
                 raise
 
-    def run(self) -> None:
-        """Deliver until stopped; Redis errors are logged and the next pass tries again."""
-        while not self._stop_event.is_set():
-            try:
-                self._ensure_group()
-                self.pass_once(block_ms=500)
-            except redis.RedisError as e:
-                log.warning("webhooks: redis unavailable (%s); retrying", type(e).__name__)
-                self._stop_event.wait(1.0)
-            except Exception:  # never let the thread die silently
-                log.exception("webhook dispatcher pass failed")
-                self._stop_event.wait(1.0)
+    def step(self) -> float:
+        """One pass of :meth:`pass_once`, waiting up to 0.5 s for an event when none was due."""
+        self._ensure_group()
+        self.pass_once(block_ms=500)
+        return 0.0
 
     def pass_once(self, block_ms: int = 0) -> int:
         """Take the events due now (new ones, retries whose backoff is over, a dead dispatcher's once its
@@ -317,16 +310,6 @@ class Dispatcher(threading.Thread):
             self._observe(outcome)
         log.info("webhook %s for job %s: %s", f.get("event"), f.get("job"),
                  outcome if outcome != "failed" else error or code)
-
-    def request_stop(self) -> None:
-        """Ask the loop to end after the current pass."""
-        self._stop_event.set()
-
-    def stop(self, timeout: float = 5.0) -> None:
-        """Ask the loop to end and wait for it."""
-        self._stop_event.set()
-        if self.is_alive():
-            self.join(timeout)
 
 
 def _text(v: Any) -> str:

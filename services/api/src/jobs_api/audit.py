@@ -4,7 +4,7 @@ What is recorded (``jobs_core.audit`` describes an entry): queue pause / resume 
 ``queue_control.lua``, in the same step as the change), and, right after the request succeeded (one
 ``XADD``; a Redis error there is logged, never turned into an error for an action that already happened):
 job cancel (``DELETE /jobs/<id>``) and retry, workflow cancel, schedule put / delete / pause / resume,
-webhook secret rotation and subscription put / delete, the console's cancel / retry buttons, console
+webhook secret rotation (API or console) and subscription put / delete, the console's cancel / retry buttons, console
 login (success and failure, with the client address) and logout; console bulk actions record their start
 and end themselves (``console/bulk.py``). A request refused for its role (403) is recorded with outcome ``denied``.
 Submissions (``POST /jobs``, batches, workflows, the console's run form) are not: the job record already
@@ -18,17 +18,14 @@ is the first 12 hex digits of its SHA-256.
 from __future__ import annotations
 
 import logging
-import re
-from datetime import datetime
 
 from flask import Blueprint, Flask, Response, g, request
-from jobs_core.audit import Actor, AuditQuery
+from jobs_core.audit import Actor
 from jobs_core.config import Role
 
+from jobs_api.audit_filters import read_audit
 from jobs_api.auth import current_principal, protect, requires
-from jobs_api.problems import validation_problem
 from jobs_api.state import json_response, state
-from jobs_api.validation import query_int
 
 log = logging.getLogger("jobs_api.audit")
 bp = Blueprint("audit", __name__)
@@ -48,17 +45,12 @@ RECORDED: dict[str, tuple[str, str | None, str]] = {
     "webhooks.put_subscription": ("webhook.subscription.put", None, "webhooks"),
     "webhooks.delete_subscription": ("webhook.subscription.delete", None, "webhooks"),
     "ui.job_action": ("job.{action}", "job_id", "job"),
+    "ui.rotate_webhook_secret": ("webhook.secret.rotate", None, "webhooks"),
     "ui.login": ("login", None, "console"),
     "ui.logout": ("logout", None, "console"),
 }
 #: Refused for the role: recorded for these too (a viewer trying to pause a queue is worth knowing).
 DENIABLE = {*RECORDED, "queues.pause", "queues.resume", "queues.set_cap", "ui.queue_action", "ui.bulk_run"}
-OUTCOMES = ("ok", "denied", "failed", "started", "limited")
-_ACTION = re.compile(r"^[a-z]+(\.[a-z]+)*\.?$")
-_CURSOR = re.compile(r"^[0-9]{1,20}-[0-9]{1,20}$")
-_U64_MAX = 2**64 - 1  # stream id parts are unsigned 64-bit: a larger one is a Redis error, not a 400
-_TENANT = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
-_TARGET = re.compile(r"^[a-z]+:[A-Za-z0-9_.:\-]{1,200}$|^[a-z]+$")
 
 
 def current_actor() -> Actor:
@@ -114,68 +106,10 @@ def init_app(app: Flask) -> None:
     app.after_request(_record)
 
 
-def _arg(name: str, pattern: re.Pattern[str], message: str) -> str | None:
-    raw = request.args.get(name)
-    if raw is None or raw == "":
-        return None
-    if len(raw) > 240 or not pattern.match(raw):
-        raise validation_problem([{"path": f"/query/{name}", "message": message}], status=400)
-    return raw
-
-
-def _time_ms(name: str) -> int | None:
-    raw = request.args.get(name)
-    if raw is None or raw == "":
-        return None
-    try:
-        at = datetime.fromisoformat(raw.replace("Z", "+00:00")) if len(raw) <= 40 else None
-    except ValueError:
-        at = None
-    if at is None or at.tzinfo is None or not 2000 <= at.year <= 9999:
-        raise validation_problem([{"path": f"/query/{name}", "message": "an RFC 3339 time with a zone, e.g. "
-                                   "2026-01-01T00:00:00Z"}], status=400)
-    return int(at.timestamp() * 1000)
-
-
-def query_from_request(tenant: str | None) -> AuditQuery:
-    """The filters of ``GET /audit`` and the console's audit page (``tenant``: the one the caller may see,
-    None for every tenant), checked: a bad value is a 400 naming it."""
-    outcome = request.args.get("outcome") or None
-    if outcome is not None and outcome not in OUTCOMES:
-        raise validation_problem([{"path": "/query/outcome", "message": f"one of {', '.join(OUTCOMES)}"}],
-                                 status=400)
-    via = request.args.get("via") or None
-    if via is not None and via not in ("api", "console"):
-        raise validation_problem([{"path": "/query/via", "message": "api or console"}], status=400)
-    before = _arg("before", _CURSOR, "the `next` cursor of a previous page")
-    if before is not None and any(int(part) > _U64_MAX for part in before.split("-")):
-        raise validation_problem([{"path": "/query/before", "message": "the `next` cursor of a previous page"}],
-                                 status=400)
-    return AuditQuery(
-        before=before,
-        limit=query_int("limit", 100, 1, 500),
-        tenant=tenant,
-        action=_arg("action", _ACTION, "an action such as job.cancel, or a prefix ending in '.' (queue.)"),
-        outcome=outcome,
-        via=via,
-        target=_arg("target", _TARGET, "a target such as job:<id> or queue:<name>"),
-        since_ms=_time_ms("since"),
-        until_ms=_time_ms("until"),
-    )
-
-
-def visible_tenant(is_admin: bool, own: str) -> str | None:
-    """Whose entries the caller reads: an admin's ``?tenant=`` choice (None = all), else their own."""
-    if not is_admin:
-        return own
-    return _arg("tenant", _TENANT, "a tenant name")
-
-
 @bp.get("/audit")
 @requires(Role.VIEWER)
 def list_audit() -> Response:
     """Audit entries newest first, filtered, in cursor pages (a tenant's own; an admin's: every tenant's)."""
     principal = current_principal()
-    query = query_from_request(visible_tenant(principal.is_admin, principal.tenant))
-    entries, cursor = state().store.audit_entries(query)
-    return json_response({"entries": entries, "next": cursor})
+    page = read_audit(principal.is_admin, principal.tenant)
+    return json_response({"entries": page.entries, "next": page.next})

@@ -3,6 +3,7 @@
 --- @include "queues"
 --- @include "emit"
 --- @include "release"
+--- @include "admit"
 -- Submit jobs with dependencies (one job with depends_on, or a whole workflow DAG) in one atomic step:
 -- every node is created or none is. Nodes come in dependency order (the caller sorted them and refused
 -- cycles). A node whose dependencies are all done is queued at once; one waiting on others is 'waiting'
@@ -55,30 +56,20 @@ if redis.call('EXISTS', prefix .. nodes[1].id) == 1 then
   return out
 end
 if ARGV[7] == '1' then
-  local existing = redis.call('GET', KEYS[7])
-  if existing then
-    local sp = string.find(existing, ' ', 1, true)
-    local ids = string.sub(existing, 1, sp - 1)
-    local first = string.match(ids, '^[^,]+')
-    if string.sub(existing, sp + 1) ~= ARGV[8] then return {'conflict', first} end
-    if redis.call('EXISTS', prefix .. first) == 1 then
-      local out = {'exists'}
-      for id in string.gmatch(ids, '[^,]+') do out[#out + 1] = id end
-      return out
-    end
+  local refused = idempotent_replay(redis.call('GET', KEYS[7]), ARGV[8], prefix)
+  if refused then return refused end
+end
+local per_queue, by_queue = {}, {}
+for _, node in ipairs(nodes) do
+  local e = by_queue[node.queue]
+  if not e then
+    e = {q = queues[node.queue], count = 0}
+    by_queue[node.queue], per_queue[#per_queue + 1] = e, e
   end
+  e.count = e.count + 1
 end
-local cap, owner_cap = tonumber(ARGV[10]), tonumber(ARGV[11])
-if cap > 0 then
-  local per_queue = {}
-  for _, node in ipairs(nodes) do per_queue[node.queue] = (per_queue[node.queue] or 0) + 1 end
-  for name, count in pairs(per_queue) do
-    if pending_in(queues[name]) + count > cap then return {'full', 'global', name} end
-  end
-end
-if owner_cap > 0 and tonumber(redis.call('HGET', KEYS[4], owner) or '0') + n > owner_cap then
-  return {'full', 'tenant', ''}
-end
+local full = over_caps(new_admission(KEYS[4]), per_queue, tonumber(ARGV[10]), owner, n, tonumber(ARGV[11]))
+if full then return full end
 for _, node in ipairs(nodes) do
   for _, dep in ipairs(node.deps) do
     if not batch[dep[1]] and redis.call('HGET', prefix .. dep[1], 'owner') ~= owner then

@@ -133,7 +133,15 @@ def init_app(app: Flask) -> None:
     # a stopping process hands its running bulk actions back after their current chunk
     app.extensions[BULK_RUNNER] = BulkRunner(app.extensions[EXTENSION].store, cfg.bulk_rate,
                                              shutdown=SHUTTING_DOWN)
-    from jobs_api.console import audit_page, bulk, jobs_pages, pages, queues_page  # noqa: F401  (routes register on import)
+    from jobs_api.console import (  # noqa: F401  (routes register on import)
+        audit_page,
+        bulk,
+        jobs_pages,
+        pages,
+        queues_page,
+        schedules_page,
+        webhooks_page,
+    )
 
     app.register_blueprint(bp)
 

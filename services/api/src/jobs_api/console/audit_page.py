@@ -1,17 +1,15 @@
-"""Console audit page: the audit log (``GET /audit``'s entries and filters), newest first, in cursor pages."""
+"""Console audit page: the audit log (``GET /audit``'s entries and filters, read by the same parser:
+``jobs_api.audit_filters``), newest first, in cursor pages."""
 
 from __future__ import annotations
 
-from flask import render_template, request
+from flask import render_template
 from jobs_core.config import Role
 
-from jobs_api.audit import OUTCOMES, query_from_request, visible_tenant
+from jobs_api.audit_filters import OUTCOMES, VIAS, read_audit
 from jobs_api.auth import requires
 from jobs_api.console import bp
 from jobs_api.console.session import current_principal
-from jobs_api.state import state
-
-_FILTERS = ("tenant", "action", "outcome", "via", "target", "since", "until")
 
 
 @bp.get("/audit")
@@ -19,7 +17,6 @@ _FILTERS = ("tenant", "action", "outcome", "via", "target", "since", "until")
 def audit() -> str:
     """The audit log with filters (admins see every tenant's, others their tenant's)."""
     principal = current_principal()
-    query = query_from_request(visible_tenant(principal.is_admin, principal.tenant))
-    entries, cursor = state().store.audit_entries(query)
-    current = {k: request.args[k] for k in _FILTERS if request.args.get(k)}
-    return render_template("audit.html", entries=entries, next_before=cursor, filters=current, outcomes=OUTCOMES)
+    page = read_audit(principal.is_admin, principal.tenant)
+    return render_template("audit.html", entries=page.entries, next_before=page.next, filters=page.filters,
+                           outcomes=OUTCOMES, vias=VIAS)

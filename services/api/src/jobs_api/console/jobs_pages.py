@@ -14,6 +14,7 @@ from jobs_core.browse import JobFilter
 from jobs_core.config import Role
 from jobs_core.errors import ResultExpired
 from jobs_core.model import Job, JobStatus, is_job_id
+from jobs_core.webhook_view import pending_for_job
 from werkzeug.wrappers import Response as BaseResponse
 
 from jobs_api import openapi
@@ -31,6 +32,8 @@ FILTER_FIELDS = ("status", "task", "queue", "tenant", "from", "to", "param", "va
 _PARAM_PATH = re.compile(r"^[A-Za-z0-9_\-]{1,64}(\.[A-Za-z0-9_\-]{1,64}){0,7}$")
 _NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,200}$")
 _MAX_CURSOR = 32
+#: Attempt outcomes that were terminal transitions (each may have written webhook events).
+TERMINAL_OUTCOMES = ("succeeded", "failed", "cancelled")
 
 
 def _when(name: str, errors: list[dict[str, str]]) -> datetime | None:
@@ -154,9 +157,19 @@ def job(job_id: str) -> str:
     """One job: state, live progress, params, result, error with traceback, actions, copy-as-command."""
     found = _job(job_id)
     params_text, params_cut = _pretty(found.params)
+    attempts = state().store.attempt_log(found.id)
     return render_template("job.html", job=found, params_text=params_text, params_cut=params_cut,
-                           result=_result_preview(found), commands=_copy_commands(found),
-                           attempts=state().store.attempt_log(found.id))
+                           result=_result_preview(found), commands=_copy_commands(found), attempts=attempts,
+                           webhook=job_body(found).get("webhook"), owed=_owed_webhooks(found, attempts))
+
+
+def _owed_webhooks(job: Job, attempts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The job's webhook events not delivered yet (new or retrying: failed attempts, next attempt), found
+    near its terminal transitions (when it finished, and when earlier attempts ended so)."""
+    ends = [int(a["end"]) for a in attempts if a.get("outcome") in TERMINAL_OUTCOMES and a.get("end")]
+    if job.finished_at is not None:
+        ends.append(int(job.finished_at.timestamp() * 1000))
+    return [d.to_dict() for d in pending_for_job(state().store, job.id, ends)] if ends else []
 
 
 @bp.get("/jobs/<job_id>/state")

@@ -54,10 +54,18 @@ local function push_waiting(q, priority, entry, front)
   local len = redis.call(front and 'LPUSH' or 'RPUSH', list, entry)
   if not paused and len == 1 then wake(q) end
 end
--- jobs waiting to run in a queue, paused or not, and scheduled (backpressure counts them all)
+-- jobs waiting to run in a queue, paused or not, and scheduled (backpressure counts them all). Most
+-- queues use the default priority only and are not paused: one EXISTS over the 19 other lists (an empty
+-- list is no key) tells so, and then 3 commands count exactly what 21 did; otherwise each list is counted.
 local function pending_in(q)
-  local n = redis.call('ZCARD', q.delayed)
-  for p = 0, 9 do n = n + redis.call('LLEN', q.waiting[p]) + redis.call('LLEN', q.paused[p]) end
+  local n = redis.call('ZCARD', q.delayed) + redis.call('LLEN', q.waiting[5])
+  local others = {}
+  for p = 0, 9 do
+    if p ~= 5 then others[#others + 1] = q.waiting[p] end
+    others[#others + 1] = q.paused[p]
+  end
+  if redis.call('EXISTS', unpack(others)) == 0 then return n end
+  for _, list in ipairs(others) do n = n + redis.call('LLEN', list) end
   return n
 end
 -- per-minute history counters, read by GET /queues and the console: ONE field per finish, whose name
