@@ -364,6 +364,7 @@ def test_tenant_isolation(workdir: Path) -> None:
                 or held.json().get("tenant") != "beta":
             leaks.append(f"B's held submission saw A's job: {held}")
         probes += _role_and_queue_probes(stack, jobs, leaks)
+        a.close()  # idle while B's held submission waited: gunicorn may have closed its keep-alive; reconnect
         assert a.request("PUT", "/webhooks/subscription", {"url": "https://alpha.example/subscribed"}).status == 201
         probes += _console_and_event_probes(stack, jobs, leaks)
         probes += _mixed_entry_probes(stack, leaks)
