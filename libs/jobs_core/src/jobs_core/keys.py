@@ -118,12 +118,17 @@ class Keys:
 
     @property
     def inflight(self) -> str:
-        """List of ids taken by workers and not yet finished; KEDA counts it as running work."""
+        """List of ids taken by workers of before the leases zset recorded running jobs (BLMOVE era).
+
+        Nothing writes it any more; the reaper still recovers entries an old worker left there during a
+        rolling upgrade. Running jobs are :attr:`leases` (KEDA counts that zset).
+        """
         return namespace(self.prefix, self.queue_name, "inflight")
 
     @property
     def leases(self) -> str:
-        """Zset id -> lease deadline (ms since epoch, Redis clock); the reaper hands back expired ones."""
+        """Zset id -> lease deadline (ms since epoch, Redis clock) of every running job: the record of running
+        work (GET /queues' ``running``, KEDA's running trigger); the reaper hands back expired ones."""
         return namespace(self.prefix, self.queue_name, "leases")
 
     @property
