@@ -80,22 +80,15 @@ class Delivery:
         return self.finish_and_claim(worker_id, (), count)[1]
 
     def leased_to(self, worker_id: str) -> list[tuple[str, int]]:
-        """``(id, attempt)`` of every job Redis says ``worker_id`` is running (one pass over in-flight).
+        """``(id, attempt)`` of every job Redis says ``worker_id`` is running (one pass over the leases).
 
         For a worker that lost its connection: a claim whose reply was lost with it leased jobs to the
         worker that it never heard of.
         """
-        ids = []
         pipe = self.redis.pipeline(transaction=False)
         for k in self._queue_keys():
-            pipe.lrange(k.inflight, 0, -1)
-        for raw in (r for rows in pipe.execute() for r in cast(list[bytes], rows)):
-            try:
-                job_id = loads(raw)
-            except ValueError:
-                continue
-            if isinstance(job_id, str):
-                ids.append(job_id)
+            pipe.zrange(k.leases, 0, -1)
+        ids = [text(raw) for rows in pipe.execute() for raw in cast(list[bytes], rows)]
         pipe = self.redis.pipeline(transaction=False)
         for job_id in ids:
             pipe.hmget(self.keys.job(job_id), "status", "worker", "attempts")

@@ -17,7 +17,8 @@ HOTQUEUE_PREFIX = "hotqueue"
 MIN_PRIORITY, MAX_PRIORITY, DEFAULT_PRIORITY = 0, 9, 5  # re-exported by jobs_core.model
 #: Priorities from the highest (taken first) down.
 PRIORITIES_HIGH_FIRST: tuple[int, ...] = tuple(range(MAX_PRIORITY, MIN_PRIORITY - 1, -1))
-#: Entries the job event stream keeps (about: trimmed with ``MAXLEN ~``); see ``lua/includes/emit.lua``.
+#: Job events the job event stream keeps (about: trimmed with ``MAXLEN ~``, an entry of n events with
+#: ``MAXLEN ~ 10000 / n``); see ``lua/includes/emit.lua``.
 EVENT_STREAM_MAXLEN = 10_000
 #: Entries the audit log keeps (about: ``MAXLEN ~``); see ``lua/includes/audit.lua`` and ``jobs_core.audit``.
 AUDIT_STREAM_MAXLEN = 100_000
@@ -117,12 +118,17 @@ class Keys:
 
     @property
     def inflight(self) -> str:
-        """List of ids taken by workers and not yet finished; KEDA counts it as running work."""
+        """List of ids taken by workers of before the leases zset recorded running jobs (BLMOVE era).
+
+        Nothing writes it any more; the reaper still recovers entries an old worker left there during a
+        rolling upgrade. Running jobs are :attr:`leases` (KEDA counts that zset).
+        """
         return namespace(self.prefix, self.queue_name, "inflight")
 
     @property
     def leases(self) -> str:
-        """Zset id -> lease deadline (ms since epoch, Redis clock); the reaper hands back expired ones."""
+        """Zset id -> lease deadline (ms since epoch, Redis clock) of every running job: the record of running
+        work (GET /queues' ``running``, KEDA's running trigger); the reaper hands back expired ones."""
         return namespace(self.prefix, self.queue_name, "leases")
 
     @property
@@ -186,8 +192,9 @@ class Keys:
 
     @property
     def event_stream(self) -> str:
-        """Stream of job changes for ``GET /events`` (fields job, status, tenant, ...), capped at about
-        :data:`EVENT_STREAM_MAXLEN` entries. Scripts build it as the events channel prefix + ``stream``
+        """Stream of job changes for ``GET /events`` (one entry per script call: format in
+        :mod:`jobs_core.event_stream`), capped at about :data:`EVENT_STREAM_MAXLEN` events. Scripts build it
+        as the events channel prefix + ``stream``
         (a channel name is never a key, and no job id is ``stream``)."""
         return self.events_prefix + "stream"
 
