@@ -1,6 +1,7 @@
 --- @include "queues"
 --- @include "emit"
 --- @include "admit"
+--- @include "now"
 -- Create job records and queue them (or schedule them) for S submissions in one script call, each
 -- submission all or none and each with its own outcome: one submission's refusal (a cap, an
 -- Idempotency-Key conflict or replay, an invalid item) leaves the others as if it had not been sent. A
@@ -153,14 +154,17 @@ end
 if #unknown > 0 then redis.call('SADD', KEYS[4], unpack(unknown)) end
 local total = 0
 for _, sub in ipairs(admitted_subs) do total = total + sub.n end
-local seq = redis.call('INCRBY', KEYS[3], total) - total
+local seq = redis.call('INCRBY', KEYS[3], int_arg(total)) - total
 -- the 'queued' events first, written now as one stream entry (no one sees the order inside a script): its
 -- id is the Redis clock in ms, which then dates the jobs, instead of a TIME command per call
 local events = events_prefix_from_jobs(prefix)
 for _, sub in ipairs(admitted_subs) do
   for _, j in ipairs(sub.jobs) do emit(events, j.id, 'queued', sub.owner, j.q.name) end
 end
-local now = tonumber(string.match(emit_flush(), '^%d+'))
+-- numbers go to redis.call as strings formatted once (includes/now.lua: int_arg): now is the id's digits
+local now_s = string.match(emit_flush(), '^%d+')
+local now = tonumber(now_s)
+local PRIORITY = {[0] = '0', '1', '2', '3', '4', '5', '6', '7', '8', '9'} -- validated 0..9 above
 -- variadic writes, gathered in order: list/zset key -> arguments
 local order, argv = {}, {}
 local function gather(key, x, y)
@@ -179,24 +183,26 @@ for _, sub in ipairs(admitted_subs) do
   local out = {'ok', 0}
   for _, j in ipairs(sub.jobs) do
     seq = seq + 1
+    local seq_s = int_arg(seq)
     local fields = {'id', j.id, 'task', j.task, 'params', j.params, 'status', 'queued',
-      'attempts', 0, 'max_attempts', j.max_attempts, 'timeout', j.timeout, 'owner', sub.owner,
-      'created_at', now, 'seq', seq, 'queue', j.q.name, 'priority', j.priority}
-    local function put(field, value) fields[#fields + 1] = field; fields[#fields + 1] = value end
-    if sub.trace and sub.trace ~= '' then put('trace', sub.trace) end
-    if sub.callback and sub.callback ~= '' then put('callback', sub.callback) end
-    if sub.reply_to and sub.reply_to ~= '' then put('reply_to', sub.reply_to) end
-    if j.delay > 0 then put('run_at', now + j.delay) end
+      'attempts', '0', 'max_attempts', j.max_attempts, 'timeout', j.timeout, 'owner', sub.owner,
+      'created_at', now_s, 'seq', seq_s, 'queue', j.q.name, 'priority', PRIORITY[j.priority]}
+    local nf = #fields
+    if sub.trace ~= '' then fields[nf + 1], fields[nf + 2], nf = 'trace', sub.trace, nf + 2 end
+    if sub.callback ~= '' then fields[nf + 1], fields[nf + 2], nf = 'callback', sub.callback, nf + 2 end
+    if sub.reply_to ~= '' then fields[nf + 1], fields[nf + 2], nf = 'reply_to', sub.reply_to, nf + 2 end
+    local run_at = j.delay > 0 and int_arg(now + j.delay)
+    if run_at then fields[nf + 1], fields[nf + 2] = 'run_at', run_at end
     redis.call('HSET', prefix .. j.id, unpack(fields))
-    if j.delay > 0 then
-      gather(j.q.delayed, now + j.delay, j.id)
+    if run_at then
+      gather(j.q.delayed, run_at, j.id)
     else
       local list = j.q.is_paused and j.q.paused[j.priority] or j.q.waiting[j.priority]
       lists[list] = j.q
       gather(list, '"' .. j.id .. '"')
     end
-    gather(KEYS[1], seq, j.id)
-    gather(sub.owner_index, seq, j.id)
+    gather(KEYS[1], seq_s, j.id)
+    gather(sub.owner_index, seq_s, j.id)
     out[#out + 1] = seq
   end
   out[2] = now
@@ -223,5 +229,5 @@ for _, key in ipairs(order) do
     variadic('ZADD', key, argv[key])
   end
 end
-for _, owner in ipairs(owners) do redis.call('HINCRBY', KEYS[2], owner, pending_by_owner[owner]) end
+for _, owner in ipairs(owners) do redis.call('HINCRBY', KEYS[2], owner, int_arg(pending_by_owner[owner])) end
 return replies

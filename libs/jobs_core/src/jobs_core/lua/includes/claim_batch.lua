@@ -1,6 +1,7 @@
 --- @include "attempt_log"
 --- @include "emit"
 --- @include "tally"
+--- @include "now"
 -- claim_batch(): take up to `wanted` queued jobs for a worker (queued -> running) from its queues in strict
 -- order (the first queue with work first; within a queue the highest priority first, FIFO within a
 -- priority), after promoting due delayed jobs. A paused queue gives nothing; a capped queue gives at most
@@ -13,7 +14,7 @@
 -- queue's new leases are added in one ZADD before the next queue's cap check. Returns a flat list, 8 fields
 -- per claimed job: id, task, params, timeout, attempts, max_attempts, queue, owner (tenant).
 local function promote_due(q, prefix, now)
-  local due = redis.call('ZRANGEBYSCORE', q.delayed, '-inf', now, 'LIMIT', 0, 200)
+  local due = redis.call('ZRANGEBYSCORE', q.delayed, '-inf', now_arg(now), 'LIMIT', '0', '200')
   for _, id in ipairs(due) do
     redis.call('ZREM', q.delayed, id)
     local jk = prefix .. id
@@ -27,6 +28,8 @@ end
 local function claim_batch(c, queues, wanted, now)
   local out = {}
   local budget = wanted * 4 + 8 -- entries examined at most (stale ones are dropped, not counted as claims)
+  -- numbers passed to redis.call formatted once per call (includes/now.lua: int_arg)
+  local now_s, lease_until = now_arg(now), int_arg(now + c.lease_ms)
   local function offered(task) return c.offers == nil or c.offers[task] == true end
   -- claim one entry just popped from a waiting or parked list; true when it became this worker's job
   local function take(q, entry)
@@ -53,10 +56,10 @@ local function claim_batch(c, queues, wanted, now)
     -- the fields were read by the HMGET above: one HSET (attempt log included), and an HDEL only when a
     -- field is there to drop (a retried or handed-back job), a ZREM only when the queue has orphans at all
     local attempts = (tonumber(f[7]) or 0) + 1
-    redis.call('HSET', jk, 'status', 'running', 'worker', c.worker, 'started_at', now, 'queue', q.name,
-      'attempts', attempts, 'attempt_log', log_started(f[12], attempts, c.worker, now))
+    redis.call('HSET', jk, 'status', 'running', 'worker', c.worker, 'started_at', now_s, 'queue', q.name,
+      'attempts', int_arg(attempts), 'attempt_log', log_started(f[12], attempts, c.worker, now))
     local leases = q.lease_add -- the lease and the count right after the HSET: see decide()
-    leases[#leases + 1] = now + c.lease_ms
+    leases[#leases + 1] = lease_until
     leases[#leases + 1] = id
     tally_pending(c.tally, f[6], -1)
     if f[8] or f[9] or f[10] or f[11] then
@@ -92,11 +95,12 @@ local function claim_batch(c, queues, wanted, now)
   -- first non-empty list in one command (a LMOVE per entry plus one per empty list before); each entry is
   -- decided right here, in this script, so no in-flight copy is needed while it is
   local function drain_waiting(q, room)
-    local args = {#q.waiting_desc, unpack(q.waiting_desc)}
+    local args = {'10'} -- numkeys, then the waiting lists p9..p0
+    for p = 9, 0, -1 do args[#args + 1] = q.waiting[p] end
     local n = #args
     args[n + 1], args[n + 2] = 'LEFT', 'COUNT'
     while room > 0 and budget > 0 do
-      args[n + 3] = math.min(room, budget)
+      args[n + 3] = int_arg(math.min(room, budget))
       local got = redis.call('LMPOP', unpack(args))
       if not got then return room end
       for _, entry in ipairs(got[2]) do

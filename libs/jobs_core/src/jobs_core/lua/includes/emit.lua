@@ -29,13 +29,13 @@ local function emit_flush()
   if n == 0 then return nil end
   emit_n = 0
   if n == 1 then
-    return redis.call('XADD', emit_stream, 'MAXLEN', '~', 10000, '*', 'job', emit_id, 'status', emit_status,
+    return redis.call('XADD', emit_stream, 'MAXLEN', '~', '10000', '*', 'job', emit_id, 'status', emit_status,
       'tenant', emit_tenant, 'queue', emit_queue)
   end
   local all = {{emit_id, emit_status, emit_tenant, emit_queue}}
   for i = 1, n - 1 do all[i + 1] = emit_more[i] end
   emit_more = nil
-  return redis.call('XADD', emit_stream, 'MAXLEN', '~', math.max(1, math.floor(10000 / n)), '*',
+  return redis.call('XADD', emit_stream, 'MAXLEN', '~', string.format('%d', math.max(1, math.floor(10000 / n))), '*',
     'jobs', cjson.encode(all))
 end
 local function emit_buffered(events_prefix, id, status, tenant, queue)

@@ -2,6 +2,7 @@
 --- @include "emit"
 --- @include "release"
 --- @include "tally"
+--- @include "now"
 -- finish_one(): end a worker's attempt; used by FINISH_CLAIM. c = {job, result, failed, pending,
 -- history_ttl, tally (includes/tally.lua: the pending and history counts, the subscription cache)}; the
 -- lease is not removed here: its id joins q.lease_rem, which the caller removes in one ZREM per queue
@@ -19,6 +20,7 @@ local function finish_one(c, queues, by_name, a, now)
   local id = a.id
   local outcome = a.outcome
   local entry = '"' .. id .. '"'
+  local now_s = now_arg(now) -- formatted once per call (includes/now.lua)
   -- one HSET per finish: the attempt log's end goes with the status change
   local set = {}
   local function put(field, value) set[#set + 1] = field; set[#set + 1] = value end
@@ -32,7 +34,7 @@ local function finish_one(c, queues, by_name, a, now)
   local status
   if outcome == 'succeeded' then
     status = 'succeeded'
-    put('status', status); put('finished_at', now); put('progress', 1); put('result_type', a.media)
+    put('status', status); put('finished_at', now_s); put('progress', '1'); put('result_type', a.media)
     redis.call('HSET', c.job, unpack(set))
     -- read above, so that the common case (neither set) costs no command
     if f[8] or f[9] then redis.call('HDEL', c.job, 'error', 'cancel_requested') end
@@ -40,28 +42,28 @@ local function finish_one(c, queues, by_name, a, now)
     redis.call('EXPIRE', c.job, a.record_ttl)
   elseif outcome == 'failed' or outcome == 'cancelled' then
     status = outcome
-    put('status', status); put('finished_at', now)
+    put('status', status); put('finished_at', now_s)
     if a.error ~= '' then put('error', a.error) end
     redis.call('HSET', c.job, unpack(set))
-    if outcome == 'failed' then redis.call('ZADD', c.failed, now, id) end
+    if outcome == 'failed' then redis.call('ZADD', c.failed, now_s, id) end
     redis.call('EXPIRE', c.job, a.record_ttl)
   else -- retry | handback
     status = 'queued'
     put('status', status)
     if outcome == 'retry' then
       if a.error ~= '' then put('error', a.error) end
-      if tonumber(a.delay_ms) > 0 then put('run_at', now + tonumber(a.delay_ms)) end
+      if tonumber(a.delay_ms) > 0 then put('run_at', int_arg(now + tonumber(a.delay_ms))) end
     end
     redis.call('HSET', c.job, unpack(set))
     redis.call('HDEL', c.job, 'worker', 'cancel_requested')
     tally_pending(c.tally, f[4], 1)
     if outcome == 'handback' then
-      redis.call('HINCRBY', c.job, 'attempts', -1)
+      redis.call('HINCRBY', c.job, 'attempts', '-1')
       push_waiting(q, priority_of(f[6]), entry, true)
     else
       local delay = tonumber(a.delay_ms)
       if delay > 0 then
-        redis.call('ZADD', q.delayed, now + delay, id)
+        redis.call('ZADD', q.delayed, int_arg(now + delay), id)
       else
         push_waiting(q, priority_of(f[6]), entry, false)
       end

@@ -15,8 +15,6 @@ local function queue_block(kbase, abase)
   q.orphans, q.dead, q.control = KEYS[kbase + 23], KEYS[kbase + 24], KEYS[kbase + 25]
   q.wake, q.parked = KEYS[kbase + 26], KEYS[kbase + 27]
   q.name, q.parked_prefix, q.history_prefix = ARGV[abase], ARGV[abase + 1], ARGV[abase + 2]
-  q.waiting_desc = {} -- p9..p0, as in KEYS
-  for i = 0, 9 do q.waiting_desc[i + 1] = KEYS[kbase + i] end
   return q
 end
 -- n queue blocks from KEYS[kbase] / ARGV[abase] on: a list in order, and a table by name

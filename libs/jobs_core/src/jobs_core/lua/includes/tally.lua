@@ -39,10 +39,11 @@ end
 local function tally_flush(t, pending_key)
   for _, tenant in ipairs(t.tenants) do
     local n = t.pending[tenant]
-    if n ~= 0 then redis.call('HINCRBY', pending_key, tenant, n) end
+    -- counts are integers: '%d' instead of Redis' "%.17g" of a Lua number (profile 18)
+    if n ~= 0 then redis.call('HINCRBY', pending_key, tenant, string.format('%d', n)) end
   end
   for _, h in ipairs(t.hfields) do
-    if redis.call('HINCRBY', h.key, h.field, h.n) == h.n then redis.call('EXPIRE', h.key, h.ttl) end
+    if redis.call('HINCRBY', h.key, h.field, string.format('%d', h.n)) == h.n then redis.call('EXPIRE', h.key, h.ttl) end
   end
   t.pending, t.tenants, t.history, t.hfields = {}, {}, {}, {}
 end
