@@ -76,10 +76,10 @@ def harness_commands(queue_len: Counted, all_done: Counted, per_poll: int = 1) -
 
 
 def drain(store: JobStore, jobs: int, workers: Procs) -> dict[str, Any]:
-    """Drain rate: our jobs leave ``inflight`` only in FINISH, when their result is stored."""
+    """Drain rate: our jobs leave the leases zset only in FINISH, when their result is stored."""
     r = store.redis
     queue_len = Counted(lambda: r.llen(store.keys.queue))
-    all_done = Counted(lambda: r.llen(store.keys.queue) == 0 and r.llen(store.keys.inflight) == 0)
+    all_done = Counted(lambda: r.llen(store.keys.queue) == 0 and r.zcard(store.keys.leases) == 0)
     result = measure_drain(queue_len, all_done, jobs)
     result["harness_round_trips"] = queue_len.calls + 2 * all_done.calls
     result["harness_commands"] = harness_commands(queue_len, all_done)
@@ -174,12 +174,13 @@ def history_cost(store: JobStore, jobs: int) -> dict[str, float]:
 
 
 def lib_round_trips(store: JobStore, count: int) -> dict[str, float]:
-    """Submit -> result (``wait_result``: pub/sub long-poll, the finish delivers record and result with the
-    notification), sequentially, on idle workers."""
+    """Submit -> result as a library user does it: ``enqueue(reply=True)`` + ``wait_result`` (the finish
+    publishes record and result to the thread's reply channel, subscribed once: no read after the submit),
+    sequentially, on idle workers."""
     samples = []
     for i in range(count + 5):
         t = time.perf_counter()
-        job, _ = store.enqueue("echo", {"i": i})
+        job, _ = store.enqueue("echo", {"i": i}, reply=True)
         done, result = store.wait_result(job.id, 10)  # the result comes with the end notification
         if i >= 5:  # the first few warm connections and code paths
             samples.append((time.perf_counter() - t) * 1000)
@@ -228,24 +229,30 @@ class Gunicorn:
         self.procs.stop()
 
 
-def http_round_trips(port: int, count: int) -> dict[str, float]:
-    """POST /jobs -> GET /jobs/<id>?wait=10 (long-poll) -> GET /jobs/<id>/result, one keep-alive connection."""
+def http_round_trips(port: int, count: int, prefer: bool = False) -> dict[str, float]:
+    """Submit -> result over HTTP on one keep-alive connection: the 3-request path (``POST /jobs`` ->
+    ``GET /jobs/<id>?wait=10`` long-poll -> ``GET /jobs/<id>/result``), or with ``prefer`` the one request
+    ``POST /jobs`` + ``Prefer: wait=10`` (answered 200 with the finished job and its JSON result inline)."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=15)
     auth = {"Authorization": f"Bearer {API_KEY}"}
     samples = []
     for i in range(count + 5):
         t = time.perf_counter()
         conn.request("POST", "/jobs", body=json.dumps({"task": "echo", "params": {"i": i}}),
-                     headers={**auth, "Content-Type": "application/json"})
+                     headers={**auth, "Content-Type": "application/json", **({"Prefer": "wait=10"} if prefer else {})})
         resp = conn.getresponse()
         job = json.loads(resp.read())
-        assert resp.status == 202, job
-        conn.request("GET", f"/jobs/{job['id']}?wait=10", headers=auth)
-        resp = conn.getresponse()
-        assert json.loads(resp.read())["status"] == "succeeded"
-        conn.request("GET", f"/jobs/{job['id']}/result", headers=auth)
-        resp = conn.getresponse()
-        assert json.loads(resp.read()) == {"i": i}
+        if prefer:
+            assert resp.status == 200 and resp.headers["Preference-Applied"] == "wait", job
+            assert job["status"] == "succeeded" and job["result"] == {"i": i}, job
+        else:
+            assert resp.status == 202, job
+            conn.request("GET", f"/jobs/{job['id']}?wait=10", headers=auth)
+            resp = conn.getresponse()
+            assert json.loads(resp.read())["status"] == "succeeded"
+            conn.request("GET", f"/jobs/{job['id']}/result", headers=auth)
+            resp = conn.getresponse()
+            assert json.loads(resp.read()) == {"i": i}
         if i >= 5:
             samples.append((time.perf_counter() - t) * 1000)
     conn.close()
@@ -285,7 +292,8 @@ def part_http(url: str, jobs: int, procs: int, concurrency: int, round_trips: in
             d = drain(store, jobs, workers)
             out["http_drain_rate"] = d["rate"]
             if round_trips:
-                out["http_round_trip_ms"] = http_round_trips(api.port, round_trips)
+                out["http_round_trip_ms"] = http_round_trips(api.port, round_trips)  # 3 requests
+                out["http_prefer_round_trip_ms"] = http_round_trips(api.port, round_trips, prefer=True)
         # Both servers up at once (the idle one costs nothing) and measured alternately, three times
         # each, so that a burst of other load on the machine hits both sides alike; medians reported.
         hello = Gunicorn(url, app="bench.hello_app:app")
@@ -421,7 +429,7 @@ def part_multi(url: str, jobs: int, procs: int, concurrency: int) -> dict[str, A
     def running() -> int:
         pipe = client.pipeline(transaction=False)
         for k in keys:
-            pipe.llen(k.inflight)
+            pipe.zcard(k.leases)
         return int(sum(pipe.execute()))
 
     with start_workers(url, procs, concurrency, JOBS_QUEUES=",".join(MULTI_QUEUES)) as workers:

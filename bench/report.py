@@ -68,7 +68,9 @@ def drain_rows(res: dict[str, Any]) -> list[list[str]]:
         "**Jobs API**, enqueue through `POST /jobs` (32 clients)",
         _f(http["http_enqueue"]["rps"]), _f(http.get("http_drain_rate")),
         _f(http["http_drain_rate"] / bare * 100) + "%" if bare and http.get("http_drain_rate") else "-",
-        _rt(http.get("http_round_trip_ms")) + " (HTTP)", "-",
+        _rt(http.get("http_round_trip_ms")) + " (HTTP: POST, GET ?wait, GET result)"
+        + (f"; {_rt(http['http_prefer_round_trip_ms'])} (HTTP: one POST with Prefer: wait)"
+           if http.get("http_prefer_round_trip_ms") else ""), "-",
     ]]
     for name, p in peers.items():
         rows.append([
@@ -160,8 +162,13 @@ def targets(res: dict[str, Any]) -> list[tuple[str, str, bool]]:
         out.append(("2. POST /jobs/batch >= 20,000 jobs/s accepted",
                     f"{b['jobs_per_s']:,.0f} jobs/s ({b['batch']} jobs per request, {b['clients']} clients)",
                     b["jobs_per_s"] >= 20_000))
-    for label, rt, p50, p99 in (("library", ours.get("round_trip_ms"), 1.0, 5.0),
-                                ("HTTP", http.get("http_round_trip_ms"), 2.0, 10.0)):
+    # HTTP: the best documented path, named (POST /jobs with Prefer: wait, else the 3-request long-poll path)
+    http_rt, http_label = http.get("http_round_trip_ms"), "HTTP: POST, GET ?wait, GET result"
+    prefer_rt = http.get("http_prefer_round_trip_ms")
+    if prefer_rt and (not http_rt or prefer_rt["p50"] <= http_rt["p50"]):
+        http_rt, http_label = prefer_rt, "HTTP: one POST /jobs with Prefer: wait"
+    for label, rt, p50, p99 in (("library: enqueue(reply=True) + wait_result", ours.get("round_trip_ms"), 1.0, 5.0),
+                                (http_label, http_rt, 2.0, 10.0)):
         if rt:
             out.append((f"3. round trip p50 <= {p50:g} ms ({label})", f"{rt['p50']:.2f} ms", rt["p50"] <= p50))
             out.append((f"3. round trip p99 <= {p99:g} ms ({label})", f"{rt['p99']:.2f} ms", rt["p99"] <= p99))

@@ -73,6 +73,7 @@ BAD: dict[str, dict[str, str]] = {
     "JOBS_API_KEYS": {"JOBS_API_KEYS": "no-colon-here"},
     "JOBS_API_KEYS_FILE": {"JOBS_API_KEYS_FILE": "/nonexistent/api-keys"},
     "JOBS_MAX_BODY_BYTES": {"JOBS_MAX_BODY_BYTES": "1MB"},
+    "JOBS_PREFER_WAIT_MAX_SECONDS": {"JOBS_PREFER_WAIT_MAX_SECONDS": "601"},
     "JOBS_MAX_PENDING": {"JOBS_MAX_PENDING": "0"},
     "JOBS_MAX_PENDING_PER_TENANT": {"JOBS_MAX_PENDING_PER_TENANT": "-1"},
     "PROMETHEUS_MULTIPROC_DIR": {"PROMETHEUS_MULTIPROC_DIR": "/dev/null/metrics"},

@@ -358,3 +358,17 @@ def test_readme_cli_wait_example_shows_progress(stack: ApiStack) -> None:
     # machine, where the job takes ~1 s and the bar refreshes twice a second; more under load)
     assert shown - {"0.0", "100.0"}, screen[-2000:]
     assert "100.0% succeeded" in screen, screen[-2000:]
+
+
+def test_submit_with_wait_returns_the_finished_job_in_one_request(stack: ApiStack, client: JobsClient) -> None:
+    """``JobsClient.submit(wait=)`` sends ``Prefer: wait``: a short job comes back finished, its JSON result
+    inline; the CLI's ``submit --wait`` prints the same result from it (responses checked against the contract)."""
+    job = client.submit("echo", {"n": 5}, wait=10)
+    assert job["status"] == "succeeded" and job["result"] == {"n": 5}
+    assert client.result_json(job["id"]) == {"n": 5}
+    queued = client.submit("sleep", {"seconds": 30}, wait=1)  # the wait passes first: as without it
+    assert queued["status"] in ("queued", "running") and "result" not in queued
+    client.cancel(queued["id"])
+    out = jobs(stack, "submit", "echo", "a=7", "--wait", "--json")
+    assert out.returncode == 0 and json.loads(out.stdout)["status"] == "succeeded", out.stderr
+    assert "result" not in json.loads(out.stdout)  # the job as GET /jobs/<id> shows it

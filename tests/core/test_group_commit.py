@@ -146,7 +146,7 @@ def test_an_invalid_submission_is_refused_alone_and_writes_nothing(private_redis
         return [job_id, "t", "{}", 3, 60.0, delay, queue_number, priority]
 
     def header(n: int) -> list[Any]:
-        return [0, 0, "0", "", n, "", ""]
+        return [0, 0, "0", "", n, "", "", ""]  # ... traceparent, callback, reply_to
 
     # ids must look like job ids only to the API; the script takes them as they come
     replies = _script_call(admin, store, [
@@ -184,7 +184,7 @@ def test_a_resent_group_is_answered_as_its_first_run_and_stores_nothing_twice(pr
 
     def part(owner: str, owner_cap: int, *ids: str) -> tuple[str, list[Any]]:
         jobs = [a for i in ids for a in (i, "t", "{}", 3, 60.0, 0, 1, 5)]
-        return owner, [0, owner_cap, "0", "", len(ids), "", "", *jobs]
+        return owner, [0, owner_cap, "0", "", len(ids), "", "", "", *jobs]
 
     call = [part("a", 0, "r-1", "r-2"), part("b", 1, "r-3", "r-4"), part("a", 0, "r-5")]
     first = _script_call(admin, store, call, ["g"])

@@ -136,13 +136,13 @@ def pool_queues(env: dict[str, object]) -> list[str]:
 
 
 def expected_lists(env: dict[str, object]) -> list[str]:
-    """Every list KEDA must count for a worker with this environment: each waiting list (every priority)
-    and the in-flight list of each of its queues, named by jobs_core.keys.Keys."""
+    """Every key KEDA must count for a worker with this environment: each waiting list (every priority)
+    and the leases zset (running jobs) of each of its queues, named by jobs_core.keys.Keys."""
     prefix = str(env.get("JOBS_KEY_PREFIX", Settings.key_prefix))
     out: list[str] = []
     for queue in pool_queues(env):
         keys = Keys(prefix, queue)
-        out += [*keys.waiting_lists, keys.inflight]
+        out += [*keys.waiting_lists, keys.leases]
     return out
 
 
@@ -177,17 +177,17 @@ def _pool_violations(workload: Obj, scaled: Obj, objects: list[Obj]) -> list[str
     lists = sorted(t["metadata"]["listName"] for t in spec["triggers"] if t["type"] == kind)
     wanted = sorted(expected_lists(env))
     if lists != wanted:
-        out.append(f"redis trigger lists {lists} are not the pool's waiting + in-flight lists {wanted}")
+        out.append(f"redis trigger lists {lists} are not the pool's waiting lists + leases zsets {wanted}")
     concurrency = str(env.get("JOBS_CONCURRENCY", Settings.concurrency))
-    inflight = {Keys(str(env.get("JOBS_KEY_PREFIX", Settings.key_prefix)), q).inflight for q in pool_queues(env)}
+    running = {Keys(str(env.get("JOBS_KEY_PREFIX", Settings.key_prefix)), q).leases for q in pool_queues(env)}
     if scaled["kind"] == "ScaledObject":
         modifiers = spec.get("advanced", {}).get("scalingModifiers", {})
         formula = modifiers.get("formula", "")
         terms = [t.strip() for t in formula.split("+")]
         if sorted(terms) != sorted(map(str, triggers)):
             out.append(f"formula {formula!r} must add up exactly the triggers {sorted(map(str, triggers))}")
-        if not inflight <= {t["metadata"]["listName"] for n, t in triggers.items() if n in terms}:
-            out.append("the in-flight lists must count in the formula (scale-in never treats running work as idle)")
+        if not running <= {t["metadata"]["listName"] for n, t in triggers.items() if n in terms}:
+            out.append("the leases zsets must count in the formula (scale-in never treats running work as idle)")
         if modifiers.get("target") != concurrency:
             out.append(f"scalingModifiers.target {modifiers.get('target')!r} != JOBS_CONCURRENCY {concurrency}")
     else:
@@ -248,7 +248,7 @@ def _with_autoscaling(all_sources: dict[str, list[Obj]]) -> list[str]:
 
 
 def test_keda_watches_the_lists_the_code_uses(all_sources: dict[str, list[Obj]]) -> None:
-    """Per pool: the triggers are exactly the waiting lists (every priority) and in-flight lists of the
+    """Per pool: the triggers are exactly the waiting lists (every priority) and leases zsets of the
     pool's queues as jobs_core.keys.Keys names them (DESIGN-queues.md), summed."""
     sources = _with_autoscaling(all_sources)
     assert {"helm:defaults", "helm:prod-sizing", "helm:pools", "kustomize:dev", "kustomize:prod",
@@ -261,9 +261,49 @@ def test_keda_follows_a_custom_queue_and_prefix(rendered: dict[str, list[Obj]]) 
     scaled = one(rendered["prod-sizing"], "ScaledObject")  # queue emails, prefix acme, concurrency 4
     keys = Keys("acme", "emails")
     assert sorted(t["metadata"]["listName"] for t in scaled["spec"]["triggers"]) == sorted(
-        [*keys.waiting_lists, keys.inflight])
+        [*keys.waiting_lists, keys.leases])
     assert len(scaled["spec"]["triggers"]) == 11  # 10 priorities + running
     assert scaled["spec"]["advanced"]["scalingModifiers"]["target"] == "4"
+
+
+def test_running_trigger_is_the_leases_zset_and_counts_running_jobs(
+    all_sources: dict[str, list[Obj]], settings: Settings
+) -> None:
+    """Every pool's running triggers name its queues' leases zsets (one member per running job: the record
+    of running work since no claim writes the in-flight list), every ScaledObject / ScaledJob still
+    validates against KEDA's CRD schema in the repo, and what KEDA's redis scaler reads from the key
+    (TYPE, then that type's length command: ZCARD for a zset) is the number of running jobs."""
+    from jobs_core.delivery import Finish
+    from jobs_core.model import Result
+    from jobs_core.store import JobStore
+
+    from deploy.test_deploy_schemas import K8S_VERSIONS, validate_object
+
+    checked = 0
+    for source, objects in all_sources.items():
+        for workload, scaled in pool_scalers(objects):
+            container = next(c for c in pod_spec(workload)["containers"] if c["name"] == "worker")  # type: ignore[index]
+            env = env_of(container, objects)
+            prefix = str(env.get("JOBS_KEY_PREFIX", Settings.key_prefix))
+            running = [t["metadata"]["listName"] for t in scaled["spec"]["triggers"] if t["name"].endswith("_running")]
+            assert running == [Keys(prefix, q).leases for q in pool_queues(env)], source
+            assert validate_object(scaled, K8S_VERSIONS[0]) == [], source
+            checked += 1
+    assert checked >= 6
+    store = JobStore.from_settings(settings)
+    r = store.redis
+    lengths = {"zset": r.zcard, "list": r.llen, "set": r.scard, "hash": r.hlen, "none": r.llen}
+
+    def keda_reads(key: str) -> int:
+        return int(lengths[r.type(key).decode()](key))
+
+    assert keda_reads(store.keys.leases) == 0
+    ids = [store.enqueue("echo", {"i": i})[0].id for i in range(3)]
+    claimed = store.claim("w", 2)
+    assert keda_reads(store.keys.leases) == 2 and r.type(store.keys.leases) == b"zset"
+    store.finish_and_claim("w", [Finish(claimed[0].id, 1, "succeeded", Result(b"1", "application/json"))], 1)
+    assert keda_reads(store.keys.leases) == 2  # one ended, the third began
+    assert {m.decode() for m in r.zrange(store.keys.leases, 0, -1)} == {claimed[1].id, ids[2]}
 
 
 def test_each_pool_scales_on_its_own_queues_only(rendered: dict[str, list[Obj]]) -> None:
@@ -271,8 +311,8 @@ def test_each_pool_scales_on_its_own_queues_only(rendered: dict[str, list[Obj]])
     by_pool = {w["metadata"]["labels"]["jobs-api/pool"]: (w, s) for w, s in pool_scalers(objects)}
     assert set(by_pool) == {"default", "gpu", "render"}
     lists = {name: {t["metadata"]["listName"] for t in s["spec"]["triggers"]} for name, (_, s) in by_pool.items()}
-    assert lists["gpu"] == {*Keys("jobs", "gpu").waiting_lists, Keys("jobs", "gpu").inflight}
-    assert lists["default"] == {*Keys("jobs", "jobs").waiting_lists, Keys("jobs", "jobs").inflight}
+    assert lists["gpu"] == {*Keys("jobs", "gpu").waiting_lists, Keys("jobs", "gpu").leases}
+    assert lists["default"] == {*Keys("jobs", "jobs").waiting_lists, Keys("jobs", "jobs").leases}
     assert len(lists["render"]) == 22  # two queues
     assert not lists["gpu"] & lists["default"] and not lists["render"] & (lists["gpu"] | lists["default"])
     # nothing counts delayed or paused jobs
@@ -291,9 +331,9 @@ def test_keda_contract_catches_drift(rendered: dict[str, list[Obj]], breakage: s
     objects = copy.deepcopy(rendered["defaults"])
     assert keda_violations(objects) == []
     spec = one(objects, "ScaledObject")["spec"]
-    running = next(t for t in spec["triggers"] if t["metadata"]["listName"].endswith(":inflight"))
+    running = next(t for t in spec["triggers"] if t["metadata"]["listName"].endswith(":leases"))
     if breakage == "wrong-list":
-        running["metadata"]["listName"] = "jobs:inflight"
+        running["metadata"]["listName"] = "jobs:jobs:inflight"  # the list of before: nothing writes it
     elif breakage == "stale-queue":
         one(objects, "ConfigMap", "config")["data"]["JOBS_QUEUE"] = "emails"
     elif breakage == "no-running-trigger":

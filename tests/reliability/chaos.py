@@ -40,10 +40,10 @@ def two_queue_job(n: int) -> dict[str, object]:
 def jobs_held_by(stack: Stack, pid: int) -> list[str]:
     """Ids of jobs Redis says the worker with this pid is running (read right after it was stopped)."""
     client = stack.client()
-    entries = [e for q in stack.queues for e in client.lrange(f"{stack.namespace}:{q}:inflight", 0, -1)]
+    entries = [e for q in stack.queues for e in client.zrange(f"{stack.namespace}:{q}:leases", 0, -1)]
     held = []
     for raw in entries:
-        job_id = raw.decode().strip('"')
+        job_id = raw.decode()
         status, worker = client.hmget(f"{stack.namespace}:job:{job_id}", "status", "worker")
         if status == b"running" and worker and worker.decode().split(":")[1] == str(pid):
             held.append(job_id)

@@ -83,6 +83,13 @@ def _cases(job: str, queue: str, admin_key: str) -> list[tuple[str, str, str, An
     for ctype in ("text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", ""):
         headers = {"Content-Type": ctype} if ctype else {}
         cases.append((f"content type {ctype or 'none'}", "POST", "/jobs", valid, headers, {415}))
+    # Prefer: wait never changes how a bad submission is judged (422 at once, nothing stored, never held);
+    # its own bad values are ignored (RFC 7240), so only an invalid body is a case here
+    invalid = json.dumps({"task": "sleep", "params": {"seconds": "x"}}).encode()
+    for prefer in ("wait=10", "wait=-1", "wait=abc", "wait=" + "9" * 40, "wait=1e400", "respond-async, wait=5",
+                   ";;=,"):
+        cases.append((f"Prefer {prefer[:16]!r} on a bad body", "POST", "/jobs", invalid,
+                      {"Content-Type": j, "Prefer": prefer}, {422}))
     for key in ("", "\x01\x02", "k" * 257, "a b", "é"):
         cases.append((f"Idempotency-Key {key[:10]!r}", "POST", "/jobs", valid,
                       {"Content-Type": j, "Idempotency-Key": key}, {400}))

@@ -309,6 +309,14 @@ def test_tenant_isolation(workdir: Path) -> None:
         probes += 1
         if theirs.status != 202 or theirs.json()["id"] == jobs["idempotent"]:
             leaks.append(f"B's Idempotency-Key collided with A's: {theirs}")
+        # a held submission (Prefer: wait, answered from the API thread's reply channel) with A's batch key:
+        # B's own job comes back (finished or not), never A's job nor its result
+        held = b.request("POST", "/jobs", {"task": "echo", "params": {"b": 3}},
+                         headers={"Idempotency-Key": "shared-batch", "Prefer": "wait=5"})
+        probes += 1
+        if held.status not in (200, 202) or held.json()["id"] in jobs.values() or b"a-batch" in held.body \
+                or held.json().get("tenant") != "beta":
+            leaks.append(f"B's held submission saw A's job: {held}")
         probes += _role_and_queue_probes(stack, jobs, leaks)
         assert a.request("PUT", "/webhooks/subscription", {"url": "https://alpha.example/subscribed"}).status == 201
         probes += _console_and_event_probes(stack, jobs, leaks)

@@ -259,10 +259,10 @@ Worker pools, each completed from the worker.* and autoscaling.* values it leave
 {{- end }}
 
 {{/*
-Names of every waiting list and the in-flight list of a pool's queues, as jobs_core.keys.Keys computes
+Names of every waiting list and the leases zset of a pool's queues, as jobs_core.keys.Keys computes
 them (DESIGN-queues.md): per queue q, `hotqueue:q` for the default priority 5 and `hotqueue:q:p<p>` for
-the others, highest priority first, then `<prefix>:q:inflight`. Delayed and paused jobs are elsewhere, so
-KEDA never counts them. Call with (dict "ctx" $ "pool" $p); returns a YAML list of [trigger name, list].
+the others, highest priority first, then `<prefix>:q:leases` (one member per running job: KEDA's redis
+scaler runs TYPE, then LLEN / ZCARD). Delayed and paused jobs are elsewhere, so KEDA never counts them. Call with (dict "ctx" $ "pool" $p); returns a YAML list of [trigger name, list].
 */}}
 {{- define "jobs-api.poolLists" -}}
 {{- $queues := .pool.queues | default (list .ctx.Values.config.queue) }}
@@ -272,7 +272,7 @@ KEDA never counts them. Call with (dict "ctx" $ "pool" $p); returns a YAML list 
 {{- $list := ternary (printf "hotqueue:%s" $q) (printf "hotqueue:%s:p%d" $q $priority) (eq $priority 5) }}
 {{- $out = append $out (list (printf "q%d_waiting_p%d" $i $priority) $list) }}
 {{- end }}
-{{- $out = append $out (list (printf "q%d_running" $i) (printf "%s:%s:inflight" $.ctx.Values.config.keyPrefix $q)) }}
+{{- $out = append $out (list (printf "q%d_running" $i) (printf "%s:%s:leases" $.ctx.Values.config.keyPrefix $q)) }}
 {{- end }}
 {{- toYaml $out }}
 {{- end }}
@@ -419,7 +419,7 @@ tolerations:
 {{- end }}
 
 {{/*
-KEDA redis triggers of a pool: one per waiting list and in-flight list of its queues.
+KEDA redis triggers of a pool: one per waiting list and leases zset (running jobs) of its queues.
 Call with (dict "ctx" $ "pool" $p).
 */}}
 {{- define "jobs-api.poolTriggers" -}}

@@ -114,6 +114,11 @@ def _summary(job: dict[str, Any]) -> str:
     return text
 
 
+#: How long ``jobs submit --wait`` lets the server hold the submission (Prefer: wait) before it shows the
+#: progress bar: most short jobs then take one request.
+SUBMIT_HOLD_SECONDS = 2.0
+
+
 def _wait(client: JobsClient, job_id: str, timeout: float | None, quiet: bool) -> dict[str, Any]:
     bar = None if quiet else ProgressBar(sys.stderr)
     try:
@@ -232,6 +237,7 @@ def cmd_submit(client: JobsClient, args: argparse.Namespace) -> int:
     if not args.task:
         raise UsageError("give a TASK (jobs submit TASK key=value ...) or --file jobs.jsonl")
     params = parse_params(args.params, args.params_json)
+    started = time.monotonic()
     job = client.submit(
         args.task,
         params,
@@ -241,7 +247,11 @@ def cmd_submit(client: JobsClient, args: argparse.Namespace) -> int:
         priority=args.priority,
         idempotency_key=args.idempotency_key or f"jobs-cli-{uuid.uuid4()}",  # retries stay one job
         callback_url=args.callback_url,
+        # --wait: a short job comes back finished from the submission itself (Prefer: wait); a longer one is
+        # followed with the progress bar after these first seconds
+        wait=min(SUBMIT_HOLD_SECONDS, args.wait_timeout or SUBMIT_HOLD_SECONDS) if args.wait else None,
     )
+    job.pop("result", None)  # the inline result of a held submission: the result is written from its bytes
     if not args.wait:
         if args.json:
             _print_json(job)
@@ -249,7 +259,9 @@ def cmd_submit(client: JobsClient, args: argparse.Namespace) -> int:
             print(job["id"])
         return EXIT_OK
     print(f"submitted {job['id']}", file=sys.stderr)
-    job = _wait(client, job["id"], args.wait_timeout, args.quiet)
+    if job["status"] not in TERMINAL_STATUSES:
+        left = None if args.wait_timeout is None else max(0.0, args.wait_timeout - (time.monotonic() - started))
+        job = _wait(client, job["id"], left, args.quiet)
     return _finish(client, job, args, show_result=True)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import builtins
 import json
+import math
 import os
 import re
 import time
@@ -206,11 +207,17 @@ class JobsClient:
         idempotency_key: str | None = None,
         callback_url: str | None = None,
         depends_on: Sequence[str | Mapping[str, str]] | None = None,
+        wait: float | None = None,
     ) -> dict[str, Any]:
         """Submit a job; returns it (status ``queued``). ``priority`` 0..9 (default 5): higher runs first.
         ``callback_url``: where a signed webhook is POSTed each time the job ends (see the README's Webhooks).
         ``depends_on``: job ids (or ``{"job", "on_failure"}``) it waits for (status ``waiting`` until the last
-        one ends; with ``delay``, it also runs no earlier than ``delay`` seconds from now)."""
+        one ends; with ``delay``, it also runs no earlier than ``delay`` seconds from now).
+
+        ``wait``: ask the server to hold the request up to that many seconds (whole seconds, rounded up;
+        ``Prefer: wait``) until the job ends: the job is then returned finished, with its result inline as
+        ``"result"`` when it succeeded with a JSON result — submit -> result in one request. When the wait
+        passes first (or the server cannot hold it) the job comes back as it is, as without ``wait``."""
         body: dict[str, Any] = {"task": task, "params": dict(params or {})}
         for name, value in (("max_attempts", max_attempts), ("timeout", timeout), ("delay", delay),
                             ("priority", priority), ("callback_url", callback_url),
@@ -218,8 +225,12 @@ class JobsClient:
                                                                           for d in depends_on])):
             if value is not None:
                 body[name] = value
-        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
-        job: dict[str, Any] = self._json("POST", "/jobs", body=body, headers=headers)
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        held = max(1, math.ceil(wait)) if wait else 0
+        if held:
+            headers["Prefer"] = f"wait={held}"
+        job: dict[str, Any] = self._json("POST", "/jobs", body=body, headers=headers or None,
+                                         timeout=self.timeout + held)
         return job
 
     def submit_many(

@@ -192,6 +192,8 @@ class Settings:
     max_body_bytes: int = 1024 * 1024
     max_pending: int = 100_000
     max_pending_per_tenant: int = 10_000
+    #: longest ``Prefer: wait=N`` POST /jobs honours (a larger N is cut to it; 0 = never wait), jobs_api.prefer
+    prefer_wait_max_seconds: int = 60
     # failed API-key authentication (console login and bearer keys), see jobs_api.ratelimit
     auth_failure_limit: int = 20  # failures per client address and per key prefix per window; 0 = no limit
     auth_failure_window_seconds: int = 300
@@ -299,6 +301,7 @@ class Settings:
             api_graceful_timeout=_int(env, "JOBS_API_GRACEFUL_TIMEOUT", cls.api_graceful_timeout, 0),
             api_keys=load_api_keys(env),
             max_body_bytes=_int(env, "JOBS_MAX_BODY_BYTES", cls.max_body_bytes, 1),
+            prefer_wait_max_seconds=_int(env, "JOBS_PREFER_WAIT_MAX_SECONDS", cls.prefer_wait_max_seconds, 0, 600),
             max_pending=_int(env, "JOBS_MAX_PENDING", cls.max_pending, 1),
             max_pending_per_tenant=_int(env, "JOBS_MAX_PENDING_PER_TENANT", cls.max_pending_per_tenant, 1),
             auth_failure_limit=_int(env, "JOBS_AUTH_FAILURE_LIMIT", cls.auth_failure_limit, 0, 1_000_000),

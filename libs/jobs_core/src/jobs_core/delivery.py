@@ -17,7 +17,7 @@ from redis.commands.core import Script
 from jobs_core.config import Settings
 from jobs_core.keys import Keys
 from jobs_core.model import JobError, Result
-from jobs_core.resend import LOST, resent, script_once, send_once
+from jobs_core.resend import LOST, NotSent, resent, script_once, send_once
 from jobs_core.serialization import dumps, loads
 
 
@@ -81,22 +81,15 @@ class Delivery:
         return self.finish_and_claim(worker_id, (), count)[1]
 
     def leased_to(self, worker_id: str) -> list[tuple[str, int]]:
-        """``(id, attempt)`` of every job Redis says ``worker_id`` is running (one pass over in-flight).
+        """``(id, attempt)`` of every job Redis says ``worker_id`` is running (one pass over the leases).
 
         For a worker that lost its connection: a claim whose reply was lost with it leased jobs to the
         worker that it never heard of.
         """
-        ids = []
         pipe = self.redis.pipeline(transaction=False)
         for k in self._queue_keys():
-            pipe.lrange(k.inflight, 0, -1)
-        for raw in (r for rows in pipe.execute() for r in cast(list[bytes], rows)):
-            try:
-                job_id = loads(raw)
-            except ValueError:
-                continue
-            if isinstance(job_id, str):
-                ids.append(job_id)
+            pipe.zrange(k.leases, 0, -1)
+        ids = [text(raw) for rows in pipe.execute() for raw in cast(list[bytes], rows)]
         pipe = self.redis.pipeline(transaction=False)
         for job_id in ids:
             pipe.hmget(self.keys.job(job_id), "status", "worker", "attempts")
@@ -233,6 +226,8 @@ class Delivery:
                 ("BLPOP", *(k.wake for k in self._queue_keys()), timeout),
                 ("EVALSHA", self._finish_claim.sha, len(keys), *keys, *args[:-1], f"{args[-1]}:1"),
             ])
+        except NotSent:
+            raise  # no connection: nothing was sent
         except LOST:
             # the claim may have run: the same claim again, numbered as a re-send (answered from the memo)
             return _claimed_jobs(self._finish_claim_sent(keys, args, first=2)[1])

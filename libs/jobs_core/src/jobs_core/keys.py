@@ -117,12 +117,17 @@ class Keys:
 
     @property
     def inflight(self) -> str:
-        """List of ids taken by workers and not yet finished; KEDA counts it as running work."""
+        """List of ids taken by workers of before the leases zset recorded running jobs (BLMOVE era).
+
+        Nothing writes it any more; the reaper still recovers entries an old worker left there during a
+        rolling upgrade. Running jobs are :attr:`leases` (KEDA counts that zset).
+        """
         return namespace(self.prefix, self.queue_name, "inflight")
 
     @property
     def leases(self) -> str:
-        """Zset id -> lease deadline (ms since epoch, Redis clock); the reaper hands back expired ones."""
+        """Zset id -> lease deadline (ms since epoch, Redis clock) of every running job: the record of running
+        work (GET /queues' ``running``, KEDA's running trigger); the reaper hands back expired ones."""
         return namespace(self.prefix, self.queue_name, "leases")
 
     @property
@@ -172,6 +177,12 @@ class Keys:
     def events(self, job_id: str) -> str:
         """Pub/sub channel told when a job changes state (long-poll waiters listen on it)."""
         return namespace(self.prefix, "events", job_id)
+
+    def reply_channel(self, token: str) -> str:
+        """A waiting thread's reply channel (``JobStore.reply_channel``): finishes of the jobs it submitted with
+        ``reply_to`` publish there. Under the events prefix (the finish checks it), and ``reply:<token>`` is
+        never a job id."""
+        return namespace(self.prefix, "events", "reply:" + token)
 
     @property
     def events_prefix(self) -> str:

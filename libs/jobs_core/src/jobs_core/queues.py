@@ -187,7 +187,7 @@ class QueueAdmin:
         for k in queues:
             for key in (*k.waiting_lists, *k.paused_lists):
                 pipe.llen(key)
-            pipe.llen(k.inflight)
+            pipe.zcard(k.leases)  # the record of running jobs (one lease each; KEDA counts it too)
             pipe.zcard(k.delayed)
             pipe.smembers(k.parked)
         raw = pipe.execute()

@@ -40,7 +40,6 @@ from jobs_core.model import (
     DEFAULT_PRIORITY,
     MAX_PRIORITY,
     MIN_PRIORITY,
-    TERMINAL_STATUSES,
     Job,
     JobStatus,
     Result,
@@ -51,9 +50,8 @@ from jobs_core.model import (
 )
 from jobs_core.queues import QueueAdmin, TaskStatus
 from jobs_core.schedule_store import ScheduleStore
-from jobs_core.serialization import dumps, loads
-
-JSON_MEDIA_TYPE = "application/json"
+from jobs_core.serialization import dumps
+from jobs_core.waiting import JSON_MEDIA_TYPE, Waiting
 
 
 def queue_entry(job_id: str) -> str:
@@ -61,43 +59,11 @@ def queue_entry(job_id: str) -> str:
     return f'"{job_id}"'
 
 
-#: What a job's event channel carries: its new status. Only these can end a wait.
-_TERMINAL_EVENTS = frozenset(s.value.encode() for s in TERMINAL_STATUSES)
-
-
-def _may_be_terminal(data: object) -> bool:
-    """Whether a message on a job's channel may announce its end (a waiter re-reads the record only
-    then: a 'running' or 'queued' event would cost a round trip for nothing)."""
-    return not isinstance(data, bytes) or data in _TERMINAL_EVENTS or data.split(b"\n", 1)[0] in _TERMINAL_EVENTS
-
-
-def _delivered(data: object) -> tuple[Job, Result | None] | None:
-    """The job (and result, when it succeeded) a worker's finish delivered with the notification:
-    ``<status>\\n<record as a JSON array of field, value>\\n<result bytes>`` (lua/includes/emit.lua); None for
-    a bare status (a cancel, the reaper, workers of before issue 16) or what cannot be read (then the
-    waiter reads the record itself)."""
-    if not isinstance(data, bytes):
-        return None
-    parts = data.split(b"\n", 2)
-    if len(parts) != 3 or parts[0] not in _TERMINAL_EVENTS:
-        return None
-    try:
-        flat = loads(parts[1])
-        job = Job.from_hash({str(flat[i]).encode(): str(flat[i + 1]).encode() for i in range(0, len(flat), 2)})
-    except (ValueError, TypeError, IndexError, KeyError):
-        return None
-    if not job.is_terminal:
-        return None
-    if job.status is not JobStatus.SUCCEEDED:
-        return job, None
-    return job, Result(data=parts[2], media_type=job.result_type or JSON_MEDIA_TYPE)
-
-
 class _Part(NamedTuple):
     """One submission's share of an ``ENQUEUE`` call (:meth:`JobStore._enqueue_call`)."""
 
     queues: list[str]  # the queues its jobs go to; a job's queue number is 1-based into this list
-    header: list[Any]  # owner, caps, idempotency flag and digest, job count, traceparent, callback
+    header: list[Any]  # owner, caps, idempotency flag and digest, job count, traceparent, callback, reply_to
     jobs: list[Any]  # 8 arguments per job
     owner_index: str
     idem_key: str
@@ -109,7 +75,7 @@ def request_digest(task: str, params: Mapping[str, Any], **options: Any) -> str:
     return hashlib.sha256(body).hexdigest()
 
 
-class JobStore(Delivery, Browse, BulkStore, QueueAdmin, ScheduleStore, FlowStore, AuditLog):
+class JobStore(Delivery, Waiting, Browse, BulkStore, QueueAdmin, ScheduleStore, FlowStore, AuditLog):
     """Job storage and queue operations on one Redis, for one namespace.
 
     Submissions go to the queue they name (default: ``settings.queue``); a worker's store claims from
@@ -140,7 +106,7 @@ class JobStore(Delivery, Browse, BulkStore, QueueAdmin, ScheduleStore, FlowStore
         self._schedule_scripts(acked)
         self._flow_scripts(acked)
         self._bulk_scripts()
-        # one pub/sub connection per thread, reused by every wait(): no connect + handshake per job
+        # one pub/sub connection per thread (and its reply channel), reused by every wait: jobs_core.waiting
         self._local = threading.local()
         self._task_cache: tuple[float, dict[str, TaskInfo]] = (float("-inf"), {})
         self._queue_blocks: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {}
@@ -170,6 +136,7 @@ class JobStore(Delivery, Browse, BulkStore, QueueAdmin, ScheduleStore, FlowStore
         max_pending: int | None = None,
         max_pending_per_tenant: int | None = None,
         callback_url: str | None = None,
+        reply: bool = False,
     ) -> tuple[Job, bool]:
         """Store a job and queue it in one atomic step; return ``(job, created)``.
 
@@ -178,8 +145,14 @@ class JobStore(Delivery, Browse, BulkStore, QueueAdmin, ScheduleStore, FlowStore
         is returned (the same key with a different request, ``callback_url`` included, is a conflict).
         ``callback_url`` (checked by the caller, :func:`jobs_core.webhooks.check_url`) gets a signed webhook
         when the job ends. Raises :class:`QueueFull` or :class:`IdempotencyConflict`.
+
+        ``reply=True`` when this thread will :meth:`wait` / :meth:`wait_result` for the job: it is stored with
+        the thread's reply channel (subscribed once per thread, before the job exists), so its end arrives
+        with no round trip but the submission's (see :mod:`jobs_core.waiting`). An idempotent repeat
+        (``created`` False) keeps the first submission's channel and is waited for on the job's own.
         """
         item = Submission(task, params, queue, priority, max_attempts, timeout, delay)
+        reply_to = self.reply_channel() if reply else None
         jobs, created = self._enqueue_items(
             [item], owner=owner, idempotency_key=idempotency_key, max_pending=max_pending,
             max_pending_per_tenant=max_pending_per_tenant,
@@ -189,7 +162,10 @@ class JobStore(Delivery, Browse, BulkStore, QueueAdmin, ScheduleStore, FlowStore
                                              **({"callback_url": callback_url} if callback_url else {})),
             idem_scope="",
             callback_url=callback_url,
+            reply_to=reply_to,
         )
+        if reply_to is not None and created:
+            self.expect_reply(jobs[0].id)
         return jobs[0], created
 
     def enqueue_many(
@@ -233,6 +209,7 @@ class JobStore(Delivery, Browse, BulkStore, QueueAdmin, ScheduleStore, FlowStore
         digest_of: Callable[[], str],
         idem_scope: str,
         callback_url: str | None = None,
+        reply_to: str | None = None,
     ) -> tuple[list[Job], bool]:
         s = self.settings
         queue_names = list(dict.fromkeys(i.queue or s.queue for i in items))
@@ -266,7 +243,7 @@ class JobStore(Delivery, Browse, BulkStore, QueueAdmin, ScheduleStore, FlowStore
                 traceparent = tracing.traceparent()
             header = [owner, max_pending or 0, max_pending_per_tenant or 0,
                       "1" if idempotency_key is not None else "0", digest, len(items), traceparent,
-                      callback_url or ""]
+                      callback_url or "", reply_to or ""]
             part = _Part(queue_names, header, job_args, self.keys.owner_index(owner), idem_key)
             reply = self._enqueue(part, weight=len(items), span=span)
         kind = text(reply[0])
@@ -432,87 +409,6 @@ class JobStore(Delivery, Browse, BulkStore, QueueAdmin, ScheduleStore, FlowStore
         """The keys of the queue a job is in (its queue never changes; jobs from before queues: the default)."""
         queue = self.redis.hget(self.keys.job(job_id), "queue")
         return self.keys.for_queue(text(queue) if queue else self.settings.queue)
-
-    def wait(self, job_id: str, timeout: float, owner: str | None = None) -> Job:
-        """Block until the job is terminal or ``timeout`` seconds pass; return it as it then is.
-
-        Listens on the job's event channel (no polling loop on Redis). The record is read only once Redis
-        has confirmed the subscription, so a change between the read and the wait cannot be missed (a
-        SUBSCRIBE merely sent may be processed after the read); while nothing arrives the record is read
-        again every second anyway (a message can be lost when the connection drops). A worker's finish
-        delivers the record (and result) with the notification when someone listens, so the end costs no
-        read here. The pub/sub connection is kept per thread and reused, so a wait costs no new connection.
-        """
-        return self._wait(job_id, timeout, owner)[0]
-
-    def wait_result(self, job_id: str, timeout: float, owner: str | None = None) -> tuple[Job, Result | None]:
-        """:meth:`wait`, and the job's result once it succeeded (None for any other status).
-
-        The library's submit -> result call: a result delivered with the end notification is used as it
-        came (no read at all); otherwise record and result are read in one round trip. Raises
-        :class:`ResultExpired` for a succeeded job whose result is gone, like :meth:`get_result`.
-        """
-        job, delivered = self._wait(job_id, timeout, owner)
-        if job.status is not JobStatus.SUCCEEDED:
-            return job, None
-        if delivered is not None:
-            return job, delivered
-        return job, self.get_result(job_id, owner)
-
-    def _wait(self, job_id: str, timeout: float, owner: str | None) -> tuple[Job, Result | None]:
-        """:meth:`wait`, with the result when it came with the notification (else None: not read)."""
-        if timeout <= 0:
-            return self.get(job_id, owner), None
-        if not is_job_id(job_id):
-            raise JobNotFound(job_id)
-        deadline = time.monotonic() + timeout
-        channel = self.keys.events(job_id)
-        wanted = channel.encode()
-        pubsub = self._pubsub()
-        clean = False
-        try:
-            pubsub.subscribe(channel)
-            while True:  # messages of channels an earlier wait on this connection left are skipped
-                remaining = deadline - time.monotonic()
-                message = pubsub.get_message(timeout=max(0.0, min(remaining, 1.0)))
-                if message is not None and message["type"] == "subscribe" and message["channel"] == wanted:
-                    break
-                if remaining <= 0:
-                    break
-            job, result = self.get(job_id, owner), None
-            while not job.is_terminal:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                message = pubsub.get_message(timeout=min(remaining, 1.0))
-                if message is not None and message["type"] == "message" and message["channel"] == wanted:
-                    delivered = _delivered(message["data"])
-                    if delivered is not None:
-                        job, result = delivered
-                        if owner is not None and job.owner != owner:
-                            raise JobNotFound(job_id)
-                        continue
-                if message is None or (message["type"] == "message" and message["channel"] == wanted
-                                       and _may_be_terminal(message["data"])):
-                    job = self.get(job_id, owner)
-            clean = True
-            return job, result
-        finally:
-            if clean:
-                try:
-                    pubsub.unsubscribe(channel)  # type: ignore[no-untyped-call]  # confirmation skipped later
-                except redis.RedisError:
-                    clean = False
-            if not clean:  # an error left the connection in an unknown state: start afresh next time
-                self._local.pubsub = None
-                pubsub.close()
-
-    def _pubsub(self) -> redis.client.PubSub:
-        pubsub = getattr(self._local, "pubsub", None)
-        if pubsub is None:
-            pubsub = self.redis.pubsub()  # type: ignore[no-untyped-call]
-            self._local.pubsub = pubsub
-        return cast(redis.client.PubSub, pubsub)
 
     def task_info(self, name: str, max_age: float = 2.0) -> TaskInfo | None:
         """One published task, from a catalogue cached up to ``max_age`` s (the submit hot path).

@@ -16,7 +16,7 @@ from jobs_core.errors import IdempotencyConflict, QueueFull
 from jobs_core.model import DEFAULT_PRIORITY, Job, JobStatus, Submission, is_job_id
 from jobs_core.serialization import EncodingError, dumps
 
-from jobs_api import openapi, openapi_batch
+from jobs_api import openapi, openapi_batch, prefer
 from jobs_api.auth import current_principal, current_tenant, forbidden, job_owner, protect, requires
 from jobs_api.lifecycle import SHUTTING_DOWN
 from jobs_api.metrics import SUBMISSIONS, UNKNOWN_TASK_LABEL
@@ -152,13 +152,37 @@ def _enqueued(tasks: Counter[str], call: Callable[[], tuple[_T, bool]]) -> tuple
 @bp.post("/jobs")
 @requires(Role.OPERATOR)
 def submit() -> Response:
-    """Validate, record and queue a job on its task's queue; ``202`` with ``Location``."""
+    """Validate, record and queue a job on its task's queue; ``202`` with ``Location``.
+
+    With ``Prefer: wait=N`` the request is held until the job ends (``200`` with the finished job, see
+    :mod:`jobs_api.prefer`) or N seconds pass (``202``), when a long-poll slot is free.
+    """
     body = read_json_body()
-    job, created = create_job(body, idempotency_key(), current_tenant())
-    headers = {"Location": f"/jobs/{job.id}"}
-    if not created:
-        headers["Idempotent-Replayed"] = "true"
-    return json_response(job_body(job), 202, headers)
+    key = idempotency_key()
+    wait = prefer.preferred_wait(state().settings.prefer_wait_max_seconds)
+    slots = held() if wait > 0 else None  # a held submission takes a long-poll slot, or is not held
+    if slots is not None and not slots.acquire(blocking=False):
+        slots = None
+    try:
+        job, created = create_job(body, key, current_tenant(), reply=slots is not None)
+        headers = {"Location": f"/jobs/{job.id}"}
+        if not created:
+            headers["Idempotent-Replayed"] = "true"
+        if slots is None:
+            return json_response(job_body(job), 202, headers)
+        try:
+            job, result = prefer.wait_for_end(state().store, job, wait)
+        except REDIS_UNAVAILABLE:  # the job is stored: say so (202), never an error a client would resubmit on
+            log.warning("Prefer: wait ended early: Redis unavailable", extra=job_fields(job))
+            result = None
+    finally:
+        if slots is not None:
+            slots.release()
+    headers.update(prefer.APPLIED)
+    status = 200 if job.is_terminal else 202
+    resp = Response(prefer.finished_body(job_body(job), job, result), status=status, mimetype="application/json")
+    resp.headers.update(headers)
+    return resp
 
 
 def _callback_url(body: Any, path: str = "/callback_url") -> str | None:
@@ -167,11 +191,12 @@ def _callback_url(body: Any, path: str = "/callback_url") -> str | None:
     return None if url is None else safe_url(url, path)
 
 
-def create_job(body: Any, idempotency_key: str | None, owner: str) -> tuple[Job, bool]:
+def create_job(body: Any, idempotency_key: str | None, owner: str, reply: bool = False) -> tuple[Job, bool]:
     """Validate a submission body exactly as ``POST /jobs`` does and queue it for ``owner`` on its task's queue.
 
     Raises a 422 :class:`Problem` listing every invalid field; the console's "run task" form calls this too,
-    so a form submission and an API submission can never be judged differently.
+    so a form submission and an API submission can never be judged differently. ``reply``: this thread
+    waits for the job's end (``Prefer: wait``): it is stored with the thread's reply channel.
     """
     try:
         sub = _checked(body)
@@ -199,6 +224,7 @@ def create_job(body: Any, idempotency_key: str | None, owner: str) -> tuple[Job,
             max_pending=st.settings.max_pending,
             max_pending_per_tenant=st.settings.max_pending_per_tenant,
             callback_url=callback,
+            reply=reply,
         ),
     )
     log.info("job submitted" if created else "job submission replayed", extra=job_fields(job))

@@ -494,9 +494,9 @@ PATHS: dict[str, Any] = {
 
 def build_spec() -> dict[str, Any]:
     """A fresh copy of the OpenAPI document."""
-    from jobs_api import openapi_flows, openapi_webhooks  # import this module's helpers
+    from jobs_api import openapi_flows, openapi_prefer, openapi_webhooks  # import this module's helpers
 
-    return copy.deepcopy(
+    spec: dict[str, Any] = copy.deepcopy(
         {
             "openapi": "3.1.0",
             "info": {
@@ -532,6 +532,8 @@ def build_spec() -> dict[str, Any]:
             },
         }
     )
+    openapi_prefer.apply(spec["paths"], spec["components"]["schemas"])
+    return spec
 
 
 @functools.cache

@@ -13,10 +13,12 @@
 --       (includes/queues.lua), one per queue the jobs go to, then per submission 2: its tenant's owner
 --       index zset, its idempotency key (unused unless the submission uses one)
 -- ARGV: 1 job key prefix, 2 Q, 3 S, 4 idempotency TTL s, then Q queue blocks of ARGV, then per submission a
---       header of 8: owner, pending cap per queue (0 = none), per-owner pending cap (0 = none), use the
+--       header of 9: owner, pending cap per queue (0 = none), per-owner pending cap (0 = none), use the
 --       idempotency key '1'/'0', request digest, number of jobs N, the submission's W3C traceparent
 --       ('' = none; stored as the records' 'trace' field), webhook callback URL ('' = none; stored as
---       'callback', includes/release.lua writes the webhook event when the job ends); then N groups of 8:
+--       'callback', includes/release.lua writes the webhook event when the job ends), the submitter's reply
+--       channel ('' = none; stored as 'reply_to': the finish publishes the ended job there, includes/emit.lua)
+--       ; then N groups of 8:
 --       id, task, params JSON, max_attempts, timeout, delay ms, queue number (1..Q), priority (0..9);
 --       last (optional): the send number, 1 on the call's first send (jobs_core/resend.py)
 -- Returns one reply per submission, in order: {'ok', created_ms, seq of each job...} | {'exists', id of
@@ -38,15 +40,15 @@ for s = 1, ns do
   local n = tonumber(ARGV[a + 5])
   local sub = {slot = s, owner = ARGV[a], cap = tonumber(ARGV[a + 1]) or 0, owner_cap = tonumber(ARGV[a + 2]) or 0,
                idem = ARGV[a + 3] == '1', digest = ARGV[a + 4], n = n, trace = ARGV[a + 6],
-               callback = ARGV[a + 7], owner_index = KEYS[kunits + (s - 1) * 2],
+               callback = ARGV[a + 7], reply_to = ARGV[a + 8], owner_index = KEYS[kunits + (s - 1) * 2],
                idem_key = KEYS[kunits + (s - 1) * 2 + 1], jobs = {}}
-  if not n or n < 1 or not sub.owner or #ARGV < a + 7 + n * 8 then
+  if not n or n < 1 or not sub.owner or #ARGV < a + 8 + n * 8 then
     -- the layout itself is broken: this submission and the ones after it cannot be read
     for t = s, ns do replies[t] = {'invalid', 'malformed submission'} end
     parsed = false
     break
   end
-  local b = a + 8
+  local b = a + 9
   local per_queue, by_queue = {}, {}
   for i = 0, n - 1 do
     local c = b + i * 8
@@ -188,6 +190,7 @@ for _, sub in ipairs(admitted_subs) do
     local function put(field, value) fields[#fields + 1] = field; fields[#fields + 1] = value end
     if sub.trace and sub.trace ~= '' then put('trace', sub.trace) end
     if sub.callback and sub.callback ~= '' then put('callback', sub.callback) end
+    if sub.reply_to and sub.reply_to ~= '' then put('reply_to', sub.reply_to) end
     if j.delay > 0 then put('run_at', now + j.delay) end
     redis.call('HSET', prefix .. j.id, unpack(fields))
     if j.delay > 0 then

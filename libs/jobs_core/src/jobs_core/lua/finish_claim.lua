@@ -3,6 +3,7 @@
 --- @include "finish_one"
 --- @include "claim_batch"
 --- @include "claim_memo"
+--- @include "tally"
 -- The worker's hot path in one round trip: end any number of attempts (succeeded | failed | cancelled |
 -- retry: queued again, maybe delayed | handback: queued at the front of its priority, attempt not
 -- charged), then claim up to N queued jobs for the slots that are free, from the worker's queues in its
@@ -34,28 +35,46 @@ for i = 0, nf - 1 do
 end
 local now = now_ms()
 local statuses = {}
-for i = 0, nf - 1 do
-  local b = fb + i * 7
-  local id = ARGV[b]
-  local c = {job = ARGV[3] .. id, result = ARGV[4] .. id, failed = KEYS[2], pending = KEYS[1],
-             history_ttl = ARGV[8]}
-  local a = {id = id, worker = ARGV[1], attempt = ARGV[b + 1], outcome = ARGV[b + 2], data = ARGV[b + 3],
-             media = ARGV[b + 4], result_ttl = ARGV[6], record_ttl = ARGV[7], error = ARGV[b + 5],
-             delay_ms = ARGV[b + 6], channel = ARGV[5] .. id}
-  local r = finish_one(c, queues, by_name, a, now)
-  statuses[#statuses + 1] = r[1] == 'ok' and r[2] or ('stale:' .. r[2])
-end
 local claimed = {}
-local wanted = tonumber(ARGV[9])
-if wanted > 0 then
-  local offers = nil
-  if ARGV[10] ~= '' then
-    offers = {}
-    for _, t in ipairs(cjson.decode(ARGV[10])) do offers[t] = true end
+-- the per-call tallies (includes/tally.lua): pending counts, history counts, subscription cache
+local tally = tally_new()
+local function run()
+  for i = 0, nf - 1 do
+    local b = fb + i * 7
+    local id = ARGV[b]
+    local c = {job = ARGV[3] .. id, result = ARGV[4] .. id, failed = KEYS[2], pending = KEYS[1],
+               history_ttl = ARGV[8], tally = tally}
+    local a = {id = id, worker = ARGV[1], attempt = ARGV[b + 1], outcome = ARGV[b + 2], data = ARGV[b + 3],
+               media = ARGV[b + 4], result_ttl = ARGV[6], record_ttl = ARGV[7], error = ARGV[b + 5],
+               delay_ms = ARGV[b + 6], channel = ARGV[5] .. id}
+    local r = finish_one(c, queues, by_name, a, now)
+    statuses[#statuses + 1] = r[1] == 'ok' and r[2] or ('stale:' .. r[2])
   end
-  local c = {worker = ARGV[1], lease_ms = tonumber(ARGV[2]), prefix = ARGV[3], events = ARGV[5],
-             pending = KEYS[1], offers = offers}
-  claimed = claim_batch(c, queues, wanted, now)
+  -- the ended attempts' leases go before the claim's cap checks count the leases zsets
+  flush_lease_rem(queues)
+  local wanted = tonumber(ARGV[9])
+  if wanted > 0 then
+    local offers = nil
+    if ARGV[10] ~= '' then
+      offers = {}
+      for _, t in ipairs(cjson.decode(ARGV[10])) do offers[t] = true end
+    end
+    local c = {worker = ARGV[1], lease_ms = tonumber(ARGV[2]), prefix = ARGV[3], events = ARGV[5],
+               pending = KEYS[1], offers = offers, tally = tally}
+    claimed = claim_batch(c, queues, wanted, now)
+  end
 end
+-- A script's effects are not rolled back on an error: with one command per job, every change made before
+-- the error had happened in full. The tallied ones are written here in any case so that stays true (the
+-- jobs ended or claimed before the error keep their lease removal / lease and their counts), then the
+-- error goes back to the caller.
+local ok, err = pcall(run)
+flush_lease_rem(queues)
+for _, q in ipairs(queues) do
+  if q.lease_add and #q.lease_add > 0 then call_chunked('ZADD', q.leases, q.lease_add) end
+  q.lease_add = nil
+end
+tally_flush(tally, KEYS[1])
+if not ok then error(err, 0) end
 memo_save(KEYS[3], token, claimed, statuses, tonumber(ARGV[2]))
 return {statuses, claimed}

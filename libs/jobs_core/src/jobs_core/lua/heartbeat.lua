@@ -11,14 +11,25 @@ local nq = tonumber(ARGV[6])
 local leases = {}
 for i = 1, nq do leases[ARGV[6 + i]] = KEYS[2 + i] end
 local cancel, lost = {}, {}
+-- one ZADD per leases zset for all the worker's jobs in it (was one per job)
+local extend, order = {}, {}
+local deadline = now + tonumber(ARGV[2])
 for i = 7 + nq, #ARGV, 2 do
   local id = ARGV[i]
   local f = redis.call('HMGET', ARGV[5] .. id, 'status', 'worker', 'attempts', 'cancel_requested', 'queue')
   if f[1] == 'running' and f[2] == ARGV[1] and f[3] == ARGV[i + 1] then
-    redis.call('ZADD', leases[f[5]] or KEYS[3], now + tonumber(ARGV[2]), id)
+    local key = leases[f[5]] or KEYS[3]
+    local z = extend[key]
+    if not z then z = {}; extend[key] = z; order[#order + 1] = key end
+    z[#z + 1] = deadline
+    z[#z + 1] = id
     if f[4] == '1' then cancel[#cancel + 1] = id end
   else
     lost[#lost + 1] = id
   end
+end
+for _, key in ipairs(order) do
+  local z = extend[key]
+  for i = 1, #z, 4000 do redis.call('ZADD', key, unpack(z, i, math.min(#z, i + 3999))) end
 end
 return {cancel, lost}

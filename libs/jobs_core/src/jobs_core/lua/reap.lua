@@ -5,9 +5,10 @@
 --- @include "attempt_log"
 -- Hand back one queue's jobs whose lease expired (their worker died): queued again at the front of their
 -- priority (they keep their place in line), or failed with WorkerLost when attempts are spent; the lease
--- gone, the queue's concurrency cap counts them no more. Also recovers entries moved into inflight by a
--- worker that died before claiming. Runs at most once per interval per queue across all workers (KEYS[3]
--- is a lock that simply expires).
+-- gone, the queue's concurrency cap counts them no more. Also recovers entries moved into the inflight list
+-- by a worker of before the leases zset became the record of running jobs (BLMOVE era; rolling upgrade) that
+-- died before claiming: current claims never write that list (the pass is O(inflight), normally 0). Runs at
+-- most once per interval per queue across all workers (KEYS[3] is a lock that simply expires).
 -- KEYS: 1 failed zset, 2 pending hash, 3 lock key, then the queue's block (includes/queues.lua)
 -- ARGV: 1 lock token, 2 lock TTL ms, 3 job key prefix, 4 events channel prefix, 5 record TTL s,
 --       6 orphan grace ms, 7 max jobs per pass, 8 WorkerLost error JSON, 9 history TTL s, then the
@@ -22,7 +23,7 @@ for _, id in ipairs(expired) do
   local jk = ARGV[3] .. id
   local entry = '"' .. id .. '"'
   redis.call('ZREM', q.leases, id)
-  redis.call('LREM', q.inflight, 1, entry)
+  redis.call('LREM', q.inflight, 1, entry) -- an old worker's copy, if any (rolling upgrade)
   local f = redis.call('HMGET', jk, 'status', 'attempts', 'max_attempts', 'owner', 'priority', 'task')
   if f[1] == 'running' then
     attempt_ended(jk, 'lost', now)
@@ -44,7 +45,7 @@ for _, id in ipairs(expired) do
     end
   end
 end
--- inflight entries without a lease: a worker moved them and died before claiming
+-- inflight entries without a lease: a worker of the previous version moved them and died before claiming
 local entries = redis.call('LRANGE', q.inflight, 0, 999)
 for _, entry in ipairs(entries) do
   local ok, id = pcall(cjson.decode, entry)
@@ -62,8 +63,8 @@ for _, entry in ipairs(entries) do
         requeued[#requeued + 1] = id
       elseif f[1] == 'running' then
         -- running without a lease cannot be produced by a claim; give it an expired lease to reap next pass
+        -- (the leases zset alone records it from now on)
         redis.call('ZADD', q.leases, now, id)
-        redis.call('RPUSH', q.inflight, entry)
       end
     end
   end

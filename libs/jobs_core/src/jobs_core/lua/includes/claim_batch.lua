@@ -1,13 +1,17 @@
 --- @include "attempt_log"
 --- @include "emit"
--- claim_batch(): take up to `wanted` queued jobs for a worker (queued -> running) from its queues in
--- strict order (the first queue with work first; within a queue the highest priority first, FIFO within
--- a priority), after promoting due delayed jobs. A paused queue gives nothing; a capped queue gives at most
--- cap - (jobs holding a lease in it): a dead worker's jobs hold theirs until the reaper frees them.
--- A job whose task the worker does not offer is not run: it is parked for a worker that offers it (no
--- attempt charged), and such workers take parked jobs first. c = {worker, lease_ms, prefix, events,
--- pending, offers (set of task names, nil = any)}. Returns a flat list, 8 fields per claimed job:
--- id, task, params, timeout, attempts, max_attempts, queue, owner (tenant).
+--- @include "tally"
+-- claim_batch(): take up to `wanted` queued jobs for a worker (queued -> running) from its queues in strict
+-- order (the first queue with work first; within a queue the highest priority first, FIFO within a
+-- priority), after promoting due delayed jobs. A paused queue gives nothing; a capped queue gives at most
+-- cap - (jobs holding a lease in it): a dead worker's jobs hold theirs until the reaper frees them. A job
+-- whose task the worker does not offer is not run: it is parked for a worker that offers it (no attempt
+-- charged), and such workers take parked jobs first. c = {worker, lease_ms, prefix, events, pending, offers
+-- (set of task names, nil = any), tally (includes/tally.lua: the pending counts, flushed by the caller)}.
+-- The leases zset is the record of running jobs (KEDA's running trigger counts it): an entry is popped from
+-- its list and decided in this script (claimed, dropped, parked), never parked in an in-flight list; a
+-- queue's new leases are added in one ZADD before the next queue's cap check. Returns a flat list, 8 fields
+-- per claimed job: id, task, params, timeout, attempts, max_attempts, queue, owner (tenant).
 local function promote_due(q, prefix, now)
   local due = redis.call('ZRANGEBYSCORE', q.delayed, '-inf', now, 'LIMIT', 0, 200)
   for _, id in ipairs(due) do
@@ -24,11 +28,10 @@ local function claim_batch(c, queues, wanted, now)
   local out = {}
   local budget = wanted * 4 + 8 -- entries examined at most (stale ones are dropped, not counted as claims)
   local function offered(task) return c.offers == nil or c.offers[task] == true end
-  -- claim one entry already moved into q.inflight; true when it became this worker's job
+  -- claim one entry just popped from a waiting or parked list; true when it became this worker's job
   local function take(q, entry)
     local ok, id = pcall(cjson.decode, entry)
     if not ok or type(id) ~= 'string' then
-      redis.call('LREM', q.inflight, -1, entry)
       redis.call('RPUSH', q.dead, entry)
       return false
     end
@@ -37,12 +40,10 @@ local function claim_batch(c, queues, wanted, now)
       'progress', 'message', 'cancel_requested', 'finished_at', 'attempt_log')
     if f[1] ~= 'queued' then
       -- cancelled while waiting, expired, or a stale duplicate entry: drop it
-      redis.call('LREM', q.inflight, -1, entry)
       if not f[1] then redis.call('RPUSH', q.dead, entry) end
       return false
     end
     if not offered(f[2]) then
-      redis.call('LREM', q.inflight, -1, entry)
       redis.call('RPUSH', q.parked_prefix .. f[2], entry)
       redis.call('SADD', q.parked, f[2])
       redis.call('HSET', q.control, 'parked', '1') -- claims look at the parked set only while this is set
@@ -54,28 +55,42 @@ local function claim_batch(c, queues, wanted, now)
     local attempts = (tonumber(f[7]) or 0) + 1
     redis.call('HSET', jk, 'status', 'running', 'worker', c.worker, 'started_at', now, 'queue', q.name,
       'attempts', attempts, 'attempt_log', log_started(f[12], attempts, c.worker, now))
+    local leases = q.lease_add -- the lease and the count right after the HSET: see decide()
+    leases[#leases + 1] = now + c.lease_ms
+    leases[#leases + 1] = id
+    tally_pending(c.tally, f[6], -1)
     if f[8] or f[9] or f[10] or f[11] then
       redis.call('HDEL', jk, 'progress', 'message', 'cancel_requested', 'finished_at')
     end
-    redis.call('ZADD', q.leases, now + c.lease_ms, id)
     if q.has_orphans then redis.call('ZREM', q.orphans, id) end
-    redis.call('HINCRBY', c.pending, f[6], -1)
     emit(c.events, id, 'running', f[6], q.name)
     for _, v in ipairs({id, f[2], f[3], f[4], attempts, f[5], q.name, f[6]}) do out[#out + 1] = v end
     return true
   end
-  -- move entries from `list` and claim them while there is room; the room left
+  -- take() guarded: a popped entry is held by this script alone, so an error in take() (a corrupt attempt
+  -- log, say) must not lose it (an in-flight list kept it for the reaper before). Not leased yet: it goes
+  -- to the dead-letter list, where an operator sees it; leased (the error came after the HSET): the lease
+  -- is added with the others and expires, and the reaper hands the job back. The claim goes on.
+  local function decide(q, entry)
+    local n = #q.lease_add
+    local ok, claimed = pcall(take, q, entry)
+    if ok then return claimed end
+    if #q.lease_add == n then redis.call('RPUSH', q.dead, entry) end
+    return false
+  end
+  -- pop entries from `list` and claim them while there is room; the room left
   local function drain(q, list, room)
     while room > 0 and budget > 0 do
-      local entry = redis.call('LMOVE', list, q.inflight, 'LEFT', 'RIGHT')
+      local entry = redis.call('LPOP', list)
       if not entry then return room, true end
       budget = budget - 1
-      if take(q, entry) then room = room - 1 end
+      if decide(q, entry) then room = room - 1 end
     end
     return room, false
   end
   -- the same from the waiting lists, highest priority first: LMPOP takes up to `room` entries from the
-  -- first non-empty list in one command (a LMOVE per entry plus one per empty list before)
+  -- first non-empty list in one command (a LMOVE per entry plus one per empty list before); each entry is
+  -- decided right here, in this script, so no in-flight copy is needed while it is
   local function drain_waiting(q, room)
     local args = {#q.waiting_desc, unpack(q.waiting_desc)}
     local n = #args
@@ -84,10 +99,9 @@ local function claim_batch(c, queues, wanted, now)
       args[n + 3] = math.min(room, budget)
       local got = redis.call('LMPOP', unpack(args))
       if not got then return room end
-      redis.call('RPUSH', q.inflight, unpack(got[2]))
       for _, entry in ipairs(got[2]) do
         budget = budget - 1
-        if take(q, entry) then room = room - 1 end
+        if decide(q, entry) then room = room - 1 end
       end
     end
     return room
@@ -101,6 +115,7 @@ local function claim_batch(c, queues, wanted, now)
       break
     end
     promote_due(q, c.prefix, now)
+    q.lease_add = {}
     -- the control hash also flags a non-empty parked set and orphans zset (set by whoever adds to them,
     -- cleared when they empty; the reaper re-flags any it finds), which saves an EXISTS each per call
     local ctl = redis.call('HMGET', q.control, 'paused', 'cap', 'parked', 'orphans')
@@ -128,6 +143,9 @@ local function claim_batch(c, queues, wanted, now)
       local stopped = room <= 0 or budget <= 0
       if stopped and not capped then wake(q) end
     end
+    -- this queue's leases in one ZADD, before a later queue block's cap check could read the zset
+    if #q.lease_add > 0 then call_chunked('ZADD', q.leases, q.lease_add) end
+    q.lease_add = nil
   end
   return out
 end

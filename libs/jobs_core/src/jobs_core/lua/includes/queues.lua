@@ -1,6 +1,7 @@
 -- Queue blocks: a script that touches a queue takes its keys as one block of KEYS (QUEUE_KEYS of them, in
 -- the order of jobs_core.keys.Keys.block) and its names as one block of ARGV (QUEUE_ARGS, Keys.block_args):
---   KEYS: 10 waiting lists (p9..p0), 10 paused lists (p9..p0), inflight list, leases zset, delayed zset,
+--   KEYS: 10 waiting lists (p9..p0), 10 paused lists (p9..p0), inflight list (written by workers of before
+--         the leases zset was the record of running jobs; only the reaper still reads it), leases zset, delayed zset,
 --         orphans zset, dead-letter list, control hash, wake list, parked set
 --   ARGV: queue name, parked list prefix, history key prefix
 local QUEUE_KEYS, QUEUE_ARGS = 28, 3
@@ -77,11 +78,15 @@ end
 -- under 1 ms (jobs_core.histogram). The EXPIRE runs when a field is first counted in the minute (a few
 -- times a minute, not per job).
 local LOG2 = math.log(2)
-local function count_finished(q, task, status, now, ttl, run_ms)
-  local key = q.history_prefix .. math.floor(now / 60000)
+-- the history key and field of one finish (FINISH_CLAIM tallies them per call: includes/tally.lua)
+local function history_field(q, task, status, now, run_ms)
   local b = '-'
   if run_ms then b = run_ms >= 1 and math.floor(4 * math.log(run_ms) / LOG2 + 1e-9) or 0 end
-  if redis.call('HINCRBY', key, 'j:' .. status .. ':' .. b .. ':' .. task, 1) == 1 then
+  return q.history_prefix .. math.floor(now / 60000), 'j:' .. status .. ':' .. b .. ':' .. task
+end
+local function count_finished(q, task, status, now, ttl, run_ms)
+  local key, field = history_field(q, task, status, now, run_ms)
+  if redis.call('HINCRBY', key, field, 1) == 1 then
     redis.call('EXPIRE', key, ttl)
   end
 end

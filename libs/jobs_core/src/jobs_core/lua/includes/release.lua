@@ -24,10 +24,25 @@ end
 -- '<id>:<n>:subscription' to the subscription (n counts the job's terminal transitions that had a
 -- destination: a retried job that ends again is a new event).
 -- pre: {callback, owner, task} already read by the caller's own HMGET (the finish path), else nil.
-local function outbox(jk, id, status, now, events_prefix, pre)
+-- subs (optional): a table caching each tenant's subscription for the rest of this script call (a
+-- worker's FINISH_CLAIM ends several jobs, mostly of one tenant: one HGET per tenant per call, not per
+-- job; only PUT_WEBHOOK_SUBSCRIPTION changes the hash, never inside this script, so the cache is exact).
+local function outbox(jk, id, status, now, events_prefix, pre, subs)
   local f = pre or redis.call('HMGET', jk, 'callback', 'owner', 'task')
   local callback = f[1] and f[1] ~= '' and f[1] or nil
-  local sub = subscribed(redis.call('HGET', events_prefix .. 'subscriptions', f[2] or 'default'), status, f[3])
+  local tenant = f[2] or 'default'
+  local raw
+  if subs then
+    local ck = events_prefix .. '\0' .. tenant
+    raw = subs[ck]
+    if raw == nil then
+      raw = redis.call('HGET', events_prefix .. 'subscriptions', tenant)
+      subs[ck] = raw
+    end
+  else
+    raw = redis.call('HGET', events_prefix .. 'subscriptions', tenant)
+  end
+  local sub = subscribed(raw, status, f[3])
   if not callback and not sub then return end
   local n = redis.call('HINCRBY', jk, 'terminal_seq', 1)
   local function add(event, url, dest)
@@ -49,16 +64,16 @@ end
 -- unless the edge's policy is 'ignore' (then it counts as done). The job prefix is jk minus the id.
 -- Every job made terminal here (the first and each cascaded one) gets its webhook event (outbox above).
 -- pre (optional): the first job's {callback, owner, task, dependents} as the caller's HMGET read them, so
--- the finish path pays no read of its own here (false = field absent).
+-- the finish path pays no read of its own here (false = field absent). subs (optional): outbox's cache.
 -- Returns the number of dependents queued.
-local function release_dependents(jk, id, status, now, pending, events_prefix, record_ttl, pre)
+local function release_dependents(jk, id, status, now, pending, events_prefix, record_ttl, pre, subs)
   local prefix = string.sub(jk, 1, #jk - #id)
   local queued = 0
   local stack = {{jk, id, status}}
   while #stack > 0 do
     local top = table.remove(stack)
     local first = pre and top[1] == jk
-    outbox(top[1], top[2], top[3], now, events_prefix, first and {pre[1], pre[2], pre[3]} or nil)
+    outbox(top[1], top[2], top[3], now, events_prefix, first and {pre[1], pre[2], pre[3]} or nil, subs)
     local raw
     if first then raw = pre[4] else raw = redis.call('HGET', top[1], 'dependents') end
     if raw then
