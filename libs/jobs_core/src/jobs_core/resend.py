@@ -24,6 +24,7 @@ from redis.backoff import ExponentialBackoff
 from redis.commands.core import Script
 from redis.exceptions import NoScriptError
 
+from jobs_core import tracing
 from jobs_core.config import Settings
 from jobs_core.connection import NOSCRIPT_RERUNS, check_confirmation
 
@@ -48,6 +49,24 @@ def send_once(client: redis.Redis, commands: Sequence[Sequence[Any]]) -> list[An
     returned in its place (as ``pipeline.execute(raise_on_error=False)``). A Sentinel-managed connection
     still turns ``READONLY`` (a demoted primary) into a connection error.
     """
+    if tracing.enabled():
+        with _redis_span(commands):
+            return _send_once(client, commands)
+    return _send_once(client, commands)
+
+
+def _redis_span(commands: Sequence[Sequence[Any]]) -> Any:
+    """The client span redis-py's instrumentation would have made (it wraps ``execute_command``, which
+    :func:`send_once` does not go through): a job's trace keeps its Redis call."""
+    from opentelemetry import trace
+
+    names = " ".join(str(c[0]) for c in commands)
+    return trace.get_tracer("jobs_core.resend").start_as_current_span(
+        names, kind=trace.SpanKind.CLIENT,
+        attributes={"db.system": "redis", "db.statement": names, "db.redis.args_length": len(commands[0])})
+
+
+def _send_once(client: redis.Redis, commands: Sequence[Sequence[Any]]) -> list[Any]:
     pool = client.connection_pool
     try:
         conn = pool.get_connection()  # connects (redis-py retries the connect itself: nothing is sent yet)
