@@ -38,6 +38,9 @@ class PrivateRedis:
     """A throwaway ``redis-server`` (no persistence) on a free loopback port, shared by every system in a run."""
 
     def __init__(self) -> None:
+        # started by bench.run in .venv (jobs_core is there; this module stays importable from .venv-bench)
+        from jobs_core.redis_tuning import redis_server_args
+
         binary = shutil.which("redis-server")
         if binary is None:
             raise SystemExit("bench: redis-server is not on PATH (apt-get install redis-server)")
@@ -46,7 +49,7 @@ class PrivateRedis:
         self.process = subprocess.Popen(
             [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
              "--dir", self.dir, "--logfile", os.path.join(self.dir, "redis.log"), "--maxclients", "4000",
-             "--databases", "64"],
+             "--databases", "64", *redis_server_args()],  # the shipped settings (jobs_core.redis_tuning)
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         client = self.client()

@@ -133,8 +133,8 @@ def part_drain(url: str, jobs: int, procs: int, concurrency: int, round_trips: i
     ids, enqueue_rate = enqueue_lib(store, jobs)
     enqueue_cost = cost.per_job(jobs)
     queued = ids[len(ids) // 2]
-    memory_queued = {"job_hash": client.memory_usage(store.keys.job(queued), samples=0),
-                     "used_memory_per_job": enqueue_cost["memory_bytes"]}
+    memory_queued = {**record_memory(store, queued), "used_memory_per_job": enqueue_cost["memory_bytes"],
+                     "index_bytes_per_entry": index_bytes_per_entry(store)}
     out: dict[str, Any] = {"jobs": jobs, "procs": procs, "concurrency": concurrency,
                            "enqueue_rate": enqueue_rate, "enqueue_cost": enqueue_cost,
                            "memory_queued": memory_queued}
@@ -147,8 +147,10 @@ def part_drain(url: str, jobs: int, procs: int, concurrency: int, round_trips: i
         out["all_succeeded"] = statuses.count("succeeded") == len(statuses)
         sample = ids[len(ids) // 2]
         out["memory_usage_bytes"] = {
-            "job_hash": client.memory_usage(store.keys.job(sample), samples=0),
+            **record_memory(store, sample),
             "result": client.memory_usage(store.keys.result(sample), samples=0),
+            "result_encoding": client.object("encoding", store.keys.result(sample)).decode(),
+            "used_memory_per_job": enqueue_cost["memory_bytes"] + out["worker_cost"]["memory_bytes"],
         }
         out["ttl_seconds"] = {"job_hash": client.ttl(store.keys.job(sample)),
                               "result": client.ttl(store.keys.result(sample))}
@@ -158,6 +160,23 @@ def part_drain(url: str, jobs: int, procs: int, concurrency: int, round_trips: i
     if batch:
         out["batched"] = batched_life(url, store, jobs, procs, concurrency, batch)
     return out
+
+
+def record_memory(store: JobStore, job_id: str) -> dict[str, Any]:
+    """``MEMORY USAGE`` and ``OBJECT ENCODING`` of a job record, with the server's
+    ``hash-max-listpack-value`` (the setting that decides listpack vs hashtable; ``jobs_core.redis_tuning``)."""
+    client, key = store.redis, store.keys.job(job_id)
+    setting = client.config_get("hash-max-listpack-value").get("hash-max-listpack-value")
+    return {"job_hash": client.memory_usage(key, samples=0), "encoding": client.object("encoding", key).decode(),
+            "hash_max_listpack_value": int(setting) if setting is not None else None}
+
+
+def index_bytes_per_entry(store: JobStore) -> float:
+    """``MEMORY USAGE`` of the job index ÷ its entries (a skiplist zset once past 128 entries): what each
+    job's index entry costs (the tenant's index costs the same again)."""
+    client = store.redis
+    entries = client.zcard(store.keys.index)
+    return (client.memory_usage(store.keys.index, samples=0) or 0) / max(1, entries)
 
 
 def history_cost(store: JobStore, jobs: int) -> dict[str, float]:
@@ -460,7 +479,8 @@ def part_expiry(url: str) -> dict[str, Any]:
     index_before = client.zcard(store.keys.index)
     pruned = store.prune_indexes(batch=1000)
     return {"keys_after_finish": before, "keys_after_ttl": after, "index_entries": index_before,
-            "index_pruned": pruned, "index_left": client.zcard(store.keys.index)}
+            "index_pruned": pruned, "index_left": client.zcard(store.keys.index),
+            "tenant_index_left": client.zcard(store.keys.owner_index("default"))}
 
 
 def main() -> None:

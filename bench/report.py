@@ -18,6 +18,14 @@ PEER_LABELS = {
 }
 
 
+def _enc(m: dict[str, Any]) -> str:
+    """`` (listpack, hash-max-listpack-value 2048)`` from a memory figure that carries them (older result
+    files do not)."""
+    if "encoding" not in m:
+        return ""
+    return f" ({m['encoding']}, hash-max-listpack-value {m.get('hash_max_listpack_value')})"
+
+
 def _f(value: Any, digits: int = 0) -> str:
     if value is None:
         return "-"
@@ -182,8 +190,9 @@ def targets(res: dict[str, Any]) -> list[tuple[str, str, bool]]:
     mq, mu = ours.get("memory_queued"), ours.get("memory_usage_bytes")
     if mq and mu:
         out.append(("5. Redis memory per queued / finished job reported",
-                    f"queued: record {mq['job_hash']} B (used_memory +{mq['used_memory_per_job']:,.0f} B/job); "
-                    f"finished: record {mu['job_hash']} B + result {mu['result']} B", True))
+                    f"queued: record {mq['job_hash']} B{_enc(mq)} "
+                    f"(used_memory +{mq['used_memory_per_job']:,.0f} B/job); "
+                    f"finished: record {mu['job_hash']} B{_enc(mu)} + result {mu['result']} B", True))
     rate = ours["drain_rate"]
     fastest = max((n for n in ("dramatiq-2x1", "dramatiq-default", "huey") if n in peers),
                   key=lambda n: peers[n]["drain_rate"], default=None)
@@ -384,15 +393,22 @@ def render_markdown(res: dict[str, Any]) -> str:
     if mq:
         parts.append(f"- Redis memory per queued job: {_f(mq['used_memory_per_job'])} bytes (used_memory growth ÷ "
                      f"jobs after the enqueue: record, queue entry, indexes, pending counters); `MEMORY USAGE` "
-                     f"of a queued record: {mq['job_hash']} B.")
+                     f"of a queued record: {mq['job_hash']} B{_enc(mq)}"
+                     + (f"; one index entry ~{mq['index_bytes_per_entry']:,.0f} B (two per job: the index and "
+                        "the tenant's)" if "index_bytes_per_entry" in mq else "") + ".")
     parts += [
         f"- Redis memory per finished job: {_f(enq['memory_bytes'] + wk['memory_bytes'])} bytes (used_memory "
-        f"growth ÷ jobs, indexes included); `MEMORY USAGE`: job hash {mu['job_hash']} B, result {mu['result']} B.",
+        f"growth ÷ jobs, indexes and the event stream's entries (trimmed at ~10,000) included); `MEMORY USAGE`: "
+        f"job hash {mu['job_hash']} B{_enc(mu)}, result {mu['result']} B. A job record is a hash: Redis keeps it "
+        "in the compact listpack encoding while every value fits `hash-max-listpack-value`, which every Redis we "
+        "ship sets to 2048 (`jobs_core.redis_tuning`; Redis' default 64 makes a finished record a hashtable, "
+        "~2-3x the bytes: bench/analysis.md, profile 15).",
         f"- TTLs after finish: job record {ttl['job_hash']} s (`JOBS_RECORD_TTL_SECONDS`), result {ttl['result']} s "
         "(`JOBS_RESULT_TTL_SECONDS`).",
         f"- Expiry shown with TTLs of 1 s / 2 s: {e['keys_after_finish']} record+result keys right after the "
         f"drain of 200 jobs, {e['keys_after_ttl']} left 2.5 s later; the index pruning (run by the reaper) "
-        f"then dropped {e['index_pruned']} of {e['index_entries']} index entries ({e['index_left']} left).",
+        f"then dropped {e['index_pruned']} of {e['index_entries']} index entries ({e['index_left']} left"
+        + (f"; the tenant's index: {e['tenant_index_left']} left" if "tenant_index_left" in e else "") + ").",
         f"- Worker RSS (process + fork server + slot children): {_f(ours['rss_mb'])} MiB for "
         f"{ours['procs']} x {ours['concurrency']} slots.",
         "",

@@ -33,6 +33,7 @@ from typing import NoReturn
 from jobs_core.config import Settings
 from jobs_core.errors import ConfigError
 from jobs_core.model import JobStatus
+from jobs_core.redis_tuning import redis_server_args
 from jobs_core.store import JobStore
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -318,7 +319,7 @@ class Stack:
             self.redis = Child(
                 "redis",
                 [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                 "--dir", str(data), "--protected-mode", "yes"],
+                 "--dir", str(data), "--protected-mode", "yes", *redis_server_args()],
                 self.env,
             )
             self.env["REDIS_URL"] = f"redis://127.0.0.1:{port}/0"

@@ -13,7 +13,9 @@ import time
 from pathlib import Path
 
 import pytest
+from jobs_core.config import Settings
 from jobs_core.model import JobStatus
+from jobs_core.redis_tuning import HASH_MAX_LISTPACK_VALUE
 from jobs_core.store import JobStore
 
 from api.stack import ROOT, free_port, http
@@ -56,6 +58,11 @@ def test_make_run_starts_everything_and_ctrl_c_stops_it(tmp_path: Path) -> None:
     status, _, body = http("GET", f"http://127.0.0.1:{port}/jobs/{job_id}?wait=20")
     assert json.loads(body)["status"] == "succeeded"
     assert len(list((tmp_path / "logs").glob("worker-*.log"))) == 2
+    # the embedded Redis runs the settings every Redis we ship does: the finished record stays a listpack
+    embedded = JobStore.from_settings(Settings(redis_url=f"redis://127.0.0.1:{redis_port}/0"))
+    assert embedded.redis.config_get("hash-max-listpack-value") == {
+        "hash-max-listpack-value": str(HASH_MAX_LISTPACK_VALUE)}
+    assert embedded.redis.object("encoding", embedded.keys.job(job_id)) == b"listpack"
 
     proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
     rest = proc.communicate(timeout=60)[0]

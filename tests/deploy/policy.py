@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from jobs_core.config import Settings
+from jobs_core.redis_tuning import REDIS_SERVER_CONFIG
 
 from deploy.manifests import Obj, containers, env_of, pod_spec
 
@@ -111,6 +112,30 @@ def redis_memory_violations(container: Obj) -> list[str]:
     return []
 
 
+#: Redis' own default of hash-max-listpack-value: a value below it is no tuning at all.
+REDIS_DEFAULT_HASH_MAX_LISTPACK_VALUE = 64
+
+
+def redis_tuning_violations(container: Obj) -> list[str]:
+    """A Redis data container must run with every setting of ``jobs_core.redis_tuning`` (the value may be
+    tuned, but not dropped or set below Redis' own default): without ``hash-max-listpack-value`` a
+    finished job record takes ~3x the bytes."""
+    if container.get("command", [None])[0] != "redis-server" or "--sentinel" in container.get("args", []):
+        return []  # a sentinel stores no data
+    args = [str(a) for a in container.get("args", [])]
+    out = []
+    for name in REDIS_SERVER_CONFIG:
+        flag = f"--{name}"
+        if flag not in args or args.index(flag) + 1 >= len(args):
+            out.append(f"{container['name']}: no {flag} (jobs_core.redis_tuning: job records leave listpack)")
+            continue
+        value = args[args.index(flag) + 1]
+        if not value.isdigit() or int(value) < REDIS_DEFAULT_HASH_MAX_LISTPACK_VALUE:
+            out.append(f"{container['name']}: {flag} {value!r} is not a size of at least "
+                       f"{REDIS_DEFAULT_HASH_MAX_LISTPACK_VALUE}")
+    return out
+
+
 @functools.cache
 def api_graceful_timeout_default() -> int:
     """gunicorn's graceful timeout when JOBS_API_GRACEFUL_TIMEOUT is unset: the API's gunicorn config takes
@@ -163,6 +188,7 @@ def workload_violations(obj: Obj, objects: list[Obj]) -> list[str]:
         if _is_api(c) and long_running:
             out += [f"{label} {v}" for v in api_shutdown_violations(c, grace, objects)]
         out += [f"{label} {v}" for v in redis_memory_violations(c)]
+        out += [f"{label} {v}" for v in redis_tuning_violations(c)]
     return out
 
 

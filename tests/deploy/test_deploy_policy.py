@@ -5,13 +5,27 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+import helm_python as helm
 import pytest
+from jobs_core.redis_tuning import HASH_MAX_LISTPACK_VALUE
 
-from deploy.manifests import Obj, containers, env_of, find, one, pod_labels, pod_spec, selector_matches, workloads
+from deploy.manifests import (
+    Obj,
+    containers,
+    env_of,
+    find,
+    one,
+    pod_labels,
+    pod_spec,
+    render_chart,
+    selector_matches,
+    workloads,
+)
 from deploy.policy import (
     REDIS_MAXMEMORY_SHARE,
     image_violations,
     redis_memory_violations,
+    redis_tuning_violations,
     to_bytes,
     workload_violations,
 )
@@ -255,3 +269,45 @@ def test_external_redis_renders_no_redis_objects(rendered: dict[str, list[Obj]])
     assert trigger["address"] == "redis.example.com:6380"
     assert trigger["databaseIndex"] == "2"
     assert trigger["enableTLS"] == "true"
+
+
+def test_every_redis_runs_the_shipped_listpack_setting(all_sources: dict[str, list[Obj]]) -> None:
+    """Issue 16 #5: every Redis the chart (standalone and sentinel) and the overlays start runs with
+    ``hash-max-listpack-value`` from ``jobs_core.redis_tuning`` (the default value sets: exactly the shipped
+    value), so a finished job record stays in the compact listpack encoding (tests/core/test_memory.py)."""
+    checked = []
+    for source, objects in all_sources.items():
+        for sts in find(objects, "StatefulSet", "redis"):
+            (container,) = pod_spec(sts)["containers"]  # type: ignore[index]
+            assert redis_tuning_violations(container) == [], source
+            args = [str(a) for a in container["args"]]
+            value = args[args.index("--hash-max-listpack-value") + 1]
+            assert value == str(HASH_MAX_LISTPACK_VALUE), (source, value)
+            checked.append(source)
+    assert {"helm:defaults", "helm:ci-kind", "helm:prod-sizing", "helm:sentinel",
+            "kustomize:dev", "kustomize:prod"} <= set(checked), checked
+
+
+@pytest.mark.parametrize(("args", "ok"), [
+    (["--maxmemory", "600mb", "--hash-max-listpack-value", "2048"], True),
+    (["--hash-max-listpack-value", "64"], True),
+    (["--maxmemory", "600mb"], False),                            # dropped: records leave listpack
+    (["--hash-max-listpack-value", "32"], False),                 # below Redis' own default
+    (["--hash-max-listpack-value", "2kb"], False),                # not a byte count
+    (["--hash-max-listpack-value"], False),                       # no value
+    (["/conf/sentinel.conf", "--sentinel"], True),               # a sentinel stores no data
+])
+def test_redis_tuning_policy(args: list[str], ok: bool) -> None:
+    container = {"name": "redis", "command": ["redis-server"], "args": args}
+    assert (redis_tuning_violations(container) == []) is ok
+
+
+def test_chart_value_sets_the_listpack_setting() -> None:
+    """``redis.hashMaxListpackValue`` reaches both Redis templates; the schema refuses a value under 64."""
+    for mode in ("standalone", "sentinel"):
+        objects = render_chart({"redis": {"mode": mode, "hashMaxListpackValue": 4096}}, include_tests=False)
+        (container,) = pod_spec(one(objects, "StatefulSet", "redis"))["containers"]  # type: ignore[index]
+        args = [str(a) for a in container["args"]]
+        assert args[args.index("--hash-max-listpack-value") + 1] == "4096", mode
+    with pytest.raises(helm.HelmValuesError, match="hashMaxListpackValue"):
+        render_chart({"redis": {"hashMaxListpackValue": 16}}, include_tests=False)

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import redis
+from jobs_core.redis_tuning import redis_server_args
 
 
 def free_port() -> int:
@@ -68,7 +69,8 @@ class RedisServer(ServerProcess):
         """Start and wait until it answers PING (after loading its AOF)."""
         self.directory.mkdir(parents=True, exist_ok=True)
         args = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.directory),
-                "--save", "", "--daemonize", "no", "--logfile", str(self.directory / "redis.log")]
+                "--save", "", "--daemonize", "no", "--logfile", str(self.directory / "redis.log"),
+                *redis_server_args()]  # the settings every Redis we ship runs with
         if self.appendfsync:
             args += ["--appendonly", "yes", "--appendfsync", self.appendfsync]
         else:

@@ -198,6 +198,7 @@ class Settings:
     auth_failure_limit: int = 20  # failures per client address and per key prefix per window; 0 = no limit
     auth_failure_window_seconds: int = 300
     trusted_proxy_hops: int = 0  # proxies in front that append to X-Forwarded-For (ingress-nginx: 1)
+    fast_submit: bool = True  # POST /jobs answered by jobs_api.fast_submit (off: by the Flask view alone)
     # schedules (tickers run in the API processes, see jobs_core.ticker)
     scheduler_enabled: bool = True
     schedule_tick_seconds: float = 1.0
@@ -308,6 +309,7 @@ class Settings:
             auth_failure_window_seconds=_int(env, "JOBS_AUTH_FAILURE_WINDOW_SECONDS",
                                              cls.auth_failure_window_seconds, 1, 86400),
             trusted_proxy_hops=_int(env, "JOBS_TRUSTED_PROXY_HOPS", cls.trusted_proxy_hops, 0, 5),
+            fast_submit=_flag(env, "JOBS_FAST_SUBMIT", cls.fast_submit),
             scheduler_enabled=_flag(env, "JOBS_SCHEDULER", cls.scheduler_enabled),
             schedule_tick_seconds=_float(env, "JOBS_SCHEDULE_TICK_SECONDS", cls.schedule_tick_seconds, 0.01),
             schedule_grace_seconds=_float(env, "JOBS_SCHEDULE_GRACE_SECONDS", cls.schedule_grace_seconds, 0.0),

@@ -13,6 +13,7 @@ from typing import Any
 from flask import Flask, Response, g, request
 from jobs_core import tracing
 from jobs_core.config import Settings
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from jobs_api import (
     audit,
@@ -66,8 +67,6 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         app.extensions[ratelimit.EXTENSION] = ratelimit.AuthLimiter(settings.auth_failure_limit,
                                                                     settings.auth_failure_window_seconds)
     if settings.trusted_proxy_hops:  # the client address the limit and the audit log see
-        from werkzeug.middleware.proxy_fix import ProxyFix
-
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxy_hops)  # type: ignore[method-assign]
     if not authenticator.enabled:
         log.warning(
@@ -83,7 +82,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     console.init_app(app)
     audit.init_app(app)
     register_error_handlers(app)
-    if tracing.setup("jobs-api"):  # off unless OTEL_* variables configure an exporter
+    traced = tracing.setup("jobs-api")
+    if traced:  # off unless OTEL_* variables configure an exporter
         from opentelemetry.instrumentation.flask import FlaskInstrumentor
 
         # probes and scrapes are not traced unless OTEL_PYTHON_FLASK_EXCLUDED_URLS says otherwise
@@ -93,23 +93,43 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     @app.before_request
     def _start() -> None:
         g.start = time.perf_counter()
-        incoming = request.headers.get("X-Request-ID", "")
-        g.request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        g.request_id = request_id(request.headers.get("X-Request-ID", ""))
 
     @app.after_request
     def _finish(resp: Response) -> Response:
         resp.headers["X-Request-ID"] = g.get("request_id", "")
         resp.headers.setdefault("X-Content-Type-Options", "nosniff")
-        if request.path.startswith(("/jobs", "/tasks", "/queues", "/schedules", "/workflows")):
+        if request.path.startswith(NO_STORE_PATHS):
             resp.headers.setdefault("Cache-Control", "no-store")
         route = request.url_rule.rule if request.url_rule is not None else "unmatched"
         start = g.get("start")
         if start is not None:
-            # labels come from a bounded set: no client can mint new series with odd methods or paths
-            method = request.method if request.method in _METHODS else "other"
-            metrics.REQUEST_LATENCY.labels(method, route, str(resp.status_code)).observe(
-                time.perf_counter() - start
-            )
+            observe_latency(request.method, route, resp.status_code, start)
         return resp
 
+    # The fast path of POST /jobs sits inside ProxyFix (it sees the client address the limit must see) and
+    # is left out when tracing is on (the Flask instrumentation makes the request span).
+    if settings.fast_submit and not traced:
+        from jobs_api.fast_submit import FastSubmit
+
+        if isinstance(app.wsgi_app, ProxyFix):
+            app.wsgi_app.app = FastSubmit(app, app.wsgi_app.app)
+        else:
+            app.wsgi_app = FastSubmit(app, app.wsgi_app)  # type: ignore[method-assign]
     return app
+
+
+#: Responses under these paths are not cached (``Cache-Control: no-store`` unless the view set one).
+NO_STORE_PATHS = ("/jobs", "/tasks", "/queues", "/schedules", "/workflows")
+
+
+def request_id(incoming: str) -> str:
+    """The request id of a request: the client's ``X-Request-ID`` when well-formed, else a new one."""
+    return incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+
+
+def observe_latency(method: str, route: str, status: int, start: float) -> None:
+    """Record a request in the latency histogram (``start``: its ``time.perf_counter()`` at arrival)."""
+    # labels come from a bounded set: no client can mint new series with odd methods or paths
+    method = method if method in _METHODS else "other"
+    metrics.REQUEST_LATENCY.labels(method, route, str(status)).observe(time.perf_counter() - start)

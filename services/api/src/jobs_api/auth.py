@@ -77,7 +77,19 @@ class Authenticator:
         """The current request's principal; raises a 401 :class:`Problem` when auth is on and the key is bad."""
         if not self.enabled:
             return ANONYMOUS_ADMIN
-        header = request.headers.get("Authorization", "")
+        from jobs_api import ratelimit
+
+        return self.principal_of(request.headers.get("Authorization", ""), ratelimit.client_address)
+
+    def principal_of(self, header: str, address: Callable[[], str]) -> Principal:
+        """The principal of an ``Authorization`` header value (``address()``: the client, for the failure
+        limit); a 401 :class:`Problem` (429 once over the limit) when auth is on and the key is bad.
+
+        The one check of a bearer key: the blueprints' guard (through :meth:`authenticate`) and the WSGI
+        fast path of ``POST /jobs`` (``jobs_api.fast_submit``) call it; it needs an app context.
+        """
+        if not self.enabled:
+            return ANONYMOUS_ADMIN
         scheme, _, token = header.partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
@@ -92,11 +104,11 @@ class Authenticator:
 
         lim = ratelimit.limiter()
         if lim is not None:
-            lim.check(ratelimit.client_address(), token)
+            lim.check(address(), token)
         principal = self.principal_for(token)
         if principal is None:
             if lim is not None:
-                lim.failed(ratelimit.client_address(), token)  # 429 instead of 401 once over the limit
+                lim.failed(address(), token)  # 429 instead of 401 once over the limit
             raise Problem(
                 401,
                 "Unauthorized",
@@ -128,6 +140,14 @@ def forbidden(detail: str) -> Problem:
     return Problem(403, "Forbidden", detail, slug="forbidden")
 
 
+def check_role(principal: Principal, needed: Role | None) -> None:
+    """403 unless ``principal``'s role allows ``needed`` (the role a view declared; None: nobody may call it)."""
+    if needed is None:  # a view without a declared role: refuse rather than guess
+        raise forbidden("this endpoint declares no role, so nobody may call it")
+    if not principal.role.allows(needed):
+        raise forbidden(f"this needs the {needed} role; the API key has the {principal.role} role")
+
+
 def protect(bp: Blueprint) -> None:
     """Authenticate every request to ``bp`` and check the role its view declared."""
 
@@ -138,11 +158,7 @@ def protect(bp: Blueprint) -> None:
         principal = state().auth.authenticate()
         g.principal = principal
         g.tenant = principal.tenant
-        needed = required_role(request.endpoint or "")
-        if needed is None:  # a view without a declared role: refuse rather than guess
-            raise forbidden("this endpoint declares no role, so nobody may call it")
-        if not principal.role.allows(needed):
-            raise forbidden(f"this needs the {needed} role; the API key has the {principal.role} role")
+        check_role(principal, required_role(request.endpoint or ""))
 
 
 def current_principal() -> Principal:

@@ -66,7 +66,11 @@ def _check_id(job_id: str) -> str:
 
 def idempotency_key() -> str | None:
     """The request's ``Idempotency-Key`` header (None when absent); a malformed one is 400."""
-    raw = request.headers.get("Idempotency-Key")
+    return checked_idempotency_key(request.headers.get("Idempotency-Key"))
+
+
+def checked_idempotency_key(raw: str | None) -> str | None:
+    """An ``Idempotency-Key`` header value (None when absent) once checked; a malformed one is 400."""
     if raw is None:
         return None
     if not _IDEMPOTENCY_KEY.match(raw):
@@ -165,11 +169,9 @@ def submit() -> Response:
         slots = None
     try:
         job, created = create_job(body, key, current_tenant(), reply=slots is not None)
-        headers = {"Location": f"/jobs/{job.id}"}
-        if not created:
-            headers["Idempotent-Replayed"] = "true"
+        answer, status, headers = submitted(job, created)
         if slots is None:
-            return json_response(job_body(job), 202, headers)
+            return json_response(answer, status, headers)
         try:
             job, result = prefer.wait_for_end(state().store, job, wait)
         except REDIS_UNAVAILABLE:  # the job is stored: say so (202), never an error a client would resubmit on
@@ -183,6 +185,15 @@ def submit() -> Response:
     resp = Response(prefer.finished_body(job_body(job), job, result), status=status, mimetype="application/json")
     resp.headers.update(headers)
     return resp
+
+
+def submitted(job: Job, created: bool) -> tuple[dict[str, Any], int, dict[str, str]]:
+    """The body, status and headers of the answer to an accepted submission that is not held (the view
+    above and the WSGI fast path, ``jobs_api.fast_submit``, both send these)."""
+    headers = {"Location": f"/jobs/{job.id}"}
+    if not created:
+        headers["Idempotent-Replayed"] = "true"
+    return job_body(job), 202, headers
 
 
 def _callback_url(body: Any, path: str = "/callback_url") -> str | None:

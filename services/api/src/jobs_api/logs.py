@@ -46,9 +46,11 @@ class RequestContextFilter(logging.Filter):
     """Adds ``request_id`` (also sent as ``X-Request-ID``) to records logged while handling a request."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        from flask import g, has_request_context
+        from flask import g, has_app_context, has_request_context
 
-        if has_request_context() and not hasattr(record, "request_id"):
+        # the fast path of POST /jobs (jobs_api.fast_submit) runs in an app context only
+        in_request = has_request_context() or (has_app_context() and g.get("request_id") is not None)
+        if in_request and not hasattr(record, "request_id"):
             record.request_id = g.get("request_id")
         return True
 

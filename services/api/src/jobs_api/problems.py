@@ -80,8 +80,8 @@ class Problem(Exception):
         self.headers = dict(headers or {})
         self.extra = extra
 
-    def to_dict(self) -> dict[str, Any]:
-        """The problem details object."""
+    def to_dict(self, path: str | None = None) -> dict[str, Any]:
+        """The problem details object; ``instance`` is ``path`` (default: the current request's path)."""
         body: dict[str, Any] = {
             "type": self.type,
             "title": self.title,
@@ -91,13 +91,19 @@ class Problem(Exception):
         if self.errors is not None:
             body["errors"] = self.errors
         body.update(self.extra)
-        if request:  # the path the problem occurred at (RFC 9457 ``instance``), as a URI reference
-            body["instance"] = quote(request.path, safe=_PATH_SAFE)
+        if path is None and request:
+            path = request.path
+        if path is not None:  # the path the problem occurred at (RFC 9457 ``instance``), as a URI reference
+            body["instance"] = quote(path, safe=_PATH_SAFE)
         return body
+
+    def body(self, path: str | None = None) -> bytes:
+        """The problem details as the response body (``path``: see :meth:`to_dict`)."""
+        return orjson.dumps(self.to_dict(path)) + b"\n"
 
     def response(self) -> Response:
         """This problem as a Flask response."""
-        resp = Response(orjson.dumps(self.to_dict()) + b"\n", status=self.status, mimetype=PROBLEM_MEDIA_TYPE)
+        resp = Response(self.body(), status=self.status, mimetype=PROBLEM_MEDIA_TYPE)
         for name, value in self.headers.items():
             resp.headers[name] = value
         return resp
@@ -214,6 +220,43 @@ def problem_for(e: Exception) -> Problem:
                        slug="internal-error")
 
 
+def _unavailable_problem(e: Exception, path: str) -> Problem:
+    log.warning("redis unavailable: %s", type(e).__name__, extra={"path": path})
+    if isinstance(e, redis.exceptions.OutOfMemoryError):
+        return service_unavailable("the job store (Redis) is out of memory; retry later")
+    if isinstance(e, NotReplicated):
+        return service_unavailable(
+            f"{e}; it may or may not have been kept: repeat the request (with the same Idempotency-Key)"
+        )
+    return service_unavailable()
+
+
+def _unhandled_problem(path: str, method: str) -> Problem:
+    # The traceback goes to the log (for operators), never into the response.
+    log.exception("unhandled error", extra={"path": path, "method": method})
+    return Problem(500, "Internal Server Error", "an unexpected error occurred; it has been logged",
+                   slug="internal-error")
+
+
+_JOBS_ERRORS = (JobNotFound, ResultNotReady, ResultExpired, IllegalTransition, QueueFull, IdempotencyConflict,
+                EncodingError)
+
+
+def handled_problem(e: Exception, path: str, method: str) -> Problem:
+    """The problem the handlers of :func:`register_error_handlers` answer ``e`` with, outside Flask's
+    dispatch (the WSGI fast path of ``POST /jobs``); call it in the ``except`` block (a 500 logs the
+    traceback)."""
+    if isinstance(e, Problem):
+        return e
+    if isinstance(e, HTTPException):
+        return _from_http_exception(e)
+    if isinstance(e, REDIS_UNAVAILABLE):
+        return _unavailable_problem(e, path)
+    if isinstance(e, _JOBS_ERRORS):
+        return _from_jobs_error(e)
+    return _unhandled_problem(path, method)
+
+
 def register_error_handlers(app: Flask) -> None:
     """Answer every error raised while handling a request with problem details."""
 
@@ -229,24 +272,9 @@ def register_error_handlers(app: Flask) -> None:
 
         @app.errorhandler(exc)
         def _unavailable(e: Exception) -> Response:
-            log.warning("redis unavailable: %s", type(e).__name__, extra={"path": request.path})
-            if isinstance(e, redis.exceptions.OutOfMemoryError):
-                return service_unavailable("the job store (Redis) is out of memory; retry later").response()
-            if isinstance(e, NotReplicated):
-                return service_unavailable(
-                    f"{e}; it may or may not have been kept: repeat the request (with the same Idempotency-Key)"
-                ).response()
-            return service_unavailable().response()
+            return _unavailable_problem(e, request.path).response()
 
-    for exc in (
-        JobNotFound,
-        ResultNotReady,
-        ResultExpired,
-        IllegalTransition,
-        QueueFull,
-        IdempotencyConflict,
-        EncodingError,
-    ):
+    for exc in _JOBS_ERRORS:
 
         @app.errorhandler(exc)
         def _jobs(e: Exception) -> Response:
@@ -254,11 +282,4 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def _last_resort(e: Exception) -> Response:
-        # The traceback goes to the log (for operators), never into the response.
-        log.exception("unhandled error", extra={"path": request.path, "method": request.method})
-        return Problem(
-            500,
-            "Internal Server Error",
-            "an unexpected error occurred; it has been logged",
-            slug="internal-error",
-        ).response()
+        return _unhandled_problem(request.path, request.method).response()

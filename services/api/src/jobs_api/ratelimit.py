@@ -16,6 +16,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Mapping
+from typing import Any
 
 from flask import current_app, request
 
@@ -96,4 +98,9 @@ def limiter() -> AuthLimiter | None:
 
 def client_address() -> str:
     """The client's address as the limit sees it (ProxyFix has applied JOBS_TRUSTED_PROXY_HOPS)."""
-    return request.remote_addr or "unknown"
+    return address_of(request.environ)
+
+
+def address_of(environ: Mapping[str, Any]) -> str:
+    """:func:`client_address` of a WSGI environ (what werkzeug's ``remote_addr`` reads)."""
+    return environ.get("REMOTE_ADDR") or "unknown"

@@ -35,8 +35,13 @@ def state() -> State:
 
 def json_response(body: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
     """A JSON response encoded with orjson."""
-    # a trailing newline, like jsonify: curl output then ends its line
-    resp = Response(orjson.dumps(body) + b"\n", status=status, mimetype="application/json")
+    resp = Response(json_bytes(body), status=status, mimetype="application/json")
     for name, value in (headers or {}).items():
         resp.headers[name] = value
     return resp
+
+
+def json_bytes(body: Any) -> bytes:
+    """``body`` encoded as a JSON response body."""
+    # a trailing newline, like jsonify: curl output then ends its line
+    return orjson.dumps(body) + b"\n"

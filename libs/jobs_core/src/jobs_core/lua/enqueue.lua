@@ -160,8 +160,13 @@ if #unknown > 0 then redis.call('SADD', KEYS[4], unpack(unknown)) end
 local total = 0
 for _, sub in ipairs(admitted_subs) do total = total + sub.n end
 local seq = redis.call('INCRBY', KEYS[3], total) - total
+-- the 'queued' events first, written now as one stream entry (no one sees the order inside a script): its
+-- id is the Redis clock in ms, which then dates the jobs, instead of a TIME command per call
 local events = events_prefix_from_jobs(prefix)
-local now
+for _, sub in ipairs(admitted_subs) do
+  for _, j in ipairs(sub.jobs) do emit(events, j.id, 'queued', sub.owner, j.q.name) end
+end
+local now = tonumber(string.match(emit_flush(), '^%d+'))
 -- variadic writes, gathered in order: list/zset key -> arguments
 local order, argv = {}, {}
 local function gather(key, x, y)
@@ -179,10 +184,6 @@ local pending_by_owner, owners = {}, {}
 for _, sub in ipairs(admitted_subs) do
   local out = {'ok', 0}
   for _, j in ipairs(sub.jobs) do
-    -- the 'queued' event first (no one sees the order inside a script): its stream entry id is the Redis
-    -- clock in ms, which then dates the jobs, instead of a TIME command per call
-    local eid = emit(events, j.id, 'queued', sub.owner, j.q.name)
-    if not now then now = tonumber(string.match(eid, '^%d+')) end
     seq = seq + 1
     local fields = {'id', j.id, 'task', j.task, 'params', j.params, 'status', 'queued',
       'attempts', 0, 'max_attempts', j.max_attempts, 'timeout', j.timeout, 'owner', sub.owner,

@@ -77,4 +77,5 @@ end
 tally_flush(tally, KEYS[1])
 if not ok then error(err, 0) end
 memo_save(KEYS[3], token, claimed, statuses, tonumber(ARGV[2]))
+emit_flush() -- every finish's and claim's job event as one stream entry (includes/emit.lua)
 return {statuses, claimed}

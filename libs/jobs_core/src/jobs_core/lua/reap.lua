@@ -80,6 +80,7 @@ end
 if has_parked ~= (ctl[2] == '1') then
   if has_parked then redis.call('HSET', q.control, 'parked', '1') else redis.call('HDEL', q.control, 'parked') end
 end
+emit_flush() -- the pass's job events as one stream entry (includes/emit.lua)
 requeued[#requeued + 1] = '|'
 for _, id in ipairs(failed) do requeued[#requeued + 1] = id end
 return requeued
