@@ -53,7 +53,9 @@ def test_sigkill_mid_job_runs_again_elsewhere(store: JobStore, workers: StartWor
     wait_for(lambda: len(store.workers()) == 2, 60, what="both workers registered")
     # long enough that a test process slowed by load still kills the worker mid-job
     job, _ = store.enqueue("record", {"key": key, "seconds": 6}, max_attempts=3)
-    wait_status(store, job.id, JobStatus.RUNNING)
+    # attempt 1 is executing (its first act is to record itself; RUNNING alone is the claim, before the
+    # slot's child has the job: a kill then would leave no record of attempt 1)
+    wait_for(lambda: store.redis.llen(key) == 1, 60, interval=0.02, what="attempt 1 started")
     victim = pool.pop(int(store.attempt_log(job.id)[0]["worker"].split(":")[1]))
     (rescuer,) = pool.values()
     with TimerLateness() as lateness:

@@ -261,21 +261,53 @@ class Delivery:
             pipe.hmget(self.keys.job(job_id), *names)
         return [{n: text(v) for n, v in zip(names, row, strict=True) if v is not None} for row in pipe.execute()]
 
-    def prune_indexes(self, batch: int = 200) -> int:
-        """Drop index entries whose records expired, oldest first; return how many were dropped."""
+    def prune_indexes(self, batch: int = 200, max_batches: int = 250) -> int:
+        """Drop index entries whose records expired, oldest first; return how many were dropped from the job
+        index and the failed set.
+
+        Each of those two is read batch by batch (an ``EXISTS`` per entry) while a batch finds an expired
+        record, up to ``max_batches``, stepping over live ones (a job still waiting or running ahead of
+        expired ones does not stop the pass). Tenant indexes hold the same ids as the job index (both are
+        written by the script that creates the job), so they need no reads of their own: the ids dropped
+        from the job index are dropped from each tenant's index (one variadic ``ZREM`` per tenant and
+        batch), and anything a tenant index holds below the job index's oldest entry is an id the job index
+        dropped earlier (one ``ZREMRANGEBYSCORE`` per tenant and pass: entries left by versions that did not
+        prune tenant indexes, which only listing pruned). Tenants are the fields of the pending hash (every
+        tenant that ever queued a job).
+        """
+        tenant_indexes = [self.keys.owner_index(text(t)) for t in self.redis.hkeys(self.keys.pending)]
         dropped = 0
         for index in (self.keys.index, self.keys.failed):
-            ids = [text(x) for x in self.redis.zrange(index, 0, batch - 1)]
-            if not ids:
-                continue
-            pipe = self.redis.pipeline(transaction=False)
-            for job_id in ids:
-                pipe.exists(self.keys.job(job_id))
-            gone = [job_id for job_id, alive in zip(ids, pipe.execute(), strict=True) if not alive]
-            if gone:
-                dropped += int(self.redis.zrem(index, *gone))
+            also = tenant_indexes if index == self.keys.index else []
+            offset = 0
+            for _ in range(max_batches):
+                ids = [text(x) for x in self.redis.zrange(index, offset, offset + batch - 1)]
+                if not ids:
+                    break
+                pipe = self.redis.pipeline(transaction=False)
+                for job_id in ids:
+                    pipe.exists(self.keys.job(job_id))
+                gone = [job_id for job_id, alive in zip(ids, pipe.execute(), strict=True) if not alive]
+                if not gone:
+                    break  # a whole batch of live records: the rest is newer
+                pipe = self.redis.pipeline(transaction=False)
+                for key in (index, *also):
+                    pipe.zrem(key, *gone)
+                dropped += int(pipe.execute()[0])
+                offset += len(ids) - len(gone)
+        if tenant_indexes:
+            # the job index's oldest entry, else (empty: no job exists) the sequence counter read before it
+            pipe = self.redis.pipeline(transaction=True)
+            pipe.get(self.keys.seq)
+            pipe.zrange(self.keys.index, 0, 0, withscores=True)
+            seq, oldest = pipe.execute()
+            bound = f"({int(oldest[0][1])}" if oldest else (str(int(seq)) if seq is not None else None)
+            if bound is not None:
+                pipe = self.redis.pipeline(transaction=False)
+                for key in tenant_indexes:
+                    pipe.zremrangebyscore(key, "-inf", bound)
+                pipe.execute()
         return dropped
-
 
 def _claimed_jobs(reply: Any) -> list[ClaimedJob]:
     """Jobs from a claim reply (8 fields per job)."""
