@@ -479,7 +479,8 @@ def part_expiry(url: str) -> dict[str, Any]:
     index_before = client.zcard(store.keys.index)
     pruned = store.prune_indexes(batch=1000)
     return {"keys_after_finish": before, "keys_after_ttl": after, "index_entries": index_before,
-            "index_pruned": pruned, "index_left": client.zcard(store.keys.index)}
+            "index_pruned": pruned, "index_left": client.zcard(store.keys.index),
+            "tenant_index_left": client.zcard(store.keys.owner_index("default"))}
 
 
 def main() -> None:

@@ -407,7 +407,8 @@ def render_markdown(res: dict[str, Any]) -> str:
         "(`JOBS_RESULT_TTL_SECONDS`).",
         f"- Expiry shown with TTLs of 1 s / 2 s: {e['keys_after_finish']} record+result keys right after the "
         f"drain of 200 jobs, {e['keys_after_ttl']} left 2.5 s later; the index pruning (run by the reaper) "
-        f"then dropped {e['index_pruned']} of {e['index_entries']} index entries ({e['index_left']} left).",
+        f"then dropped {e['index_pruned']} of {e['index_entries']} index entries ({e['index_left']} left"
+        + (f"; the tenant's index: {e['tenant_index_left']} left" if "tenant_index_left" in e else "") + ").",
         f"- Worker RSS (process + fork server + slot children): {_f(ours['rss_mb'])} MiB for "
         f"{ours['procs']} x {ours['concurrency']} slots.",
         "",

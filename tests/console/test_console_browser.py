@@ -109,6 +109,65 @@ def test_a_submitted_job_appears_live_and_its_progress_moves(pages: Pages, stack
     assert pages.errors == []
 
 
+def _until(page: Page, expression: str, timeout: float = 10) -> None:
+    """Poll ``expression`` in the page until true (wait_for_function evaluates a string, which the
+    console's Content-Security-Policy forbids)."""
+    deadline = time.monotonic() + timeout
+    while not page.evaluate(f"() => Boolean({expression})"):
+        assert time.monotonic() < deadline, f"never true: {expression}"
+        page.wait_for_timeout(100)
+
+
+def test_a_batch_is_one_event_per_job_in_the_browser_and_a_reconnect_resumes_inside_its_entry(
+        pages: Pages, stack: ApiStack) -> None:
+    """A batch submission writes its jobs' events as one stream entry (issue 16): Chromium's EventSource gets
+    one `job` event per job with the ids `<entry>:<k>`, reconnects by itself (each
+    stream here ends after a second) and gets nothing twice and the next job once; a stream opened with
+    Last-Event-ID inside that entry starts right after it; the console's jobs page shows the batch without a
+    reload."""
+    page = pages.new()
+    login(page, "alpha")
+    page.goto("/ui/jobs")
+    expect(page.locator("#live-state")).to_contain_text("streaming events")
+    page.evaluate("""() => {
+        window.seen = []; window.opens = [];
+        const s = new EventSource('/events?max_seconds=1');
+        s.onopen = () => window.opens.push(window.seen.length ? window.seen[window.seen.length - 1][0] : '');
+        s.addEventListener('job', e => window.seen.push([e.lastEventId, JSON.parse(e.data)]));
+    }""")
+    _until(page, "window.opens.length >= 1")
+    # delayed: no worker claims them while the test looks, so their entry is the stream's last one
+    batch = api(stack, "alpha", "POST", "/jobs/batch",
+                {"jobs": [{"task": "echo", "params": {"i": i}, "delay": 120} for i in range(3)]})
+    ids = [j["id"] for j in batch["jobs"]]
+    _until(page, f"window.seen.filter(e => {ids!r}.includes(e[1].job)).length >= 3")
+    for job_id in ids:
+        expect(page.locator(f'tr[data-job="{job_id}"]')).to_be_visible(timeout=10_000)  # no reload by the test
+    reopened = len(page.evaluate("window.opens"))
+    _until(page, f"window.opens.length > {reopened}")  # reconnected by itself
+    later = submit(stack, "alpha", "echo", params={"after": "reconnect"}, delay=120)
+    _until(page, f"window.seen.some(e => e[1].job === {later!r})")
+    seen = page.evaluate("window.seen")
+    mine = [(i, e["job"]) for i, e in seen if e["job"] in ids]
+    entry = mine[0][0].split(":")[0]
+    assert mine == [(f"{entry}:{k}", job_id) for k, job_id in enumerate(ids)]
+    # a stream resumed from inside the entry (the query form of Last-Event-ID) starts right after that event
+    page.evaluate(f"""() => {{
+        window.resumed = [];
+        const s = new EventSource('/events?max_seconds=1&last_event_id={entry}:0');
+        s.addEventListener('job', e => {{ window.resumed.push([e.lastEventId, JSON.parse(e.data).job]); }});
+    }}""")
+    _until(page, f"window.resumed.some(e => e[1] === {later!r})")
+    resumed = page.evaluate("window.resumed")
+    assert resumed[:2] == [[f"{entry}:1", ids[1]], [f"{entry}:2", ids[2]]] and ids[0] not in str(resumed)
+    event_ids = [i for i, _ in seen]
+    assert len(event_ids) == len(set(event_ids)), "an event came twice across reconnects"
+    assert [e["job"] for _, e in seen].count(later) == 1
+    for job_id in [*ids, later]:
+        api(stack, "alpha", "DELETE", f"/jobs/{job_id}")
+    assert pages.errors == []
+
+
 def _visibility(page: Page, state: str) -> None:
     page.evaluate("""s => { Object.defineProperty(document, 'visibilityState', {value: s, configurable: true});
                             document.dispatchEvent(new Event('visibilitychange')); }""", state)

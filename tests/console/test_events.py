@@ -66,7 +66,7 @@ def test_every_change_is_an_event_in_order(store: JobStore, runner: Runner) -> N
     runner.fail(job.id)
     store.retry(job.id)
     store.cancel(job.id)
-    events = store.read_events(start, 1)
+    events = store.read_events(start, 1).events
     assert [(e["job"], e["status"], e["tenant"]) for _, e in events] == [
         (job.id, s, "alpha") for s in ("queued", "running", "failed", "queued", "cancelled")
     ]
@@ -94,6 +94,40 @@ def test_a_tenant_streams_only_its_own_jobs_resuming_after_last_event_id(app: Fl
     assert [e["data"]["job"] for e in only_beta] == [theirs]
 
 
+def test_one_steps_changes_are_one_event_each_resumable_inside_the_entry_and_filtered_per_tenant(
+        app: Flask, store: JobStore) -> None:
+    """A script call that changed several jobs wrote one stream entry (issue 16): each change is its own
+    `event: job`, id `<entry>:<k>`; Last-Event-ID from inside the entry skips exactly what was seen; each
+    tenant sees only its own jobs' events of a mixed entry."""
+    client = app.test_client()
+    a1, b1, a2 = (store.enqueue("echo", {}, owner=t)[0].id for t in ("alpha", "beta", "alpha"))
+    start = store.last_event_id()
+    assert [j.id for j in store.claim("w-events", 3)] == [a1, b1, a2]  # one FINISH_CLAIM call
+    later = store.enqueue("echo", {}, owner="alpha")[0].id  # a single-event entry after it
+    admin = stream(client, ADMIN, f"max_seconds=0.5&last_event_id={start}")
+    assert [(e["data"]["job"], e["data"]["status"], e["data"]["tenant"]) for e in admin] == [
+        (a1, "running", "alpha"), (b1, "running", "beta"), (a2, "running", "alpha"), (later, "queued", "alpha")]
+    entry = admin[0]["id"].split(":")[0]
+    assert [e["id"] for e in admin[:3]] == [f"{entry}:{k}" for k in range(3)] and ":" not in admin[3]["id"]
+    alpha = stream(client, KEY_ALPHA, f"max_seconds=0.5&last_event_id={start}")
+    assert [(e["id"], e["data"]["job"]) for e in alpha] == [
+        (f"{entry}:0", a1), (f"{entry}:2", a2), (admin[3]["id"], later)]
+    beta = stream(client, "key-beta-events-012345", f"max_seconds=0.5&last_event_id={start}")
+    assert [(e["id"], e["data"]["job"]) for e in beta] == [(f"{entry}:1", b1)]
+    assert a1 not in str(beta) and a2 not in str(beta) and b1 not in str(alpha)
+    # resumed inside the entry (EventSource's Last-Event-ID, or the query): exactly the rest
+    for k in range(3):
+        again = stream(client, ADMIN, "max_seconds=0.5", **{"Last-Event-ID": f"{entry}:{k}"})
+        assert [e["data"]["job"] for e in again] == [a1, b1, a2, later][k + 1:]
+    assert [e["data"]["job"] for e in stream(client, KEY_ALPHA, f"max_seconds=0.5&last_event_id={entry}:0")] == [
+        a2, later]
+    assert [e["data"]["job"] for e in stream(client, "key-beta-events-012345",
+                                             f"max_seconds=0.5&last_event_id={entry}:1")] == []
+    # a plain entry id (what a client of before holds) skips the whole entry, as it always did
+    assert [e["data"]["job"] for e in stream(client, ADMIN, "max_seconds=0.5", **{"Last-Event-ID": entry})] == [
+        later]
+
+
 def test_live_events_arrive_while_the_stream_is_open(app: Flask, store: JobStore) -> None:
     client = app.test_client()
     store.enqueue("echo", {}, owner="alpha")  # the stream starts after this one
@@ -119,7 +153,10 @@ def test_bad_input_and_auth(app: Flask, settings: Settings, store: JobStore) -> 
                            ("tenant=a:b", {}), ("max_seconds=-1", {}), ("max_seconds=99999", {}),
                            # found by the fuzzer (500 before): ids Redis refuses although they looked numeric
                            ("", {"Last-Event-ID": "99999999999999999999-0"}),
-                           ("last_event_id=%C2%B2-1", {}), ("last_event_id=1-1%0A", {})):
+                           ("last_event_id=%C2%B2-1", {}), ("last_event_id=1-1%0A", {}),
+                           # an event inside an entry is <entry>:<k>, nothing else after the colon
+                           ("", {"Last-Event-ID": "1-0:"}), ("", {"Last-Event-ID": "1-0:x"}),
+                           ("last_event_id=1-0:1:2", {})):
         resp = client.get(f"/events?{query}", headers=_h(ADMIN, **headers))
         assert resp.status_code == 400 and resp.mimetype == "application/problem+json", query
     assert client.get("/events").status_code == 401

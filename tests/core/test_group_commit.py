@@ -88,9 +88,10 @@ def test_calls_arriving_during_a_round_trip_share_the_next_one_each_with_its_own
     ran = _calls(admin) - before
     assert ran["evalsha"] == 2  # ONE script call for the eleven submissions of the group
     # shared by the group: one index ZADD and one owner-index ZADD per tenant, one RPUSH to the waiting list
-    # (+ its wake token once), one INCRBY of the sequence; per job its record and its event
+    # (+ its wake token once), one INCRBY of the sequence, one XADD of every job's event (one stream entry
+    # per script call, includes/emit.lua); per job its record
     assert ran["zadd"] == 2 * 2 and ran["incrby"] == 2 and ran["rpush"] <= 2 + 1
-    assert ran["hset"] == 1 + 7 and ran["xadd"] == 1 + 7
+    assert ran["hset"] == 1 + 7 and ran["xadd"] == 2
     first, created = out[0]
     assert created and first.status.value == "queued"
     plain = [out[n] for n in range(1, 7)]
@@ -209,12 +210,13 @@ def test_a_batch_shares_its_writes_and_keeps_all_or_none(private_redis: RedisSer
     jobs, created = store.enqueue_many(items, owner="bulk", max_pending_per_tenant=100)
     ran = _calls(admin) - before
     assert created and [j.params["i"] for j in jobs] == list(range(100))
-    # one script call; per job only its record and its event; the rest once per call, list, index or tenant
-    # (+ 1 HSET: the queue control hash's 'delayed' due-time field, for the one delayed job, once per call)
-    assert ran["evalsha"] == 1 and ran["hset"] == 100 + 1 and ran["xadd"] == 100
+    # one script call; per job only its record; the rest (the events' one stream entry included) once per
+    # call, list, index or tenant (+ 1 HSET: the queue control hash's 'delayed' due-time field, for the one
+    # delayed job, once per call)
+    assert ran["evalsha"] == 1 and ran["hset"] == 100 + 1 and ran["xadd"] == 1
     # two waiting lists (p9, p5); the empty p9 list asks for a wake token, but the warm-up's is still there
     assert ran["rpush"] == 2 and ran["llen"] == 1
-    assert ran["zadd"] == 3 and ran["incrby"] == 1 and ran["hincrby"] == 1 and ran["exists"] == 1
+    assert ran["zadd"] == 3 and ran["incrby"] == 1 and ran["hincrby"] == 1 and "exists" not in ran
     assert admin.llen(store.keys.waiting(9)) == 10
     assert admin.llen(store.keys.queue) == 1 + 89 and admin.zcard(store.keys.delayed) == 1
     assert admin.llen(store.keys.wake) == 1
@@ -345,7 +347,8 @@ def test_the_queue_cap_counts_every_priority_paused_and_delayed_job(private_redi
     before = _calls(admin)
     store.enqueue("t", {"p5": 2}, max_pending=3)  # 2 pending + 1 fits
     ran = _calls(admin) - before
-    assert ran["llen"] == 1 and ran["zcard"] == 1 and ran["exists"] == 2  # the re-send check and the lists'
+    # the lists' EXISTS only: a first send skips the re-send check
+    assert ran["llen"] == 1 and ran["zcard"] == 1 and ran["exists"] == 1
     try:
         store.enqueue("t", {"over": 1}, max_pending=3)
         raise AssertionError("expected QueueFull")

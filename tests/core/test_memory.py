@@ -128,3 +128,30 @@ def test_a_value_over_the_setting_still_works_as_a_hashtable(shipped: JobStore) 
     assert shipped.finish(W, claimed.id, 1, "succeeded", result=RESULT) == "succeeded"
     done = shipped.get(job.id)
     assert done.params == params and done.status.value == "succeeded"
+
+
+def test_pruning_drops_expired_records_from_every_index(store: JobStore) -> None:
+    """Index entries must not outlive their records: a tenant's index was pruned only by listing, so a
+    tenant that never listed kept ~136 B per job for good. One pass drops the expired ids from the job
+    index, the failed set and each tenant's index, stepping over a live job older than them, and also
+    clears what an earlier version left in a tenant index below the job index's oldest entry."""
+    k = store.keys
+    old_live = store.enqueue("echo", {}, owner="t1")[0].id  # still queued: older than the expired ones
+    expired = {owner: [store.enqueue("echo", {"n": i}, owner=owner)[0].id for i in range(300)]
+               for owner in ("t1", "t2")}
+    failed = store.enqueue("fail", {}, owner="t2", max_attempts=1)[0].id
+    store.redis.zadd(k.failed, {failed: 1})  # as the failing finish records it
+    live = store.enqueue("echo", {}, owner="t2")[0].id
+    gone = [*expired["t1"], *expired["t2"], failed]
+    store.redis.delete(*(k.job(j) for j in gone))  # as if their records expired
+    # what a previous version left: an id the job index dropped, still in a tenant's index
+    store.redis.zadd(k.owner_index("t2"), {"left-by-an-old-version": 0})
+
+    dropped = store.prune_indexes(batch=50)
+    assert dropped == len(gone) + 1  # the failed job is in the job index and in the failed set
+    assert {x.decode() for x in store.redis.zrange(k.index, 0, -1)} == {old_live, live}
+    assert [x.decode() for x in store.redis.zrange(k.owner_index("t1"), 0, -1)] == [old_live]
+    assert [x.decode() for x in store.redis.zrange(k.owner_index("t2"), 0, -1)] == [live]
+    assert store.redis.zcard(k.failed) == 0
+    assert store.prune_indexes(batch=50) == 0  # nothing left to drop; the live jobs stay
+    assert store.get(old_live).status.value == "queued" and store.get(live).status.value == "queued"

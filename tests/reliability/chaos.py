@@ -59,9 +59,11 @@ def run_with_chaos(
     submit_threads: int = 4,
     settle_timeout: float = 120.0,
     job: Callable[[int], dict[str, object]] | None = None,
+    spare: bool = False,
 ) -> tuple[Ledger, EventLog, Submitter, list[Disruption], float]:
     """Submit ``jobs`` sleep jobs (or ``job(n)``) through the API while ``act`` hits a random worker every
-    ``every`` s.
+    ``every`` s (with ``spare``, never the last ready worker of its group: see :meth:`Stack.random_worker`;
+    a hit with no such worker is skipped).
 
     Chaos stops once every accepted job is terminal (and the submission is over). Returns the ledger,
     the event log, the submitter (client-side stats), the disruptions and the wall time.
@@ -81,8 +83,11 @@ def run_with_chaos(
             if time.monotonic() - t0 > settle_timeout:
                 break
             if time.monotonic() >= next_hit:
+                victim = stack.random_worker(spare=spare)
+                if victim is None and spare:  # every group is down to one ready worker: try again shortly
+                    time.sleep(0.2)
+                    continue
                 next_hit += every
-                victim = stack.random_worker()
                 if victim is None:
                     continue
                 at = time.monotonic()
@@ -109,9 +114,18 @@ def recovery_times(events: EventLog, disruptions: list[Disruption]) -> list[floa
     return [claim for _, claim in recovery_phases(events, disruptions)]
 
 
-def recovery_phases(events: EventLog, disruptions: list[Disruption]) -> list[tuple[float, float]]:
-    """For each job held by a disrupted worker that ran again: (seconds until it was queued again, by the
-    reaper or a hand-back; seconds until a worker claimed it again), both from the disruption."""
+@dataclass(frozen=True)
+class Recovery:
+    """One job held by a disrupted worker that ran again: monotonic times of the disruption, of the job being
+    queued again (by the reaper or a hand-back; None if only its claim was seen) and of its next claim."""
+
+    at: float
+    queued: float | None
+    claimed: float
+
+
+def recoveries(events: EventLog, disruptions: list[Disruption]) -> list[Recovery]:
+    """For each job held by a disrupted worker that ran again: when it was queued again and claimed again."""
     by_job: dict[str, list[tuple[float, str]]] = {}
     for t, job_id, event in list(events.events):
         by_job.setdefault(job_id, []).append((t, event))
@@ -122,5 +136,11 @@ def recovery_phases(events: EventLog, disruptions: list[Disruption]) -> list[tup
             queued = next((t for t, e in later if e == "queued"), None)
             claimed = next((t for t, e in later if e == "running"), None)
             if claimed is not None:
-                out.append(((queued or claimed) - d.at, claimed - d.at))
+                out.append(Recovery(d.at, queued, claimed))
     return out
+
+
+def recovery_phases(events: EventLog, disruptions: list[Disruption]) -> list[tuple[float, float]]:
+    """For each job held by a disrupted worker that ran again: (seconds until it was queued again, by the
+    reaper or a hand-back; seconds until a worker claimed it again), both from the disruption."""
+    return [((r.queued or r.claimed) - r.at, r.claimed - r.at) for r in recoveries(events, disruptions)]

@@ -17,6 +17,7 @@ from http.client import HTTPException
 from typing import Any
 
 import redis
+from jobs_core import event_stream
 from support.http_response import server_errors
 
 from reliability.http import TERMINAL, Http
@@ -137,8 +138,9 @@ class EventLog:
                         now = time.monotonic()
                         for eid, fields in entries:
                             last = eid.decode()
-                            if b"job" in fields:  # job events only (queue changes share the stream)
-                                self.events.append((now, fields[b"job"].decode(), fields[b"status"].decode()))
+                            # job events only (queue changes share the stream), several per entry when one
+                            # script call changed several jobs
+                            self.events += [(now, e["job"], e["status"]) for e in event_stream.job_events(fields)]
             except (redis.ConnectionError, redis.TimeoutError, OSError):
                 time.sleep(0.1)
 

@@ -205,9 +205,14 @@ class Stack:
         pids = {w.decode().split(":")[1] for w in self.client().zrange(f"{self.namespace}:workers", 0, -1)}
         return [p for p in self.workers if str(p.pid) in pids and p.poll() is None]
 
-    def random_worker(self) -> subprocess.Popen[bytes] | None:
-        """A random worker that is up and running (a rollout replaces ready pods, not starting ones)."""
+    def random_worker(self, *, spare: bool = False) -> subprocess.Popen[bytes] | None:
+        """A random worker that is up and running (a rollout replaces ready pods, not starting ones); with
+        ``spare``, only one whose group keeps another ready worker (its queues are never left to a worker
+        still booting: how long a boot takes under load is not what a recovery bound measures)."""
         ready = self.ready_workers()
+        if spare:
+            per_group = [self.group.get(p.pid, 0) for p in ready]
+            ready = [p for p, g in zip(ready, per_group, strict=True) if per_group.count(g) >= 2]
         return random.choice(ready) if ready else None
 
     def kill_worker(self, proc: subprocess.Popen[bytes]) -> None:

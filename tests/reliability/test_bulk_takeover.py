@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import requests
+from jobs_core import event_stream
 from jobs_core.bulk_store import BULK_LEASE_MS
 from jobs_core.model import JobStatus, Submission
 
@@ -111,8 +112,8 @@ def test_bulk_action_survives_the_death_of_its_api(workdir: Path) -> None:
         assert all(j.status is JobStatus.CANCELLED for j in store.get_many(ids))
         assert store.get(other).status is JobStatus.QUEUED
         cancelled = collections.Counter(
-            fields[b"job"].decode() for _, fields in client.xrange(store.keys.event_stream)
-            if fields[b"status"] == b"cancelled")
+            e["job"] for _, fields in client.xrange(store.keys.event_stream)
+            for e in event_stream.job_events(fields) if e["status"] == "cancelled")
         assert set(cancelled) == set(ids) and set(cancelled.values()) == {1}, "a job was cancelled twice"
         assert int(client.hget(store.keys.pending, "alpha") or 0) == 0
         assert client.llen(store.keys.queue) == 1 and client.zcard(store.keys.bulk_running) == 0

@@ -2,14 +2,19 @@
 jobs (404 on every endpoint, A's jobs unchanged), nor reuse A's idempotency keys (single or batch), nor see,
 replace or delete A's webhook subscription; queue statistics name no job or tenant; roles hold (a viewer
 changes nothing, only the admin pauses, caps or reads across tenants); and no API key or Redis password
-appears in any log.
+appears in any log. A stream entry holding several tenants' job events (one script call) shows each
+tenant only its own.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import time
 from pathlib import Path
 from typing import Any
+
+from jobs_core.store import JobStore
 
 from reliability import report
 from reliability.http import TERMINAL, Http
@@ -216,6 +221,47 @@ def _console_and_event_probes(stack: Stack, jobs: dict[str, str], leaks: list[st
     return probes
 
 
+def _mixed_entry_probes(stack: Stack, leaks: list[str]) -> int:
+    """One script call that changes several tenants' jobs writes ONE stream entry holding all their events
+    (issue 16: one XADD per call): GET /events filters per event, so B's stream shows B's event from that
+    entry and none of A's, and A's the reverse, also when resuming from inside the entry."""
+    # a queue no stack worker consumes, claimed by this checker: one FINISH_CLAIM call, two tenants' jobs
+    store = JobStore.from_settings(dataclasses.replace(stack.settings(), queue="iso-mixed", queues=()))
+    start = store.last_event_id()
+    mine = {t: store.enqueue("echo", {}, owner=t)[0].id for t in ("alpha", "beta")}
+    assert [j.id for j in store.claim("isolation-probe", 2)] == [mine["alpha"], mine["beta"]]
+    probes = 0
+    for me, other in (("alpha", "beta"), ("beta", "alpha")):
+        h = stack.http(me)
+        for query in (f"last_event_id={start}", f"tenant={other}&last_event_id={start}"):
+            probes += 1
+            frames = _sse_frames(h.request("GET", f"/events?{query}&max_seconds=1").body)
+            running = [(i, d["job"]) for i, d in frames if d.get("status") == "running" and d["job"] in mine.values()]
+            if any(d.get("job") == mine[other] or d.get("tenant") == other for _, d in frames):
+                leaks.append(f"{me}'s GET /events?{query} shows {other}'s event of a shared stream entry")
+            if [j for _, j in running] != [mine[me]] or ":" not in running[0][0]:  # control: the entry was read
+                leaks.append(f"{me}'s GET /events?{query} lacks its own event of the shared entry: {frames}")
+    # resumed from A's event inside the entry: B's stream (its own key) has B's event, never A's
+    entry = next(i for i, d in _sse_frames(stack.http("alpha").request(
+        "GET", f"/events?last_event_id={start}&max_seconds=1").body)
+        if d.get("job") == mine["alpha"] and d.get("status") == "running")
+    probes += 1
+    frames = _sse_frames(stack.http("beta").request("GET", f"/events?last_event_id={entry}&max_seconds=1").body)
+    if ":" not in entry or [d.get("job") for _, d in frames if d.get("job") in mine.values()] != [mine["beta"]]:
+        leaks.append(f"B's stream resumed inside a shared entry: {frames}")
+    return probes
+
+
+def _sse_frames(body: bytes) -> list[tuple[str, dict[str, Any]]]:
+    """(id, data) of each ``event: job`` frame."""
+    out = []
+    for block in body.decode().split("\n\n"):
+        lines = dict(line.split(": ", 1) for line in block.splitlines() if ": " in line and not line.startswith(":"))
+        if lines.get("event") == "job":
+            out.append((lines.get("id", ""), json.loads(lines["data"])))
+    return out
+
+
 def test_tenant_isolation(workdir: Path) -> None:
     # The failed-key rate limit (tested in tests/api/test_auth_limit.py) is raised here: every wrong-key probe
     # below must reach the authentication itself and get its 401, not the limiter's 429.
@@ -318,8 +364,10 @@ def test_tenant_isolation(workdir: Path) -> None:
                 or held.json().get("tenant") != "beta":
             leaks.append(f"B's held submission saw A's job: {held}")
         probes += _role_and_queue_probes(stack, jobs, leaks)
+        a.close()  # idle while B's held submission waited: gunicorn may have closed its keep-alive; reconnect
         assert a.request("PUT", "/webhooks/subscription", {"url": "https://alpha.example/subscribed"}).status == 201
         probes += _console_and_event_probes(stack, jobs, leaks)
+        probes += _mixed_entry_probes(stack, leaks)
         a.close()  # idle for the streams' seconds: gunicorn closed its keep-alive connection; reconnect
         # unauthenticated and wrong keys: 401 everywhere, and the near-miss key is not logged either
         queue = stack.namespace

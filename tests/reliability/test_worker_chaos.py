@@ -3,19 +3,26 @@ queues served by two worker groups (one consumes the second queue first, then th
 priorities 0-9 in use.
 
 Lost 0 and stuck 0; duplicate executions at most kills x slots; every job a killed worker held is
-claimed again within lease + reaper interval (plus the claim latency of a busy pool).
+claimed again within lease + reaper period (plus the claim latency of a busy pool), plus a few timer delays
+as measured on this machine during that recovery (``support.lateness``): on an idle machine the bound is
+the configured intervals and the slack, under load it grows by what the scheduler actually did, not by a
+fixed allowance that would also let a slow reaper through.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from support.lateness import TimerLateness, recovery_bound
+
 from reliability import invariants, report
-from reliability.chaos import recovery_phases, run_with_chaos
+from reliability.chaos import recoveries, recovery_phases, run_with_chaos
 from reliability.stack import LEASE_SECONDS, REAPER_INTERVAL_SECONDS, Stack
 
 JOBS = 2000 if report.FULL else 300
-WORKERS = 4  # two per group: a kill leaves each queue a worker while its replacement boots
+WORKERS = 4  # two per group: a kill leaves each queue a worker while its replacement boots (a worker is
+# killed only while another of its group is ready: under load a replacement can take longer to boot than the
+# 2 s between kills, and a queue left with no worker waits for a boot, which is not the reaper's time)
 SLOTS = 2
 EVERY = 2.0
 #: claim latency on top of lease + reaper interval: a requeued job goes to the head of the queue and is
@@ -27,21 +34,30 @@ CLAIM_SLACK = 1.0 if report.FULL else 2.5
 def test_worker_chaos(workdir: Path) -> None:
     stack = Stack(workdir, workers=WORKERS, concurrency=SLOTS, second_queue=True).start()
     try:
-        ledger, events, submitter, kills, elapsed = run_with_chaos(
-            stack, JOBS, EVERY, lambda s, victim: s.kill_worker(victim)
-        )
+        with TimerLateness() as lateness:
+            ledger, events, submitter, kills, elapsed = run_with_chaos(
+                stack, JOBS, EVERY, lambda s, victim: s.kill_worker(victim), spare=True
+            )
         verdict = ledger.verify(stack.client(), stack.namespace)
         problems = invariants.settle(stack.client(), stack.namespace, stack.namespace, more=stack.queues[1:])
         duplicates = events.duplicates(ledger.ids())
         phases = recovery_phases(events, kills)
         requeues = [q for q, _ in phases]
-        recoveries = [c for _, c in phases]
+        recovered = recoveries(events, kills)
+        # each recovery against its own bound: the intervals, the slack, and the timer delays of its window
+        bounds = [recovery_bound(LEASE_SECONDS, REAPER_INTERVAL_SECONDS, CLAIM_SLACK,
+                                 lateness.worst(r.at, r.claimed)) for r in recovered]
+        late = [round(r.claimed - r.at, 2) for r, b in zip(recovered, bounds, strict=True) if r.claimed - r.at > b]
+        recoveries_s = [c for _, c in phases]
         held = sum(len(k.victims) for k in kills)
         row = report.Row(
             "worker chaos (SIGKILL)", verdict.accepted, verdict.succeeded, len(verdict.lost), len(verdict.stuck),
-            duplicates, max(recoveries, default=0.0), submitter.stats.describe(),
+            duplicates, max(recoveries_s, default=0.0), submitter.stats.describe(),
             figures={"kills": len(kills), "jobs held by killed workers": held, "slots/worker": SLOTS,
                      "bound lease+reaper": LEASE_SECONDS + REAPER_INTERVAL_SECONDS,
+                     "bound idle machine": recovery_bound(LEASE_SECONDS, REAPER_INTERVAL_SECONDS, CLAIM_SLACK, 0.0),
+                     "max bound (with timer delays)": round(max(bounds, default=0.0), 2),
+                     "worst timer delay s": round(lateness.worst(), 3),
                      "max s to requeue": max(requeues, default=0.0), "wall s": elapsed,
                      "jobs/s": verdict.succeeded / elapsed},
         )
@@ -53,8 +69,8 @@ def test_worker_chaos(workdir: Path) -> None:
         assert len(kills) >= 2
         assert duplicates <= len(kills) * SLOTS, (duplicates, len(kills))
         assert held > 0, "no kill hit a running job: the scenario proved nothing"
-        assert len(recoveries) == held, "a job held by a killed worker never ran again"
-        assert max(recoveries) <= LEASE_SECONDS + REAPER_INTERVAL_SECONDS + CLAIM_SLACK, recoveries
+        assert len(recovered) == held, "a job held by a killed worker never ran again"
+        assert not late, f"claimed again too late: {late} s (bounds {[round(b, 2) for b in bounds]})"
         assert submitter.stats.server_errors == 0 and not stack.server_errors_in_logs()
         assert not problems, problems
         assert not stack.leaked_secrets()

@@ -15,8 +15,9 @@ from typing import Any, cast
 import redis
 from redis.commands.core import Script
 
-from jobs_core import histogram
+from jobs_core import event_stream, histogram
 from jobs_core.config import Settings
+from jobs_core.event_stream import EventBatch
 from jobs_core.keys import AUDIT_STREAM_MAXLEN, Keys
 from jobs_core.model import Job, JobStatus
 from jobs_core.serialization import loads
@@ -226,13 +227,24 @@ class Browse:
                 "day": histogram.percentiles(histogram.buckets((m for d in days for m in d), task))}
 
     # ------------------------------------------------------------------ job event stream (GET /events)
-    def read_events(self, after: str, block_ms: int, count: int = 200) -> list[tuple[str, dict[str, str]]]:
-        """Events after stream id ``after`` (``$`` = from now), waiting up to ``block_ms`` for the first."""
-        reply = self.redis.xread({self.keys.event_stream: after}, count=count, block=block_ms)
+    def read_events(self, after: str, block_ms: int, count: int = 200) -> EventBatch:
+        """Events after event id ``after`` (``$`` = from now; ``<entry>:<k>``: the rest of that entry
+        first), waiting up to ``block_ms`` for the first; each with its event id (:mod:`jobs_core.event_stream`),
+        and the id of the last stream entry read, to read on from (``after`` when none)."""
+        entry, seen = event_stream.split_id(after)
         out: list[tuple[str, dict[str, str]]] = []
+        if seen:  # resumed inside an entry of several events: the rest of it, then read on after it
+            for eid, fields in cast(list[tuple[bytes, dict[bytes, bytes]]],
+                                    self.redis.xrange(self.keys.event_stream, entry, entry, count=1)):
+                out += event_stream.expand(eid, fields)[seen:]
+            if out:
+                return EventBatch(entry, out)
+        reply = self.redis.xread({self.keys.event_stream: entry}, count=count, block=block_ms)
         for _stream, entries in cast(list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]], reply or []):
-            out += [(_text(eid), {_text(k): _text(v) for k, v in fields.items()}) for eid, fields in entries]
-        return out
+            for eid, fields in entries:
+                entry = _text(eid)
+                out += event_stream.expand(eid, fields)
+        return EventBatch(entry, out)
 
     def last_event_id(self) -> str:
         """Id of the newest event (``0-0`` when there is none): where a new stream starts."""
@@ -240,9 +252,11 @@ class Browse:
         return _text(newest[0][0]) if newest else "0-0"
 
     def event_kept(self, event_id: str) -> bool:
-        """Whether event ``event_id`` is still in the stream. Trimming drops the oldest first, so then every
-        later event is there too and a resume from it misses nothing; else it may have a gap."""
-        return bool(self.redis.xrange(self.keys.event_stream, event_id, event_id, count=1))
+        """Whether event ``event_id`` (its stream entry) is still in the stream. Trimming drops the oldest
+        first, so then every later event is there too and a resume from it misses nothing; else it may have
+        a gap."""
+        entry = event_stream.entry_of(event_id)
+        return bool(self.redis.xrange(self.keys.event_stream, entry, entry, count=1))
 
     # ------------------------------------------------------------------ console session secret
     def console_secret(self) -> bytes:

@@ -17,6 +17,7 @@ from redis.commands.core import Script
 from jobs_core.config import Settings
 from jobs_core.keys import Keys
 from jobs_core.model import JobError, Result
+from jobs_core.resend import LOST, NotSent, resent, script_once, send_once
 from jobs_core.serialization import dumps, loads
 
 
@@ -162,7 +163,7 @@ class Delivery:
         the claimed jobs. Same checks and transitions as :meth:`finish` and :meth:`claim`.
         """
         keys, args = self._finish_claim_args(worker_id, finishes, claim)
-        statuses, claimed = self._finish_claim(keys=keys, args=args)
+        statuses, claimed = self._finish_claim_sent(keys, args)
         texts = [text(x) for x in statuses]
         return [None if t.startswith("stale:") else t for t in texts], _claimed_jobs(claimed)
 
@@ -201,6 +202,13 @@ class Delivery:
                 *(key for k in queues for key in k.block)]
         return keys, [*args, secrets.token_hex(8)]  # the claim token, last: see FINISH_CLAIM
 
+    def _finish_claim_sent(self, keys: list[str], args: list[Any], first: int = 1) -> Any:
+        """Run FINISH_CLAIM, re-sent (numbered) after a lost reply: ``<token>:<send number>`` as the last
+        argument, so the first send skips the claim memo's read (:mod:`jobs_core.resend`)."""
+        token = args[-1]
+        return resent(lambda n: script_once(self.redis, self._finish_claim, keys, [*args[:-1], f"{token}:{n}"],
+                                            self.settings, self.keys.ack_fence), first)
+
     def wait_and_claim(self, worker_id: str, count: int, timeout: float) -> list[ClaimedJob]:
         """An idle worker's wait: block up to ``timeout`` s for a wake token of the store's queues, then claim
         up to ``count`` jobs, whether a token came or not (the idle loop's periodic look for work).
@@ -213,14 +221,21 @@ class Delivery:
         if self.settings.ack_replicas > 0:
             return self.claim(worker_id, count) if self.wait_for_work(timeout) else []
         keys, args = self._finish_claim_args(worker_id, (), count)
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.blpop([k.wake for k in self._queue_keys()], timeout)
-        pipe.execute_command("EVALSHA", self._finish_claim.sha, len(keys), *keys, *args)  # type: ignore[no-untyped-call]
-        woke, reply = pipe.execute(raise_on_error=False)
+        try:
+            woke, reply = send_once(self.redis, [
+                ("BLPOP", *(k.wake for k in self._queue_keys()), timeout),
+                ("EVALSHA", self._finish_claim.sha, len(keys), *keys, *args[:-1], f"{args[-1]}:1"),
+            ])
+        except NotSent:
+            raise  # no connection: nothing was sent
+        except LOST:
+            # the claim may have run: the same claim again, numbered as a re-send (answered from the memo)
+            return _claimed_jobs(self._finish_claim_sent(keys, args, first=2)[1])
         if isinstance(woke, redis.ResponseError) and not str(woke).startswith("UNBLOCKED"):
             raise woke  # UNBLOCKED: the primary was demoted under the wait (see wait_for_work); the claim ran
         if isinstance(reply, redis.exceptions.NoScriptError):
-            return self.claim(worker_id, count)  # it did not run: the ordinary call loads the script
+            # it did not run: the ordinary call loads the script and sends this claim (first send) again
+            return _claimed_jobs(self._finish_claim_sent(keys, args)[1])
         if isinstance(reply, Exception):
             raise reply
         return _claimed_jobs(reply[1])
@@ -261,21 +276,53 @@ class Delivery:
             pipe.hmget(self.keys.job(job_id), *names)
         return [{n: text(v) for n, v in zip(names, row, strict=True) if v is not None} for row in pipe.execute()]
 
-    def prune_indexes(self, batch: int = 200) -> int:
-        """Drop index entries whose records expired, oldest first; return how many were dropped."""
+    def prune_indexes(self, batch: int = 200, max_batches: int = 250) -> int:
+        """Drop index entries whose records expired, oldest first; return how many were dropped from the job
+        index and the failed set.
+
+        Each of those two is read batch by batch (an ``EXISTS`` per entry) while a batch finds an expired
+        record, up to ``max_batches``, stepping over live ones (a job still waiting or running ahead of
+        expired ones does not stop the pass). Tenant indexes hold the same ids as the job index (both are
+        written by the script that creates the job), so they need no reads of their own: the ids dropped
+        from the job index are dropped from each tenant's index (one variadic ``ZREM`` per tenant and
+        batch), and anything a tenant index holds below the job index's oldest entry is an id the job index
+        dropped earlier (one ``ZREMRANGEBYSCORE`` per tenant and pass: entries left by versions that did not
+        prune tenant indexes, which only listing pruned). Tenants are the fields of the pending hash (every
+        tenant that ever queued a job).
+        """
+        tenant_indexes = [self.keys.owner_index(text(t)) for t in self.redis.hkeys(self.keys.pending)]
         dropped = 0
         for index in (self.keys.index, self.keys.failed):
-            ids = [text(x) for x in self.redis.zrange(index, 0, batch - 1)]
-            if not ids:
-                continue
-            pipe = self.redis.pipeline(transaction=False)
-            for job_id in ids:
-                pipe.exists(self.keys.job(job_id))
-            gone = [job_id for job_id, alive in zip(ids, pipe.execute(), strict=True) if not alive]
-            if gone:
-                dropped += int(self.redis.zrem(index, *gone))
+            also = tenant_indexes if index == self.keys.index else []
+            offset = 0
+            for _ in range(max_batches):
+                ids = [text(x) for x in self.redis.zrange(index, offset, offset + batch - 1)]
+                if not ids:
+                    break
+                pipe = self.redis.pipeline(transaction=False)
+                for job_id in ids:
+                    pipe.exists(self.keys.job(job_id))
+                gone = [job_id for job_id, alive in zip(ids, pipe.execute(), strict=True) if not alive]
+                if not gone:
+                    break  # a whole batch of live records: the rest is newer
+                pipe = self.redis.pipeline(transaction=False)
+                for key in (index, *also):
+                    pipe.zrem(key, *gone)
+                dropped += int(pipe.execute()[0])
+                offset += len(ids) - len(gone)
+        if tenant_indexes:
+            # the job index's oldest entry, else (empty: no job exists) the sequence counter read before it
+            pipe = self.redis.pipeline(transaction=True)
+            pipe.get(self.keys.seq)
+            pipe.zrange(self.keys.index, 0, 0, withscores=True)
+            seq, oldest = pipe.execute()
+            bound = f"({int(oldest[0][1])}" if oldest else (str(int(seq)) if seq is not None else None)
+            if bound is not None:
+                pipe = self.redis.pipeline(transaction=False)
+                for key in tenant_indexes:
+                    pipe.zremrangebyscore(key, "-inf", bound)
+                pipe.execute()
         return dropped
-
 
 def _claimed_jobs(reply: Any) -> list[ClaimedJob]:
     """Jobs from a claim reply (8 fields per job)."""

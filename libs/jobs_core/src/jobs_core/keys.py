@@ -17,7 +17,8 @@ HOTQUEUE_PREFIX = "hotqueue"
 MIN_PRIORITY, MAX_PRIORITY, DEFAULT_PRIORITY = 0, 9, 5  # re-exported by jobs_core.model
 #: Priorities from the highest (taken first) down.
 PRIORITIES_HIGH_FIRST: tuple[int, ...] = tuple(range(MAX_PRIORITY, MIN_PRIORITY - 1, -1))
-#: Entries the job event stream keeps (about: trimmed with ``MAXLEN ~``); see ``lua/includes/emit.lua``.
+#: Job events the job event stream keeps (about: trimmed with ``MAXLEN ~``, an entry of n events with
+#: ``MAXLEN ~ 10000 / n``); see ``lua/includes/emit.lua``.
 EVENT_STREAM_MAXLEN = 10_000
 #: Entries the audit log keeps (about: ``MAXLEN ~``); see ``lua/includes/audit.lua`` and ``jobs_core.audit``.
 AUDIT_STREAM_MAXLEN = 100_000
@@ -194,8 +195,9 @@ class Keys:
 
     @property
     def event_stream(self) -> str:
-        """Stream of job changes for ``GET /events`` (fields job, status, tenant, ...), capped at about
-        :data:`EVENT_STREAM_MAXLEN` entries. Scripts build it as the events channel prefix + ``stream``
+        """Stream of job changes for ``GET /events`` (one entry per script call: format in
+        :mod:`jobs_core.event_stream`), capped at about :data:`EVENT_STREAM_MAXLEN` events. Scripts build it
+        as the events channel prefix + ``stream``
         (a channel name is never a key, and no job id is ``stream``)."""
         return self.events_prefix + "stream"
 

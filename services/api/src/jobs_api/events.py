@@ -3,9 +3,12 @@
 The Lua scripts append every job change to one capped Redis stream (``Keys.event_stream``) in the same
 step as the change itself. A stream request reads it with blocking ``XREAD`` in slices and forwards the
 events its caller may see: its own tenant's, or for an admin every tenant's (``?tenant=`` narrows it).
-Each event's SSE id is its stream id, so a client that reconnects with ``Last-Event-ID`` (EventSource does
-this by itself) gets exactly what it missed; when that part of the stream was already trimmed it gets a
-``reset`` event first (reload your state).
+A script call that changed several jobs wrote their events as one stream entry (:mod:`jobs_core.event_stream`):
+each is sent as its own ``event: job``, in order. Each event's SSE id is its stream entry id, or
+``<entry id>:<k>`` for the k-th event of an entry of several, so a client that reconnects with
+``Last-Event-ID`` (EventSource does this by itself) gets exactly what it missed, also from the middle of
+such an entry; when that part of the stream was already trimmed it gets a ``reset`` event first (reload
+your state). Tenant filtering is per event: an entry may hold several tenants' jobs.
 
 Queue pause / resume / cap changes (``event: queue``) come through the same stream, written by
 ``lua/queue_control.lua`` in the same step as the change. Queues are cluster-wide and ``GET /queues`` shows
@@ -27,6 +30,7 @@ from datetime import UTC, datetime
 
 import orjson
 from flask import Blueprint, Response, g, request
+from jobs_core import event_stream
 from jobs_core.config import Role
 from jobs_core.store import JobStore
 
@@ -48,8 +52,6 @@ SLICE_SECONDS = 5.0
 KEEPALIVE_SECONDS = 5.0
 #: What EventSource waits before reconnecting (ms).
 RETRY_MS = 2000
-_EVENT_ID = re.compile(r"[0-9]{1,20}-[0-9]{1,20}")  # ASCII digits only: \d also takes "²"
-_U64_MAX = 2**64 - 1  # Redis stream id parts are unsigned 64-bit: a larger one is a Redis error, not a 400
 _TENANT = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 
 
@@ -79,7 +81,7 @@ def _start_id(store: JobStore) -> tuple[str, bool]:
     resume = request.headers.get("Last-Event-ID") or request.args.get("last_event_id") or ""
     if not resume:
         return store.last_event_id(), False
-    if not _EVENT_ID.fullmatch(resume) or any(int(part) > _U64_MAX for part in resume.split("-")):
+    if not event_stream.is_event_id(resume):
         raise validation_problem([{"path": "/headers/Last-Event-ID", "message": "not an id this stream sent"}],
                                  status=400)
     if resume == "0-0" or store.event_kept(resume):
@@ -148,8 +150,9 @@ def events() -> Response:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
-                for event_id, fields in store.read_events(last, max(1, int(min(remaining, SLICE_SECONDS) * 1000))):
-                    last = event_id
+                batch = store.read_events(last, max(1, int(min(remaining, SLICE_SECONDS) * 1000)))
+                last = batch.cursor
+                for event_id, fields in batch.events:
                     if fields.get("kind") == "queue":  # cluster-wide, as GET /queues: every stream
                         yield _frame(event_id, "queue", _queue_event(event_id, fields, principal.is_admin))
                         quiet_since = time.monotonic()

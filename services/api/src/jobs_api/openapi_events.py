@@ -14,7 +14,9 @@ PATHS: dict[str, Any] = {
                 "200": {
                     "description": "text/event-stream. First `retry: 2000`; then one `event: job` per status change "
                     "of a job the caller may see (its tenant's; an admin's: every tenant's, or ?tenant=), "
-                    "`id:` = its stream id, `data:` = JSON {job, status, tenant, queue}. One `event: queue` per queue "
+                    "`id:` = its stream id, or `<stream id>:<k>` for the k-th of several changes one step wrote "
+                    "together, "
+                    "`data:` = JSON {job, status, tenant, queue}. One `event: queue` per queue "
                     "pause / resume / cap change (queues are cluster-wide: every stream gets them, as GET /queues "
                     "shows every queue), `data:` = JSON {queue, change (pause|resume|cap), paused, cap (null: none), "
                     "role, via (api|console), at (UTC), and for admins only by {tenant, key_id}}; written in "
@@ -26,7 +28,7 @@ PATHS: dict[str, Any] = {
                         "type": "object",
                         "required": ["event", "data"],
                         "properties": {
-                            "id": {"type": "string", "pattern": "^[0-9]+-[0-9]+$"},
+                            "id": {"type": "string", "pattern": "^[0-9]+-[0-9]+(:[0-9]+)?$"},
                             "event": {"type": "string", "enum": ["job", "queue", "reset"]},
                             "data": {"type": "string", "contentMediaType": "application/json"},
                             "retry": {"type": "integer"},
@@ -40,12 +42,13 @@ PATHS: dict[str, Any] = {
             tags=["jobs"],
             security=SECURITY,
             parameters=[
-                {"name": "Last-Event-ID", "in": "header", "schema": {"type": "string", "pattern": "^[0-9]+-[0-9]+$"},
+                {"name": "Last-Event-ID", "in": "header",
+                 "schema": {"type": "string", "pattern": "^[0-9]+-[0-9]+(:[0-9]+)?$"},
                  "description": "Resume after this event (EventSource sends it when it reconnects)."},
                 {
                     "name": "last_event_id",
                     "in": "query",
-                    "schema": {"type": "string", "pattern": "^[0-9]+-[0-9]+$"},
+                    "schema": {"type": "string", "pattern": "^[0-9]+-[0-9]+(:[0-9]+)?$"},
                     "description": "The same as the header, for clients that cannot set headers.",
                 },
                 {

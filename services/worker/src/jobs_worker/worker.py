@@ -87,6 +87,9 @@ class Worker:
         self.claimed_any = False
         # the last wait for work ended with a claim that found nothing: the next look starts with the wait
         self.waited_empty = False
+        # the last claim got fewer jobs than it asked for (the queues were empty then): the next loop waits for
+        # the children first instead of claiming again at once (see _fill_slots)
+        self.claimed_short = False
         self.burst = burst
         self.store = store or JobStore.from_settings(settings)
         self.worker_id = new_worker_id()
@@ -209,6 +212,17 @@ class Worker:
         if not free or (self.once and self.claimed_any):
             return False
         idle = len(free) == len(self.slots)
+        if self.claimed_short:
+            # the last claim emptied the queues: claiming again at once finds nothing but costs a Redis round
+            # trip, during which a job just started may end (its result then waits in the pipe: issue 16's
+            # round trip). Busy: wait for the children first (at most BUSY_POLL_SECONDS), then look again.
+            # Idle: straight to the blocking wait, whose claim follows it (a job queued since left a wake
+            # token: it was queued on an empty list)
+            self.claimed_short = False
+            if not idle:
+                return False
+            self.waited_empty = True
+        self.claimed_short = False
         # an idle worker whose wait just ended with an empty claim goes straight back to waiting (a wake
         # token pushed since is in its wake list, so the wait returns at once)
         jobs = [] if idle and self.waited_empty else self.store.claim(self.worker_id, len(free))
@@ -220,6 +234,7 @@ class Worker:
             self.waited_empty = not jobs
         if not jobs:
             return False
+        self.claimed_short = len(jobs) < len(free)
         self._dispatch(free, jobs)
         return True
 
@@ -366,6 +381,7 @@ class Worker:
         with tracing.current(self.spans.span_of([o.job for o in batch])):
             statuses, claimed = self.store.finish_and_claim(self.worker_id, finishes, len(free))
         self.unsaved = []
+        self.claimed_short = refill and len(claimed) < len(free)  # the queues were empty: see _fill_slots
         for o, status in zip(batch, statuses, strict=True):
             self.spans.ended(o.job, o.kind if status is not None else "lost", o.error, o.result)
             if status is None:

@@ -35,6 +35,7 @@ for i, id in ipairs(ids) do
   end
   if r[1] == 'missing' or r[1] == 'illegal' then skipped = skipped + 1 else changed = changed + 1 end
 end
+emit_flush() -- the chunk's job events as one stream entry (includes/emit.lua)
 local now = now_ms()
 cursor = cursor + #ids
 local done = redis.call('HINCRBY', KEYS[1], 'done', #ids)

@@ -7,5 +7,7 @@
 --       a copy re-sent by the client after a lost reply answers as the first run did, not 409), then the
 --       queue's ARGV block
 -- Returns {'cancelled'} | {'requested'} | {'missing'} | {'illegal', status}
-return cancel_one(KEYS[1], ARGV[1], ARGV[2], ARGV[3], events_prefix_of(ARGV[4], ARGV[1]), ARGV[5],
+local reply = cancel_one(KEYS[1], ARGV[1], ARGV[2], ARGV[3], events_prefix_of(ARGV[4], ARGV[1]), ARGV[5],
   queue_block(3, 6), KEYS[2])
+emit_flush() -- its job events as one stream entry (includes/emit.lua)
+return reply

@@ -77,4 +77,5 @@ if #fired > 1 then
   redis.call('HSET', KEYS[1], 'last_job', last_job, 'last_fired', last_fired)
   redis.call('HINCRBY', KEYS[1], 'fired', #fired - 1)
 end
+emit_flush() -- the fired jobs' events as one stream entry (includes/emit.lua)
 return fired

@@ -85,6 +85,7 @@ end
 -- version before the flag is promoted at most one reaper interval after it is due
 local first = redis.call('ZRANGE', q.delayed, 0, 0, 'WITHSCORES')
 if first[1] then flag_delayed(q.control, tonumber(first[2]), ctl[3]) end
+emit_flush() -- the pass's job events as one stream entry (includes/emit.lua)
 requeued[#requeued + 1] = '|'
 for _, id in ipairs(failed) do requeued[#requeued + 1] = id end
 return requeued

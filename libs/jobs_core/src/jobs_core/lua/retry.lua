@@ -5,5 +5,7 @@
 --       a lost reply answers as the first run did while the job has not finished again, not 409), then
 --       the queue's ARGV block
 -- Returns {'queued'} | {'missing'} | {'illegal', status}
-return retry_one(KEYS[1], ARGV[1], ARGV[2], events_prefix_of(ARGV[3], ARGV[1]), ARGV[4], queue_block(4, 5),
-  KEYS[2], KEYS[3])
+local reply = retry_one(KEYS[1], ARGV[1], ARGV[2], events_prefix_of(ARGV[3], ARGV[1]), ARGV[4],
+  queue_block(4, 5), KEYS[2], KEYS[3])
+emit_flush() -- its job event as one stream entry (includes/emit.lua)
+return reply

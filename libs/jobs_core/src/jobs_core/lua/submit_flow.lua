@@ -143,4 +143,5 @@ if ARGV[7] == '1' then
   for _, node in ipairs(nodes) do ids[#ids + 1] = node.id end
   redis.call('SET', KEYS[7], table.concat(ids, ',') .. ' ' .. ARGV[8], 'EX', ARGV[9])
 end
+emit_flush() -- the nodes' job events as one stream entry (includes/emit.lua)
 return out
