@@ -168,3 +168,23 @@ def test_a_call_without_a_send_number_is_checked(private_redis: RedisServer) -> 
     assert again == first and first[1][0] == job.id.encode()
     assert (_calls(admin) - before)["get"] == 1
     assert store.get(job.id).attempts == 1
+
+
+def test_an_idle_workers_pipelined_claim_whose_reply_was_lost_hands_it_its_job(
+        private_redis: RedisServer, dropper: ReplyDropper) -> None:
+    """The idle wait (BLPOP + claim in one send): the reply of both is lost after the claim ran; the claim is
+    re-sent alone as send 2 and answered from the memo, so the job is not left leased to a worker that never
+    heard of it."""
+    store = _store(dropper, "i", lease_seconds=30.0)
+    admin = private_redis.client()
+    store.claim("warm", 0)  # scripts cached, as in any running worker
+    job, _ = store.enqueue("echo", {}, owner="t")  # its wake token: the wait returns at once
+    dropper.drop = 1
+    before = _calls(admin)
+    claimed = store.wait_and_claim("w1", 1, 1.0)
+    ran = _calls(admin) - before
+    assert dropper.dropped == 1
+    assert [c.id for c in claimed] == [job.id] and claimed[0].attempt == 1
+    assert ran["evalsha"] == 2 and ran["get"] == 1  # the claim, then its re-send reading the memo
+    again = store.get(job.id)
+    assert (again.status.value, again.attempts, again.worker) == ("running", 1, "w1")
