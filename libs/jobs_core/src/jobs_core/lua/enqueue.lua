@@ -148,8 +148,9 @@ for _, sub in ipairs(admitted_subs) do
     local q = e.q
     if not used[q.name] then
       used[q.name] = true
-      local ctl = redis.call('HMGET', q.control, 'paused', 'known')
+      local ctl = redis.call('HMGET', q.control, 'paused', 'known', 'delayed')
       q.is_paused = ctl[1] == '1'
+      q.delayed_at = ctl[3] -- the earliest due time flag (includes/queues.lua flag_delayed)
       if not ctl[2] then
         unknown[#unknown + 1] = q.name
         redis.call('HSET', q.control, 'known', '1')
@@ -184,6 +185,7 @@ local function gather(key, x, y)
   if y ~= nil then t[#t + 1] = y end
 end
 local lists = {} -- waiting or paused list -> queue block (for the wake token)
+local delayed_min, delayed_qs = {}, {} -- queue block -> earliest due time of the jobs it delays in this call
 local pending_by_owner, owners = {}, {}
 for _, sub in ipairs(admitted_subs) do
   local out = {'ok', 0}
@@ -202,6 +204,8 @@ for _, sub in ipairs(admitted_subs) do
     redis.call('HSET', prefix .. j.id, unpack(fields))
     if run_at then
       gather(j.q.delayed, run_at, j.id)
+      if not delayed_min[j.q] then delayed_qs[#delayed_qs + 1] = j.q end
+      delayed_min[j.q] = math.min(delayed_min[j.q] or math.huge, now + j.delay)
     else
       local list = j.q.is_paused and j.q.paused[j.priority] or j.q.waiting[j.priority]
       lists[list] = j.q
@@ -235,5 +239,6 @@ for _, key in ipairs(order) do
     variadic('ZADD', key, argv[key])
   end
 end
+for _, q in ipairs(delayed_qs) do flag_delayed(q.control, delayed_min[q], q.delayed_at) end
 for _, owner in ipairs(owners) do redis.call('HINCRBY', KEYS[2], owner, int_arg(pending_by_owner[owner])) end
 return replies
