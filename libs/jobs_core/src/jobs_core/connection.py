@@ -4,7 +4,9 @@ Every client built here retries a command that met a connection error (reset, re
 primary demoted under it: Sentinel-managed connections turn ``READONLY`` into a connection error and look
 the primary up again before the next try). The engine's scripts are safe to re-send after a lost reply
 (see :mod:`jobs_core.scripts`), and a re-send that lands on a promoted replica with an empty script
-cache loads the script again (``NOSCRIPT``).
+cache loads the script again (``NOSCRIPT``). The hot ones (``ENQUEUE``, ``FINISH_CLAIM``) bypass that
+retry and are re-sent explicitly with a send number, so that their first send skips the re-send check
+(:mod:`jobs_core.resend`).
 
 With ``JOBS_ACK_REPLICAS=N`` the writes that must not be lost (a submission, a finish or hand-back,
 cancel and retry) go through :class:`ReplicatedScript`: the script, a fence write, ``WAIT`` and

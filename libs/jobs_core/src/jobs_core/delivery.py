@@ -17,6 +17,7 @@ from redis.commands.core import Script
 from jobs_core.config import Settings
 from jobs_core.keys import Keys
 from jobs_core.model import JobError, Result
+from jobs_core.resend import LOST, NotSent, resent, script_once, send_once
 from jobs_core.serialization import dumps, loads
 
 
@@ -162,7 +163,7 @@ class Delivery:
         the claimed jobs. Same checks and transitions as :meth:`finish` and :meth:`claim`.
         """
         keys, args = self._finish_claim_args(worker_id, finishes, claim)
-        statuses, claimed = self._finish_claim(keys=keys, args=args)
+        statuses, claimed = self._finish_claim_sent(keys, args)
         texts = [text(x) for x in statuses]
         return [None if t.startswith("stale:") else t for t in texts], _claimed_jobs(claimed)
 
@@ -201,6 +202,13 @@ class Delivery:
                 *(key for k in queues for key in k.block)]
         return keys, [*args, secrets.token_hex(8)]  # the claim token, last: see FINISH_CLAIM
 
+    def _finish_claim_sent(self, keys: list[str], args: list[Any], first: int = 1) -> Any:
+        """Run FINISH_CLAIM, re-sent (numbered) after a lost reply: ``<token>:<send number>`` as the last
+        argument, so the first send skips the claim memo's read (:mod:`jobs_core.resend`)."""
+        token = args[-1]
+        return resent(lambda n: script_once(self.redis, self._finish_claim, keys, [*args[:-1], f"{token}:{n}"],
+                                            self.settings, self.keys.ack_fence), first)
+
     def wait_and_claim(self, worker_id: str, count: int, timeout: float) -> list[ClaimedJob]:
         """An idle worker's wait: block up to ``timeout`` s for a wake token of the store's queues, then claim
         up to ``count`` jobs, whether a token came or not (the idle loop's periodic look for work).
@@ -213,14 +221,21 @@ class Delivery:
         if self.settings.ack_replicas > 0:
             return self.claim(worker_id, count) if self.wait_for_work(timeout) else []
         keys, args = self._finish_claim_args(worker_id, (), count)
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.blpop([k.wake for k in self._queue_keys()], timeout)
-        pipe.execute_command("EVALSHA", self._finish_claim.sha, len(keys), *keys, *args)  # type: ignore[no-untyped-call]
-        woke, reply = pipe.execute(raise_on_error=False)
+        try:
+            woke, reply = send_once(self.redis, [
+                ("BLPOP", *(k.wake for k in self._queue_keys()), timeout),
+                ("EVALSHA", self._finish_claim.sha, len(keys), *keys, *args[:-1], f"{args[-1]}:1"),
+            ])
+        except NotSent:
+            raise  # no connection: nothing was sent
+        except LOST:
+            # the claim may have run: the same claim again, numbered as a re-send (answered from the memo)
+            return _claimed_jobs(self._finish_claim_sent(keys, args, first=2)[1])
         if isinstance(woke, redis.ResponseError) and not str(woke).startswith("UNBLOCKED"):
             raise woke  # UNBLOCKED: the primary was demoted under the wait (see wait_for_work); the claim ran
         if isinstance(reply, redis.exceptions.NoScriptError):
-            return self.claim(worker_id, count)  # it did not run: the ordinary call loads the script
+            # it did not run: the ordinary call loads the script and sends this claim (first send) again
+            return _claimed_jobs(self._finish_claim_sent(keys, args)[1])
         if isinstance(reply, Exception):
             raise reply
         return _claimed_jobs(reply[1])

@@ -20,12 +20,13 @@ own. Nothing is weaker than one call per submission:
   ``JOBS_ACK_REPLICAS`` the call is followed by the fence write, ``WAIT`` and ``WAITAOF`` of
   :class:`~jobs_core.connection.ReplicatedScript` in the same pipeline, and no part is answered before
   that confirmation (or answered with :class:`~jobs_core.errors.NotReplicated`);
-- a connection error while the call is in flight makes redis-py send it again (the client's retry
-  policy); the script answers a re-sent part as its first run did (its job ids are new per call: a record
-  under the first one means it ran), so a job is never stored twice; when the retries give up, every
+- a connection error or timeout while the call is in flight makes it be sent again, numbered
+  (:func:`jobs_core.resend.resent`; never redis-py's silent ``Retry``): the script answers a re-sent part
+  as its first run did (its job ids are new per call: a record under the first one means it ran), so a
+  job is never stored twice, and skips that check on the first send; when the re-sends give up, every
   part of the group gets the error, and none of them is answered as stored;
 - ``NOSCRIPT`` (a restarted Redis, a promoted replica) is answered by loading the script and sending the
-  call again (it did not run).
+  call again (it did not run; same send number).
 """
 
 from __future__ import annotations
@@ -36,10 +37,9 @@ from collections.abc import Callable
 from typing import Any
 
 import redis
-from redis.exceptions import NoScriptError
 
 from jobs_core.config import Settings
-from jobs_core.connection import NOSCRIPT_RERUNS, check_confirmation
+from jobs_core.resend import resent, script_once
 
 #: Most parts in one round trip: bounds the script call's size and the last caller's wait.
 MAX_GROUP = 64
@@ -69,7 +69,8 @@ class _Call:
 class GroupCommit:
     """``group(part)``: the concurrent parts of this process sent as one call of ``script``.
 
-    ``build(parts)`` makes the call's keys and arguments; the script answers a list with one reply per
+    ``build(parts)`` makes the call's keys and arguments (the send number is appended: see
+    :mod:`jobs_core.resend`); the script answers a list with one reply per
     part, in order; a caller gets its part's reply (or the error of the whole call: a connection error, a
     refused confirmation). ``settings.ack_replicas`` > 0 adds the replicated acknowledgement of
     :mod:`jobs_core.connection` to every round trip.
@@ -81,8 +82,7 @@ class GroupCommit:
         self.script = client.register_script(script)
         self.build = build
         self.max_weight = max_weight
-        self.replicas = settings.ack_replicas
-        self.timeout_ms = max(1, round(settings.ack_timeout_seconds * 1000))
+        self.settings = settings
         self.fence_key = fence_key
         self.max_group = max_group
         self._lock = threading.Lock()
@@ -145,24 +145,9 @@ class GroupCommit:
 
     def _commit(self, group: list[_Call]) -> None:
         keys, args = self.build([c.part for c in group])
-        if not self.replicas:
-            replies = self.script(keys=keys, args=args)  # loads the script itself on NOSCRIPT
-        else:
-            for rerun in range(NOSCRIPT_RERUNS + 1):
-                pipe = self.client.pipeline(transaction=False)
-                pipe.evalsha(self.script.sha, len(keys), *keys, *args)
-                pipe.set(self.fence_key, b"1")
-                pipe.execute_command("WAIT", self.replicas, self.timeout_ms)  # type: ignore[no-untyped-call]
-                pipe.execute_command("WAITAOF", 1, self.replicas, self.timeout_ms)  # type: ignore[no-untyped-call]
-                out = pipe.execute(raise_on_error=False)
-                if isinstance(out[0], NoScriptError) and rerun < NOSCRIPT_RERUNS:
-                    self.client.script_load(self.script.script)  # it did not run: send it again
-                    continue
-                if isinstance(out[0], Exception):
-                    raise out[0]
-                check_confirmation(out[-1], self.replicas)  # raises: every part of the group gets it
-                replies = out[0]
-                break
+        # the send number goes last in ARGV: 1 lets the script skip its re-send check (lua/enqueue.lua)
+        replies = resent(lambda n: script_once(self.client, self.script, keys, [*args, n], self.settings,
+                                               self.fence_key))
         if not isinstance(replies, list) or len(replies) != len(group):
             raise redis.ResponseError(f"enqueue answered {replies!r} for {len(group)} parts")
         for c, reply in zip(group, replies, strict=True):

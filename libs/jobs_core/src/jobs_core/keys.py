@@ -71,7 +71,10 @@ class Keys:
     @property
     def control(self) -> str:
         """Hash of the queue's controls: ``paused`` ('1' while paused), ``cap`` (max running jobs), ``known``
-        ('1' once the queue is in :attr:`queues`: a submission adds it there only when this is missing)."""
+        ('1' once the queue is in :attr:`queues`: a submission adds it there only when this is missing), and
+        hints the claim reads instead of a command each: ``parked``, ``orphans`` ('1' while that set is not
+        empty) and ``delayed`` (a time in ms no later than the delayed zset's earliest due time; missing when
+        it is empty)."""
         return namespace(self.prefix, self.queue_name, "control")
 
     @property

@@ -19,20 +19,23 @@
 --       'callback', includes/release.lua writes the webhook event when the job ends), the submitter's reply
 --       channel ('' = none; stored as 'reply_to': the finish publishes the ended job there, includes/emit.lua)
 --       ; then N groups of 8:
---       id, task, params JSON, max_attempts, timeout, delay ms, queue number (1..Q), priority (0..9)
+--       id, task, params JSON, max_attempts, timeout, delay ms, queue number (1..Q), priority (0..9);
+--       last (optional): the send number, 1 on the call's first send (jobs_core/resend.py)
 -- Returns one reply per submission, in order: {'ok', created_ms, seq of each job...} | {'exists', id of
 --         each job...} | {'conflict', first id} | {'full', 'global' | 'tenant', queue name}
 --         | {'invalid', what}
 -- The ids are new for every call, so a record under a submission's first id means this very call already
 -- ran (the client's re-send after a lost reply: timeout, dropped connection): that submission is
 -- answered as the first run did (one EXISTS over every first id tells whether any is; only then each is
--- read).
+-- read). A first send (send number 1) skips that check; a call without the number (an older client) or a
+-- re-send pays it.
 local prefix, nq, ns, idem_ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
 local queues = queue_blocks(5, 5, nq)
 local kunits = 5 + nq * QUEUE_KEYS
 local replies, subs = {}, {}
 -- parse and validate every submission first: an invalid one is refused alone, never a Lua error
 local a = 5 + nq * QUEUE_ARGS
+local parsed = true
 for s = 1, ns do
   local n = tonumber(ARGV[a + 5])
   local sub = {slot = s, owner = ARGV[a], cap = tonumber(ARGV[a + 1]) or 0, owner_cap = tonumber(ARGV[a + 2]) or 0,
@@ -42,6 +45,7 @@ for s = 1, ns do
   if not n or n < 1 or not sub.owner or #ARGV < a + 8 + n * 8 then
     -- the layout itself is broken: this submission and the ones after it cannot be read
     for t = s, ns do replies[t] = {'invalid', 'malformed submission'} end
+    parsed = false
     break
   end
   local b = a + 9
@@ -74,10 +78,12 @@ for s = 1, ns do
   subs[s] = sub
   a = b + n * 8
 end
--- re-sent call: one EXISTS over the first ids; 0 (the usual answer) means no submission of it ran
+-- a possibly re-sent call: one EXISTS over the first ids; 0 means no submission of it ran. The first send
+-- (the number right after the last submission is 1) cannot have run before: no check.
+local first_send = parsed and #ARGV == a and ARGV[a] == '1'
 local firsts = {}
 for s = 1, ns do
-  if not replies[s] then firsts[#firsts + 1] = prefix .. subs[s].jobs[1].id end
+  if not replies[s] and not first_send then firsts[#firsts + 1] = prefix .. subs[s].jobs[1].id end
 end
 if #firsts > 0 and redis.call('EXISTS', unpack(firsts)) > 0 then
   for s = 1, ns do
@@ -141,8 +147,9 @@ for _, sub in ipairs(admitted_subs) do
     local q = e.q
     if not used[q.name] then
       used[q.name] = true
-      local ctl = redis.call('HMGET', q.control, 'paused', 'known')
+      local ctl = redis.call('HMGET', q.control, 'paused', 'known', 'delayed')
       q.is_paused = ctl[1] == '1'
+      q.delayed_at = ctl[3] -- the earliest due time flag (includes/queues.lua flag_delayed)
       if not ctl[2] then
         unknown[#unknown + 1] = q.name
         redis.call('HSET', q.control, 'known', '1')
@@ -174,6 +181,7 @@ local function gather(key, x, y)
   if y ~= nil then t[#t + 1] = y end
 end
 local lists = {} -- waiting or paused list -> queue block (for the wake token)
+local delayed_min, delayed_qs = {}, {} -- queue block -> earliest due time of the jobs it delays in this call
 local pending_by_owner, owners = {}, {}
 for _, sub in ipairs(admitted_subs) do
   local out = {'ok', 0}
@@ -190,6 +198,8 @@ for _, sub in ipairs(admitted_subs) do
     redis.call('HSET', prefix .. j.id, unpack(fields))
     if j.delay > 0 then
       gather(j.q.delayed, now + j.delay, j.id)
+      if not delayed_min[j.q] then delayed_qs[#delayed_qs + 1] = j.q end
+      delayed_min[j.q] = math.min(delayed_min[j.q] or math.huge, now + j.delay)
     else
       local list = j.q.is_paused and j.q.paused[j.priority] or j.q.waiting[j.priority]
       lists[list] = j.q
@@ -223,5 +233,6 @@ for _, key in ipairs(order) do
     variadic('ZADD', key, argv[key])
   end
 end
+for _, q in ipairs(delayed_qs) do flag_delayed(q.control, delayed_min[q], q.delayed_at) end
 for _, owner in ipairs(owners) do redis.call('HINCRBY', KEYS[2], owner, pending_by_owner[owner]) end
 return replies

@@ -16,12 +16,16 @@
 --       array; '' = any), 11 number of queues Q, 12 number of finishes F, then Q queue blocks of ARGV, then
 --       F groups of 7: id, attempt, outcome, result bytes, result media type, error JSON ('' = none),
 --       retry delay ms; last: claim token (new per call; repeated by a re-send, which gets the first
---       run's reply)
+--       run's reply) and ':' and the send number (jobs_core/resend.py: 1 on the first send, which skips
+--       the memo read; a token without it, from an older client, is checked)
 -- Returns {{status or 'stale:<current status>' per finish}, {claimed jobs, 8 fields each: id, task,
 --          params, timeout, attempts, max_attempts, queue, owner}}
-local token = ARGV[#ARGV]
-local replay = memo_replay(KEYS[3], token, ARGV[3], ARGV[1])
-if replay then return replay end
+local token, send = string.match(ARGV[#ARGV], '^(.*):(%d+)$')
+if not token then token = ARGV[#ARGV] end
+if send ~= '1' then
+  local replay = memo_replay(KEYS[3], token, ARGV[3], ARGV[1])
+  if replay then return replay end
+end
 local nq, nf = tonumber(ARGV[11]), tonumber(ARGV[12])
 local queues, by_name = queue_blocks(4, 13, nq)
 local fb = 13 + nq * QUEUE_ARGS

@@ -73,7 +73,7 @@ end
 redis.call('ZREMRANGEBYSCORE', q.orphans, '-inf', now - 10 * tonumber(ARGV[6]))
 -- the control hash's flags of a non-empty orphans zset and parked set (read by every claim instead of an
 -- EXISTS each), made right once per pass: also for sets filled by workers of before these flags
-local ctl = redis.call('HMGET', q.control, 'orphans', 'parked')
+local ctl = redis.call('HMGET', q.control, 'orphans', 'parked', 'delayed')
 local has_orphans, has_parked = redis.call('EXISTS', q.orphans) == 1, redis.call('EXISTS', q.parked) == 1
 if has_orphans ~= (ctl[1] == '1') then
   if has_orphans then redis.call('HSET', q.control, 'orphans', '1') else redis.call('HDEL', q.control, 'orphans') end
@@ -81,6 +81,11 @@ end
 if has_parked ~= (ctl[2] == '1') then
   if has_parked then redis.call('HSET', q.control, 'parked', '1') else redis.call('HDEL', q.control, 'parked') end
 end
+-- and its earliest-due-time flag of the delayed zset (includes/queues.lua flag_delayed), which claims read
+-- before they promote: lowered to the zset's first entry, so an entry added by a submitter or worker of the
+-- version before the flag is promoted at most one reaper interval after it is due
+local first = redis.call('ZRANGE', q.delayed, 0, 0, 'WITHSCORES')
+if first[1] then flag_delayed(q.control, tonumber(first[2]), ctl[3]) end
 emit_flush() -- the pass's job events as one stream entry (includes/emit.lua)
 requeued[#requeued + 1] = '|'
 for _, id in ipairs(failed) do requeued[#requeued + 1] = id end

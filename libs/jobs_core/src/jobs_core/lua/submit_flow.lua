@@ -110,6 +110,7 @@ for _, node in ipairs(nodes) do
     local p = priority_of(node.priority)
     if node.delay > 0 then
       redis.call('ZADD', r.delayed, now + node.delay, node.id)
+      if r.control then flag_delayed(r.control, now + node.delay) end -- claims promote once it is due
     else
       push_waiting({waiting = {[p] = r.waiting}, paused = {[p] = r.paused}, control = r.control, wake = r.wake},
                    p, '"' .. node.id .. '"', false)

@@ -3,16 +3,21 @@
 --- @include "tally"
 -- claim_batch(): take up to `wanted` queued jobs for a worker (queued -> running) from its queues in strict
 -- order (the first queue with work first; within a queue the highest priority first, FIFO within a
--- priority), after promoting due delayed jobs. A paused queue gives nothing; a capped queue gives at most
--- cap - (jobs holding a lease in it): a dead worker's jobs hold theirs until the reaper frees them. A job
--- whose task the worker does not offer is not run: it is parked for a worker that offers it (no attempt
--- charged), and such workers take parked jobs first. c = {worker, lease_ms, prefix, events, pending, offers
--- (set of task names, nil = any), tally (includes/tally.lua: the pending counts, flushed by the caller)}.
+-- priority), after promoting due delayed jobs (when the control hash says some are due). A paused queue
+-- gives nothing; a capped queue gives at most cap - (jobs holding a lease in it): a dead worker's jobs
+-- hold theirs until the reaper frees them. A job whose task the worker does not offer is not run: it is
+-- parked for a worker that offers it (no attempt charged), and such workers take parked jobs first.
+-- c = {worker, lease_ms, prefix, events, pending, offers (set of task names, nil = any), tally (includes/tally.lua: the pending counts, flushed by the caller)}.
 -- The leases zset is the record of running jobs (KEDA's running trigger counts it): an entry is popped from
 -- its list and decided in this script (claimed, dropped, parked), never parked in an in-flight list; a
 -- queue's new leases are added in one ZADD before the next queue's cap check. Returns a flat list, 8 fields
 -- per claimed job: id, task, params, timeout, attempts, max_attempts, queue, owner (tenant).
-local function promote_due(q, prefix, now)
+-- promote the delayed jobs that are due; due_at: the control hash's 'delayed' field (includes/queues.lua,
+-- flag_delayed: never later than the earliest due time in the zset, missing when it is empty), so a call
+-- before it costs no command. Afterwards the field is the zset's next due time, or gone with the zset.
+local function promote_due(q, prefix, now, due_at)
+  local at = tonumber(due_at)
+  if not at or at > now then return end
   local due = redis.call('ZRANGEBYSCORE', q.delayed, '-inf', now, 'LIMIT', 0, 200)
   for _, id in ipairs(due) do
     redis.call('ZREM', q.delayed, id)
@@ -22,6 +27,12 @@ local function promote_due(q, prefix, now)
       redis.call('HDEL', jk, 'run_at')
       push_waiting(q, priority_of(f[2]), '"' .. id .. '"', false)
     end
+  end
+  local first = redis.call('ZRANGE', q.delayed, 0, 0, 'WITHSCORES')
+  if first[1] then
+    redis.call('HSET', q.control, 'delayed', first[2])
+  else
+    redis.call('HDEL', q.control, 'delayed')
   end
 end
 local function claim_batch(c, queues, wanted, now)
@@ -114,12 +125,14 @@ local function claim_batch(c, queues, wanted, now)
       for j = i, #queues do wake(queues[j]) end
       break
     end
-    promote_due(q, c.prefix, now)
     q.lease_add = {}
     -- the control hash also flags a non-empty parked set and orphans zset (set by whoever adds to them,
-    -- cleared when they empty; the reaper re-flags any it finds), which saves an EXISTS each per call
-    local ctl = redis.call('HMGET', q.control, 'paused', 'cap', 'parked', 'orphans')
+    -- cleared when they empty; the reaper re-flags any it finds), which saves an EXISTS each per call, and
+    -- holds the delayed zset's earliest due time (or less), which saves the ZRANGEBYSCORE until it is due
+    local ctl = redis.call('HMGET', q.control, 'paused', 'cap', 'parked', 'orphans', 'delayed')
     q.has_orphans = ctl[4] == '1'
+    q.is_paused = ctl[1] == '1' -- read: promote_due's pushes need no HGET each
+    promote_due(q, c.prefix, now, ctl[5])
     if ctl[1] ~= '1' then
       local room, capped = left, false
       if ctl[2] then

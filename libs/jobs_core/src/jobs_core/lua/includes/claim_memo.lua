@@ -1,7 +1,8 @@
 -- Claim memo (one string per worker, TTL = lease): the token and outcome of the worker's last CLAIM or
--- FINISH_CLAIM. redis-py re-sends a call whose reply was lost (timeout, dropped connection); the re-sent
--- call carries the same token and gets the first run's answer instead of claiming again, which would
--- strand the jobs the first run leased to this worker until the reaper charged them an attempt.
+-- FINISH_CLAIM. The client re-sends a call whose reply was lost (timeout, dropped connection; numbered,
+-- jobs_core/resend.py); the re-sent call carries the same token and gets the first run's answer instead of
+-- claiming again, which would strand the jobs the first run leased to this worker until the reaper charged
+-- them an attempt. A first send cannot have run before: it skips memo_replay (the memo is still saved).
 local function memo_replay(key, token, prefix, worker)
   local raw = redis.call('GET', key)
   if not raw then return nil end

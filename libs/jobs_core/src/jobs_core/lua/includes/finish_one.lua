@@ -62,6 +62,7 @@ local function finish_one(c, queues, by_name, a, now)
       local delay = tonumber(a.delay_ms)
       if delay > 0 then
         redis.call('ZADD', q.delayed, now + delay, id)
+        flag_delayed(q.control, now + delay) -- claims promote from the zset once this is due
       else
         push_waiting(q, priority_of(f[6]), entry, false)
       end

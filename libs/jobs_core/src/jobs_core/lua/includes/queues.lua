@@ -55,6 +55,19 @@ local function push_waiting(q, priority, entry, front)
   local len = redis.call(front and 'LPUSH' or 'RPUSH', list, entry)
   if not paused and len == 1 then wake(q) end
 end
+-- The control hash's 'delayed' field: a time (ms) no later than the earliest due time in the delayed zset,
+-- missing when the zset is empty; a claim promotes due jobs (ZRANGEBYSCORE) only once it is reached, not on
+-- every call (issue 16). Whoever adds to the zset lowers it to the new entry's due time (here); the claim
+-- that promotes sets it to the next due time or removes it; a removal elsewhere (a cancel) leaves it lower
+-- than need be, which costs one promotion pass that finds nothing. The reaper re-flags the zset every pass
+-- (entries added by a submitter or worker of the version before this field: rolling upgrade). `known`: the
+-- field as the caller read it already (false = missing), nil = read it here.
+local function flag_delayed(control, at, known)
+  local cur = known
+  if cur == nil then cur = redis.call('HGET', control, 'delayed') end
+  cur = tonumber(cur)
+  if not cur or at < cur then redis.call('HSET', control, 'delayed', at) end
+end
 -- jobs waiting to run in a queue, paused or not, and scheduled (backpressure counts them all). Most
 -- queues use the default priority only and are not paused: one EXISTS over the 19 other lists (an empty
 -- list is no key) tells so, and then 3 commands count exactly what 21 did; otherwise each list is counted.

@@ -90,6 +90,7 @@ local function release_dependents(jk, id, status, now, pending, events_prefix, r
               local run_at = tonumber(redis.call('HGET', dk, 'run_at') or '0')
               if run_at > now and r.delayed then  -- submitted with a delay not over yet: due then
                 redis.call('ZADD', r.delayed, run_at, did)
+                if r.control then flag_delayed(r.control, run_at) end -- claims promote once due
               else
                 push_waiting({waiting = {[p] = r.waiting}, paused = {[p] = r.paused}, control = r.control,
                               wake = r.wake}, p, '"' .. did .. '"', false)

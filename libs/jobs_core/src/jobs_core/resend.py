@@ -1,0 +1,134 @@
+"""Explicit re-sends of the scripts that answer a re-sent call as its first run (``ENQUEUE``, ``FINISH_CLAIM``).
+
+A call whose reply was lost (a timeout, a dropped connection) may have run in Redis or not; the same call
+is then sent again, and the script answers it as its first run did (a record under the call's first job
+id, the worker's claim memo). That check costs a command (``EXISTS``, ``GET``) on every call, although
+almost every call is a first send. So the caller tells the script which send this is: the send number
+(1 = first, 2.. = re-sends) is one of its arguments, and the script checks only when it is not 1.
+
+That is exact only if no send can reach Redis with the number 1 twice. redis-py's own ``Retry`` re-sends
+the very same command after a connection error, so these calls never go through it: :func:`send_once`
+writes the commands on a pooled connection and reads the replies once (a connection error or timeout
+closes that connection and is raised), and :func:`resent` sends again, numbered, with the backoff the
+client's ``Retry`` would have used (:data:`RESENDS` more times).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import redis
+from redis.backoff import ExponentialBackoff
+from redis.commands.core import Script
+from redis.exceptions import NoScriptError
+
+from jobs_core import tracing
+from jobs_core.config import Settings
+from jobs_core.connection import NOSCRIPT_RERUNS, check_confirmation
+
+T = TypeVar("T")
+
+#: Re-sends after the first send, and their backoff: as the clients of :func:`jobs_core.connection.connect`.
+RESENDS = 3
+BACKOFF = ExponentialBackoff(cap=1.0, base=0.05)
+#: The errors after which a call may or may not have run (the reply never came).
+LOST = (redis.ConnectionError, redis.TimeoutError)
+
+
+class NotSent(redis.ConnectionError):
+    """No connection to Redis could be made for this send: nothing of it was sent (not re-sent again)."""
+
+
+def send_once(client: redis.Redis, commands: Sequence[Sequence[Any]]) -> list[Any]:
+    """Send ``commands`` on one connection of ``client``'s pool, once, and read their replies in order.
+
+    No automatic retry: a connection error or timeout closes the connection and is raised (the commands may
+    have run); :class:`NotSent` when no connection could be made (they did not). An error reply is
+    returned in its place (as ``pipeline.execute(raise_on_error=False)``). A Sentinel-managed connection
+    still turns ``READONLY`` (a demoted primary) into a connection error.
+    """
+    if tracing.enabled():
+        with _redis_span(commands):
+            return _send_once(client, commands)
+    return _send_once(client, commands)
+
+
+def _redis_span(commands: Sequence[Sequence[Any]]) -> Any:
+    """The client span redis-py's instrumentation would have made (it wraps ``execute_command``, which
+    :func:`send_once` does not go through): a job's trace keeps its Redis call."""
+    from opentelemetry import trace
+
+    names = " ".join(str(c[0]) for c in commands)
+    return trace.get_tracer("jobs_core.resend").start_as_current_span(
+        names, kind=trace.SpanKind.CLIENT,
+        attributes={"db.system": "redis", "db.statement": names, "db.redis.args_length": len(commands[0])})
+
+
+def _send_once(client: redis.Redis, commands: Sequence[Sequence[Any]]) -> list[Any]:
+    pool = client.connection_pool
+    try:
+        conn = pool.get_connection()  # connects (redis-py retries the connect itself: nothing is sent yet)
+    except LOST as e:
+        raise NotSent(str(e)) from e
+    try:
+        conn.send_packed_command(conn.pack_commands(commands))  # type: ignore[no-untyped-call]
+        out: list[Any] = []
+        for c in commands:
+            try:
+                out.append(client.parse_response(conn, c[0]))  # type: ignore[no-untyped-call]
+            except redis.ResponseError as e:
+                out.append(e)
+        return out
+    except BaseException:
+        conn.disconnect()  # type: ignore[no-untyped-call]  # a reply may be left unread on it: never hand it to another call
+        raise
+    finally:
+        pool.release(conn)
+
+
+def resent(send: Callable[[int], T], first: int = 1) -> T:
+    """``send(n)`` with ``n`` = ``first``, then ``n + 1``, ... after each connection error or timeout (a lost
+    reply), up to :data:`RESENDS` re-sends; the last error is raised. ``send`` must pass ``n`` to the script,
+    which answers a send numbered above 1 as the call's first run did. A send that could not connect
+    (:class:`NotSent`; redis-py already retried the connect) ends the call with its error, as redis-py's
+    own retry did: a Redis that is down fails the call within the same time as before."""
+    n = first
+    while True:
+        try:
+            return send(n)
+        except NotSent:
+            raise
+        except LOST:
+            if n - first >= RESENDS:
+                raise
+            n += 1
+            time.sleep(BACKOFF.compute(n - first))
+
+
+def script_once(client: redis.Redis, script: Script, keys: Sequence[Any], args: Sequence[Any],
+                settings: Settings, fence_key: str) -> Any:
+    """One send of ``script`` (``EVALSHA``) with :func:`send_once`, its reply or its error raised.
+
+    ``NOSCRIPT`` (a restarted Redis, a promoted replica: the script did not run) loads it and sends again.
+    With ``JOBS_ACK_REPLICAS`` the fence write, ``WAIT`` and ``WAITAOF`` follow on the same connection and
+    the reply is returned only once confirmed (see :class:`jobs_core.connection.ReplicatedScript`).
+    """
+    replicas = settings.ack_replicas
+    timeout_ms = max(1, round(settings.ack_timeout_seconds * 1000))
+    for rerun in range(NOSCRIPT_RERUNS + 1):
+        commands: list[tuple[Any, ...]] = [("EVALSHA", script.sha, len(keys), *keys, *args)]
+        if replicas:
+            commands += [("SET", fence_key, b"1"), ("WAIT", replicas, timeout_ms),
+                         ("WAITAOF", 1, replicas, timeout_ms)]
+        out = send_once(client, commands)
+        if isinstance(out[0], NoScriptError) and rerun < NOSCRIPT_RERUNS:
+            client.script_load(script.script)
+            continue
+        if isinstance(out[0], Exception):
+            raise out[0]
+        if replicas:
+            check_confirmation(out[-1], replicas)
+        return out[0]
+    raise AssertionError("unreachable")  # pragma: no cover

@@ -1,0 +1,190 @@
+"""Numbered re-sends (jobs_core.resend): the first send of ENQUEUE and FINISH_CLAIM skips the re-send check,
+and a call whose reply was lost after it ran is re-sent numbered, detected and answered as its first run.
+
+The reply is really lost: a TCP proxy (support.reply_dropper) forwards the script call to a real Redis and
+closes the connection when Redis answers it. Had any re-send gone out as a first send (redis-py's silent
+``Retry``), the script would have skipped its check and run the call a second time: the counts below
+(records, queue entries, index, pending counters, attempts) would show it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+from jobs_core import scripts
+from jobs_core.config import Settings
+from jobs_core.model import Job, Result, Submission
+from jobs_core.store import Finish, JobStore
+from support.redis_server import RedisServer
+from support.reply_dropper import ReplyDropper
+
+
+@pytest.fixture
+def dropper(private_redis: RedisServer) -> Iterator[ReplyDropper]:
+    proxy = ReplyDropper(private_redis.port)
+    try:
+        yield proxy
+    finally:
+        proxy.close()
+
+
+def _store(dropper: ReplyDropper, ns: str, **kw: Any) -> JobStore:
+    settings = Settings(redis_url=dropper.url, key_prefix=ns, queue=ns, **kw)
+    return JobStore.from_settings(settings)
+
+
+def _calls(admin: redis.Redis) -> Counter[str]:
+    """Commands Redis ran so far, by name (``INFO commandstats``; scripts' inner commands included)."""
+    return Counter({k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in admin.info("commandstats").items()})
+
+
+def _stored_once(admin: redis.Redis, store: JobStore, jobs: list[Job]) -> None:
+    """Each job: one queue entry, one index entry, its record's seq and creation time as answered."""
+    queued = Counter(x.decode().strip('"') for x in admin.lrange(store.keys.queue, 0, -1))
+    for j in jobs:
+        assert queued[j.id] == 1, j.id
+        assert admin.zscore(store.keys.index, j.id) == j.seq
+        stored = store.get(j.id)
+        assert (stored.seq, stored.created_at, stored.attempts) == (j.seq, j.created_at, 0)
+
+
+def test_a_first_send_skips_the_check_and_a_lost_reply_is_answered_as_the_first_run(
+        private_redis: RedisServer, dropper: ReplyDropper) -> None:
+    store = _store(dropper, "e")
+    admin = private_redis.client()
+    warm, _ = store.enqueue("echo", {"warm": 1}, owner="t")  # scripts cached, as in any running API
+
+    before = _calls(admin)
+    plain, created = store.enqueue("echo", {"a": 0}, owner="t")
+    ran = _calls(admin) - before
+    assert created and ran["evalsha"] == 1 and ran["exists"] == 0  # a first send: no re-send check
+
+    dropper.drop = 1
+    before = _calls(admin)
+    job, created = store.enqueue("echo", {"a": 1}, owner="t")
+    ran = _calls(admin) - before
+    assert dropper.dropped == 1 and created
+    # the first send ran (one record written), the re-send found it (its one EXISTS) and wrote nothing
+    assert ran["evalsha"] == 2 and ran["exists"] == 1 and ran["hset"] == 1 and ran["xadd"] == 1
+    _stored_once(admin, store, [warm, plain, job])
+    assert admin.llen(store.keys.queue) == 3 and admin.zcard(store.keys.index) == 3
+    assert admin.hget(store.keys.pending, "t") == b"3" and admin.get(store.keys.seq) == b"3"
+
+
+def test_a_grouped_call_whose_reply_was_lost_answers_every_part_as_its_first_run(
+        private_redis: RedisServer, dropper: ReplyDropper) -> None:
+    store = _store(dropper, "g")
+    admin = private_redis.client()
+    store.enqueue("echo", {"warm": 1}, owner="w")
+    # the leader's call is held in the proxy while four more submissions (one a batch of 3) queue behind it;
+    # they then go as ONE call, whose reply is lost
+    held = dropper.hold = threading.Event()
+    out: dict[int, Any] = {}
+
+    def submit(i: int) -> None:
+        try:
+            if i == 3:
+                out[i] = store.enqueue_many([Submission("echo", {"b": k}) for k in range(3)], owner="b")
+            else:
+                out[i] = store.enqueue("echo", {"s": i}, owner=f"o{i % 2}")
+        except Exception as e:  # reported by the assertion below
+            out[i] = e
+
+    trips, calls = store._enqueue.round_trips, store._enqueue.calls
+    threads = [threading.Thread(target=submit, args=(0,))]
+    threads[0].start()
+    while dropper.hold is not None:  # the leader's request reached the proxy
+        time.sleep(0.005)
+    threads += [threading.Thread(target=submit, args=(i,)) for i in range(1, 5)]
+    for t in threads[1:]:
+        t.start()
+    while len(store._enqueue._queue) < 5:
+        time.sleep(0.005)
+    dropper.drop = 1  # the next call: the group's
+    before = _calls(admin)
+    held.set()
+    for t in threads:
+        t.join(30)
+
+    ran = _calls(admin) - before
+    assert not [v for v in out.values() if isinstance(v, Exception)], out
+    assert (store._enqueue.round_trips - trips, store._enqueue.calls - calls) == (2, 5)  # leader, then the group
+    assert dropper.dropped == 1
+    # the leader's call, the group's, the group's re-send (one EXISTS over its four first ids)
+    assert ran["evalsha"] == 3 and ran["exists"] == 1 and ran["hset"] == 1 + 3 + 3
+    jobs: list[Job] = []
+    for i, (got, created) in sorted(out.items()):
+        assert created, i
+        jobs += got if isinstance(got, list) else [got]
+    _stored_once(admin, store, jobs)
+    assert len({j.seq for j in jobs}) == 7 and admin.llen(store.keys.queue) == 8
+    assert admin.zcard(store.keys.index) == 8 and admin.get(store.keys.seq) == b"8"
+    assert {k: int(v) for k, v in admin.hgetall(store.keys.pending).items()} == \
+        {b"w": 1, b"o0": 3, b"o1": 1, b"b": 3}  # singles 0, 2, 4 and 1; the batch
+
+
+def test_finish_claim_whose_reply_was_lost_is_answered_as_its_first_run(
+        private_redis: RedisServer, dropper: ReplyDropper) -> None:
+    store = _store(dropper, "f", lease_seconds=30.0)
+    admin = private_redis.client()
+    first, _ = store.enqueue("echo", {}, owner="t")
+    second, _ = store.enqueue("echo", {}, owner="t")
+    before = _calls(admin)
+    [running] = store.claim("w1", 1)
+    ran = _calls(admin) - before
+    assert running.id == first.id and ran["get"] == 0  # a first send reads no claim memo
+
+    dropper.drop = 1
+    before = _calls(admin)
+    statuses, claimed = store.finish_and_claim(
+        "w1", [Finish(running.id, running.attempt, "succeeded", result=Result(b"1", "application/json"))], 1)
+    ran = _calls(admin) - before
+    assert dropper.dropped == 1
+    assert statuses == ["succeeded"] and [c.id for c in claimed] == [second.id] and claimed[0].attempt == 1
+    assert ran["evalsha"] == 2 and ran["get"] == 1  # the re-send's memo read, only
+    assert store.get(first.id).status.value == "succeeded" and store.get_result(first.id).data == b"1"
+    again = store.get(second.id)
+    assert (again.status.value, again.attempts, again.worker) == ("running", 1, "w1")  # claimed once
+    assert admin.llen(store.keys.queue) == 0
+
+
+def test_a_call_without_a_send_number_is_checked(private_redis: RedisServer) -> None:
+    """Rolling upgrade: a FINISH_CLAIM token without a send number (an older client) may be a re-send, so
+    the script reads the memo and answers a repeat as the first run."""
+    settings = Settings(redis_url=private_redis.url, key_prefix="o", queue="o", lease_seconds=30.0)
+    store = JobStore.from_settings(settings)
+    admin = private_redis.client()
+    job, _ = store.enqueue("echo", {}, owner="t")
+    keys, args = store._finish_claim_args("w1", (), 1)  # a bare token, last: as an older client sends it
+    first = admin.eval(scripts.FINISH_CLAIM, len(keys), *keys, *args)
+    before = _calls(admin)
+    again = admin.eval(scripts.FINISH_CLAIM, len(keys), *keys, *args)
+    assert again == first and first[1][0] == job.id.encode()
+    assert (_calls(admin) - before)["get"] == 1
+    assert store.get(job.id).attempts == 1
+
+
+def test_an_idle_workers_pipelined_claim_whose_reply_was_lost_hands_it_its_job(
+        private_redis: RedisServer, dropper: ReplyDropper) -> None:
+    """The idle wait (BLPOP + claim in one send): the reply of both is lost after the claim ran; the claim is
+    re-sent alone as send 2 and answered from the memo, so the job is not left leased to a worker that never
+    heard of it."""
+    store = _store(dropper, "i", lease_seconds=30.0)
+    admin = private_redis.client()
+    store.claim("warm", 0)  # scripts cached, as in any running worker
+    job, _ = store.enqueue("echo", {}, owner="t")  # its wake token: the wait returns at once
+    dropper.drop = 1
+    before = _calls(admin)
+    claimed = store.wait_and_claim("w1", 1, 1.0)
+    ran = _calls(admin) - before
+    assert dropper.dropped == 1
+    assert [c.id for c in claimed] == [job.id] and claimed[0].attempt == 1
+    assert ran["evalsha"] == 2 and ran["get"] == 1  # the claim, then its re-send reading the memo
+    again = store.get(job.id)
+    assert (again.status.value, again.attempts, again.worker) == ("running", 1, "w1")
