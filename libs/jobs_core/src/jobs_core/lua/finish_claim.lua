@@ -75,8 +75,9 @@ for _, q in ipairs(queues) do
   q.lease_add = nil
 end
 tally_flush(tally, KEYS[1])
--- the transitions completed before an error keep their events, as they did with one XADD per change
-emit_flush() -- every finish's and claim's job event as one stream entry (includes/emit.lua)
+-- every finish's and claim's job event as one stream entry (includes/emit.lua); before the error too, so
+-- the transitions completed before it keep their events, as they did with one XADD per change
+emit_flush()
 if not ok then error(err, 0) end
 memo_save(KEYS[3], token, claimed, statuses, ARGV[2])
 return {statuses, claimed}
