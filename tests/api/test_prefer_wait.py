@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 from jobs_api.slots import held
+from jobs_core import waiting
 from jobs_core.config import Settings
 from jobs_core.model import JobError, Result
 from jobs_core.store import JobStore
@@ -126,15 +127,30 @@ def test_the_wait_is_cut_to_the_configured_maximum(settings: Settings, store: Jo
     assert resp.status_code == 202 and "Preference-Applied" not in resp.headers
 
 
-def test_a_cancel_ends_a_held_submission(client: FlaskClient, store: JobStore) -> None:
-    """A cancel announces itself on the job's channel only: the held request finds it by its re-read."""
+def test_a_cancel_ends_a_held_submission_at_once(private_redis: Any, settings: Settings,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cancel delivers the cancelled job on the request thread's reply channel (includes/emit.lua):
+    the held request answers on that message and reads nothing. The waiter's re-read is pushed out of
+    reach, so a request that missed the message would read the record when its wait slice ends: the
+    HGETALL count after the cancel is what fails, not a clock."""
+    monkeypatch.setattr(waiting, "REREAD_SECONDS", 3600.0)
+    own = settings.replace(redis_url=private_redis.url)
+    store = JobStore.from_settings(own)
+    store.publish_tasks(TASKS)
+    client = make_app(own, store).test_client()
+    canceller = JobStore.from_settings(own)
+    seen: list[int] = []
+
+    def hgetalls() -> int:
+        return int(canceller.redis.info("commandstats").get("cmdstat_hgetall", {}).get("calls", 0))
 
     def cancel_it() -> None:
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
-            jobs, _ = store.list_jobs()
+            jobs, _ = canceller.list_jobs()
             if jobs:
-                store.cancel(jobs[0].id)
+                canceller.cancel(jobs[0].id)
+                seen.append(hgetalls())
                 return
             time.sleep(0.02)
 
@@ -142,7 +158,9 @@ def test_a_cancel_ends_a_held_submission(client: FlaskClient, store: JobStore) -
     t.start()
     resp = client.post("/jobs", json={"task": "echo"}, headers=prefer("wait=20"))
     t.join()
-    assert resp.status_code == 200 and resp.get_json()["status"] == "cancelled"
+    body = resp.get_json()
+    assert resp.status_code == 200 and body["status"] == "cancelled" and body["finished_at"], body
+    assert seen == [hgetalls()]  # nothing read after the cancel: the message answered the request
 
 
 @pytest.mark.parametrize("value", ["wait=abc", "wait=-1", "wait=1.5", "wait=", "wait", "wait=0",

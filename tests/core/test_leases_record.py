@@ -15,6 +15,7 @@ from jobs_core.browse import history_totals
 from jobs_core.config import Settings
 from jobs_core.delivery import Finish
 from jobs_core.errors import IllegalTransition
+from jobs_core.event_stream import job_events
 from jobs_core.model import JobError, Result
 from jobs_core.store import JobStore
 from jobs_core.subscriptions import WebhookSubscriptions
@@ -193,6 +194,9 @@ def test_a_finish_call_that_fails_half_way_keeps_the_finishes_before_it_whole(st
     assert store.get(a.id).status.value == "queued"
     assert leased(store) == {b.id} == running(store, ids)  # a's lease went with its finish; b still runs
     assert pending(store) == {"t0": 1} == queued_by_tenant(store, ids)
+    # and a's change of status is in the event stream (GET /events, the console) like the change itself
+    newest = store.redis.xrevrange(store.keys.event_stream, count=1)
+    assert [(e["job"], e["status"]) for e in job_events(newest[0][1])] == [(a.id, "queued")]
 
 
 def test_an_old_workers_inflight_entries_are_still_recovered(settings: Settings) -> None:

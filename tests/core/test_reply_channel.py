@@ -1,18 +1,21 @@
 """The reply channel (issue 16's round trip): a thread that submits with ``reply=True`` subscribes its own
-channel once, the finish publishes the ended job there, and ``wait_result`` then reads nothing at all; every
-way a job ends without that message (a cancel, the reaper, a worker of before reply channels, a lost
-message) still ends the wait, through the once-a-second re-read."""
+channel once, every end publishes the ended job there (a worker's finish, a cancel, the reaper, a workflow
+cascade), and ``wait_result`` then reads nothing at all; an end without that message (a version of before
+reply channels, a lost message) still ends the wait, through the once-a-second re-read."""
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 import redis
+from jobs_core import waiting
 from jobs_core.config import Settings
-from jobs_core.model import JobError, JobStatus, Result
+from jobs_core.model import Job, JobError, JobStatus, Result
 from jobs_core.store import JobStore
+from jobs_core.workflows import Dependency, FlowNode
 
 
 @pytest.fixture
@@ -94,10 +97,12 @@ def test_a_job_channel_listener_elsewhere_is_delivered_to_as_well(pstore: JobSto
 
 
 def test_ends_without_a_reply_message_still_end_the_wait(pstore: JobStore) -> None:
-    """A cancel (announced on the job's channel only), a worker of before reply channels (no message at
-    all: it does not read reply_to) and the reaper: the waiter's re-read finds each."""
+    """Ends made by a version of before (rolling upgrade): an API's cancel or a reaper that announce the
+    end as a bare status on the job's channel only, a worker that does not read reply_to (no message at
+    all): the waiter's re-read finds each."""
     job, _ = pstore.enqueue("echo", {}, reply=True)
-    pstore.cancel(job.id)
+    pstore.redis.hset(pstore.keys.job(job.id), mapping={"status": "cancelled", "finished_at": 1})
+    pstore.redis.publish(pstore.keys.events(job.id), "cancelled")
     assert pstore.wait(job.id, 10).status is JobStatus.CANCELLED
     job, _ = pstore.enqueue("echo", {}, reply=True)
     pstore.claim("w", 1)
@@ -106,12 +111,6 @@ def test_ends_without_a_reply_message_still_end_the_wait(pstore: JobStore) -> No
     pstore.redis.set(pstore.keys.result(job.id), b"[1]")
     done, result = pstore.wait_result(job.id, 10)
     assert done.status is JobStatus.SUCCEEDED and result == Result(b"[1]", "application/json")
-    job, _ = pstore.enqueue("echo", {}, reply=True, max_attempts=1)
-    pstore.claim("w", 1)
-    pstore.redis.zadd(pstore.keys.for_queue(job.queue).leases, {job.id: 0})  # its lease ran out
-    assert job.id in pstore.reap().failed  # no attempt left: the reaper fails it
-    done = pstore.wait(job.id, 10)
-    assert done.status is JobStatus.FAILED and done.error is not None and done.error.type == "WorkerLost"
 
 
 def test_a_lost_reply_message_is_covered_by_the_re_read(pstore: JobStore) -> None:
@@ -164,3 +163,91 @@ def test_a_reply_channel_outside_the_events_prefix_is_not_published_to(pstore: J
     pstore.finish("w", job.id, claimed.attempt, "succeeded", result=Result(b"7", "application/json"))
     assert calls(pstore, "publish")["publish"] == before and listener.get_message(timeout=0.2) is None
     listener.close()
+
+
+# ---------------------------------------------------------------- every other end, on the reply channel
+# Each end below is announced on the reply channel by the script that makes it (includes/emit.lua's emit
+# with the record's reply_to), delivered with the record: the waiter returns on the message and reads
+# nothing. The re-read is pushed out of reach (an hour), so a wait that did not hear the end would only
+# return at its deadline, reading the record then: the HGETALL count below (the script's own delivery
+# only) is what fails, not a clock.
+
+
+@pytest.fixture
+def no_reread(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(waiting, "REREAD_SECONDS", 3600.0)
+
+
+def heard(store: JobStore, job_id: str, end: Callable[[], object], status: JobStatus) -> Job:
+    """Run ``end`` (which ends the job), wait for the job on the reply channel; assert the wait read
+    nothing and return the job it answered."""
+    end()
+    before = calls(store, "hgetall", "get")
+    done = store.wait(job_id, 20)
+    after = calls(store, "hgetall", "get")
+    assert done.status is status and done.id == job_id
+    assert after == before  # answered by the message: no read (a wait that missed it reads at its deadline)
+    return done
+
+
+def test_a_reply_waiter_hears_a_cancel_of_its_queued_job(pstore: JobStore, no_reread: None) -> None:
+    job, _ = pstore.enqueue("echo", {"x": 1}, reply=True)
+    done = heard(pstore, job.id, lambda: pstore.cancel(job.id), JobStatus.CANCELLED)
+    assert done.params == {"x": 1} and done.finished_at is not None and done == pstore.get(job.id)
+
+
+def test_a_reply_waiter_hears_a_cancel_of_its_delayed_job(pstore: JobStore, no_reread: None) -> None:
+    job, _ = pstore.enqueue("echo", {}, reply=True, delay=60)
+    done = heard(pstore, job.id, lambda: pstore.cancel(job.id), JobStatus.CANCELLED)
+    assert done.run_at is None and done == pstore.get(job.id)  # delivered after the record's last change
+
+
+def test_a_reply_waiter_hears_a_cancel_of_its_running_job(pstore: JobStore, no_reread: None) -> None:
+    """A running job's cancel is a request; the worker that sees it ends the job 'cancelled'."""
+    job, _ = pstore.enqueue("echo", {}, reply=True)
+    (claimed,) = pstore.claim("w", 1)
+    assert pstore.cancel(job.id).cancel_requested
+
+    def worker_sees_it() -> None:
+        assert pstore.finish("w", job.id, claimed.attempt, "cancelled") == "cancelled"
+
+    heard(pstore, job.id, worker_sees_it, JobStatus.CANCELLED)
+
+
+def test_a_reply_waiter_hears_the_reaper_fail_its_job(pstore: JobStore, no_reread: None) -> None:
+    job, _ = pstore.enqueue("echo", {}, reply=True, max_attempts=1)
+    pstore.claim("w", 1)
+    pstore.redis.zadd(pstore.keys.for_queue(job.queue).leases, {job.id: 0})  # its lease ran out
+
+    def reap() -> None:
+        assert job.id in pstore.reap().failed  # no attempt left: the reaper fails it
+
+    done = heard(pstore, job.id, reap, JobStatus.FAILED)
+    assert done.error is not None and done.error.type == "WorkerLost" and done.worker is None
+
+
+def test_a_reply_waiter_hears_a_cascade_cancel(pstore: JobStore, no_reread: None) -> None:
+    """A dependent cancelled because its dependency was (includes/release.lua), its reply_to set as a
+    submission with a reply channel stores it."""
+    _, (first, second), _ = pstore.submit_nodes(
+        "default", [FlowNode("a", "echo"), FlowNode("b", "echo", depends_on=(Dependency("a"),))], workflow=True)
+    channel = pstore.reply_channel()
+    assert channel is not None and pstore.get(second.id).status is JobStatus.WAITING
+    pstore.redis.hset(pstore.keys.job(second.id), "reply_to", channel)
+    pstore.expect_reply(second.id)
+    done = heard(pstore, second.id, lambda: pstore.cancel(first.id), JobStatus.CANCELLED)
+    assert done.error is not None and done.error.type == "DependencyFailed"
+
+
+def test_an_end_without_reply_to_publishes_as_before(pstore: JobStore) -> None:
+    """A record without reply_to (written before reply channels, or by a submitter that will not wait):
+    the cancel publishes on the job's channel only and delivers nothing (no HGETALL in the script: the one
+    counted is the store's read of its answer); with reply_to, one HGETALL and one PUBLISH more."""
+    counts = []
+    for reply in (False, True):
+        job, _ = pstore.enqueue("echo", {}, reply=reply)
+        before = calls(pstore, "hgetall", "publish")
+        pstore.cancel(job.id)
+        after = calls(pstore, "hgetall", "publish")
+        counts.append({n: after[n] - before[n] for n in after})
+    assert counts == [{"hgetall": 1, "publish": 1}, {"hgetall": 2, "publish": 2}]

@@ -4,9 +4,10 @@ Two ways a waiter learns of the end, both over one pub/sub connection per thread
 
 - **the reply channel** (issue 16's round trip): a thread that says it will wait (``enqueue(reply=True)``,
   ``POST /jobs`` with ``Prefer: wait``) subscribes its own channel ONCE, and its jobs are stored with
-  ``reply_to`` naming it; the worker's finish publishes the ended job there (``lua/includes/emit.lua``:
-  ``<id>\\n<status>\\n<record>\\n<result>``). Subscribed before the job exists, so there is no race and no
-  read: submit (one round trip) -> message.
+  ``reply_to`` naming it; every end publishes the ended job there (``lua/includes/emit.lua``:
+  ``<id>\\n<status>\\n<record>\\n<result>``, the result only from a worker's success): a worker's finish, a
+  cancel, the reaper's failure, a workflow cascade's cancel. Subscribed before the job exists, so there is
+  no race and no read: submit (one round trip) -> message.
 - **the job's channel** (every other wait: a job submitted elsewhere or before, ``GET /jobs/<id>?wait``):
   count itself in the record's ``waiters`` field (``lua/waiters.lua``), subscribe, then read the record once
   Redis confirmed the subscription (closing the race with an end in between); the finish delivers the job
@@ -15,9 +16,9 @@ Two ways a waiter learns of the end, both over one pub/sub connection per thread
   leaves its count, which costs that job's end one PUBLISH no one reads.
 
 Either way the record is read again whenever a second passes without the end (the safety net: a message
-is lost when the connection drops, and a cancel, the reaper or a worker of before reply channels publish a
-bare status on the job's channel only, or nothing at all on the reply channel), so a wait never misses an
-end; it is at most ~1 s late when the message does not come.
+is lost when the connection drops, and a version of before reply channels, during a rolling upgrade,
+publishes a bare status on the job's channel only, or nothing at all on the reply channel), so a wait never
+misses an end; it is at most ~1 s late when the message does not come.
 """
 
 from __future__ import annotations
@@ -55,10 +56,10 @@ def _may_be_terminal(data: object) -> bool:
 
 
 def _delivered(data: object) -> tuple[Job, Result | None] | None:
-    """The job (and result, when it succeeded) a worker's finish delivered with the notification:
+    """The job (and result, when it succeeded) an end delivered with the notification:
     ``<status>\\n<record as a JSON array of field, value>\\n<result bytes>`` (lua/includes/emit.lua); None for
-    a bare status (a cancel, the reaper, workers of before issue 16) or what cannot be read (then the
-    waiter reads the record itself)."""
+    a bare status (a cancel's, the reaper's or a cascade's on the job's channel, versions of before issue
+    16) or what cannot be read (then the waiter reads the record itself)."""
     if not isinstance(data, bytes):
         return None
     parts = data.split(b"\n", 2)
@@ -177,7 +178,7 @@ class Waiting:
         wait cannot be missed: a SUBSCRIBE merely sent may be processed after the read). A worker's finish
         delivers the record (and result) with the notification, so the end costs no read. While nothing
         arrives the record is read again every second anyway (a message is lost when the connection drops;
-        a cancel or the reaper announce only on the job's channel). The pub/sub connection is kept per
+        a version of before reply channels announces no end there). The pub/sub connection is kept per
         thread and reused, so a wait costs no new connection.
         """
         return self._wait(job_id, timeout, owner)[0]

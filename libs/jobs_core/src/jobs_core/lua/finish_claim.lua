@@ -75,7 +75,9 @@ for _, q in ipairs(queues) do
   q.lease_add = nil
 end
 tally_flush(tally, KEYS[1])
+-- every finish's and claim's job event as one stream entry (includes/emit.lua); before the error too, so
+-- the transitions completed before it keep their events, as they did with one XADD per change
+emit_flush()
 if not ok then error(err, 0) end
 memo_save(KEYS[3], token, claimed, statuses, tonumber(ARGV[2]))
-emit_flush() -- every finish's and claim's job event as one stream entry (includes/emit.lua)
 return {statuses, claimed}

@@ -24,7 +24,8 @@ for _, id in ipairs(expired) do
   local entry = '"' .. id .. '"'
   redis.call('ZREM', q.leases, id)
   redis.call('LREM', q.inflight, 1, entry) -- an old worker's copy, if any (rolling upgrade)
-  local f = redis.call('HMGET', jk, 'status', 'attempts', 'max_attempts', 'owner', 'priority', 'task')
+  local f = redis.call('HMGET', jk, 'status', 'attempts', 'max_attempts', 'owner', 'priority', 'task',
+    'reply_to')
   if f[1] == 'running' then
     attempt_ended(jk, 'lost', now)
     redis.call('HDEL', jk, 'worker', 'cancel_requested')
@@ -33,7 +34,7 @@ for _, id in ipairs(expired) do
       redis.call('ZADD', KEYS[1], now, id)
       redis.call('EXPIRE', jk, ARGV[5])
       count_finished(q, f[6], 'failed', now, ARGV[9])
-      emit(ARGV[4], id, 'failed', f[4], q.name)
+      emit(ARGV[4], id, 'failed', f[4], q.name, jk, f[7]) -- and to its reply_to (includes/emit.lua)
       release_dependents(jk, id, 'failed', now, KEYS[2], ARGV[4], ARGV[5])
       failed[#failed + 1] = id
     else

@@ -9,7 +9,7 @@
 -- after a lost reply answers as the first run did, not 409). Used by CANCEL and BULK_CHUNK.
 -- Returns {'cancelled'} | {'requested'} | {'missing'} | {'illegal', status}
 local function cancel_one(jk, id, owner, record_ttl, events_prefix, token, q, pending)
-  local f = redis.call('HMGET', jk, 'status', 'owner', 'cancel_token', 'priority', 'task')
+  local f = redis.call('HMGET', jk, 'status', 'owner', 'cancel_token', 'priority', 'task', 'reply_to')
   if not f[1] or (owner ~= '' and f[2] ~= owner) then return {'missing'} end
   if f[3] == token then
     if f[1] == 'cancelled' then return {'cancelled'} end
@@ -26,14 +26,14 @@ local function cancel_one(jk, id, owner, record_ttl, events_prefix, token, q, pe
     redis.call('HDEL', jk, 'run_at')
     redis.call('HINCRBY', pending, f[2], -1)
     redis.call('EXPIRE', jk, record_ttl)
-    emit(events_prefix, id, 'cancelled', f[2], q.name)
+    emit(events_prefix, id, 'cancelled', f[2], q.name, jk, f[6]) -- and to its reply_to
     release_dependents(jk, id, 'cancelled', now_ms(), pending, events_prefix, record_ttl)
     return {'cancelled'}
   elseif f[1] == 'waiting' then
     redis.call('HSET', jk, 'status', 'cancelled', 'finished_at', now_ms(), 'cancel_token', token)
     redis.call('EXPIRE', jk, record_ttl)
     local fq = redis.call('HGET', jk, 'queue')
-    emit(events_prefix, id, 'cancelled', f[2], fq)
+    emit(events_prefix, id, 'cancelled', f[2], fq, jk, f[6])
     release_dependents(jk, id, 'cancelled', now_ms(), pending, events_prefix, record_ttl)
     return {'cancelled'}
   elseif f[1] == 'running' then

@@ -55,8 +55,27 @@ local function emit_buffered(events_prefix, id, status, tenant, queue)
   end
 end
 local ENDED = {succeeded = true, failed = true, cancelled = true}
-local function emit(events_prefix, id, status, tenant, queue)
-  if ENDED[status] then redis.call('PUBLISH', events_prefix .. id, status) end
+-- Whether reply_to (a record's 'reply_to', false/nil/'' = none: records of before reply channels) names a
+-- reply channel of this deployment (a name outside its events prefix is ignored).
+local function is_reply_to(events_prefix, reply_to)
+  return reply_to and reply_to ~= '' and string.sub(reply_to, 1, #events_prefix) == events_prefix
+end
+-- emit(events_prefix, id, status, tenant, queue[, jk, reply_to]): a job changed status (buffered as above).
+-- An end (a cancel, the reaper's failure, a workflow cascade's cancel: every end but a worker's finish,
+-- which uses emit_ended) is published at once as the bare status on the job's channel, and, when the caller
+-- passes the record's key and 'reply_to' (read by the HMGET it already does: no command when the job has
+-- none), delivered on the submitter's reply channel as emit_ended delivers it:
+-- '<id>\n<status>\n<record>\n' (no result: only a worker's success has one), so a reply waiter
+-- (JobStore.wait, POST /jobs with Prefer: wait) hears every end at once and reads nothing. Call it after
+-- the record's last change that the waiter sees (status, finished_at, error, run_at).
+local function emit(events_prefix, id, status, tenant, queue, jk, reply_to)
+  if ENDED[status] then
+    redis.call('PUBLISH', events_prefix .. id, status)
+    if jk and is_reply_to(events_prefix, reply_to) then
+      local record = cjson.encode(redis.call('HGETALL', jk))
+      redis.call('PUBLISH', reply_to, id .. '\n' .. status .. '\n' .. record .. '\n')
+    end
+  end
   emit_buffered(events_prefix, id, status, tenant, queue)
 end
 -- emit_ended(events_prefix, id, status, tenant, queue, jk, result, reply_to, waiters): emit() for a job a
@@ -78,7 +97,7 @@ local function emit_ended(events_prefix, id, status, tenant, queue, jk, result, 
   emit_buffered(events_prefix, id, status, tenant, queue)
   local channel = events_prefix .. id
   local listening = (tonumber(waiters) or 0) > 0
-  local reply = reply_to and reply_to ~= '' and string.sub(reply_to, 1, #events_prefix) == events_prefix
+  local reply = is_reply_to(events_prefix, reply_to)
   if listening or reply then
     if listening then redis.call('HDEL', jk, 'waiters') end
     local body = status .. '\n' .. cjson.encode(redis.call('HGETALL', jk)) .. '\n' .. result

@@ -80,7 +80,7 @@ local function release_dependents(jk, id, status, now, pending, events_prefix, r
       redis.call('HDEL', top[1], 'dependents')
       for did, policy in pairs(cjson.decode(raw)) do
         local dk = prefix .. did
-        local f = redis.call('HMGET', dk, 'status', 'owner', 'release', 'priority', 'queue')
+        local f = redis.call('HMGET', dk, 'status', 'owner', 'release', 'priority', 'queue', 'reply_to')
         if f[1] == 'waiting' then
           if top[3] == 'succeeded' or policy == 'ignore' then
             if redis.call('HINCRBY', dk, 'deps_left', -1) <= 0 then
@@ -104,7 +104,7 @@ local function release_dependents(jk, id, status, now, pending, events_prefix, r
                                       message = 'dependency ' .. top[2] .. ' ended ' .. top[3]})
             redis.call('HSET', dk, 'status', 'cancelled', 'finished_at', now, 'error', why)
             redis.call('EXPIRE', dk, record_ttl)
-            emit(events_prefix, did, 'cancelled', f[2], f[5])
+            emit(events_prefix, did, 'cancelled', f[2], f[5], dk, f[6]) -- and to its reply_to
             stack[#stack + 1] = {dk, did, 'cancelled'}
           end
         end
