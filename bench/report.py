@@ -151,14 +151,19 @@ def targets(res: dict[str, Any]) -> list[tuple[str, str, bool]]:
     bl = life_cycle(res, batched=True)
     batch = ours.get("batched", {}).get("batch")
     beside = ", ".join(f"{n} {p['redis_cost']['commands']:.1f}" for n, p in peers.items() if p.get("redis_cost"))
-    # met/missed is judged on single submissions; the batched figure is stated beside it, in words
-    also = f"; batched submissions (enqueue_many of {batch}): {bl['commands']:.1f}" if bl else ""
-    out.append(("1. Redis commands per job <= 12 (enqueue + claim + finish + heartbeats + reaper + counters)",
-                f"single submissions: {lc['commands']:.1f}{also} (peers: {beside or '-'})", lc["commands"] <= 12))
-    also = f"; batched submissions (enqueue_many of {batch}): {bl['redis_cpu_us']:.0f} µs" if bl else ""
-    out.append(("1. Redis CPU per job <= 50 µs (ceiling >= 20,000 jobs/s per Redis core)",
-                f"single submissions: {lc['redis_cpu_us']:.0f} µs (ceiling {1e6 / lc['redis_cpu_us']:,.0f} "
-                f"jobs/s){also}", lc["redis_cpu_us"] <= 50))
+    # two rows each, single and batched submissions, each judged on its own: the worker side is the same,
+    # the enqueue side is what a producer's way of submitting decides (POST /jobs/batch, enqueue_many)
+    rows = [("single submissions", lc)]
+    if bl:
+        rows.append((f"batched submissions, enqueue_many of {batch}", bl))
+    for label, cost in rows:
+        peers_note = f" (peers: {beside or '-'})" if label.startswith("single") else ""
+        out.append((f"1. Redis commands per job <= 12 ({label}; enqueue + claim + finish + heartbeats + reaper "
+                    "+ counters)", f"{cost['commands']:.1f}{peers_note}", cost["commands"] <= 12))
+    for label, cost in rows:
+        out.append((f"1. Redis CPU per job <= 50 µs ({label}; ceiling >= 20,000 jobs/s per Redis core)",
+                    f"{cost['redis_cpu_us']:.0f} µs (ceiling {1e6 / cost['redis_cpu_us']:,.0f} jobs/s)",
+                    cost["redis_cpu_us"] <= 50))
     for c in (8, 32):
         a, h = http.get(f"api_c{c}"), http.get(f"hello_c{c}")
         if a and h:
