@@ -37,6 +37,7 @@ def load(name: str) -> str:
 
 ENQUEUE = load("enqueue")
 HEARTBEAT = load("heartbeat")
+WAITERS = load("waiters")
 PROGRESS = load("progress")
 FINISH_CLAIM = load("finish_claim")
 CANCEL = load("cancel")

@@ -98,6 +98,7 @@ class JobStore(Delivery, Waiting, Browse, BulkStore, QueueAdmin, ScheduleStore, 
         self._queue_control = acked(scripts.QUEUE_CONTROL)
         self._heartbeat = client.register_script(scripts.HEARTBEAT)
         self._progress = client.register_script(scripts.PROGRESS)
+        self._waiters = client.register_script(scripts.WAITERS)
         self._finish_claim = acked(scripts.FINISH_CLAIM)
         self._cancel = acked(scripts.CANCEL)
         self._retry = acked(scripts.RETRY)

@@ -9,8 +9,11 @@ Two ways a waiter learns of the end, both over one pub/sub connection per thread
   cancel, the reaper's failure, a workflow cascade's cancel. Subscribed before the job exists, so there is
   no race and no read: submit (one round trip) -> message.
 - **the job's channel** (every other wait: a job submitted elsewhere or before, ``GET /jobs/<id>?wait``):
-  subscribe, then read the record once Redis confirmed the subscription (closing the race with an end in
-  between); the finish delivers the job there when the channel has a subscriber.
+  count itself in the record's ``waiters`` field (``lua/waiters.lua``), subscribe, then read the record once
+  Redis confirmed the subscription (closing the race with an end in between); the finish delivers the job
+  there when the count is above 0 (it reads the field with the rest of the record: no PUBSUB NUMSUB per
+  finished job) and drops the field. A wait that stops without the end counts itself out; one that crashed
+  leaves its count, which costs that job's end one PUBLISH no one reads.
 
 Either way the record is read again whenever a second passes without the end (the safety net: a message
 is lost when the connection drops, and a version of before reply channels, during a rolling upgrade,
@@ -27,6 +30,7 @@ from collections import OrderedDict
 from typing import cast
 
 import redis
+from redis.commands.core import Script
 
 from jobs_core.config import Settings
 from jobs_core.errors import JobNotFound
@@ -118,6 +122,7 @@ class Waiting:
     settings: Settings
     keys: Keys
     _local: threading.local
+    _waiters: Script
 
     def get(self, job_id: str, owner: str | None = None) -> Job:  # pragma: no cover - JobStore's
         raise NotImplementedError
@@ -244,6 +249,11 @@ class Waiting:
         listener = self._listener()
         pubsub = listener.pubsub
         clean = False
+        job_key = self.keys.job(job_id)
+        # counted in before the subscription: an end after it is published to this channel; an end before
+        # the subscription is in place is seen by the read that follows its confirmation
+        counted = int(self._waiters(keys=[job_key], args=[1])) > 0
+        delivered_here = False  # the finish's message came: that finish dropped the count
         try:
             pubsub.subscribe(channel)
             while True:  # messages of channels an earlier wait on this connection left are skipped
@@ -266,6 +276,7 @@ class Waiting:
                     delivered = _delivered(message["data"])
                     if delivered is not None:
                         job, result = delivered
+                        delivered_here = True
                         if owner is not None and job.owner != owner:
                             raise JobNotFound(job_id)
                         continue
@@ -279,6 +290,12 @@ class Waiting:
             clean = True
             return job, result
         finally:
+            # the finish that delivered the end dropped the count; any other way out counts this wait out
+            if counted and not delivered_here:
+                try:
+                    self._waiters(keys=[job_key], args=[-1])
+                except redis.RedisError:  # left counted: one PUBLISH no one reads when the job ends
+                    pass
             if clean:
                 try:
                     pubsub.unsubscribe(channel)  # type: ignore[no-untyped-call]  # confirmation skipped later

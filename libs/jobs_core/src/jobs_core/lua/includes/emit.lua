@@ -78,24 +78,28 @@ local function emit(events_prefix, id, status, tenant, queue, jk, reply_to)
   end
   emit_buffered(events_prefix, id, status, tenant, queue)
 end
--- emit_ended(events_prefix, id, status, tenant, queue, jk, result, reply_to): emit() for a job a worker just
--- ended, delivering the job to whoever waits on it as '<status>\n<record>\n<result>' (record: the hash as a
--- JSON array of field, value; cjson writes no raw newline, so the result after the second one is
--- binary-safe; '' when none), so the waiter reads neither (JobStore.wait, issue 16's round trip):
--- - on the job's channel only when it has a subscriber (PUBSUB NUMSUB, one command like the PUBLISH it
---   replaces otherwise: a GET ?wait long-poll, a waiter of a job submitted without reply_to);
+-- emit_ended(events_prefix, id, status, tenant, queue, jk, result, reply_to, waiters): emit() for a job a
+-- worker just ended, delivering the job to whoever waits on it as '<status>\n<record>\n<result>' (record:
+-- the hash as a JSON array of field, value; cjson writes no raw newline, so the result after the second one
+-- is binary-safe; '' when none), so the waiter reads neither (JobStore.wait, issue 16's round trip):
+-- - on the job's channel only when the record's 'waiters' count (read by the finish's own HMGET) is above
+--   0: a GET ?wait long-poll, a waiter of a job submitted without reply_to, counts itself in before it
+--   subscribes (lua/waiters.lua; a PUBSUB NUMSUB per finished job before, issue 16). The field goes with
+--   the message (its waiters all return with it). A waiter of the version before the count (rolling
+--   upgrade) is not counted: it learns of the end by its once-a-second re-read of the record (<= 1 s late);
 -- - on the submitter's reply channel (the record's 'reply_to', read by the finish's own HMGET; '' = none)
 --   prefixed with '<id>\n', with no NUMSUB: a job carries reply_to only when its submitter said it would
 --   wait (JobStore.enqueue(reply=True), POST /jobs with Prefer: wait), and that thread subscribed to the
 --   channel once, before the job existed. A name outside this deployment's events prefix is ignored.
 -- The PUBLISHes go out before the buffered stream entry is written: no client sees the order inside a
 -- script (a subscriber reads its message once the script has ended).
-local function emit_ended(events_prefix, id, status, tenant, queue, jk, result, reply_to)
+local function emit_ended(events_prefix, id, status, tenant, queue, jk, result, reply_to, waiters)
   emit_buffered(events_prefix, id, status, tenant, queue)
   local channel = events_prefix .. id
-  local listening = redis.call('PUBSUB', 'NUMSUB', channel)[2] > 0
+  local listening = (tonumber(waiters) or 0) > 0
   local reply = is_reply_to(events_prefix, reply_to)
   if listening or reply then
+    if listening then redis.call('HDEL', jk, 'waiters') end
     local body = status .. '\n' .. cjson.encode(redis.call('HGETALL', jk)) .. '\n' .. result
     if listening then redis.call('PUBLISH', channel, body) end
     if reply then redis.call('PUBLISH', reply_to, id .. '\n' .. body) end

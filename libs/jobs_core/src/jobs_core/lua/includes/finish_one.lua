@@ -14,7 +14,7 @@ local OUTCOMES = {succeeded = true, failed = true, cancelled = true, retry = tru
 local function finish_one(c, queues, by_name, a, now)
   -- every field this finish needs, the webhook outbox's and the dependents' included, in one read
   local f = redis.call('HMGET', c.job, 'status', 'worker', 'attempts', 'owner', 'queue', 'priority', 'task',
-    'error', 'cancel_requested', 'attempt_log', 'started_at', 'callback', 'dependents', 'reply_to')
+    'error', 'cancel_requested', 'attempt_log', 'started_at', 'callback', 'dependents', 'reply_to', 'waiters')
   if f[1] ~= 'running' or f[2] ~= a.worker or f[3] ~= a.attempt then return {'stale', f[1] or ''} end
   local q = by_name[f[5]] or queues[1]
   local id = a.id
@@ -80,7 +80,7 @@ local function finish_one(c, queues, by_name, a, now)
     emit(events_prefix_of(a.channel, a.id), a.id, status, f[4], q.name)
   else
     emit_ended(events_prefix_of(a.channel, a.id), a.id, status, f[4], q.name, c.job,
-               status == 'succeeded' and a.data or '', f[14])
+               status == 'succeeded' and a.data or '', f[14], f[15])
   end
   return {'ok', status}
 end
