@@ -47,7 +47,7 @@ def sleep(params: Mapping[str, Any], ctx: Context) -> dict[str, float]:
     params_schema={
         "type": "object",
         "properties": {
-            "limit": {"type": "integer", "minimum": 2, "maximum": 200_000_000,
+            "limit": {"type": "integer", "minimum": 2, "maximum": 1_000_000_000,
                       "description": "Count the primes <= limit."},
         },
         "required": ["limit"],
