@@ -70,6 +70,10 @@ class Delivery:
     offers: tuple[str, ...] | None
     _finish_claim: Script
     _heartbeat: Script
+    #: what FINISH_CLAIM's KEYS and ARGV hold for every call of one worker, queues, offers and settings:
+    #: (that identity, KEYS, ARGV before the claim count, offers, ARGV after the finish count); see
+    #: :meth:`_finish_claim_args`
+    _finish_claim_static: tuple[tuple[Any, ...], list[str], list[Any], Any, list[Any]] | None = None
     _progress: Script
     _reap: Script
 
@@ -170,24 +174,26 @@ class Delivery:
     def _finish_claim_args(
         self, worker_id: str, finishes: Sequence[Finish], claim: int
     ) -> tuple[list[str], list[Any]]:
-        """KEYS and ARGV of one FINISH_CLAIM call (a new claim token each time)."""
-        s = self.settings
-        queues = self._queue_keys()
-        args: list[Any] = [
-            worker_id,
-            int(s.lease_seconds * 1000),
-            self.keys.job_prefix,
-            self.keys.result_prefix,
-            self.keys.events_prefix,
-            s.result_ttl_seconds,
-            s.record_ttl_seconds,
-            s.history_seconds,
-            claim,
-            "" if self.offers is None else dumps(list(self.offers)),
-            len(queues),
-            len(finishes),
-            *(a for k in queues for a in k.block_args),
-        ]
+        """KEYS and ARGV of one FINISH_CLAIM call (a new claim token each time).
+
+        What does not change between a worker's calls (the queue blocks' 28 keys per queue, prefixes, TTLs,
+        the offered tasks) is built once and reused: rebuilding it was most of the Python between a child's
+        result and the finish call (issue 16, round trip)."""
+        ident = (worker_id, self.queues, self.offers, id(self.settings), self.keys)
+        static = self._finish_claim_static
+        if static is None or static[0] != ident:
+            s = self.settings
+            queues = self._queue_keys()
+            keys = [self.keys.pending, self.keys.failed, self.keys.claim_memo(worker_id),
+                    *(key for k in queues for key in k.block)]
+            head: list[Any] = [worker_id, int(s.lease_seconds * 1000), self.keys.job_prefix, self.keys.result_prefix,
+                               self.keys.events_prefix, s.result_ttl_seconds, s.record_ttl_seconds, s.history_seconds]
+            offers: Any = "" if self.offers is None else dumps(list(self.offers))
+            tail: list[Any] = [a for k in queues for a in k.block_args]
+            static = (ident, keys, head, offers, tail)
+            self._finish_claim_static = static
+        _, keys, head, offers, tail = static
+        args: list[Any] = [*head, claim, offers, len(self.queues), len(finishes), *tail]
         for f in finishes:
             args += [
                 f.job_id,
@@ -198,8 +204,6 @@ class Delivery:
                 dumps(f.error.to_dict()) if f.error else "",
                 int(f.retry_delay * 1000),
             ]
-        keys = [self.keys.pending, self.keys.failed, self.keys.claim_memo(worker_id),
-                *(key for k in queues for key in k.block)]
         return keys, [*args, secrets.token_hex(8)]  # the claim token, last: see FINISH_CLAIM
 
     def _finish_claim_sent(self, keys: list[str], args: list[Any], first: int = 1) -> Any:
