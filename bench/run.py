@@ -166,10 +166,15 @@ def run(smoke: bool) -> dict[str, Any]:
         cpus["pinned"] = split[1]
         results["pinned_cpus"] = {"redis": sorted(split[0]), "others": sorted(split[1])}
 
+    took: dict[str, float] = {}
+
     def call(step: Step, db: int) -> dict[str, object]:
         args = step.args if step.server == "own" else [*step.args[:1], "--redis-url",
                                                        servers[step.server].db_url(db), *step.args[1:]]
-        return run_driver(step.python, step.module, args, cpus=cpus[step.server])
+        t = time.monotonic()
+        out = run_driver(step.python, step.module, args, cpus=cpus[step.server])
+        took[" ".join(step.where)] = round(time.monotonic() - t, 1)
+        return out
 
     try:
         if shutil.which("redis-benchmark"):
@@ -181,14 +186,14 @@ def run(smoke: bool) -> dict[str, Any]:
         else:
             outputs = []
             for step in plan:
-                t = time.monotonic()
                 print(f"bench: {' '.join(step.where)} ...", file=sys.stderr, flush=True)
                 outputs.append(call(step, 0))
-                print(f"bench: {' '.join(step.where)} done in {time.monotonic() - t:.1f}s", file=sys.stderr,
+                print(f"bench: {' '.join(step.where)} done in {took[' '.join(step.where)]:.1f}s", file=sys.stderr,
                       flush=True)
     finally:
         for s in servers.values():
             s.stop()
+    results["elapsed_by_part_s"] = took  # the smoke run's parts overlap: its longest part is its wall time
     for step, out in zip(plan, outputs, strict=True):
         where = step.where
         if where[0] in ("setups", "scale_workers", "scale_queue", "curve"):
@@ -237,6 +242,8 @@ def main() -> None:
     results["elapsed_s"] = round(time.monotonic() - started, 1)
     results["machine"]["load_end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
     if args.smoke:
+        slowest = sorted(results["elapsed_by_part_s"].items(), key=lambda kv: -kv[1])[:5]
+        print("bench: slowest parts " + ", ".join(f"{k} {v} s" for k, v in slowest), file=sys.stderr)
         print("SMOKE RUN (tiny counts, every part at once): the figures below mean nothing")
     print(render_table(results))
     output = args.output or (os.path.join(tempfile.gettempdir(), "jobs-bench-smoke.md") if args.smoke
