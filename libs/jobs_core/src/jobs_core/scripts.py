@@ -36,6 +36,7 @@ def load(name: str) -> str:
 
 
 ENQUEUE = load("enqueue")
+ENQUEUE_ONE = load("enqueue_one")  # a lone submission of one job (jobs_core.group_commit)
 HEARTBEAT = load("heartbeat")
 WAITERS = load("waiters")
 PROGRESS = load("progress")

@@ -94,7 +94,8 @@ class JobStore(Delivery, Waiting, Browse, BulkStore, QueueAdmin, ScheduleStore, 
             return acknowledged_script(client, script, settings, self.keys.ack_fence)
 
         # concurrent submissions of this process share one pipelined round trip (jobs_core.group_commit)
-        self._enqueue = GroupCommit(client, scripts.ENQUEUE, settings, self.keys.ack_fence, self._enqueue_call)
+        self._enqueue = GroupCommit(client, scripts.ENQUEUE, settings, self.keys.ack_fence, self._enqueue_call,
+                                    lone=(scripts.ENQUEUE_ONE, self._enqueue_one_call))
         self._queue_control = acked(scripts.QUEUE_CONTROL)
         self._heartbeat = client.register_script(scripts.HEARTBEAT)
         self._progress = client.register_script(scripts.PROGRESS)
@@ -111,6 +112,7 @@ class JobStore(Delivery, Waiting, Browse, BulkStore, QueueAdmin, ScheduleStore, 
         self._local = threading.local()
         self._task_cache: tuple[float, dict[str, TaskInfo]] = (float("-inf"), {})
         self._queue_blocks: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {}
+        self._lone_keys: dict[tuple[str, int], tuple[tuple[str, ...], tuple[str, ...]]] = {}
 
     @classmethod
     def from_settings(cls, settings: Settings) -> JobStore:
@@ -302,6 +304,26 @@ class JobStore(Delivery, Waiting, Browse, BulkStore, QueueAdmin, ScheduleStore, 
             args += p.header
             args += job_args
         return keys, args
+
+    def _enqueue_one_call(self, part: _Part) -> tuple[list[Any], list[Any]] | None:
+        """KEYS and ARGV of an ``ENQUEUE_ONE`` call (``lua/enqueue_one.lua``) for a submission of one job sent
+        alone, or None for a batch (``ENQUEUE`` takes it): only the keys that job touches."""
+        if len(part.jobs) != 8:
+            return None
+        queue, priority = part.queues[0], part.jobs[7]
+        lone = self._lone_keys.get((queue, priority))
+        if lone is None:
+            q = self.keys.for_queue(queue)
+            mine = (q.waiting(priority), q.paused(priority))
+            lone = self._lone_keys[(queue, priority)] = (
+                (q.control, q.wake, q.delayed, *mine),
+                tuple(x for x in (*q.waiting_lists, *q.paused_lists) if x not in mine),
+            )
+        k = self.keys
+        keys: list[Any] = [k.index, k.pending, k.seq, k.queues, part.owner_index, part.idem_key, *lone[0]]
+        if part.header[1]:  # a per-queue cap: the script counts the other lists when one exists
+            keys += lone[1]
+        return keys, [k.job_prefix, self.settings.idempotency_ttl_seconds, queue, *part.header, *part.jobs]
 
     def _queue_block(self, queue: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
         """The queue's KEYS and ARGV blocks (``lua/includes/queues.lua``), built once per queue: a submission

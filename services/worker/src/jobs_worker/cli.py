@@ -57,10 +57,14 @@ def admin(settings: Settings, args: argparse.Namespace) -> int:
 def check(settings: Settings, max_age: float) -> int:
     """0 when the health file was touched within ``max_age`` seconds, else 1."""
     try:
-        age = time.time() - os.stat(settings.worker_health_file).st_mtime
+        touched = os.stat(settings.worker_health_file).st_mtime
     except OSError:
         print(f"unhealthy: {settings.worker_health_file} does not exist", file=sys.stderr)
         return 1
+    if touched == NOT_SEEN:
+        print("unhealthy: the worker is still starting (its loop has not run yet)", file=sys.stderr)
+        return 1
+    age = time.time() - touched
     if age > max_age:
         print(f"unhealthy: worker loop last seen {age:.0f}s ago", file=sys.stderr)
         return 1
@@ -68,11 +72,21 @@ def check(settings: Settings, max_age: float) -> int:
     return 0
 
 
+#: The health file's time until the worker's own start-up first touches it: ``check`` fails until then.
+NOT_SEEN = 0.0
+
+
 def _check_health_file(path: str) -> None:
-    """The loop touches this file (what ``jobs-worker check`` reads): it must be writable from the start."""
+    """The loop touches this file (what ``jobs-worker check`` reads): it must be writable from the start.
+
+    It is left marked "not seen" (time 0), not fresh: start-up (task imports, the fork server, slot children)
+    takes seconds on a busy machine, and a fresh file would pass the startup probe at once and hand over to
+    liveness checks before the worker touches it again; so would a file left fresh by the previous container
+    in the pod's emptyDir. The worker touches it itself once its slot children are ready (then while it waits
+    for Redis, and every loop)."""
     try:
         with open(path, "a"):
-            os.utime(path, None)
+            os.utime(path, (NOT_SEEN, NOT_SEEN))
     except OSError as e:
         raise ConfigError(f"JOBS_WORKER_HEALTH_FILE: cannot write {path}: {e.strerror}") from e
 
