@@ -218,9 +218,11 @@ class Delivery:
         path from submission to start (issue 16, round trip). A claim that must be confirmed on replicas
         (``JOBS_ACK_REPLICAS``) or meets an empty script cache is made as a call of its own after the wait.
         """
+        # -count: a claim after the wait, which may have taken a wake token, passes one on when it fills up
+        # with work maybe left (FINISH_CLAIM's ARGV 9); other claims wake nobody (no LLEN per call)
         if self.settings.ack_replicas > 0:
-            return self.claim(worker_id, count) if self.wait_for_work(timeout) else []
-        keys, args = self._finish_claim_args(worker_id, (), count)
+            return self.finish_and_claim(worker_id, (), -count)[1] if self.wait_for_work(timeout) else []
+        keys, args = self._finish_claim_args(worker_id, (), -count)
         try:
             woke, reply = send_once(self.redis, [
                 ("BLPOP", *(k.wake for k in self._queue_keys()), timeout),

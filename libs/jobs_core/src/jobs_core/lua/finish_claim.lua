@@ -12,12 +12,13 @@
 -- KEYS: 1 pending hash, 2 failed zset, 3 this worker's claim memo, then one queue block per queue the
 --       worker consumes, in its order (includes/queues.lua)
 -- ARGV: 1 worker id, 2 lease ms, 3 job key prefix, 4 result key prefix, 5 events channel prefix,
---       6 result TTL s, 7 record TTL s, 8 history TTL s, 9 N to claim, 10 tasks the worker offers (JSON
---       array; '' = any), 11 number of queues Q, 12 number of finishes F, then Q queue blocks of ARGV, then
---       F groups of 7: id, attempt, outcome, result bytes, result media type, error JSON ('' = none),
---       retry delay ms; last: claim token (new per call; repeated by a re-send, which gets the first
---       run's reply) and ':' and the send number (jobs_core/resend.py: 1 on the first send, which skips
---       the memo read; a token without it, from an older client, is checked)
+--       6 result TTL s, 7 record TTL s, 8 history TTL s, 9 N to claim (-N: the claim follows the worker's
+--       blocking wait on its wake lists and passes a wake token on, includes/claim_batch.lua), 10 tasks the
+--       worker offers (JSON array; '' = any), 11 number of queues Q, 12 number of finishes F, then Q queue
+--       blocks of ARGV, then F groups of 7: id, attempt, outcome, result bytes, result media type, error
+--       JSON ('' = none), retry delay ms; last: claim token (new per call; repeated by a re-send, which gets
+--       the first run's reply) and ':' and the send number (jobs_core/resend.py: 1 on the first send, which
+--       skips the memo read; a token without it, from an older client, is checked)
 -- Returns {{status or 'stale:<current status>' per finish}, {claimed jobs, 8 fields each: id, task,
 --          params, timeout, attempts, max_attempts, queue, owner}}
 local token, send = string.match(ARGV[#ARGV], '^(.*):(%d+)$')
@@ -52,6 +53,8 @@ local function run()
   -- the ended attempts' leases go before the claim's cap checks count the leases zsets
   flush_lease_rem(queues)
   local wanted = tonumber(ARGV[9])
+  local waited = wanted < 0
+  if waited then wanted = -wanted end
   if wanted > 0 then
     local offers = nil
     if ARGV[10] ~= '' then
@@ -59,7 +62,7 @@ local function run()
       for _, t in ipairs(cjson.decode(ARGV[10])) do offers[t] = true end
     end
     local c = {worker = ARGV[1], lease_ms = tonumber(ARGV[2]), prefix = ARGV[3], events = ARGV[5],
-               pending = KEYS[1], offers = offers, tally = tally}
+               pending = KEYS[1], offers = offers, tally = tally, waited = waited}
     claimed = claim_batch(c, queues, wanted, now)
   end
 end
