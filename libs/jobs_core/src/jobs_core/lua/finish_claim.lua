@@ -40,16 +40,15 @@ local claimed = {}
 -- the per-call tallies (includes/tally.lua): pending counts, history counts, subscription cache
 local tally = tally_new()
 local function run()
+  -- the finishes' constants, once per call (includes/finish_one.lua: no table per job)
+  local fc = nf > 0 and {jobs = ARGV[3], results = ARGV[4], events = ARGV[5], worker = ARGV[1],
+    failed = KEYS[2], pending = KEYS[1], result_ttl = ARGV[6], record_ttl = ARGV[7], history_ttl = ARGV[8],
+    tally = tally, tenant_subs = {}}
   for i = 0, nf - 1 do
     local b = fb + i * 7
-    local id = ARGV[b]
-    local c = {job = ARGV[3] .. id, result = ARGV[4] .. id, failed = KEYS[2], pending = KEYS[1],
-               history_ttl = ARGV[8], tally = tally}
-    local a = {id = id, worker = ARGV[1], attempt = ARGV[b + 1], outcome = ARGV[b + 2], data = ARGV[b + 3],
-               media = ARGV[b + 4], result_ttl = ARGV[6], record_ttl = ARGV[7], error = ARGV[b + 5],
-               delay_ms = ARGV[b + 6], channel = ARGV[5] .. id}
-    local r = finish_one(c, queues, by_name, a, now)
-    statuses[#statuses + 1] = r[1] == 'ok' and r[2] or ('stale:' .. r[2])
+    local ok, status = finish_one(fc, queues, by_name, ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3],
+                                  ARGV[b + 4], ARGV[b + 5], ARGV[b + 6], now)
+    statuses[#statuses + 1] = ok and status or ('stale:' .. status)
   end
   -- the ended attempts' leases go before the claim's cap checks count the leases zsets
   flush_lease_rem(queues)
