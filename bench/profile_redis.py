@@ -139,6 +139,8 @@ def private_redis(tool: str, workdir: Path) -> Iterator[tuple[int, subprocess.Po
             break
         except (redis.ConnectionError, redis.TimeoutError):
             if time.monotonic() > deadline or proc.poll() is not None:
+                proc.kill()  # not left running (it is stopped below only once it has answered)
+                proc.wait(60)
                 raise
             time.sleep(0.1)
     try:
