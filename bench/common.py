@@ -34,10 +34,34 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-class PrivateRedis:
-    """A throwaway ``redis-server`` (no persistence) on a free loopback port, shared by every system in a run."""
+def pinned(argv: Sequence[str], cpus: set[int] | None) -> list[str]:
+    """``argv`` run on ``cpus`` only, it and every process and thread it starts (``taskset`` sets the
+    affinity before the exec, so nothing escapes it; the smoke run starts drivers from threads, where a
+    ``preexec_fn`` is unsafe); unchanged without ``cpus``."""
+    if not cpus:
+        return list(argv)
+    return ["taskset", "--cpu-list", ",".join(map(str, sorted(cpus))), *argv]
 
-    def __init__(self) -> None:
+
+def split_cpus() -> tuple[set[int], set[int]] | None:
+    """(Redis's CPU, everybody else's) for the pinned measurement: the first CPU this process may use for
+    Redis alone, the rest for the workers, the producer and the harness; None with fewer than 2 CPUs or
+    without ``taskset`` (util-linux)."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2 or shutil.which("taskset") is None:
+        return None
+    return {cpus[0]}, set(cpus[1:])
+
+
+class PrivateRedis:
+    """A throwaway ``redis-server`` (no persistence) on a free loopback port, shared by every system in a run.
+
+    With ``cpus`` the server may run on those CPUs only (:func:`pinned`): the pinned measurement
+    gives it a core of its own, the way a cluster's Redis primary has one, while the drivers run pinned
+    to the other cores (:func:`run_driver`).
+    """
+
+    def __init__(self, cpus: set[int] | None = None) -> None:
         # started by bench.run in .venv (jobs_core is there; this module stays importable from .venv-bench)
         from jobs_core.redis_tuning import redis_server_args
 
@@ -46,10 +70,11 @@ class PrivateRedis:
             raise SystemExit("bench: redis-server is not on PATH (apt-get install redis-server)")
         self.dir = tempfile.mkdtemp(prefix="jobs-bench-redis-")
         self.port = free_port()
-        self.process = subprocess.Popen(
+        self.cpus = cpus
+        self.process = subprocess.Popen(pinned(
             [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
              "--dir", self.dir, "--logfile", os.path.join(self.dir, "redis.log"), "--maxclients", "4000",
-             "--databases", "64", *redis_server_args()],  # the shipped settings (jobs_core.redis_tuning)
+             "--databases", "64", *redis_server_args()], cpus),  # the shipped settings (jobs_core.redis_tuning)
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         client = self.client()
@@ -85,7 +110,7 @@ class PrivateRedis:
 
 class RedisCost:
     """Redis-side cost between two snapshots: commands (scripts' inner ones included), client reads
-    (round trips), CPU time and memory."""
+    (round trips), CPU time, how busy that kept the server, and memory."""
 
     def __init__(self, client: redis.Redis) -> None:
         self.r = client
@@ -99,7 +124,9 @@ class RedisCost:
             "commands": float(sum(calls.values())),
             "reads": float(info["total_reads_processed"]),
             "cpu": float(info["used_cpu_user"]) + float(info["used_cpu_sys"]),
+            "sys": float(info["used_cpu_sys"]),  # the kernel's share: syscalls, wake-ups, loopback TCP
             "memory": float(info["used_memory"]),
+            "wall": time.monotonic(),
             "calls": calls,  # type: ignore[dict-item]
         }
 
@@ -115,6 +142,10 @@ class RedisCost:
             "commands": max(0.0, end["commands"] - self.start["commands"] - own_commands) / jobs,
             "round_trips": max(0.0, end["reads"] - self.start["reads"] - own_round_trips) / jobs,
             "redis_cpu_us": (end["cpu"] - self.start["cpu"]) * 1e6 / jobs,
+            "redis_sys_us": (end["sys"] - self.start["sys"]) * 1e6 / jobs,
+            # share of one core the server used meanwhile: far below 1, each call finds it asleep and pays
+            # the wake-up (epoll, a read per call) that a saturated server shares between calls
+            "redis_busy": (end["cpu"] - self.start["cpu"]) / max(1e-9, end["wall"] - self.start["wall"]),
             "memory_bytes": (end["memory"] - self.start["memory"]) / jobs,
             "by_command": dict(sorted(per_cmd.items(), key=lambda kv: -kv[1])),
         }
@@ -242,10 +273,12 @@ def emit(result: dict[str, object]) -> None:
     sys.stdout.flush()
 
 
-def run_driver(python: str, module: str, args: Sequence[str], timeout: float = 900) -> dict[str, object]:
-    """Run ``python -m module args`` from the repo root and return the JSON it printed last."""
+def run_driver(python: str, module: str, args: Sequence[str], timeout: float = 900,
+               cpus: set[int] | None = None) -> dict[str, object]:
+    """Run ``python -m module args`` from the repo root and return the JSON it printed last; with ``cpus``
+    the driver and every process it starts (workers, slot children) run on those CPUs only."""
     proc = subprocess.run(
-        [python, "-m", module, *args], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        pinned([python, "-m", module, *args], cpus), cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
         capture_output=True, text=True, timeout=timeout,
     )
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]

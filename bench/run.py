@@ -1,5 +1,9 @@
 """``make bench``: every measurement in one run on one private Redis, one table, docs/benchmarks.md.
 
+Redis cost per job is measured a second time against another private Redis pinned to one CPU, with the
+drivers and every process they start pinned to the others (``PINNED_SETUPS``, ``PINNED_PEERS``), and the
+Redis instructions per job under callgrind (``bench.instructions``; skipped without valgrind).
+
 ``python -m bench [--smoke] [--output PATH]``. ``--smoke`` runs every part with tiny counts (about 30 s)
 to prove the bench still works; it writes to a temporary file unless ``--output`` is given.
 """
@@ -17,10 +21,11 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.common import BENCH_PY, OUR_PY, ROOT, PrivateRedis, run_driver
+from bench.common import BENCH_PY, OUR_PY, ROOT, PrivateRedis, run_driver, split_cpus
 from bench.report import render_markdown, render_table
 
 PEERS = ["bare", "rq-simple", "rq-fork", "celery", "dramatiq-2x1", "dramatiq-default", "huey"]
@@ -70,6 +75,77 @@ def redis_benchmark(port: int, requests: int) -> dict[str, float]:
     return rates
 
 
+#: worker setups (processes x slots) whose Redis cost is measured with Redis pinned to its own core: the
+#: headline's and the short-job one (README, Performance: more slots per process, bigger claim batches)
+PINNED_SETUPS = [(2, 4), (2, 8)]
+#: peers measured again with Redis pinned (their recommended setups; the variants of a worker flag left out)
+PINNED_PEERS = ["bare", "rq-simple", "celery", "dramatiq-default", "huey"]
+
+
+@dataclass
+class Step:
+    """One driver call: ``where`` it goes in the results, and which server it runs against — ``shared``
+    (the run's Redis, every process on every core), ``pinned`` (a second Redis pinned to one CPU, the
+    driver and everything it starts to the others) or ``own`` (the driver starts its own)."""
+
+    where: tuple[str, ...]
+    python: str
+    module: str
+    args: list[str]
+    server: str = "shared"
+
+
+def plan_steps(smoke: bool, jobs: int, rts: int, duration: float, pinned: bool) -> list[Step]:
+    """Every part, in the order the full run takes them."""
+    procs, conc = BEST
+    plan = [
+        Step(("ours",), OUR_PY, "bench.ours", ["drain", "--jobs", str(jobs), "--procs", str(procs),
+                                              "--concurrency", str(conc), "--round-trips", str(rts)]),
+        Step(("multi",), OUR_PY, "bench.ours", ["multi", "--jobs", str(jobs), "--procs", str(procs),
+                                               "--concurrency", str(conc)]),
+        Step(("http",), OUR_PY, "bench.ours", ["http", "--jobs", str(jobs), "--procs", str(procs),
+                                              "--concurrency", str(conc), "--round-trips", str(rts),
+                                              "--duration", str(duration)]),
+    ]
+    # the smoke run skips the variants that only change a worker flag (same driver code)
+    for peer in PEERS if not smoke else [p for p in PEERS if p not in ("rq-fork", "dramatiq-2x1")]:
+        n = jobs if peer != "rq-fork" else max(100, jobs // 5)  # ~150 jobs/s: keep the run short
+        plan.append(Step(("peers", peer), BENCH_PY, "bench.peers", [peer, "--jobs", str(n), "--round-trips", str(rts)]))
+    if pinned:
+        # Redis cost with Redis on a core of its own (no round trips, memory and TTLs: the shared run has them)
+        for p, c in PINNED_SETUPS if not smoke else PINNED_SETUPS[:1]:
+            plan.append(Step(("pinned", "ours", f"{p}x{c}"), OUR_PY, "bench.ours",
+                             ["drain", "--jobs", str(jobs), "--procs", str(p), "--concurrency", str(c),
+                              "--round-trips", "0"], "pinned"))
+        for peer in PINNED_PEERS if not smoke else PINNED_PEERS[:1]:
+            plan.append(Step(("pinned", "peers", peer), BENCH_PY, "bench.peers",
+                             [peer, "--jobs", str(min(jobs, 3000)), "--round-trips", "0"], "pinned"))
+    setups = [(2, 1), (2, 2), (2, 4), (2, 8), (1, 4)] if not smoke else [(2, 2)]
+    for i, (p, c) in enumerate(setups):
+        plan.append(Step(("setups", str(i)), OUR_PY, "bench.ours", ["scale", "--jobs", str(jobs), "--procs", str(p),
+                                                                   "--concurrency", str(c)]))
+    for i, p in enumerate([1, 2, 4, 8] if not smoke else [1]):
+        plan.append(Step(("scale_workers", str(i)), OUR_PY, "bench.ours", ["scale", "--jobs", str(jobs), "--procs",
+                                                                          str(p), "--concurrency", "1"]))
+    for i, n in enumerate([1_000, 10_000, 100_000] if not smoke else [100]):
+        plan.append(Step(("scale_queue", str(i)), OUR_PY, "bench.ours", ["scale", "--jobs", str(n), "--procs",
+                                                                        str(procs), "--concurrency", str(conc),
+                                                                        *(["--keep"] if i else [])]))
+    # the smoke run: one point per job length (2 processes for one of them), to keep it short
+    for job_ms in CURVE_JOB_MS:
+        for p in CURVE_PROCS if not smoke else [2 if not job_ms else 1]:
+            n = 100 if smoke else (6000 if not job_ms else min(6000, 400 * p + 600))
+            plan.append(Step(("curve", f"{job_ms}-{p}"), OUR_PY, "bench.ours",
+                             ["curve", "--jobs", str(n), "--procs", str(p), "--job-ms", str(job_ms)]))
+    plan.append(Step(("expiry",), OUR_PY, "bench.ours", ["expiry"]))
+    plan.append(Step(("tracing",), OUR_PY, "bench.ours", ["tracing", "--jobs", str(jobs), "--procs", str(procs),
+                                                         "--concurrency", str(conc)]))
+    # Redis instructions per job (callgrind, ~45 s; skipped without valgrind): last, on its own server
+    plan.append(Step(("instructions",), OUR_PY, "bench.instructions",
+                     ["--jobs", "5" if smoke else "300", "--slots", "4" if smoke else "1,4,8"], "own"))
+    return plan
+
+
 def run(smoke: bool) -> dict[str, Any]:
     """Every part, in order (one at a time, so they do not disturb each other's figures).
 
@@ -80,67 +156,53 @@ def run(smoke: bool) -> dict[str, Any]:
     rts = 20 if smoke else 300
     duration = 0.5 if smoke else 6.0  # HTTP: split over 3 alternating runs per server and client count
     results: dict[str, Any] = {"machine": machine(), "smoke": smoke, "jobs": jobs, "round_trips": rts}
-    procs, conc = BEST
-    plan: list[tuple[tuple[str, ...], str, str, list[str]]] = [
-        (("ours",), OUR_PY, "bench.ours", ["drain", "--jobs", str(jobs), "--procs", str(procs),
-                                          "--concurrency", str(conc), "--round-trips", str(rts)]),
-        (("multi",), OUR_PY, "bench.ours", ["multi", "--jobs", str(jobs), "--procs", str(procs),
-                                           "--concurrency", str(conc)]),
-        (("http",), OUR_PY, "bench.ours", ["http", "--jobs", str(jobs), "--procs", str(procs),
-                                          "--concurrency", str(conc), "--round-trips", str(rts),
-                                          "--duration", str(duration)]),
-    ]
-    # the smoke run skips the variants that only change a worker flag (same driver code)
-    for peer in PEERS if not smoke else [p for p in PEERS if p not in ("rq-fork", "dramatiq-2x1")]:
-        n = jobs if peer != "rq-fork" else max(100, jobs // 5)  # ~150 jobs/s: keep the run short
-        plan.append((("peers", peer), BENCH_PY, "bench.peers", [peer, "--jobs", str(n), "--round-trips", str(rts)]))
-    setups = [(2, 1), (2, 2), (2, 4), (2, 8), (1, 4)] if not smoke else [(2, 2)]
-    for i, (p, c) in enumerate(setups):
-        plan.append((("setups", str(i)), OUR_PY, "bench.ours", ["scale", "--jobs", str(jobs), "--procs", str(p),
-                                                               "--concurrency", str(c)]))
-    for i, p in enumerate([1, 2, 4, 8] if not smoke else [1]):
-        plan.append((("scale_workers", str(i)), OUR_PY, "bench.ours", ["scale", "--jobs", str(jobs), "--procs",
-                                                                      str(p), "--concurrency", "1"]))
-    for i, n in enumerate([1_000, 10_000, 100_000] if not smoke else [100]):
-        plan.append((("scale_queue", str(i)), OUR_PY, "bench.ours", ["scale", "--jobs", str(n), "--procs",
-                                                                    str(procs), "--concurrency", str(conc),
-                                                                    *(["--keep"] if i else [])]))
-    # the smoke run: one point per job length (2 processes for one of them), to keep it short
-    for job_ms in CURVE_JOB_MS:
-        for p in CURVE_PROCS if not smoke else [2 if not job_ms else 1]:
-            n = 100 if smoke else (6000 if not job_ms else min(6000, 400 * p + 600))
-            plan.append((("curve", f"{job_ms}-{p}"), OUR_PY, "bench.ours",
-                         ["curve", "--jobs", str(n), "--procs", str(p), "--job-ms", str(job_ms)]))
-    plan.append((("expiry",), OUR_PY, "bench.ours", ["expiry"]))
-    plan.append((("tracing",), OUR_PY, "bench.ours", ["tracing", "--jobs", str(jobs), "--procs", str(procs),
-                                                     "--concurrency", str(conc)]))
-
+    split = split_cpus()
+    plan = plan_steps(smoke, jobs, rts, duration, pinned=split is not None)
     server = PrivateRedis()
+    servers = {"shared": server}
+    cpus: dict[str, set[int] | None] = {"shared": None, "own": None}
+    if split is not None:
+        servers["pinned"] = PrivateRedis(split[0])
+        cpus["pinned"] = split[1]
+        results["pinned_cpus"] = {"redis": sorted(split[0]), "others": sorted(split[1])}
+
+    took: dict[str, float] = {}
+
+    def call(step: Step, db: int) -> dict[str, object]:
+        args = step.args if step.server == "own" else [*step.args[:1], "--redis-url",
+                                                       servers[step.server].db_url(db), *step.args[1:]]
+        t = time.monotonic()
+        out = run_driver(step.python, step.module, args, cpus=cpus[step.server])
+        took[" ".join(step.where)] = round(time.monotonic() - t, 1)
+        return out
+
     try:
         if shutil.which("redis-benchmark"):
             results["redis_benchmark"] = redis_benchmark(server.port, 20_000 if smoke else 200_000)
         if smoke:
             with ThreadPoolExecutor(len(plan)) as pool:
-                futures = [pool.submit(run_driver, py, mod, [*args[:1], "--redis-url", server.db_url(i + 1),
-                                                             *args[1:]])
-                           for i, (_, py, mod, args) in enumerate(plan)]
+                futures = [pool.submit(call, step, i + 1) for i, step in enumerate(plan)]
                 outputs = [f.result() for f in futures]
         else:
             outputs = []
-            for where, py, mod, args in plan:
-                t = time.monotonic()
-                print(f"bench: {' '.join(where)} ...", file=sys.stderr, flush=True)
-                outputs.append(run_driver(py, mod, [*args[:1], "--redis-url", server.url, *args[1:]]))
-                print(f"bench: {' '.join(where)} done in {time.monotonic() - t:.1f}s", file=sys.stderr, flush=True)
+            for step in plan:
+                print(f"bench: {' '.join(step.where)} ...", file=sys.stderr, flush=True)
+                outputs.append(call(step, 0))
+                print(f"bench: {' '.join(step.where)} done in {took[' '.join(step.where)]:.1f}s", file=sys.stderr,
+                      flush=True)
     finally:
-        server.stop()
-    for (where, *_), out in zip(plan, outputs, strict=True):
+        for s in servers.values():
+            s.stop()
+    results["elapsed_by_part_s"] = took  # the smoke run's parts overlap: its longest part is its wall time
+    for step, out in zip(plan, outputs, strict=True):
+        where = step.where
         if where[0] in ("setups", "scale_workers", "scale_queue", "curve"):
             results.setdefault(where[0], []).append(out)
-        elif len(where) == 2:
-            results.setdefault(where[0], {})[where[1]] = out
-        else:
-            results[where[0]] = out
+            continue
+        node = results
+        for key in where[:-1]:
+            node = node.setdefault(key, {})
+        node[where[-1]] = out
     return results
 
 
@@ -180,6 +242,8 @@ def main() -> None:
     results["elapsed_s"] = round(time.monotonic() - started, 1)
     results["machine"]["load_end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
     if args.smoke:
+        slowest = sorted(results["elapsed_by_part_s"].items(), key=lambda kv: -kv[1])[:5]
+        print("bench: slowest parts " + ", ".join(f"{k} {v} s" for k, v in slowest), file=sys.stderr)
         print("SMOKE RUN (tiny counts, every part at once): the figures below mean nothing")
     print(render_table(results))
     output = args.output or (os.path.join(tempfile.gettempdir(), "jobs-bench-smoke.md") if args.smoke

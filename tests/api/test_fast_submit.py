@@ -31,6 +31,7 @@ from prometheus_client import REGISTRY
 
 from api.conftest import TASKS, make_app
 from api.stack import free_port
+from api.test_prefer_wait import Worker
 
 OPERATOR = "alice-operator-0123456789"
 VIEWER = "alice-viewer-0123456789"
@@ -217,8 +218,8 @@ CORPUS = [
     Req("bad idempotency key, bad body", b"[", headers={"Idempotency-Key": "has space"}),
     Req("request id kept", {"task": "echo"}, headers={"X-Request-ID": "client-id.42"}),
     Req("request id replaced", {"task": "echo"}, headers={"X-Request-ID": "bad id!"}),
-    Req("Prefer: wait", {"task": "echo"}, headers={"Prefer": "wait=1"}, path="flask"),
-    Req("Prefer, ignored", {"task": "echo"}, headers={"Prefer": "respond-async"}, path="flask"),
+    Req("Prefer: wait passes", {"task": "echo"}, headers={"Prefer": "wait=1"}),  # held 1 s, then 202
+    Req("Prefer, ignored", {"task": "echo"}, headers={"Prefer": "respond-async"}),
     Req("cookie", {"task": "echo"}, setup=lambda side: side.client.set_cookie("jobs_console", "x"), path="flask"),
     Req("cookie gone", {"task": "echo"}, setup=lambda side: side.client.delete_cookie("jobs_console")),
     Req("query string", {"task": "echo"}, environ={"QUERY_STRING": "x=1"}, path="flask"),
@@ -274,3 +275,34 @@ def test_auth_off_and_redis_down_are_the_same(settings: Settings, sides: Callabl
         assert (side.fast is not None) == fast_on
         pair.append(side)
     _same((pair[0], pair[1]), [Req("redis down", {"task": "echo"}, key=None)], logs)
+
+
+HELD = [
+    Req("held, succeeded", {"task": "echo", "params": {"n": 3}}, headers={"Prefer": "wait=10"}),
+    Req("held, failed", {"task": "echo", "params": {"fail": True}}, headers={"Prefer": "wait=10"}),
+    Req("held, idempotent first", {"task": "echo", "params": {"n": 4}},
+        headers={"Prefer": "wait=10", "Idempotency-Key": "h-1"}),
+    Req("held, idempotent replay", {"task": "echo", "params": {"n": 4}},
+        headers={"Prefer": "wait=10", "Idempotency-Key": "h-1"}),
+    Req("held, RFC spelling", {"task": "echo", "params": {"n": 5}},
+        headers={"Prefer": 'handling=lenient, WAIT = "10"; x=y', "X-Request-ID": "held-5"}),
+    Req("held, invalid", {"task": "nope"}, headers={"Prefer": "wait=10"}),
+    Req("held, viewer", {"task": "echo"}, key=VIEWER, headers={"Prefer": "wait=10"}),
+    Req("wait=0", {"task": "echo", "params": {"n": 6}}, headers={"Prefer": "wait=0"}),
+    Req("held, workflow node", {"task": "echo", "depends_on": ["00000000-0000-4000-8000-000000000000"]},
+        headers={"Prefer": "wait=10"}, path="flask"),
+]
+
+
+def test_held_submissions_are_answered_alike(sides: Callable[..., tuple[Side, Side]],
+                                             logs: pytest.LogCaptureFixture) -> None:
+    """``Prefer: wait`` (profile 23: answered by the fast path too): the 200 with the finished job and its
+    result inline, a failed job, an idempotent replay held, errors, and a wait the path must not hold."""
+    pair = sides()
+    workers = [Worker(side.store) for side in pair]
+    try:
+        statuses = _same(pair, HELD, logs)
+    finally:
+        for w in workers:
+            w.close()
+    assert statuses == [200, 200, 200, 200, 200, 422, 403, 202, 422]  # the node names no existing job

@@ -22,7 +22,8 @@ from api.conftest import TASKS, make_app
 
 
 class Worker:
-    """A thread that claims the next queued job and ends it as told (the store calls a worker makes)."""
+    """A thread that claims the next queued job and ends it as told (the store calls a worker makes); a job
+    whose params say ``"fail"`` fails."""
 
     def __init__(self, store: JobStore, outcome: str = "succeeded", result: Result | None = None) -> None:
         self.store, self.outcome, self.result = store, outcome, result
@@ -33,11 +34,12 @@ class Worker:
     def run(self) -> None:
         while not self.stop.is_set():
             for job in self.store.claim("w", 1):
-                error = JobError("Boom", "no") if self.outcome == "failed" else None
+                outcome = "failed" if job.params.get("fail") else self.outcome
+                error = JobError("Boom", "no") if outcome == "failed" else None
                 result = self.result or Result(b'{"echo": ' + repr(job.params.get("n", 0)).encode() + b"}",
                                                "application/json")
-                self.store.finish("w", job.id, job.attempt, self.outcome,
-                                  result=result if self.outcome == "succeeded" else None, error=error)
+                self.store.finish("w", job.id, job.attempt, outcome,
+                                  result=result if outcome == "succeeded" else None, error=error)
             time.sleep(0.01)
 
     def close(self) -> None:

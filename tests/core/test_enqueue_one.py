@@ -187,3 +187,24 @@ def test_a_resent_lone_call_is_answered_as_its_first_run(private_redis: RedisSer
     bad[8] = 2  # a job count the lone layout does not take
     assert admin.eval(scripts.ENQUEUE_ONE, len(keys), *keys, *bad, 1) == [[b"invalid", b"malformed submission"]]
     assert admin.llen(store.keys.queue) == 2
+
+
+def test_a_lone_job_to_an_idle_queue_leaves_one_wake_token_for_one_command(private_redis: RedisServer) -> None:
+    """An idle queue's workers have taken its token: the job's push to the empty list adds one with one RPUSH
+    (no LLEN first); a token still there is not doubled (the second one is taken back)."""
+    store, _ = _stores(private_redis)
+    admin = redis.Redis.from_url(store.settings.redis_url)
+    store.enqueue("t", {"warm": 1})  # the queue known, the script cached
+    admin.delete(store.keys.queue, store.keys.wake)  # taken by an idle worker: waiting list and token gone
+
+    def ran(call: Callable[[], Any]) -> Counter[str]:
+        before = Counter({k: int(v["calls"]) for k, v in admin.info("commandstats").items()})
+        call()
+        after = Counter({k: int(v["calls"]) for k, v in admin.info("commandstats").items()})
+        return Counter({k.removeprefix("cmdstat_"): v for k, v in (after - before).items() if k != "cmdstat_info"})
+
+    assert ran(lambda: store.enqueue("t", {"i": 1}))["rpush"] == 2  # the job's and the token's; no LLEN
+    assert admin.lrange(store.keys.wake, 0, -1) == [b"1"]
+    admin.delete(store.keys.queue)  # the job taken, its token not (no worker idle): one token stays
+    assert ran(lambda: store.enqueue("t", {"i": 2}))["rpop"] == 1
+    assert admin.lrange(store.keys.wake, 0, -1) == [b"1"]

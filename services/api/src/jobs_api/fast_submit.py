@@ -6,23 +6,25 @@ request dispatch.
 ``JOBS_FAST_SUBMIT=0`` leaves it out (Flask alone answers, as before), and so does tracing (the Flask
 instrumentation makes the request span). Why: a submission spent about as much CPU in Flask's dispatch,
 our request hooks and werkzeug's request and response objects as in its own work (bench/analysis.md,
-profiles 8 and 12).
+profiles 8 and 12). ``Prefer: wait`` submissions (issue 16's HTTP round trip) are answered here too: the
+API's CPU per held submission halves (profile 23).
 
 The answer is the very one the Flask view gives, because it is made by the same code: the bearer-key check
 (:meth:`Authenticator.principal_of`, also behind the blueprints' guard), the role check, the JSON body
-parse, the ``Idempotency-Key`` check, :func:`jobs_api.jobs.create_job` (validation, the task's params
+parse, the ``Idempotency-Key`` check, the ``Prefer`` header's wait (:func:`jobs_api.prefer.preferred_wait`),
+:func:`jobs_api.jobs.submission_answer` (:func:`jobs_api.jobs.create_job`: validation, the task's params
 schema, callback URL, caps, the enqueue through the store's group commit, the submission counters and log
-line), :func:`jobs_api.jobs.submitted` for the 202, :func:`jobs_api.problems.handled_problem` for every
-error (the problem+json the error handlers send), the request id, the headers the after-request hook adds
-and the latency histogram. gunicorn writes the access log line from the same status and headers.
-``tests/api/test_fast_submit.py`` sends a corpus of submissions to an app with and without this path and
-compares status, headers, bodies, metrics and log lines.
+line; then the 202, or with ``Prefer: wait`` the request held until the job ends and its 200),
+:func:`jobs_api.problems.handled_problem` for every error (the problem+json the error handlers send), the
+request id, the headers the after-request hook adds and the latency histogram. gunicorn writes the access
+log line from the same status and headers. ``tests/api/test_fast_submit.py`` sends a corpus of submissions
+(held ones too) to an app with and without this path and compares status, headers, bodies, metrics and log
+lines.
 
 Anything unusual goes to the Flask app untouched, before anything is read or counted: another method or
-path, a query string, ``Prefer`` (``Prefer: wait`` is Flask's), a cookie, ``Expect``, a chunked body or no
-``Content-Length``, a body over the limit (413), a media type that is not JSON (415). A body shorter than
-its ``Content-Length`` (client gone) or one with ``depends_on`` (a workflow node) is handed to Flask with
-the bytes already read.
+path, a query string, a cookie, ``Expect``, a chunked body or no ``Content-Length``, a body over the limit
+(413), a media type that is not JSON (415). A body shorter than its ``Content-Length`` (client gone) or one
+with ``depends_on`` (a workflow node) is handed to Flask with the bytes already read.
 """
 
 from __future__ import annotations
@@ -37,19 +39,20 @@ from werkzeug.http import HTTP_STATUS_CODES, parse_options_header
 
 from jobs_api.app import observe_latency, request_id
 from jobs_api.auth import check_role, required_role
-from jobs_api.jobs import checked_idempotency_key, create_job, submitted
+from jobs_api.jobs import checked_idempotency_key, submission_answer
+from jobs_api.prefer import preferred_wait
 from jobs_api.problems import PROBLEM_MEDIA_TYPE, handled_problem
 from jobs_api.ratelimit import address_of
-from jobs_api.state import EXTENSION, State, json_bytes
+from jobs_api.state import EXTENSION, State
 from jobs_api.validation import is_json, parse_json
 
 StartResponse = Callable[..., Any]
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 PATH = "/jobs"
-#: Request headers that send a POST /jobs to Flask: features of its own (Prefer: wait), the console's
-#: session, and bodies this path does not read itself (100-continue, chunked).
-_TO_FLASK = ("HTTP_PREFER", "HTTP_COOKIE", "HTTP_EXPECT", "HTTP_TRANSFER_ENCODING")
+#: Request headers that send a POST /jobs to Flask: the console's session, and bodies this path does not
+#: read itself (100-continue, chunked).
+_TO_FLASK = ("HTTP_COOKIE", "HTTP_EXPECT", "HTTP_TRANSFER_ENCODING")
 _MAX_MEDIA_TYPES = 64
 _SHORT = object()
 
@@ -114,9 +117,11 @@ class FastSubmit:
                 else:
                     g.principal, g.tenant = principal, principal.tenant
                     key = checked_idempotency_key(environ.get("HTTP_IDEMPOTENCY_KEY"))
-                    job, created = create_job(submission, key, principal.tenant)
-                    answer, status, headers = submitted(job, created)
-                    media_type, body = "application/json", json_bytes(answer)
+                    prefers = environ.get("HTTP_PREFER")  # repeated headers arrive joined with commas
+                    wait = 0.0 if prefers is None else preferred_wait(
+                        (prefers,), self.state.settings.prefer_wait_max_seconds)
+                    body, status, headers = submission_answer(submission, key, principal.tenant, wait)
+                    media_type = "application/json"
             except Exception as e:  # exactly what the app's error handlers answer (a 500 logs its traceback)
                 problem = handled_problem(e, PATH, "POST")
                 status, media_type, headers = problem.status, PROBLEM_MEDIA_TYPE, problem.headers

@@ -22,7 +22,7 @@ from jobs_api.lifecycle import SHUTTING_DOWN
 from jobs_api.metrics import SUBMISSIONS, UNKNOWN_TASK_LABEL
 from jobs_api.problems import REDIS_UNAVAILABLE, Problem, not_found, task_unavailable, validation_problem
 from jobs_api.slots import held
-from jobs_api.state import json_response, state
+from jobs_api.state import json_bytes, json_response, state
 from jobs_api.validation import (
     FixedSchema,
     TaskSchemaError,
@@ -163,15 +163,27 @@ def submit() -> Response:
     """
     body = read_json_body()
     key = idempotency_key()
-    wait = prefer.preferred_wait(state().settings.prefer_wait_max_seconds)
+    wait = prefer.preferred_wait(request.headers.getlist("Prefer"), state().settings.prefer_wait_max_seconds)
+    data, status, headers = submission_answer(body, key, current_tenant(), wait)
+    resp = Response(data, status=status, mimetype="application/json")
+    resp.headers.update(headers)
+    return resp
+
+
+def submission_answer(body: Any, key: str | None, owner: str, wait: float) -> tuple[bytes, int, dict[str, str]]:
+    """Queue the submission ``body`` for ``owner`` (:func:`create_job`) and make its answer: the JSON body,
+    status and headers (besides ``Content-Type``) of ``POST /jobs``. With ``wait`` > 0 (``Prefer: wait``) and a
+    long-poll slot free, the request is held until the job ends or ``wait`` seconds pass (see
+    :mod:`jobs_api.prefer`). The Flask view above and the WSGI fast path (``jobs_api.fast_submit``) both
+    answer with this, so they cannot answer differently."""
     slots = held() if wait > 0 else None  # a held submission takes a long-poll slot, or is not held
     if slots is not None and not slots.acquire(blocking=False):
         slots = None
     try:
-        job, created = create_job(body, key, current_tenant(), reply=slots is not None)
+        job, created = create_job(body, key, owner, reply=slots is not None)
         answer, status, headers = submitted(job, created)
         if slots is None:
-            return json_response(answer, status, headers)
+            return json_bytes(answer), status, headers
         try:
             job, result = prefer.wait_for_end(state().store, job, wait)
         except REDIS_UNAVAILABLE:  # the job is stored: say so (202), never an error a client would resubmit on
@@ -181,10 +193,7 @@ def submit() -> Response:
         if slots is not None:
             slots.release()
     headers.update(prefer.APPLIED)
-    status = 200 if job.is_terminal else 202
-    resp = Response(prefer.finished_body(job_body(job), job, result), status=status, mimetype="application/json")
-    resp.headers.update(headers)
-    return resp
+    return prefer.finished_body(job_body(job), job, result), 200 if job.is_terminal else 202, headers
 
 
 def submitted(job: Job, created: bool) -> tuple[dict[str, Any], int, dict[str, str]]:

@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Iterable
 from typing import Any
 
 import orjson
-from flask import request
 from jobs_core.errors import ResultExpired
 from jobs_core.model import Job, JobStatus, Result
 from jobs_core.store import JobStore
@@ -37,12 +37,14 @@ SLICE_SECONDS = 2.0
 APPLIED = {"Preference-Applied": "wait"}
 
 
-def preferred_wait(maximum: float) -> float:
-    """Seconds the request's ``Prefer: wait=N`` asks to hold it, cut to ``maximum``; 0 when absent, not
-    honoured or malformed (ignored, RFC 7240 section 2). Only the first ``wait`` counts (section 2)."""
+def preferred_wait(headers: Iterable[str], maximum: float) -> float:
+    """Seconds a request's ``Prefer: wait=N`` asks to hold it, cut to ``maximum``; 0 when absent, not
+    honoured or malformed (ignored, RFC 7240 section 2). Only the first ``wait`` counts (section 2).
+    ``headers``: the request's ``Prefer`` header values (the WSGI environ's one, repeated headers joined
+    with commas, is the same list of preferences)."""
     wait: float | None = None
     async_asked = False
-    for header in request.headers.getlist("Prefer"):
+    for header in headers:
         for item in header.split(","):
             m = _PREFERENCE.match(item)
             if m is None:

@@ -100,7 +100,10 @@ if delay > 0 then
   redis.call('ZADD', KEYS[9], run_at, id)
   flag_delayed(KEYS[7], now + delay, ctl[3])
 elseif len == 1 and not paused then
-  wake({wake = KEYS[8]}) -- push_waiting's rule: a token only when the list was empty
+  -- push_waiting's rule: a token only when the list was empty, and at most one token (includes/queues.lua
+  -- wake). A lone job to an empty list is an idle queue's, whose idle workers block on the wake list and
+  -- have taken its token: push first (one command, not wake's LLEN + RPUSH) and take back a second token.
+  if redis.call('RPUSH', KEYS[8], '1') > 1 then redis.call('RPOP', KEYS[8]) end
 end
 redis.call('HSET', jk, unpack(fields))
 redis.call('ZADD', KEYS[1], seq_s, id)
