@@ -12,6 +12,7 @@ import argparse
 import contextlib
 import http.client
 import json
+import multiprocessing
 import os
 import subprocess
 import sys
@@ -160,6 +161,30 @@ def part_drain(url: str, jobs: int, procs: int, concurrency: int, round_trips: i
     if batch:
         out["batched"] = batched_life(url, store, jobs, procs, concurrency, batch)
     return out
+
+
+def _produce(url: str, jobs: int) -> None:
+    enqueue_lib(JobStore(redis.Redis.from_url(url), settings(url)), jobs)
+
+
+def part_producers(url: str, jobs: int, producers: int) -> dict[str, Any]:
+    """Lone submissions (``enqueue`` one by one) from ``producers`` processes at once, each on its own
+    connection (nothing groups them: group commit is per process): the enqueue's Redis cost per job when
+    Redis is busier than one producer keeps it, as many API pods or producers make it."""
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=_produce, args=(url, jobs // producers)) for _ in range(producers)]
+    cost = RedisCost(client)
+    t = time.perf_counter()
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join()
+    assert all(p.exitcode == 0 for p in procs), [p.exitcode for p in procs]
+    n = jobs // producers * producers
+    return {"jobs": n, "producers": producers, "enqueue_rate": n / (time.perf_counter() - t),
+            "enqueue_cost": cost.per_job(n)}
 
 
 def record_memory(store: JobStore, job_id: str) -> dict[str, Any]:
@@ -485,7 +510,8 @@ def part_expiry(url: str) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("part", choices=["drain", "http", "scale", "multi", "expiry", "tracing", "curve"])
+    parser.add_argument("part", choices=["drain", "http", "scale", "multi", "expiry", "tracing", "curve",
+                                         "producers"])
     parser.add_argument("--redis-url", required=True)
     parser.add_argument("--jobs", type=int, default=10_000)
     parser.add_argument("--procs", type=int, default=2)
@@ -494,6 +520,7 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--keep", action="store_true", help="scale: keep earlier runs' finished jobs")
     parser.add_argument("--job-ms", type=float, default=0.0, help="curve: length of each job")
+    parser.add_argument("--producers", type=int, default=8, help="producers: processes enqueuing at once")
     parser.add_argument("--batch", type=int, default=None,
                         help="http: jobs per POST /jobs/batch (500); drain: jobs per enqueue_many of the "
                              "batched job life (100; 0 = skip)")
@@ -506,6 +533,8 @@ def main() -> None:
                        500 if a.batch is None else a.batch))
     elif a.part == "scale":
         emit(part_scale(a.redis_url, a.jobs, a.procs, a.concurrency, a.keep))
+    elif a.part == "producers":
+        emit(part_producers(a.redis_url, a.jobs, a.producers))
     elif a.part == "curve":
         emit(part_curve(a.redis_url, a.jobs, a.procs, a.job_ms))
     elif a.part == "multi":

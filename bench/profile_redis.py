@@ -42,6 +42,7 @@ import redis
 from jobs_core import scripts
 from jobs_core.delivery import Finish
 from jobs_core.model import Result
+from jobs_core.redis_tuning import redis_server_args
 from jobs_core.store import JobStore
 
 from bench.common import RedisCost, free_port
@@ -120,7 +121,8 @@ def private_redis(tool: str, workdir: Path) -> Iterator[tuple[int, subprocess.Po
     """A redis-server on a free port (under callgrind, instrumentation off until a phase turns it on)."""
     port = free_port()
     argv = [shutil.which("redis-server") or "redis-server", "--port", str(port), "--bind", "127.0.0.1",
-            "--save", "", "--appendonly", "no", "--dir", str(workdir), "--maxclients", "4000"]
+            "--save", "", "--appendonly", "no", "--dir", str(workdir), "--maxclients", "4000",
+            *redis_server_args()]  # the shipped settings, as bench.common's servers: records stay listpacks
     out: Path | None = None
     if tool == "callgrind":
         out = workdir / "callgrind.out"
@@ -128,13 +130,17 @@ def private_redis(tool: str, workdir: Path) -> Iterator[tuple[int, subprocess.Po
                 "--dump-instr=no", *argv]
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     client = redis.Redis(port=port)
-    deadline = time.monotonic() + 60
+    # valgrind starts redis-server slowly, and more slowly still on a loaded machine (make bench-smoke runs
+    # every part at once): a PING may time out on an accepted connection before the server answers
+    deadline = time.monotonic() + (180 if tool == "callgrind" else 60)
     while True:
         try:
             client.ping()
             break
-        except redis.ConnectionError:
+        except (redis.ConnectionError, redis.TimeoutError):
             if time.monotonic() > deadline or proc.poll() is not None:
+                proc.kill()  # not left running (it is stopped below only once it has answered)
+                proc.wait(60)
                 raise
             time.sleep(0.1)
     try:

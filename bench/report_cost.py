@@ -139,6 +139,21 @@ def pinned_section(res: dict[str, Any]) -> list[str]:
                 "life, batched", "busy (pinned)", "kernel share (pinned)"], rows),
         "",
     ]
+    prod, prod_pin = res.get("producers"), pin.get("producers")
+    one_pin = pin.get("ours", {}).get(f"{res['ours']['procs']}x{res['ours']['concurrency']}")
+    if prod and prod_pin:
+        sh, pn = prod["enqueue_cost"], prod_pin["enqueue_cost"]
+        out += [
+            f"Lone submissions from {prod['producers']} producer processes at once (each on its own connection: "
+            "nothing groups them, as with many API pods), Redis CPU per job: "
+            f"**{_f(sh['redis_cpu_us'], 1)} µs sharing the cores** (busy {sh['redis_busy'] * 100:.0f}%), "
+            f"**{_f(pn['redis_cpu_us'], 1)} µs pinned** (busy {pn['redis_busy'] * 100:.0f}%), against "
+            f"{_f(res['ours']['enqueue_cost']['redis_cpu_us'], 1)} / "
+            f"{_f(one_pin['enqueue_cost']['redis_cpu_us'] if one_pin else None, 1)} µs from one producer: the "
+            "busier Redis is, the more of the per-call wake-up its calls share (the ceiling is a saturated "
+            "core's).",
+            "",
+        ]
     peers = pin.get("peers", {})
     ours_pin = life(res, (res["ours"]["procs"], res["ours"]["concurrency"]), False, "pinned")
     if peers:

@@ -78,6 +78,8 @@ def redis_benchmark(port: int, requests: int) -> dict[str, float]:
 #: worker setups (processes x slots) whose Redis cost is measured with Redis pinned to its own core: the
 #: headline's and the short-job one (README, Performance: more slots per process, bigger claim batches)
 PINNED_SETUPS = [(2, 4), (2, 8)]
+#: producer processes of the ``producers`` part (lone submissions at once, shared and pinned)
+PRODUCERS = 8
 #: peers measured again with Redis pinned (their recommended setups; the variants of a worker flag left out)
 PINNED_PEERS = ["bare", "rq-simple", "celery", "dramatiq-default", "huey"]
 
@@ -117,6 +119,10 @@ def plan_steps(smoke: bool, jobs: int, rts: int, duration: float, pinned: bool) 
             plan.append(Step(("pinned", "ours", f"{p}x{c}"), OUR_PY, "bench.ours",
                              ["drain", "--jobs", str(jobs), "--procs", str(p), "--concurrency", str(c),
                               "--round-trips", "0"], "pinned"))
+        # lone submissions from several producer processes at once: Redis busier than one producer keeps it
+        for where, server in ((("producers",), "shared"), (("pinned", "producers"), "pinned")):
+            plan.append(Step(where, OUR_PY, "bench.ours", ["producers", "--jobs", str(jobs), "--producers",
+                                                           str(PRODUCERS)], server))
         for peer in PINNED_PEERS if not smoke else PINNED_PEERS[:1]:
             plan.append(Step(("pinned", "peers", peer), BENCH_PY, "bench.peers",
                              [peer, "--jobs", str(min(jobs, 3000)), "--round-trips", "0"], "pinned"))

@@ -65,27 +65,34 @@ def test_a_claim_across_queues_fills_every_free_slot(settings: Settings, namespa
     assert [c.id for c in w.claim("w", 8)] == [*ja, jb[0]]
 
 
-def test_wake_tokens_come_with_work_in_an_empty_list_and_a_full_claim_passes_them_on(
+def test_wake_tokens_come_with_work_in_an_empty_list_and_the_claim_after_a_wait_passes_them_on(
     settings: Settings, namespace: str
 ) -> None:
     """A submission wakes an idle worker only when it put work into an empty list (one LLEN less per job
-    while a queue is backed up, issue 16); a claim that fills up before reaching its later queues wakes
-    them, since it may have taken the token their work came with."""
+    while a queue is backed up, issue 16). Only a worker's wait takes a token, so only the claim that follows
+    a wait passes one on when it fills up (to its own queue's work left and to the later queues it did not
+    reach: the token may have been theirs); a busy worker's claim took none and wakes nobody (one LLEN less
+    per call, profile 20)."""
     a, b = f"{namespace}-a", f"{namespace}-b"
     producer = JobStore.from_settings(settings)
+    r = producer.redis
     ka, kb = producer.keys.for_queue(a), producer.keys.for_queue(b)
     producer.enqueue("echo", {}, queue=b)
-    assert producer.redis.llen(kb.wake) == 1
-    assert producer.redis.blpop([ka.wake, kb.wake], 1) is not None  # an idle worker takes b's token ...
+    assert r.llen(kb.wake) == 1
+    assert r.blpop([ka.wake, kb.wake], 1) is not None  # an idle worker takes b's token ...
     producer.enqueue("echo", {}, queue=b)  # b's list was not empty: no new token
-    assert producer.redis.llen(kb.wake) == 0
+    assert r.llen(kb.wake) == 0
+    busy = worker_store(settings, b)
+    assert len(busy.claim("v", 1)) == 1  # a busy worker's claim fills up with work left: it took no token,
+    assert r.llen(kb.wake) == 0  # so it passes none on (the idle worker that took it is about to claim)
     producer.enqueue("echo", {}, queue=a)
-    producer.redis.delete(ka.wake)
+    assert r.llen(ka.wake) == 1
     w = worker_store(settings, a, b)
-    assert [c.queue for c in w.claim("w", 1)] == [a]  # ... and its claim fills up on a
-    assert producer.redis.llen(kb.wake) == 1  # so b's work gets a token again
+    # its wait takes a's token and its claim fills up on a: b's work gets a token again
+    assert [c.queue for c in w.wait_and_claim("w", 1, 1)] == [a]
+    assert r.llen(kb.wake) == 1
     other = worker_store(settings, b)
-    assert other.redis.blpop([kb.wake], 1) is not None and len(other.claim("v", 5)) == 2
+    assert other.redis.blpop([kb.wake], 1) is not None and len(other.claim("u", 5)) == 1
 
 
 def test_priorities_in_order_fifo_within_also_after_hand_back_and_reap(settings: Settings) -> None:

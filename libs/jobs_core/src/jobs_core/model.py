@@ -264,7 +264,11 @@ class Job:
     @classmethod
     def from_hash(cls, raw: Mapping[bytes, bytes]) -> Job:
         """Build a job from ``HGETALL`` output."""
-        h = {k.decode(): v.decode() for k, v in raw.items()}
+        return cls.from_fields({k.decode(): v.decode() for k, v in raw.items()})
+
+    @classmethod
+    def from_fields(cls, h: Mapping[str, str]) -> Job:
+        """Build a job from its record's fields as text (e.g. the record an end notification delivers)."""
 
         def opt_int(name: str) -> int | None:
             v = h.get(name)

@@ -16,8 +16,8 @@ client's ``Retry`` would have used (:data:`RESENDS` more times).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, NamedTuple, TypeVar
 
 import redis
 from redis.backoff import ExponentialBackoff
@@ -41,6 +41,33 @@ class NotSent(redis.ConnectionError):
     """No connection to Redis could be made for this send: nothing of it was sent (not re-sent again)."""
 
 
+class Packed(NamedTuple):
+    """A command already in the Redis protocol, for :func:`send_once` (``name``: how its reply is read;
+    ``argc``: its argument count). For calls that repeat most of their arguments every time: those are
+    packed once (hiredis formats every argument of every call anew, with an ``sprintf`` each)."""
+
+    name: str
+    data: bytes
+    argc: int
+
+
+def bulk(args: Iterable[Any]) -> bytes:
+    """``args`` as bulk strings of the Redis protocol, encoded as redis-py encodes them (str as UTF-8, bytes as
+    they are, int and float by ``repr``; nothing else)."""
+    out = []
+    for a in args:
+        if isinstance(a, str):
+            b = a.encode()
+        elif isinstance(a, bytes | bytearray | memoryview):
+            b = bytes(a)
+        elif isinstance(a, int | float) and not isinstance(a, bool):
+            b = repr(a).encode()
+        else:
+            raise TypeError(f"cannot send {type(a).__name__} to Redis")
+        out.append(b"$%d\r\n%s\r\n" % (len(b), b))
+    return b"".join(out)
+
+
 def send_once(client: redis.Redis, commands: Sequence[Sequence[Any]]) -> list[Any]:
     """Send ``commands`` on one connection of ``client``'s pool, once, and read their replies in order.
 
@@ -61,9 +88,11 @@ def _redis_span(commands: Sequence[Sequence[Any]]) -> Any:
     from opentelemetry import trace
 
     names = " ".join(str(c[0]) for c in commands)
+    first = commands[0]
     return trace.get_tracer("jobs_core.resend").start_as_current_span(
         names, kind=trace.SpanKind.CLIENT,
-        attributes={"db.system": "redis", "db.statement": names, "db.redis.args_length": len(commands[0])})
+        attributes={"db.system": "redis", "db.statement": names,
+                    "db.redis.args_length": first.argc if isinstance(first, Packed) else len(first)})
 
 
 def _send_once(client: redis.Redis, commands: Sequence[Sequence[Any]]) -> list[Any]:
@@ -73,7 +102,7 @@ def _send_once(client: redis.Redis, commands: Sequence[Sequence[Any]]) -> list[A
     except LOST as e:
         raise NotSent(str(e)) from e
     try:
-        conn.send_packed_command(conn.pack_commands(commands))  # type: ignore[no-untyped-call]
+        conn.send_packed_command(_pack(conn, commands))  # type: ignore[no-untyped-call]
         out: list[Any] = []
         for c in commands:
             try:
@@ -86,6 +115,13 @@ def _send_once(client: redis.Redis, commands: Sequence[Sequence[Any]]) -> list[A
         raise
     finally:
         pool.release(conn)
+
+
+def _pack(conn: Any, commands: Sequence[Sequence[Any]]) -> Any:
+    """The commands in the Redis protocol, in one write (:class:`Packed` ones as they are)."""
+    if not any(isinstance(c, Packed) for c in commands):
+        return conn.pack_commands(commands)
+    return [b"".join(c.data if isinstance(c, Packed) else b"".join(conn.pack_command(*c)) for c in commands)]
 
 
 def resent(send: Callable[[int], T], first: int = 1) -> T:
@@ -108,8 +144,9 @@ def resent(send: Callable[[int], T], first: int = 1) -> T:
 
 
 def script_once(client: redis.Redis, script: Script, keys: Sequence[Any], args: Sequence[Any],
-                settings: Settings, fence_key: str) -> Any:
-    """One send of ``script`` (``EVALSHA``) with :func:`send_once`, its reply or its error raised.
+                settings: Settings, fence_key: str, packed: Packed | None = None) -> Any:
+    """One send of ``script`` (``EVALSHA``) with :func:`send_once`, its reply or its error raised
+    (``packed``: that same ``EVALSHA`` already in the Redis protocol, sent instead).
 
     ``NOSCRIPT`` (a restarted Redis, a promoted replica: the script did not run) loads it and sends again.
     With ``JOBS_ACK_REPLICAS`` the fence write, ``WAIT`` and ``WAITAOF`` follow on the same connection and
@@ -118,7 +155,7 @@ def script_once(client: redis.Redis, script: Script, keys: Sequence[Any], args: 
     replicas = settings.ack_replicas
     timeout_ms = max(1, round(settings.ack_timeout_seconds * 1000))
     for rerun in range(NOSCRIPT_RERUNS + 1):
-        commands: list[tuple[Any, ...]] = [("EVALSHA", script.sha, len(keys), *keys, *args)]
+        commands: list[tuple[Any, ...]] = [packed or ("EVALSHA", script.sha, len(keys), *keys, *args)]
         if replicas:
             commands += [("SET", fence_key, b"1"), ("WAIT", replicas, timeout_ms),
                          ("WAITAOF", 1, replicas, timeout_ms)]

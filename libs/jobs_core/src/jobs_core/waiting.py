@@ -67,7 +67,7 @@ def _delivered(data: object) -> tuple[Job, Result | None] | None:
         return None
     try:
         flat = loads(parts[1])
-        job = Job.from_hash({str(flat[i]).encode(): str(flat[i + 1]).encode() for i in range(0, len(flat), 2)})
+        job = Job.from_fields({str(flat[i]): str(flat[i + 1]) for i in range(0, len(flat), 2)})
     except (ValueError, TypeError, IndexError, KeyError):
         return None
     if not job.is_terminal:

@@ -11,7 +11,7 @@ from typing import Any
 
 from jobs_core.store import ClaimedJob
 
-from jobs_worker.child import ChildConfig, JobMessage, child_main
+from jobs_worker.child import ChildConfig, JobMessage, child_main, receive_message, send_message
 
 
 @dataclass
@@ -63,7 +63,7 @@ class Slot:
             return
         if not self.conn.poll(timeout):
             raise RuntimeError(f"slot {self.index}: child did not start in {timeout:g}s")
-        message = self.conn.recv()
+        message = receive_message(self.conn)
         if message[0] != "ready":
             raise RuntimeError(f"slot {self.index}: unexpected first message {message!r}")
         self.ready = True
@@ -74,9 +74,9 @@ class Slot:
         self.cancel_flag.value = 0
         timeout = job.timeout if job.timeout > 0 else default_timeout
         self.running = Running(job=job, started=now, deadline=now + timeout)
-        self.conn.send(JobMessage(job_id=job.id, task=job.task, params=job.params, attempt=job.attempt,
-                                  max_attempts=job.max_attempts, queue=job.queue, deadline=time.time() + timeout,
-                                  tenant=job.owner, trace=job.trace))
+        send_message(self.conn, JobMessage(job_id=job.id, task=job.task, params=job.params, attempt=job.attempt,
+                                           max_attempts=job.max_attempts, queue=job.queue,
+                                           deadline=time.time() + timeout, tenant=job.owner, trace=job.trace).wire)
 
     def kill(self) -> None:
         """Kill the child at once (SIGKILL) and start a fresh one."""
@@ -92,7 +92,7 @@ class Slot:
         """Ask an idle child to exit; kill it if it does not."""
         if self.conn is not None:
             try:
-                self.conn.send(None)
+                send_message(self.conn, None)
             except OSError:
                 pass
         if self.process is not None:

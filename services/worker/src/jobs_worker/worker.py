@@ -26,7 +26,7 @@ from jobs_core.model import JobError
 from jobs_core.store import ClaimedJob, Finish, JobStore
 
 from jobs_worker import outcomes
-from jobs_worker.child import ChildConfig
+from jobs_worker.child import ChildConfig, receive_message
 from jobs_worker.metrics import WorkerMetrics
 from jobs_worker.outcomes import Outcome
 from jobs_worker.podcost import PodDeletionCost
@@ -247,7 +247,8 @@ class Worker:
         for slot, job in zip(free, jobs, strict=False):
             slot.send(job, now, self.settings.default_timeout_seconds)
             self.metrics.started(job.task, job.queue)
-            log.info("job started", extra={**job_fields(job), "worker": self.worker_id})
+            if log.isEnabledFor(logging.INFO):  # the fields cost more than the level check
+                log.info("job started", extra={**job_fields(job), "worker": self.worker_id})
         if was_idle and jobs:
             self.pod_cost.set_busy(True)
 
@@ -281,20 +282,26 @@ class Worker:
             return
         ended: list[Outcome] = []
         for slot in busy:
-            outcome = self._drain_slot(slot)
+            # only children that sent something or died: no poll and waitpid per quiet slot
+            readable = slot.conn in ready
+            if not readable and slot.process.sentinel not in ready:
+                continue
+            outcome = self._drain_slot(slot, readable)
             if outcome is not None:
                 ended.append(outcome)
         if ended:
             # the slots just freed are refilled in the same round trip that stores the outcomes
             self._save(ended, refill=not self.stopping and not self.once)
 
-    def _drain_slot(self, slot: Slot) -> Outcome | None:
-        """Process every message waiting from one child; the outcome if its job ended."""
+    def _drain_slot(self, slot: Slot, readable: bool = False) -> Outcome | None:
+        """Process every message waiting from one child (``readable``: the wait said its pipe is, so the
+        first read needs no poll); the outcome if its job ended."""
         running = slot.running
         assert running is not None and slot.conn is not None
         try:
-            while slot.conn.poll():
-                message = slot.conn.recv()
+            while readable or slot.conn.poll():
+                readable = False
+                message = receive_message(slot.conn)
                 kind = message[0]
                 if kind == "progress":
                     # a fraction-only update must not drop a message not yet written
@@ -390,8 +397,9 @@ class Worker:
                             extra={**job_fields(o.job), "outcome": o.kind})
             else:
                 self.metrics.outcome(o.job.task, o.kind, o.job.queue)
-                log.info("job attempt ended", extra={**job_fields(o.job), "outcome": o.kind, "status": status,
-                                                     "error": o.error.type if o.error else None})
+                if log.isEnabledFor(logging.INFO):
+                    log.info("job attempt ended", extra={**job_fields(o.job), "outcome": o.kind, "status": status,
+                                                         "error": o.error.type if o.error else None})
         if claimed:
             self._dispatch(free, claimed)
         elif not self._busy():

@@ -12,12 +12,13 @@
 -- KEYS: 1 pending hash, 2 failed zset, 3 this worker's claim memo, then one queue block per queue the
 --       worker consumes, in its order (includes/queues.lua)
 -- ARGV: 1 worker id, 2 lease ms, 3 job key prefix, 4 result key prefix, 5 events channel prefix,
---       6 result TTL s, 7 record TTL s, 8 history TTL s, 9 N to claim, 10 tasks the worker offers (JSON
---       array; '' = any), 11 number of queues Q, 12 number of finishes F, then Q queue blocks of ARGV, then
---       F groups of 7: id, attempt, outcome, result bytes, result media type, error JSON ('' = none),
---       retry delay ms; last: claim token (new per call; repeated by a re-send, which gets the first
---       run's reply) and ':' and the send number (jobs_core/resend.py: 1 on the first send, which skips
---       the memo read; a token without it, from an older client, is checked)
+--       6 result TTL s, 7 record TTL s, 8 history TTL s, 9 N to claim (-N: the claim follows the worker's
+--       blocking wait on its wake lists and passes a wake token on, includes/claim_batch.lua), 10 tasks the
+--       worker offers (JSON array; '' = any), 11 number of queues Q, 12 number of finishes F, then Q queue
+--       blocks of ARGV, then F groups of 7: id, attempt, outcome, result bytes, result media type, error
+--       JSON ('' = none), retry delay ms; last: claim token (new per call; repeated by a re-send, which gets
+--       the first run's reply) and ':' and the send number (jobs_core/resend.py: 1 on the first send, which
+--       skips the memo read; a token without it, from an older client, is checked)
 -- Returns {{status or 'stale:<current status>' per finish}, {claimed jobs, 8 fields each: id, task,
 --          params, timeout, attempts, max_attempts, queue, owner}}
 local token, send = string.match(ARGV[#ARGV], '^(.*):(%d+)$')
@@ -39,20 +40,21 @@ local claimed = {}
 -- the per-call tallies (includes/tally.lua): pending counts, history counts, subscription cache
 local tally = tally_new()
 local function run()
+  -- the finishes' constants, once per call (includes/finish_one.lua: no table per job)
+  local fc = nf > 0 and {jobs = ARGV[3], results = ARGV[4], events = ARGV[5], worker = ARGV[1],
+    failed = KEYS[2], pending = KEYS[1], result_ttl = ARGV[6], record_ttl = ARGV[7], history_ttl = ARGV[8],
+    tally = tally, tenant_subs = {}}
   for i = 0, nf - 1 do
     local b = fb + i * 7
-    local id = ARGV[b]
-    local c = {job = ARGV[3] .. id, result = ARGV[4] .. id, failed = KEYS[2], pending = KEYS[1],
-               history_ttl = ARGV[8], tally = tally}
-    local a = {id = id, worker = ARGV[1], attempt = ARGV[b + 1], outcome = ARGV[b + 2], data = ARGV[b + 3],
-               media = ARGV[b + 4], result_ttl = ARGV[6], record_ttl = ARGV[7], error = ARGV[b + 5],
-               delay_ms = ARGV[b + 6], channel = ARGV[5] .. id}
-    local r = finish_one(c, queues, by_name, a, now)
-    statuses[#statuses + 1] = r[1] == 'ok' and r[2] or ('stale:' .. r[2])
+    local ok, status = finish_one(fc, queues, by_name, ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3],
+                                  ARGV[b + 4], ARGV[b + 5], ARGV[b + 6], now)
+    statuses[#statuses + 1] = ok and status or ('stale:' .. status)
   end
   -- the ended attempts' leases go before the claim's cap checks count the leases zsets
   flush_lease_rem(queues)
   local wanted = tonumber(ARGV[9])
+  local waited = wanted < 0
+  if waited then wanted = -wanted end
   if wanted > 0 then
     local offers = nil
     if ARGV[10] ~= '' then
@@ -60,7 +62,7 @@ local function run()
       for _, t in ipairs(cjson.decode(ARGV[10])) do offers[t] = true end
     end
     local c = {worker = ARGV[1], lease_ms = tonumber(ARGV[2]), prefix = ARGV[3], events = ARGV[5],
-               pending = KEYS[1], offers = offers, tally = tally}
+               pending = KEYS[1], offers = offers, tally = tally, waited = waited}
     claimed = claim_batch(c, queues, wanted, now)
   end
 end

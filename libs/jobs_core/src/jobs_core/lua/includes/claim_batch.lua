@@ -8,7 +8,9 @@
 -- gives nothing; a capped queue gives at most cap - (jobs holding a lease in it): a dead worker's jobs
 -- hold theirs until the reaper frees them. A job whose task the worker does not offer is not run: it is
 -- parked for a worker that offers it (no attempt charged), and such workers take parked jobs first.
--- c = {worker, lease_ms, prefix, events, pending, offers (set of task names, nil = any), tally (includes/tally.lua: the pending counts, flushed by the caller)}.
+-- c = {worker, lease_ms, prefix, events, pending, offers (set of task names, nil = any), tally
+-- (includes/tally.lua: the pending counts, flushed by the caller), waited (the call follows the worker's
+-- blocking wait on its wake lists, which may have taken a token: the wake rule below)}.
 -- The leases zset is the record of running jobs (KEDA's running trigger counts it): an entry is popped from
 -- its list and decided in this script (claimed, dropped, parked), never parked in an in-flight list; a
 -- queue's new leases are added in one ZADD before the next queue's cap check. Returns a flat list, 8 fields
@@ -44,10 +46,16 @@ local function claim_batch(c, queues, wanted, now)
   local function offered(task) return c.offers == nil or c.offers[task] == true end
   -- claim one entry just popped from a waiting or parked list; true when it became this worker's job
   local function take(q, entry)
-    local ok, id = pcall(cjson.decode, entry)
-    if not ok or type(id) ~= 'string' then
-      redis.call('RPUSH', q.dead, entry)
-      return false
+    -- an entry is a JSON string, '"<id>"' (queue_entry); ids have no quote or backslash, so the match is
+    -- the decoding (cjson and a pcall per job before); anything else is decoded as it was
+    local id = string.match(entry, '^"([^"\\]*)"$')
+    if not id then
+      local ok, decoded = pcall(cjson.decode, entry)
+      if not ok or type(decoded) ~= 'string' then
+        redis.call('RPUSH', q.dead, entry)
+        return false
+      end
+      id = decoded
     end
     local jk = c.prefix .. id
     local f = redis.call('HMGET', jk, 'status', 'task', 'params', 'timeout', 'max_attempts', 'owner', 'attempts',
@@ -77,8 +85,10 @@ local function claim_batch(c, queues, wanted, now)
       redis.call('HDEL', jk, 'progress', 'message', 'cancel_requested', 'finished_at')
     end
     if q.has_orphans then redis.call('ZREM', q.orphans, id) end
-    emit(c.events, id, 'running', f[6], q.name)
-    for _, v in ipairs({id, f[2], f[3], f[4], attempts, f[5], q.name, f[6]}) do out[#out + 1] = v end
+    emit_buffered(c.events, id, 'running', f[6], q.name) -- emit() without its ended check: never an end
+    local n = #out -- the reply's 8 fields, without a table per job
+    out[n + 1], out[n + 2], out[n + 3], out[n + 4] = id, f[2], f[3], f[4]
+    out[n + 5], out[n + 6], out[n + 7], out[n + 8] = attempts, f[5], q.name, f[6]
     return true
   end
   -- take() guarded: a popped entry is held by this script alone, so an error in take() (a corrupt attempt
@@ -106,12 +116,10 @@ local function claim_batch(c, queues, wanted, now)
   -- first non-empty list in one command (a LMOVE per entry plus one per empty list before); each entry is
   -- decided right here, in this script, so no in-flight copy is needed while it is
   local function drain_waiting(q, room)
-    local args = {'10'} -- numkeys, then the waiting lists p9..p0
-    for p = 9, 0, -1 do args[#args + 1] = q.waiting[p] end
-    local n = #args
-    args[n + 1], args[n + 2] = 'LEFT', 'COUNT'
+    local w = q.waiting -- numkeys, the waiting lists p9..p0, LEFT, COUNT n: one constructor
+    local args = {'10', w[9], w[8], w[7], w[6], w[5], w[4], w[3], w[2], w[1], w[0], 'LEFT', 'COUNT', false}
     while room > 0 and budget > 0 do
-      args[n + 3] = int_arg(math.min(room, budget))
+      args[14] = int_arg(math.min(room, budget))
       local got = redis.call('LMPOP', unpack(args))
       if not got then return room end
       for _, entry in ipairs(got[2]) do
@@ -121,12 +129,19 @@ local function claim_batch(c, queues, wanted, now)
     end
     return room
   end
+  -- The wake rule: a token is taken only by a worker's blocking wait (BLPOP on all its queues' wake lists),
+  -- and the claim that follows that wait (c.waited) passes it on when it stops with work maybe left behind
+  -- (out of room or budget), or when it fills up before reaching some of its queues (the token may have
+  -- been meant for their work: a submission wakes only when a list was empty, push_waiting). Any other
+  -- claim (a busy worker refilling its slots) took no token, so a token that was out is still out and an
+  -- idle worker's claim is still to come: it wakes nobody, which saves an LLEN per call (issue 16,
+  -- profile 20). A worker of the version before this passes one on after every full claim (harmless).
   for i, q in ipairs(queues) do
     local left = wanted - #out / 8 -- 8 fields per claimed job (7 before 'owner' joined: it under-claimed)
     if left <= 0 or budget <= 0 then
-      -- full before reaching these queues: this claim may have taken the wake token meant for their work
-      -- (a submission wakes only when a list was empty: push_waiting), so pass it on
-      for j = i, #queues do wake(queues[j]) end
+      if c.waited then
+        for j = i, #queues do wake(queues[j]) end
+      end
       break
     end
     q.lease_add = {}
@@ -156,9 +171,8 @@ local function claim_batch(c, queues, wanted, now)
         end
       end
       if room > 0 and budget > 0 then room = drain_waiting(q, room) end
-      -- out of room with work maybe left behind: wake an idle worker for it
-      local stopped = room <= 0 or budget <= 0
-      if stopped and not capped then wake(q) end
+      -- out of room with work maybe left behind: wake an idle worker for it (the wake rule above)
+      if c.waited and (room <= 0 or budget <= 0) and not capped then wake(q) end
     end
     -- this queue's leases in one ZADD, before a later queue block's cap check could read the zset
     if #q.lease_add > 0 then call_chunked('ZADD', q.leases, q.lease_add) end

@@ -1,3 +1,4 @@
+--- @include "now"
 -- Claim memo (one string per worker, TTL = lease): the token and outcome of the worker's last CLAIM or
 -- FINISH_CLAIM. The client re-sends a call whose reply was lost (timeout, dropped connection; numbered,
 -- jobs_core/resend.py); the re-sent call carries the same token and gets the first run's answer instead of
@@ -12,7 +13,8 @@ local function memo_replay(key, token, prefix, worker)
   for i, id in ipairs(m.ids) do
     local f = redis.call('HMGET', prefix .. id, 'status', 'worker', 'attempts', 'task', 'params', 'timeout',
       'max_attempts', 'queue', 'owner')
-    if f[1] == 'running' and f[2] == worker and tonumber(f[3]) == m.att[i] then
+    -- att: the attempts as the record holds them (a string; a number in a memo of the version before)
+    if f[1] == 'running' and f[2] == worker and (f[3] == m.att[i] or tonumber(f[3]) == m.att[i]) then
       out[#out + 1] = id
       out[#out + 1] = f[4]
       out[#out + 1] = f[5]
@@ -28,9 +30,10 @@ end
 local function memo_save(key, token, claimed, statuses, ttl_ms)
   if #claimed == 0 and #statuses == 0 then return end
   local ids, att = {}, {}
+  -- the attempts as strings: cjson formats a number with snprintf("%.14g") (~2,000 instructions each)
   for i = 1, #claimed, 8 do
     ids[#ids + 1] = claimed[i]
-    att[#att + 1] = claimed[i + 4]
+    att[#att + 1] = int_arg(claimed[i + 4])
   end
   redis.call('SET', key, cjson.encode({t = token, ids = ids, att = att, st = statuses}), 'PX', ttl_ms)
 end

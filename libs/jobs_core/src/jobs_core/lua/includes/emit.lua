@@ -41,10 +41,14 @@ local function emit_flush()
   return redis.call('XADD', b[2], 'MAXLEN', '~', string.format('%d', math.max(1, math.floor(10000 / n))), '*',
     'jobs', cjson.encode(all))
 end
+-- the stream's name for the last events prefix seen: a call emits in one namespace in practice, so the
+-- name is built once per call, not per event (profile 21)
+local emit_prefix, emit_stream
 local function emit_buffered(events_prefix, id, status, tenant, queue)
   local b = emit_buf
-  local stream = events_prefix .. 'stream'
-  if b[1] > 0 and stream ~= b[2] then emit_flush() end -- one namespace per call in practice
+  if events_prefix ~= emit_prefix then emit_prefix, emit_stream = events_prefix, events_prefix .. 'stream' end
+  local stream = emit_stream
+  if b[1] > 0 and stream ~= b[2] then emit_flush() end
   b[2] = stream
   local n = b[1] + 1
   b[1] = n
@@ -95,13 +99,14 @@ end
 -- script (a subscriber reads its message once the script has ended).
 local function emit_ended(events_prefix, id, status, tenant, queue, jk, result, reply_to, waiters)
   emit_buffered(events_prefix, id, status, tenant, queue)
-  local channel = events_prefix .. id
+  -- nobody waits (most jobs): two field tests, no string built, no command
+  if not waiters and not reply_to then return end
   local listening = (tonumber(waiters) or 0) > 0
   local reply = is_reply_to(events_prefix, reply_to)
   if listening or reply then
     if listening then redis.call('HDEL', jk, 'waiters') end
     local body = status .. '\n' .. cjson.encode(redis.call('HGETALL', jk)) .. '\n' .. result
-    if listening then redis.call('PUBLISH', channel, body) end
+    if listening then redis.call('PUBLISH', events_prefix .. id, body) end
     if reply then redis.call('PUBLISH', reply_to, id .. '\n' .. body) end
   end
 end
