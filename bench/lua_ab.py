@@ -74,7 +74,8 @@ def main() -> None:
                     ("enqueue_single", partial(enqueue_lib, store, args.jobs), args.jobs),
                     ("enqueue_single_capped", partial(enqueue_capped, store, args.jobs), args.jobs),
                     ("enqueue_many_100", partial(enqueue_batched, store, 1000, 100), 1000),
-                    ("worker_finish_claim", partial(profile_redis.worker_loop, store, 4), args.jobs + 1000),
+                    # every job of the phases above: 2 x the lone submissions and the 1,000 batched ones
+                    ("worker_finish_claim", partial(profile_redis.worker_loop, store, 4), 2 * args.jobs + 1000),
                 ]
                 for name, body, jobs in phases:
                     profile_redis.callgrind_phase(proc.pid, body)

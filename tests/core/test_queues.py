@@ -111,6 +111,20 @@ def test_priorities_in_order_fifo_within_also_after_hand_back_and_reap(settings:
     assert [c.id for c in store.claim("w", 10)] == expected
 
 
+def test_the_offered_tasks_are_matched_by_whole_name(settings: Settings) -> None:
+    """The claim looks a plain task name up in the offered names' JSON text instead of decoding it (profile
+    20): only a whole element matches, never a part of another name (an escaped quote, a prefix, a name
+    ending in a comma); other names are decoded as before."""
+    producer = JobStore.from_settings(settings)
+    tasks = ["echo", "ech", "cho", "a,", 'x"echo', "b]", "ok-1.v2:x/y"]
+    ids = {t: producer.enqueue(t, {})[0].id for t in tasks}
+    worker = worker_store(settings, offers=('x"echo', "a,", "b]", "echoes", "ok-1.v2:x/y"))
+    claimed = {c.task for c in worker.claim("w", 10)}
+    assert claimed == {"a,", 'x"echo', "b]", "ok-1.v2:x/y"}
+    assert all(producer.get(ids[t]).status is JobStatus.QUEUED for t in ("echo", "ech", "cho"))  # parked
+    assert {c.task for c in worker_store(settings, offers=("echo", "cho")).claim("v", 10)} == {"echo", "cho"}
+
+
 def test_parked_jobs_are_never_run_by_a_worker_lacking_their_task(settings: Settings) -> None:
     producer = JobStore.from_settings(settings)
     new = [producer.enqueue("newtask", {})[0].id for _ in range(3)]

@@ -56,13 +56,8 @@ local function run()
   local waited = wanted < 0
   if waited then wanted = -wanted end
   if wanted > 0 then
-    local offers = nil
-    if ARGV[10] ~= '' then
-      offers = {}
-      for _, t in ipairs(cjson.decode(ARGV[10])) do offers[t] = true end
-    end
     local c = {worker = ARGV[1], lease_ms = tonumber(ARGV[2]), prefix = ARGV[3], events = ARGV[5],
-               pending = KEYS[1], offers = offers, tally = tally, waited = waited}
+               pending = KEYS[1], offers = ARGV[10] ~= '' and ARGV[10] or nil, tally = tally, waited = waited}
     claimed = claim_batch(c, queues, wanted, now)
   end
 end

@@ -8,7 +8,8 @@
 -- gives nothing; a capped queue gives at most cap - (jobs holding a lease in it): a dead worker's jobs
 -- hold theirs until the reaper frees them. A job whose task the worker does not offer is not run: it is
 -- parked for a worker that offers it (no attempt charged), and such workers take parked jobs first.
--- c = {worker, lease_ms, prefix, events, pending, offers (set of task names, nil = any), tally
+-- c = {worker, lease_ms, prefix, events, pending, offers (the JSON array of task names the worker sent, nil =
+-- any: offers_task below), tally
 -- (includes/tally.lua: the pending counts, flushed by the caller), waited (the call follows the worker's
 -- blocking wait on its wake lists, which may have taken a token: the wake rule below)}.
 -- The leases zset is the record of running jobs (KEDA's running trigger counts it): an entry is popped from
@@ -38,12 +39,45 @@ local function promote_due(q, prefix, now, due_at)
     redis.call('HDEL', q.control, 'delayed')
   end
 end
+-- Whether the JSON array of names `offers` (as the worker sends it: orjson, compact) holds `task`. A name
+-- of plain characters is looked up in the text instead of decoding the array (cjson and a table of
+-- names on every call before: ~20 k instructions, profile 20): such a name is written '"<name>"', and a
+-- match preceded by '[', ',' or JSON whitespace is a whole element (an escaped quote inside an element is
+-- preceded by a backslash; a closing quote is followed by ',' or ']', which such a name cannot start
+-- with). Any other name: the array is decoded, as before.
+local function offers_task(offers, task)
+  if string.find(task, '^[%w_%.:/%-]+$') then
+    local needle = '"' .. task .. '"'
+    local at = string.find(offers, needle, 1, true)
+    while at do
+      local before = string.byte(offers, at - 1)
+      if before == 91 or before == 44 or before == 32 or before == 10 or before == 13 or before == 9 then
+        return true
+      end
+      at = string.find(offers, needle, at + 1, true)
+    end
+    return false
+  end
+  for _, t in ipairs(cjson.decode(offers)) do
+    if t == task then return true end
+  end
+  return false
+end
 local function claim_batch(c, queues, wanted, now)
   local out = {}
   local budget = wanted * 4 + 8 -- entries examined at most (stale ones are dropped, not counted as claims)
   -- numbers passed to redis.call formatted once per call (includes/now.lua: int_arg)
   local now_s, lease_until = now_arg(now), int_arg(now + c.lease_ms)
-  local function offered(task) return c.offers == nil or c.offers[task] == true end
+  local seen = {} -- offers_task's answer per task name, for the rest of this call
+  local function offered(task)
+    if c.offers == nil then return true end
+    local yes = seen[task]
+    if yes == nil then
+      yes = offers_task(c.offers, task)
+      seen[task] = yes
+    end
+    return yes
+  end
   -- claim one entry just popped from a waiting or parked list; true when it became this worker's job
   local function take(q, entry)
     -- an entry is a JSON string, '"<id>"' (queue_entry); ids have no quote or backslash, so the match is
