@@ -408,6 +408,21 @@ def test_bulk_plans_are_private(alpha: Browser, beta: Browser, store: JobStore) 
     assert store.bulk(op_id.group(1)) is not None and store.bulk(op_id.group(1))["state"] == "planned"  # type: ignore[index]
 
 
+def test_a_console_url_with_no_page_is_the_error_page_for_a_browser(alpha: Browser) -> None:
+    """A /ui URL that matches no console page (404) or not with that method (405) never reaches the console's
+    own error handler (no view matched): a browser still gets the console's error page, others problem+json,
+    and the rest of the API is unchanged."""
+    for method, path, status in (("GET", "/ui/nope", 404), ("POST", "/ui/workers", 405),
+                                 ("GET", "/ui/jobs/x/cancel", 405), ("POST", "/ui/jobs/a%2Fb/cancel", 404)):
+        page = alpha.client.open(path, method=method, headers={"Accept": "text/html"})
+        assert page.status_code == status and page.content_type.startswith("text/html"), (path, page.status_code)
+        assert f"<h1>{status} ·" in page.get_data(as_text=True), path
+        assert page.headers["Content-Security-Policy"].startswith("default-src 'self'") and \
+            page.headers["Cache-Control"] == "no-store"
+        _problem(alpha.client.open(path, method=method), status)
+    _problem(alpha.client.get("/nope", headers={"Accept": "text/html"}), 404)  # not the console: the API's
+
+
 def test_json_helpers_are_problem_json(alpha: Browser) -> None:
     resp = alpha.client.get("/ui/jobs/00000000-0000-4000-8000-000000000000/state")
     assert orjson.loads(resp.get_data())["status"] == 404

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import redis
+from jobs_core.bulk_store import BulkRunner
 from jobs_core.config import Settings
 from jobs_core.loop import PassLoop
 from jobs_core.schedules import ScheduleSpec
@@ -27,8 +28,10 @@ log = logging.getLogger("tests.loop")
 class Counting(PassLoop):
     """Each pass INCRs a counter in Redis; ``fail`` (if set) is raised by the next pass instead."""
 
-    def __init__(self, client: redis.Redis, *, interval: float = 0.01, retry_seconds: float | None = None) -> None:
-        super().__init__("test-loop", "counting", log, interval=interval, retry_seconds=retry_seconds)
+    def __init__(self, client: redis.Redis, *, interval: float = 0.01, retry_seconds: float | None = None,
+                 stop_event: threading.Event | None = None) -> None:
+        super().__init__("test-loop", "counting", log, interval=interval, retry_seconds=retry_seconds,
+                         stop_event=stop_event)
         self.client = client
         self.fail: Exception | None = None
 
@@ -129,14 +132,37 @@ def test_a_pass_that_returns_zero_runs_the_next_at_once_and_none_waits_interval(
     assert not eager.is_alive() and not patient.is_alive()
 
 
-def test_ticker_and_dispatcher_are_pass_loops(store: JobStore) -> None:
-    """The two daemons of an API process run on the shared loop (their behaviour: tests/core/test_webhooks.py,
-    tests/core/test_schedules.py, tests/reliability/test_webhooks.py and test_flows.py)."""
-    ticker, dispatcher = Ticker(store, interval=0.7), Dispatcher(store, "d1")
-    assert isinstance(ticker, PassLoop) and isinstance(dispatcher, PassLoop)
+def test_ticker_dispatcher_and_bulk_runner_are_pass_loops(store: JobStore) -> None:
+    """The three daemons of an API process run on the shared loop (their behaviour: tests/core/test_webhooks.py,
+    tests/core/test_schedules.py, tests/core/test_bulk.py, tests/reliability/test_webhooks.py, test_flows.py
+    and test_bulk_takeover.py)."""
+    ticker, dispatcher, bulk = Ticker(store, interval=0.7), Dispatcher(store, "d1"), BulkRunner(store, 10)
+    assert isinstance(ticker, PassLoop) and isinstance(dispatcher, PassLoop) and isinstance(bulk, PassLoop)
     assert (ticker.interval, ticker.retry_seconds) == (0.7, None)  # after an error too: the tick interval
     assert (dispatcher.interval, dispatcher.retry_seconds) == (0.0, 1.0)  # its pass blocks on the outbox
-    assert ticker.daemon and dispatcher.daemon
+    assert (bulk.interval, bulk.retry_seconds, bulk.label) == (2.0, None, "bulk runner")
+    assert ticker.daemon and dispatcher.daemon and bulk.daemon
+
+
+def test_the_process_stop_event_ends_a_loop_given_it(private_redis: RedisServer) -> None:
+    """The bulk runner's loop ends on the API process's own shutdown event (set by its stop signal), the same
+    event that stops the bulk actions it runs after their current chunk."""
+    client = private_redis.client()
+    shutdown = threading.Event()
+    loop = Counting(client, interval=3600.0, stop_event=shutdown)
+    loop.start()
+    try:
+        wait_for(lambda: passes(client) == 1, what="the first pass, at start")
+        shutdown.set()
+        loop.join(10)
+        assert not loop.is_alive() and loop.stopping, "the process's stop event did not end the loop's wait"
+    finally:
+        loop.stop()
+    runner = BulkRunner(JobStore.from_settings(Settings(redis_url=private_redis.url, key_prefix="loop")), 10,
+                        interval=3600.0, shutdown=shutdown)
+    runner.start()
+    runner.join(10)
+    assert not runner.is_alive(), "a bulk runner started after the process's stop signal kept running"
 
 
 def test_standalone_ticker_fires_then_stops_on_sigterm(settings: Settings, tmp_path: Path) -> None:

@@ -2,22 +2,29 @@
 
 0 server errors and 0 responses that break the documented schema; every hand-written bad request gets a
 precise 4xx and changes nothing stored (the namespace is compared key by key before and after, with no
-worker running). A few slow clients trickling their requests do not stop others from being served.
+worker running). The console is driven as a logged-in browser too (reliability/hostile_console.py: bad
+forms, missing or forged CSRF, oversized fields, roles too small, other tenants' ids), and must answer with
+its own error page. Every route the app serves (its url_map) must meet at least one hostile request, hand-
+written or generated, so a new route that joins no case fails the scenario. A few slow clients trickling
+their requests do not stop others from being served.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 import uuid
 from collections import Counter
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from jobs_core.keys import AUDIT_STREAM_MAXLEN
 
-from reliability import fuzz, report
+from reliability import fuzz, hostile_console, report, routes
+from reliability.console import login
 from reliability.rawhttp import exchange, slow_request, trickle
 from reliability.stack import Stack
 
@@ -27,6 +34,15 @@ LONG_POLLS = 24  # more than WEB_CONCURRENCY x JOBS_API_THREADS (2 x 8)
 LONG_POLL_SECONDS = 4.0
 SLOW_SECONDS = 6.0 if report.FULL else 3.0
 MiB = 1024 * 1024
+
+
+#: Routes no request can be hostile to: they read nothing from the request (no path part, query or body).
+HOSTILE_EXEMPT = {("GET", "/ui/login"): "the login form: reads only ?next=, which never leaves /ui "
+                                         "(tests/console); its POST is a case",
+                  ("GET", "/openapi.json"): "a fixed document; the generated cases are read from it",
+                  ("GET", "/docs/init.js"): "a fixed script of the docs page"}
+#: The routes the raw (byte for byte) cases send to.
+_RAW_ROUTES = [("POST", "/jobs"), ("POST", "/jobs/batch"), ("POST", "/ui/login"), ("GET", "/jobs")]
 
 
 def _nested(depth: int, open_: str = "[", close: str = "]") -> str:
@@ -128,11 +144,20 @@ def _console_cases(job: str, queue: str) -> list[tuple[str, str, str, Any, dict[
                              ("POST", "/ui/tasks/echo/run"), ("GET", "/ui/jobs?status=bogus"),
                              ("GET", f"/ui/jobs/{job}/params"), ("GET", "/ui/bulk/0123456789abcdef/status"))
     ]
+    for path in ("/ui/", "/ui/workers", "/ui/tasks", "/ui/queues", "/ui/audit", "/ui/webhooks", "/ui/schedules",
+                 f"/ui/jobs/{job}", f"/ui/jobs/{job}/state", f"/ui/jobs/{job}/result", "/ui/bulk/0123456789abcdef"):
+        cases.append((f"console GET {path[:30]} without a session", "GET", path, None, {}, {401}))
     cases += [
+        ("console logout without a session", "POST", "/ui/logout", b"csrf_token=x", form, {401}),
+        ("console bulk run without a session", "POST", "/ui/bulk/0123456789abcdef/run", b"csrf_token=x", form, {401}),
+        ("console rotate without a session", "POST", "/ui/webhooks/secret/rotate", b"csrf_token=x", form, {401}),
         ("console login without CSRF", "POST", "/ui/login", b"api_key=x", form, {403}),
         ("console login, forged cookie", "POST", "/ui/login", b"api_key=x&csrf_token=abc",
          {**form, "Cookie": "jobs_ui=eyJrIjoiIn0.forged.sig"}, {403}),
         ("console static traversal", "GET", "/ui/static/..%2f..%2fapp.py", None, {}, {404}),
+        ("app static traversal", "GET", "/static/..%2f..%2fapp.py", None, {}, {404}),
+        ("docs asset traversal", "GET", "/docs/assets/..%2f..%2fapp.py", None, {}, {404}),
+        ("docs asset unknown", "GET", "/docs/assets/nope.js", None, {}, {404}),
         ("events: bad Last-Event-ID", "GET", "/events", None, {"Last-Event-ID": "0-0 x"}, {400}),
         ("events: Last-Event-ID not an id", "GET", "/events", None, {"Last-Event-ID": "$"}, {400}),
         ("events: tenant with ':'", "GET", "/events?tenant=a:b", None, {}, {400}),
@@ -316,21 +341,40 @@ def test_hostile_input(workdir: Path) -> None:
         cancelled = h.submit("sleep", {"seconds": 1}).json()["id"]
         assert h.request("DELETE", f"/jobs/{cancelled}").status == 200
         h.request("GET", "/ui/login", headers={"Accept": "text/html"})  # the console's session secret, made once
+        # console sessions (a login writes only its audit entry), and tenant beta's job and bulk action
+        sessions = {who: login(stack.http(who)) for who in ("alpha", "alpha-viewer", "admin", "beta")}
+        beta_job = stack.http("beta").submit("sleep", {"seconds": 1}).json()["id"]
+        preview = stack.http("beta").request(
+            "POST", "/ui/bulk/preview", raw=urlencode([("csrf_token", sessions["beta"].csrf),
+                                                       ("act", "cancel-selected"), ("ids", beta_job)]).encode(),
+            headers=sessions["beta"].headers(form=True), auth=False)
+        found = re.search(rb'/ui/bulk/([^/"]+)/run', preview.body)
+        assert preview.status == 200 and found, preview
+        beta_bulk = found.group(1).decode()
         before = _snapshot(stack)
 
         seen: Counter[int] = Counter()
         wrong: list[str] = []
         not_problem: list[str] = []
         by_http_server: list[str] = []
-        for name, method, path, body, headers, ok in _cases(job, stack.namespace, stack.keys["admin"]):
+        sent: list[tuple[str, str]] = []
+        cases = _cases(job, stack.namespace, stack.keys["admin"])
+        cases += hostile_console.session_cases(sessions, job, stack.namespace, beta_job, beta_bulk)
+        for name, method, path, body, headers, ok in cases:
             hdrs = dict(headers)
-            use_auth = "Authorization" not in hdrs
+            use_auth = "Authorization" not in hdrs and "Cookie" not in hdrs  # the console: its session only
             resp = h.request(method, path, raw=body, headers=hdrs, auth=use_auth)
             seen[resp.status] += 1
+            sent.append((method, path))
             if resp.status not in ok:
                 wrong.append(f"{name}: {method} {path[:60]} -> {resp}")
             elif "x-request-id" not in resp.headers:
                 by_http_server.append(name)  # malformed HTTP (e.g. control characters in a header): gunicorn's answer
+            elif hdrs.get("Accept") == "text/html":  # a browser: the console's error page (or the form again)
+                page = resp.body.decode(errors="replace")
+                if resp.content_type != "text/html" or not (
+                        f"<h1>{resp.status} ·" in page or (resp.status == 422 and 'class="errors"' in page)):
+                    not_problem.append(f"{name}: {resp.status} {resp.content_type} is not the console's error page")
             elif resp.content_type != "application/problem+json":
                 not_problem.append(f"{name}: {resp.status} {resp.content_type}")
 
@@ -378,6 +422,11 @@ def test_hostile_input(workdir: Path) -> None:
 
         # as the admin: every operation is reached past the role check (the hand-written cases cover 403s)
         fz = fuzz.run(stack.base_url, stack.keys["admin"], GENERATED)
+        # every route the app serves met hostile input: hand-written here, or generated from /openapi.json
+        fuzzed = [(label.split()[0], re.sub(r"\{([^}]+)\}", r"<\1>", label.split()[1]))
+                  for label, n in fz.by_operation.items() if n]
+        unexercised = routes.missing(sent + [(m, "/" + p.lstrip("/")) for m, p in fuzzed] + _RAW_ROUTES,
+                                     exempt=HOSTILE_EXEMPT)
         leaks = stack.leaked_secrets()
         server_errors = stack.server_errors_in_logs()
         report.record(report.Row(
@@ -393,6 +442,7 @@ def test_hostile_input(workdir: Path) -> None:
                      **({"others' max s with 16 slow clients": crowd} if crowd is not None else {})},
         ))
         assert not wrong, "\n".join(wrong)
+        assert not unexercised, f"routes no hostile request reached (add cases for them): {unexercised}"
         assert not changed, changed[:5]
         assert fz.cases >= GENERATED
         assert fz.server_errors == 0 and not fz.failures, "\n".join(fz.failures)
@@ -400,7 +450,7 @@ def test_hostile_input(workdir: Path) -> None:
         assert not server_errors, server_errors[:3]
         assert max(served) < 2.0, served
         assert crowd_waits < 2.0, f"others waited {crowd_waits:.1f}s behind {LONG_POLLS} long-polls"
-        assert not not_problem, not_problem
+        assert not not_problem, "\n".join(not_problem)
         assert not leaks
     finally:
         stack.stop()

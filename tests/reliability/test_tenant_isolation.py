@@ -3,7 +3,8 @@ jobs (404 on every endpoint, A's jobs unchanged), nor reuse A's idempotency keys
 replace or delete A's webhook subscription; queue statistics name no job or tenant; roles hold (a viewer
 changes nothing, only the admin pauses, caps or reads across tenants); and no API key or Redis password
 appears in any log. A stream entry holding several tenants' job events (one script call) shows each
-tenant only its own.
+tenant only its own. Every route the app serves (its url_map) must be probed by another tenant,
+a smaller role or a missing key, unless it holds no tenant's data (ISOLATION_EXEMPT, each with its reason).
 """
 
 from __future__ import annotations
@@ -14,9 +15,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from jobs_core.store import JobStore
 
-from reliability import report
+from reliability import report, routes
+from reliability.console import login
 from reliability.http import TERMINAL, Http
 from reliability.stack import Stack
 
@@ -131,35 +134,13 @@ def _role_and_queue_probes(stack: Stack, jobs: dict[str, str], leaks: list[str])
     return probes
 
 
-def _console_session(h: Http) -> tuple[dict[str, str], str]:
-    """Log ``h``'s key in to the console: the session cookie header and its CSRF token."""
-    import re
-    from urllib.parse import urlencode
-
-    def csrf_of(resp: Any) -> str:
-        found = re.search(rb'name="csrf-token" content="([^"]+)"', resp.body)
-        assert found, resp
-        return found.group(1).decode()
-
-    def cookie_of(resp: Any) -> dict[str, str]:
-        return {"Cookie": resp.headers["set-cookie"].split(";", 1)[0]}
-
-    page = h.request("GET", "/ui/login", headers={"Accept": "text/html"}, auth=False)
-    form = urlencode({"api_key": h.api_key or "", "csrf_token": csrf_of(page)}).encode()
-    done = h.request("POST", "/ui/login", raw=form, auth=False, headers={
-        **cookie_of(page), "Accept": "text/html", "Content-Type": "application/x-www-form-urlencoded"})
-    assert done.status == 303, done
-    cookie = cookie_of(done)
-    jobs_page = h.request("GET", "/ui/jobs", headers={**cookie, "Accept": "text/html"}, auth=False)
-    return cookie, csrf_of(jobs_page)
-
-
 def _console_and_event_probes(stack: Stack, jobs: dict[str, str], leaks: list[str]) -> int:
     """B through the console (session cookie) and GET /events (key, then cookie): none of A's jobs."""
     from urllib.parse import urlencode
 
     b = stack.http("beta")
-    cookie, csrf = _console_session(b)
+    session = login(b)
+    cookie, csrf = session.cookie, session.csrf
     html = {**cookie, "Accept": "text/html"}
     probes = 0
 
@@ -213,11 +194,70 @@ def _console_and_event_probes(stack: Stack, jobs: dict[str, str], leaks: list[st
     mine = stack.http("alpha").request("GET", "/events?last_event_id=0-0&max_seconds=1")
     if jobs["queued"].encode() not in mine.body:
         leaks.append("A's own event stream lacks A's job: the /events probes prove nothing")
-    a_cookie, _ = _console_session(stack.http("alpha"))
+    a_cookie = login(stack.http("alpha")).cookie
     a_hooks = stack.http("alpha").request("GET", "/ui/webhooks", headers={**a_cookie, "Accept": "text/html"},
                                           auth=False)
     if jobs["hooked"].encode() not in a_hooks.body or b"alpha.example/subscribed" not in a_hooks.body:
         leaks.append("A's own webhooks page lacks A's owed delivery or subscription: the probes prove nothing")
+    return probes
+
+
+def _console_action_probes(stack: Stack, jobs: dict[str, str], leaks: list[str]) -> int:
+    """The console's actions and remaining pages: B can not see, run or follow A's bulk action; B's and A's
+    viewer's queue controls and task runs are refused; the task pages name none of A's jobs; B's logout
+    ends B's session only. Appends to ``leaks``; returns the probes."""
+    import re
+    from urllib.parse import urlencode
+
+    a, b, viewer = stack.http("alpha"), stack.http("beta"), stack.http("alpha-viewer")
+    mine, theirs, viewers = login(a), login(b), login(viewer)
+    queue = stack.namespace
+    probes = 0
+
+    def post(who: str, h: Http, s: Any, path: str, fields: list[tuple[str, str]], status: int) -> Any:
+        nonlocal probes
+        probes += 1
+        resp = h.request("POST", path, raw=urlencode([("csrf_token", s.csrf), *fields]).encode(), auth=False,
+                         headers=s.headers(form=True))
+        if resp.status != status:
+            leaks.append(f"{who} POST {path} -> {resp} (expected {status})")
+        return resp
+
+    # A previews a bulk cancel of A's queued job (the plan is A's): B neither sees, follows nor runs it
+    planned = post("A", a, mine, "/ui/bulk/preview", [("act", "cancel-selected"), ("ids", jobs["queued"])], 200)
+    probes -= 1  # A's own request: the setup, not a probe
+    found = re.search(rb'/ui/bulk/([^/"]+)/run', planned.body)
+    assert found, planned
+    op = found.group(1).decode()
+    plan_before = a.request("GET", f"/ui/bulk/{op}/status", headers=mine.cookie, auth=False).json()
+    for path in (f"/ui/bulk/{op}", f"/ui/bulk/{op}/status"):
+        probes += 1
+        resp = b.request("GET", path, headers=theirs.headers(), auth=False)
+        if resp.status != 404 or jobs["queued"].encode() in resp.body:
+            leaks.append(f"B GET {path} (A's bulk action) -> {resp}")
+    post("B", b, theirs, f"/ui/bulk/{op}/run", [], 404)
+    if a.request("GET", f"/ui/bulk/{op}/status", headers=mine.cookie, auth=False).json() != plan_before:
+        leaks.append("A's bulk action changed by B")
+    # roles through the console: only an admin controls queues; a viewer runs no task
+    for action in ("pause", "resume", "cap"):
+        post("B", b, theirs, f"/ui/queues/{queue}/{action}", [("cap", "1")], 403)
+        post("A's viewer", viewer, viewers, f"/ui/queues/{queue}/{action}", [("cap", "1")], 403)
+    post("A's viewer", viewer, viewers, "/ui/tasks/echo/run", [("params_json", "{}")], 403)
+    stats = stack.http("admin").request("GET", f"/queues/{queue}").json()
+    if stats["paused"] or stats["cap"] is not None:
+        leaks.append(f"a refused console queue change took effect: {stats}")
+    # the task catalogue is shared; its pages name no tenant's jobs
+    for what, resp in (("GET /tasks/echo", b.request("GET", "/tasks/echo")),
+                       ("GET /ui/tasks", b.request("GET", "/ui/tasks", headers=theirs.headers(), auth=False))):
+        probes += 1
+        if resp.status != 200 or any(j.encode() in resp.body for j in jobs.values()) or b"alpha" in resp.body:
+            leaks.append(f"B {what} -> {resp}")
+    # B's logout ends B's session, not A's
+    post("B", b, theirs, "/ui/logout", [], 303)
+    probes += 1
+    page = a.request("GET", "/ui/jobs", headers=mine.headers(), auth=False)
+    if page.status != 200 or jobs["queued"].encode() not in page.body:
+        leaks.append(f"A's console session did not survive B's logout: {page}")
     return probes
 
 
@@ -262,12 +302,42 @@ def _sse_frames(body: bytes) -> list[tuple[str, dict[str, Any]]]:
     return out
 
 
-def test_tenant_isolation(workdir: Path) -> None:
+#: Routes that hold no tenant's data, so there is nothing for another tenant to probe.
+ISOLATION_EXEMPT = {
+    ("GET", "/healthz"): "ops: liveness, no data", ("GET", "/readyz"): "ops: readiness, no data",
+    ("GET", "/metrics"): "ops: counters by queue and task, off the public Ingress (tests/deploy); no job id",
+    ("GET", "/openapi.json"): "the API's description", ("GET", "/docs"): "the docs page",
+    ("GET", "/docs/init.js"): "the docs page's script", ("GET", "/docs/assets/<name>"): "the docs page's assets",
+    ("GET", "/static/<path:filename>"): "Flask's static files (none)",
+    ("GET", "/ui/static/<path:filename>"): "the console's script and stylesheet",
+    ("GET", "/ui/login"): "the login form, before any tenant is known",
+    ("POST", "/ui/login"): "a login is as the key's own tenant (a wrong key: tests/console)",
+}
+
+
+def _recording(monkeypatch: pytest.MonkeyPatch, skip_keys: set[str]) -> list[tuple[str, str]]:
+    """Record (method, path) of every request sent with any key but ``skip_keys`` (A's own requests and the
+    admin's controls are not probes), console requests included (their Http keeps its key but sends the
+    session)."""
+    sent: list[tuple[str, str]] = []
+    original = Http.request
+
+    def request(self: Http, method: str, path: str, *args: Any, **kwargs: Any) -> Any:
+        if self.api_key not in skip_keys:
+            sent.append((method, path))
+        return original(self, method, path, *args, **kwargs)
+
+    monkeypatch.setattr(Http, "request", request)
+    return sent
+
+
+def test_tenant_isolation(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # The failed-key rate limit (tested in tests/api/test_auth_limit.py) is raised here: every wrong-key probe
     # below must reach the authentication itself and get its 401, not the limiter's 429.
     # JOBS_WEBHOOKS=off: no dispatcher, so A's webhook event below stays owed (listed on A's console page)
     stack = Stack(workdir, workers=1, concurrency=1,
                   extra_env={"JOBS_AUTH_FAILURE_LIMIT": "100000", "JOBS_WEBHOOKS": "off"}).start()
+    probed = _recording(monkeypatch, {stack.keys["alpha"], stack.keys["admin"]})
     try:
         a, b = stack.http("alpha"), stack.http("beta")
         jobs = {
@@ -367,6 +437,7 @@ def test_tenant_isolation(workdir: Path) -> None:
         a.close()  # idle while B's held submission waited: gunicorn may have closed its keep-alive; reconnect
         assert a.request("PUT", "/webhooks/subscription", {"url": "https://alpha.example/subscribed"}).status == 201
         probes += _console_and_event_probes(stack, jobs, leaks)
+        probes += _console_action_probes(stack, jobs, leaks)
         probes += _mixed_entry_probes(stack, leaks)
         a.close()  # idle for the streams' seconds: gunicorn closed its keep-alive connection; reconnect
         # unauthenticated and wrong keys: 401 everywhere, and the near-miss key is not logged either
@@ -382,6 +453,7 @@ def test_tenant_isolation(workdir: Path) -> None:
                                  ("PUT", f"/queues/{queue}/cap"),
                                  ("GET", "/schedules"), ("GET", "/schedules/nightly"), ("PUT", "/schedules/nightly"),
                                  ("DELETE", "/schedules/nightly"), ("POST", "/schedules/nightly/pause"),
+                                 ("GET", "/tasks/echo"), ("GET", "/audit"), ("GET", "/events"),
                                  ("GET", "/webhooks/subscription"), ("PUT", "/webhooks/subscription"),
                                  ("DELETE", "/webhooks/subscription")):
                 probes += 1
@@ -401,6 +473,8 @@ def test_tenant_isolation(workdir: Path) -> None:
                      "A's jobs changed by B": len(changed), "log lines with a secret": len(logged)},
         ))
         assert not leaks, "\n".join(leaks)
+        unprobed = routes.missing(probed, exempt=ISOLATION_EXEMPT)
+        assert not unprobed, f"routes no other tenant, smaller role or missing key probed (add probes): {unprobed}"
         assert not changed, changed
         assert not logged, logged
     finally:

@@ -29,6 +29,7 @@ from jobs_core import scripts
 from jobs_core.browse import AUDIT_KEEP
 from jobs_core.config import Settings
 from jobs_core.keys import Keys
+from jobs_core.loop import PassLoop
 from jobs_core.serialization import dumps
 
 log = logging.getLogger("jobs_core.bulk")
@@ -164,7 +165,7 @@ class BulkStore:
                 return BulkStep("stopped", step.done, step.changed, step.skipped)
 
 
-class BulkRunner(threading.Thread):
+class BulkRunner(PassLoop):
     """A daemon thread in every API process: every ``interval`` seconds it takes over a bulk action whose
     holder's lease expired and runs it (in its own thread) to the end. :meth:`run_now` runs an action this
     process has just started. Once ``shutdown`` is set (the process received a stop signal), the actions it
@@ -172,11 +173,9 @@ class BulkRunner(threading.Thread):
 
     def __init__(self, store: BulkStore, rate: float, interval: float = 2.0,
                  shutdown: threading.Event | None = None) -> None:
-        super().__init__(name="jobs-bulk", daemon=True)
+        super().__init__("jobs-bulk", "bulk runner", log, interval=interval, stop_event=shutdown)
         self.store = store
         self.rate = rate
-        self.interval = interval
-        self._stop_event = shutdown or threading.Event()
         self._active: dict[str, threading.Thread] = {}
 
     def run_now(self, op_id: str, holder: str) -> threading.Thread:
@@ -198,19 +197,14 @@ class BulkRunner(threading.Thread):
         finally:
             self._active.pop(op_id, None)
 
-    def run(self) -> None:
-        """Take over orphaned actions until stopped; Redis errors are logged and the next pass tries again."""
-        while not self._stop_event.wait(self.interval):
-            try:
-                holder = holder_token()
-                op_id = self.store.claim_bulk(holder)
-                if op_id is not None:
-                    log.warning("bulk action %s: its process stopped; resuming it here", op_id)
-                    self.run_now(op_id, holder)
-            except redis.RedisError as e:
-                log.warning("bulk runner: redis unavailable (%s); retrying", type(e).__name__)
-            except Exception:
-                log.exception("bulk runner pass failed")
+    def step(self) -> None:
+        """One takeover pass: an orphaned action (its holder's lease expired), if any, runs here from now on.
+        Redis errors and failures are logged by the loop, and the next pass tries again."""
+        holder = holder_token()
+        op_id = self.store.claim_bulk(holder)
+        if op_id is not None:
+            log.warning("bulk action %s: its process stopped; resuming it here", op_id)
+            self.run_now(op_id, holder)
 
     def hand_back(self, timeout: float = 2.0) -> None:
         """Stop: the actions this process runs end after their current chunk and are handed back; waits up to
@@ -219,12 +213,6 @@ class BulkRunner(threading.Thread):
         deadline = time.monotonic() + timeout
         for thread in list(self._active.values()):
             thread.join(max(0.0, deadline - time.monotonic()))
-
-    def stop(self, timeout: float = 5.0) -> None:
-        """Ask the loop (and the actions it runs, after their current chunk) to end, and wait for the loop."""
-        self._stop_event.set()
-        if self.is_alive():
-            self.join(timeout)
 
 
 def _text(value: Any) -> str:

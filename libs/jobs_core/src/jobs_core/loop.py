@@ -1,5 +1,6 @@
 """The background loop shared by the API process's Redis-backed daemons (the schedule ticker, the webhook
-dispatcher): a thread that runs one pass after another until asked to stop, and survives Redis outages.
+dispatcher, the console's bulk runner): a thread that runs one pass after another until asked to stop, and
+survives Redis outages.
 
 What each of them had spelled out on its own: a pass that meets a Redis error is logged as a warning and
 retried after a pause (Redis restarting or failing over is routine: no traceback), any other error is
@@ -23,19 +24,21 @@ class PassLoop(threading.Thread):
     """A daemon thread calling ``step()`` until :meth:`stop`.
 
     ``step`` returns how long to wait before the next pass (0: at once; it may block on Redis itself).
+    The first pass runs as soon as the thread starts.
     A pass that raised waits ``retry_seconds`` (``None``: the same as after a pass, ``interval``). Redis
     errors are logged as ``"<label>: redis unavailable (<error type>); retrying"``, others with their
     traceback as ``"<label> pass failed"``, on ``logger``.
     """
 
     def __init__(self, name: str, label: str, logger: logging.Logger, *, interval: float,
-                 retry_seconds: float | None = None) -> None:
+                 retry_seconds: float | None = None, stop_event: threading.Event | None = None) -> None:
         super().__init__(name=name, daemon=True)
         self.label = label
         self.interval = interval
         self.retry_seconds = retry_seconds
         self._log = logger
-        self._stop_event = threading.Event()
+        # ``stop_event``: an event of the process's own (set when it is told to stop) also ends the loop
+        self._stop_event = stop_event or threading.Event()
         #: completed passes and passes that raised (for tests and debugging; not thread-synchronised)
         self.passes = 0
         self.failures = 0

@@ -12,6 +12,7 @@ from typing import Any
 
 from flask import Blueprint, Flask, Response, g, redirect, render_template, request, url_for
 from markupsafe import Markup
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.wrappers import Response as BaseResponse
 
 from jobs_api.auth import forbidden, required_role
@@ -71,10 +72,27 @@ def _error(e: Exception) -> Response:
     problem = problem_for(e)
     if not wants_html():
         return problem.response()
+    return _error_page(problem)
+
+
+def _error_page(problem: Problem) -> Response:
     body = render_template("error.html", problem=problem)
     resp = Response(body, status=problem.status, mimetype="text/html")
     for name, value in problem.headers.items():
         resp.headers[name] = value
+    return resp
+
+
+def _routing_error(e: HTTPException) -> Response:
+    """A ``/ui`` URL that names no console page (404) or not with this method (405): a browser gets the
+    console's error page, as for any other console error (the blueprint's own handler never sees these:
+    no view was matched); everything else the API's problem+json, as before."""
+    problem = problem_for(e)
+    if not (request.path == "/ui" or request.path.startswith("/ui/")) or not wants_html():
+        return problem.response()
+    resp = _error_page(problem)
+    resp.headers.update({"Cache-Control": "no-store", "Content-Security-Policy": CSP,
+                         "Referrer-Policy": "same-origin", "X-Frame-Options": "DENY"})
     return resp
 
 
@@ -144,6 +162,8 @@ def init_app(app: Flask) -> None:
     )
 
     app.register_blueprint(bp)
+    for routing in (NotFound, MethodNotAllowed):  # more specific than the API's HTTPException handler
+        app.register_error_handler(routing, _routing_error)
 
 
 def start_bulk_runner(app: Flask) -> None:
