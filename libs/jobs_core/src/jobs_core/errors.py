@@ -156,6 +156,11 @@ class ResultNotJSON(JobsError, TypeError):
     """A task returned a value that cannot be stored as JSON (names where and which type)."""
 
 
+class SlotMessageInvalid(JobsError):
+    """A message on the pipe between a worker and a slot's child is malformed, truncated or over its size
+    limit; the worker handles the job as if the child had crashed (``jobs_worker.pipe``)."""
+
+
 class JobCancelled(JobsError):
     """Raised inside a task by ``ctx.check_cancelled()`` when the job's cancel was requested."""
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import ctypes
 import os
-import pickle
 import signal
 import traceback
 from collections.abc import Mapping
@@ -20,32 +19,12 @@ from typing import Any
 from jobs_core.errors import JobCancelled, Reject, ResultNotJSON, Retry
 from jobs_core.tracing import trace_id_of
 
-from jobs_worker.results import encode_result
+from jobs_worker.pipe import JobMessage, receive_job, send_reply
+from jobs_worker.results import encode_result, too_large
 from jobs_worker.tasklog import TaskLogging
 from jobs_worker.tasks import Context, load_task_modules
 
 PR_SET_PDEATHSIG = 1
-
-
-def send_message(conn: Connection, message: Any) -> None:
-    """Send one message over a slot's pipe (either way): plain pickle of builtins, one write.
-
-    Not ``Connection.send``: its ForkingPickler (made for handles and fds, which no message holds) costs a
-    pickler object per message, and a dataclass pickles through ``__getstate__``; both sit on the round
-    trip's path (issue 16), while a tuple of builtins pickles in a fraction of that."""
-    conn.send_bytes(pickle.dumps(message, pickle.HIGHEST_PROTOCOL))
-
-
-def receive_message(conn: Connection) -> Any:
-    """Receive one message sent by :func:`send_message`."""
-    return pickle.loads(conn.recv_bytes())
-
-# Messages parent -> child: a JobMessage's fields as a tuple (JobMessage.wire), or None to exit.
-# Messages child -> parent:
-#   ("ready", pid)
-#   ("progress", fraction | None, message | None)
-#   ("done", result bytes, media type)
-#   ("error", type name, message, traceback | None, cancelled: bool, retryable: bool, retry delay | None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,27 +35,7 @@ class ChildConfig:
     cwd: str
     log_level: str = "INFO"
     retry_backoff_max_seconds: float = 300.0
-
-
-@dataclass(frozen=True, slots=True)
-class JobMessage:
-    """One job attempt for the child to run (``deadline`` is the ``time.time()`` of its hard timeout)."""
-
-    job_id: str
-    task: str
-    params: Any
-    attempt: int
-    max_attempts: int
-    queue: str
-    deadline: float
-    tenant: str | None = None
-    trace: str | None = None  # the submission's traceparent (tracing on): its trace id goes on every log line
-
-    @property
-    def wire(self) -> tuple[Any, ...]:
-        """The fields in order, as the parent sends them (``JobMessage(*wire)`` in the child)."""
-        return (self.job_id, self.task, self.params, self.attempt, self.max_attempts, self.queue, self.deadline,
-                self.tenant, self.trace)
+    max_result_bytes: int = 16 * 1024 * 1024  # JOBS_MAX_RESULT_BYTES: checked before a result is sent
 
 
 class ChildContext(Context):
@@ -89,7 +48,7 @@ class ChildContext(Context):
         self._cancel_flag = cancel_flag
 
     def _report_progress(self, fraction: float | None, message: str | None) -> None:
-        send_message(self._conn, ("progress", fraction, message))
+        send_reply(self._conn, ("progress", fraction, message))
 
     def _cancel_requested(self) -> bool:
         return bool(self._cancel_flag.value)
@@ -126,15 +85,15 @@ def child_main(conn: Connection, cancel_flag: Synchronized[int], config: ChildCo
     _die_with_parent()
     logs = TaskLogging(config.log_level)
     registry = load_task_modules(config.task_modules, config.cwd, check=False)
-    send_message(conn, ("ready", os.getpid()))
+    send_reply(conn, ("ready", os.getpid()))
     while True:
         try:
-            wire = receive_message(conn)
+            # a malformed frame (SlotMessageInvalid) ends the child: the parent sees a crash of the attempt
+            job = receive_job(conn)
         except (EOFError, OSError):
             return
-        if wire is None:
+        if job is None:
             return
-        job = JobMessage(*wire)
         ctx = ChildContext(conn, cancel_flag, job)
         fields = ctx.log_fields()
         trace_id = trace_id_of(job.trace)
@@ -142,7 +101,7 @@ def child_main(conn: Connection, cancel_flag: Synchronized[int], config: ChildCo
             fields["trace_id"] = trace_id
         logs.start_job(fields)
         try:
-            send_message(conn, run_one(registry, job, ctx, config))
+            send_reply(conn, run_one(registry, job, ctx, config))
         finally:
             logs.end_job()
 
@@ -155,14 +114,16 @@ def run_one(registry: Mapping[str, Any], job: JobMessage, ctx: Context, config: 
     try:
         params = {**task.info.defaults, **(job.params if isinstance(job.params, Mapping) else {})}
         data, media_type = encode_result(task.fn(params, ctx))
-        return ("done", data, media_type)
+        over = too_large(len(data), config.max_result_bytes)  # never sent: the parent reads up to the limit
+        return ("done", data, media_type) if over is None else ("error", "ResultTooLarge", over, None, False,
+                                                                 False, None)
     except JobCancelled as e:
         return ("error", "JobCancelled", str(e), None, True, False, None)
     except (Reject, ResultNotJSON) as e:  # running again cannot help: no retry, no traceback to puzzle over
         return ("error", type(e).__name__, str(e)[:10000], None, False, False, None)
     except Exception as e:  # a task's failure is data for the job, not a crash of the worker
-        retryable = task.should_retry(e)
-        delay = e.delay if isinstance(e, Retry) and e.delay is not None else None
+        retryable = bool(task.should_retry(e))
+        delay = float(e.delay) if isinstance(e, Retry) and e.delay is not None else None
         if retryable and delay is None:
             try:
                 delay = task.retry_delay(job.attempt, config.retry_backoff_max_seconds)

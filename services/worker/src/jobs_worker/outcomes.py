@@ -9,6 +9,7 @@ from jobs_core.config import Settings
 from jobs_core.model import JobError, Result
 from jobs_core.store import ClaimedJob
 
+from jobs_worker.results import too_large
 from jobs_worker.tasks import exponential_backoff
 
 # Errors that running again cannot fix: fail at once instead of retrying.
@@ -34,12 +35,9 @@ def backoff_delay(settings: Settings, attempt: int, rng: random.Random | None = 
 
 def success(settings: Settings, job: ClaimedJob, data: bytes, media_type: str) -> Outcome:
     """A returned value: succeeded, or failed when over the result size cap."""
-    if len(data) > settings.max_result_bytes:
-        error = JobError(
-            "ResultTooLarge",
-            f"the result is {len(data)} bytes; the limit (JOBS_MAX_RESULT_BYTES) is {settings.max_result_bytes}",
-        )
-        return Outcome(job, "failed", error=error)
+    over = too_large(len(data), settings.max_result_bytes)
+    if over is not None:
+        return Outcome(job, "failed", error=JobError("ResultTooLarge", over))
     return Outcome(job, "succeeded", result=Result(data, media_type))
 
 

@@ -30,6 +30,13 @@ def encode_result(value: Any) -> tuple[bytes, str]:
         ) from None
 
 
+def too_large(size: int, limit: int) -> str | None:
+    """The ResultTooLarge message for a result of ``size`` bytes over ``limit`` (None when within it)."""
+    if size <= limit:
+        return None
+    return f"the result is {size} bytes; the limit (JOBS_MAX_RESULT_BYTES) is {limit}"
+
+
 def find_unencodable(value: Any, path: str = "result", depth: int = 0) -> str | None:
     """``"result['tags']: set"`` for the first part of ``value`` JSON cannot hold (None if all can)."""
     if depth > _MAX_DEPTH:

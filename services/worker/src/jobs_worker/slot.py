@@ -11,7 +11,8 @@ from typing import Any
 
 from jobs_core.store import ClaimedJob
 
-from jobs_worker.child import ChildConfig, JobMessage, child_main, receive_message, send_message
+from jobs_worker.child import ChildConfig, child_main
+from jobs_worker.pipe import REPLY_HEADROOM, JobMessage, receive_reply, send_job, send_stop
 
 
 @dataclass
@@ -63,7 +64,7 @@ class Slot:
             return
         if not self.conn.poll(timeout):
             raise RuntimeError(f"slot {self.index}: child did not start in {timeout:g}s")
-        message = receive_message(self.conn)
+        message = self.receive()
         if message[0] != "ready":
             raise RuntimeError(f"slot {self.index}: unexpected first message {message!r}")
         self.ready = True
@@ -74,9 +75,14 @@ class Slot:
         self.cancel_flag.value = 0
         timeout = job.timeout if job.timeout > 0 else default_timeout
         self.running = Running(job=job, started=now, deadline=now + timeout)
-        send_message(self.conn, JobMessage(job_id=job.id, task=job.task, params=job.params, attempt=job.attempt,
-                                           max_attempts=job.max_attempts, queue=job.queue,
-                                           deadline=time.time() + timeout, tenant=job.owner, trace=job.trace).wire)
+        send_job(self.conn, JobMessage(job_id=job.id, task=job.task, params=job.params, attempt=job.attempt,
+                                       max_attempts=job.max_attempts, queue=job.queue,
+                                       deadline=time.time() + timeout, tenant=job.owner, trace=job.trace))
+
+    def receive(self) -> tuple[Any, ...]:
+        """The child's next message (:func:`jobs_worker.pipe.receive_reply`); a result of the size limit fits."""
+        assert self.conn is not None
+        return receive_reply(self.conn, self.config.max_result_bytes + REPLY_HEADROOM)
 
     def kill(self) -> None:
         """Kill the child at once (SIGKILL) and start a fresh one."""
@@ -92,7 +98,7 @@ class Slot:
         """Ask an idle child to exit; kill it if it does not."""
         if self.conn is not None:
             try:
-                send_message(self.conn, None)
+                send_stop(self.conn)
             except OSError:
                 pass
         if self.process is not None:

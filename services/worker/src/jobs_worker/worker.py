@@ -21,12 +21,12 @@ from typing import Any
 import redis
 from jobs_core import tracing
 from jobs_core.config import Settings
-from jobs_core.errors import BackendUnavailable
+from jobs_core.errors import BackendUnavailable, SlotMessageInvalid
 from jobs_core.model import JobError
 from jobs_core.store import ClaimedJob, Finish, JobStore
 
 from jobs_worker import outcomes
-from jobs_worker.child import ChildConfig, receive_message
+from jobs_worker.child import ChildConfig
 from jobs_worker.metrics import WorkerMetrics
 from jobs_worker.outcomes import Outcome
 from jobs_worker.podcost import PodDeletionCost
@@ -131,7 +131,7 @@ class Worker:
         registry = load_task_modules(self.settings.task_modules, cwd)  # fail fast on a bad module or task
         ctx = mp_context()
         config = ChildConfig(self.settings.task_modules, cwd, self.settings.log_level,
-                             self.settings.retry_backoff_max_seconds)
+                             self.settings.retry_backoff_max_seconds, self.settings.max_result_bytes)
         self.slots = [Slot(i, ctx, config) for i in range(self.concurrency)]
         for slot in self.slots:
             slot.start()
@@ -298,16 +298,19 @@ class Worker:
         first read needs no poll); the outcome if its job ended."""
         running = slot.running
         assert running is not None and slot.conn is not None
+        error: JobError | None = None
         try:
             while readable or slot.conn.poll():
                 readable = False
-                message = receive_message(slot.conn)
+                message = slot.receive()
                 kind = message[0]
                 if kind == "progress":
                     # a fraction-only update must not drop a message not yet written
                     pending = running.progress[1] if running.progress else None
                     running.progress = (message[1], pending if message[2] is None else message[2])
                     continue
+                if kind == "ready":
+                    raise SlotMessageInvalid("R frame: a child announced itself ready while running a job")
                 slot.running = None
                 self.spans.ran(running.job)
                 self.metrics.finished_run(running.job.task, monotonic() - running.started)
@@ -317,14 +320,17 @@ class Worker:
                 return outcome if last is None else dataclasses.replace(outcome, final_message=last)
         except (EOFError, OSError):
             pass
-        if slot.alive:
-            return None
-        # the child died under the job (segfault, OOM kill, os._exit): a crash of this attempt
-        code = slot.process.exitcode
+        except SlotMessageInvalid as e:  # the child's word cannot be trusted any more: handled as its crash
+            error = JobError("SlotMessageInvalid", f"the process running the task sent an unreadable message: {e}")
+        if error is None:
+            if slot.alive:
+                return None
+            # the child died under the job (segfault, OOM kill, os._exit): a crash of this attempt
+            code = slot.process.exitcode
+            error = JobError("ChildProcessDied", f"the process running the task exited with code {code}")
         slot.running = None
         slot.kill()
         slot.wait_ready()
-        error = JobError("ChildProcessDied", f"the process running the task exited with code {code}")
         return outcomes.failure(self.settings, running.job, error, cancelled=running.cancel_at is not None)
 
     def _ended(self, running: Running, message: tuple[Any, ...]) -> Outcome:
