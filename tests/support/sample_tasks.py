@@ -79,3 +79,31 @@ def routed(params: Mapping[str, Any], ctx: Context) -> str:
     ``seconds`` (default 0)."""
     time.sleep(float(params.get("seconds", 0)))
     return "routed"
+
+
+@task("pipe_garbage", params_schema={"type": "object"})
+def pipe_garbage(params: Mapping[str, Any], ctx: Context) -> None:
+    """Write what the worker cannot read to the slot's pipe, as a task scribbling on its process's file
+    descriptors would, then wait to be killed: ``what`` is ``pickle`` (a pickle that would run
+    ``touch <marker>``, as the pipe's old format would have loaded it), ``oversize`` (a frame over the reply
+    limit: JOBS_MAX_RESULT_BYTES + 1 MiB) or ``bad`` (a done frame whose head is not JSON)."""
+    conn = ctx._conn  # type: ignore[attr-defined]  # the slot child's end of the pipe (a ChildContext)
+    what = params["what"]
+    if what == "pickle":
+        conn.send_bytes(b"cposix\nsystem\n(S'touch " + params["marker"].encode() + b"'\ntR.")
+    elif what == "oversize":
+        conn.send_bytes(b"D\x00\x00\x00\x00" + b"x" * (int(os.environ["JOBS_MAX_RESULT_BYTES"]) + (1 << 20)))
+    else:
+        conn.send_bytes(b"D\x03\x00\x00\x00{[}result")
+    time.sleep(60)
+
+
+@task("payloads", params_schema={"type": "object"})
+def payloads(params: Mapping[str, Any], ctx: Context) -> Any:
+    """Return ``text`` (non-ASCII, megabytes) wrapped, every byte value ``repeat`` times as a binary result
+    (``binary``), or raise an error whose message is ``text`` plus a lone surrogate (``fail``)."""
+    if params.get("fail"):
+        raise RuntimeError(params["text"] + "\udc80")
+    if params.get("binary"):
+        return BinaryResult(bytes(range(256)) * int(params["repeat"]), "application/x-test")
+    return {"text": params["text"], "length": len(params["text"])}

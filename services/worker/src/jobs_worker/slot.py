@@ -12,7 +12,7 @@ from typing import Any
 from jobs_core.store import ClaimedJob
 
 from jobs_worker.child import ChildConfig, child_main
-from jobs_worker.pipe import REPLY_HEADROOM, JobMessage, receive_reply, send_job, send_stop
+from jobs_worker.pipe import REPLY_HEADROOM, receive_reply, send_job, send_stop
 
 
 @dataclass
@@ -75,9 +75,7 @@ class Slot:
         self.cancel_flag.value = 0
         timeout = job.timeout if job.timeout > 0 else default_timeout
         self.running = Running(job=job, started=now, deadline=now + timeout)
-        send_job(self.conn, JobMessage(job_id=job.id, task=job.task, params=job.params, attempt=job.attempt,
-                                       max_attempts=job.max_attempts, queue=job.queue,
-                                       deadline=time.time() + timeout, tenant=job.owner, trace=job.trace))
+        send_job(self.conn, job, time.time() + timeout)
 
     def receive(self) -> tuple[Any, ...]:
         """The child's next message (:func:`jobs_worker.pipe.receive_reply`); a result of the size limit fits."""
