@@ -67,6 +67,26 @@ def test_a_job_and_stop_reach_the_child_intact(conns: tuple[Connection, Connecti
     assert pipe.receive_job(child) is None
 
 
+def test_params_as_deep_as_redis_holds_them(conns: tuple[Connection, Connection]) -> None:
+    """orjson encodes 254 levels: params that deep were stored, so they must reach the child too."""
+    parent, child = conns
+    params: dict[str, Any] = {}
+    for _ in range(253):
+        params = {"a": params}
+    with pytest.raises(TypeError):  # one level deeper, as a field of the head, they would not encode
+        pipe.frame(pipe.JOB, (params,))
+    job = ClaimedJob(id="j-deep", task="echo", params=params, timeout=5.0, attempt=1, max_attempts=1)
+    pipe.send_job(parent, job, 1.0)
+    assert pipe.receive_job(child) == pipe.JobMessage("j-deep", "echo", 1, 1, "jobs", 1.0, None, None, params)
+
+
+def test_a_job_whose_params_are_not_json_is_refused(conns: tuple[Connection, Connection]) -> None:
+    parent, child = conns
+    parent.send_bytes(raw(b"J", b'["j","t",1,1,"q",null,null,null]', b"{not json"))
+    with pytest.raises(SlotMessageInvalid, match="the params are not JSON"):
+        pipe.receive_job(child)
+
+
 @pytest.mark.parametrize("message", [
     ("ready", 4242),
     ("progress", None, None),
@@ -130,7 +150,9 @@ def raw(kind: bytes, head: bytes, payload: bytes = b"") -> bytes:
     (raw(b"P", b'["x",null]'), "does not hold the kind's fields"),
     (raw(b"E", b'["T","m",null,0,1,null]'), "does not hold the kind's fields"),  # the flags are bools
     (raw(b"J", b"[]"), "does not hold the kind's fields"),
-    (raw(b"P", b"[null,null]", b"tail"), "4 bytes after the head; only D carries a payload"),
+    (raw(b"J", b'["j","t",1,1,"q",null,null,null,{}]'), "does not hold the kind's fields"),
+    (raw(b"P", b"[null,null]", b"tail"), "4 bytes after the head of a kind without payload"),
+    (raw(b"R", b"[7]", b"\x00"), "1 bytes after the head of a kind without payload"),
 ])
 def test_malformed_frames_are_refused(conns: tuple[Connection, Connection], data: bytes, error: str) -> None:
     parent, child = conns
@@ -191,10 +213,15 @@ def test_unreadable_child_messages_are_crashed_attempts(store: JobStore, workers
 def test_large_non_ascii_and_binary_payloads_through_a_worker(store: JobStore, workers: StartWorker) -> None:
     text = "ünïcødé ✓ 日本語 \U0001f600 " * 150_000  # ~4 MB of UTF-8 each way
     echo, _ = store.enqueue("payloads", {"text": text})
+    deep: dict[str, Any] = {}
+    for _ in range(253):  # as deep as orjson encodes: stored, so it must reach the task
+        deep = {"a": deep}
+    deep_echo, _ = store.enqueue("echo", deep)
     blob, _ = store.enqueue("payloads", {"binary": True, "repeat": 4096})
     fail, _ = store.enqueue("payloads", {"fail": True, "text": "échec ✗ "}, max_attempts=1)
     assert workers("--burst").wait(60) == 0
     assert json.loads(store.get_result(echo.id).data) == {"text": text, "length": len(text)}
+    assert json.loads(store.get_result(deep_echo.id).data) == deep
     result = store.get_result(blob.id)
     assert result.media_type == "application/x-test" and result.data == bytes(range(256)) * 4096
     failed = store.get(fail.id)

@@ -5,10 +5,10 @@ One message is one ``Connection.send_bytes`` (whose own 4-byte length prefix del
 
     kind: 1 byte | head length: uint32, little-endian | head: a JSON array | payload: raw bytes (the rest)
 
-The head holds the kind's fields; only a result travels as payload, as it is (binary-safe, never escaped
-into a JSON string or base64). Kinds and their head's fields:
+The head holds the kind's fields; a job's params (JSON text) and a result (any bytes) travel as payload,
+as they are: never escaped into a JSON string or base64, binary-safe. Kinds and their head's fields:
 
-    parent -> child  J job       [job_id, task, attempt, max_attempts, queue, deadline, tenant, trace, params]
+    parent -> child  J job       [job_id, task, attempt, max_attempts, queue, deadline, tenant, trace] + params
                      S stop      []
     child -> parent  R ready     [pid]
                      P progress  [fraction | null, message | null]
@@ -20,9 +20,9 @@ raises :class:`~jobs_core.errors.SlotMessageInvalid` for anything else (the work
 if its child had crashed); a frame over the reader's size limit is refused before it is read.
 
 Why this shape (issue 16: the pipe is on every job's round trip; ``bench/analysis.md`` profile 25): one
-orjson call per message costs about what pickle did for the same tuple of builtins; a fixed header finds
-the payload without scanning; the params go inside the head because the worker holds them decoded (the
-claim parsed them), so one ``dumps`` is all they cost.
+orjson call per field group costs about what pickle did for the same tuple of builtins; a fixed header
+finds the payload without scanning. The params are a payload of their own, not a field of the head: params
+nested as deep as Redis may hold them (orjson's 254 levels) would not fit one level deeper in the head.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ _TEXT = (str, type(None))
 JOB, STOP, READY, PROGRESS, DONE, ERROR = b"JSRPDE"
 #: each kind's head: one tuple of accepted types per field (a bool is an int: fine for a pid or a count)
 FIELDS: dict[int, tuple[tuple[type, ...], ...]] = {
-    JOB: ((str,), (str,), (int,), (int,), (str,), _NUMBER, _TEXT, _TEXT, (object,)),
+    JOB: ((str,), (str,), (int,), (int,), (str,), _NUMBER, _TEXT, _TEXT),
     STOP: (),
     READY: ((int,),),
     PROGRESS: (_NUMBER, _TEXT),
@@ -53,6 +53,7 @@ FIELDS: dict[int, tuple[tuple[type, ...], ...]] = {
 #: the messages a child sends, as :func:`receive_reply` names them
 REPLIES = {READY: "ready", PROGRESS: "progress", DONE: "done", ERROR: "error"}
 _KINDS = {name: kind for kind, name in REPLIES.items()}
+_WITH_PAYLOAD = (JOB, DONE)
 
 #: the largest job frame a child reads: Redis's own limit on one value (proto-max-bulk-len), so any params
 #: Redis could hold get through
@@ -110,8 +111,8 @@ def parse(data: bytes) -> tuple[int, list[Any], bytes]:
         raise SlotMessageInvalid(f"{chr(kind)} frame: the head {str(head)[:200]} does not hold the kind's fields")
     if end == len(data):
         return kind, head, b""
-    if kind != DONE:
-        raise SlotMessageInvalid(f"{chr(kind)} frame: {len(data) - end} bytes after the head; only D carries a payload")
+    if kind not in _WITH_PAYLOAD:
+        raise SlotMessageInvalid(f"{chr(kind)} frame: {len(data) - end} bytes after the head of a kind without payload")
     return kind, head, data[end:]
 
 
@@ -132,7 +133,7 @@ def read(conn: Connection, limit: int) -> bytes:
 def send_job(conn: Connection, job: ClaimedJob, deadline: float) -> None:
     """Give ``job`` to the child, to be killed at ``deadline`` (``time.time()``): a :class:`JobMessage`."""
     conn.send_bytes(frame(JOB, (job.id, job.task, job.attempt, job.max_attempts, job.queue, deadline, job.owner,
-                                job.trace, job.params)))
+                                job.trace), orjson.dumps(job.params)))
 
 
 def send_stop(conn: Connection) -> None:
@@ -155,9 +156,12 @@ def receive_reply(conn: Connection, limit: int) -> tuple[Any, ...]:
 # ------------------------------------------------------------------ child side
 def receive_job(conn: Connection) -> JobMessage | None:
     """The next job from the parent, or None when asked to stop."""
-    kind, head, _ = parse(read(conn, MAX_JOB_FRAME))
+    kind, head, payload = parse(read(conn, MAX_JOB_FRAME))
     if kind == JOB:
-        return JobMessage(*head)
+        try:
+            return JobMessage(*head, orjson.loads(payload))
+        except orjson.JSONDecodeError as e:
+            raise SlotMessageInvalid(f"J frame: the params are not JSON ({e})") from None
     if kind == STOP:
         return None
     raise SlotMessageInvalid(f"{chr(kind)} frame: not a message the parent sends")
