@@ -76,5 +76,5 @@ tally_flush(tally, KEYS[1])
 -- the transitions completed before it keep their events, as they did with one XADD per change
 emit_flush()
 if not ok then error(err, 0) end
-memo_save(KEYS[3], token, claimed, statuses, ARGV[2])
+memo_save(KEYS[3], token, claimed, statuses, ARGV[2], now_arg(now))
 return {statuses, claimed}

@@ -150,8 +150,10 @@ local function claim_batch(c, queues, wanted, now)
   -- first non-empty list in one command (a LMOVE per entry plus one per empty list before); each entry is
   -- decided right here, in this script, so no in-flight copy is needed while it is
   local function drain_waiting(q, room)
-    local w = q.waiting -- numkeys, the waiting lists p9..p0, LEFT, COUNT n: one constructor
-    local args = {'10', w[9], w[8], w[7], w[6], w[5], w[4], w[3], w[2], w[1], w[0], 'LEFT', 'COUNT', false}
+    -- numkeys, the waiting lists p9..p0 (the block's first 10 KEYS), LEFT, COUNT n: one constructor
+    local k = q.k
+    local args = {'10', KEYS[k], KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4], KEYS[k + 5], KEYS[k + 6],
+                  KEYS[k + 7], KEYS[k + 8], KEYS[k + 9], 'LEFT', 'COUNT', false}
     while room > 0 and budget > 0 do
       args[14] = int_arg(math.min(room, budget))
       local got = redis.call('LMPOP', unpack(args))

@@ -5,19 +5,33 @@
 --         orphans zset, dead-letter list, control hash, wake list, parked set
 --   ARGV: queue name, parked list prefix, history key prefix
 local QUEUE_KEYS, QUEUE_ARGS = 28, 3
+-- The priority tables (q.waiting[p], q.paused[p]) are built on first use: the hot calls need neither (a
+-- worker's claim pops with LMPOP over KEYS[q.k] .. KEYS[q.k + 9], waiting_args below; its finishes touch
+-- a list only on a retry or hand-back; a lone submission takes no block), and building both tables for
+-- every block of every call was most of the block's cost (issue 16, profile 29).
+local QUEUE_LISTS = {__index = function(q, name)
+  local k = q.k
+  if name == 'waiting' then
+    local t = {[0] = KEYS[k + 9], KEYS[k + 8], KEYS[k + 7], KEYS[k + 6], KEYS[k + 5], KEYS[k + 4], KEYS[k + 3],
+               KEYS[k + 2], KEYS[k + 1], KEYS[k]}
+    q.waiting = t
+    return t
+  elseif name == 'paused' then
+    local t = {[0] = KEYS[k + 19], KEYS[k + 18], KEYS[k + 17], KEYS[k + 16], KEYS[k + 15], KEYS[k + 14],
+               KEYS[k + 13], KEYS[k + 12], KEYS[k + 11], KEYS[k + 10]}
+    q.paused = t
+    return t
+  end
+  return nil
+end}
 local function queue_block(kbase, abase)
   local k = kbase
-  -- one constructor per table, so Lua sizes each once (filling them one index at a time, the priority
-  -- tables from 9 down to 0, rehashed them several times: ~47 k instructions per block, profile 20)
-  return {
-    waiting = {[0] = KEYS[k + 9], KEYS[k + 8], KEYS[k + 7], KEYS[k + 6], KEYS[k + 5], KEYS[k + 4], KEYS[k + 3],
-               KEYS[k + 2], KEYS[k + 1], KEYS[k]},
-    paused = {[0] = KEYS[k + 19], KEYS[k + 18], KEYS[k + 17], KEYS[k + 16], KEYS[k + 15], KEYS[k + 14],
-              KEYS[k + 13], KEYS[k + 12], KEYS[k + 11], KEYS[k + 10]},
-    inflight = KEYS[k + 20], leases = KEYS[k + 21], delayed = KEYS[k + 22], orphans = KEYS[k + 23],
+  -- one constructor, so Lua sizes the table once (profile 20)
+  return setmetatable({
+    k = k, inflight = KEYS[k + 20], leases = KEYS[k + 21], delayed = KEYS[k + 22], orphans = KEYS[k + 23],
     dead = KEYS[k + 24], control = KEYS[k + 25], wake = KEYS[k + 26], parked = KEYS[k + 27],
     name = ARGV[abase], parked_prefix = ARGV[abase + 1], history_prefix = ARGV[abase + 2],
-  }
+  }, QUEUE_LISTS)
 end
 -- n queue blocks from KEYS[kbase] / ARGV[abase] on: a list in order, and a table by name
 local function queue_blocks(kbase, abase, n)
