@@ -189,6 +189,40 @@ def test_a_resent_lone_call_is_answered_as_its_first_run(private_redis: RedisSer
     assert admin.llen(store.keys.queue) == 2
 
 
+def test_priority_delay_and_caps_in_any_number_spelling_are_read_as_numbers(private_redis: RedisServer) -> None:
+    """The library's spellings (a digit, '0') are taken as text (profile 29); any other spelling a client may
+    send is read by tonumber as before: the record's priority is the digit, bad values are refused."""
+    store, _ = _stores(private_redis)
+    admin = redis.Redis.from_url(store.settings.redis_url)
+    store.enqueue("t", {"warm": 1})
+    part_of: list[Any] = []
+    build = store._enqueue_one_call
+    store._enqueue.lone = (store._enqueue.lone[0], lambda p: part_of.append(p) or build(p))  # type: ignore[index]
+    store.enqueue("t", {"i": 1}, owner="r")
+    keys, args = build(part_of[0])  # type: ignore[misc]
+
+    def run(**at: Any) -> Any:
+        new = list(args)
+        new[12] = f"{args[12]}-{len(run_ids)}"  # a new job id each time
+        run_ids.append(new[12])
+        for i, v in at.items():
+            new[int(i[1:])] = v
+        return admin.eval(scripts.ENQUEUE_ONE, len(keys), *keys, *new, 1)
+
+    run_ids: list[str] = []
+    for spelling, stored in (("7", b"7"), ("7.0", b"7"), (" 3", b"3"), ("0x2", b"2"), ("9", b"9"), ("0", b"0")):
+        assert run(a19=spelling)[0][0] == b"ok", spelling
+        assert admin.hget(store.keys.job(run_ids[-1]), "priority") == stored, spelling
+    for bad in ("10", "-1", "x", "", "4.5", "55"):
+        assert run(a19=bad) == [[b"invalid", b"priority must be 0..9"]], bad
+    for bad in ("-5", "x", ""):
+        assert run(a17=bad) == [[b"invalid", b"delay must be >= 0"]], bad
+    assert run(a17="0.0")[0][0] == b"ok" and admin.hget(store.keys.job(run_ids[-1]), "run_at") is None
+    assert run(a17="250")[0][0] == b"ok" and admin.zscore(store.keys.delayed, run_ids[-1]) is not None
+    assert run(a4="1")[0] == [b"full", b"global", store.settings.queue.encode()]  # a cap of 1, 2 waiting
+    assert run(a4="x")[0][0] == b"ok" and run(a5="1.0")[0] == [b"full", b"tenant", b""]
+
+
 def test_a_lone_job_to_an_idle_queue_leaves_one_wake_token_for_one_command(private_redis: RedisServer) -> None:
     """An idle queue's workers have taken its token: the job's push to the empty list adds one with one RPUSH
     (no LLEN first); a token still there is not doubled (the second one is taken back)."""

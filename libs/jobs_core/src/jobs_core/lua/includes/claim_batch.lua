@@ -112,9 +112,14 @@ local function claim_batch(c, queues, wanted, now)
     -- only for a job that ran before: it has an attempt log (every claim writes one, the version before's
     -- too). Reading those 4 fields for every claim cost ~2.5 k Redis instructions each: an absent field is a
     -- walk of the whole record (profile 29).
-    local attempts = (tonumber(f[7]) or 0) + 1
+    -- a first attempt (most claims) without tonumber and string.format (~1.5 k and ~1.8 k instructions)
+    local attempts, att_s = 1, '1'
+    if f[7] ~= '0' then
+      attempts = (tonumber(f[7]) or 0) + 1
+      att_s = int_arg(attempts)
+    end
     redis.call('HSET', jk, 'status', 'running', 'worker', c.worker, 'started_at', now_s, 'queue', q.name,
-      'attempts', int_arg(attempts), 'attempt_log', log_started(f[8], attempts, c.worker, now))
+      'attempts', att_s, 'attempt_log', log_started(f[8], att_s, c.worker, now))
     local leases = q.lease_add -- the lease and the count right after the HSET: see decide()
     leases[#leases + 1] = lease_until
     leases[#leases + 1] = id
