@@ -164,9 +164,8 @@ def test_a_finish_and_claim_call_is_one_entry(store: JobStore) -> None:
 
 @pytest.mark.parametrize("tenant", ["plain-T_1.x", 'we"ird\\ /\u00fc\u2603\t\x01'])
 def test_an_entry_of_several_events_is_json_whatever_the_tenant_name(store: JobStore, tenant: str) -> None:
-    """Events of an entry are written as JSON text (profile 29): a name of plain characters is quoted as it
-    is, any other (quotes, backslashes, '/', control characters, non-ASCII: the library takes any owner)
-    through cjson; either way the entry decodes to the names as submitted."""
+    """An entry of several events decodes to the names as submitted, whatever they hold (quotes,
+    backslashes, '/', control characters, non-ASCII: the library takes any owner)."""
     ids = [store.enqueue("echo", {}, owner=tenant)[0].id for _ in range(3)]
     other = store.enqueue("echo", {}, owner="o")[0].id
     start = store.last_event_id()

@@ -23,26 +23,8 @@
 -- This call's buffer, one table (one upvalue for the two functions below, its slots preallocated: the
 -- includes' prelude runs on every call, and each upvalue and closure there costs instructions): [1] the
 -- number of events, [2] the stream, [3]-[6] the first event's id, status, tenant, queue (no table for the
--- one event most calls have), then [7]... each later event as JSON text (emit_event_json).
+-- one event most calls have), then [7]... one {id, status, tenant, queue} per later event.
 local emit_buf = {0, false, false, false, false, false}
--- An event of an entry of several as JSON text, '["<id>","<status>",<tenant>,<queue>]', built by
--- concatenation: a table per event and cjson.encode of the entry's list of them cost ~4-5 k Redis
--- instructions per event (issue 16, profile 29). Ids (uuids: jobs_core.model.new_job_id) and statuses are
--- plain and quoted as they are; a tenant or queue name is quoted as it is when it is plain (letters,
--- digits, '_', '.', '-': every name the API accepts), else encoded by cjson; each distinct name once per call.
-local emit_names -- name -> its JSON string, for this call
-local function emit_name(s)
-  local j = emit_names[s]
-  if not j then
-    if string.find(s, '^[%w_%.%-]*$') then j = '"' .. s .. '"' else j = cjson.encode(s) end
-    emit_names[s] = j
-  end
-  return j
-end
-local function emit_event_json(id, status, tenant, queue)
-  if not emit_names then emit_names = {} end
-  return '["' .. id .. '","' .. status .. '",' .. emit_name(tenant) .. ',' .. emit_name(queue) .. ']'
-end
 -- Write the buffered events (if any) as one stream entry; returns its id ('<ms>-<n>'), nil when none.
 -- MAXLEN is passed as a string: redis.call formats a Lua number with snprintf (~2,600 instructions).
 local function emit_flush()
@@ -54,10 +36,10 @@ local function emit_flush()
     return redis.call('XADD', b[2], 'MAXLEN', '~', '10000', '*', 'job', b[3], 'status', b[4], 'tenant', b[5],
       'queue', b[6])
   end
-  local all = {emit_event_json(b[3], b[4], b[5], b[6])}
+  local all = {{b[3], b[4], b[5], b[6]}}
   for i = 2, n do all[i] = b[5 + i] end
   return redis.call('XADD', b[2], 'MAXLEN', '~', string.format('%d', math.max(1, math.floor(10000 / n))), '*',
-    'jobs', '[' .. table.concat(all, ',') .. ']')
+    'jobs', cjson.encode(all))
 end
 -- the stream's name for the last events prefix seen: a call emits in one namespace in practice, so the
 -- name is built once per call, not per event (profile 21)
@@ -73,7 +55,7 @@ local function emit_buffered(events_prefix, id, status, tenant, queue)
   if n == 1 then
     b[3], b[4], b[5], b[6] = id, status, tenant or '', queue or ''
   else
-    b[5 + n] = emit_event_json(id, status, tenant or '', queue or '')
+    b[5 + n] = {id, status, tenant or '', queue or ''}
   end
 end
 local ENDED = {succeeded = true, failed = true, cancelled = true}
