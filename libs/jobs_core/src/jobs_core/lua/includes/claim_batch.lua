@@ -64,11 +64,14 @@ local function offers_task(offers, task)
   return false
 end
 -- Whether a queue holds work an idle worker could claim: an entry in a waiting list (an emptied list is
--- deleted, so EXISTS counts the non-empty ones) or a parked one (for a worker that offers its task): one
--- command, run only by a claim after a wait that filled up (the wake rule in claim_batch).
-local function work_left(q)
+-- deleted, so EXISTS counts the non-empty ones), or with `parked` a parked one (for a worker that offers
+-- its task); one command, run only by a claim after a wait that filled up (the wake rule in claim_batch).
+local function work_left(q, parked)
   local w = q.waiting
-  return redis.call('EXISTS', w[9], w[8], w[7], w[6], w[5], w[4], w[3], w[2], w[1], w[0], q.parked) > 0
+  if parked then
+    return redis.call('EXISTS', w[9], w[8], w[7], w[6], w[5], w[4], w[3], w[2], w[1], w[0], q.parked) > 0
+  end
+  return redis.call('EXISTS', w[9], w[8], w[7], w[6], w[5], w[4], w[3], w[2], w[1], w[0]) > 0
 end
 local function claim_batch(c, queues, wanted, now)
   local out = {}
@@ -186,7 +189,7 @@ local function claim_batch(c, queues, wanted, now)
     if left <= 0 or budget <= 0 then
       if c.waited then
         for j = i, #queues do
-          if work_left(queues[j]) then wake(queues[j]) end
+          if work_left(queues[j], true) then wake(queues[j]) end -- not looked at: any parked job counts
         end
       end
       break
@@ -205,21 +208,30 @@ local function claim_batch(c, queues, wanted, now)
         local cap_room = tonumber(ctl[2]) - redis.call('ZCARD', q.leases)
         if cap_room <= left then room, capped = cap_room, true end
       end
+      -- parked jobs of tasks this worker offers maybe left (the wake rule above). Parked jobs of tasks it
+      -- lacks got a token when parked; one it took is not passed on for them (nor by a claim that did not
+      -- fill up, before): a worker that offers their task claims them at its wait's timeout at the latest,
+      -- and a task no worker offers any more leaves no token cycling through every wake claim
+      local parked_left = false
       if room > 0 and ctl[3] == '1' then
         for _, task in ipairs(redis.call('SMEMBERS', q.parked)) do
-          if room > 0 and offered(task) then
-            local empty
-            room, empty = drain(q, q.parked_prefix .. task, room)
+          if offered(task) then
+            local empty = false
+            if room > 0 then room, empty = drain(q, q.parked_prefix .. task, room) end
             if empty then
               redis.call('SREM', q.parked, task)
               if redis.call('SCARD', q.parked) == 0 then redis.call('HDEL', q.control, 'parked') end
+            else
+              parked_left = true
             end
           end
         end
       end
       if room > 0 and budget > 0 then room = drain_waiting(q, room) end
       -- out of room with work left behind: wake an idle worker for it (the wake rule above)
-      if c.waited and (room <= 0 or budget <= 0) and not capped and work_left(q) then wake(q) end
+      if c.waited and (room <= 0 or budget <= 0) and not capped and (parked_left or work_left(q, false)) then
+        wake(q)
+      end
     end
     -- this queue's leases in one ZADD, before a later queue block's cap check could read the zset
     if #q.lease_add > 0 then call_chunked('ZADD', q.leases, q.lease_add) end
