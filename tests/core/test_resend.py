@@ -9,6 +9,7 @@ closes the connection when Redis answers it. Had any re-send gone out as a first
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections import Counter
@@ -190,3 +191,82 @@ def test_an_idle_workers_pipelined_claim_whose_reply_was_lost_hands_it_its_job(
     assert ran["evalsha"] == 2 and ran["get"] == 1  # the claim, then its re-send reading the memo
     again = store.get(job.id)
     assert (again.status.value, again.attempts, again.worker) == ("running", 1, "w1")
+
+
+def _memo_store(private_redis: RedisServer, ns: str) -> tuple[JobStore, redis.Redis]:
+    settings = Settings(redis_url=private_redis.url, key_prefix=ns, queue=ns, lease_seconds=30.0)
+    return JobStore.from_settings(settings), private_redis.client()
+
+
+def test_the_claim_memo_is_text_and_a_repeat_is_answered_from_it(private_redis: RedisServer) -> None:
+    """The memo holds the token, the call's clock (the claimed jobs' started_at), the finishes' statuses and
+    the claimed ids (profile 29: no cjson per call); a repeat of the call gets the first run's reply."""
+    store, admin = _memo_store(private_redis, "m")
+    first, _ = store.enqueue("echo", {}, owner="t")
+    second, _ = store.enqueue("echo", {}, owner="t")
+    third, _ = store.enqueue("echo", {}, owner="t")
+    [running] = store.claim("w1", 1)
+    finish = Finish(running.id, running.attempt, "succeeded", result=Result(b"1", "application/json"))
+    keys, args = store._finish_claim_args("w1", [finish], 2)
+    reply = admin.evalsha(store._finish_claim.sha, len(keys), *keys, *args[:-1], f"{args[-1]}:1")
+    token, now, statuses, ids = admin.get(store.keys.claim_memo("w1")).decode().split("\n")
+    assert token == args[-1] and statuses == "succeeded" and ids == f"{second.id},{third.id}"
+    assert now == admin.hget(store.keys.job(second.id), "started_at").decode()
+    before = _calls(admin)
+    again = admin.evalsha(store._finish_claim.sha, len(keys), *keys, *args[:-1], f"{args[-1]}:2")
+    assert again == reply and [reply[0], reply[1][0], reply[1][8]] == \
+        [[b"succeeded"], second.id.encode(), third.id.encode()]
+    assert (_calls(admin) - before)["hset"] == 0  # answered, nothing run again
+    assert store.get(first.id).status.value == "succeeded" and store.get(second.id).attempts == 1
+    # a job of the memo no longer held by this claim (here: claimed at another time) is left out
+    admin.hset(store.keys.job(third.id), "started_at", "1")
+    again = admin.evalsha(store._finish_claim.sha, len(keys), *keys, *args[:-1], f"{args[-1]}:2")
+    assert again[0] == [b"succeeded"] and again[1] == reply[1][:8]
+    # another token is not answered from the memo: the call runs (nothing queued is left to claim)
+    other = admin.evalsha(store._finish_claim.sha, len(keys), *keys, *args[:-1], "other:2")
+    assert other[0] == [b"stale:succeeded"] and other[1] == []
+
+
+def test_a_claim_memo_of_the_version_before_is_still_read(private_redis: RedisServer) -> None:
+    """A JSON memo ({t, ids, att, st}, attempts as strings or numbers) is answered as before."""
+    store, admin = _memo_store(private_redis, "j")
+    job, _ = store.enqueue("echo", {}, owner="t")
+    other, _ = store.enqueue("echo", {}, owner="t")
+    store.claim("w1", 2)
+    keys, args = store._finish_claim_args("w1", (), 2)
+    admin.set(store.keys.claim_memo("w1"),
+              json.dumps({"t": "old", "ids": [job.id, other.id], "att": ["1", 2], "st": ["succeeded"]}))
+    reply = admin.evalsha(store._finish_claim.sha, len(keys), *keys, *args[:-1], "old:2")
+    # the first job's attempt matches; the second's memo says attempt 2, the record 1: not this claim's
+    assert reply[0] == [b"succeeded"] and reply[1][0] == job.id.encode() and len(reply[1]) == 8
+    assert reply[1][4] == 1
+
+
+def test_calls_are_packed_byte_for_byte_as_redis_py_packs_them(store: JobStore) -> None:
+    """``send_once`` hands non-packed commands to hiredis as they are (redis-py's packer walks every argument
+    in Python first, for types these calls never send): the same bytes as redis-py's packing for every type a
+    call sends, and what hiredis refuses (a bytearray, a command name of two words) goes redis-py's way."""
+    from jobs_core import resend
+    from jobs_core.resend import Packed
+
+    conn = store.redis.connection_pool.get_connection()
+    try:
+        commands: list[Any] = [
+            ("EVALSHA", "a" * 40, 2, "k:é", b"k2", 1, -7, 2.5, 0.1 + 0.2, 1e20, 10**20, b"\x00\r\n$3\xff", "",
+             b"", "ü" * 3),
+            ("BLPOP", "wake:a", "wake:b", 0.95),
+            ("SET", "fence", b"1"), ("WAIT", 1, 500), ("WAITAOF", 1, 1, 500),
+        ]
+        expected = b"".join(b"".join(conn.pack_command(*c)) for c in commands)
+        assert resend._pack(conn, commands) == [expected]
+        packed = Packed("EVALSHA", b"*1\r\n$7\r\nEVALSHA\r\n", 1)
+        assert resend._pack(conn, [commands[1], packed]) == [b"".join(conn.pack_command(*commands[1])) + packed.data]
+        # refused by hiredis: packed by redis-py, which converts (or splits) them
+        assert b"".join(resend._pack(conn, [("SET", "k", bytearray(b"v"))])) == \
+            b"".join(conn.pack_command("SET", "k", b"v"))
+        assert b"".join(resend._pack(conn, [("CONFIG GET", "maxmemory")])) == \
+            b"".join(conn.pack_command("CONFIG", "GET", "maxmemory"))
+        with pytest.raises(redis.DataError):
+            resend._pack(conn, [("SET", "k", None)])
+    finally:
+        store.redis.connection_pool.release(conn)
