@@ -28,6 +28,7 @@ APP = textwrap.dedent('''
     import os, threading, time
     from pathlib import Path
     from flask import Flask, request
+    from jobs_api.gunicorn_worker import LingeringThreadWorker
 
     app = Flask(__name__)
     MARKS = Path(os.environ["TEST_MARKS"])
@@ -36,6 +37,11 @@ APP = textwrap.dedent('''
     def who():
         request.get_data()
         return {"port": request.environ.get("REMOTE_PORT"), "thread": threading.get_ident(), "pid": os.getpid()}
+
+    class LongLinger(LingeringThreadWorker):
+        """Lingers a minute: longer than any test waits, so a test passes only if something ends the linger."""
+
+        linger_seconds = 60.0
 
     @app.get("/hold/<name>")
     def hold(name):
@@ -50,7 +56,8 @@ APP = textwrap.dedent('''
 class Server:
     """``jobs-api`` (the shipped gunicorn settings and worker class) serving the test app."""
 
-    def __init__(self, tmp: Path, threads: int, processes: int = 1, keepalive: int | None = None) -> None:
+    def __init__(self, tmp: Path, threads: int, processes: int = 1, keepalive: int | None = None,
+                 worker_class: str | None = None) -> None:
         (tmp / "worker_test_app.py").write_text(APP)
         self.marks = tmp / "marks"
         self.marks.mkdir()
@@ -58,11 +65,13 @@ class Server:
         self.err = tmp / "api.err"
         env = {k: v for k, v in os.environ.items() if not k.startswith(("JOBS_", "REDIS_", "PROMETHEUS_", "GUNICORN_"))}
         env.update({"JOBS_BIND": f"127.0.0.1:{self.port}", "WEB_CONCURRENCY": str(processes),
-                    "JOBS_API_THREADS": str(threads), "JOBS_API_GRACEFUL_TIMEOUT": "20", "TEST_MARKS": str(self.marks),
+                    "JOBS_API_THREADS": str(threads), "JOBS_API_GRACEFUL_TIMEOUT": "120", "TEST_MARKS": str(self.marks),
                     "REDIS_URL": "redis://127.0.0.1:9/0", "TMPDIR": str(tmp)})  # the app never calls Redis
         args = ["--pythonpath", str(tmp), "worker_test_app:app"]
         if keepalive is not None:
             args[:0] = ["--keep-alive", str(keepalive)]
+        if worker_class is not None:
+            args[:0] = ["--worker-class", worker_class]
         with open(tmp / "api.out", "wb") as out, open(self.err, "wb") as err:
             self.proc = subprocess.Popen([str(BIN / "jobs-api"), *args], env=env, stdout=out, stderr=err,
                                          start_new_session=True)
@@ -70,11 +79,14 @@ class Server:
 
     def _up(self) -> bool:
         assert self.proc.poll() is None, self.err.read_text()[-2000:]
+        conn = self.connect()
         try:
-            self.request(self.connect(), "GET", "/who")
+            self.request(conn, "GET", "/who")
             return True
         except OSError:
             return False
+        finally:
+            conn.close()
 
     def connect(self) -> http.client.HTTPConnection:
         return http.client.HTTPConnection("127.0.0.1", self.port, timeout=TIMEOUT)
@@ -192,3 +204,35 @@ def test_a_kept_alive_connection_is_closed_after_the_keep_alive_timeout(server: 
     server.request(conn, "GET", "/who")
     assert conn.sock is not None
     assert conn.sock.recv(1) == b""  # closed by the server (the socket timeout would fail the test instead)
+
+
+LONG_LINGER = {"threads": 2, "worker_class": "worker_test_app.LongLinger"}
+
+
+@pytest.mark.parametrize("server", [LONG_LINGER], indirect=True)
+def test_a_lingering_thread_gives_way_to_a_connection_waiting_for_a_thread(server: Server) -> None:
+    """Thread 1 lingers on A (for a minute), thread 2 holds B's request: C's request has no thread but the
+    lingering one, which must leave A to the poller and serve C (else C waits out the linger: a timeout)."""
+    a = server.connect()
+    server.request(a, "GET", "/who")
+    b = server.connect()
+    b.request("GET", "/hold/k")
+    wait_for(lambda: (server.marks / "k").exists(), timeout=TIMEOUT, what="the held request running")
+    c = server.connect()
+    server.request(c, "GET", "/who")
+    (server.marks / "go").touch()
+    resp = b.getresponse()
+    assert resp.status == 200 and json.loads(resp.read()) == {"held": "k"}
+    server.request(a, "GET", "/who")  # A is served again, by whichever thread
+
+
+@pytest.mark.parametrize("server", [LONG_LINGER], indirect=True)
+def test_sigterm_ends_a_linger_at_once(server: Server) -> None:
+    """A thread lingering on a kept-alive connection lets go of it on SIGTERM: the connection is closed and
+    the process exits without waiting out the linger (a minute, past the test's timeout)."""
+    conn = server.connect()
+    server.request(conn, "GET", "/who")
+    server.proc.send_signal(signal.SIGTERM)
+    assert conn.sock is not None
+    assert conn.sock.recv(1) == b""
+    assert server.proc.wait(TIMEOUT) == 0
