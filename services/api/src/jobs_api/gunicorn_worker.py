@@ -16,7 +16,10 @@ another of the process's threads is idle (counted over the pool: connections han
 handed back), and a connection handed to the pool while no thread is free wakes one lingering thread at
 once (a byte on that thread's pipe), which gives its connection back to the poller and takes the waiting
 one: a lingering thread never keeps a request waiting, so under load (every thread busy) the worker
-behaves as ``gthread``. The wait is one ``poll()`` of the socket and that pipe with a timeout (no busy
+behaves as ``gthread``. A connection whose client let a linger pass without a request (a client pausing
+between requests, e.g. a loaded load generator at 8-32 connections) is not lingered on again until a
+request of it comes back to back through the poller: a linger that waits in vain is an extra wake-up per
+request, which a throughput run would pay on every request. The wait is one ``poll()`` of the socket and that pipe with a timeout (no busy
 polling: an idle API costs what it did). Everything else — accepting, keep-alive timeouts,
 ``worker_connections``, graceful shutdown (SIGTERM: in-flight requests finish, no new connection is
 accepted, kept-alive ones are closed), HTTP/2, TLS — is ``gthread``'s own code, unchanged.
@@ -31,6 +34,7 @@ import contextlib
 import os
 import select
 import threading
+import time
 from typing import Any
 
 from gunicorn.workers.gthread import ThreadWorker
@@ -75,8 +79,14 @@ class LingeringThreadWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn shi
     def handle(self, conn: Any) -> Any:
         """Serve a request on ``conn`` (gthread's code), then the ones that follow it while it lingers."""
         try:
+            answered = getattr(conn, "jobs_answered_at", None)
+            if answered is not None and time.monotonic() - answered < self.linger_seconds:
+                conn.jobs_lingers = True  # its client sends back to back (again): worth a linger
             keep = super().handle(conn)
-            while keep is True and self._next_request_soon(conn):
+            while keep is True:
+                conn.jobs_answered_at = time.monotonic()
+                if not self._next_request_soon(conn):
+                    break
                 keep = super().handle(conn)
             return keep
         finally:
@@ -86,6 +96,8 @@ class LingeringThreadWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn shi
     def _next_request_soon(self, conn: Any) -> bool:
         """Whether the next request on ``conn`` is there within a linger, when lingering is allowed."""
         if not self.alive:  # stopping: the connection goes back to the poller, which closes it
+            return False
+        if not getattr(conn, "jobs_lingers", True):  # its last linger waited in vain (see below)
             return False
         if conn.parser.unreader.buf.getvalue():  # already read ahead (a pipelined request)
             return True
@@ -111,7 +123,13 @@ class LingeringThreadWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn shi
             with contextlib.suppress(BlockingIOError):
                 os.read(wake_r, 64)
             return False
-        return conn.sock.fileno() in ready
+        if conn.sock.fileno() in ready:
+            return True
+        # The client did not send within the linger: a client with pauses between its requests (a loaded
+        # load generator, a person) would make every linger an extra wake-up for nothing. No more lingers on
+        # this connection until a request comes back to back again through the poller (handle above).
+        conn.jobs_lingers = False
+        return False
 
     def handle_exit(self, sig: int, frame: Any) -> None:
         """SIGTERM (gthread's graceful stop), and lingering threads let go of their connections at once."""
