@@ -19,10 +19,10 @@ one: a lingering thread never keeps a request waiting, so under load (every thre
 behaves as ``gthread``. A connection whose client let a linger pass without a request (a client pausing
 between requests, e.g. a loaded load generator at 8-32 connections) is not lingered on again until a
 request of it comes back to back through the poller: a linger that waits in vain is an extra wake-up per
-request, which a throughput run would pay on every request. The wait is one ``poll()`` of the socket and that pipe with a timeout (no busy
-polling: an idle API costs what it did). Everything else — accepting, keep-alive timeouts,
-``worker_connections``, graceful shutdown (SIGTERM: in-flight requests finish, no new connection is
-accepted, kept-alive ones are closed), HTTP/2, TLS — is ``gthread``'s own code, unchanged.
+request, which a throughput run would pay on every request. The wait is one ``poll()`` of the socket and
+that pipe with a timeout (no busy polling: an idle API costs what it did). Everything else — accepting,
+keep-alive timeouts, ``worker_connections``, graceful shutdown (SIGTERM: in-flight requests finish, no new
+connection is accepted, kept-alive ones are closed), HTTP/2, TLS — is ``gthread``'s own code, unchanged.
 
 ``GUNICORN_CMD_ARGS="--worker-class gthread"`` runs the API on plain ``gthread`` again.
 ``tests/api/test_gunicorn_worker.py`` runs real gunicorn with this class.
