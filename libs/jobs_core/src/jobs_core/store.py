@@ -114,6 +114,8 @@ class JobStore(Delivery, Waiting, Browse, BulkStore, QueueAdmin, ScheduleStore, 
         self._task_cache: tuple[float, dict[str, TaskInfo]] = (float("-inf"), {})
         self._queue_blocks: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {}
         self._lone_keys: dict[tuple[str, int], tuple[tuple[str, ...], tuple[str, ...]]] = {}
+        #: owner -> (its index, its no-Idempotency-Key key): key names spelled once per tenant, not per call
+        self._owner_keys: dict[str, tuple[str, str]] = {}
 
     @classmethod
     def from_settings(cls, settings: Settings) -> JobStore:
@@ -219,7 +221,12 @@ class JobStore(Delivery, Waiting, Browse, BulkStore, QueueAdmin, ScheduleStore, 
         queue_names = list(dict.fromkeys(i.queue or s.queue for i in items))
         position = {q: n + 1 for n, q in enumerate(queue_names)}
         digest = ""
-        idem_key = self.keys.idempotency(owner, "-")
+        owner_keys = self._owner_keys.get(owner)
+        if owner_keys is None:
+            owner_keys = (self.keys.owner_index(owner), self.keys.idempotency(owner, "-"))
+            if len(self._owner_keys) < 10_000:  # tenants are configured, but never let the map grow unbounded
+                self._owner_keys[owner] = owner_keys
+        idem_key = owner_keys[1]
         if idempotency_key is not None:
             digest = digest_of()
             idem_key = self.keys.idempotency(
@@ -247,7 +254,7 @@ class JobStore(Delivery, Waiting, Browse, BulkStore, QueueAdmin, ScheduleStore, 
             header = [owner, max_pending or 0, max_pending_per_tenant or 0,
                       "1" if idempotency_key is not None else "0", digest, len(items), traceparent,
                       callback_url or "", reply_to or ""]
-            part = _Part(queue_names, header, job_args, self.keys.owner_index(owner), idem_key)
+            part = _Part(queue_names, header, job_args, owner_keys[0], idem_key)
             reply = self._enqueue(part, weight=len(items), span=span)
         kind = text(reply[0])
         if kind == "full":

@@ -249,7 +249,8 @@ def create_job(body: Any, idempotency_key: str | None, owner: str, reply: bool =
             reply=reply,
         ),
     )
-    log.info("job submitted" if created else "job submission replayed", extra=job_fields(job))
+    if log.isEnabledFor(logging.INFO):  # its fields are not built for a line that is not written
+        log.info("job submitted" if created else "job submission replayed", extra=job_fields(job))
     return job, created
 
 
@@ -299,8 +300,9 @@ def submit_batch() -> Response:
         )
     except EncodingError:  # the store encodes each job's params once (not the API too): find which failed
         raise _invalid_batch(body["jobs"], {}) from None
-    for job in jobs:
-        log.info("job submitted" if created else "job submission replayed", extra=job_fields(job))
+    if log.isEnabledFor(logging.INFO):  # one line per job; their fields are not built when none is written
+        for job in jobs:
+            log.info("job submitted" if created else "job submission replayed", extra=job_fields(job))
     headers = {} if created else {"Idempotent-Replayed": "true"}
     return json_response({"jobs": [job_body(j) for j in jobs]}, 202, headers)
 
