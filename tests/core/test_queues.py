@@ -93,6 +93,42 @@ def test_wake_tokens_come_with_work_in_an_empty_list_and_the_claim_after_a_wait_
     assert r.llen(kb.wake) == 1
     other = worker_store(settings, b)
     assert other.redis.blpop([kb.wake], 1) is not None and len(other.claim("u", 5)) == 1
+    assert r.llen(ka.wake) == 0  # w's claim took a's only job: no token for a's empty lists
+
+
+def test_a_full_claim_after_a_wait_passes_a_token_on_only_for_work_left(settings: Settings, namespace: str) -> None:
+    """Profile 26: a 1-slot worker's claim after its wait is always full. It passed a token on every time,
+    so, idle again after the job, its next wait returned at once on that token and its claim found nothing
+    (one BLPOP and one claim more per job, and a pause that made the 1-slot round trip ~27 ms). The claim now
+    passes a token on only when a waiting list or the parked set still holds work."""
+    a, b = f"{namespace}-a", f"{namespace}-b"
+    producer = JobStore.from_settings(settings)
+    r = producer.redis
+    ka, kb = producer.keys.for_queue(a), producer.keys.for_queue(b)
+    one = worker_store(settings, a, b)
+    producer.enqueue("echo", {}, queue=a)
+    assert [c.queue for c in one.wait_and_claim("w", 1, 1)] == [a]  # took the token and the only job
+    assert r.llen(ka.wake) == 0 and r.llen(kb.wake) == 0  # nothing left: no token for anyone
+    # work left behind, at another priority: a token for the next idle worker
+    producer.enqueue("echo", {}, queue=a)
+    producer.enqueue("echo", {}, queue=a, priority=0)
+    assert len(one.wait_and_claim("w", 1, 1)) == 1
+    assert r.llen(ka.wake) == 1
+    assert len(one.wait_and_claim("w", 1, 1)) == 1 and r.llen(ka.wake) == 0  # the last one: none
+    # parked jobs: work left for a worker that offers their task, not for one that lacks it (they got a
+    # token when parked)
+    echo_only = worker_store(settings, a, offers=("echo",))
+    both = worker_store(settings, a, offers=("echo", "newtask"))
+    producer.enqueue("newtask", {}, queue=a)
+    producer.enqueue("newtask", {}, queue=a)
+    assert echo_only.claim("v", 1) == [] and r.scard(ka.parked) == 1  # parked, with a token
+    r.delete(ka.wake)  # taken by an idle worker
+    producer.enqueue("echo", {}, queue=a)
+    assert [c.task for c in echo_only.wait_and_claim("w", 1, 1)] == ["echo"]
+    assert r.llen(ka.wake) == 0
+    r.rpush(ka.wake, "1")
+    assert [c.task for c in both.wait_and_claim("w", 1, 1)] == ["newtask"]  # one of two parked
+    assert r.llen(ka.wake) == 1
 
 
 def test_priorities_in_order_fifo_within_also_after_hand_back_and_reap(settings: Settings) -> None:

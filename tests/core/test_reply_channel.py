@@ -251,3 +251,40 @@ def test_an_end_without_reply_to_publishes_as_before(pstore: JobStore) -> None:
         after = calls(pstore, "hgetall", "publish")
         counts.append({n: after[n] - before[n] for n in after})
     assert counts == [{"hgetall": 1, "publish": 1}, {"hgetall": 2, "publish": 2}]
+
+
+def test_a_delivered_end_is_not_turned_into_a_log_string(pstore: JobStore, settings: Settings) -> None:
+    """redis-py's own handler of RESP3 push messages builds ``"Push response: " + str(message)`` for a debug
+    line on every message, whatever the level: the repr of the whole record and result, on the waiter's path
+    after its last wake-up. The waiter's connection hands the message on as it came: nothing reaches that
+    logger (at DEBUG it would hold the result), and a large binary result arrives whole, for ``wait`` and for
+    a wait on the job's own channel alike."""
+    import logging
+
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    push_log = logging.getLogger("push_response")
+    handler, level = Keep(logging.DEBUG), push_log.level
+    push_log.addHandler(handler)
+    push_log.setLevel(logging.DEBUG)
+    try:
+        data = bytes(range(256)) * 256  # 64 KiB, every byte value
+        job, _ = pstore.enqueue("echo", {}, reply=True)
+        other, _ = pstore.enqueue("echo", {})
+        claimed = pstore.claim("w", 2)
+        assert {c.id for c in claimed} == {job.id, other.id}
+        pstore.finish("w", job.id, 1, "succeeded", result=Result(data, "application/octet-stream"))
+        done, result = pstore.wait_result(job.id, 10)
+        assert done.status is JobStatus.SUCCEEDED and result == Result(data, "application/octet-stream")
+        threading.Timer(0.2, lambda: pstore.finish("w", other.id, 1, "succeeded",
+                                                    result=Result(data, "application/octet-stream"))).start()
+        ended, result = JobStore.from_settings(pstore.settings).wait_result(other.id, 10)
+        assert ended.status is JobStatus.SUCCEEDED and result == Result(data, "application/octet-stream")
+    finally:
+        push_log.removeHandler(handler)
+        push_log.setLevel(level)
+    assert [r.getMessage()[:40] for r in records] == []

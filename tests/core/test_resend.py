@@ -190,3 +190,33 @@ def test_an_idle_workers_pipelined_claim_whose_reply_was_lost_hands_it_its_job(
     assert ran["evalsha"] == 2 and ran["get"] == 1  # the claim, then its re-send reading the memo
     again = store.get(job.id)
     assert (again.status.value, again.attempts, again.worker) == ("running", 1, "w1")
+
+
+def test_calls_are_packed_byte_for_byte_as_redis_py_packs_them(store: JobStore) -> None:
+    """``send_once`` hands non-packed commands to hiredis as they are (redis-py's packer walks every argument
+    in Python first, for types these calls never send): the same bytes as redis-py's packing for every type a
+    call sends, and what hiredis refuses (a bytearray, a command name of two words) goes redis-py's way."""
+    from jobs_core import resend
+    from jobs_core.resend import Packed
+
+    conn = store.redis.connection_pool.get_connection()
+    try:
+        commands: list[Any] = [
+            ("EVALSHA", "a" * 40, 2, "k:é", b"k2", 1, -7, 2.5, 0.1 + 0.2, 1e20, 10**20, b"\x00\r\n$3\xff", "",
+             b"", "ü" * 3),
+            ("BLPOP", "wake:a", "wake:b", 0.95),
+            ("SET", "fence", b"1"), ("WAIT", 1, 500), ("WAITAOF", 1, 1, 500),
+        ]
+        expected = b"".join(b"".join(conn.pack_command(*c)) for c in commands)
+        assert resend._pack(conn, commands) == [expected]
+        packed = Packed("EVALSHA", b"*1\r\n$7\r\nEVALSHA\r\n", 1)
+        assert resend._pack(conn, [commands[1], packed]) == [b"".join(conn.pack_command(*commands[1])) + packed.data]
+        # refused by hiredis: packed by redis-py, which converts (or splits) them
+        assert b"".join(resend._pack(conn, [("SET", "k", bytearray(b"v"))])) == \
+            b"".join(conn.pack_command("SET", "k", b"v"))
+        assert b"".join(resend._pack(conn, [("CONFIG GET", "maxmemory")])) == \
+            b"".join(conn.pack_command("CONFIG", "GET", "maxmemory"))
+        with pytest.raises(redis.DataError):
+            resend._pack(conn, [("SET", "k", None)])
+    finally:
+        store.redis.connection_pool.release(conn)

@@ -31,6 +31,9 @@ class JobStatus(str, Enum):
         return self.value
 
 
+#: value -> status, for decoding records without the Enum's lookup machinery
+_STATUSES: dict[str, JobStatus] = {s.value: s for s in JobStatus}
+
 TERMINAL_STATUSES: frozenset[JobStatus] = frozenset(
     {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED}
 )
@@ -286,43 +289,47 @@ class Job:
 
     @classmethod
     def from_fields(cls, h: Mapping[str, str]) -> Job:
-        """Build a job from its record's fields as text (e.g. the record an end notification delivers)."""
+        """Build a job from its record's fields as text (e.g. the record an end notification delivers).
 
-        def opt_int(name: str) -> int | None:
-            v = h.get(name)
-            return int(v) if v not in (None, "") else None
-
+        Written flat (one ``get`` per field, the status looked up in a dict, a time converted only when set):
+        a waiter decodes the delivered record after the last wake-up of a round trip (issue 16)."""
+        get = h.get
+        job_id, task = h["id"], h["task"]
         error = None
-        if h.get("error"):
-            e = loads(h["error"])
+        raw_error = get("error")
+        if raw_error:
+            e = loads(raw_error)
             error = JobError(str(e.get("type", "")), str(e.get("message", "")), e.get("traceback"))
-        progress = h.get("progress")
-        created = ms_to_datetime(opt_int("created_at"))
-        assert created is not None, "job hash without created_at"
+        progress = get("progress")
+        created = get("created_at")
+        assert created not in (None, ""), "job hash without created_at"
+        started, finished, run_at = get("started_at"), get("finished_at"), get("run_at")
+        status = h["status"]
+        webhook = get("webhook")
         return cls(
-            id=h["id"],
-            task=h["task"],
-            params=loads(h.get("params") or "{}"),
-            status=JobStatus(h["status"]),
-            attempts=int(h.get("attempts") or 0),
-            max_attempts=int(h.get("max_attempts") or 1),
-            timeout=float(h.get("timeout") or 0),
+            id=job_id,
+            task=task,
+            params=loads(get("params") or "{}"),
+            status=_STATUSES.get(status) or JobStatus(status),
+            attempts=int(get("attempts") or 0),
+            max_attempts=int(get("max_attempts") or 1),
+            timeout=float(get("timeout") or 0),
             progress=float(progress) if progress not in (None, "") else None,
-            message=h.get("message") or None,
-            created_at=created,
-            started_at=ms_to_datetime(opt_int("started_at")),
-            finished_at=ms_to_datetime(opt_int("finished_at")),
+            message=get("message") or None,
+            created_at=datetime.fromtimestamp(int(created) / 1000, tz=UTC),
+            started_at=datetime.fromtimestamp(int(started) / 1000, tz=UTC) if started else None,
+            finished_at=datetime.fromtimestamp(int(finished) / 1000, tz=UTC) if finished else None,
             error=error,
-            worker=h.get("worker") or None,
-            owner=h.get("owner") or "default",
-            seq=int(h.get("seq") or 0),
-            run_at=ms_to_datetime(opt_int("run_at")),
-            cancel_requested=h.get("cancel_requested") == "1",
-            result_type=h.get("result_type") or None,
-            queue=h.get("queue") or "jobs",
-            priority=int(h.get("priority") or DEFAULT_PRIORITY),
-            callback_url=h.get("callback") or None,
-            webhook=loads(h["webhook"]) if h.get("webhook") else None,
+            worker=get("worker") or None,
+            owner=get("owner") or "default",
+            seq=int(get("seq") or 0),
+            run_at=datetime.fromtimestamp(int(run_at) / 1000, tz=UTC) if run_at else None,
+            cancel_requested=get("cancel_requested") == "1",
+            result_type=get("result_type") or None,
+            queue=get("queue") or "jobs",
+            priority=int(get("priority") or DEFAULT_PRIORITY),
+            callback_url=get("callback") or None,
+            webhook=loads(webhook) if webhook else None,
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -22,9 +22,9 @@ from typing import Any, NamedTuple, TypeVar
 
 import hiredis
 import redis
+import redis.connection
 from redis.backoff import ExponentialBackoff
 from redis.commands.core import Script
-from redis.connection import HiredisRespSerializer
 from redis.exceptions import NoScriptError
 
 from jobs_core import tracing
@@ -38,6 +38,8 @@ RESENDS = 3
 BACKOFF = ExponentialBackoff(cap=1.0, base=0.05)
 #: The errors after which a call may or may not have run (the reply never came).
 LOST = (redis.ConnectionError, redis.TimeoutError)
+#: redis-py's packer of connections that pack with hiredis (a dependency of jobs-core): see :func:`_pack`
+_HIREDIS_PACKER: Any = getattr(redis.connection, "HiredisRespSerializer", None)
 
 
 class NotSent(redis.ConnectionError):
@@ -193,27 +195,27 @@ def _send_once(client: redis.Redis, commands: Sequence[Sequence[Any]], held: Hel
 def _pack(conn: Any, commands: Sequence[Sequence[Any]]) -> Any:
     """The commands in the Redis protocol, in one write (:class:`Packed` ones as they are).
 
-    With hiredis (a dependency of this package) each command goes straight to ``hiredis.pack_command``, the
-    very packer redis-py's ``HiredisRespSerializer`` calls, so the bytes are the same; redis-py's own path
-    first walked every argument in Python (a generator step and an ``isinstance`` each: ~60% of packing a
-    lone submission's 54 arguments, ~1 ms of a 500-job batch's 4,000; bench/analysis.md, profile 30)."""
-    if isinstance(getattr(conn, "_command_packer", None), HiredisRespSerializer):
-        return [b"".join(c.data if isinstance(c, Packed) else _hiredis_pack(c) for c in commands)]
+    On a connection that packs with hiredis, the commands go to ``hiredis.pack_command`` as they are: redis-py's
+    packer first walks every argument in Python to turn ``bytearray``/``memoryview`` into bytes (which these
+    calls never send), ~75 generator steps and ``isinstance`` calls for a lone submission's 35 arguments, a
+    third of the Python a library submission runs before its bytes leave (issue 16, library round trip).
+    Same bytes on the wire; anything hiredis refuses goes the ordinary way (which converts or raises)."""
+    if _HIREDIS_PACKER is not None and type(getattr(conn, "_command_packer", None)) is _HIREDIS_PACKER:
+        try:
+            return [b"".join(c.data if isinstance(c, Packed) else _hiredis_pack(c) for c in commands)]
+        except (TypeError, ValueError):
+            pass
     if not any(isinstance(c, Packed) for c in commands):
         return conn.pack_commands(commands)
     return [b"".join(c.data if isinstance(c, Packed) else b"".join(conn.pack_command(*c)) for c in commands)]
 
 
 def _hiredis_pack(command: Sequence[Any]) -> bytes:
-    # what HiredisRespSerializer.pack does for a command whose name is one word and whose arguments are
-    # str, bytes, int or float (our scripts' calls); anything else (a bytearray, a bad type) takes its path
-    if isinstance(command[0], str) and " " not in command[0]:
-        try:
-            packed: bytes = hiredis.pack_command(tuple(command))
-            return packed
-        except TypeError:
-            pass
-    return b"".join(HiredisRespSerializer().pack(*command))
+    """One command through hiredis; a name of two words (``CONFIG GET``) is left to redis-py, which splits it."""
+    if " " in command[0]:
+        raise ValueError("a command name of two words")
+    data: bytes = hiredis.pack_command(tuple(command))
+    return data
 
 
 def resent(send: Callable[[int], T], first: int = 1) -> T:

@@ -54,6 +54,9 @@ from jobs_core.schedule_store import ScheduleStore
 from jobs_core.serialization import dumps
 from jobs_core.waiting import JSON_MEDIA_TYPE, Waiting
 
+#: Tenants whose key names a store keeps spelled (more: it starts over; a library may pass any owner)
+MAX_CACHED_OWNERS = 1024
+
 
 def queue_entry(job_id: str) -> str:
     """The queue list entry for a job: its id JSON-encoded, as ``hotqueue(serializer=json)`` writes."""
@@ -114,8 +117,9 @@ class JobStore(Delivery, Waiting, Browse, BulkStore, QueueAdmin, ScheduleStore, 
         self._task_cache: tuple[float, dict[str, TaskInfo]] = (float("-inf"), {})
         self._queue_blocks: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {}
         self._lone_keys: dict[tuple[str, int], tuple[tuple[str, ...], tuple[str, ...]]] = {}
-        #: owner -> (its index, its no-Idempotency-Key key): key names spelled once per tenant, not per call
-        self._owner_keys: dict[str, tuple[str, str]] = {}
+        k = self.keys
+        self._lone_fixed = (k.index, k.pending, k.seq, k.queues, k.job_prefix)  # ENQUEUE_ONE's fixed names
+        self._owner_keys: dict[str, tuple[str, str]] = {}  # tenant -> (its index, its no-key idempotency key)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> JobStore:
@@ -222,11 +226,11 @@ class JobStore(Delivery, Waiting, Browse, BulkStore, QueueAdmin, ScheduleStore, 
         position = {q: n + 1 for n, q in enumerate(queue_names)}
         digest = ""
         owner_keys = self._owner_keys.get(owner)
-        if owner_keys is None:
-            owner_keys = (self.keys.owner_index(owner), self.keys.idempotency(owner, "-"))
-            if len(self._owner_keys) < 10_000:  # tenants are configured, but never let the map grow unbounded
-                self._owner_keys[owner] = owner_keys
-        idem_key = owner_keys[1]
+        if owner_keys is None:  # spelled once per tenant (a lone submission's key names are most of its Python)
+            if len(self._owner_keys) >= MAX_CACHED_OWNERS:
+                self._owner_keys.clear()
+            owner_keys = self._owner_keys[owner] = (self.keys.owner_index(owner), self.keys.idempotency(owner, "-"))
+        owner_index, idem_key = owner_keys
         if idempotency_key is not None:
             digest = digest_of()
             idem_key = self.keys.idempotency(
@@ -254,7 +258,7 @@ class JobStore(Delivery, Waiting, Browse, BulkStore, QueueAdmin, ScheduleStore, 
             header = [owner, max_pending or 0, max_pending_per_tenant or 0,
                       "1" if idempotency_key is not None else "0", digest, len(items), traceparent,
                       callback_url or "", reply_to or ""]
-            part = _Part(queue_names, header, job_args, owner_keys[0], idem_key)
+            part = _Part(queue_names, header, job_args, owner_index, idem_key)
             reply = self._enqueue(part, weight=len(items), span=span)
         kind = text(reply[0])
         if kind == "full":
@@ -326,11 +330,11 @@ class JobStore(Delivery, Waiting, Browse, BulkStore, QueueAdmin, ScheduleStore, 
                 (q.control, q.wake, q.delayed, *mine),
                 tuple(x for x in (*q.waiting_lists, *q.paused_lists) if x not in mine),
             )
-        k = self.keys
-        keys: list[Any] = [k.index, k.pending, k.seq, k.queues, part.owner_index, part.idem_key, *lone[0]]
+        index, pending, seq, queues, job_prefix = self._lone_fixed
+        keys: list[Any] = [index, pending, seq, queues, part.owner_index, part.idem_key, *lone[0]]
         if part.header[1]:  # a per-queue cap: the script counts the other lists when one exists
             keys += lone[1]
-        return keys, [k.job_prefix, self.settings.idempotency_ttl_seconds, queue, *part.header, *part.jobs]
+        return keys, [job_prefix, self.settings.idempotency_ttl_seconds, queue, *part.header, *part.jobs]
 
     def _queue_block(self, queue: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
         """The queue's KEYS and ARGV blocks (``lua/includes/queues.lua``), built once per queue: a submission

@@ -77,6 +77,14 @@ def _delivered(data: object) -> tuple[Job, Result | None] | None:
     return job, Result(data=parts[2], media_type=job.result_type or JSON_MEDIA_TYPE)
 
 
+def _as_delivered(response: object) -> object:
+    """The pub/sub connection's handler of RESP3 push messages (redis-py's default protocol): the message as
+    it came. redis-py's own handler builds ``"Push response: " + str(response)`` for a debug line on every
+    message, whatever the log level: the repr of the whole delivered record and result (~33 k instructions
+    for a small result, more per byte of a large one), after the waiter's last wake-up (issue 16)."""
+    return response
+
+
 class _Listener:
     """One thread's pub/sub connection, its reply channel (once subscribed) and the jobs it expects there."""
 
@@ -307,7 +315,8 @@ class Waiting:
     def _listener(self) -> _Listener:
         listener = getattr(self._local, "listener", None)
         if listener is None:
-            listener = _Listener(cast(redis.client.PubSub, self.redis.pubsub()))  # type: ignore[no-untyped-call]
+            pubsub = self.redis.pubsub(push_handler_func=_as_delivered)  # type: ignore[no-untyped-call]
+            listener = _Listener(cast(redis.client.PubSub, pubsub))
             self._local.listener = listener
         return cast(_Listener, listener)
 

@@ -63,6 +63,16 @@ local function offers_task(offers, task)
   end
   return false
 end
+-- Whether a queue holds work an idle worker could claim: an entry in a waiting list (an emptied list is
+-- deleted, so EXISTS counts the non-empty ones), or with `parked` a parked one (for a worker that offers
+-- its task); one command, run only by a claim after a wait that filled up (the wake rule in claim_batch).
+local function work_left(q, parked)
+  local w = q.waiting
+  if parked then
+    return redis.call('EXISTS', w[9], w[8], w[7], w[6], w[5], w[4], w[3], w[2], w[1], w[0], q.parked) > 0
+  end
+  return redis.call('EXISTS', w[9], w[8], w[7], w[6], w[5], w[4], w[3], w[2], w[1], w[0]) > 0
+end
 local function claim_batch(c, queues, wanted, now)
   local out = {}
   local budget = wanted * 4 + 8 -- entries examined at most (stale ones are dropped, not counted as claims)
@@ -164,17 +174,23 @@ local function claim_batch(c, queues, wanted, now)
     return room
   end
   -- The wake rule: a token is taken only by a worker's blocking wait (BLPOP on all its queues' wake lists),
-  -- and the claim that follows that wait (c.waited) passes it on when it stops with work maybe left behind
-  -- (out of room or budget), or when it fills up before reaching some of its queues (the token may have
-  -- been meant for their work: a submission wakes only when a list was empty, push_waiting). Any other
+  -- and the claim that follows that wait (c.waited) passes it on when it stops with work left behind (out
+  -- of room or budget), or when it fills up before reaching some of its queues that hold work (the token
+  -- may have been meant for it: a submission wakes only when a list was empty, push_waiting). Any other
   -- claim (a busy worker refilling its slots) took no token, so a token that was out is still out and an
   -- idle worker's claim is still to come: it wakes nobody, which saves an LLEN per call (issue 16,
   -- profile 20). A worker of the version before this passes one on after every full claim (harmless).
+  -- "Work left" is looked up (work_left), not assumed from a full claim: a 1-slot worker's wake claim is
+  -- always full, and the token it passed on for nothing sent it, idle again after the job, through a
+  -- blocking wait that returned at once and a claim that found nothing: one BLPOP and one claim more per
+  -- job, and the 1-slot round trip's ~27 ms p50 (profile 26).
   for i, q in ipairs(queues) do
     local left = wanted - #out / 8 -- 8 fields per claimed job (7 before 'owner' joined: it under-claimed)
     if left <= 0 or budget <= 0 then
       if c.waited then
-        for j = i, #queues do wake(queues[j]) end
+        for j = i, #queues do
+          if work_left(queues[j], true) then wake(queues[j]) end -- not looked at: any parked job counts
+        end
       end
       break
     end
@@ -192,21 +208,30 @@ local function claim_batch(c, queues, wanted, now)
         local cap_room = tonumber(ctl[2]) - redis.call('ZCARD', q.leases)
         if cap_room <= left then room, capped = cap_room, true end
       end
+      -- parked jobs of tasks this worker offers maybe left (the wake rule above). Parked jobs of tasks it
+      -- lacks got a token when parked; one it took is not passed on for them (nor by a claim that did not
+      -- fill up, before): a worker that offers their task claims them at its wait's timeout at the latest,
+      -- and a task no worker offers any more leaves no token cycling through every wake claim
+      local parked_left = false
       if room > 0 and ctl[3] == '1' then
         for _, task in ipairs(redis.call('SMEMBERS', q.parked)) do
-          if room > 0 and offered(task) then
-            local empty
-            room, empty = drain(q, q.parked_prefix .. task, room)
+          if offered(task) then
+            local empty = false
+            if room > 0 then room, empty = drain(q, q.parked_prefix .. task, room) end
             if empty then
               redis.call('SREM', q.parked, task)
               if redis.call('SCARD', q.parked) == 0 then redis.call('HDEL', q.control, 'parked') end
+            else
+              parked_left = true
             end
           end
         end
       end
       if room > 0 and budget > 0 then room = drain_waiting(q, room) end
-      -- out of room with work maybe left behind: wake an idle worker for it (the wake rule above)
-      if c.waited and (room <= 0 or budget <= 0) and not capped then wake(q) end
+      -- out of room with work left behind: wake an idle worker for it (the wake rule above)
+      if c.waited and (room <= 0 or budget <= 0) and not capped and (parked_left or work_left(q, false)) then
+        wake(q)
+      end
     end
     -- this queue's leases in one ZADD, before a later queue block's cap check could read the zset
     if #q.lease_add > 0 then call_chunked('ZADD', q.leases, q.lease_add) end
