@@ -46,6 +46,9 @@ PROGRESS_INTERVAL_SECONDS = 0.2  # at most this often per job is progress writte
 BUSY_POLL_SECONDS = 0.05  # while some slots run and the queue is empty, look for work this often when the
 # second connection's wait (jobs_worker.waker) cannot be made
 BLOCK_SECONDS = 1.0  # longest blocking wait on the queue when every slot is idle
+# a partially busy worker blocks for a wake token once its oldest running job has run this long: a lone short
+# job ends before, and the idle worker's own wait follows (a job submitted meanwhile waits at most this long)
+ARM_AFTER_SECONDS = 0.01
 
 
 WORKER_LOST = JobError("WorkerLost", "the worker running this attempt stopped heartbeating (killed or lost)")
@@ -202,7 +205,7 @@ class Worker:
                 # an idle worker whose blocking wait just came back empty (its timeout, or a token whose work
                 # another claim took) goes straight back to it: a pause here (50 ms) was a job's wait when it
                 # came meanwhile (profile 26: the 1-slot round trip's ~27 ms p50)
-                no_pause = (found and self._free()) or self.waited_empty
+                no_pause = (found and self._free()) or (self.waited_empty and not self.waker.pending)
                 self._collect(0.0 if no_pause else self._wait_time())
             self._enforce_deadlines()
             self._flush_progress()
@@ -240,13 +243,19 @@ class Worker:
             # the last claim emptied the queues: claiming again at once finds nothing but costs a Redis round
             # trip, during which a job just started may end (its result then waits in the pipe: issue 16's
             # round trip). Busy: block for a wake token on the second connection, beside the children (a
-            # job queued since left a token: it was queued on an empty list); without it, wait for the
-            # children first (at most BUSY_POLL_SECONDS), then look again. Idle: straight to the blocking
-            # wait, whose claim follows it
-            self.claimed_short = False
+            # job queued since left a token: it was queued on an empty list), once the oldest running job
+            # has run ARM_AFTER_SECONDS: a lone short job ends before, and the idle worker's wait, its
+            # claim pipelined behind it, follows (a token the second connection took would cost the next
+            # job a round trip more). Without that connection, wait for the children first (at most
+            # BUSY_POLL_SECONDS), then look again. Idle: straight to the blocking wait, whose claim follows it
             if not idle:
-                self.waker.arm(monotonic())
+                now = monotonic()
+                if now < self._arm_at():
+                    return False  # (claimed_short kept: _wait_time wakes the loop then)
+                self.claimed_short = False
+                self.waker.arm(now)
                 return False
+            self.claimed_short = False
             self.waited_empty = True
         self.claimed_short = False
         # an idle worker whose wait just ended with an empty claim goes straight back to waiting (a wake
@@ -295,10 +304,17 @@ class Worker:
         if was_idle and jobs:
             self.pod_cost.set_busy(True)
 
+    def _arm_at(self) -> float:
+        """When a partially busy worker starts its wait for a wake token: ARM_AFTER_SECONDS after its oldest
+        running job started (see _fill_slots)."""
+        return min(s.running.started for s in self._busy() if s.running) + ARM_AFTER_SECONDS
+
     def _wait_time(self) -> float:
         """How long to wait for children when nothing else is due."""
         until_beat = max(0.0, self.next_heartbeat - monotonic())
         if self._free() and not self.waker.pending:  # (the waker's reply ends the wait when work comes)
+            if self.claimed_short and self._busy():
+                return max(0.0, min(until_beat, self._arm_at() - monotonic()))  # then the waker is armed
             return min(BUSY_POLL_SECONDS, until_beat)
         deadlines = [s.running.deadline for s in self._busy() if s.running]
         cancels = [s.running.cancel_at for s in self._busy() if s.running and s.running.cancel_at]
