@@ -29,7 +29,9 @@ BASE = "python:3.12-slim"
 SIZE_BUDGET_MB = {"api": 60, "worker": 130}
 
 if os.environ.get("JOBS_SKIP_CONTAINER_TESTS") == "1":
-    pytest.skip("JOBS_SKIP_CONTAINER_TESTS=1", allow_module_level=True)
+    pytest.skip("JOBS_SKIP_CONTAINER_TESTS=1 opts out of the image tests (a machine without Docker); "
+                "tests/e2e/test_local_stack.py runs their scenarios against local processes instead",
+                allow_module_level=True)
 
 
 @pytest.fixture(scope="session")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import functools
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import jsonschema
@@ -81,14 +82,34 @@ def validate_object(obj: Obj, k8s_version: str) -> list[str]:
     return []
 
 
+@pytest.fixture(scope="module")
+def _schema_files_read_once() -> Iterator[None]:
+    """kubernetes-validate reads and parses its schema files (the definitions file is megabytes) for every
+    object it validates; the files do not change during a run, so each is parsed once here. What is
+    validated, and against what, is unchanged."""
+    read = functools.cache(kubernetes_validate.utils.schema_contents)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(kubernetes_validate.utils, "schema_contents", read)
+        yield
+
+
 @pytest.mark.parametrize("k8s_version", K8S_VERSIONS)
+@pytest.mark.usefixtures("_schema_files_read_once")
 def test_every_object_validates(all_sources: dict[str, list[Obj]], k8s_version: str) -> None:
-    errors = []
+    # most value sets render many of the same objects: each distinct object is validated once, and its
+    # errors are reported for every source that rendered it
+    sources_of: dict[str, list[str]] = {}
+    objects_by_text: dict[str, Obj] = {}
     for source, objects in all_sources.items():
         assert objects, f"{source} rendered nothing"
         for obj in objects:
-            for err in validate_object(obj, k8s_version):
-                errors.append(f"{source} {obj['kind']}/{obj['metadata']['name']}: {err}")
+            text = json.dumps(obj, sort_keys=True)
+            objects_by_text.setdefault(text, obj)
+            sources_of.setdefault(text, []).append(source)
+    errors = []
+    for text, obj in objects_by_text.items():
+        for err in validate_object(obj, k8s_version):
+            errors.extend(f"{source} {obj['kind']}/{obj['metadata']['name']}: {err}" for source in sources_of[text])
     assert not errors, "\n".join(errors)
 
 

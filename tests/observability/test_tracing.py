@@ -32,6 +32,21 @@ def receiver() -> Iterator[OtlpReceiver]:
         yield r
 
 
+@pytest.fixture(scope="module")
+def traced(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[tuple[ApiStack, OtlpReceiver]]:
+    """One traced stack (built-in tasks and ``chatty``) for the tests that submit and then read only their own
+    jobs' spans and log lines; the tests that kill or stop workers, or change a setting, start their own."""
+    tmp_path = tmp_path_factory.mktemp("traced")
+    (tmp_path / "obs_tasks.py").write_text(CHATTY)
+    with OtlpReceiver() as receiver:
+        stack = _stack(tmp_path, redis_url, receiver, workers=1, JOBS_TASK_MODULES="obs_tasks",
+                       PYTHONPATH=str(tmp_path)).start()
+        try:
+            yield stack, receiver
+        finally:
+            stack.stop()
+
+
 def _stack(tmp_path: Path, redis_url: str, receiver: OtlpReceiver, workers: int, **extra: str) -> ApiStack:
     env = {**TRACING_ENV, "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint, **extra}
     return ApiStack(tmp_path / "stack", redis_url, workers=workers, web_concurrency=2, extra_env=env)
@@ -86,18 +101,12 @@ def chatty(params, ctx):
 """
 
 
-def test_one_trace_from_the_submit_request_to_the_run(tmp_path: Path, redis_url: str,
-                                                      receiver: OtlpReceiver) -> None:
-    (tmp_path / "obs_tasks.py").write_text(CHATTY)
-    stack = _stack(tmp_path, redis_url, receiver, workers=1, JOBS_TASK_MODULES="obs_tasks",
-                   PYTHONPATH=str(tmp_path)).start()
-    try:
-        job_id = _submit(stack, "chatty", {"hello": "secret-param-value"})
-        _wait_status(stack, job_id, "succeeded")
-        spans = _spans_of(receiver, job_id, want=2)  # enqueue, run
-        record = redis.Redis.from_url(redis_url).hgetall(f"{stack.namespace}:job:{job_id}")
-    finally:
-        stack.stop()
+def test_one_trace_from_the_submit_request_to_the_run(traced: tuple[ApiStack, OtlpReceiver], redis_url: str) -> None:
+    stack, receiver = traced
+    job_id = _submit(stack, "chatty", {"hello": "secret-param-value"})
+    _wait_status(stack, job_id, "succeeded")
+    spans = _spans_of(receiver, job_id, want=2)  # enqueue, run
+    record = redis.Redis.from_url(redis_url).hgetall(f"{stack.namespace}:job:{job_id}")
 
     enqueue = next(s for s in spans if s.name == "enqueue chatty")
     run = next(s for s in spans if s.name == "run chatty")
@@ -124,11 +133,16 @@ def test_one_trace_from_the_submit_request_to_the_run(tmp_path: Path, redis_url:
     assert not any("secret-param-value" in json.dumps(s.attributes) for s in everything)
 
     # logs: one grep for the job id shows its story in the API and the worker, each line with the trace id
+    # (the stack runs on: its worker may write the attempt's last line just after the job reads succeeded)
+    story = {"job started", "job attempt ended", "via ctx.log", "printed by the task"}  # the task's lines too
+
+    def worker_story() -> list[dict[str, Any]]:
+        lines = [e for e in _log_lines(stack.workdir / "worker-0.log") if e.get("job") == job_id]
+        return lines if {e["msg"] for e in lines} >= story else []
+
+    worker_lines = wait_for(worker_story, 15, 0.1, f"the worker's log lines of job {job_id}")
     api_lines = [e for e in _log_lines(stack.error_log) if e.get("job") == job_id]
-    worker_lines = [e for e in _log_lines(stack.workdir / "worker-0.log") if e.get("job") == job_id]
     assert [e["msg"] for e in api_lines] == ["job submitted"]
-    assert {e["msg"] for e in worker_lines} >= {"job started", "job attempt ended", "via ctx.log",
-                                                "printed by the task"}  # the task's own lines too
     for entry in api_lines + worker_lines:
         assert entry["trace_id"] == trace_id and entry["task"] == "chatty" and "attempt" in entry
 
@@ -198,20 +212,16 @@ def test_retries_and_hand_backs_are_spans_of_the_same_trace(tmp_path: Path, redi
     assert len({r.attributes["jobs.worker"] for r in handed if r.name.startswith("run ")}) == 2
 
 
-def test_a_workflow_dependent_runs_in_the_submission_trace(tmp_path: Path, redis_url: str,
-                                                            receiver: OtlpReceiver) -> None:
-    stack = _stack(tmp_path, redis_url, receiver, workers=1).start()
-    try:
-        flow = {"nodes": [{"name": "fetch", "task": "echo", "params": {"a": 1}},
-                          {"name": "join", "task": "echo", "depends_on": ["fetch"]}]}
-        status, _, body = http("POST", stack.url + "/workflows", flow)
-        assert status in (201, 202), body
-        ids = {n["name"]: n["job_id"] for n in json.loads(body)["nodes"]}
-        _wait_status(stack, ids["join"], "succeeded")
-        _spans_of(receiver, ids["fetch"], want=2)
-        _spans_of(receiver, ids["join"], want=2)  # the enqueue (both ids) and its run, released later
-    finally:
-        stack.stop()
+def test_a_workflow_dependent_runs_in_the_submission_trace(traced: tuple[ApiStack, OtlpReceiver]) -> None:
+    stack, receiver = traced
+    flow = {"nodes": [{"name": "fetch", "task": "echo", "params": {"a": 1}},
+                      {"name": "join", "task": "echo", "depends_on": ["fetch"]}]}
+    status, _, body = http("POST", stack.url + "/workflows", flow)
+    assert status in (201, 202), body
+    ids = {n["name"]: n["job_id"] for n in json.loads(body)["nodes"]}
+    _wait_status(stack, ids["join"], "succeeded")
+    _spans_of(receiver, ids["fetch"], want=2)
+    _spans_of(receiver, ids["join"], want=2)  # the enqueue (both ids) and its run, released later
     spans = receiver.snapshot()
     enqueue = next(s for s in spans if s.name == "enqueue echo" and ids["join"] in (s.attributes.get("jobs.job_ids")
                                                                                     or []))

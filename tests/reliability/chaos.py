@@ -60,12 +60,14 @@ def run_with_chaos(
     settle_timeout: float = 120.0,
     job: Callable[[int], dict[str, object]] | None = None,
     spare: bool = False,
+    max_disruptions: int | None = None,
 ) -> tuple[Ledger, EventLog, Submitter, list[Disruption], float]:
     """Submit ``jobs`` sleep jobs (or ``job(n)``) through the API while ``act`` hits a random worker every
     ``every`` s (with ``spare``, never the last ready worker of its group: see :meth:`Stack.random_worker`;
     a hit with no such worker is skipped).
 
-    Chaos stops once every accepted job is terminal (and the submission is over). Returns the ledger,
+    Chaos stops once every accepted job is terminal (and the submission is over), or after
+    ``max_disruptions`` hits (the rest of the jobs then run on the workers as they are). Returns the ledger,
     the event log, the submitter (client-side stats), the disruptions and the wall time.
     """
     ledger = Ledger()
@@ -82,7 +84,7 @@ def run_with_chaos(
                 break
             if time.monotonic() - t0 > settle_timeout:
                 break
-            if time.monotonic() >= next_hit:
+            if time.monotonic() >= next_hit and (max_disruptions is None or len(disruptions) < max_disruptions):
                 victim = stack.random_worker(spare=spare)
                 if victim is None and spare:  # every group is down to one ready worker: try again shortly
                     time.sleep(0.2)

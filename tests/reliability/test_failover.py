@@ -217,7 +217,8 @@ def test_sentinel_failover_loses_no_acknowledged_job(workdir: Path) -> None:
         stack.stop()
 
 
-@pytest.mark.skipif(not report.FULL, reason="the negative control (the harness sees a loss) runs in the full profile")
+@pytest.mark.skipif(not report.FULL, reason="RELIABILITY_PROFILE=full only (make reliability): the negative "
+                    "control (ack off loses jobs: the harness can see a loss); make test runs the failover with ack on")
 def test_negative_control_without_replicated_ack_a_failover_loses_jobs(workdir: Path) -> None:
     """The same kill with JOBS_ACK_REPLICAS=0 and lagging replicas: the ledger must see the loss."""
     stack = SentinelStack(workdir, ack_replicas=0, workers=1, concurrency=2).start()

@@ -424,7 +424,7 @@ def parse_api_keys(text: str, source: str) -> dict[str, ApiKey]:
 
 def load_api_keys(env: Mapping[str, str]) -> dict[str, ApiKey]:
     """API keys from ``JOBS_API_KEYS`` and/or the file named by ``JOBS_API_KEYS_FILE``."""
-    keys = parse_api_keys(env.get("JOBS_API_KEYS", ""), "JOBS_API_KEYS")
+    api_keys = parse_api_keys(env.get("JOBS_API_KEYS", ""), "JOBS_API_KEYS")
     path = env.get("JOBS_API_KEYS_FILE", "").strip()
     if path:
         try:
@@ -433,7 +433,7 @@ def load_api_keys(env: Mapping[str, str]) -> dict[str, ApiKey]:
         except OSError as e:
             raise ConfigError(f"JOBS_API_KEYS_FILE: cannot read {path}: {e.strerror}") from e
         from_file = parse_api_keys(text, "JOBS_API_KEYS_FILE")
-        if from_file.keys() & keys.keys():  # which role would win is not for us to guess
+        if any(api_key in api_keys for api_key in from_file):  # which role would win is not for us to guess
             raise ConfigError("JOBS_API_KEYS_FILE: a key is also in JOBS_API_KEYS")
-        keys.update(from_file)
-    return keys
+        api_keys.update(from_file)
+    return api_keys
