@@ -59,6 +59,7 @@ class Waker:
             return True
         if now < self.retry_at:
             return False
+        sending = False
         try:
             if self.conn is None:
                 self.conn = self.client.connection_pool.get_connection()
@@ -68,10 +69,12 @@ class Waker:
                 # its id lets a stop cut the wait short (CLIENT UNBLOCK from the worker's other connection)
                 conn.send_command("CLIENT", "ID")
                 self.client_id = int(conn.read_response())
+            sending = True
             conn.send_command("BLPOP", *self.keys, WAIT_SECONDS)
         except (redis.ConnectionError, redis.TimeoutError, redis.ResponseError, OSError) as e:
-            # nothing sent or no reply expected: no token can have been taken
+            # before the BLPOP no token can have been taken; a send that failed may still have reached Redis
             self._drop()
+            self.news = "?" if sending else None
             self.retry_at = now + RETRY_SECONDS
             log.warning("could not start the wait for work on a second connection; looking every 50 ms",
                         extra={"error": str(e)})
