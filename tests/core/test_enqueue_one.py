@@ -21,6 +21,7 @@ from jobs_core import scripts
 from jobs_core.config import Settings
 from jobs_core.errors import IdempotencyConflict, QueueFull
 from jobs_core.event_stream import job_events
+from jobs_core.model import Job
 from jobs_core.store import JobStore
 from support.redis_server import RedisServer
 
@@ -164,10 +165,9 @@ def test_a_lone_submission_costs_nine_commands_and_the_caps_one_more(private_red
                            "xadd": 1, **({"exists": 1} if caps else {})})
 
 
-def test_a_resent_lone_call_is_answered_as_its_first_run(private_redis: RedisServer) -> None:
-    """A send numbered above 1, or without a number (an older client), that already ran reads the record and
-    writes nothing; an invalid layout is refused, never a Lua error."""
-    store, _ = _stores(private_redis)
+def _lone_call(server: RedisServer) -> tuple[JobStore, redis.Redis, Job, list[Any], list[Any]]:
+    """A store, a client, and the KEYS / ARGV (no send number) of a lone submission of owner 'r' that ran."""
+    store, _ = _stores(server)
     admin = redis.Redis.from_url(store.settings.redis_url)
     store.enqueue("t", {"warm": 1})
     part_of: list[Any] = []
@@ -175,6 +175,13 @@ def test_a_resent_lone_call_is_answered_as_its_first_run(private_redis: RedisSer
     store._enqueue.lone = (store._enqueue.lone[0], lambda p: part_of.append(p) or build(p))  # type: ignore[index]
     job, _ = store.enqueue("t", {"i": 1}, owner="r")
     keys, args = build(part_of[0])  # type: ignore[misc]
+    return store, admin, job, keys, args
+
+
+def test_a_resent_lone_call_is_answered_as_its_first_run(private_redis: RedisServer) -> None:
+    """A send numbered above 1, or without a number (an older client), that already ran reads the record and
+    writes nothing; an invalid layout is refused, never a Lua error."""
+    store, admin, job, keys, args = _lone_call(private_redis)
     created_ms = int(admin.hget(store.keys.job(job.id), "created_at") or 0)
     for again in ([*args, 2], list(args)):
         assert admin.eval(scripts.ENQUEUE_ONE, len(keys), *keys, *again) == [[b"ok", created_ms, job.seq]]
@@ -187,6 +194,33 @@ def test_a_resent_lone_call_is_answered_as_its_first_run(private_redis: RedisSer
     bad[8] = 2  # a job count the lone layout does not take
     assert admin.eval(scripts.ENQUEUE_ONE, len(keys), *keys, *bad, 1) == [[b"invalid", b"malformed submission"]]
     assert admin.llen(store.keys.queue) == 2
+
+
+def test_priority_delay_and_caps_in_any_number_spelling_are_read_as_numbers(private_redis: RedisServer) -> None:
+    """The library's spellings (a digit, '0') are taken as text (profile 29); any other spelling a client may
+    send is read by tonumber as before: the record's priority is the digit, bad values are refused."""
+    store, admin, _, keys, args = _lone_call(private_redis)
+
+    def run(**at: Any) -> Any:
+        new = list(args)
+        new[12] = f"{args[12]}-{len(run_ids)}"  # a new job id each time
+        run_ids.append(new[12])
+        for i, v in at.items():
+            new[int(i[1:])] = v
+        return admin.eval(scripts.ENQUEUE_ONE, len(keys), *keys, *new, 1)
+
+    run_ids: list[str] = []
+    for spelling, stored in (("7", b"7"), ("7.0", b"7"), (" 3", b"3"), ("0x2", b"2"), ("9", b"9"), ("0", b"0")):
+        assert run(a19=spelling)[0][0] == b"ok", spelling
+        assert admin.hget(store.keys.job(run_ids[-1]), "priority") == stored, spelling
+    for bad in ("10", "-1", "x", "", "4.5", "55"):
+        assert run(a19=bad) == [[b"invalid", b"priority must be 0..9"]], bad
+    for bad in ("-5", "x", ""):
+        assert run(a17=bad) == [[b"invalid", b"delay must be >= 0"]], bad
+    assert run(a17="0.0")[0][0] == b"ok" and admin.hget(store.keys.job(run_ids[-1]), "run_at") is None
+    assert run(a17="250")[0][0] == b"ok" and admin.zscore(store.keys.delayed, run_ids[-1]) is not None
+    assert run(a4="1")[0] == [b"full", b"global", store.settings.queue.encode()]  # a cap of 1, 2 waiting
+    assert run(a4="x")[0][0] == b"ok" and run(a5="1.0")[0] == [b"full", b"tenant", b""]
 
 
 def test_a_lone_job_to_an_idle_queue_leaves_one_wake_token_for_one_command(private_redis: RedisServer) -> None:

@@ -162,6 +162,20 @@ def test_a_finish_and_claim_call_is_one_entry(store: JobStore) -> None:
         {"job": b, "status": "running", "tenant": "beta", "queue": store.keys.queue_name}]
 
 
+@pytest.mark.parametrize("tenant", ["plain-T_1.x", 'we"ird\\ /\u00fc\u2603\t\x01'])
+def test_an_entry_of_several_events_is_json_whatever_the_tenant_name(store: JobStore, tenant: str) -> None:
+    """An entry of several events decodes to the names as submitted, whatever they hold (quotes,
+    backslashes, '/', control characters, non-ASCII: the library takes any owner)."""
+    ids = [store.enqueue("echo", {}, owner=tenant)[0].id for _ in range(3)]
+    other = store.enqueue("echo", {}, owner="o")[0].id
+    start = store.last_event_id()
+    claimed = store.claim("w1", 4)
+    [(eid, fields)] = _entries(store, start)
+    assert [(c.id, c.owner) for c in claimed] == [*((i, tenant) for i in ids), (other, "o")]
+    assert [(e["job"], e["status"], e["tenant"], e["queue"]) for _, e in event_stream.expand(eid, fields)] == [
+        *((i, "running", tenant, store.keys.queue_name) for i in ids), (other, "running", "o", store.keys.queue_name)]
+
+
 def test_read_events_resumes_inside_an_entry(store: JobStore) -> None:
     start = store.last_event_id()
     jobs, _ = store.enqueue_many([Submission("echo", {}) for _ in range(3)], owner="alpha")

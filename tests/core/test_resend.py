@@ -9,6 +9,7 @@ closes the connection when Redis answers it. Had any re-send gone out as a first
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections import Counter
@@ -190,6 +191,55 @@ def test_an_idle_workers_pipelined_claim_whose_reply_was_lost_hands_it_its_job(
     assert ran["evalsha"] == 2 and ran["get"] == 1  # the claim, then its re-send reading the memo
     again = store.get(job.id)
     assert (again.status.value, again.attempts, again.worker) == ("running", 1, "w1")
+
+
+def _memo_store(private_redis: RedisServer, ns: str) -> tuple[JobStore, redis.Redis]:
+    settings = Settings(redis_url=private_redis.url, key_prefix=ns, queue=ns, lease_seconds=30.0)
+    return JobStore.from_settings(settings), private_redis.client()
+
+
+def test_the_claim_memo_is_text_and_a_repeat_is_answered_from_it(private_redis: RedisServer) -> None:
+    """The memo holds the token, the call's clock (the claimed jobs' started_at), the finishes' statuses and
+    the claimed ids (profile 29: no cjson per call); a repeat of the call gets the first run's reply."""
+    store, admin = _memo_store(private_redis, "m")
+    first, _ = store.enqueue("echo", {}, owner="t")
+    second, _ = store.enqueue("echo", {}, owner="t")
+    third, _ = store.enqueue("echo", {}, owner="t")
+    [running] = store.claim("w1", 1)
+    finish = Finish(running.id, running.attempt, "succeeded", result=Result(b"1", "application/json"))
+    keys, args = store._finish_claim_args("w1", [finish], 2)
+    reply = admin.evalsha(store._finish_claim.sha, len(keys), *keys, *args[:-1], f"{args[-1]}:1")
+    token, now, statuses, ids = admin.get(store.keys.claim_memo("w1")).decode().split("\n")
+    assert token == args[-1] and statuses == "succeeded" and ids == f"{second.id},{third.id}"
+    assert now == admin.hget(store.keys.job(second.id), "started_at").decode()
+    before = _calls(admin)
+    again = admin.evalsha(store._finish_claim.sha, len(keys), *keys, *args[:-1], f"{args[-1]}:2")
+    assert again == reply and [reply[0], reply[1][0], reply[1][8]] == \
+        [[b"succeeded"], second.id.encode(), third.id.encode()]
+    assert (_calls(admin) - before)["hset"] == 0  # answered, nothing run again
+    assert store.get(first.id).status.value == "succeeded" and store.get(second.id).attempts == 1
+    # a job of the memo no longer held by this claim (here: claimed at another time) is left out
+    admin.hset(store.keys.job(third.id), "started_at", "1")
+    again = admin.evalsha(store._finish_claim.sha, len(keys), *keys, *args[:-1], f"{args[-1]}:2")
+    assert again[0] == [b"succeeded"] and again[1] == reply[1][:8]
+    # another token is not answered from the memo: the call runs (nothing queued is left to claim)
+    other = admin.evalsha(store._finish_claim.sha, len(keys), *keys, *args[:-1], "other:2")
+    assert other[0] == [b"stale:succeeded"] and other[1] == []
+
+
+def test_a_claim_memo_of_the_version_before_is_still_read(private_redis: RedisServer) -> None:
+    """A JSON memo ({t, ids, att, st}, attempts as strings or numbers) is answered as before."""
+    store, admin = _memo_store(private_redis, "j")
+    job, _ = store.enqueue("echo", {}, owner="t")
+    other, _ = store.enqueue("echo", {}, owner="t")
+    store.claim("w1", 2)
+    keys, args = store._finish_claim_args("w1", (), 2)
+    admin.set(store.keys.claim_memo("w1"),
+              json.dumps({"t": "old", "ids": [job.id, other.id], "att": ["1", 2], "st": ["succeeded"]}))
+    reply = admin.evalsha(store._finish_claim.sha, len(keys), *keys, *args[:-1], "old:2")
+    # the first job's attempt matches; the second's memo says attempt 2, the record 1: not this claim's
+    assert reply[0] == [b"succeeded"] and reply[1][0] == job.id.encode() and len(reply[1]) == 8
+    assert reply[1][4] == 1
 
 
 def test_calls_are_packed_byte_for_byte_as_redis_py_packs_them(store: JobStore) -> None:

@@ -176,7 +176,7 @@ class Delivery:
     ) -> tuple[list[str], list[Any]]:
         """KEYS and ARGV of one FINISH_CLAIM call (a new claim token each time).
 
-        What does not change between a worker's calls (the queue blocks' 28 keys per queue, prefixes, TTLs,
+        What does not change between a worker's calls (the queue blocks' 17 keys per queue, prefixes, TTLs,
         the offered tasks) is built once and reused: rebuilding it was most of the Python between a child's
         result and the finish call (issue 16, round trip)."""
         ident = (worker_id, self.queues, self.offers, id(self.settings), self.keys, self._finish_claim.sha)
@@ -185,11 +185,11 @@ class Delivery:
             s = self.settings
             queues = self._queue_keys()
             keys = [self.keys.pending, self.keys.failed, self.keys.claim_memo(worker_id),
-                    *(key for k in queues for key in k.block)]
+                    *(key for k in queues for key in k.claim_block)]
             head: list[Any] = [worker_id, int(s.lease_seconds * 1000), self.keys.job_prefix, self.keys.result_prefix,
                                self.keys.events_prefix, s.result_ttl_seconds, s.record_ttl_seconds, s.history_seconds]
             offers: Any = "" if self.offers is None else dumps(list(self.offers))
-            tail: list[Any] = [a for k in queues for a in k.block_args]
+            tail: list[Any] = [a for k in queues for a in k.claim_block_args]
             packed = (bulk([self._finish_claim.sha, len(keys), *keys, *head]), bulk([offers, len(queues)]), bulk(tail))
             static = (ident, keys, head, offers, tail, packed)
             self._finish_claim_static = static

@@ -23,10 +23,22 @@
 -- Returns {reply}: enqueue.lua's reply list for its one submission ({'ok', created_ms, seq} | {'exists',
 --         id} | {'conflict', id} | {'full', 'global' | 'tenant', queue name} | {'invalid', what}).
 local prefix, qname, owner, id = ARGV[1], ARGV[3], ARGV[4], ARGV[13]
-local priority, delay = tonumber(ARGV[20]), tonumber(ARGV[18])
 if #ARGV < 20 or ARGV[9] ~= '1' or ARGV[19] ~= '1' then return {{'invalid', 'malformed submission'}} end
-if not priority or priority < 0 or priority > 9 or priority % 1 ~= 0 then return {{'invalid', 'priority must be 0..9'}} end
-if not delay or delay < 0 then return {{'invalid', 'delay must be >= 0'}} end
+-- what the library sends (a priority digit, no delay: '0') is taken as text, anything else through tonumber
+-- as before: a tonumber costs Redis ~1.5 k instructions and a string.format ~1.8 k, a comparison of strings
+-- ~0.1 k (issue 16, profile 29)
+local prio_s = ARGV[20]
+local b = #prio_s == 1 and string.byte(prio_s)
+if not b or b < 48 or b > 57 then
+  local priority = tonumber(prio_s)
+  if not priority or priority < 0 or priority > 9 or priority % 1 ~= 0 then return {{'invalid', 'priority must be 0..9'}} end
+  prio_s = string.format('%d', priority)
+end
+local delay = 0
+if ARGV[18] ~= '0' then
+  delay = tonumber(ARGV[18])
+  if not delay or delay < 0 then return {{'invalid', 'delay must be >= 0'}} end
+end
 if not tonumber(ARGV[16]) or not tonumber(ARGV[17]) then
   return {{'invalid', 'max_attempts and timeout must be numbers'}}
 end
@@ -45,7 +57,9 @@ local ctl = redis.call('HMGET', KEYS[7], 'paused', 'known', 'delayed')
 local paused = ctl[1] == '1'
 local list, other = KEYS[10], KEYS[11]
 if paused then list, other = KEYS[11], KEYS[10] end
-local cap, owner_cap = tonumber(ARGV[5]) or 0, tonumber(ARGV[6]) or 0
+local cap, owner_cap = 0, 0
+if ARGV[5] ~= '0' then cap = tonumber(ARGV[5]) or 0 end
+if ARGV[6] ~= '0' then owner_cap = tonumber(ARGV[6]) or 0 end
 -- the queue's cap (pending_in's count: every waiting and paused list and the delayed set). `extra`: the
 -- jobs outside the list this job goes to: none when no other key exists (one EXISTS), the delayed set's
 -- when it is the only one (+ ZCARD), else each list counted
@@ -88,7 +102,7 @@ emit(events_prefix_from_jobs(prefix), id, 'queued', owner, qname)
 local now_s = string.match(emit_flush(), '^%d+') -- the event's id dates the job (as enqueue.lua)
 local fields = {'id', id, 'task', ARGV[14], 'params', ARGV[15], 'status', 'queued', 'attempts', '0',
   'max_attempts', ARGV[16], 'timeout', ARGV[17], 'owner', owner, 'created_at', now_s, 'seq', seq_s,
-  'queue', qname, 'priority', string.format('%d', priority)}
+  'queue', qname, 'priority', prio_s}
 local nf = #fields
 if ARGV[10] ~= '' then fields[nf + 1], fields[nf + 2], nf = 'trace', ARGV[10], nf + 2 end
 if ARGV[11] ~= '' then fields[nf + 1], fields[nf + 2], nf = 'callback', ARGV[11], nf + 2 end

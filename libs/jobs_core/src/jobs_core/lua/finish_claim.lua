@@ -9,13 +9,13 @@
 -- charged), then claim up to N queued jobs for the slots that are free, from the worker's queues in its
 -- order. Outcomes are all checked before anything changes. CLAIM and FINISH are this script with no
 -- finishes or N = 0.
--- KEYS: 1 pending hash, 2 failed zset, 3 this worker's claim memo, then one queue block per queue the
---       worker consumes, in its order (includes/queues.lua)
+-- KEYS: 1 pending hash, 2 failed zset, 3 this worker's claim memo, then one claim block (17 keys) per queue
+--       the worker consumes, in its order (includes/queues.lua, claim_block)
 -- ARGV: 1 worker id, 2 lease ms, 3 job key prefix, 4 result key prefix, 5 events channel prefix,
 --       6 result TTL s, 7 record TTL s, 8 history TTL s, 9 N to claim (-N: the claim follows the worker's
 --       blocking wait on its wake lists and passes a wake token on, includes/claim_batch.lua), 10 tasks the
---       worker offers (JSON array; '' = any), 11 number of queues Q, 12 number of finishes F, then Q queue
---       blocks of ARGV, then F groups of 7: id, attempt, outcome, result bytes, result media type, error
+--       worker offers (JSON array; '' = any), 11 number of queues Q, 12 number of finishes F, then Q claim
+--       blocks of ARGV (4 each), then F groups of 7: id, attempt, outcome, result bytes, result media type, error
 --       JSON ('' = none), retry delay ms; last: claim token (new per call; repeated by a re-send, which gets
 --       the first run's reply) and ':' and the send number (jobs_core/resend.py: 1 on the first send, which
 --       skips the memo read; a token without it, from an older client, is checked)
@@ -28,8 +28,8 @@ if send ~= '1' then
   if replay then return replay end
 end
 local nq, nf = tonumber(ARGV[11]), tonumber(ARGV[12])
-local queues, by_name = queue_blocks(4, 13, nq)
-local fb = 13 + nq * QUEUE_ARGS
+local queues, by_name = queue_blocks(4, 13, nq, true)
+local fb = 13 + nq * CLAIM_ARGS
 for i = 0, nf - 1 do
   local outcome = ARGV[fb + i * 7 + 2]
   if not OUTCOMES[outcome] then return redis.error_reply('unknown outcome ' .. outcome) end
@@ -76,5 +76,5 @@ tally_flush(tally, KEYS[1])
 -- the transitions completed before it keep their events, as they did with one XADD per change
 emit_flush()
 if not ok then error(err, 0) end
-memo_save(KEYS[3], token, claimed, statuses, ARGV[2])
+memo_save(KEYS[3], token, claimed, statuses, ARGV[2], now_arg(now))
 return {statuses, claimed}

@@ -19,8 +19,10 @@ local function log_open_entry(n, worker, start)
   if worker ~= log_worker then log_worker, log_worker_json = worker, cjson.encode(worker) end
   return '{"n":' .. n .. ',"worker":' .. log_worker_json .. ',"start":' .. start .. '}'
 end
+-- n: the attempt number, or its digits (a string: the claim has them already)
 local function log_started(raw, n, worker, now)
-  local entry = log_open_entry(int_arg(n), worker, now_arg(now))
+  if type(n) ~= 'string' then n = int_arg(n) end
+  local entry = log_open_entry(n, worker, now_arg(now))
   if not raw then return '[' .. entry .. ']' end -- the first attempt: most jobs
   local log = cjson.decode(raw)
   while #log >= 20 do table.remove(log, 1) end

@@ -5,25 +5,69 @@
 --         orphans zset, dead-letter list, control hash, wake list, parked set
 --   ARGV: queue name, parked list prefix, history key prefix
 local QUEUE_KEYS, QUEUE_ARGS = 28, 3
+-- FINISH_CLAIM's blocks (claim_block): CLAIM_KEYS keys, the block's without the 10 paused lists and the
+-- in-flight list (waiting lists p9..p0, leases zset, delayed zset, orphans zset, dead-letter list, control
+-- hash, wake list, parked set: jobs_core.keys.Keys.claim_block), and CLAIM_ARGS names, the block's and the
+-- paused lists' prefix (Keys.claim_block_args). A worker's call touches a paused list only when a job goes
+-- back to a paused queue, and the in-flight list never; each key of a call costs Redis ~1 k instructions
+-- (issue 16, profile 29).
+local CLAIM_KEYS, CLAIM_ARGS = 17, 4
+-- The priority tables (q.waiting[p], q.paused[p]) are built on first use: the hot calls need neither (a
+-- worker's claim pops with LMPOP over KEYS[q.k] .. KEYS[q.k + 9]; its finishes touch a list only on a retry
+-- or hand-back), and building both for every block of every call was most of the block's cost (profile 29).
+-- A claim block names its paused lists by their prefix and the priority.
+local function queue_lists(q, name)
+  local k = q.k
+  if name == 'waiting' then
+    local t = {[0] = KEYS[k + 9], KEYS[k + 8], KEYS[k + 7], KEYS[k + 6], KEYS[k + 5], KEYS[k + 4], KEYS[k + 3],
+               KEYS[k + 2], KEYS[k + 1], KEYS[k]}
+    q.waiting = t
+    return t
+  elseif name == 'paused' then
+    local t
+    local pp = q.paused_prefix
+    if pp then
+      t = {[0] = pp .. '0', pp .. '1', pp .. '2', pp .. '3', pp .. '4', pp .. '5', pp .. '6', pp .. '7', pp .. '8',
+           pp .. '9'}
+    else
+      t = {[0] = KEYS[k + 19], KEYS[k + 18], KEYS[k + 17], KEYS[k + 16], KEYS[k + 15], KEYS[k + 14],
+           KEYS[k + 13], KEYS[k + 12], KEYS[k + 11], KEYS[k + 10]}
+    end
+    q.paused = t
+    return t
+  end
+  return nil
+end
+-- the blocks' metatable, made by the first block of a call
+local queue_lists_mt
 local function queue_block(kbase, abase)
   local k = kbase
-  -- one constructor per table, so Lua sizes each once (filling them one index at a time, the priority
-  -- tables from 9 down to 0, rehashed them several times: ~47 k instructions per block, profile 20)
-  return {
-    waiting = {[0] = KEYS[k + 9], KEYS[k + 8], KEYS[k + 7], KEYS[k + 6], KEYS[k + 5], KEYS[k + 4], KEYS[k + 3],
-               KEYS[k + 2], KEYS[k + 1], KEYS[k]},
-    paused = {[0] = KEYS[k + 19], KEYS[k + 18], KEYS[k + 17], KEYS[k + 16], KEYS[k + 15], KEYS[k + 14],
-              KEYS[k + 13], KEYS[k + 12], KEYS[k + 11], KEYS[k + 10]},
-    inflight = KEYS[k + 20], leases = KEYS[k + 21], delayed = KEYS[k + 22], orphans = KEYS[k + 23],
+  if not queue_lists_mt then queue_lists_mt = {__index = queue_lists} end
+  -- one constructor, so Lua sizes the table once (profile 20)
+  return setmetatable({
+    k = k, inflight = KEYS[k + 20], leases = KEYS[k + 21], delayed = KEYS[k + 22], orphans = KEYS[k + 23],
     dead = KEYS[k + 24], control = KEYS[k + 25], wake = KEYS[k + 26], parked = KEYS[k + 27],
     name = ARGV[abase], parked_prefix = ARGV[abase + 1], history_prefix = ARGV[abase + 2],
-  }
+  }, queue_lists_mt)
 end
--- n queue blocks from KEYS[kbase] / ARGV[abase] on: a list in order, and a table by name
-local function queue_blocks(kbase, abase, n)
+local function claim_block(kbase, abase)
+  local k = kbase
+  if not queue_lists_mt then queue_lists_mt = {__index = queue_lists} end
+  return setmetatable({
+    k = k, leases = KEYS[k + 10], delayed = KEYS[k + 11], orphans = KEYS[k + 12], dead = KEYS[k + 13],
+    control = KEYS[k + 14], wake = KEYS[k + 15], parked = KEYS[k + 16],
+    name = ARGV[abase], parked_prefix = ARGV[abase + 1], history_prefix = ARGV[abase + 2],
+    paused_prefix = ARGV[abase + 3],
+  }, queue_lists_mt)
+end
+-- n queue blocks from KEYS[kbase] / ARGV[abase] on: a list in order, and a table by name (claim: claim blocks)
+local function queue_blocks(kbase, abase, n, claim)
   local list, by_name = {}, {}
+  local nk, na = QUEUE_KEYS, QUEUE_ARGS
+  if claim then nk, na = CLAIM_KEYS, CLAIM_ARGS end
   for i = 0, n - 1 do
-    local q = queue_block(kbase + i * QUEUE_KEYS, abase + i * QUEUE_ARGS)
+    local q
+    if claim then q = claim_block(kbase + i * nk, abase + i * na) else q = queue_block(kbase + i * nk, abase + i * na) end
     list[#list + 1] = q
     by_name[q.name] = q
   end
