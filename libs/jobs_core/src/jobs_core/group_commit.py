@@ -43,7 +43,7 @@ from typing import Any
 import redis
 
 from jobs_core.config import Settings
-from jobs_core.resend import resent, script_once
+from jobs_core.resend import HeldConnection, resent, script_once
 
 #: Most parts in one round trip: bounds the script call's size and the last caller's wait.
 MAX_GROUP = 64
@@ -98,6 +98,8 @@ class GroupCommit:
         self._lock = threading.Lock()
         self._queue: deque[_Call] = deque()
         self._leading = False  # invariant: False only while the queue is empty
+        #: One round trip is in flight at a time (the leader's): it keeps one connection (see HeldConnection).
+        self._held = HeldConnection(client)
         #: Round trips (script calls) sent and parts answered by them (for the bench and tests).
         self.round_trips = 0
         self.calls = 0
@@ -162,7 +164,7 @@ class GroupCommit:
         keys, args = call if call is not None else self.build([c.part for c in group])
         # the send number goes last in ARGV: 1 lets the script skip its re-send check (lua/enqueue.lua)
         replies = resent(lambda n: script_once(self.client, script, keys, [*args, n], self.settings,
-                                               self.fence_key))
+                                               self.fence_key, held=self._held))
         if not isinstance(replies, list) or len(replies) != len(group):
             raise redis.ResponseError(f"enqueue answered {replies!r} for {len(group)} parts")
         for c, reply in zip(group, replies, strict=True):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -58,7 +59,25 @@ def is_legal(current: JobStatus, target: JobStatus) -> bool:
 
 def new_job_id() -> str:
     """A fresh job id (uuid4, canonical lowercase form)."""
-    return str(uuid.uuid4())
+    return _uuid4_text(os.urandom(16))
+
+
+def new_job_ids(n: int) -> list[str]:
+    """``n`` fresh job ids (as :func:`new_job_id`), from one read of the system's random source:
+    ``str(uuid.uuid4())`` builds a ``UUID`` object and makes a system call per id (~2-5 µs each, a
+    500-job batch's ids 1-2.5 ms; bench/analysis.md, profile 30)."""
+    raw = os.urandom(16 * n)
+    return [_uuid4_text(raw[i:i + 16]) for i in range(0, 16 * n, 16)]
+
+
+def _uuid4_text(raw: bytes) -> str:
+    # what str(uuid.UUID(bytes=raw, version=4)) gives: version 4, RFC 4122 variant, 8-4-4-4-12 hex digits
+    h = "%032x" % (int.from_bytes(raw) & _UUID4_CLEAR | _UUID4_SET)
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+_UUID4_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))
+_UUID4_SET = (0x4000 << 64) | (0x8000 << 48)
 
 
 def is_job_id(value: str) -> bool:
@@ -316,10 +335,7 @@ class Job:
 
     def to_dict(self) -> dict[str, Any]:
         """The public representation (times as RFC 3339 UTC strings); the API adds ``links``."""
-
-        def ts(d: datetime | None) -> str | None:
-            return d.isoformat(timespec="milliseconds").replace("+00:00", "Z") if d else None
-
+        ts = _rfc3339
         body = {
             "id": self.id,
             "task": self.task,
@@ -350,6 +366,22 @@ class Job:
                                "delivered": bool(hook.get("delivered")) and tried <= set(delivered_to),
                                "delivered_to": delivered_to}
         return body
+
+
+#: The last time :func:`_rfc3339` wrote, and its text: the jobs of a batch share one ``created_at`` object.
+_last_time: tuple[datetime | None, str] = (None, "")
+
+
+def _rfc3339(d: datetime | None) -> str | None:
+    global _last_time
+    if d is None:
+        return None
+    last = _last_time  # one tuple, read and replaced whole: safe across threads
+    if last[0] is d:
+        return last[1]
+    text = d.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    _last_time = (d, text)
+    return text
 
 
 def webhook_destination(event_id: str) -> str:

@@ -15,6 +15,7 @@ client's ``Retry`` would have used (:data:`RESENDS` more times).
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple, TypeVar
@@ -72,7 +73,8 @@ def bulk(args: Iterable[Any]) -> bytes:
     return b"".join(out)
 
 
-def send_once(client: redis.Redis, commands: Sequence[Sequence[Any]]) -> list[Any]:
+def send_once(client: redis.Redis, commands: Sequence[Sequence[Any]], held: HeldConnection | None = None,
+              ) -> list[Any]:
     """Send ``commands`` on one connection of ``client``'s pool, once, and read their replies in order.
 
     No automatic retry: a connection error or timeout closes the connection and is raised (the commands may
@@ -82,8 +84,8 @@ def send_once(client: redis.Redis, commands: Sequence[Sequence[Any]]) -> list[An
     """
     if tracing.enabled():
         with _redis_span(commands):
-            return _send_once(client, commands)
-    return _send_once(client, commands)
+            return _send_once(client, commands, held)
+    return _send_once(client, commands, held)
 
 
 def _redis_span(commands: Sequence[Sequence[Any]]) -> Any:
@@ -99,14 +101,79 @@ def _redis_span(commands: Sequence[Sequence[Any]]) -> Any:
                     "db.redis.args_length": first.argc if isinstance(first, Packed) else len(first)})
 
 
-def _send_once(client: redis.Redis, commands: Sequence[Sequence[Any]]) -> list[Any]:
+class HeldConnection:
+    """One connection of a client's pool kept between the calls of a caller whose calls never overlap (a
+    :class:`~jobs_core.group_commit.GroupCommit`: one round trip in flight per process at a time).
+
+    Checking a connection out of redis-py's pool and back costs about as much client CPU as the round trip
+    itself (a lock each way, its connection-count bookkeeping, a ``poll`` for stale data: ~10 of ~18 µs for a
+    ``PING``; bench/analysis.md, profile 30). A held connection skips that; it is given back (closed) after
+    any error, so the next call checks a fresh one out exactly as before, and one idle for over
+    :attr:`IDLE_CHECK_SECONDS` is checked for stale data as the pool would (a server that closed it).
+    A forked child never uses its parent's: it checks out its own.
+    """
+
+    IDLE_CHECK_SECONDS = 1.0
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.client = client
+        self._conn: Any = None
+        self._used = 0.0
+        self._pid = os.getpid()
+
+    def take(self) -> Any:
+        """The held connection, or one checked out of the pool (connected) now; :class:`NotSent` when no
+        connection could be made."""
+        conn, now = self._conn, time.monotonic()
+        if conn is not None and (self._pid != _PID[0] or (now - self._used > self.IDLE_CHECK_SECONDS
+                                                         and not _still_clean(conn))):
+            self.drop()
+            conn = None
+        try:
+            if conn is None:
+                conn = self.client.connection_pool.get_connection()  # connects: nothing is sent yet
+                self._conn, self._pid = conn, _PID[0]
+            elif conn._sock is None:  # closed under us (the pool disconnected its connections)
+                conn.connect()
+        except LOST as e:
+            self.drop()
+            raise NotSent(str(e)) from e
+        self._used = now
+        return conn
+
+    def drop(self) -> None:
+        """Close the held connection (a reply may be left unread on it) and give it back to the pool."""
+        conn, self._conn = self._conn, None
+        if conn is not None and self._pid == _PID[0]:
+            conn.disconnect()
+            self.client.connection_pool.release(conn)
+
+
+#: This process's id, kept current across forks (``os.getpid()`` is a system call).
+_PID = [os.getpid()]
+os.register_at_fork(after_in_child=lambda: _PID.__setitem__(0, os.getpid()))
+
+
+def _still_clean(conn: Any) -> bool:
+    try:
+        return not conn.can_read()
+    except (redis.ConnectionError, OSError):
+        return False
+
+
+def _send_once(client: redis.Redis, commands: Sequence[Sequence[Any]], held: HeldConnection | None = None,
+               ) -> list[Any]:
     pool = client.connection_pool
+    conn: Any
+    if held is not None:
+        conn = held.take()
+    else:
+        try:
+            conn = pool.get_connection()  # connects (redis-py retries the connect itself: nothing is sent yet)
+        except LOST as e:
+            raise NotSent(str(e)) from e
     try:
-        conn = pool.get_connection()  # connects (redis-py retries the connect itself: nothing is sent yet)
-    except LOST as e:
-        raise NotSent(str(e)) from e
-    try:
-        conn.send_packed_command(_pack(conn, commands))  # type: ignore[no-untyped-call]
+        conn.send_packed_command(_pack(conn, commands))
         out: list[Any] = []
         for c in commands:
             try:
@@ -115,10 +182,14 @@ def _send_once(client: redis.Redis, commands: Sequence[Sequence[Any]]) -> list[A
                 out.append(e)
         return out
     except BaseException:
-        conn.disconnect()  # type: ignore[no-untyped-call]  # a reply may be left unread on it: never hand it to another call
+        if held is not None:
+            held.drop()
+        else:
+            conn.disconnect()  # a reply may be left unread on it: never hand it to another call
         raise
     finally:
-        pool.release(conn)
+        if held is None:
+            pool.release(conn)
 
 
 def _pack(conn: Any, commands: Sequence[Sequence[Any]]) -> Any:
@@ -167,9 +238,11 @@ def resent(send: Callable[[int], T], first: int = 1) -> T:
 
 
 def script_once(client: redis.Redis, script: Script, keys: Sequence[Any], args: Sequence[Any],
-                settings: Settings, fence_key: str, packed: Packed | None = None) -> Any:
+                settings: Settings, fence_key: str, packed: Packed | None = None,
+                held: HeldConnection | None = None) -> Any:
     """One send of ``script`` (``EVALSHA``) with :func:`send_once`, its reply or its error raised
-    (``packed``: that same ``EVALSHA`` already in the Redis protocol, sent instead).
+    (``packed``: that same ``EVALSHA`` already in the Redis protocol, sent instead; ``held``: the caller's
+    connection, see :class:`HeldConnection`).
 
     ``NOSCRIPT`` (a restarted Redis, a promoted replica: the script did not run) loads it and sends again.
     With ``JOBS_ACK_REPLICAS`` the fence write, ``WAIT`` and ``WAITAOF`` follow on the same connection and
@@ -182,7 +255,7 @@ def script_once(client: redis.Redis, script: Script, keys: Sequence[Any], args: 
         if replicas:
             commands += [("SET", fence_key, b"1"), ("WAIT", replicas, timeout_ms),
                          ("WAITAOF", 1, replicas, timeout_ms)]
-        out = send_once(client, commands)
+        out = send_once(client, commands, held)
         if isinstance(out[0], NoScriptError) and rerun < NOSCRIPT_RERUNS:
             client.script_load(script.script)
             continue

@@ -47,6 +47,7 @@ from jobs_core.model import (
     TaskInfo,
     is_job_id,
     new_job_id,
+    new_job_ids,
 )
 from jobs_core.queues import QueueAdmin, TaskStatus
 from jobs_core.schedule_store import ScheduleStore
@@ -238,12 +239,11 @@ class JobStore(Delivery, Waiting, Browse, BulkStore, QueueAdmin, ScheduleStore, 
         # (id, max_attempts, timeout) per item; the Job objects are built once, from the reply
         made: list[tuple[str, int, float]] = []
         job_args: list[Any] = []
-        for item in items:
+        for item, job_id in zip(items, new_job_ids(len(items)) if len(items) > 1 else (new_job_id(),), strict=True):
             if not MIN_PRIORITY <= item.priority <= MAX_PRIORITY:
                 raise ValueError(f"priority must be {MIN_PRIORITY}..{MAX_PRIORITY}, got {item.priority}")
             attempts = item.max_attempts if item.max_attempts is not None else s.default_max_attempts
             job_timeout = float(item.timeout if item.timeout is not None else s.default_timeout_seconds)
-            job_id = new_job_id()
             made.append((job_id, attempts, job_timeout))
             job_args += [job_id, item.task, dumps(item.params), attempts, job_timeout, int(item.delay * 1000),
                          position[item.queue or s.queue], item.priority]

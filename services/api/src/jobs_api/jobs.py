@@ -15,6 +15,7 @@ from jobs_core.config import Role
 from jobs_core.errors import IdempotencyConflict, QueueFull
 from jobs_core.model import DEFAULT_PRIORITY, Job, JobStatus, Submission, is_job_id
 from jobs_core.serialization import EncodingError, dumps
+from jobs_core.store import JobStore
 
 from jobs_api import openapi, openapi_batch, prefer
 from jobs_api.auth import current_principal, current_tenant, forbidden, job_owner, protect, requires
@@ -99,14 +100,15 @@ def _submit_schema() -> FixedSchema:
     return FixedSchema(openapi.submit_request_schema())
 
 
-def _checked(body: Any, base: str = "") -> Submission:
+def _checked(body: Any, base: str = "", store: JobStore | None = None) -> Submission:
     """``body`` (one SubmitRequest) as a :class:`Submission` routed to its task's queue, the task's defaults
-    applied; raises :class:`_Invalid` with JSON pointers under ``base``."""
+    applied; raises :class:`_Invalid` with JSON pointers under ``base``. ``store``: the app's (a batch
+    looks it up once, not once per job)."""
     errors = _submit_schema().errors(body, base)
     if errors:
         raise _Invalid(errors, UNKNOWN_TASK_LABEL)
     name: str = body["task"]
-    info = state().store.task_info(name)  # cached catalogue: no Redis round trip per submission
+    info = (store or state().store).task_info(name)  # cached catalogue: no Redis round trip per submission
     if info is None:
         message = f"unknown task {name!r} (GET /tasks lists the known ones)"
         raise _Invalid([{"path": f"{base}/task", "message": message}], UNKNOWN_TASK_LABEL, "unknown_task")
@@ -247,7 +249,8 @@ def create_job(body: Any, idempotency_key: str | None, owner: str, reply: bool =
             reply=reply,
         ),
     )
-    log.info("job submitted" if created else "job submission replayed", extra=job_fields(job))
+    if log.isEnabledFor(logging.INFO):  # its fields are not built for a line that is not written
+        log.info("job submitted" if created else "job submission replayed", extra=job_fields(job))
     return job, created
 
 
@@ -263,10 +266,11 @@ def submit_batch() -> Response:
         raise validation_problem(errors)
     subs: list[Submission] = []
     bad: dict[int, list[dict[str, str]]] = {}
+    st = state()
     for i, item in enumerate(body["jobs"]):
         base = f"/jobs/{i}"
         try:
-            sub = _checked(item, base)
+            sub = _checked(item, base, st.store)
             if item.get("depends_on"):
                 message = "not in a batch: submit jobs that wait for others with POST /workflows"
                 raise _Invalid([{"path": f"{base}/depends_on", "message": message}], sub.task)
@@ -282,7 +286,6 @@ def submit_batch() -> Response:
         raise validation_problem([{"path": "/jobs", "message": "every job of a batch names the same callback_url, "
                                    "or none"}])
     callback = _callback_url(body["jobs"][0], "/jobs/0/callback_url")
-    st = state()
     try:
         jobs, created = _enqueued(
             Counter(sub.task for sub in subs),
@@ -297,8 +300,9 @@ def submit_batch() -> Response:
         )
     except EncodingError:  # the store encodes each job's params once (not the API too): find which failed
         raise _invalid_batch(body["jobs"], {}) from None
-    for job in jobs:
-        log.info("job submitted" if created else "job submission replayed", extra=job_fields(job))
+    if log.isEnabledFor(logging.INFO):  # one line per job; their fields are not built when none is written
+        for job in jobs:
+            log.info("job submitted" if created else "job submission replayed", extra=job_fields(job))
     headers = {} if created else {"Idempotent-Replayed": "true"}
     return json_response({"jobs": [job_body(j) for j in jobs]}, 202, headers)
 
