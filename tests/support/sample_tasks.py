@@ -86,13 +86,16 @@ def pipe_garbage(params: Mapping[str, Any], ctx: Context) -> None:
     """Write what the worker cannot read to the slot's pipe, as a task scribbling on its process's file
     descriptors would, then wait to be killed: ``what`` is ``pickle`` (a pickle that would run
     ``touch <marker>``, as the pipe's old format would have loaded it), ``oversize`` (a frame over the reply
-    limit: JOBS_MAX_RESULT_BYTES + 1 MiB) or ``bad`` (a done frame whose head is not JSON)."""
+    limit: JOBS_MAX_RESULT_BYTES + 1 MiB), ``ready`` (a second ready message) or ``bad`` (a done frame whose
+    head is not JSON)."""
     conn = ctx._conn  # type: ignore[attr-defined]  # the slot child's end of the pipe (a ChildContext)
     what = params["what"]
     if what == "pickle":
         conn.send_bytes(b"cposix\nsystem\n(S'touch " + params["marker"].encode() + b"'\ntR.")
     elif what == "oversize":
         conn.send_bytes(b"D\x00\x00\x00\x00" + b"x" * (int(os.environ["JOBS_MAX_RESULT_BYTES"]) + (1 << 20)))
+    elif what == "ready":  # a well-formed frame the worker does not expect while a job runs
+        conn.send_bytes(b"R\x03\x00\x00\x00[1]")
     else:
         conn.send_bytes(b"D\x03\x00\x00\x00{[}result")
     time.sleep(60)

@@ -193,11 +193,12 @@ def test_no_pickle_or_marshal_in_product_code() -> None:
 
 # ------------------------------------------------------------------ real workers
 def test_unreadable_child_messages_are_crashed_attempts(store: JobStore, workers: StartWorker, tmp_path: Path) -> None:
-    """A pickle that would run a command, a frame over the limit and a bad head: each attempt fails as if
-    its child had crashed (retried while attempts remain), nothing is loaded, the worker carries on."""
+    """A pickle that would run a command, a frame over the limit, a second "ready" and a bad head: each
+    attempt fails as if its child had crashed (retried while attempts remain), nothing is loaded, the worker
+    carries on."""
     marker = tmp_path / "pwned"
     jobs = {what: store.enqueue("pipe_garbage", {"what": what, "marker": str(marker)}, max_attempts=2)[0]
-            for what in ("pickle", "oversize", "bad")}
+            for what in ("pickle", "oversize", "ready", "bad")}
     after, _ = store.enqueue("echo", {"still": "working"})
     assert workers("--burst", JOBS_MAX_RESULT_BYTES="1000").wait(90) == 0
     for what, job in jobs.items():

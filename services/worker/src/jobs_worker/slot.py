@@ -9,6 +9,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.context import BaseContext
 from typing import Any
 
+from jobs_core.errors import SlotMessageInvalid
 from jobs_core.store import ClaimedJob
 
 from jobs_worker.child import ChildConfig, child_main
@@ -80,7 +81,10 @@ class Slot:
     def receive(self) -> tuple[Any, ...]:
         """The child's next message (:func:`jobs_worker.pipe.receive_reply`); a result of the size limit fits."""
         assert self.conn is not None
-        return receive_reply(self.conn, self.config.max_result_bytes + REPLY_HEADROOM)
+        message = receive_reply(self.conn, self.config.max_result_bytes + REPLY_HEADROOM)
+        if self.ready and message[0] == "ready":
+            raise SlotMessageInvalid("R frame: a child announced itself ready again, while running a job")
+        return message
 
     def kill(self) -> None:
         """Kill the child at once (SIGKILL) and start a fresh one."""

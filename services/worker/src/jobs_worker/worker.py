@@ -376,8 +376,6 @@ class Worker:
                     pending = running.progress[1] if running.progress else None
                     running.progress = (message[1], pending if message[2] is None else message[2])
                     continue
-                if kind == "ready":
-                    raise SlotMessageInvalid("R frame: a child announced itself ready while running a job")
                 slot.running = None
                 self.spans.ran(running.job)
                 self.metrics.finished_run(running.job.task, monotonic() - running.started)
@@ -389,15 +387,14 @@ class Worker:
             pass
         except SlotMessageInvalid as e:  # the child's word cannot be trusted any more: handled as its crash
             error = JobError("SlotMessageInvalid", f"the process running the task sent an unreadable message: {e}")
-        if error is None:
-            if slot.alive:
-                return None
-            # the child died under the job (segfault, OOM kill, os._exit): a crash of this attempt
-            code = slot.process.exitcode
-            error = JobError("ChildProcessDied", f"the process running the task exited with code {code}")
+        if error is None and slot.alive:
+            return None
+        # the child died under the job (segfault, OOM kill, os._exit) or is not to be believed: a crash
+        code = slot.process.exitcode
         slot.running = None
         slot.kill()
         slot.wait_ready()
+        error = error or JobError("ChildProcessDied", f"the process running the task exited with code {code}")
         return outcomes.failure(self.settings, running.job, error, cancelled=running.cancel_at is not None)
 
     def _ended(self, running: Running, message: tuple[Any, ...]) -> Outcome:
