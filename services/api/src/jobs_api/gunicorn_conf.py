@@ -4,7 +4,9 @@ Shipped inside the package so an installed ``jobs-api`` finds it (``-c python:jo
 
 - bind ``JOBS_BIND`` (default 127.0.0.1:8000; 0.0.0.0:8000 in the container), ``WEB_CONCURRENCY``
   processes (default 2) of ``JOBS_API_THREADS`` threads (default 8): ``gthread`` workers, so a long-poll
-  (``GET /jobs/<id>?wait=60``) holds a thread, not a whole process.
+  (``GET /jobs/<id>?wait=60``) holds a thread, not a whole process; the class is gthread with a thread
+  staying ~2 ms on a kept-alive connection for its next request (``jobs_api.gunicorn_worker``; plain
+  gthread again with ``GUNICORN_CMD_ARGS="--worker-class gthread"``).
 - graceful timeout ``JOBS_API_GRACEFUL_TIMEOUT`` (default 30 s): on SIGTERM, requests in flight finish.
 - access log and error log as JSON lines (access to stdout, errors to stderr).
 - ``PROMETHEUS_MULTIPROC_DIR``: created here (a fresh temporary directory, removed at exit) unless
@@ -74,7 +76,7 @@ _owned_metrics_dir = _prepare_metrics_dir()
 wsgi_app = "jobs_api.app:create_app()"
 bind = [_settings.bind]
 workers = _settings.web_concurrency
-worker_class = "gthread"
+worker_class = "jobs_api.gunicorn_worker.LingeringThreadWorker"  # gthread + keep-alive linger
 threads = _settings.api_threads
 graceful_timeout = _settings.api_graceful_timeout
 timeout = 30  # a worker whose main loop is stuck this long is restarted (threads may run longer)

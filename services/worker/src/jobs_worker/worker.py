@@ -33,6 +33,7 @@ from jobs_worker.podcost import PodDeletionCost
 from jobs_worker.slot import Running, Slot, monotonic, mp_context
 from jobs_worker.spans import RunSpans
 from jobs_worker.tasks import load_task_modules, published_info
+from jobs_worker.waker import Waker
 
 log = logging.getLogger("jobs.worker")
 
@@ -42,8 +43,12 @@ REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError, BackendUnavailable)
 
 CANCEL_GRACE_SECONDS = 1.0  # a cancelled task may stop by itself this long before it is killed
 PROGRESS_INTERVAL_SECONDS = 0.2  # at most this often per job is progress written to Redis
-BUSY_POLL_SECONDS = 0.05  # while some slots run and the queue is empty, look for work this often
+BUSY_POLL_SECONDS = 0.05  # while some slots run and the queue is empty, look for work this often when the
+# second connection's wait (jobs_worker.waker) cannot be made
 BLOCK_SECONDS = 1.0  # longest blocking wait on the queue when every slot is idle
+# a partially busy worker blocks for a wake token once its oldest running job has run this long: a lone short
+# job ends before, and the idle worker's own wait follows (a job submitted meanwhile waits at most this long)
+ARM_AFTER_SECONDS = 0.01
 
 
 WORKER_LOST = JobError("WorkerLost", "the worker running this attempt stopped heartbeating (killed or lost)")
@@ -111,6 +116,8 @@ class Worker:
         self.offered: dict[str, str] = {}  # task name -> the queue it is published on
         self.spans = RunSpans(self.store, self.worker_id)  # does nothing while tracing is off
         self.reap_queues: list[str] = list(self.store.queues)
+        # a partially busy worker's blocking wait for a wake token, beside its children's pipes (profile 31)
+        self.waker = Waker(self.store.redis, [self.store.keys.for_queue(q).wake for q in self.store.queues])
 
     # ------------------------------------------------------------------ lifecycle
     def install_signal_handlers(self) -> None:
@@ -160,6 +167,8 @@ class Worker:
             while self._step():
                 pass
         finally:
+            self._settle_waker()
+            self.waker.close()
             for slot in self.slots:
                 slot.stop()
             self._deregister()
@@ -178,6 +187,7 @@ class Worker:
             if self.unsaved:
                 self._save(self.unsaved)
             if self.stopping:
+                self._settle_waker()
                 if not self._busy() and not self.unsaved:
                     return False
                 if self.hand_back_now or now >= self.drain_deadline:
@@ -195,7 +205,7 @@ class Worker:
                 # an idle worker whose blocking wait just came back empty (its timeout, or a token whose work
                 # another claim took) goes straight back to it: a pause here (50 ms) was a job's wait when it
                 # came meanwhile (profile 26: the 1-slot round trip's ~27 ms p50)
-                no_pause = (found and self._free()) or self.waited_empty
+                no_pause = (found and self._free()) or (self.waited_empty and not self.waker.pending)
                 self._collect(0.0 if no_pause else self._wait_time())
             self._enforce_deadlines()
             self._flush_progress()
@@ -211,20 +221,41 @@ class Worker:
         return [s for s in self.slots if s.running is not None]
 
     def _fill_slots(self) -> bool:
-        """Give queued jobs to idle slots; block briefly for work (a wake token) only when every slot is idle."""
+        """Give queued jobs to idle slots; block briefly for work (a wake token) when every slot is idle, or
+        wait for one on the second connection (the waker) beside the children when some are busy."""
         free = self._free()
+        self.waker.overdue(monotonic())
+        woke = self.waker.take()  # the partially busy worker's wait came back: a token, its timeout, or unknown
+        if woke is not None and (not free or (self.once and self.claimed_any)):
+            self.waker.pass_on(woke)  # its slots filled meanwhile: the token is another worker's
+            return False
         if not free or (self.once and self.claimed_any):
             return False
         idle = len(free) == len(self.slots)
+        if woke is not None:
+            # after a wait that may have taken a token: the claim passes one on when it fills up with work left
+            # (the wake rule, includes/claim_batch.lua), as an idle worker's claim after its wait does
+            self.claimed_short = self.waited_empty = False
+            return self._dispatch_claimed(free, self.store.finish_and_claim(self.worker_id, (), -len(free))[1])
+        if self.waker.pending:
+            return False  # its reply wakes the loop (_collect waits on it): no claim meanwhile
         if self.claimed_short:
             # the last claim emptied the queues: claiming again at once finds nothing but costs a Redis round
             # trip, during which a job just started may end (its result then waits in the pipe: issue 16's
-            # round trip). Busy: wait for the children first (at most BUSY_POLL_SECONDS), then look again.
-            # Idle: straight to the blocking wait, whose claim follows it (a job queued since left a wake
-            # token: it was queued on an empty list)
-            self.claimed_short = False
+            # round trip). Busy: block for a wake token on the second connection, beside the children (a
+            # job queued since left a token: it was queued on an empty list), once the oldest running job
+            # has run ARM_AFTER_SECONDS: a lone short job ends before, and the idle worker's wait, its
+            # claim pipelined behind it, follows (a token the second connection took would cost the next
+            # job a round trip more). Without that connection, wait for the children first (at most
+            # BUSY_POLL_SECONDS), then look again. Idle: straight to the blocking wait, whose claim follows it
             if not idle:
+                now = monotonic()
+                if now < self._arm_at():
+                    return False  # (claimed_short kept: _wait_time wakes the loop then)
+                self.claimed_short = False
+                self.waker.arm(now)
                 return False
+            self.claimed_short = False
             self.waited_empty = True
         self.claimed_short = False
         # an idle worker whose wait just ended with an empty claim goes straight back to waiting (a wake
@@ -236,11 +267,28 @@ class Worker:
             # the claim is pipelined behind the blocking wait: Redis runs it as soon as a token arrives
             jobs = self.store.wait_and_claim(self.worker_id, len(free), timeout)
             self.waited_empty = not jobs
+        return self._dispatch_claimed(free, jobs)
+
+    def _dispatch_claimed(self, free: list[Slot], jobs: list[ClaimedJob]) -> bool:
+        """Start what a claim for ``free`` slots got; whether it got any."""
         if not jobs:
+            self.claimed_short = True
             return False
         self.claimed_short = len(jobs) < len(free)
         self._dispatch(free, jobs)
         return True
+
+    def _settle_waker(self) -> None:
+        """Stopping: cut the second connection's wait short; a token it took is passed on, not claimed."""
+        if not self.waker.pending and self.waker.news is None:
+            return
+        try:
+            woke = self.waker.settle()
+            if woke is not None:
+                self.waker.pass_on(woke)
+        except REDIS_DOWN as e:
+            log.warning("could not pass on a wake token; idle workers look for work at their wait's timeout",
+                        extra={"error": str(e)})
 
     def _dispatch(self, free: list[Slot], jobs: list[ClaimedJob]) -> None:
         """Hand claimed jobs to idle slots (never more jobs than ``free`` slots: claims ask for that many)."""
@@ -256,10 +304,17 @@ class Worker:
         if was_idle and jobs:
             self.pod_cost.set_busy(True)
 
+    def _arm_at(self) -> float:
+        """When a partially busy worker starts its wait for a wake token: ARM_AFTER_SECONDS after its oldest
+        running job started (see _fill_slots)."""
+        return min(s.running.started for s in self._busy() if s.running) + ARM_AFTER_SECONDS
+
     def _wait_time(self) -> float:
         """How long to wait for children when nothing else is due."""
         until_beat = max(0.0, self.next_heartbeat - monotonic())
-        if self._free():
+        if self._free() and not self.waker.pending:  # (the waker's reply ends the wait when work comes)
+            if self.claimed_short and self._busy():
+                return max(0.0, min(until_beat, self._arm_at() - monotonic()))  # then the waker is armed
             return min(BUSY_POLL_SECONDS, until_beat)
         deadlines = [s.running.deadline for s in self._busy() if s.running]
         cancels = [s.running.cancel_at for s in self._busy() if s.running and s.running.cancel_at]
@@ -276,14 +331,22 @@ class Worker:
     def _collect(self, timeout: float) -> None:
         """Read what children sent (progress, results, errors) and finish the jobs that ended."""
         busy = self._busy()
+        waker = self.waker.waitable()  # the socket of the second connection's wait for a wake token, if any
         if not busy:
-            if timeout > 0:
+            if waker is not None:  # idle since the wait was sent: its reply ends this one
+                if wait_connections([waker], timeout):
+                    self.waker.read()
+            elif timeout > 0:
                 time.sleep(min(timeout, 0.05))
             return
         waitables: list[Any] = [s.conn for s in busy] + [s.process.sentinel for s in busy]
+        if waker is not None:
+            waitables.append(waker)
         ready = wait_connections(waitables, timeout)
         if not ready:
             return
+        if waker is not None and waker in ready:
+            self.waker.read()  # its claim comes at the next _fill_slots, after the children's outcomes
         ended: list[Outcome] = []
         for slot in busy:
             # only children that sent something or died: no poll and waitpid per quiet slot
