@@ -247,8 +247,8 @@ def render_markdown(res: dict[str, Any]) -> str:
         + " Redis instructions per job (callgrind) are load-independent and reported beside.",
         "",
         "Commands: `make bench` (= `.venv/bin/python -m bench`, after installing `.venv-bench`); "
-        "`make bench-smoke` (= `python -m bench --smoke`, ~30 s). Single parts: "
-        "`python -m bench.ours {drain,http,scale,multi,expiry,tracing,curve} --redis-url URL ...`, "
+        "`make bench-smoke` (= `python -m bench --smoke`, ~1-2 min idle). Single parts: "
+        "`python -m bench.ours {drain,http,scale,multi,expiry,tracing,curve,producers} --redis-url URL ...`, "
         "`.venv-bench/bin/python -m bench.peers SYSTEM --redis-url URL --jobs N`. The figures on this page are "
         "in `bench/results/latest.json` (`python -m bench --json FILE` writes them; `--render FILE` rebuilds "
         "this page from them).",

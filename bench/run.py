@@ -4,7 +4,7 @@ Redis cost per job is measured a second time against another private Redis pinne
 drivers and every process they start pinned to the others (``PINNED_SETUPS``, ``PINNED_PEERS``), and the
 Redis instructions per job under callgrind (``bench.instructions``; skipped without valgrind).
 
-``python -m bench [--smoke] [--output PATH]``. ``--smoke`` runs every part with tiny counts (about 30 s)
+``python -m bench [--smoke] [--output PATH]``. ``--smoke`` runs every part with tiny counts (about 1-2 min on an idle host)
 to prove the bench still works; it writes to a temporary file unless ``--output`` is given.
 """
 
@@ -156,7 +156,7 @@ def run(smoke: bool) -> dict[str, Any]:
     """Every part, in order (one at a time, so they do not disturb each other's figures).
 
     The smoke run gives each part its own logical database and runs them all at once: it only proves
-    that every driver still works, in about 30 s.
+    that every driver still works, in about 1-2 min on an idle host.
     """
     jobs = 300 if smoke else 10_000
     rts = 20 if smoke else 300
@@ -227,7 +227,7 @@ def plot(results: dict[str, Any], out: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--smoke", action="store_true", help="tiny counts, ~30 s: proves the bench works")
+    parser.add_argument("--smoke", action="store_true", help="tiny counts, ~1-2 min: proves the bench works")
     parser.add_argument("--output", help="markdown report (default docs/benchmarks.md; a temp file with --smoke)")
     parser.add_argument("--json", help="raw results (default bench/results/latest.json; none with --smoke)")
     parser.add_argument("--render", metavar="JSON", help="only re-render the report from a --json file")
