@@ -227,3 +227,18 @@ def test_large_non_ascii_and_binary_payloads_through_a_worker(store: JobStore, w
     assert result.media_type == "application/x-test" and result.data == bytes(range(256)) * 4096
     failed = store.get(fail.id)
     assert failed.error is not None and failed.error.message == "échec ✗ \\udc80"
+
+
+def test_slot_child_imports_stay_lean() -> None:
+    """The fork server preloads the child's modules, and every slot child is a copy of it: importing the
+    pipe must not pull redis-py or OpenTelemetry in (a type-only import once added ~28 MB RSS per child)."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, jobs_worker.child, jobs_worker.builtin_tasks\n"
+        "heavy = ('redis', 'jobs_core.delivery', 'jobs_core.store', 'opentelemetry')\n"
+        "print(sorted(m for m in heavy if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
