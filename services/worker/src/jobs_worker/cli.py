@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import time
@@ -84,10 +85,16 @@ def _check_health_file(path: str) -> None:
     liveness checks before the worker touches it again; so would a file left fresh by the previous container
     in the pod's emptyDir. The worker touches it itself once its slot children are ready (then while it waits
     for Redis, and every loop)."""
+    # made aside and renamed into place: a file created at `path` is fresh until its time is set, and a
+    # startup probe that ran in between passed before the worker had started (seen once in CI under load)
+    aside = f"{path}.{os.getpid()}.new"
     try:
-        with open(path, "a"):
-            os.utime(path, (NOT_SEEN, NOT_SEEN))
+        with open(aside, "w"):
+            os.utime(aside, (NOT_SEEN, NOT_SEEN))
+        os.replace(aside, path)
     except OSError as e:
+        with contextlib.suppress(OSError):
+            os.unlink(aside)
         raise ConfigError(f"JOBS_WORKER_HEALTH_FILE: cannot write {path}: {e.strerror}") from e
 
 
