@@ -39,11 +39,12 @@ def _shake(command: str, includes: list[str]) -> str:
             defined[m.group(1)] = m.group(0)
     rest = command + "".join(_FUNCTION.sub("", text) for text in includes)
     used: set[str] = set()
-    todo = _names(rest) & defined.keys()
+    known = set(defined)  # names of the include functions (Lua source text, not Redis keys)
+    todo = _names(rest) & known
     while todo:
         name = todo.pop()
         used.add(name)
-        todo |= (_names(defined[name][len("local function "):]) & defined.keys()) - used
+        todo |= (_names(defined[name][len("local function "):]) & known) - used
     return "".join(_FUNCTION.sub(lambda m: m.group(0) if m.group(1) in used else "", text) for text in includes)
 
 
