@@ -57,12 +57,13 @@ def test_a_job_and_stop_reach_the_child_intact(conns: tuple[Connection, Connecti
     params = {"text": "ünïcødé ✓ 日本語 \U0001f600 " * 100_000, "n": [1, 2.5, None, True], "nested": {"a": {}}}
     job = ClaimedJob(id="j-1", task="tâche", params=params, timeout=5.0, attempt=2, max_attempts=3, queue="q-é",
                      owner="tenant-ß", trace="00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
-    got = across(lambda: pipe.send_job(parent, job, 1764490000.123456), lambda: pipe.receive_job(child))
+    got = across(lambda: pipe.send_job(parent, job, 1764490000.123456, True), lambda: pipe.receive_job(child))
     assert len(pipe.frame(pipe.JOB, (params,))) > 2_000_000  # megabytes, more than a pipe's buffer
-    assert got == pipe.JobMessage("j-1", "tâche", 2, 3, "q-é", 1764490000.123456, "tenant-ß", job.trace, params)
+    assert got == pipe.JobMessage("j-1", "tâche", 2, 3, "q-é", 1764490000.123456, "tenant-ß", job.trace, True,
+                                 params)
     bare = ClaimedJob(id="j-2", task="echo", params={}, timeout=0, attempt=1, max_attempts=1)
     pipe.send_job(parent, bare, 12.0)
-    assert pipe.receive_job(child) == pipe.JobMessage("j-2", "echo", 1, 1, "jobs", 12.0, None, None, {})
+    assert pipe.receive_job(child) == pipe.JobMessage("j-2", "echo", 1, 1, "jobs", 12.0, None, None, False, {})
     pipe.send_stop(parent)
     assert pipe.receive_job(child) is None
 
@@ -77,12 +78,13 @@ def test_params_as_deep_as_redis_holds_them(conns: tuple[Connection, Connection]
         pipe.frame(pipe.JOB, (params,))
     job = ClaimedJob(id="j-deep", task="echo", params=params, timeout=5.0, attempt=1, max_attempts=1)
     pipe.send_job(parent, job, 1.0)
-    assert pipe.receive_job(child) == pipe.JobMessage("j-deep", "echo", 1, 1, "jobs", 1.0, None, None, params)
+    assert pipe.receive_job(child) == pipe.JobMessage("j-deep", "echo", 1, 1, "jobs", 1.0, None, None, False,
+                                                             params)
 
 
 def test_a_job_whose_params_are_not_json_is_refused(conns: tuple[Connection, Connection]) -> None:
     parent, child = conns
-    parent.send_bytes(raw(b"J", b'["j","t",1,1,"q",null,null,null]', b"{not json"))
+    parent.send_bytes(raw(b"J", b'["j","t",1,1,"q",null,null,null,false]', b"{not json"))
     with pytest.raises(SlotMessageInvalid, match="the params are not JSON"):
         pipe.receive_job(child)
 
@@ -99,6 +101,8 @@ def test_a_job_whose_params_are_not_json_is_refused(conns: tuple[Connection, Con
      False, True, 1.5),
     ("error", "JobCancelled", "job j-1 was cancelled", None, True, False, None),
     ("error", "Retry", "later", None, False, True, 0),
+    ("finished", "succeeded"),  # the child stored its job's success itself (jobs_worker.child_finish)
+    ("lost", "cancelled"),  # ... and the script refused it: the job had been cancelled meanwhile
 ])
 def test_every_reply_comes_back_as_sent(conns: tuple[Connection, Connection], message: tuple[Any, ...]) -> None:
     parent, child = conns
@@ -151,6 +155,9 @@ def raw(kind: bytes, head: bytes, payload: bytes = b"") -> bytes:
     (raw(b"E", b'["T","m",null,0,1,null]'), "does not hold the kind's fields"),  # the flags are bools
     (raw(b"J", b"[]"), "does not hold the kind's fields"),
     (raw(b"J", b'["j","t",1,1,"q",null,null,null,{}]'), "does not hold the kind's fields"),
+    (raw(b"J", b'["j","t",1,1,"q",null,null,null,1]', b"{}"), "does not hold the kind's fields"),  # not a bool
+    (raw(b"F", b"[]"), "does not hold the kind's fields"),
+    (raw(b"L", b"[null]"), "does not hold the kind's fields"),
     (raw(b"P", b"[null,null]", b"tail"), "4 bytes after the head of a kind without payload"),
     (raw(b"R", b"[7]", b"\x00"), "1 bytes after the head of a kind without payload"),
 ])

@@ -207,6 +207,18 @@ class Delivery:
             ]
         return keys, [*args, secrets.token_hex(8)]  # the claim token, last: see FINISH_CLAIM
 
+    def finish_call_prefix(self, worker_id: str, memo_key: str) -> bytes:
+        """FINISH_CLAIM ending one attempt leased to ``worker_id`` and claiming nothing, in the Redis protocol
+        up to the finish's 7 fields (id, attempt, outcome, result, media type, error, retry delay ms) and the
+        numbered claim token, which the caller appends as 8 bulk strings; ``memo_key`` is the call's claim
+        memo (KEYS[3]). For a process that finishes a worker's attempts on a connection of its own (a slot
+        child, ``jobs_worker.child_finish``): with a memo of its own, its re-sent calls and the worker's
+        never read or replace each other's."""
+        keys, args = self._finish_claim_args(worker_id, [Finish("", 0, "succeeded")], 0)
+        keys = [*keys[:2], memo_key, *keys[3:]]
+        return b"*%d\r\n$7\r\nEVALSHA\r\n" % (3 + len(keys) + len(args)) + bulk(
+            [self._finish_claim.sha, len(keys), *keys, *args[:-8]])
+
     def _finish_claim_packed(self, keys: list[str], args: list[Any], last: str) -> Packed | None:
         """The ``EVALSHA`` of FINISH_CLAIM with ``keys``, ``args`` (from :meth:`_finish_claim_args`) and ``last``
         in place of the last argument, in the Redis protocol: the stretches every call of this worker repeats

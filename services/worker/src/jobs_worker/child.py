@@ -19,6 +19,7 @@ from typing import Any
 from jobs_core.errors import JobCancelled, Reject, ResultNotJSON, Retry
 from jobs_core.tracing import trace_id_of
 
+from jobs_worker.child_finish import Finisher, FinishRecipe
 from jobs_worker.pipe import JobMessage, receive_job, send_reply
 from jobs_worker.results import encode_result, too_large
 from jobs_worker.tasklog import TaskLogging
@@ -36,6 +37,8 @@ class ChildConfig:
     log_level: str = "INFO"
     retry_backoff_max_seconds: float = 300.0
     max_result_bytes: int = 16 * 1024 * 1024  # JOBS_MAX_RESULT_BYTES: checked before a result is sent
+    #: how this slot's child stores a flagged job's success itself (None: the worker finishes every job)
+    finish: FinishRecipe | None = None
 
 
 class ChildContext(Context):
@@ -46,8 +49,10 @@ class ChildContext(Context):
                          tenant=job.tenant, queue=job.queue, deadline=job.deadline)
         self._conn = conn
         self._cancel_flag = cancel_flag
+        self.progress_sent = False  # the worker stores a job's last progress message before its outcome
 
     def _report_progress(self, fraction: float | None, message: str | None) -> None:
+        self.progress_sent = True
         send_reply(self._conn, ("progress", fraction, message))
 
     def _cancel_requested(self) -> bool:
@@ -85,6 +90,7 @@ def child_main(conn: Connection, cancel_flag: Synchronized[int], config: ChildCo
     _die_with_parent()
     logs = TaskLogging(config.log_level)
     registry = load_task_modules(config.task_modules, config.cwd, check=False)
+    finisher = Finisher(config.finish) if config.finish is not None else None
     send_reply(conn, ("ready", os.getpid()))
     while True:
         try:
@@ -101,7 +107,13 @@ def child_main(conn: Connection, cancel_flag: Synchronized[int], config: ChildCo
             fields["trace_id"] = trace_id
         logs.start_job(fields)
         try:
-            send_reply(conn, run_one(registry, job, ctx, config))
+            reply = run_one(registry, job, ctx, config)
+            if job.finish and finisher is not None and reply[0] == "done" and not ctx.progress_sent:
+                # the worker claimed it when the queues were empty: store the success here, one hop less;
+                # None (no connection, NOSCRIPT, ...) hands the result to the worker as without the flag
+                # (the worker sends nothing while its job runs: a readable pipe is its end, EOF)
+                reply = finisher.finish(job.job_id, job.attempt, reply[1], reply[2], conn.poll) or reply
+            send_reply(conn, reply)
         finally:
             logs.end_job()
 

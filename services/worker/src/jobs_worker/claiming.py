@@ -103,8 +103,12 @@ class ClaimLoop(WorkerState):
         now = monotonic()
         self.claimed_any = self.claimed_any or bool(jobs)
         jobs = self.spans.claimed(jobs)
+        # a short claim emptied the queues: the worker would go idle after these jobs anyway, so their children
+        # may store a success themselves (jobs_worker.child_finish); a full claim's jobs end with the worker's
+        # finish + refill claim, one script call per job under load
+        short = len(jobs) < len(free)
         for slot, job in zip(free, jobs, strict=False):
-            slot.send(job, now, self.settings.default_timeout_seconds)
+            slot.send(job, now, self.settings.default_timeout_seconds, short)
             self.metrics.started(job.task, job.queue)
             if log.isEnabledFor(logging.INFO):  # the fields cost more than the level check
                 log.info("job started", extra={**job_fields(job), "worker": self.worker_id})

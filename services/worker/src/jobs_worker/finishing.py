@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 from jobs_core import tracing
-from jobs_core.store import Finish
+from jobs_core.store import ClaimedJob, Finish
 
 from jobs_worker.loop_state import REDIS_DOWN, WorkerState, job_fields
 from jobs_worker.outcomes import Outcome
@@ -34,20 +35,31 @@ class Finishing(WorkerState):
         self.unsaved = []
         self.claimed_short = refill and len(claimed) < len(free)  # the queues were empty: see _fill_slots
         for o, status in zip(batch, statuses, strict=True):
-            self.spans.ended(o.job, o.kind if status is not None else "lost", o.error, o.result)
-            if status is None:
-                self.metrics.lost(o.job.task)
-                log.warning("attempt was no longer ours; outcome dropped",
-                            extra={**job_fields(o.job), "outcome": o.kind})
-            else:
-                self.metrics.outcome(o.job.task, o.kind, o.job.queue)
-                if log.isEnabledFor(logging.INFO):
-                    log.info("job attempt ended", extra={**job_fields(o.job), "outcome": o.kind, "status": status,
-                                                         "error": o.error.type if o.error else None})
+            self._recorded(o, status)
         if claimed:
             self._dispatch(free, claimed)
         elif not self._busy():
             self.pod_cost.set_busy(False)
+
+    def _stored_by_child(self, job: ClaimedJob, message: tuple[Any, ...]) -> None:
+        """A child's "finished" or "lost": it stored its job's success itself (jobs_worker.child_finish), or
+        the script refused that as no longer this worker's attempt. Recorded as :meth:`_save` records an end."""
+        self._recorded(Outcome(job, "succeeded"), message[1] if message[0] == "finished" else None)
+        if not self._busy():
+            self.pod_cost.set_busy(False)
+
+    def _recorded(self, o: Outcome, status: str | None) -> None:
+        """Count, trace and log an attempt's end as stored (``status``: its job's new status), or as refused
+        (None: the attempt was no longer this worker's)."""
+        self.spans.ended(o.job, o.kind if status is not None else "lost", o.error, o.result)
+        if status is None:
+            self.metrics.lost(o.job.task)
+            log.warning("attempt was no longer ours; outcome dropped", extra={**job_fields(o.job), "outcome": o.kind})
+        else:
+            self.metrics.outcome(o.job.task, o.kind, o.job.queue)
+            if log.isEnabledFor(logging.INFO):
+                log.info("job attempt ended", extra={**job_fields(o.job), "outcome": o.kind, "status": status,
+                                                     "error": o.error.type if o.error else None})
 
     def _hand_back_all(self) -> None:
         """Stop running jobs and put them back at the head of the queue, attempt not charged."""

@@ -42,11 +42,20 @@ class LeaseKeeping(WorkerState):
             running = slot.running
             assert running is not None
             if running.job.id in lost:
+                ended_here = False
+                if running.child_finishes and slot.conn is not None and slot.conn.poll():
+                    # the child may have stored the job itself and said so since the last read: its "finished"
+                    # is the normal end (read first, not killed for it); a message not yet written costs the
+                    # child a restart and a "lost" count, never the job (its success is stored)
+                    if self._drain_slot(slot, readable=True) is None and slot.running is None:
+                        continue
+                    ended_here = slot.running is None  # it ended otherwise: its outcome is stale, the child idle
                 log.warning("lease lost; stopping the job here", extra=job_fields(running.job))
                 self.metrics.lost(running.job.task)
                 self.spans.ended(running.job, "lost")
-                slot.kill()
-                slot.wait_ready()
+                if not ended_here:
+                    slot.kill()
+                    slot.wait_ready()
             elif running.job.id in cancel and running.cancel_at is None:
                 slot.cancel_flag.value = 1
                 running.cancel_at = monotonic() + CANCEL_GRACE_SECONDS

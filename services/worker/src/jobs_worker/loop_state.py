@@ -78,6 +78,14 @@ class WorkerState:
         """Store outcomes (:meth:`jobs_worker.finishing.Finishing._save`)."""
         raise NotImplementedError
 
+    def _stored_by_child(self, job: ClaimedJob, message: tuple[Any, ...]) -> None:
+        """Record a child's own finish (:meth:`jobs_worker.finishing.Finishing._stored_by_child`)."""
+        raise NotImplementedError
+
+    def _drain_slot(self, slot: Slot, readable: bool = False) -> Outcome | None:
+        """Read a child's messages (:meth:`jobs_worker.supervision.ChildSupervision._drain_slot`)."""
+        raise NotImplementedError
+
     def _dispatch(self, free: list[Slot], jobs: list[ClaimedJob]) -> None:
         """Hand claimed jobs to idle slots (:meth:`jobs_worker.claiming.ClaimLoop._dispatch`)."""
         raise NotImplementedError

@@ -8,12 +8,18 @@ One message is one ``Connection.send_bytes`` (whose own 4-byte length prefix del
 The head holds the kind's fields; a job's params (JSON text) and a result (any bytes) travel as payload,
 as they are: never escaped into a JSON string or base64, binary-safe. Kinds and their head's fields:
 
-    parent -> child  J job       [job_id, task, attempt, max_attempts, queue, deadline, tenant, trace] + params
+    parent -> child  J job       [job_id, task, attempt, max_attempts, queue, deadline, tenant, trace,
+                                  finish] + params
                      S stop      []
     child -> parent  R ready     [pid]
                      P progress  [fraction | null, message | null]
                      D done      [media type] + the result's bytes as payload
                      E error     [type, message, traceback | null, cancelled, retryable, retry delay | null]
+                     F finished  [status]  (the child stored the job's success itself: see ``finish``)
+                     L lost      [status]  (... and the script refused it: the attempt was no longer ours)
+
+``finish`` (a bool) lets the child store a success itself (:mod:`jobs_worker.child_finish`); the worker and
+its children are always the same version, so the pipe's frames need no compatibility between versions.
 
 A reader checks the kind, the head's length, that the head is a JSON array and each field's type, and
 raises :class:`~jobs_core.errors.SlotMessageInvalid` for anything else (the worker then handles the job as
@@ -43,18 +49,20 @@ _HEADER_SIZE = _HEADER.size
 _NUMBER = (int, float, type(None))
 _TEXT = (str, type(None))
 
-JOB, STOP, READY, PROGRESS, DONE, ERROR = b"JSRPDE"
+JOB, STOP, READY, PROGRESS, DONE, ERROR, FINISHED, LOST = b"JSRPDEFL"
 #: each kind's head: one tuple of accepted types per field (a bool is an int: fine for a pid or a count)
 FIELDS: dict[int, tuple[tuple[type, ...], ...]] = {
-    JOB: ((str,), (str,), (int,), (int,), (str,), _NUMBER, _TEXT, _TEXT),
+    JOB: ((str,), (str,), (int,), (int,), (str,), _NUMBER, _TEXT, _TEXT, (bool,)),
     STOP: (),
     READY: ((int,),),
     PROGRESS: (_NUMBER, _TEXT),
     DONE: ((str,),),
     ERROR: ((str,), (str,), _TEXT, (bool,), (bool,), _NUMBER),
+    FINISHED: ((str,),),
+    LOST: ((str,),),
 }
 #: the messages a child sends, as :func:`receive_reply` names them
-REPLIES = {READY: "ready", PROGRESS: "progress", DONE: "done", ERROR: "error"}
+REPLIES = {READY: "ready", PROGRESS: "progress", DONE: "done", ERROR: "error", FINISHED: "finished", LOST: "lost"}
 _KINDS = {name: kind for kind, name in REPLIES.items()}
 _WITH_PAYLOAD = (JOB, DONE)
 
@@ -77,6 +85,7 @@ class JobMessage(NamedTuple):
     deadline: float | None
     tenant: str | None
     trace: str | None  # the submission's traceparent (tracing on): its trace id goes on every log line
+    finish: bool  # the child stores a success itself (jobs_worker.child_finish): the claim was short
     params: Any  # the job's JSON params (an object, unless stored by an older producer)
 
 
@@ -133,10 +142,11 @@ def read(conn: Connection, limit: int) -> bytes:
 
 
 # ------------------------------------------------------------------ parent side
-def send_job(conn: Connection, job: ClaimedJob, deadline: float) -> None:
-    """Give ``job`` to the child, to be killed at ``deadline`` (``time.time()``): a :class:`JobMessage`."""
+def send_job(conn: Connection, job: ClaimedJob, deadline: float, finish: bool = False) -> None:
+    """Give ``job`` to the child, to be killed at ``deadline`` (``time.time()``): a :class:`JobMessage`
+    (``finish``: the child may store the job's success itself)."""
     conn.send_bytes(frame(JOB, (job.id, job.task, job.attempt, job.max_attempts, job.queue, deadline, job.owner,
-                                job.trace), orjson.dumps(job.params)))
+                                job.trace, finish), orjson.dumps(job.params)))
 
 
 def send_stop(conn: Connection) -> None:
@@ -146,7 +156,8 @@ def send_stop(conn: Connection) -> None:
 
 def receive_reply(conn: Connection, limit: int) -> tuple[Any, ...]:
     """The child's next message: ``("ready", pid)``, ``("progress", fraction, message)``, ``("done",
-    result bytes, media type)`` or ``("error", type, message, traceback, cancelled, retryable, delay)``."""
+    result bytes, media type)``, ``("error", type, message, traceback, cancelled, retryable, delay)``,
+    ``("finished", status)`` or ``("lost", status)``."""
     kind, head, payload = parse(read(conn, limit))
     if kind == DONE:
         return ("done", payload, head[0])

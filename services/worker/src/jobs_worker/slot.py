@@ -26,6 +26,7 @@ class Running:
     cancel_at: float | None = None  # set when a cancel was requested: kill if still running then
     progress: tuple[float | None, str | None] | None = None  # latest, not yet written
     progress_written: float = 0.0
+    child_finishes: bool = False  # the child may store its success itself (jobs_worker.child_finish)
 
 
 @dataclass
@@ -70,13 +71,15 @@ class Slot:
             raise RuntimeError(f"slot {self.index}: unexpected first message {message!r}")
         self.ready = True
 
-    def send(self, job: ClaimedJob, now: float, default_timeout: float) -> None:
-        """Give ``job`` to the child."""
+    def send(self, job: ClaimedJob, now: float, default_timeout: float, short_claim: bool = False) -> None:
+        """Give ``job`` to the child; one of a ``short_claim`` (the queues were empty) the child finishes itself
+        when it succeeds, if its config says how."""
         assert self.conn is not None
         self.cancel_flag.value = 0
         timeout = job.timeout if job.timeout > 0 else default_timeout
-        self.running = Running(job=job, started=now, deadline=now + timeout)
-        send_job(self.conn, job, time.time() + timeout)
+        finish = short_claim and self.config.finish is not None
+        self.running = Running(job=job, started=now, deadline=now + timeout, child_finishes=finish)
+        send_job(self.conn, job, time.time() + timeout, finish)
 
     def receive(self) -> tuple[Any, ...]:
         """The child's next message (:func:`jobs_worker.pipe.receive_reply`); a result of the size limit fits."""
@@ -84,6 +87,8 @@ class Slot:
         message = receive_reply(self.conn, self.config.max_result_bytes + REPLY_HEADROOM)
         if self.ready and message[0] == "ready":
             raise SlotMessageInvalid("R frame: a child announced itself ready again, while running a job")
+        if message[0] in ("finished", "lost") and not (self.running is not None and self.running.child_finishes):
+            raise SlotMessageInvalid(f"a child said {message[0]!r} of a job it was not given to finish")
         return message
 
     def kill(self) -> None:

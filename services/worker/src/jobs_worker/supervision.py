@@ -74,6 +74,9 @@ class ChildSupervision(WorkerState):
                 slot.running = None
                 self.spans.ran(running.job)
                 self.metrics.finished_run(running.job.task, monotonic() - running.started)
+                if kind in ("finished", "lost"):  # the child stored the outcome itself: nothing left to save
+                    self._stored_by_child(running.job, message)
+                    return None
                 outcome = self._ended(running, message)
                 # the last progress message, if not written yet, is stored before the outcome
                 last = running.progress[1] if running.progress else None

@@ -9,6 +9,7 @@ live in their own modules: :mod:`jobs_worker.claiming` (claims and waits for wor
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import secrets
@@ -19,10 +20,12 @@ from collections.abc import Callable
 from types import FrameType
 
 import redis
+from jobs_core import tracing
 from jobs_core.config import Settings
 from jobs_core.store import JobStore
 
 from jobs_worker.child import ChildConfig
+from jobs_worker.child_finish import FinishRecipe, recipe_for
 from jobs_worker.claiming import ClaimLoop
 from jobs_worker.finishing import Finishing
 from jobs_worker.leases import LeaseKeeping
@@ -110,19 +113,21 @@ class Worker(ClaimLoop, ChildSupervision, Finishing, LeaseKeeping):
         """Start the slot children and announce this worker's tasks."""
         cwd = os.getcwd()
         registry = load_task_modules(self.settings.task_modules, cwd)  # fail fast on a bad module or task
+        infos = [published_info(t, self.settings.queue) for t in registry.values()]
+        self.offered = {info.name: info.queue for info in infos}
+        # claims skip (park) jobs of tasks this worker lacks: a worker that has them runs them (set before the
+        # children start: their own finish call is built with the worker's)
+        self.store.offers = tuple(sorted(self.offered))
         ctx = mp_context()
         config = ChildConfig(self.settings.task_modules, cwd, self.settings.log_level,
                              self.settings.retry_backoff_max_seconds, self.settings.max_result_bytes)
-        self.slots = [Slot(i, ctx, config) for i in range(self.concurrency)]
+        self.slots = [Slot(i, ctx, dataclasses.replace(config, finish=self._finish_recipe(i)))
+                      for i in range(self.concurrency)]
         for slot in self.slots:
             slot.start()
         for slot in self.slots:
             slot.wait_ready()
-        infos = [published_info(t, self.settings.queue) for t in registry.values()]
-        self.offered = {info.name: info.queue for info in infos}
         self.metrics.announce(self.concurrency, self.offered, self.store.queues)
-        # claims skip (park) jobs of tasks this worker lacks: a worker that has them runs them
-        self.store.offers = tuple(sorted(self.offered))
         self._retrying(lambda: self.store.publish_tasks(infos))
         unserved = sorted({q for q in self.offered.values()} - set(self.store.queues))
         if unserved:
@@ -133,6 +138,13 @@ class Worker(ClaimLoop, ChildSupervision, Finishing, LeaseKeeping):
             extra={"worker": self.worker_id, "concurrency": self.concurrency, "tasks": sorted(registry),
                    "queues": list(self.store.queues), "once": self.once},
         )
+
+    def _finish_recipe(self, slot: int) -> FinishRecipe | None:
+        """How slot ``slot``'s child stores a success itself (jobs_worker.child_finish); None keeps every finish
+        the worker's: ``once`` (no idle round trip to save) and tracing (the child makes no spans)."""
+        if self.once or tracing.enabled():
+            return None
+        return recipe_for(self.store, self.worker_id, slot)
 
     def run(self) -> int:
         """Run until stopped (or, with ``burst``, until the queue is empty); return the exit code."""
