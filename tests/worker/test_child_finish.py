@@ -24,6 +24,7 @@ from jobs_core.model import JobStatus
 from jobs_core.store import JobStore
 from support.procs import service_env, start_worker, stop, wait_for
 from support.redis_server import RedisServer
+from support.valkey_ha import Node
 
 from .conftest import LEASE_SECONDS, REAPER_SECONDS
 from .finish_gate import FinishGate
@@ -307,6 +308,49 @@ def test_redis_restart_during_the_childs_finish(tmp_path: Path, settings: Settin
         started.stop_all()
         proxy.close()
         server.stop()
+
+
+def test_ack_replicas_confirm_the_childs_finish(tmp_path: Path, settings: Settings) -> None:
+    """JOBS_ACK_REPLICAS=1 (Valkey primary + replica, AOF, a password): the child's finish is followed by
+    the fence write, WAIT and WAITAOF, and reported stored only once confirmed. With the replica frozen
+    the child does not report it; the worker gets the result, keeps it until the replica is back, and
+    then finds the success (written on the primary by the child's call) already stored."""
+    conf = 'appendonly yes\nappendfsync always\nsave ""\nrequirepass pw\nmasterauth pw'
+    primary = Node(tmp_path / "primary", conf, password="pw").start()
+    replica = Node(tmp_path / "replica", conf, password="pw")
+    url = f"redis://:pw@127.0.0.1:{primary.port}/0"
+    proxy = FinishGate(primary.port)
+    started = Workers(dataclasses.replace(settings, redis_url=url), tmp_path)
+    try:
+        replica.start(f"replicaof 127.0.0.1 {primary.port}")
+        wait_for(lambda: replica.client().info("replication").get("master_link_status") == "up", 30,
+                 what="the replica in sync")
+        store = JobStore.from_settings(dataclasses.replace(settings, redis_url=url))  # (its writes: no WAITAOF)
+        started.start(f"redis://:pw@127.0.0.1:{proxy.port}/0", JOBS_ACK_REPLICAS="1", JOBS_ACK_TIMEOUT_SECONDS="0.5",
+                      JOBS_LEASE_SECONDS="30")  # no heartbeat in the frozen spell (it would see the success)
+        ready(store)
+        first, _ = store.enqueue("echo", {"n": 11})
+        wait_for(lambda: started.said("job attempt ended", first.id), 30, what="the first end logged")
+        worker_id = worker_of(store, first.id)
+        assert (memo(store, worker_id) or b"").split(b"\n")[2:3] == [b"succeeded"]  # the child's call
+        stop_at = proxy.arm(CHILD_FINISH, "request")
+        second, _ = store.enqueue("echo", {"n": 12})
+        stop_at.wait()  # claimed (confirmed); the child's finish waits: the replica stops answering now
+        replica.freeze()
+        stop_at.release()
+        wait_for(lambda: store.get(second.id).status is JobStatus.SUCCEEDED, 30, what="stored on the primary")
+        time.sleep(2.0)  # the child's WAITAOF timed out (0.5 s): it must not have reported the job stored
+        assert not started.said("job attempt ended", second.id)
+        replica.thaw()
+        wait_for(lambda: started.said("attempt was no longer ours; outcome dropped", second.id), 60,
+                 what="the worker's own finish, once confirmed, found the success stored")
+        after = store.get(second.id)
+        assert (after.status, after.attempts) == (JobStatus.SUCCEEDED, 1)
+    finally:
+        started.stop_all()
+        proxy.close()
+        replica.stop()
+        primary.stop()
 
 
 def test_child_stays_lean_after_finishing(store: JobStore, settings: Settings) -> None:
