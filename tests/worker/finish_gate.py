@@ -13,10 +13,11 @@ A stop's ``reached`` is set once the call is held (for ``"reply"`` and ``"drop"`
 
 from __future__ import annotations
 
-import contextlib
 import socket
 import threading
 from dataclasses import dataclass, field
+
+from support.reply_dropper import ReplyDropper
 
 
 @dataclass
@@ -39,21 +40,14 @@ class Stop:
         assert self.reached.wait(timeout), f"no call holding {self.marker!r} reached the {self.point} stop"
 
 
-class FinishGate:
-    """``FinishGate(port)`` listens on a free port of 127.0.0.1 (``url``) and forwards to ``port``."""
+class FinishGate(ReplyDropper):
+    """``FinishGate(port)`` listens on a free port of 127.0.0.1 (``url``) and forwards to ``port``: the
+    reply dropper's proxy, with stops armed per marker and a Redis that may be down (a connection made
+    then is closed at once)."""
 
     def __init__(self, upstream_port: int) -> None:
-        self.upstream_port = upstream_port
         self.armed: list[Stop] = []
-        self.lock = threading.Lock()
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.sockets: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        super().__init__(upstream_port)
 
     def arm(self, marker: bytes, point: str) -> Stop:
         """Stop the next request holding ``marker`` at ``point``."""
@@ -66,17 +60,10 @@ class FinishGate:
         with self.lock:
             for stop in self.armed:
                 stop.go.set()
-        self.listener.close()
-        for s in self.sockets:
-            with contextlib.suppress(OSError):
-                s.close()
+        super().close()
 
     def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
+        for client in iter(self._next_client, None):
             try:
                 upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
             except OSError:  # Redis is down: the client sees its connection closed
@@ -84,8 +71,14 @@ class FinishGate:
                 continue
             self.sockets += [client, upstream]
             at_reply: list[Stop] = []  # the stop this connection's next reply meets
-            threading.Thread(target=self._requests, args=(client, upstream, at_reply), daemon=True).start()
-            threading.Thread(target=self._replies, args=(client, upstream, at_reply), daemon=True).start()
+            threading.Thread(target=self._forward_requests, args=(client, upstream, at_reply), daemon=True).start()
+            threading.Thread(target=self._forward_replies, args=(client, upstream, at_reply), daemon=True).start()
+
+    def _next_client(self) -> socket.socket | None:
+        try:
+            return self.listener.accept()[0]
+        except OSError:  # closed
+            return None
 
     def _take(self, data: bytes) -> Stop | None:
         with self.lock:
@@ -95,7 +88,7 @@ class FinishGate:
                     return stop
         return None
 
-    def _requests(self, client: socket.socket, upstream: socket.socket, at_reply: list[Stop]) -> None:
+    def _forward_requests(self, client: socket.socket, upstream: socket.socket, at_reply: list[Stop]) -> None:
         try:
             while data := client.recv(1 << 20):
                 stop = self._take(data)
@@ -112,7 +105,7 @@ class FinishGate:
         if not at_reply:  # (a held reply closes both sides itself)
             self._close(client, upstream)
 
-    def _replies(self, client: socket.socket, upstream: socket.socket, at_reply: list[Stop]) -> None:
+    def _forward_replies(self, client: socket.socket, upstream: socket.socket, at_reply: list[Stop]) -> None:
         try:
             while data := upstream.recv(1 << 20):
                 if at_reply:
@@ -127,11 +120,3 @@ class FinishGate:
         except OSError:
             pass
         self._close(client, upstream)
-
-    @staticmethod
-    def _close(*socks: socket.socket) -> None:
-        for s in socks:
-            with contextlib.suppress(OSError):
-                s.shutdown(socket.SHUT_RDWR)
-            with contextlib.suppress(OSError):
-                s.close()

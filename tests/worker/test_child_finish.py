@@ -16,18 +16,19 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 from jobs_core.config import Settings
-from jobs_core.model import JobStatus
+from jobs_core.model import Job, JobStatus
 from jobs_core.store import JobStore
 from support.procs import service_env, start_worker, stop, wait_for
 from support.redis_server import RedisServer
 from support.valkey_ha import Node
 
 from .conftest import LEASE_SECONDS, REAPER_SECONDS
-from .finish_gate import FinishGate
+from .finish_gate import FinishGate, Stop
 
 #: the child of slot 0 names its own claim memo in its finish call (and nothing else does)
 CHILD_FINISH = b"/slot0\r\n"
@@ -126,6 +127,18 @@ def worker_of(store: JobStore, job_id: str) -> str:
     return str(store.attempt_log(job_id)[-1]["worker"])
 
 
+def held_finish(store: JobStore, workers: Workers, gate: FinishGate, point: str, n: int,
+                env: dict[str, str] | None = None, **options: Any) -> tuple[subprocess.Popen[bytes], Job, Stop]:
+    """A worker through ``gate``, a lone echo job (``{"n": n}``, enqueue ``options``) and its child's own
+    finish call stopped at ``point`` (``finish_gate``)."""
+    stop_at = gate.arm(CHILD_FINISH, point)
+    worker = workers.start(gate.url, **(env or {}))
+    ready(store)
+    job, _ = store.enqueue("echo", {"n": n}, **options)
+    stop_at.wait()
+    return worker, job, stop_at
+
+
 def test_idle_worker_child_stores_the_success(store: JobStore, workers: Workers, settings: Settings) -> None:
     """A job claimed when the queue was empty is stored by the child (its memo is written) and the worker
     records the end it was told of; a job claimed by a full claim is the worker's own."""
@@ -147,11 +160,7 @@ def test_idle_worker_child_stores_the_success(store: JobStore, workers: Workers,
 
 
 def test_child_killed_before_its_finish_runs_again(store: JobStore, workers: Workers, gate: FinishGate) -> None:
-    stop_at = gate.arm(CHILD_FINISH, "request")
-    worker = workers.start(gate.url)
-    ready(store)
-    job, _ = store.enqueue("echo", {"n": 2}, max_attempts=2)
-    stop_at.wait()
+    worker, job, stop_at = held_finish(store, workers, gate, "request", 2, max_attempts=2)
     os.kill(slot_child(worker), signal.SIGKILL)
     stop_at.release(forward=False)  # the call dies with the child, never run
     wait_for(lambda: store.get(job.id).status is JobStatus.SUCCEEDED, 30, what="attempt 2 succeeded")
@@ -161,11 +170,8 @@ def test_child_killed_before_its_finish_runs_again(store: JobStore, workers: Wor
 
 def test_child_killed_after_its_finish_the_success_stands(store: JobStore, workers: Workers,
                                                           gate: FinishGate) -> None:
-    stop_at = gate.arm(CHILD_FINISH, "reply")
-    worker = workers.start(gate.url)
-    ready(store)
-    job, _ = store.enqueue("echo", {"n": 3}, max_attempts=2)
-    stop_at.wait()  # ran in Redis: the job succeeded; the child has not heard so, nor told the worker
+    # ran in Redis: the job succeeded; the child has not heard so, nor told the worker
+    worker, job, stop_at = held_finish(store, workers, gate, "reply", 3, max_attempts=2)
     os.kill(slot_child(worker), signal.SIGKILL)
     stop_at.release(forward=False)
     # the worker's ChildProcessDied retry is refused: the attempt is no longer its to end
@@ -180,11 +186,8 @@ def test_worker_killed_during_the_childs_finish(store: JobStore, workers: Worker
                                                 settings: Settings, finish_ran: bool) -> None:
     """A finish done stands; one whose connection broke is not re-sent by the orphaned child (it sees its
     worker's pipe closed), so the lease expires and the reaper requeues. Either way the child then ends."""
-    stop_at = gate.arm(CHILD_FINISH, "reply" if finish_ran else "request")
-    worker = workers.start(gate.url)
-    ready(store)
-    job, _ = store.enqueue("echo", {"n": 4}, max_attempts=2)
-    stop_at.wait()
+    worker, job, stop_at = held_finish(store, workers, gate, "reply" if finish_ran else "request", 4,
+                                       max_attempts=2)
     child = slot_child(worker)
     os.kill(worker.pid, signal.SIGKILL)
     worker.wait(10)
@@ -204,11 +207,7 @@ def test_heartbeat_between_the_childs_finish_and_its_message(store: JobStore, wo
                                                              gate: FinishGate) -> None:
     """The heartbeat reports the job lost (the child ended it) while the child's "finished" waits in the
     pipe: the worker reads the pipe first, a normal end, and keeps its child."""
-    finish = gate.arm(CHILD_FINISH, "reply")
-    worker = workers.start(gate.url)
-    ready(store)
-    job, _ = store.enqueue("echo", {"n": 5})
-    finish.wait()
+    worker, job, finish = held_finish(store, workers, gate, "reply", 5)
     children = slot_children(worker)
     child = children[0]
     beat = gate.arm(f'"jobs":["{job.id}"]'.encode(), "request")  # the worker's next heartbeat, held
@@ -224,12 +223,9 @@ def test_heartbeat_between_the_childs_finish_and_its_message(store: JobStore, wo
 @pytest.mark.parametrize("finish_ran", [True, False], ids=["finish-ran", "finish-sent-late"])
 def test_hard_timeout_during_the_childs_finish(store: JobStore, workers: Workers, gate: FinishGate,
                                                finish_ran: bool) -> None:
-    stop_at = gate.arm(CHILD_FINISH, "reply" if finish_ran else "request")
     # a long lease: the next heartbeat (which would see the success, finish-ran) comes after the timeout
-    worker = workers.start(gate.url, JOBS_LEASE_SECONDS="30")
-    ready(store)
-    job, _ = store.enqueue("echo", {"n": 6}, max_attempts=1, timeout=1.0)
-    stop_at.wait()
+    worker, job, stop_at = held_finish(store, workers, gate, "reply" if finish_ran else "request", 6,
+                                       env={"JOBS_LEASE_SECONDS": "30"}, max_attempts=1, timeout=1.0)
     child = slot_child(worker)
     wait_for(lambda: not alive(child), 30, what="the child killed at the job's timeout")
     worker_id = worker_of(store, job.id)
@@ -247,11 +243,7 @@ def test_hard_timeout_during_the_childs_finish(store: JobStore, workers: Workers
 
 
 def test_cancel_during_the_childs_finish(store: JobStore, workers: Workers, gate: FinishGate) -> None:
-    stop_at = gate.arm(CHILD_FINISH, "request")
-    worker = workers.start(gate.url)
-    ready(store)
-    job, _ = store.enqueue("echo", {"n": 7})
-    stop_at.wait()
+    worker, job, stop_at = held_finish(store, workers, gate, "request", 7)
     child = slot_child(worker)
     worker_id = worker_of(store, job.id)
     store.cancel(job.id)
@@ -267,11 +259,7 @@ def test_lost_reply_is_resent_and_answered_from_the_childs_memo(store: JobStore,
                                                                 gate: FinishGate) -> None:
     """The child's finish ran but its reply was lost: its re-send (same token, send 2) is answered from the
     child's own memo, "succeeded", so the worker records a normal end instead of a refused outcome."""
-    stop_at = gate.arm(CHILD_FINISH, "drop")
-    workers.start(gate.url)
-    ready(store)
-    job, _ = store.enqueue("echo", {"n": 8})
-    stop_at.wait()
+    _, job, _ = held_finish(store, workers, gate, "drop", 8)
     wait_for(lambda: workers.said("job attempt ended", job.id), 30, what="the end logged")
     assert not any(e.get("msg") == "attempt was no longer ours; outcome dropped" for e in workers.log())
     assert store.get(job.id).attempts == 1
