@@ -25,17 +25,24 @@ local function tally_pending(t, tenant, delta)
   t.pending[tenant] = n + delta
 end
 -- count one finish in a history hash field; the EXPIRE runs when the flush's HINCRBY created the field
--- (its result is the tallied increment), as count_finished does for one
+-- (its result is the tallied increment), as count_finished does for one. Looked up by key, then field (a
+-- joined '<key>\0<field>' name was a string made per finish: ~2 k Redis instructions, issue 16 profile 35)
 local function tally_history(t, key, field, ttl)
-  local id = key .. '\0' .. field
-  local h = t.history[id]
+  local by_field = t.history[key]
+  if not by_field then
+    by_field = {}
+    t.history[key] = by_field
+  end
+  local h = by_field[field]
   if not h then
     h = {key = key, field = field, ttl = ttl, n = 0}
-    t.history[id] = h
+    by_field[field] = h
     t.hfields[#t.hfields + 1] = h
   end
   h.n = h.n + 1
 end
+-- A tally is flushed once, at the end of its call (FINISH_CLAIM makes a new one per call): it is not emptied
+-- for reuse (four new tables, ~3 k Redis instructions a call; issue 16, profile 35).
 local function tally_flush(t, pending_key)
   for _, tenant in ipairs(t.tenants) do
     local n = t.pending[tenant]
@@ -45,5 +52,4 @@ local function tally_flush(t, pending_key)
   for _, h in ipairs(t.hfields) do
     if redis.call('HINCRBY', h.key, h.field, string.format('%d', h.n)) == h.n then redis.call('EXPIRE', h.key, h.ttl) end
   end
-  t.pending, t.tenants, t.history, t.hfields = {}, {}, {}, {}
 end
