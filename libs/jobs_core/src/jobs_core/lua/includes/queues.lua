@@ -139,35 +139,27 @@ local LOG2 = math.log(2)
 -- the history key and field of one finish (FINISH_CLAIM tallies them per call: includes/tally.lua)
 -- Numbers formatted with '%d' (an integer's digits; concatenating a Lua number formats it with "%.14g",
 -- ~2,500 instructions each), the key once per queue block and `now` (profile 21).
--- A block that counts several finishes in a call (FINISH_CLAIM) keeps each run time's bucket and each field
--- name it made in q.hist (bucket by run time in ms, field by bucket, status and task): the same jobs end in
--- the same few fields, and a bucket's string.format and log (~3 k instructions) and a field's concatenation
--- (~1.5 k) are paid once per call instead of per finish (issue 16, profile 35).
+-- A block that counts several finishes in a call (FINISH_CLAIM) keeps the last run time's bucket and the last
+-- field name it made (q.h_*): the jobs of a call mostly end alike (same task, status and bucket), and a
+-- bucket's string.format and log (~3 k instructions) and a field's concatenation (~1.5 k) are then paid once
+-- per call instead of per finish. One entry, not a table per status or task: a call that ends one job (a
+-- 1-slot worker) would pay more for the tables than it saves (issue 16, profile 35).
 local function history_field(q, task, status, now, run_ms)
   local b = '-'
-  local cache = q.hist
-  if not cache then cache = {}; q.hist = cache end
   if run_ms then
     if run_ms < 1 then
       b = '0'
+    elseif run_ms == q.h_run then
+      b = q.h_bucket
     else
-      b = cache[run_ms]
-      if not b then
-        b = string.format('%d', math.floor(4 * math.log(run_ms) / LOG2 + 1e-9))
-        cache[run_ms] = b
-      end
+      b = string.format('%d', math.floor(4 * math.log(run_ms) / LOG2 + 1e-9))
+      q.h_run, q.h_bucket = run_ms, b
     end
   end
   if q.history_at ~= now then q.history_at, q.history_key = now, q.history_prefix .. string.format('%d', math.floor(now / 60000)) end
-  local by_status = cache[b]
-  if not by_status then by_status = {}; cache[b] = by_status end
-  local by_task = by_status[status]
-  if not by_task then by_task = {}; by_status[status] = by_task end
-  local field = by_task[task]
-  if not field then
-    field = 'j:' .. status .. ':' .. b .. ':' .. task
-    by_task[task] = field
-  end
+  if b == q.h_fb and status == q.h_status and task == q.h_task then return q.history_key, q.h_field end
+  local field = 'j:' .. status .. ':' .. b .. ':' .. task
+  q.h_fb, q.h_status, q.h_task, q.h_field = b, status, task, field
   return q.history_key, field
 end
 local function count_finished(q, task, status, now, ttl, run_ms)
