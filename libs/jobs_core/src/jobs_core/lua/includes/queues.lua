@@ -53,11 +53,13 @@ end
 local function claim_block(kbase, abase)
   local k = kbase
   if not queue_lists_mt then queue_lists_mt = {__index = queue_lists} end
+  -- the history fields a finish sets (history_field) are there from the start, false: a field missing from
+  -- a table with a metatable calls its __index function when read (~1 k instructions each)
   return setmetatable({
     k = k, leases = KEYS[k + 10], delayed = KEYS[k + 11], orphans = KEYS[k + 12], dead = KEYS[k + 13],
     control = KEYS[k + 14], wake = KEYS[k + 15], parked = KEYS[k + 16],
     name = ARGV[abase], parked_prefix = ARGV[abase + 1], history_prefix = ARGV[abase + 2],
-    paused_prefix = ARGV[abase + 3],
+    paused_prefix = ARGV[abase + 3], history_at = false, h_run = false, h_fb = false,
   }, queue_lists_mt)
 end
 -- n queue blocks from KEYS[kbase] / ARGV[abase] on: a list in order, and a table by name (claim: claim blocks)
