@@ -36,6 +36,7 @@ from jobs_core.config import Settings
 from jobs_core.errors import JobNotFound
 from jobs_core.keys import Keys
 from jobs_core.model import TERMINAL_STATUSES, Job, JobStatus, Result, is_job_id
+from jobs_core.pubsub_read import MessageReader
 from jobs_core.serialization import loads
 
 JSON_MEDIA_TYPE = "application/json"
@@ -88,10 +89,12 @@ def _as_delivered(response: object) -> object:
 class _Listener:
     """One thread's pub/sub connection, its reply channel (once subscribed) and the jobs it expects there."""
 
-    __slots__ = ("expected", "pubsub", "reply", "stash")
+    __slots__ = ("expected", "pubsub", "read", "reply", "stash")
 
     def __init__(self, pubsub: redis.client.PubSub) -> None:
         self.pubsub = pubsub
+        #: ``pubsub.get_message(timeout=...)``, with one ``poll`` + one read per message (pubsub_read.py)
+        self.read = MessageReader(pubsub).read
         self.reply: bytes | None = None
         #: job id -> None: submitted with this reply channel, not yet seen to end
         self.expected: OrderedDict[str, None] = OrderedDict()
@@ -153,7 +156,7 @@ class Waiting:
             listener.pubsub.subscribe(channel)
             deadline = time.monotonic() + timeout
             while (remaining := deadline - time.monotonic()) > 0:
-                message = listener.pubsub.get_message(timeout=remaining)
+                message = listener.read(remaining)
                 if message is not None and message["type"] == "subscribe" and message["channel"] == wanted:
                     listener.reply = wanted
                     break
@@ -242,7 +245,7 @@ class Waiting:
                     if job.is_terminal or now >= deadline:
                         return job, None
                     reread = time.monotonic() + REREAD_SECONDS
-                message = listener.pubsub.get_message(timeout=max(0.0, min(deadline, reread) - time.monotonic()))
+                message = listener.read(max(0.0, min(deadline, reread) - time.monotonic()))
                 if message is not None:
                     listener.take_reply(message)  # stashes it when expected (this job's or a later wait's)
         except redis.RedisError:  # the connection is in an unknown state: start afresh next time
@@ -266,7 +269,7 @@ class Waiting:
             pubsub.subscribe(channel)
             while True:  # messages of channels an earlier wait on this connection left are skipped
                 remaining = deadline - time.monotonic()
-                message = pubsub.get_message(timeout=max(0.0, min(remaining, 1.0)))
+                message = listener.read(max(0.0, min(remaining, 1.0)))
                 if message is not None:
                     listener.take_reply(message)
                 if message is not None and message["type"] == "subscribe" and message["channel"] == wanted:
@@ -279,7 +282,7 @@ class Waiting:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
-                message = pubsub.get_message(timeout=max(0.0, min(remaining, reread - time.monotonic())))
+                message = listener.read(max(0.0, min(remaining, reread - time.monotonic())))
                 if message is not None and message["type"] == "message" and message["channel"] == wanted:
                     delivered = _delivered(message["data"])
                     if delivered is not None:
