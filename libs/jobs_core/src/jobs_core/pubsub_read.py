@@ -1,30 +1,30 @@
 """A lean read of a redis-py pub/sub connection: one ``poll`` and one ``read`` per delivered message.
 
-A waiter spends its last wake-up of a round trip (issue 16) reading one message from its pub/sub
-connection. ``PubSub.get_message(timeout=t)`` makes ~8 system calls for that (bench/analysis.md, profiles
-28 and 33): a ``poll`` in ``can_read``, a second ``poll`` and a ``recv(MSG_PEEK)`` to tell data from a closed
-socket, two ``ioctl``\\ s toggling the socket's timeout around the read, a ``poll`` inside the socket's own
-timed ``recv``, then the ``recvfrom``; and ~40 Python calls. :meth:`MessageReader.read` reads the same bytes
-into the same connection's hiredis reader with ``poll`` + one ``readv`` of the socket (a closed socket reads
-as 0 bytes: no peek needed), and hands a ``message`` on as a plain dict.
+A waiter spends its last wake-up of a round trip (issue 16) reading one message from its pub/sub connection.
+``PubSub.get_message(timeout=t)`` makes 8 system calls for that (bench/analysis.md, profiles 28 and 33): a
+``poll`` in ``can_read``, a second ``poll`` and a ``recv(MSG_PEEK)`` to tell data from a closed socket, two
+``ioctl`` calls toggling the socket's timeout around the read, and the read itself; a socket with a timeout
+polls before each ``recv`` too (the peek's and the read's); and ~40 Python calls. :meth:`MessageReader.read`
+reads the same bytes into the same connection's hiredis reader with ``poll`` + one ``readv`` of the socket (a
+closed socket reads as 0 bytes: no peek needed), and hands a ``message`` on as a plain dict.
 
-Everything that is not the steady state stays redis-py's, so its semantics are kept as they are: a
-connection not (yet) made, a due health check (``health_check_interval``: the ``PING`` and the filtering of
-its answer), any other connection than a plain TCP one read by hiredis (TLS: an ``SSLSocket`` must be read
-through its own ``recv``) and, after a closed socket or a read error, the reconnect with its retries and the
-re-subscription of every channel (redis-py's connect callback) all go through ``PubSub.get_message``. Every
-reply that is not a ``message`` (subscribe and unsubscribe confirmations, a ``pong``, a non-pub/sub push) is
-handed to redis-py's ``PubSub.handle_message`` (its subscription bookkeeping) or push handling as before.
-Both parsers share one hiredis reader (the connection's), so a message buffered by either is read by
-the next call of either: several messages in one read are served from the buffer without a system
-call, and a message split across reads is completed by the next ones.
+Everything that is not the steady state stays redis-py's, so its semantics are kept as they are: a connection
+not (yet) made, a due health check (``health_check_interval``: the ``PING`` and the filtering of its answer),
+any other connection than a plain TCP one read by hiredis (TLS: an ``SSLSocket`` must be read through its own
+``recv``; Sentinel's connection class reads replies its own way) and, after a closed socket or a read error,
+the reconnect with its retries and the re-subscription of every channel (redis-py's connect callback) all go
+through ``PubSub.get_message``. Every reply that is not a ``message`` (subscribe and unsubscribe
+confirmations, a ``pong``, a non-pub/sub push) is handed to redis-py's ``PubSub.handle_message`` (its
+subscription bookkeeping) or push handling as before. Both parsers share one hiredis reader (the
+connection's), so a message buffered by either is read by the next call of either: several messages in one
+read are served from the buffer without a system call, and a message split across reads is completed by the
+next ones.
 """
 
 from __future__ import annotations
 
 import os
 import select
-import ssl
 import time
 from typing import Any, cast
 
@@ -37,6 +37,8 @@ except ImportError:  # pragma: no cover - older hiredis: pushes are plain lists
     _Push = ()  # type: ignore[assignment,misc]
 
 _MESSAGE = b"message"
+#: The one connection class read the lean way: plain TCP (not TLS, not Sentinel's, which reads replies its own way)
+_PLAIN = redis.connection.Connection
 #: What a message comes as: an array (RESP2) or a push (RESP3)
 _LISTS = (list,) if isinstance(_Push, tuple) else (list, _Push)
 
@@ -62,7 +64,8 @@ class MessageReader:
         conn: Any = pubsub.connection
         sock = getattr(conn, "_sock", None)
         parser = getattr(conn, "_parser", None)
-        if (sock is None or type(parser) is not _HiredisParser or isinstance(sock, ssl.SSLSocket)
+        plain = type(conn) is _PLAIN  # (a flag, so that conn stays Any for mypy)
+        if (not plain or sock is None or type(parser) is not _HiredisParser
                 or not pubsub.subscribed
                 or (conn.health_check_interval and time.monotonic() > conn.next_health_check)):
             return pubsub.get_message(timeout=timeout)  # type: ignore[no-any-return]  # redis-py's path

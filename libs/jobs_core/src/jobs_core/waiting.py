@@ -89,10 +89,11 @@ def _as_delivered(response: object) -> object:
 class _Listener:
     """One thread's pub/sub connection, its reply channel (once subscribed) and the jobs it expects there."""
 
-    __slots__ = ("expected", "pubsub", "read", "reply", "stash")
+    __slots__ = ("expected", "pubsub", "read", "reply", "reply_name", "stash")
 
     def __init__(self, pubsub: redis.client.PubSub) -> None:
         self.pubsub = pubsub
+        self.reply_name: str | None = None  # ``reply`` as the str a submission stores (decoded once)
         #: ``pubsub.get_message(timeout=...)``, with one ``poll`` + one read per message (pubsub_read.py)
         self.read = MessageReader(pubsub).read
         self.reply: bytes | None = None
@@ -146,9 +147,9 @@ class Waiting:
         """This thread's reply channel, subscribed (and confirmed by Redis) before it is returned: the name
         to store as a job's ``reply_to``. The first call of a thread costs one round trip, later ones none.
         None when Redis did not confirm within ``timeout`` (then submit without: the wait still works)."""
-        listener = self._listener()
-        if listener.reply is not None:
-            return listener.reply.decode()
+        listener = getattr(self._local, "listener", None) or self._listener()
+        if listener.reply_name is not None:
+            return listener.reply_name
         channel = self.keys.reply_channel(secrets.token_hex(12))
         wanted = channel.encode()
         ok = False
@@ -158,7 +159,7 @@ class Waiting:
             while (remaining := deadline - time.monotonic()) > 0:
                 message = listener.read(remaining)
                 if message is not None and message["type"] == "subscribe" and message["channel"] == wanted:
-                    listener.reply = wanted
+                    listener.reply, listener.reply_name = wanted, channel
                     break
             ok = True
         finally:

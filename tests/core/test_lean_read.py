@@ -20,6 +20,7 @@ from jobs_core import waiting
 from jobs_core.config import Settings
 from jobs_core.model import Job, JobStatus, Result
 from jobs_core.pubsub_read import MessageReader
+from jobs_core.resend import send_once
 from jobs_core.store import JobStore
 from support.redis_server import RedisServer
 from support.reply_dropper import ReplyDropper
@@ -304,3 +305,81 @@ def test_the_lean_read_serves_a_held_post_with_prefer_wait_too(
     done, result = pstore.wait_result(job.id, 20, owner=job.owner)
     assert done.status is JobStatus.SUCCEEDED and result == Result(b"1", "application/json")
     assert redis_py_reads == before
+
+
+# --------------------------------------------------------------------------- the calls' own connection
+# resend.send_once (a submission's ENQUEUE_ONE, a worker's FINISH_CLAIM) writes its request with one write
+# and reads the reply with poll + readv into the connection's hiredis reader: the same replies as redis-py's
+# parse_response, whatever the split, size or pushes in between.
+
+
+@pytest.fixture
+def socket_writes(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
+    """``(asked, written)`` of every ``os.write`` (the lean send's write)."""
+    seen: list[tuple[int, int]] = []
+    original = os.write
+
+    def counted(fd: int, data: Any) -> int:
+        n = original(fd, data)
+        seen.append((len(data), n))
+        return n
+
+    monkeypatch.setattr(os, "write", counted)
+    return seen
+
+
+def test_a_reply_split_across_reads_is_read_whole(store: JobStore, socket_reads: list[int]) -> None:
+    port = store.redis.connection_pool.connection_kwargs["port"]
+    proxy = ChunkProxy(port, chunk=5, marker=b"\x00never held\x00", hold_after=0)
+    try:
+        client = redis.Redis.from_url(proxy.url)
+        key, value = store.keys.job("split-reply"), bytes(range(256)) * 2
+        assert send_once(client, [("SET", key, value), ("GET", key)]) == [True, value]  # SET's callback: True
+        assert len(socket_reads) > 3  # the replies came in pieces, each read on its own
+        out = send_once(client, [("HGET", key, "x")])
+        assert isinstance(out[0], redis.ResponseError) and "WRONGTYPE" in str(out[0])  # an error in its place
+    finally:
+        proxy.close()
+
+
+def test_a_request_larger_than_the_socket_buffer_is_sent_whole(
+        store: JobStore, socket_writes: list[tuple[int, int]]) -> None:
+    key, value = store.keys.job("big-request"), os.urandom(8 * 1024 * 1024)
+    assert send_once(store.redis, [("SET", key, value)]) == [True]
+    asked, written = socket_writes[-1]
+    assert asked > len(value) and written < asked  # the buffer took part of it; redis-py sent the rest
+    assert store.redis.get(key) == value
+
+
+def test_resp3_pushes_before_a_reply_are_handed_to_redis_py(store: JobStore) -> None:
+    kwargs = store.redis.connection_pool.connection_kwargs
+    client = redis.Redis(host=kwargs["host"], port=kwargs["port"], protocol=3, single_connection_client=False)
+    key = store.keys.job("tracked")
+    store.redis.set(key, b"1")
+    seen: list[Any] = []
+    conn: Any = client.connection_pool.get_connection()
+    try:
+        conn._parser.set_invalidation_push_handler(seen.append)
+        client.connection_pool.release(conn)
+        assert send_once(client, [("CLIENT", "TRACKING", "ON"), ("GET", key)]) == [b"OK", b"1"]
+        store.redis.set(key, b"2")  # the server queues an invalidation push ahead of our next reply
+        assert send_once(client, [("GET", key)]) == [b"2"]
+        assert seen and seen[0][0] == b"invalidate"
+    finally:
+        client.close()
+
+
+def test_a_reply_that_does_not_come_times_out_and_closes_the_connection(store: JobStore) -> None:
+    port = store.redis.connection_pool.connection_kwargs["port"]
+    proxy = ChunkProxy(port, chunk=1 << 16, marker=b"HELD-REPLY", hold_after=0)
+    try:
+        client = redis.Redis.from_url(proxy.url, socket_timeout=0.3)
+        key = store.keys.job("held-reply")
+        store.redis.set(key, b"HELD-REPLY")
+        with pytest.raises(redis.TimeoutError):
+            send_once(client, [("GET", key)])
+        assert all(c._sock is None for c in client.connection_pool._available_connections)  # closed
+        proxy.release.set()
+        assert send_once(client, [("GET", key)]) == [b"HELD-REPLY"]  # a fresh connection
+    finally:
+        proxy.close()
