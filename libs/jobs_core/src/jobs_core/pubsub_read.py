@@ -29,7 +29,15 @@ import time
 from typing import Any, cast
 
 import redis
-from redis._parsers.hiredis import NOT_ENOUGH_DATA, _HiredisParser
+
+try:  # redis-py's hiredis parser as the lean reads expect it (its reader's "need more" sentinel, as in redis-py 8)
+    from redis._parsers.hiredis import NOT_ENOUGH_DATA, _HiredisParser
+except ImportError:  # pragma: no cover - another redis-py: every read goes redis-py's way
+    NOT_ENOUGH_DATA = object()
+    _HiredisParser = None  # type: ignore[assignment,misc]
+#: For :mod:`jobs_core.resend`'s lean read of a call's replies (the same parser, the same sentinel)
+HIREDIS_PARSER: Any = _HiredisParser
+NEED_MORE: Any = NOT_ENOUGH_DATA
 
 try:  # hiredis >= 3.2 marks RESP3 pushes with their own type (redis-py hands them to its push handlers)
     from hiredis import PushNotification as _Push

@@ -25,8 +25,6 @@ from typing import Any, NamedTuple, TypeVar
 import hiredis
 import redis
 import redis.connection
-from redis._parsers.hiredis import NOT_ENOUGH_DATA, _HiredisParser
-from redis._parsers.socket import SERVER_CLOSED_CONNECTION_ERROR
 from redis.backoff import ExponentialBackoff
 from redis.commands.core import Script
 from redis.exceptions import NoScriptError
@@ -34,6 +32,7 @@ from redis.exceptions import NoScriptError
 from jobs_core import tracing
 from jobs_core.config import Settings
 from jobs_core.connection import NOSCRIPT_RERUNS, check_confirmation
+from jobs_core.pubsub_read import HIREDIS_PARSER, NEED_MORE
 
 T = TypeVar("T")
 
@@ -183,7 +182,7 @@ def _send_once(client: redis.Redis, commands: Sequence[Sequence[Any]], held: Hel
     try:
         packed = _pack(conn, commands)
         sock = conn._sock
-        if (type(conn) is not _PLAIN or type(conn._parser) is not _HiredisParser or sock is None
+        if (type(conn) is not _PLAIN or type(conn._parser) is not HIREDIS_PARSER or sock is None
                 or (conn.health_check_interval and time.monotonic() > conn.next_health_check)):
             # redis-py's way: TLS, Sentinel's connection (READONLY read as a connection error), another
             # parser, a due health check
@@ -235,8 +234,8 @@ def _read(client: redis.Redis, conn: Any, name: str) -> Any:
     parser = conn._parser
     reader = parser._reader
     response = reader.gets()
-    while response is NOT_ENOUGH_DATA or type(response) is _PUSH:
-        if response is not NOT_ENOUGH_DATA:  # a push before the reply (an invalidation, a maintenance note)
+    while response is NEED_MORE or type(response) is _PUSH:
+        if response is not NEED_MORE:  # a push before the reply (an invalidation, a maintenance note)
             parser.handle_push_response(response)
         else:
             fd = conn._sock.fileno()
@@ -255,7 +254,7 @@ def _read(client: redis.Redis, conn: Any, name: str) -> Any:
                 raise redis.ConnectionError(f"Error while reading from {conn.host}:{conn.port} : {e.args}") from e
             if n == 0:
                 conn.disconnect()
-                raise redis.ConnectionError(SERVER_CLOSED_CONNECTION_ERROR)
+                raise redis.ConnectionError("Connection closed by server.")
             if n > 0:
                 reader.feed(parser._buffer, 0, n)
         response = reader.gets()
