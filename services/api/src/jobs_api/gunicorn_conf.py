@@ -150,9 +150,9 @@ def _skip_final_collection() -> None:
     Why: the interpreter's final collections walk the whole heap — the app, Flask, the OpenAPI documents,
     jsonschema, redis-py — ~0.7-0.9 s of a stop in each worker and again in the master on a loaded host
     (bench/analysis.md, profile 34: an idle ``jobs-api`` took 1.4-3.7 s to exit after SIGTERM). Nothing
-    depends on them: by now the requests are answered and the connections closed, logs are flushed by
-    ``logging.shutdown`` (an atexit handler, which still runs, as do the others: tracing's exporter flush),
-    metrics are writes to shared memory maps, and the kernel closes sockets and files. Objects made after
-    this (during the rest of the exit) are collected as usual.
+    depends on them: logs are flushed by ``logging.shutdown`` (an atexit handler, which still runs, as do the
+    others: tracing's exporter flush), stdio by the interpreter, metrics are writes to shared memory maps,
+    and the kernel closes sockets and files. Objects made after this (by the rest of the exit, or a request
+    still running past the graceful timeout, which is joined at exit as before) are collected as usual.
     """
     gc.freeze()
