@@ -97,6 +97,15 @@ control_socket_disable = True
 # JOBS_MAX_BODY_BYTES, enforced by the app.
 
 
+def when_ready(server: Any) -> None:
+    """In the master, before the first workers are forked: import prometheus_client's multiprocess support,
+    which ``child_exit`` needs. Imported at the first worker exit instead, it cost 0.13-0.22 s of every stop on a
+    loaded host (bench/analysis.md, profile 34); imported here the workers inherit it (they import
+    prometheus_client for the app anyway). PROMETHEUS_MULTIPROC_DIR is set by this module's import, so the
+    library picks its multiprocess values as the workers' own import would."""
+    from prometheus_client import multiprocess  # noqa: F401
+
+
 def post_fork(server: Any, worker: Any) -> None:
     """Application logs as JSON lines, at JOBS_LOG_LEVEL (before the app is built, so its warnings are JSON too);
     gunicorn's own parse errors answered as problem+json."""
@@ -131,8 +140,7 @@ def worker_exit(server: Any, worker: Any) -> None:
 
 def child_exit(server: Any, worker: Any) -> None:
     """A worker is gone: tell prometheus_client so its live gauges stop counting."""
-    # imported here, in the master, only now: PROMETHEUS_MULTIPROC_DIR is set by then
-    from prometheus_client import multiprocess
+    from prometheus_client import multiprocess  # imported by when_ready already
 
     multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
 
