@@ -16,13 +16,14 @@ install: .venv/.installed ## create .venv with every package editable, from uv.l
 run: install ## embedded Redis + API on 127.0.0.1:8000 + two workers; RELOAD=1: restart workers when task files change
 	$(if $(RELOAD),JOBS_RELOAD=$(RELOAD) )$(PY) scripts/run_local.py
 
-lint: install ## ruff over everything, mypy --strict on the shared library
-	.venv/bin/ruff check libs services tests scripts
+lint: install ## ruff over everything (bench too), mypy --strict on the shared library
+	.venv/bin/ruff check libs services tests scripts bench
 	.venv/bin/mypy --strict libs/jobs_core/src/jobs_core
 	.venv/bin/mypy --strict --ignore-missing-imports services/api/src/jobs_api libs/jobs_client/src/jobs_client
 
+# --durations: every run (CI's too) lists its slowest tests, where `make test` time goes
 test-unit: install
-	.venv/bin/pytest $(PYTEST_ARGS)
+	.venv/bin/pytest --durations=30 $(PYTEST_ARGS)
 
 test: install lint containers bench-smoke test-unit ## everything CI runs (bench-smoke only proves `make bench` works)
 
