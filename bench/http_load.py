@@ -167,12 +167,16 @@ async def _versus(urls: tuple[str, str], body: bytes, headers: dict[str, str], c
         for t in (a, b):
             await t.warm()
             await t.segment(warmup, counted=False)
+        load = os.getloadavg()[0]
         for i in range(rounds):
             for t in ((a, b) if i % 2 == 0 else (b, a)):
                 await t.segment(duration / rounds)
     ratios = [x / y for x, y in zip(a.rounds, b.rounds, strict=True)]
     return {"a": a.result(), "b": b.result(), "rounds": rounds, "segment_s": duration / rounds, "warmup_s": warmup,
-            "ratio": {**spread(ratios), "runs": [round(r, 3) for r in ratios]}}
+            "ratio": {**spread(ratios), "runs": [round(r, 3) for r in ratios]},
+            # the machine's 1-minute load average before and after the rounds: with other work on the cores,
+            # Redis (ours only) gets a scheduler share of its own and the ratio reads high (bench/analysis.md)
+            "load": [round(load, 2), round(os.getloadavg()[0], 2)]}
 
 
 def main() -> None:

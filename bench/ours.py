@@ -360,7 +360,7 @@ def part_http(url: str, jobs: int, procs: int, concurrency: int, round_trips: in
                 ab = api.versus(hello, c, duration=duration, rounds=HTTP_ROUNDS if duration >= 3 else 4)
                 out[f"api_c{c}"], out[f"hello_c{c}"] = ab["a"], ab["b"]
                 out[f"ratio_c{c}"] = {**ab["ratio"], "rounds": ab["rounds"], "segment_s": ab["segment_s"],
-                                      "warmup_s": ab["warmup_s"]}
+                                      "warmup_s": ab["warmup_s"], "load": ab["load"]}
         finally:
             hello.stop()
         out["batch"] = batch_load(api, batch, duration / 2)

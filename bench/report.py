@@ -115,7 +115,7 @@ def _http_section(http: dict[str, Any]) -> list[str]:
         return []
     r8 = http.get("ratio_c8") or http.get("ratio_c32") or {}
     how = (f"Both servers up at once, loaded from one `bench/http_load.py` process: an uncounted warm-up of "
-           f"{r8.get('warmup_s', 0):g} s on each, then {r8.get('rounds')} rounds of {r8.get('segment_s', 0):.2f} s "
+           f"{r8.get('warmup_s', 0):.2g} s on each, then {r8.get('rounds')} rounds of {r8.get('segment_s', 0):.2f} s "
            "on either server, the order flipped every round. Req/s: the median round (every round in brackets); "
            "ours / bare: the median of the rounds' paired ratios (quartiles, then range, in brackets), the "
            "figure target 2 is judged on. CPU µs per request: the load generator's own and the server's "
@@ -186,6 +186,13 @@ def _cpu_ratio(a: dict[str, Any], h: dict[str, Any]) -> str:
     return f"; server CPU per request, bare ÷ ours: {ch / ca * 100:.0f}%" if ca and ch else ""
 
 
+def _load(r: dict[str, Any]) -> str:
+    """The load average around the rounds, when above the 2 cores: a contended reading."""
+    load = r.get("load") or [0.0]
+    return (f"; load average {min(load):.1f}-{max(load):.1f} during the rounds: contended, reads high"
+            if max(load) > 2 else "")
+
+
 def _finished_bytes(ours: dict[str, Any]) -> str:
     """Redis used_memory growth per finished job (enqueue + worker side), formatted."""
     return _f(ours["enqueue_cost"]["memory_bytes"] + ours["worker_cost"]["memory_bytes"])
@@ -205,7 +212,8 @@ def targets(res: dict[str, Any]) -> list[tuple[str, str, bool]]:
             out.append((f"2. HTTP submit >= 60% of bare gunicorn + Flask ({c} clients)",
                         f"{r['median'] * 100:.0f}% (median of {r['rounds']} paired rounds; quartiles "
                         f"{r['q1'] * 100:.0f}-{r['q3'] * 100:.0f}%, range {r['min'] * 100:.0f}-{r['max'] * 100:.0f}%; "
-                        f"medians {a['rps']:,.0f} vs {h['rps']:,.0f} req/s{_cpu_ratio(a, h)})", r["median"] >= 0.6))
+                        f"medians {a['rps']:,.0f} vs {h['rps']:,.0f} req/s{_cpu_ratio(a, h)}{_load(r)})",
+                        r["median"] >= 0.6))
         elif a and h:  # a result file from before the paired rounds: the ratio of the medians
             frac = a["rps"] / h["rps"]
             out.append((f"2. HTTP submit >= 60% of bare gunicorn + Flask ({c} clients)",

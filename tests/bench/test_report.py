@@ -104,6 +104,9 @@ def test_the_http_target_is_judged_on_the_median_paired_ratio(old: dict[str, Any
                                "runs": [0.55] * 12, "rounds": 12, "segment_s": 0.5, "warmup_s": 1.0}
     _, measured, ok = _target(new, "2. HTTP submit >= 60% of bare gunicorn + Flask (8 clients)")
     assert not ok and measured.startswith("55% (median of 12 paired rounds; quartiles 52-58%, range 40-70%")
+    assert "contended" not in measured
+    new["http"]["ratio_c8"]["load"] = [9.5, 12.25]  # other work on the 2 cores: said beside the figure
+    assert "load average 9.5-12.2 during the rounds: contended" in _target(new, "2. HTTP submit >= 60%")[1]
     md = render_markdown(new)
     assert "then 12 rounds of 0.50 s on either server" in md and "| **55%** (52-58%, 40-70%) |" in md
     # an older file without the rounds: the ratio of the medians, as before
