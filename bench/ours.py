@@ -269,12 +269,15 @@ class Gunicorn:
         args += ["--body", body] if body else []
         return run_driver(BENCH_PY, "bench.http_load", args)
 
-    def versus(self, other: Gunicorn, concurrency: int, duration: float, rounds: int) -> dict[str, Any]:
+    def versus(self, other: Gunicorn, concurrency: int, duration: float, rounds: int,
+               redis_pid: int | None = None) -> dict[str, Any]:
         """This server (``a``) against ``other`` (``b``) in ``rounds`` alternating rounds of
-        ``duration / rounds`` seconds each, from one load process (``bench.http_load --versus``)."""
+        ``duration / rounds`` seconds each, from one load process (``bench.http_load --versus``); ``a``'s CPU
+        per request includes the Redis process ``redis_pid`` (ours uses it, the bare app does not)."""
+        pids = ",".join(str(p) for p in (self.proc.pid, redis_pid) if p)
         args = [self.url, "--versus", other.url, "--concurrency", str(concurrency), "--duration", str(duration),
                 "--rounds", str(rounds), "--warmup", str(min(1.0, duration / 6)), "--header",
-                f"Authorization: Bearer {API_KEY}", "--pids", str(self.proc.pid), "--versus-pids", str(other.proc.pid)]
+                f"Authorization: Bearer {API_KEY}", "--pids", pids, "--versus-pids", str(other.proc.pid)]
         return run_driver(BENCH_PY, "bench.http_load", args)
 
     def stop(self) -> None:
@@ -357,7 +360,8 @@ def part_http(url: str, jobs: int, procs: int, concurrency: int, round_trips: in
         hello = Gunicorn(url, app="bench.hello_app:app")
         try:
             for c in (8, 32):
-                ab = api.versus(hello, c, duration=duration, rounds=HTTP_ROUNDS if duration >= 3 else 4)
+                ab = api.versus(hello, c, duration=duration, rounds=HTTP_ROUNDS if duration >= 3 else 4,
+                                redis_pid=int(client.info("server")["process_id"]))
                 out[f"api_c{c}"], out[f"hello_c{c}"] = ab["a"], ab["b"]
                 out[f"ratio_c{c}"] = {**ab["ratio"], "rounds": ab["rounds"], "segment_s": ab["segment_s"],
                                       "warmup_s": ab["warmup_s"], "load": ab["load"]}

@@ -119,7 +119,7 @@ def _http_section(http: dict[str, Any]) -> list[str]:
            "on either server, the order flipped every round. Req/s: the median round (every round in brackets); "
            "ours / bare: the median of the rounds' paired ratios (quartiles, then range, in brackets), the "
            "figure target 2 is judged on. CPU µs per request: the load generator's own and the server's "
-           "(gunicorn master and workers; ours without Redis), POST /jobs / bare."
+           "(gunicorn master and workers, and Redis for ours), POST /jobs / bare."
            if paired else "Medians of three alternating runs per row (all runs in brackets).")
     return [how, "", _md_table(["clients", "POST /jobs req/s", "p50 / p99 ms", "bare Flask req/s", "p50 / p99 ms",
                                 "ours / bare", "load generator CPU µs/req", "server CPU µs/req"], rows), ""]
@@ -180,8 +180,8 @@ def _curve_ends(curve: list[dict[str, Any]]) -> list[tuple[float, list[dict[str,
 
 
 def _cpu_ratio(a: dict[str, Any], h: dict[str, Any]) -> str:
-    """The servers' own CPU per request, bare ÷ ours: what the req/s ratio would be if each had the cores
-    to itself (a cross-check that other load on the machine moves little; not what the target judges)."""
+    """The servers' own CPU per request (ours: gunicorn + Redis), bare ÷ ours: a cross-check that other load
+    on the machine moves little; not what the target judges (a request also waits, not only computes)."""
     ca, ch = a.get("server_cpu_us_per_request"), h.get("server_cpu_us_per_request")
     return f"; server CPU per request, bare ÷ ours: {ch / ca * 100:.0f}%" if ca and ch else ""
 
