@@ -16,13 +16,14 @@ install: .venv/.installed ## create .venv with every package editable, from uv.l
 run: install ## embedded Redis + API on 127.0.0.1:8000 + two workers; RELOAD=1: restart workers when task files change
 	$(if $(RELOAD),JOBS_RELOAD=$(RELOAD) )$(PY) scripts/run_local.py
 
-lint: install ## ruff over everything, mypy --strict on the shared library
-	.venv/bin/ruff check libs services tests scripts
+lint: install ## ruff over everything (bench too), mypy --strict on the shared library
+	.venv/bin/ruff check libs services tests scripts bench
 	.venv/bin/mypy --strict libs/jobs_core/src/jobs_core
 	.venv/bin/mypy --strict --ignore-missing-imports services/api/src/jobs_api libs/jobs_client/src/jobs_client
 
+# --durations: every run (CI's too) lists its slowest tests, where `make test` time goes
 test-unit: install
-	.venv/bin/pytest $(PYTEST_ARGS)
+	.venv/bin/pytest --durations=30 $(PYTEST_ARGS)
 
 test: install lint containers bench-smoke test-unit ## everything CI runs (bench-smoke only proves `make bench` works)
 
@@ -52,7 +53,7 @@ bench-smoke: install .venv-bench/.installed ## every bench part with tiny counts
 # also runs what `make test` samples or leaves to the images: every bad setting through `make run`, the
 # failover negative control, and the e2e scenarios against local processes (README "Testing").
 RELIABILITY_FULL_ONLY = tests/api/test_bad_settings.py tests/e2e/test_local_stack.py
-reliability: install ## chaos, Redis/API crashes, Sentinel failover, hostile input, tenants, load at full size (~12 min); prints the table
+reliability: install ## chaos, Redis/API crashes, Sentinel failover, hostile input, tenants, load at full size (~24 min measured on a busy 2-core host: README, Guarantees); prints the table
 	RELIABILITY_PROFILE=full .venv/bin/pytest tests/reliability $(RELIABILITY_FULL_ONLY) -o timeout=900 $(PYTEST_ARGS)
 
 clean:

@@ -269,8 +269,24 @@ class Gunicorn:
         args += ["--body", body] if body else []
         return run_driver(BENCH_PY, "bench.http_load", args)
 
+    def versus(self, other: Gunicorn, concurrency: int, duration: float, rounds: int,
+               redis_pid: int | None = None) -> dict[str, Any]:
+        """This server (``a``) against ``other`` (``b``) in ``rounds`` alternating rounds of
+        ``duration / rounds`` seconds each, from one load process (``bench.http_load --versus``); ``a``'s CPU
+        per request includes the Redis process ``redis_pid`` (ours uses it, the bare app does not)."""
+        pids = ",".join(str(p) for p in (self.proc.pid, redis_pid) if p)
+        args = [self.url, "--versus", other.url, "--concurrency", str(concurrency), "--duration", str(duration),
+                "--rounds", str(rounds), "--warmup", str(min(1.0, duration / 6)), "--header",
+                f"Authorization: Bearer {API_KEY}", "--pids", pids, "--versus-pids", str(other.proc.pid)]
+        return run_driver(BENCH_PY, "bench.http_load", args)
+
     def stop(self) -> None:
         self.procs.stop()
+
+
+#: alternating rounds per client count of the POST /jobs vs bare Flask comparison (each server gets
+#: ``duration / HTTP_ROUNDS`` seconds per round; short rounds pair the two sides closely in time)
+HTTP_ROUNDS = 12
 
 
 def http_round_trips(port: int, count: int, prefer: bool = False) -> dict[str, float]:
@@ -338,18 +354,17 @@ def part_http(url: str, jobs: int, procs: int, concurrency: int, round_trips: in
             if round_trips:
                 out["http_round_trip_ms"] = http_round_trips(api.port, round_trips)  # 3 requests
                 out["http_prefer_round_trip_ms"] = http_round_trips(api.port, round_trips, prefer=True)
-        # Both servers up at once (the idle one costs nothing) and measured alternately, three times
-        # each, so that a burst of other load on the machine hits both sides alike; medians reported.
+        # Both servers up at once (the idle one costs nothing) and measured from one load process in
+        # alternating rounds (A B, B A, ...) after a warm-up of each: a burst of other load on the machine
+        # hits both sides alike, and each round gives one paired ratio (bench/http_load.py).
         hello = Gunicorn(url, app="bench.hello_app:app")
         try:
-            runs: dict[str, list[dict[str, Any]]] = {}
-            for _ in range(3):
-                for c in (8, 32):
-                    for name, server in (("api", api), ("hello", hello)):
-                        runs.setdefault(f"{name}_c{c}", []).append(server.load(c, duration=duration / 3))
-            for key, samples in runs.items():
-                samples.sort(key=lambda r: r["rps"])
-                out[key] = {**samples[len(samples) // 2], "rps_runs": [round(r["rps"]) for r in samples]}
+            for c in (8, 32):
+                ab = api.versus(hello, c, duration=duration, rounds=HTTP_ROUNDS if duration >= 3 else 4,
+                                redis_pid=int(client.info("server")["process_id"]))
+                out[f"api_c{c}"], out[f"hello_c{c}"] = ab["a"], ab["b"]
+                out[f"ratio_c{c}"] = {**ab["ratio"], "rounds": ab["rounds"], "segment_s": ab["segment_s"],
+                                      "warmup_s": ab["warmup_s"], "load": ab["load"]}
         finally:
             hello.stop()
         out["batch"] = batch_load(api, batch, duration / 2)

@@ -4,8 +4,8 @@ Redis cost per job is measured a second time against another private Redis pinne
 drivers and every process they start pinned to the others (``PINNED_SETUPS``, ``PINNED_PEERS``), and the
 Redis instructions per job under callgrind (``bench.instructions``; skipped without valgrind).
 
-``python -m bench [--smoke] [--output PATH]``. ``--smoke`` runs every part with tiny counts (about 1-2 min on an idle host)
-to prove the bench still works; it writes to a temporary file unless ``--output`` is given.
+``python -m bench [--smoke] [--output PATH]``. ``--smoke`` runs every part with tiny counts (about 1-2 min on an idle
+host) to prove the bench still works; it writes to a temporary file unless ``--output`` is given.
 """
 
 from __future__ import annotations
@@ -27,9 +27,10 @@ from typing import Any
 
 from bench.common import BENCH_PY, OUR_PY, ROOT, PrivateRedis, run_driver, split_cpus
 from bench.report import render_markdown, render_table
+from bench.report_cost import RECOMMENDED, TARGET_SETUPS
 
 PEERS = ["bare", "rq-simple", "rq-fork", "celery", "dramatiq-2x1", "dramatiq-default", "huey"]
-BEST = (2, 4)  # our recommended 2-core setup: 2 worker processes x --concurrency 4
+BEST = RECOMMENDED  # our recommended 2-core setup: 2 worker processes x --concurrency 4 (README, Performance)
 CURVE_PROCS = [1, 2, 4, 8, 16, 32]  # scale-out curve: worker processes (x 4 slots) against one Redis
 CURVE_JOB_MS = [0, 10]
 
@@ -77,7 +78,7 @@ def redis_benchmark(port: int, requests: int) -> dict[str, float]:
 
 #: worker setups (processes x slots) whose Redis cost is measured with Redis pinned to its own core: the
 #: headline's and the short-job one (README, Performance: more slots per process, bigger claim batches)
-PINNED_SETUPS = [(2, 4), (2, 8)]
+PINNED_SETUPS = TARGET_SETUPS
 #: producer processes of the ``producers`` part (lone submissions at once, shared and pinned)
 PRODUCERS = 8
 #: peers measured again with Redis pinned (their recommended setups; the variants of a worker flag left out)
@@ -160,7 +161,7 @@ def run(smoke: bool) -> dict[str, Any]:
     """
     jobs = 300 if smoke else 10_000
     rts = 20 if smoke else 300
-    duration = 0.5 if smoke else 6.0  # HTTP: split over 3 alternating runs per server and client count
+    duration = 0.5 if smoke else 6.0  # HTTP: per server and client count, over 12 alternating rounds (smoke: 4)
     results: dict[str, Any] = {"machine": machine(), "smoke": smoke, "jobs": jobs, "round_trips": rts}
     split = split_cpus()
     plan = plan_steps(smoke, jobs, rts, duration, pinned=split is not None)

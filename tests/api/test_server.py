@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.procs import wait_for
 
 from api.conftest import TASKS
 from api.contract import Contract
@@ -222,6 +223,30 @@ def test_sigterm_ends_long_polls_early_with_the_current_job(redis_url: str, tmp_
     answer, answered_after = _long_poll_then_sigterm(redis_url, tmp_path, wait=60, after=0.5)
     assert answer[0] == 200 and json.loads(answer[2])["status"] == "queued"
     assert answered_after < 5  # one wait slice, not the 60 s asked for
+
+
+def test_sigterm_answers_a_held_submission_with_the_job_as_it_is(redis_url: str, tmp_path: Path) -> None:
+    """A ``Prefer: wait`` submission held when the API is stopped (no worker runs its job) is answered within
+    a wait slice — 202, the stored job as it is, ``Preference-Applied: wait`` — and the API exits 0."""
+    s = ApiStack(tmp_path, redis_url, workers=0)
+    s.store().publish_tasks(TASKS)
+    with s:
+        answer: dict[str, Any] = {}
+
+        def submit() -> None:
+            answer["r"] = http("POST", s.url + "/jobs", {"task": "sleep", "params": {"seconds": 1}},
+                               {"Prefer": "wait=60"}, timeout=70)
+
+        t = threading.Thread(target=submit)
+        t.start()
+        wait_for(lambda: bool(s.store().list_jobs()[0]), timeout=30, what="the held submission stored")
+        assert s.api is not None
+        s.api.send_signal(signal.SIGTERM)
+        t.join(30)
+        assert s.api.wait(20) == 0
+    status, headers, raw = answer["r"]
+    assert status == 202 and headers.get("preference-applied") == "wait"
+    assert json.loads(raw)["status"] == "queued"
 
 
 @pytest.mark.parametrize("name,raw,status", [

@@ -90,3 +90,52 @@ def test_the_short_job_setup_gets_its_own_target_lines(old: dict[str, Any]) -> N
     assert measured.startswith(f"{old['ours']['enqueue_cost']['redis_cpu_us'] + row['redis_cpu_us']:.0f} µs")
     commands = next(t for t in targets(old) if t[0].startswith("1. Redis commands") and "2 x 8 slots, batched" in t[0])
     assert commands[1].startswith(f"{old['ours']['batched']['enqueue_cost']['commands'] + row['commands']:.1f}")
+
+
+def _target(res: dict[str, Any], prefix: str) -> tuple[str, str, bool]:
+    return next(t for t in targets(res) if t[0].startswith(prefix))
+
+
+def test_the_http_target_is_judged_on_the_median_paired_ratio(old: dict[str, Any]) -> None:
+    new = copy.deepcopy(old)
+    # medians alone would read 1,000 / 1,500 = 67% (met); the rounds' paired ratios say 55%
+    new["http"]["api_c8"]["rps"], new["http"]["hello_c8"]["rps"] = 1000.0, 1500.0
+    new["http"]["ratio_c8"] = {"median": 0.55, "q1": 0.52, "q3": 0.58, "min": 0.40, "max": 0.70,
+                               "runs": [0.55] * 12, "rounds": 12, "segment_s": 0.5, "warmup_s": 1.0}
+    _, measured, ok = _target(new, "2. HTTP submit >= 60% of bare gunicorn + Flask (8 clients)")
+    assert not ok and measured.startswith("55% (median of 12 paired rounds; quartiles 52-58%, range 40-70%")
+    assert "contended" not in measured
+    new["http"]["ratio_c8"]["load"] = [9.5, 12.25]  # other work on the 2 cores: said beside the figure
+    assert "load average 9.5-12.2 during the rounds: contended" in _target(new, "2. HTTP submit >= 60%")[1]
+    md = render_markdown(new)
+    assert "then 12 rounds of 0.50 s on either server" in md and "| **55%** (52-58%, 40-70%) |" in md
+    # an older file without the rounds: the ratio of the medians, as before
+    _, measured, _ = _target(old, "2. HTTP submit >= 60% of bare gunicorn + Flask (8 clients)")
+    a, h = old["http"]["api_c8"]["rps"], old["http"]["hello_c8"]["rps"]
+    assert measured.startswith(f"{a / h * 100:.0f}% ({a:,.0f} vs {h:,.0f} req/s)")
+
+
+def test_every_item_of_the_issue_is_printed(old: dict[str, Any]) -> None:
+    table = render_table(old)
+    # target 1 names the recommended setup and the peers' commands per job beside ours
+    assert "recommended setup 2 x 4 slots, single submissions" in table and "(peers: bare 3.0" in table
+    # target 4: the curve's ends and what a user does when one Redis primary saturates
+    _, measured, _ = _target(old, "4. scale-out curve")
+    assert "1 -> 32 processes" in measured and "each with its own Redis" in measured
+    assert "Redis Cluster" in measured
+    # target 5: bytes per queued and per finished job
+    _, measured, _ = _target(old, "5. Redis memory")
+    finished = old["ours"]["enqueue_cost"]["memory_bytes"] + old["ours"]["worker_cost"]["memory_bytes"]
+    assert f"finished: used_memory +{finished:,.0f} B/job" in measured and "queued: used_memory +" in measured
+
+
+def test_the_recommended_setup_is_the_readme_s() -> None:
+    """The bench judges target 1 on the setup the README recommends, and both name it alike."""
+    from bench.report_cost import RECOMMENDED, SHORT_JOBS, recommended_line
+
+    readme = (ROOT / "README.md").read_text()
+    p, c = RECOMMENDED
+    assert f"recommended setup ({p} worker processes \N{MULTIPLICATION SIGN} {c} slots)" in readme
+    assert f"for short jobs run {SHORT_JOBS[1]} slots per process" in readme
+    assert recommended_line().startswith(f"Recommended worker setup (README, Performance): {p} worker processes x {c}")
+    assert f"{p} x {c}" in render_table(json.loads((ROOT / "bench" / "results" / "latest.json").read_text()))

@@ -107,6 +107,10 @@ def test_submit_file_usage_errors(stack: ApiStack, tmp_path: Path, content: str,
     path.write_text(content)
     out = jobs(stack, "submit", "--file", str(path), *args)
     assert out.returncode == 2 and message in out.stderr, out.stderr
+
+
+def test_submit_without_a_file_or_task_is_a_usage_error(stack: ApiStack, tmp_path: Path) -> None:
+    """Once, not once per bad file above: each call is a CLI process of its own."""
     assert jobs(stack, "submit", "--file", str(tmp_path / "missing")).returncode == 2
     assert "give a TASK" in jobs(stack, "submit").stderr
 

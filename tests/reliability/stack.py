@@ -255,6 +255,15 @@ class Stack:
                     found.append(f"{name}: {line[:200]}")
         return found
 
+    def assert_clean(self, client_server_errors: int = 0) -> None:
+        """The closing checks of a scenario: no 5xx other than 503 answered to its clients
+        (``client_server_errors``, their own count) or in the API's log, no unhandled error, no secret in
+        any log."""
+        errors = self.server_errors_in_logs()
+        assert client_server_errors == 0 and not errors, (client_server_errors, errors[:5])
+        leaks = self.leaked_secrets()
+        assert not leaks, leaks[:5]
+
     def server_errors_in_logs(self) -> list[str]:
         """Access-log and error-log lines of 5xx answers other than 503, and unhandled-error log lines
         (503 is the promised answer while Redis is down)."""

@@ -16,8 +16,10 @@ client's ``Retry`` would have used (:data:`RESENDS` more times).
 from __future__ import annotations
 
 import os
+import select
 import time
 from collections.abc import Callable, Iterable, Sequence
+from functools import partial
 from typing import Any, NamedTuple, TypeVar
 
 import hiredis
@@ -30,6 +32,7 @@ from redis.exceptions import NoScriptError
 from jobs_core import tracing
 from jobs_core.config import Settings
 from jobs_core.connection import NOSCRIPT_RERUNS, check_confirmation
+from jobs_core.pubsub_read import HIREDIS_PARSER, NEED_MORE
 
 T = TypeVar("T")
 
@@ -40,6 +43,10 @@ BACKOFF = ExponentialBackoff(cap=1.0, base=0.05)
 LOST = (redis.ConnectionError, redis.TimeoutError)
 #: redis-py's packer of connections that pack with hiredis (a dependency of jobs-core): see :func:`_pack`
 _HIREDIS_PACKER: Any = getattr(redis.connection, "HiredisRespSerializer", None)
+#: The one connection class read the lean way (:func:`_read`): plain TCP, replies as they come
+_PLAIN = redis.connection.Connection
+#: hiredis' type of a RESP3 push (hiredis >= 3.2; a dependency of jobs-core)
+_PUSH: Any = getattr(hiredis, "PushNotification", None)
 
 
 class NotSent(redis.ConnectionError):
@@ -173,11 +180,21 @@ def _send_once(client: redis.Redis, commands: Sequence[Sequence[Any]], held: Hel
         except LOST as e:
             raise NotSent(str(e)) from e
     try:
-        conn.send_packed_command(_pack(conn, commands))
+        packed = _pack(conn, commands)
+        sock = conn._sock
+        if (type(conn) is not _PLAIN or type(conn._parser) is not HIREDIS_PARSER or sock is None
+                or (conn.health_check_interval and time.monotonic() > conn.next_health_check)):
+            # redis-py's way: TLS, Sentinel's connection (READONLY read as a connection error), another
+            # parser, a due health check
+            conn.send_packed_command(packed)
+            read: Callable[[Any, str], Any] = client.parse_response
+        else:
+            _write(conn, sock, packed)
+            read = partial(_read, client)
         out: list[Any] = []
         for c in commands:
             try:
-                out.append(client.parse_response(conn, c[0]))  # type: ignore[no-untyped-call]
+                out.append(read(conn, c[0]))
             except redis.ResponseError as e:
                 out.append(e)
         return out
@@ -192,6 +209,66 @@ def _send_once(client: redis.Redis, commands: Sequence[Sequence[Any]], held: Hel
             pool.release(conn)
 
 
+def _write(conn: Any, sock: Any, packed: list[Any]) -> None:
+    """``conn.send_packed_command(packed)`` with one ``write`` of the socket for a request that fits its
+    buffer (a lone submission, a finish): a socket with a timeout polls before every ``send``, one
+    system call more per call on the path of every round trip (bench/analysis.md, profile 33). What the
+    buffer did not take, and any error, goes redis-py's way (its timeout, its errors, the connection closed)."""
+    data = packed[0] if len(packed) == 1 else b"".join(packed)
+    try:
+        n = os.write(sock.fileno(), data)  # non-blocking under a timeout: never waits
+    except BlockingIOError:
+        n = 0
+    except OSError as e:
+        conn.disconnect()
+        raise redis.ConnectionError(f"Error {e.errno} while writing to socket. {e.strerror}.") from e
+    if n < len(data):
+        conn.send_packed_command([memoryview(data)[n:]], check_health=False)
+
+
+def _read(client: redis.Redis, conn: Any, name: str) -> Any:
+    """``client.parse_response(conn, name)`` reading the socket with ``poll`` + one ``readv`` into the
+    connection's own hiredis reader (the socket's timed ``recv`` polls again first): the same reply, RESP3
+    pushes handed to redis-py's push handling, the connection's timeout, and a closed connection or a
+    timeout raised (connection closed) as redis-py raises them."""
+    parser = conn._parser
+    reader = parser._reader
+    response = reader.gets()
+    while response is NEED_MORE or type(response) is _PUSH:
+        if response is not NEED_MORE:  # a push before the reply (an invalidation, a maintenance note)
+            parser.handle_push_response(response)
+        else:
+            fd = conn._sock.fileno()
+            poll = select.poll()
+            poll.register(fd, select.POLLIN)
+            timeout = conn.socket_timeout
+            if not poll.poll(None if timeout is None else timeout * 1000):
+                conn.disconnect()
+                raise redis.TimeoutError(f"Timeout reading from {conn.host}:{conn.port}")
+            try:
+                n = os.readv(fd, [parser._buffer])
+            except BlockingIOError:  # a false alarm: poll again
+                n = -1
+            except OSError as e:
+                conn.disconnect()
+                raise redis.ConnectionError(f"Error while reading from {conn.host}:{conn.port} : {e.args}") from e
+            if n == 0:
+                conn.disconnect()
+                raise redis.ConnectionError("Connection closed by server.")
+            if n > 0:
+                reader.feed(parser._buffer, 0, n)
+        response = reader.gets()
+    if conn.health_check_interval:  # as Connection.read_response: the connection just proved alive
+        conn.next_health_check = time.monotonic() + conn.health_check_interval
+    if isinstance(response, redis.ConnectionError):
+        conn.disconnect()
+        raise response
+    if isinstance(response, redis.ResponseError):
+        raise response
+    callback = client.response_callbacks.get(name)  # type: ignore[no-untyped-call]
+    return callback(response) if callback is not None else response
+
+
 def _pack(conn: Any, commands: Sequence[Sequence[Any]]) -> Any:
     """The commands in the Redis protocol, in one write (:class:`Packed` ones as they are).
 
@@ -202,6 +279,9 @@ def _pack(conn: Any, commands: Sequence[Sequence[Any]]) -> Any:
     Same bytes on the wire; anything hiredis refuses goes the ordinary way (which converts or raises)."""
     if _HIREDIS_PACKER is not None and type(getattr(conn, "_command_packer", None)) is _HIREDIS_PACKER:
         try:
+            if len(commands) == 1:  # a lone call (a submission, a finish): no generator to join
+                c = commands[0]
+                return [c.data if isinstance(c, Packed) else _hiredis_pack(c)]
             return [b"".join(c.data if isinstance(c, Packed) else _hiredis_pack(c) for c in commands)]
         except (TypeError, ValueError):
             pass
@@ -249,10 +329,10 @@ def script_once(client: redis.Redis, script: Script, keys: Sequence[Any], args: 
     the reply is returned only once confirmed (see :class:`jobs_core.connection.ReplicatedScript`).
     """
     replicas = settings.ack_replicas
-    timeout_ms = max(1, round(settings.ack_timeout_seconds * 1000))
     for rerun in range(NOSCRIPT_RERUNS + 1):
         commands: list[tuple[Any, ...]] = [packed or ("EVALSHA", script.sha, len(keys), *keys, *args)]
         if replicas:
+            timeout_ms = max(1, round(settings.ack_timeout_seconds * 1000))
             commands += [("SET", fence_key, b"1"), ("WAIT", replicas, timeout_ms),
                          ("WAITAOF", 1, replicas, timeout_ms)]
         out = send_once(client, commands, held)

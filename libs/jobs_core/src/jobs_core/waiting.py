@@ -36,6 +36,7 @@ from jobs_core.config import Settings
 from jobs_core.errors import JobNotFound
 from jobs_core.keys import Keys
 from jobs_core.model import TERMINAL_STATUSES, Job, JobStatus, Result, is_job_id
+from jobs_core.pubsub_read import MessageReader
 from jobs_core.serialization import loads
 
 JSON_MEDIA_TYPE = "application/json"
@@ -88,10 +89,13 @@ def _as_delivered(response: object) -> object:
 class _Listener:
     """One thread's pub/sub connection, its reply channel (once subscribed) and the jobs it expects there."""
 
-    __slots__ = ("expected", "pubsub", "reply", "stash")
+    __slots__ = ("expected", "pubsub", "read", "reply", "reply_name", "stash")
 
     def __init__(self, pubsub: redis.client.PubSub) -> None:
         self.pubsub = pubsub
+        self.reply_name: str | None = None  # ``reply`` as the str a submission stores (decoded once)
+        #: ``pubsub.get_message(timeout=...)``, with one ``poll`` + one read per message (pubsub_read.py)
+        self.read = MessageReader(pubsub).read
         self.reply: bytes | None = None
         #: job id -> None: submitted with this reply channel, not yet seen to end
         self.expected: OrderedDict[str, None] = OrderedDict()
@@ -143,9 +147,9 @@ class Waiting:
         """This thread's reply channel, subscribed (and confirmed by Redis) before it is returned: the name
         to store as a job's ``reply_to``. The first call of a thread costs one round trip, later ones none.
         None when Redis did not confirm within ``timeout`` (then submit without: the wait still works)."""
-        listener = self._listener()
-        if listener.reply is not None:
-            return listener.reply.decode()
+        listener = getattr(self._local, "listener", None) or self._listener()
+        if listener.reply_name is not None:
+            return listener.reply_name
         channel = self.keys.reply_channel(secrets.token_hex(12))
         wanted = channel.encode()
         ok = False
@@ -153,9 +157,9 @@ class Waiting:
             listener.pubsub.subscribe(channel)
             deadline = time.monotonic() + timeout
             while (remaining := deadline - time.monotonic()) > 0:
-                message = listener.pubsub.get_message(timeout=remaining)
+                message = listener.read(remaining)
                 if message is not None and message["type"] == "subscribe" and message["channel"] == wanted:
-                    listener.reply = wanted
+                    listener.reply, listener.reply_name = wanted, channel
                     break
             ok = True
         finally:
@@ -242,7 +246,7 @@ class Waiting:
                     if job.is_terminal or now >= deadline:
                         return job, None
                     reread = time.monotonic() + REREAD_SECONDS
-                message = listener.pubsub.get_message(timeout=max(0.0, min(deadline, reread) - time.monotonic()))
+                message = listener.read(max(0.0, min(deadline, reread) - time.monotonic()))
                 if message is not None:
                     listener.take_reply(message)  # stashes it when expected (this job's or a later wait's)
         except redis.RedisError:  # the connection is in an unknown state: start afresh next time
@@ -266,7 +270,7 @@ class Waiting:
             pubsub.subscribe(channel)
             while True:  # messages of channels an earlier wait on this connection left are skipped
                 remaining = deadline - time.monotonic()
-                message = pubsub.get_message(timeout=max(0.0, min(remaining, 1.0)))
+                message = listener.read(max(0.0, min(remaining, 1.0)))
                 if message is not None:
                     listener.take_reply(message)
                 if message is not None and message["type"] == "subscribe" and message["channel"] == wanted:
@@ -279,7 +283,7 @@ class Waiting:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
-                message = pubsub.get_message(timeout=max(0.0, min(remaining, reread - time.monotonic())))
+                message = listener.read(max(0.0, min(remaining, reread - time.monotonic())))
                 if message is not None and message["type"] == "message" and message["channel"] == wanted:
                     delivered = _delivered(message["data"])
                     if delivered is not None:

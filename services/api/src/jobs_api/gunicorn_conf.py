@@ -19,6 +19,7 @@ Any other gunicorn setting can be given through ``GUNICORN_CMD_ARGS``.
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import shutil
 import sys
@@ -96,6 +97,15 @@ control_socket_disable = True
 # JOBS_MAX_BODY_BYTES, enforced by the app.
 
 
+def when_ready(server: Any) -> None:
+    """In the master, before the first workers are forked: import prometheus_client's multiprocess support,
+    which ``child_exit`` needs. Imported at the first worker exit instead, it cost 0.13-0.22 s of every stop on a
+    loaded host (bench/analysis.md, profile 34); imported here the workers inherit it (they import
+    prometheus_client for the app anyway). PROMETHEUS_MULTIPROC_DIR is set by this module's import, so the
+    library picks its multiprocess values as the workers' own import would."""
+    from prometheus_client import multiprocess  # noqa: F401
+
+
 def post_fork(server: Any, worker: Any) -> None:
     """Application logs as JSON lines, at JOBS_LOG_LEVEL (before the app is built, so its warnings are JSON too);
     gunicorn's own parse errors answered as problem+json."""
@@ -118,23 +128,39 @@ def post_worker_init(worker: Any) -> None:
 
 def worker_exit(server: Any, worker: Any) -> None:
     """In the exiting worker: hand back the console bulk actions it runs (their threads are daemons that
-    would die mid-way; another process would then wait out their lease)."""
+    would die mid-way; another process would then wait out their lease); then freeze the heap (see
+    :func:`_skip_final_collection`)."""
     from jobs_api import console
 
     app = getattr(worker, "wsgi", None)
     if app is not None and hasattr(app, "extensions"):
         console.hand_back_bulk_actions(app)
+    _skip_final_collection()
 
 
 def child_exit(server: Any, worker: Any) -> None:
     """A worker is gone: tell prometheus_client so its live gauges stop counting."""
-    # imported here, in the master, only now: PROMETHEUS_MULTIPROC_DIR is set by then
-    from prometheus_client import multiprocess
+    from prometheus_client import multiprocess  # imported by when_ready already
 
     multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
 
 
 def on_exit(server: Any) -> None:
-    """Remove the metrics directory we created."""
+    """Remove the metrics directory we created; freeze the master's heap (see :func:`_skip_final_collection`)."""
     if _owned_metrics_dir:
         shutil.rmtree(_owned_metrics_dir, ignore_errors=True)
+    _skip_final_collection()
+
+
+def _skip_final_collection() -> None:
+    """Move every object to the garbage collector's permanent generation just before the process exits.
+
+    Why: the interpreter's final collections walk the whole heap — the app, Flask, the OpenAPI documents,
+    jsonschema, redis-py — ~0.7-0.9 s of a stop in each worker and again in the master on a loaded host
+    (bench/analysis.md, profile 34: an idle ``jobs-api`` took 1.4-3.7 s to exit after SIGTERM). Nothing
+    depends on them: logs are flushed by ``logging.shutdown`` (an atexit handler, which still runs, as do the
+    others: tracing's exporter flush), stdio by the interpreter, metrics are writes to shared memory maps,
+    and the kernel closes sockets and files. Objects made after this (by the rest of the exit, or a request
+    still running past the graceful timeout, which is joined at exit as before) are collected as usual.
+    """
+    gc.freeze()

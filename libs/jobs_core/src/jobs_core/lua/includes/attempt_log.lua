@@ -13,17 +13,20 @@
 -- exactly that entry (its n, worker and start are the record's 'attempts', 'worker' and 'started_at',
 -- which the finish reads anyway). Any other log (written by a version before this, a retried job's, a
 -- corrupt one) goes through cjson as before.
+-- The entry is made with what goes before and after it in the same concatenation ('[' and ']' for a first
+-- attempt's log, ']' for the tail a finish looks for): one string made instead of two (~1 k Redis
+-- instructions each; issue 16, profile 35).
 -- The last worker id JSON-encoded: one worker per script call, encoded once.
 local log_worker, log_worker_json
-local function log_open_entry(n, worker, start)
+local function log_open_entry(n, worker, start, before, after)
   if worker ~= log_worker then log_worker, log_worker_json = worker, cjson.encode(worker) end
-  return '{"n":' .. n .. ',"worker":' .. log_worker_json .. ',"start":' .. start .. '}'
+  return before .. '{"n":' .. n .. ',"worker":' .. log_worker_json .. ',"start":' .. start .. '}' .. after
 end
 -- n: the attempt number, or its digits (a string: the claim has them already)
 local function log_started(raw, n, worker, now)
   if type(n) ~= 'string' then n = int_arg(n) end
-  local entry = log_open_entry(n, worker, now_arg(now))
-  if not raw then return '[' .. entry .. ']' end -- the first attempt: most jobs
+  if not raw then return log_open_entry(n, worker, now_arg(now), '[', ']') end -- the first attempt: most jobs
+  local entry = log_open_entry(n, worker, now_arg(now), '', '')
   local log = cjson.decode(raw)
   while #log >= 20 do table.remove(log, 1) end
   if #log == 0 then return '[' .. entry .. ']' end -- (cjson writes an empty list as '{}')
@@ -35,7 +38,7 @@ end
 local function log_ended(raw, outcome, now, n, worker, start)
   if not raw then return nil end
   if n and worker and start then
-    local tail = log_open_entry(n, worker, start) .. ']'
+    local tail = log_open_entry(n, worker, start, '', ']')
     if string.sub(raw, -#tail) == tail then
       return string.sub(raw, 1, #raw - 2) .. ',"end":' .. now_arg(now) .. ',"outcome":"' .. outcome .. '"}]'
     end

@@ -79,7 +79,12 @@ local function finish_one(c, queues, by_name, id, attempt, outcome, data, media,
     return true, status
   end
   -- terminal: this transition happens once, so dependents are released once
-  local hkey, hfield = history_field(q, f[6], status, now, f[10] and math.max(0, now - tonumber(f[10])) or nil)
+  local run_ms -- the attempt's run time (nil: no start time); no math.max (a C call, ~0.7 k instructions)
+  if f[10] then
+    run_ms = now - tonumber(f[10])
+    if run_ms < 0 then run_ms = 0 end
+  end
+  local hkey, hfield = history_field(q, f[6], status, now, run_ms)
   tally_history(c.tally, hkey, hfield, c.history_ttl)
   -- the webhook outbox and the dependents (includes/release.lua) only when the job has a callback or
   -- dependents, or its tenant a subscription (looked up once per tenant per call): most jobs have none

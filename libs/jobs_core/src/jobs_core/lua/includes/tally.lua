@@ -13,7 +13,7 @@ local function call_chunked(cmd, key, args)
   end
 end
 local function tally_new()
-  return {pending = {}, tenants = {}, history = {}, hfields = {}, subs = {}}
+  return {pending = {}, tenants = {}, history = {}, hfields = {}, subs = {}, h_last = false}
 end
 -- add delta to a tenant's pending count (flushed in first-seen order: deterministic)
 local function tally_pending(t, tenant, delta)
@@ -25,17 +25,27 @@ local function tally_pending(t, tenant, delta)
   t.pending[tenant] = n + delta
 end
 -- count one finish in a history hash field; the EXPIRE runs when the flush's HINCRBY created the field
--- (its result is the tallied increment), as count_finished does for one
+-- (its result is the tallied increment), as count_finished does for one. The same field as the last one
+-- (history_field hands the same string back for alike finishes) is counted without the '<key>\0<field>'
+-- name and its lookup (~2 k Redis instructions a finish; issue 16, profile 35).
 local function tally_history(t, key, field, ttl)
+  local h = t.h_last
+  if h and field == h.field and key == h.key then
+    h.n = h.n + 1
+    return
+  end
   local id = key .. '\0' .. field
-  local h = t.history[id]
+  h = t.history[id]
   if not h then
     h = {key = key, field = field, ttl = ttl, n = 0}
     t.history[id] = h
     t.hfields[#t.hfields + 1] = h
   end
   h.n = h.n + 1
+  t.h_last = h
 end
+-- A tally is flushed once, at the end of its call (FINISH_CLAIM makes a new one per call): it is not emptied
+-- for reuse (four new tables, ~3 k Redis instructions a call; issue 16, profile 35).
 local function tally_flush(t, pending_key)
   for _, tenant in ipairs(t.tenants) do
     local n = t.pending[tenant]
@@ -45,5 +55,4 @@ local function tally_flush(t, pending_key)
   for _, h in ipairs(t.hfields) do
     if redis.call('HINCRBY', h.key, h.field, string.format('%d', h.n)) == h.n then redis.call('EXPIRE', h.key, h.ttl) end
   end
-  t.pending, t.tenants, t.history, t.hfields = {}, {}, {}, {}
 end
