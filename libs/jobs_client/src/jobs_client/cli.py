@@ -18,6 +18,8 @@ from collections.abc import Sequence
 from typing import Any, TextIO
 
 from jobs_client import cli_audit, cli_flows, cli_webhooks
+from jobs_client.cli_params import UsageError as UsageError
+from jobs_client.cli_params import parse_params as parse_params
 from jobs_client.client import (
     MAX_BATCH_JOBS,
     TERMINAL_STATUSES,
@@ -36,32 +38,6 @@ EXIT_UNREACHABLE = 5
 EXIT_TIMEOUT = 6
 
 _STATUS_EXIT = {"succeeded": EXIT_OK, "failed": EXIT_FAILED, "cancelled": EXIT_CANCELLED}
-
-
-class UsageError(Exception):
-    """Bad command-line input (exit 2)."""
-
-
-def parse_params(pairs: Sequence[str], params_json: str | None) -> dict[str, Any]:
-    """``key=value`` pairs (values parsed as JSON when they are JSON, else kept as strings) over ``--params``."""
-    params: dict[str, Any] = {}
-    if params_json:
-        try:
-            loaded = json.loads(params_json)
-        except ValueError as e:
-            raise UsageError(f"--params is not valid JSON: {e}") from e
-        if not isinstance(loaded, dict):
-            raise UsageError("--params must be a JSON object")
-        params.update(loaded)
-    for pair in pairs:
-        key, sep, raw = pair.partition("=")
-        if not sep or not key:
-            raise UsageError(f"expected key=value, got {pair!r}")
-        try:
-            params[key] = json.loads(raw)
-        except ValueError:
-            params[key] = raw
-    return params
 
 
 class ProgressBar:

@@ -6,6 +6,7 @@ import argparse
 import json
 from typing import Any
 
+from jobs_client.cli_params import UsageError, parse_params
 from jobs_client.client import JobsClient
 
 EXIT_OK = 0
@@ -22,8 +23,6 @@ def _schedule_line(s: dict[str, Any]) -> str:
 
 def cmd_schedule(client: JobsClient, args: argparse.Namespace) -> int:
     """``jobs schedule put|get|list|delete|pause|resume``."""
-    from jobs_client.cli import parse_params
-
     action = args.action
     if action == "list":
         items = client.schedules()
@@ -60,8 +59,6 @@ def cmd_workflow(client: JobsClient, args: argparse.Namespace) -> int:
     """``jobs workflow submit FILE|- [--wait]``, ``jobs workflow status|cancel ID``."""
     import sys
     import time
-
-    from jobs_client.cli import UsageError
 
     if args.action == "submit":
         try:

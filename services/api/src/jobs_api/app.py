@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import time
-import uuid
 from collections.abc import Mapping
 from typing import Any
 
@@ -23,6 +21,7 @@ from jobs_api import (
     events,
     health,
     jobs,
+    logs,
     metrics,
     queues,
     ratelimit,
@@ -37,8 +36,6 @@ from jobs_api.state import EXTENSION, State
 
 log = logging.getLogger("jobs_api")
 
-_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._\-]{1,128}$")
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
@@ -93,7 +90,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     @app.before_request
     def _start() -> None:
         g.start = time.perf_counter()
-        g.request_id = request_id(request.headers.get("X-Request-ID", ""))
+        g.request_id = logs.request_id(request.headers.get("X-Request-ID", ""))
 
     @app.after_request
     def _finish(resp: Response) -> Response:
@@ -104,7 +101,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         route = request.url_rule.rule if request.url_rule is not None else "unmatched"
         start = g.get("start")
         if start is not None:
-            observe_latency(request.method, route, resp.status_code, start)
+            metrics.observe_latency(request.method, route, resp.status_code, start)
         return resp
 
     # The fast path of POST /jobs sits inside ProxyFix (it sees the client address the limit must see) and
@@ -123,13 +120,3 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 NO_STORE_PATHS = ("/jobs", "/tasks", "/queues", "/schedules", "/workflows")
 
 
-def request_id(incoming: str) -> str:
-    """The request id of a request: the client's ``X-Request-ID`` when well-formed, else a new one."""
-    return incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
-
-
-def observe_latency(method: str, route: str, status: int, start: float) -> None:
-    """Record a request in the latency histogram (``start``: its ``time.perf_counter()`` at arrival)."""
-    # labels come from a bounded set: no client can mint new series with odd methods or paths
-    method = method if method in _METHODS else "other"
-    metrics.REQUEST_LATENCY.labels(method, route, str(status)).observe(time.perf_counter() - start)

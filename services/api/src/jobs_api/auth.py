@@ -25,7 +25,9 @@ from typing import TypeVar
 from flask import Blueprint, current_app, g, request
 from jobs_core.config import ApiKey, Role
 
+from jobs_api import ratelimit
 from jobs_api.problems import Problem
+from jobs_api.state import state
 
 DEFAULT_TENANT = "default"
 #: The attribute :func:`requires` sets on a view.
@@ -77,8 +79,6 @@ class Authenticator:
         """The current request's principal; raises a 401 :class:`Problem` when auth is on and the key is bad."""
         if not self.enabled:
             return ANONYMOUS_ADMIN
-        from jobs_api import ratelimit
-
         return self.principal_of(request.headers.get("Authorization", ""), ratelimit.client_address)
 
     def principal_of(self, header: str, address: Callable[[], str]) -> Principal:
@@ -100,9 +100,7 @@ class Authenticator:
                 slug="unauthorized",
                 headers={"WWW-Authenticate": 'Bearer realm="jobs"'},
             )
-        from jobs_api import ratelimit  # failed keys are counted per client address and key prefix
-
-        lim = ratelimit.limiter()
+        lim = ratelimit.limiter()  # failed keys are counted per client address and key prefix
         if lim is not None:
             lim.check(address(), token)
         principal = self.principal_for(token)
@@ -153,8 +151,6 @@ def protect(bp: Blueprint) -> None:
 
     @bp.before_request
     def _guard() -> None:
-        from jobs_api.state import state  # state imports this module
-
         principal = state().auth.authenticate()
         g.principal = principal
         g.tenant = principal.tenant

@@ -37,14 +37,15 @@ from typing import Any
 from flask import Flask, g
 from werkzeug.http import HTTP_STATUS_CODES, parse_options_header
 
-from jobs_api.app import observe_latency, request_id
 from jobs_api.auth import check_role, required_role
-from jobs_api.jobs import checked_idempotency_key, submission_answer
+from jobs_api.jobs import submission_answer
+from jobs_api.logs import request_id
+from jobs_api.metrics import observe_latency
 from jobs_api.prefer import preferred_wait
 from jobs_api.problems import PROBLEM_MEDIA_TYPE, handled_problem
 from jobs_api.ratelimit import address_of
 from jobs_api.state import EXTENSION, State
-from jobs_api.validation import is_json, parse_json
+from jobs_api.validation import checked_idempotency_key, is_json, parse_json
 
 StartResponse = Callable[..., Any]
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]

@@ -27,6 +27,7 @@ from jobs_api.state import json_bytes, json_response, state
 from jobs_api.validation import (
     FixedSchema,
     TaskSchemaError,
+    idempotency_key,
     query_int,
     query_seconds,
     read_json_body,
@@ -38,7 +39,6 @@ log = logging.getLogger("jobs_api.jobs")
 bp = Blueprint("jobs", __name__)
 protect(bp)
 
-_IDEMPOTENCY_KEY = re.compile(rf"^[\x21-\x7e]{{1,{openapi.MAX_IDEMPOTENCY_KEY_LENGTH}}}$")
 _MAX_CURSOR = 512
 #: Errors listed per invalid job of a batch (each invalid job is named at least once).
 _ERRORS_PER_ITEM = 5
@@ -63,28 +63,6 @@ def _check_id(job_id: str) -> str:
     if not is_job_id(job_id):
         raise not_found(job_id)
     return job_id
-
-
-def idempotency_key() -> str | None:
-    """The request's ``Idempotency-Key`` header (None when absent); a malformed one is 400."""
-    return checked_idempotency_key(request.headers.get("Idempotency-Key"))
-
-
-def checked_idempotency_key(raw: str | None) -> str | None:
-    """An ``Idempotency-Key`` header value (None when absent) once checked; a malformed one is 400."""
-    if raw is None:
-        return None
-    if not _IDEMPOTENCY_KEY.match(raw):
-        raise validation_problem(
-            [
-                {
-                    "path": "/headers/Idempotency-Key",
-                    "message": f"must be 1-{openapi.MAX_IDEMPOTENCY_KEY_LENGTH} visible ASCII characters",
-                }
-            ],
-            status=400,
-        )
-    return raw
 
 
 class _Invalid(Exception):

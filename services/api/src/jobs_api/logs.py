@@ -7,8 +7,10 @@ log line: the ``Authorization`` header is not logged, and the tenant name (not t
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import time
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -108,3 +110,11 @@ class GunicornLogger(_GunicornLogger):  # type: ignore[misc]
 
     def now(self) -> str:
         return _ts(time.time())
+
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._\-]{1,128}$")
+
+
+def request_id(incoming: str) -> str:
+    """The request id of a request: the client's ``X-Request-ID`` when well-formed, else a new one."""
+    return incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Callable, Iterator, Mapping
 
 from prometheus_client import (
@@ -129,3 +130,13 @@ def render(counts: Callable[[], Snapshot],
     else:
         body = generate_latest(REGISTRY)
     return body + generate_latest(queue), CONTENT_TYPE_LATEST
+
+
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def observe_latency(method: str, route: str, status: int, start: float) -> None:
+    """Record a request in the latency histogram (``start``: its ``time.perf_counter()`` at arrival)."""
+    # labels come from a bounded set: no client can mint new series with odd methods or paths
+    method = method if method in _METHODS else "other"
+    REQUEST_LATENCY.labels(method, route, str(status)).observe(time.perf_counter() - start)

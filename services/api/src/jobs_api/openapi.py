@@ -18,20 +18,27 @@ from jobs_core.config import MAX_TIMEOUT_SECONDS as MAX_TIMEOUT_SECONDS
 from jobs_core.model import DEFAULT_PRIORITY, MAX_PRIORITY, MIN_PRIORITY, JobStatus
 
 from jobs_api import __version__, openapi_audit, openapi_batch, openapi_events, openapi_queues
-from jobs_api.openapi_parts import FORBIDDEN, RETRY_AFTER, json_body, op, problem, submission
+from jobs_api.openapi_parts import (
+    _NULLABLE_TIMESTAMP,
+    _TIMESTAMP,
+    FORBIDDEN,
+    RETRY_AFTER,
+    json_body,
+    op,
+    problem,
+    submission,
+)
 from jobs_api.openapi_parts import MAX_IDEMPOTENCY_KEY_LENGTH as MAX_IDEMPOTENCY_KEY_LENGTH
+from jobs_api.openapi_parts import MAX_TASK_NAME_LENGTH as MAX_TASK_NAME_LENGTH
 
 MAX_DELAY_SECONDS = 7 * 24 * 3600
 MAX_WAIT_SECONDS = 60
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
-MAX_TASK_NAME_LENGTH = 200
 
 STATUSES = [s.value for s in JobStatus]
 
 _NULLABLE_STRING = {"type": ["string", "null"]}
-_TIMESTAMP = {"type": "string", "format": "date-time", "description": "RFC 3339, UTC"}
-_NULLABLE_TIMESTAMP = {"type": ["string", "null"], "format": "date-time", "description": "RFC 3339, UTC"}
 
 SCHEMAS: dict[str, Any] = {
     "SubmitRequest": {

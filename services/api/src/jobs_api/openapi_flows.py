@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from jobs_core.config import MAX_ATTEMPTS_LIMIT, MAX_TIMEOUT_SECONDS
 from jobs_core.schedules import (
     DEFAULT_CATCHUP_WINDOW_SECONDS,
     MAX_CATCHUP_WINDOW_SECONDS,
@@ -15,16 +16,12 @@ from jobs_core.schedules import (
     Overlap,
 )
 
-from jobs_api.openapi import (
+from jobs_api.openapi_parts import (
     _NULLABLE_TIMESTAMP,
     _TIMESTAMP,
-    MAX_ATTEMPTS_LIMIT,
-    MAX_TASK_NAME_LENGTH,
-    MAX_TIMEOUT_SECONDS,
-)
-from jobs_api.openapi_parts import (
     FORBIDDEN,
     IDEMPOTENT_REPLAYED,
+    MAX_TASK_NAME_LENGTH,
     RETRY_AFTER,
     SECURITY,
     idempotency_key,

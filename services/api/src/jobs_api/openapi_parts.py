@@ -6,6 +6,10 @@ from typing import Any
 
 #: Longest Idempotency-Key header accepted.
 MAX_IDEMPOTENCY_KEY_LENGTH = 200
+MAX_TASK_NAME_LENGTH = 200
+
+_TIMESTAMP = {"type": "string", "format": "date-time", "description": "RFC 3339, UTC"}
+_NULLABLE_TIMESTAMP = {"type": ["string", "null"], "format": "date-time", "description": "RFC 3339, UTC"}
 
 
 def problem(description: str, headers: dict[str, Any] | None = None) -> dict[str, Any]:

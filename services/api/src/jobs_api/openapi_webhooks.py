@@ -7,8 +7,7 @@ from typing import Any
 
 from jobs_core.subscriptions import MAX_TASKS, TERMINAL
 
-from jobs_api.openapi import _TIMESTAMP, MAX_TASK_NAME_LENGTH
-from jobs_api.openapi_parts import FORBIDDEN, SECURITY, json_body, op, problem
+from jobs_api.openapi_parts import _TIMESTAMP, FORBIDDEN, MAX_TASK_NAME_LENGTH, SECURITY, json_body, op, problem
 
 _FILTERS: dict[str, Any] = {
     "statuses": {"type": ["array", "null"], "minItems": 1, "uniqueItems": True,

@@ -22,6 +22,7 @@ from typing import Any
 from flask import current_app, request
 
 from jobs_api.problems import Problem
+from jobs_api.state import state
 
 log = logging.getLogger("jobs_api.ratelimit")
 EXTENSION = "jobs_api_auth_limiter"
@@ -61,8 +62,6 @@ class AuthLimiter:
         """Count a failure; raise the 429 when it takes the address or the prefix over the limit."""
         if self.limit <= 0:
             return
-        from jobs_api.state import state
-
         try:
             n_ip, s_ip, n_key, s_key = state().store.count_auth_failure(address, presented[:PREFIX_CHARS],
                                                                           self.window_seconds)

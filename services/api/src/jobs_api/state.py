@@ -10,10 +10,10 @@ import orjson
 from flask import Response, current_app
 from jobs_core.config import Settings
 
-from jobs_api.auth import Authenticator
-
 if TYPE_CHECKING:
     from jobs_core.store import JobStore
+
+    from jobs_api.auth import Authenticator  # a type only: auth looks the state up at request time
 
 EXTENSION = "jobs_api"
 

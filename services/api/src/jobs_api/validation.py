@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -18,7 +19,10 @@ from jsonschema.validators import validator_for
 from referencing import Registry
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from jobs_api.openapi_parts import MAX_IDEMPOTENCY_KEY_LENGTH
 from jobs_api.problems import Problem, validation_problem
+
+_IDEMPOTENCY_KEY = re.compile(rf"^[\x21-\x7e]{{1,{MAX_IDEMPOTENCY_KEY_LENGTH}}}$")
 
 MAX_ERRORS = 50
 
@@ -290,3 +294,25 @@ def query_seconds(name: str, maximum: float) -> float:
             status=400,
         )
     return value
+
+
+def idempotency_key() -> str | None:
+    """The request's ``Idempotency-Key`` header (None when absent); a malformed one is 400."""
+    return checked_idempotency_key(request.headers.get("Idempotency-Key"))
+
+
+def checked_idempotency_key(raw: str | None) -> str | None:
+    """An ``Idempotency-Key`` header value (None when absent) once checked; a malformed one is 400."""
+    if raw is None:
+        return None
+    if not _IDEMPOTENCY_KEY.match(raw):
+        raise validation_problem(
+            [
+                {
+                    "path": "/headers/Idempotency-Key",
+                    "message": f"must be 1-{MAX_IDEMPOTENCY_KEY_LENGTH} visible ASCII characters",
+                }
+            ],
+            status=400,
+        )
+    return raw

@@ -14,10 +14,9 @@ from jobs_core.workflows import Dependency, FlowNode, OnFailure
 
 from jobs_api import openapi_flows
 from jobs_api.auth import current_tenant, protect, requires
-from jobs_api.jobs import idempotency_key
 from jobs_api.problems import Problem, validation_problem
 from jobs_api.state import json_response, state
-from jobs_api.validation import read_json_body, schema_errors
+from jobs_api.validation import idempotency_key, read_json_body, schema_errors
 from jobs_api.webhooks import safe_url
 
 bp = Blueprint("workflows", __name__)
