@@ -20,11 +20,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+import redis
 from jobs_core.config import Settings
 from jobs_core.model import Job, JobStatus
 from jobs_core.store import JobStore
 from support.procs import service_env, start_worker, stop, wait_for
-from support.redis_server import RedisServer
+from support.redis_server import RedisServer, free_port
 from support.valkey_ha import Node
 
 from .conftest import LEASE_SECONDS, REAPER_SECONDS
@@ -380,3 +381,46 @@ def test_the_childs_call_is_the_workers_finish_with_its_own_memo(store: JobStore
     expected = b"".join(store.redis.connection_pool.get_connection().pack_command(
         "EVALSHA", store._finish_claim.sha, len(keys), *keys, *args[:-1], "tok:1"))
     assert recipe.prefix + _bulk("j-1", 3, "succeeded", b"{}", "a/b", "", 0, "tok:1") == expected
+
+
+def answers(store: JobStore) -> bool:
+    try:
+        store.ping()
+    except redis.ConnectionError:
+        return False
+    return True
+
+
+def test_child_finishes_over_tls_with_a_password(tmp_path: Path) -> None:
+    """rediss:// with a password and a private CA (as test_tls_and_auth runs Redis): the child's connection
+    verifies the server as the worker's does, authenticates, and stores the success; without the CA it
+    refuses the server and hands the result to the worker (None)."""
+    from jobs_worker.child_finish import Finisher, recipe_for
+
+    from tests.core.test_tls_and_auth import REDIS_SERVER, _certs
+
+    assert REDIS_SERVER
+    ca, cert, key = _certs(tmp_path)
+    port = free_port()
+    proc = subprocess.Popen(
+        [REDIS_SERVER, "--port", "0", "--tls-port", str(port), "--bind", "127.0.0.1", "--tls-cert-file", str(cert),
+         "--tls-key-file", str(key), "--tls-ca-cert-file", str(ca), "--tls-auth-clients", "no",
+         "--requirepass", "s3cret", "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        s = Settings.from_env({"REDIS_URL": f"rediss://127.0.0.1:{port}/0", "REDIS_PASSWORD": "s3cret",
+                               "REDIS_TLS_CA_FILE": str(ca), "JOBS_KEY_PREFIX": "tls-child"})
+        store = JobStore.from_settings(s)
+        wait_for(lambda: answers(store), 10, what="the TLS server")
+        recipe = recipe_for(store, "host:1:tls", 0)
+        assert recipe is not None and recipe.address.tls and "s3cret" not in repr(recipe)
+        untrusted = dataclasses.replace(recipe, address=dataclasses.replace(recipe.address, tls_ca_file=None))
+        job, _ = store.enqueue("echo", {})
+        [claimed] = store.claim("host:1:tls", 1)
+        assert Finisher(untrusted).finish(job.id, 1, b"{}", "application/json", lambda: False) is None
+        assert store.get(job.id).status is JobStatus.RUNNING
+        assert Finisher(recipe).finish(job.id, 1, b"{}", "application/json", lambda: False) == ("finished", "succeeded")
+        assert store.get(job.id).status is JobStatus.SUCCEEDED and claimed.id == job.id
+    finally:
+        proc.kill()
+        proc.wait(10)

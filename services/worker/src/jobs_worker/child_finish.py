@@ -57,7 +57,7 @@ class RedisAddress:
     password: str | None = field(default=None, repr=False)  # never in a log line or an error message
     tls: bool = False
     tls_ca_file: str | None = None
-    tls_check_hostname: bool = False
+    tls_check_hostname: bool = True
     connect_timeout: float = 5.0
     timeout: float | None = 10.0
 
@@ -97,7 +97,7 @@ def recipe_for(store: JobStore, worker_id: str, slot: int) -> FinishRecipe | Non
     address = RedisAddress(
         host=kwargs.get("host", "localhost"), port=int(kwargs.get("port", 6379)), db=int(kwargs.get("db", 0) or 0),
         username=kwargs.get("username"), password=kwargs.get("password"), tls=tls,
-        tls_ca_file=kwargs.get("ssl_ca_certs"), tls_check_hostname=bool(kwargs.get("ssl_check_hostname", False)),
+        tls_ca_file=kwargs.get("ssl_ca_certs"), tls_check_hostname=bool(kwargs.get("ssl_check_hostname", True)),
         connect_timeout=float(kwargs.get("socket_connect_timeout") or 5.0), timeout=kwargs.get("socket_timeout"),
     )
     prefix = store.finish_call_prefix(worker_id, store.keys.claim_memo(memo_owner(worker_id, slot)))
