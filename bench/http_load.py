@@ -39,6 +39,13 @@ def _cpu_self() -> float:
     return r.ru_utime + r.ru_stime
 
 
+def _busy_cpu() -> float:
+    """CPU seconds the whole machine has spent busy (every core; /proc/stat: all but idle and iowait)."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    return (sum(fields[:8]) - fields[3] - fields[4]) / TICK  # user nice system idle iowait irq softirq steal
+
+
 def _tree(pid: int) -> list[int]:
     """``pid`` and its descendants (Linux /proc)."""
     out, stack = [], [pid]
@@ -168,15 +175,20 @@ async def _versus(urls: tuple[str, str], body: bytes, headers: dict[str, str], c
             await t.warm()
             await t.segment(warmup, counted=False)
         load = os.getloadavg()[0]
+        busy0, start = _busy_cpu(), time.perf_counter()
         for i in range(rounds):
             for t in ((a, b) if i % 2 == 0 else (b, a)):
                 await t.segment(duration / rounds)
+        # what processes other than the two servers and this generator ran on the cores meanwhile; the
+        # load average cannot say it, as it counts the measured servers and this process too
+        others = _busy_cpu() - busy0 - a.client_cpu - a.server_cpu - b.client_cpu - b.server_cpu
+        others_share = max(0.0, others) / ((time.perf_counter() - start) * (os.cpu_count() or 1))
     ratios = [x / y for x, y in zip(a.rounds, b.rounds, strict=True)]
     return {"a": a.result(), "b": b.result(), "rounds": rounds, "segment_s": duration / rounds, "warmup_s": warmup,
             "ratio": {**spread(ratios), "runs": [round(r, 3) for r in ratios]},
             # the machine's 1-minute load average before and after the rounds: with other work on the cores,
             # Redis (ours only) gets a scheduler share of its own and the ratio reads high (bench/analysis.md)
-            "load": [round(load, 2), round(os.getloadavg()[0], 2)]}
+            "load": [round(load, 2), round(os.getloadavg()[0], 2)], "others_cpu_share": round(others_share, 3)}
 
 
 def main() -> None:

@@ -364,7 +364,8 @@ def part_http(url: str, jobs: int, procs: int, concurrency: int, round_trips: in
                                 redis_pid=int(client.info("server")["process_id"]))
                 out[f"api_c{c}"], out[f"hello_c{c}"] = ab["a"], ab["b"]
                 out[f"ratio_c{c}"] = {**ab["ratio"], "rounds": ab["rounds"], "segment_s": ab["segment_s"],
-                                      "warmup_s": ab["warmup_s"], "load": ab["load"]}
+                                      "warmup_s": ab["warmup_s"], "load": ab["load"],
+                                      "others_cpu_share": ab.get("others_cpu_share")}
         finally:
             hello.stop()
         out["batch"] = batch_load(api, batch, duration / 2)

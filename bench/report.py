@@ -186,11 +186,19 @@ def _cpu_ratio(a: dict[str, Any], h: dict[str, Any]) -> str:
     return f"; server CPU per request, bare ÷ ours: {ch / ca * 100:.0f}%" if ca and ch else ""
 
 
+#: Other processes' share of the cores during the rounds above which the reading counts as contended.
+CONTENDED_SHARE = 0.10
+
+
 def _load(r: dict[str, Any]) -> str:
-    """The load average around the rounds, when above the 2 cores: a contended reading."""
-    load = r.get("load") or [0.0]
-    return (f"; load average {min(load):.1f}-{max(load):.1f} during the rounds: contended, reads high"
-            if max(load) > 2 else "")
+    """What else ran on the cores during the rounds: over a tenth of them is a contended reading."""
+    share = r.get("others_cpu_share")
+    if share is None:  # a result from before the share was measured: the load average, no verdict (it
+        load = r.get("load")  # counts the measured servers, their Redis and the load generator too)
+        return (f"; load average {min(load):.1f}-{max(load):.1f} during the rounds, the measured processes included"
+                if load else "")
+    text = f"; other processes used {share * 100:.0f}% of the cores during the rounds"
+    return text + (": contended, reads high" if share > CONTENDED_SHARE else "")
 
 
 def _finished_bytes(ours: dict[str, Any]) -> str:
