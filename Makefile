@@ -53,7 +53,7 @@ bench-smoke: install .venv-bench/.installed ## every bench part with tiny counts
 # also runs what `make test` samples or leaves to the images: every bad setting through `make run`, the
 # failover negative control, and the e2e scenarios against local processes (README "Testing").
 RELIABILITY_FULL_ONLY = tests/api/test_bad_settings.py tests/e2e/test_local_stack.py
-reliability: install ## chaos, Redis/API crashes, Sentinel failover, hostile input, tenants, load at full size (~24 min measured on a busy 2-core host: README, Guarantees); prints the table
+reliability: install ## chaos, Redis/API crashes, Sentinel failover, hostile input, tenants, load at full size (~12 min on an idle 2-core host, ~24 on a busy one: README, Guarantees); prints the table
 	RELIABILITY_PROFILE=full .venv/bin/pytest tests/reliability $(RELIABILITY_FULL_ONLY) -o timeout=900 $(PYTEST_ARGS)
 
 clean:
