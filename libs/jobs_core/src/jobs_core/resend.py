@@ -33,12 +33,12 @@ from jobs_core import tracing
 from jobs_core.config import Settings
 from jobs_core.connection import NOSCRIPT_RERUNS, check_confirmation
 from jobs_core.pubsub_read import HIREDIS_PARSER, NEED_MORE
+from jobs_core.resend_policy import BACKOFF_BASE, BACKOFF_CAP, RESENDS
 
 T = TypeVar("T")
 
 #: Re-sends after the first send, and their backoff: as the clients of :func:`jobs_core.connection.connect`.
-RESENDS = 3
-BACKOFF = ExponentialBackoff(cap=1.0, base=0.05)
+BACKOFF = ExponentialBackoff(cap=BACKOFF_CAP, base=BACKOFF_BASE)
 #: The errors after which a call may or may not have run (the reply never came).
 LOST = (redis.ConnectionError, redis.TimeoutError)
 #: redis-py's packer of connections that pack with hiredis (a dependency of jobs-core): see :func:`_pack`

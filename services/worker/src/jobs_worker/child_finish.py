@@ -37,13 +37,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import hiredis
+from jobs_core.resend_policy import BACKOFF_BASE, BACKOFF_CAP, RESENDS
 
 if TYPE_CHECKING:  # worker side only: never imported by a child (redis-py pulls OpenTelemetry in)
     from jobs_core.store import JobStore
 
-#: re-sends after the first send, and their backoff: as :data:`jobs_core.resend.RESENDS` / ``BACKOFF``
-RESENDS = 3
-BACKOFF_BASE, BACKOFF_CAP = 0.05, 1.0
 
 
 @dataclass(frozen=True, slots=True)
